@@ -47,7 +47,7 @@ RUN pip wheel --wheel-dir /wheels -r requirements.txt \
  && rm -rf sqlalchemy/testing alembic/testing mako/testing \
  && find . -type f \( -name '*.pyi' -o -name '*.c' -o -name '*.pyx' -o -name '*.pxd' \) \
       -delete
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY kneo ./kneo
 # No .git in the build context: the version setuptools-scm would read from the tag is given
 # (the release workflow passes the tag; a local build says 0.0.0+unknown).
@@ -93,6 +93,8 @@ RUN printf 'path-exclude=/usr/share/doc/*\npath-exclude=/usr/share/man/*\npath-e
       --shell /usr/sbin/nologin kneo \
  && mkdir -p /app/.kneo && chown kneo:kneo /app/.kneo
 COPY --from=build /opt/kneo /opt/kneo
+# Kneo's license where scanners and people look for it (the wheel's dist-info has it too)
+COPY LICENSE /licenses/kneo/LICENSE
 WORKDIR /app
 # The example project (specs, functions, project config) the tutorial and the smoke use;
 # build FROM this image and COPY your own project over it for a real deployment.

@@ -59,6 +59,30 @@ SECRET_VARIABLES = frozenset(
         "POSTGRES_PASSWORD",
     }
 )
+#: The secrets each server role reads, by role (the Kubernetes manifests and the Helm chart
+#: hand a role these keys of the Secret and no other; docs/deployment.md, "Secrets per role").
+#: The API authenticates callers (API keys, the console's cookie, the Git host's webhook),
+#: signs bundles and seals A2A push configs; the workers' sweeps sign decision links in
+#: notifications and unseal push configs; the controller fetches Git; a migration needs the
+#: database only. Model providers' keys (the API's synchronous runs and the workers) are named
+#: by the project config, not here. tests/deploy/test_helm_chart.py checks this table against
+#: every secret Settings reads.
+ROLE_SECRETS: dict[str, tuple[str, ...]] = {
+    "api": (
+        "KNEO_SERV_DATABASE_URL",
+        "KNEO_SERV_API_KEYS",
+        "KNEO_SERV_ADMIN_API_KEY",
+        "KNEO_SERV_CONSOLE_SECRET",
+        "KNEO_SERV_WEBHOOK_SECRET",
+        "KNEO_SERV_SPEC_SIGNING_KEY",
+        "KNEO_SERV_A2A_PUSH_SECRET",
+    ),
+    "worker": ("KNEO_SERV_DATABASE_URL", "KNEO_SERV_CONSOLE_SECRET", "KNEO_SERV_A2A_PUSH_SECRET"),
+    "controller": ("KNEO_SERV_DATABASE_URL", "KNEO_SERV_GIT_TOKEN"),
+    "migrate": ("KNEO_SERV_DATABASE_URL",),
+}
+#: Secrets of a client of the service (the CLI's own key), which no server role reads.
+CLIENT_SECRETS: tuple[str, ...] = ("KNEO_SERV_API_KEY",)
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|HMAC)", re.I)
 #: What a value left from an example or a tutorial looks like.
 _PLACEHOLDER = re.compile(

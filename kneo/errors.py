@@ -268,6 +268,8 @@ class ErrorCode:
     service_mode_unavailable: Final = _code("service_mode_unavailable", "ServiceModeUnavailable", 400, "this command runs locally only, but a service was selected")
     service_unavailable: Final = _code("service_unavailable", "ServiceError", 400, "the CLI cannot reach the service at the selected URL")
     slack_signature_invalid: Final = _code("slack_signature_invalid", "SlackSignatureInvalid", 401, "a Slack interaction callback whose `X-Slack-Signature` does not match the app's signing secret, whose timestamp is more than 5 minutes away, or that was received before (a replay)")
+    not_the_assignee: Final = _code("not_the_assignee", "Forbidden", 403, "the environment makes assignees binding and the caller is neither the request's assignee (a `user:`, a key, a member of its `group:`) nor one of its `assignments.override` entries")
+    slack_call_failed: Final = _code("slack_call_failed", "ProviderError", 502, "Slack refused or did not answer a Web API call made for a click (`views.open` answers `expired_trigger_id` after 3 s); the clicker is told, nothing is decided")
     slack_user_unknown: Final = _code("slack_user_unknown", "Forbidden", 403, "the Slack user who clicked is in no `notifications.people` entry and Slack shows no confirmed e-mail address for them")
     source_error: Final = _code("source_error", "SourceError", 502, "the controller cannot read the Git source")
     source_not_a_repository: Final = _code("source_not_a_repository", "SourceError", 502, "`controller.repo` is not a Git repository")

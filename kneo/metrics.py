@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo import __version__, tracing
 from kneo.logs import get_logger
 from kneo.projects import DEFAULT_PROJECT
+from kneo.version import version_info
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -391,7 +392,7 @@ class BuildInfo:
 
         info = GaugeMetricFamily(
             "kneo_build_info",
-            "Kneo's version and source revision (KNEO_SERV_BUILD_REVISION); always 1.",
+            "Kneo's version and source revision (as kneo version says it); always 1.",
             labels=["version", "revision"],
         )
         info.add_metric([__version__, self.revision], 1)
@@ -406,7 +407,8 @@ def exposition_registry(store: GaugeSource | None, settings: Settings) -> Collec
     enable()
     assert _metrics is not None
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BuildInfo(settings.build_revision))
+    # the image's build argument, else the checkout's or the build's commit (kneo.version)
+    registry.register(BuildInfo(settings.build_revision or version_info().revision))
     registry.register(_metrics.registry)
     if store is not None:
         registry.register(StoreGauges(store))

@@ -16,13 +16,29 @@ NOTIFICATION_EVENTS: dict[str, str] = {
     "human.expired": "error",
     "human.decision": "info",
     "promotion.awaiting_approval": "info",
+    "promotion.override_requested": "warning",
+    "rollback.awaiting_approval": "warning",
     "promotion.evals_failed": "error",
     "bundle.promoted": "info",
     "bundle.rejected": "error",
     "bundle.drift_reverted": "warning",
     "controller.reconcile_failed": "error",
+    "policy.held": "warning",
+    "policy.below_floor": "error",
+    "policy.applied": "info",
+    "policy.changed": "info",
     "run.failed": "error",
 }
+
+#: The events asking approvers to decide (a promotion, a freeze override, a rollback, a held
+#: policy change that needs approvals): each approver's message carries their decision link
+#: or buttons, like a human request's.
+APPROVAL_EVENTS: tuple[str, ...] = (
+    "promotion.awaiting_approval",
+    "promotion.override_requested",
+    "rollback.awaiting_approval",
+    "policy.held",
+)
 
 #: Audit event type -> the notification event it causes, written in the same transaction
 #: (``human.expiring`` has no audit event: the dispatcher's sweep writes it).
@@ -32,6 +48,14 @@ NOTIFIED_AUDITS: dict[str, str] = {
     "human.expired": "human.expired",
     "human.decision": "human.decision",
     "promotion.requested": "promotion.awaiting_approval",
+    # a removal held for the environment's approvers is decided like a promotion
+    "prune.requested": "promotion.awaiting_approval",
+    "promotion.override_requested": "promotion.override_requested",
+    "bundle.rollback_requested": "rollback.awaiting_approval",
+    "policy.held": "policy.held",
+    "policy.below_floor": "policy.below_floor",
+    "policy.applied": "policy.applied",
+    "policy.changed": "policy.changed",
     "promotion.evals_failed": "promotion.evals_failed",
     "bundle.promoted": "bundle.promoted",
     "bundle.rejected": "bundle.rejected",
@@ -40,4 +64,4 @@ NOTIFIED_AUDITS: dict[str, str] = {
     "run.failed": "run.failed",
 }
 
-__all__ = ["NOTIFICATION_EVENTS", "NOTIFIED_AUDITS", "SEVERITIES"]
+__all__ = ["APPROVAL_EVENTS", "NOTIFICATION_EVENTS", "NOTIFIED_AUDITS", "SEVERITIES"]

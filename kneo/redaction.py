@@ -26,6 +26,7 @@ functions, no I/O.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import cache, lru_cache
@@ -54,7 +55,7 @@ def _re(source: str) -> re.Pattern[str]:
 
 
 _SECRET_KEY = (
-    r"(?i)(pass(word|wd)?|secret|token|api[_-]?key|apikey|authorization|auth[_-]?header|"
+    r"(?i)(pass(word|wd)?|pwd|secret|token|api[_-]?key|apikey|authorization|auth[_-]?header|"
     r"private[_-]?key|credential|cookie|session[_-]?key|signing[_-]?key|x-api-key)"
 )
 # Keys that contain a secret-looking word but only ever hold metadata about secrets.
@@ -98,7 +99,7 @@ _SECRET_NAME = (
     # segments before the keyword, fewest first; possessive inside a segment, so a word is
     # never re-read character by character (that made this pattern cost 2.5x the rest)
     r"(?<![A-Za-z0-9])(?:[A-Za-z0-9]++[_.-])*?"
-    r"(?:pass(?:word|wd|phrase)|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"(?:pass(?:word|wd|phrase)|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|credentials?|auth)"
     r"(?:[_.-][A-Za-z0-9]++)*+(?![A-Za-z0-9])"
 )
@@ -136,6 +137,7 @@ def _authorization(match: re.Match[str]) -> str:
 _Rule = tuple[tuple[str, ...], str, Any]
 _ASSIGNED_TRIGGERS = (
     "pass",
+    "pwd",
     "secret",
     "token",
     "credential",
@@ -190,6 +192,10 @@ _SECRET_PATTERNS: tuple[_Rule, ...] = (
     (("akia", "asia"), r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", REDACTED),
     (("aiza",), r"\bAIza[0-9A-Za-z_-]{30,}", REDACTED),
     (("k_",), r"\b(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}", REDACTED),
+    # npm access tokens, SendGrid API keys, Twilio API key SIDs
+    (("npm_",), r"\bnpm_[A-Za-z0-9]{36}\b", REDACTED),
+    (("sg.",), r"\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}", REDACTED),
+    (("sk",), r"\bSK[0-9a-fA-F]{32}\b", REDACTED),
     (_ASSIGNED_TRIGGERS, _ASSIGNED_SECRET, _assigned),
     (
         ("private key",),
@@ -222,6 +228,8 @@ _PATTERNS = _SECRET_PATTERNS + _PERSONAL_PATTERNS
 _PLAIN = (
     "@",
     "pass",
+    "pwd",
+    "npm_",
     "secret",
     "bearer",
     "sk-",
@@ -250,6 +258,8 @@ _GROUPS = (
     ("gh", r"gh[pousr]_"),
     ("gl", r"gl(?:pat|dt|rt|cbt|imt|ptt|agent|oas|soat|ft|ffct)-"),
     ("k_", r"[sr]k_(?:live|test)_"),
+    ("sg.", r"(?<![a-z0-9])sg\.[a-z0-9_-]{16,32}\."),
+    ("sk", r"(?<![a-z0-9])sk[0-9a-f]{32}(?![a-z0-9])"),
     ("auth", r"(?<![a-z0-9])auth(?![a-z0-9])|auth(?:orization|[-_]?header)"),
     ("key", "key(?:" + "|".join(f"(?<={k})" for k in _KEYS) + ")"),
 )
@@ -271,6 +281,8 @@ _KNOWN: tuple[str, ...] = ()
 _KNOWN_FORMS: tuple[str, ...] = ()
 #: Shorter values are not redacted by value: too likely to be ordinary text.
 MIN_SECRET_CHARS = 6
+#: A known secret's base64 form shorter than this is not redacted by value.
+MIN_BASE64_CHARS = 8
 
 
 def reduce_url(url: str) -> str:
@@ -291,12 +303,31 @@ def reduce_url(url: str) -> str:
     return f"{scheme}://{authority.rpartition('@')[2]}{rest[end:]}"
 
 
+def base64_forms(secret: str) -> set[str]:
+    """What ``secret`` reads as inside base64 text (standard and URL-safe alphabets), at
+    each of the three offsets it may start at in the encoded bytes (``user:secret`` in a
+    Basic header, a config blob): the characters that depend on the secret's bytes alone.
+    Forms shorter than :data:`MIN_BASE64_CHARS` are left out (too likely to be text)."""
+    raw = secret.encode()
+    forms: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = -(-8 * offset // 6)  # the first character made of the secret's bits only
+        end = 8 * (offset + len(raw)) // 6
+        core = encoded[start:end]
+        if len(core) >= MIN_BASE64_CHARS:
+            forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return forms
+
+
 def remember_secrets(values: Iterable[str | None]) -> None:
-    """Redact these values by value from now on, in this process. Every process that holds
-    secrets registers them as it starts (the platform factory: Kneo's own secrets and the
-    project's declared ones), so a secret that escapes every pattern is still caught."""
+    """Redact these values by value from now on, in this process, as they are and wrapped
+    in base64 (:func:`base64_forms`). Every process that holds secrets registers them as it
+    starts (the platform factory: Kneo's own secrets and the project's declared ones), so a
+    secret that escapes every pattern is still caught."""
     global _KNOWN, _KNOWN_FORMS
-    known = set(_KNOWN) | {v for v in values if v and len(v) >= MIN_SECRET_CHARS}
+    given = {v for v in values if v and len(v) >= MIN_SECRET_CHARS}
+    known = set(_KNOWN) | given | {f for v in given for f in base64_forms(v)}
     _KNOWN = tuple(sorted(known, key=len, reverse=True))
     escaped = {jsontext.dumps(v)[1:-1] for v in _KNOWN}
     _KNOWN_FORMS = tuple(sorted(set(_KNOWN) | escaped, key=len, reverse=True))

@@ -659,7 +659,7 @@ class Settings:
         from urllib.parse import urlsplit
 
         values = [self.admin_api_key, self.client_api_key, self.console_secret, self.git_token]
-        values += [self.spec_signing_key or "", self.a2a_push.secret]
+        values += [self.spec_signing_key or "", self.a2a_push.secret, self.webhook_secret or ""]
         if self.oidc.client_secret_env:
             values.append(self.environ.get(self.oidc.client_secret_env, ""))
         for entry in self.api_keys.split(";"):

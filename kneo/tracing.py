@@ -130,7 +130,7 @@ def start_span(
     kind: Any = None,
 ) -> Any:
     """A started span (tracing must be on): child of ``parent`` (a span) or else of the
-    current context."""
+    current context; ``INTERNAL`` unless ``kind`` says (``client_kind()`` for a call out)."""
     from opentelemetry import trace
 
     context = trace.set_span_in_context(parent) if parent is not None else None
@@ -152,6 +152,29 @@ def span(name: str, **attrs: Any) -> Iterator[Any]:
         return
     with _tracer.start_as_current_span(name, attributes=attributes(attrs)) as current:
         yield current
+
+
+@contextmanager
+def client_span(name: str, **attrs: Any) -> Iterator[Any]:
+    """:func:`span` for a call out of the process (a ``CLIENT`` span, as the semantic
+    conventions ask of a request to a remote service): current inside the block, so the
+    outgoing request can carry its context; ``None`` while off."""
+    if _tracer is None:
+        yield None
+        return
+    from opentelemetry import trace
+
+    with _tracer.start_as_current_span(
+        name, kind=trace.SpanKind.CLIENT, attributes=attributes(attrs)
+    ) as current:
+        yield current
+
+
+def client_kind() -> Any:
+    """``SpanKind.CLIENT``, for :func:`start_span` (tracing must be on)."""
+    from opentelemetry import trace
+
+    return trace.SpanKind.CLIENT
 
 
 def current(target: Any) -> AbstractContextManager[Any]:
@@ -246,6 +269,8 @@ def link_to_current(kind: str) -> list[Any]:
 __all__ = [
     "attributes",
     "carrier",
+    "client_kind",
+    "client_span",
     "configure",
     "current",
     "end_server_span",

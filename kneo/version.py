@@ -6,7 +6,9 @@ disagree. The version is the Git tag the package was built from (setuptools-scm 
 ``kneo/_version.py`` at build time, with the commit); a source tree that was never built falls
 back to the installed distribution's metadata, then to ``0.0.0+unknown``. The revision is the
 image's ``KNEO_SERV_BUILD_REVISION`` when set (the image knows it better than the wheel inside
-it), else the commit the build recorded, else ``unknown``.
+it), else the commit checked out when the package runs from a Git checkout (an editable
+install: its ``_version.py`` was written at install time and names that commit, not today's),
+else the commit the build recorded, else ``unknown``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ DISTRIBUTION = "kneo-platform"
 #: schema revision this code ships. Read from the file names, not by importing the store
 #: (this module sits below it); a test keeps it equal to ``kneo.store.migrate.HEAD_REVISION``.
 MIGRATIONS = Path(__file__).resolve().parent / "store" / "migrations" / "versions"
+#: The directory holding the package: a Git checkout's root for an editable install,
+#: ``site-packages`` for a wheel (no ``.git`` there).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 UNKNOWN_VERSION = "0.0.0+unknown"
 
 
@@ -64,10 +69,59 @@ def package_version() -> str:
         return UNKNOWN_VERSION
 
 
+def _git_dir(root: Path) -> Path | None:
+    """The Git directory of a checkout at ``root`` (a linked worktree's ``.git`` is a file)."""
+    dot_git = root / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    if dot_git.is_file():
+        line = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if line.startswith("gitdir:"):
+            found = Path(line.removeprefix("gitdir:").strip())
+            return found if found.is_absolute() else (root / found).resolve()
+    return None
+
+
+def checkout_revision(root: Path = SOURCE_ROOT) -> str | None:
+    """The commit checked out at ``root``, read from Git's files (no ``git`` process), or None.
+
+    Loose and packed refs, a detached HEAD and a linked worktree (whose refs live in the main
+    repository's directory, named by ``commondir``) are read.
+    """
+    git_dir = _git_dir(root)
+    if git_dir is None:
+        return None
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        if not head.startswith("ref:"):
+            return head or None
+        ref = head.removeprefix("ref:").strip()
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = (
+                git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+            ).resolve()
+        for base in (git_dir, common):
+            if (base / ref).is_file():
+                return (base / ref).read_text(encoding="utf-8").strip() or None
+        packed = common / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                sha, _, name = line.partition(" ")
+                if name.strip() == ref and not line.startswith(("#", "^")):
+                    return sha
+    except OSError:
+        return None
+    return None
+
+
 def _revision(commit: str | None) -> str:
     given = (os.environ.get("KNEO_SERV_BUILD_REVISION") or "").strip()
     if given and given != "unknown":
         return given
+    checked_out = checkout_revision()
+    if checked_out:
+        return checked_out[:12]
     if commit:
         return commit.removeprefix("g")
     return "unknown"
@@ -102,6 +156,7 @@ __all__ = [
     "UNKNOWN_VERSION",
     "VersionInfo",
     "__version__",
+    "checkout_revision",
     "package_version",
     "schema_revision",
     "version_info",

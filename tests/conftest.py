@@ -88,6 +88,7 @@ SLOW_MODULES = frozenset(
         "operations/test_restart_and_race.py",
         "operations/test_scale_out.py",
         "release/test_wheel_journey.py",
+        "release/test_init_templates.py",
         "service/test_cli_through_service.py",
         "service/test_live_server.py",
         "service/test_openapi_fuzz.py",

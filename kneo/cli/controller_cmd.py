@@ -502,6 +502,11 @@ def status(opts: ClientOptions = ClientOptions()) -> None:
         screen.print(
             f"policy {env}: {policy.get('state')}: {condition.get('message')}", markup=False
         )
+    for held in data.get("prunes") or []:  # removals the policy in force holds back
+        task = f" (task {held['task']})" if held.get("task") else ""
+        screen.print(
+            f"prune {held['bundle']} {held['environment']}: {held['state']}{task}", markup=False
+        )
     for problem in data["problems"]:
         screen.print(f"problem {problem['code']}: {problem['message']}", markup=False)
 

@@ -42,9 +42,13 @@ def planned(template: str) -> dict[str, Path]:
 
 
 def _render(text: str, name: str) -> str:
-    version = package_version()
-    pinned = version if "+" not in version and "dev" not in version else "0.1.0"
-    return text.replace("__KNEO_NAME__", name).replace("__KNEO_VERSION__", pinned)
+    """The template with the project's name and the Kneo version running ``kneo init``.
+
+    The version pinned is the one installed, never a guess: a release pins its release, a
+    development build its exact ``0.1.devN+g<hash>`` (which a package index does not serve:
+    the workflow template says to pin a release or a Git reference instead).
+    """
+    return text.replace("__KNEO_NAME__", name).replace("__KNEO_VERSION__", package_version())
 
 
 def scaffold(target: Path, template: str, name: str, *, force: bool) -> list[Path]:

@@ -8,6 +8,7 @@ the spec commands. To add a group, add a row to ``COMMANDS``.
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -63,8 +64,28 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``kneo --version``: the version line, exit 0 (``kneo version`` prints the whole record)."""
+    if value:
+        from kneo.version import package_version
+
+        print(f"kneo {package_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit",
+            callback=_print_version,
+            is_eager=True,
+            expose_value=True,
+        ),
+    ] = False,
+) -> None:
     """Kneo Agent Platform CLI"""
 
 

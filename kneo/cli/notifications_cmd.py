@@ -99,6 +99,41 @@ def retry(
     console().print(f"{data['retried']} deliveries due again")
 
 
+@app.command("check")
+@options
+def check(out: Output = Output()) -> None:
+    """Check this machine's receivers against its keys and role map: each person a receiver
+    sends a personal link or Slack buttons to (the people directory) must be able to decide
+    with them; exit 1 naming each one who cannot, and why."""
+    from kneo.platform.notifications import load_receivers
+    from kneo.platform.recipients import load_people
+    from kneo.service.auth import Authenticator
+    from kneo.service.deciders import reached, undecided
+
+    settings = Settings.from_env()
+    project = ProjectContext.discover(settings=settings)
+    receivers = load_receivers(settings, project.config)  # a variable unset: config_error
+    people = load_people(settings, project.config)
+    found = undecided(Authenticator.from_settings(settings), receivers, people)
+    rows = [
+        {"receiver": r.name, "type": r.type, "links": "personal" if r.personal else "channel",
+         "people": len(reached(r, people))}
+        for r in receivers
+    ]  # fmt: skip
+    if not out.printed_json({"receivers": rows, "undecided": found}):
+        print_table(
+            "Notification receivers",
+            ["receiver", "type", "links", "people"],
+            [[r["receiver"], r["type"], r["links"], r["people"]] for r in rows],
+        )
+        for row in found:
+            console().print(f"{row['receiver']}: {row['person']} cannot decide: {row['reason']}")
+        if not found:
+            console().print("every person a receiver reaches can decide")
+    if found:
+        raise typer.Exit(1)
+
+
 @app.command("test")
 @options
 def send_test(

@@ -29,7 +29,7 @@ from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
 from kneo.spec import SpecCompiler
 from kneo.spec.compiler import describe
-from kneo.spec.loader import load_spec
+from kneo.spec.loader import load_spec, overlay_base
 from kneo.spec.migrate import detect_version, migrate_spec
 from kneo.spec.project import ProjectContext
 from kneo.spec.skills import skills_catalog
@@ -111,6 +111,25 @@ def load_for(spec_path: Path | None, context: ProjectContext) -> LoadedSpec:
     )
 
 
+def _overlay_as_spec(
+    spec_path: Path | None, context: ProjectContext
+) -> tuple[Path | None, ProjectContext]:
+    """An environment overlay given as the spec (``specs/x.dev.yaml``) is checked as what it
+    is: its spec with the overlay merged, in the overlay's environment."""
+    if spec_path is None:
+        return spec_path, context
+    found = overlay_base(spec_path, context.declared_environments(), context.config)
+    if found is None:
+        return spec_path, context
+    base, overlay_env = found
+    if context.env_explicit and context.env != overlay_env:
+        raise UsageError(
+            f"{spec_path} is the {overlay_env!r} overlay of {base}: check it with "
+            f"'kneo spec lint {base} --env {overlay_env}' (not --env {context.env})"
+        )
+    return base, project_context(overlay_env)
+
+
 def check(
     spec_path: Path | None,
     env: str | None,
@@ -122,6 +141,7 @@ def check(
     (the project's tool registry and the runtimes) for commands that go on to compile.
     ``probe_mcp`` (validate, lint) asks each ``mcp.imports`` server for its tools."""
     context = project_context(env)
+    spec_path, context = _overlay_as_spec(spec_path, context)
     loaded = load_for(spec_path, context)
     compiler = SpecCompiler(
         runtime_registry=create_runtime_registry(), tool_registry=context.tool_registry(tools_ref)

@@ -5,9 +5,14 @@
 decides nothing); ``POST`` decides as the link's recipient, in the groups the people
 directory lists them in, who must still hold ``human:write`` in the project of the link's
 task (an API key of that name, or a person the role map names by ``user:``, one of those
-groups or ``*``: :func:`kneo.service.deciders.check_decider`). The link's token names that
-project; the request is read and decided there and nowhere else. A request already decided, or a link past its
-lifetime, gets a page that says so (by whom and when).
+groups or ``*``: :func:`kneo.service.deciders.check_decider`). A recipient whose right comes
+from their identity provider's groups (which a link cannot know) decides the same way as in
+the console: signed in to the console as the link's recipient, their session's groups count
+(:func:`_signed_in_as`; the session cookie is ``SameSite=Strict``, so another site cannot
+post with it). The link's token names that project; the request is read and decided there
+and nowhere else. A request already decided, or a link past its lifetime, gets a page that
+says so (by whom and when). The page shows what is decided: the workflow, environment,
+step, kind, expiry and the request's own context, and a link to the task in the console.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth
 from kneo.engine.human import Decision
-from kneo.errors import Conflict, KneoError, NotFound
-from kneo.people import Identity, acting
+from kneo.errors import Conflict, Forbidden, KneoError, NotFound
+from kneo.people import Identity, acting, names_of
 from kneo.platform.deadlines import swept_late
 from kneo.platform.decision_links import LinkClaim
 from kneo.service.deciders import check_decider, people_of
@@ -38,7 +43,8 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         return render(request, "decision_link.html", shown, status_code=status)
 
     def claim_and_entry(token: str) -> tuple[LinkClaim, Any, dict[str, Any]]:
-        """The link's claim, the manager of its project and the request it decides."""
+        """The link's claim, the manager of its project and the request it decides (with
+        ``task``: the task's workflow, environment and console path, for context)."""
         if auth.links is None:
             raise NotFound("Decision links are off")
         claim = auth.links.read(token)
@@ -56,7 +62,8 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         )
         if entry is None:
             raise NotFound("The request of this link no longer exists")
-        return claim, manager, dict(entry)
+        about = {k: task.get(k) for k in ("workflow_name", "environment", "workflow_kind")}
+        return claim, manager, {**entry, "task": about}
 
     @router.get("/decide/{token}", name="decision_link")
     def confirm(request: Request, token: str) -> Response:
@@ -78,12 +85,13 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                     400,
                 )
             project = str(manager.store.project)  # the task's: checked and decided there only
-            who = check_decider(
-                auth.authenticator,
-                _recipient(claim.recipient),
-                people_of(auth.parent, project),
-                project=project,
-            )
+            people = people_of(auth.parent, project)
+            try:
+                who = check_decider(
+                    auth.authenticator, _recipient(claim.recipient), people, project=project
+                )
+            except Forbidden:  # their right may come from their provider's groups
+                who = _signed_in_as(auth, request, claim.recipient, people, project)
             acting(who)
             manager.resume(
                 claim.continuation_id, Decision(claim.request_id, decision), actor=claim.recipient
@@ -110,6 +118,26 @@ def _manager_of(auth: ConsoleAuth, claim: LinkClaim) -> Any:
         return root.for_project(str(root.store.for_project(claim.project_id).project))
     except NotFound:
         raise gone from None
+
+
+def _signed_in_as(
+    auth: ConsoleAuth, request: Request, recipient: str, people: Any, project: str
+) -> Identity:
+    """The console session's person, when it names the link's ``recipient`` (by their proven
+    user claim) and may decide in ``project`` with their own groups; else the ``403`` that
+    says to sign in as the recipient (the role map may give them the right by a group only
+    their sign-in token lists)."""
+    viewer = auth.viewer(request)
+    person = viewer.principal.identity() if viewer is not None else None
+    if person is None or not {recipient, f"user:{recipient}"} & names_of(person):
+        how = "sign in to the console as them and open this link again"
+        if auth.authenticator.tokens is None:
+            how = "ask an administrator for the right"
+        raise Forbidden(
+            f"{recipient} may not decide human requests in project {project!r} by this link "
+            f"alone (no human:write by key, role map or notifications.people): {how}"
+        )
+    return check_decider(auth.authenticator, person, people, project=project)
 
 
 def _status(exc: KneoError) -> int:

@@ -12,7 +12,9 @@ replaces the active one.
 
 Audit events: ``bundle.promoted``, ``bundle.rejected``, ``bundle.pruned``,
 ``bundle.drift_reverted``, ``bundle.refused`` (when a gate's refusal changes the
-conditions; ``promotion.evals_failed`` when it is the eval gate's), ``promotion.requested`` (decisions are audited where they are
+conditions; ``promotion.evals_failed`` when it is the eval gate's, ``bundle.prune_held``,
+``bundle.prune_refused`` or ``bundle.prune_rejected`` when a removal's),
+``promotion.requested``, ``prune.requested`` (decisions are audited where they are
 recorded, see :mod:`kneo.controller.promotion`).
 """
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import Clock, SystemClock
-from kneo.controller import promotion
+from kneo.controller import promotion, prune_gate
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -42,10 +44,16 @@ from kneo.controller.planner import EVALS, conditions_for
 from kneo.errors import ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.policy.evals import eval_summary
+from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
-    from kneo.store import BundleRevision
-    from kneo.store.contracts import ControllerReads, ControllerStore, ControllerTransaction
+    from kneo.store import BundleRevision, ControllerStatus
+    from kneo.store.contracts import (
+        ControllerReads,
+        ControllerStore,
+        ControllerTransaction,
+        RegistryReads,
+    )
 
 log = get_logger("kneo.controller")
 
@@ -68,10 +76,15 @@ class Snapshot:
 
 
 def observe(
-    store: ControllerReads, gate: promotion.PromotionGate, names: Collection[str] | None = None
+    store: ControllerReads,
+    gate: promotion.PromotionGate,
+    names: Collection[str] | None = None,
+    desired: Collection[BundleKey] | None = None,
 ) -> Snapshot:
     """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
-    bundles ``names`` only, if given (an incremental reconcile's scope)."""
+    bundles ``names`` only, if given (an incremental reconcile's scope). Decisions on
+    removals are read only when an active revision has no file (``desired``: the keys Git
+    has; ``None``: read them)."""
     registry = store.registry
     active: dict[BundleKey, RevisionRef] = {}
     applied: dict[BundleKey, RevisionRef] = {}
@@ -111,42 +124,64 @@ def observe(
     entries: dict[BundleKey, ObservedEntry] = {}
     for key in keys:
         p = pending.get(key)
-        approvals = Approvals()
-        if p is not None:
-            decisions = registry.list_promotion_approvals(key[0], key[1], p.digest)
-            approvals = Approvals(
-                frozenset(a.approver for a in decisions if a.decision == "approved"),
-                frozenset(a.approver for a in decisions if a.decision == "rejected"),
-            )
         entries[key] = ObservedEntry(
             active=active.get(key),
             applied=applied.get(key),
             pending=p,
             rejected_fingerprints=frozenset(rejected.get(key, ())),
             suspended=key in suspended,
-            approvals=approvals,
+            approvals=_promotion_approvals(registry, key, p),
             task_open=p is not None and gate.task_id(key[0], key[1], p.digest) in open_tasks,
             pin=pins.get(key),
             first_in_force=first_in_force.get(key, {}),
         )
-    overrides: dict[tuple[str, str, str], Approvals] = {}
-    for a in registry.list_subject_approvals(promotion.OVERRIDE_PREFIX, names):
-        okey = (a.bundle_name, a.environment, a.digest.removeprefix(promotion.OVERRIDE_PREFIX))
-        had = overrides.get(okey, Approvals())
-        overrides[okey] = (
-            Approvals(had.approved_by | {a.approver}, had.rejected_by)
-            if a.decision == "approved"
-            else Approvals(had.approved_by, had.rejected_by | {a.approver})
-        )
+    overrides = {
+        (n, e, subject.removeprefix(promotion.OVERRIDE_PREFIX)): decided
+        for (n, e, subject), decided in _decisions(
+            registry, promotion.OVERRIDE_PREFIX, names
+        ).items()
+    }
     conditions = {
         (n, e, ty): (st, re, msg)
         for n, e, ty, st, re, msg in registry.list_condition_heads(names=names)
     }
+    removed = desired is None or any(key not in desired for key in active)
+    prunes = _decisions(registry, prune_gate.PRUNE_PREFIX, names) if removed else {}
     return Snapshot(
-        ObservedState(entries, blocked, overrides),
+        ObservedState(entries, blocked, overrides, prunes),
         conditions,
         frozenset(open_tasks) if names is None else None,
     )
+
+
+def _promotion_approvals(
+    registry: RegistryReads, key: BundleKey, pending: RevisionRef | None
+) -> Approvals:
+    """Decisions on promoting the pending revision of ``key`` (none without one)."""
+    if pending is None:
+        return Approvals()
+    decisions = registry.list_promotion_approvals(key[0], key[1], pending.digest)
+    return Approvals(
+        frozenset(a.approver for a in decisions if a.decision == "approved"),
+        frozenset(a.approver for a in decisions if a.decision == "rejected"),
+    )
+
+
+def _decisions(
+    registry: RegistryReads, prefix: str, names: Collection[str] | None
+) -> dict[tuple[str, str, str], Approvals]:
+    """Decisions recorded under subjects starting with ``prefix`` (freeze overrides,
+    removals), by ``(bundle, environment, subject)``."""
+    out: dict[tuple[str, str, str], Approvals] = {}
+    for a in registry.list_subject_approvals(prefix, names):
+        key = (a.bundle_name, a.environment, a.digest)
+        had = out.get(key, Approvals())
+        out[key] = (
+            Approvals(had.approved_by | {a.approver}, had.rejected_by)
+            if a.decision == "approved"
+            else Approvals(had.approved_by, had.rejected_by | {a.approver})
+        )
+    return out
 
 
 @dataclass
@@ -196,6 +231,8 @@ class Applier:
         self.clock = clock or SystemClock()
         self.upstream_check = upstream_check
         self._open_tasks: frozenset[str] | None = None
+        #: task ids are unique across the database: a removal's names its project
+        self.project: str = getattr(store, "project", DEFAULT_PROJECT)
 
     def apply(
         self,
@@ -285,8 +322,7 @@ class Applier:
             if action.kind is ActionKind.REFUSE and write.conditions:  # once per change
                 _audit(
                     tx,
-                    # a failing eval gate is news to the team (a notification)
-                    "promotion.evals_failed" if action.reason == EVALS else "bundle.refused",
+                    _refusal_event(action.reason),
                     action,
                     digest=action.digest,
                     reason=action.reason,
@@ -338,6 +374,8 @@ class Applier:
             return self._drift_revert(tx, action, entry)
         if kind is ActionKind.WAIT_FOR_APPROVAL and action.request_task:
             return self._request_approval(tx, action, entry, desired)
+        if kind is ActionKind.REFUSE and action.reason == prune_gate.PRUNE_HELD:
+            return self._request_prune(tx, action, desired)
         if kind is ActionKind.REFUSE and action.request_task:
             return self._request_override(tx, action, desired)
         return Outcome(action, False)
@@ -372,6 +410,44 @@ class Applier:
             message=action.message,
         )
         return Outcome(action, True)
+
+    def _request_prune(
+        self, tx: ControllerTransaction, action: Action, desired: DesiredState
+    ) -> Outcome:
+        """A removal held for the environment's approvers: open their task, once."""
+        target = action.target
+        assert target is not None  # the prune gate holds a serving revision only
+        name, env = action.key
+        rules = desired.environments[env].promotion
+        subject = prune_gate.prune_subject(target)
+        cid = prune_gate.prune_task_id(self.project, name, env, subject)
+        opened = self.gate.open_prune(
+            tx,
+            cid,
+            name=name,
+            environment=env,
+            revision=target.number,
+            digest=target.digest,
+            subject=subject,
+            question=prune_gate.prune_question(name, env, target),
+            approvers=rules.approvers,
+            min_approvals=rules.min_approvals,
+            now=self.clock.now(),
+        )
+        if not opened:
+            return Outcome(action, False)
+        _audit(
+            tx,
+            "prune.requested",
+            action,
+            continuation_id=cid,
+            revision=target.number,
+            digest=target.digest,
+            approvers=list(rules.approvers),
+            min_approvals=rules.min_approvals,
+            prompt=prune_gate.prune_question(name, env, target),
+        )
+        return Outcome(action, True, target.number)
 
     def _activate(
         self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
@@ -458,12 +534,19 @@ class Applier:
         ):
             tx.prune_revision(name, env, entry.applied.number)
         self._withdraw_pending(tx, action, entry, "pruned")
+        if action.approved_by and action.target is not None:  # its task resolved with them
+            subject = prune_gate.prune_subject(action.target)
+            promotion.close_task(
+                tx, prune_gate.prune_task_id(self.project, name, env, subject), "pruned"
+            )
         _audit(
             tx,
             "bundle.pruned",
             action,
             revision=number,
             digest=action.target.digest if action.target else None,
+            # who approved the removal, where the policy in force asks approvers
+            approved_by=list(action.approved_by),
         )
         return Outcome(action, True, number)
 
@@ -532,6 +615,28 @@ class Applier:
         )
         return Outcome(action, True, number)
 
+    def withdraw_prunes(
+        self,
+        previous: ControllerStatus | None,
+        now: Iterable[Mapping[str, Any]],
+        scope: Collection[str] | None,
+    ) -> None:
+        """Close the approval task of each removal the last pass held (``previous``
+        status) and this one no longer holds (``now``) among the bundles it planned
+        (``scope``; ``None``: all): its file came back, or it was pruned. An approval left
+        open would otherwise count for a removal asked later of the same revision."""
+        still = {h.get("task") for h in now}
+        before = (previous.details.get("prunes") if previous is not None else None) or ()
+        gone = [
+            str(h["task"])
+            for h in before
+            if h.get("task") and h["task"] not in still and (scope is None or h["bundle"] in scope)
+        ]
+        if gone:
+            with self.store.transaction() as tx:
+                for cid in gone:
+                    promotion.close_task(tx, cid, "withdrawn")
+
     def _withdraw_pending(
         self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, why: str
     ) -> None:
@@ -550,6 +655,14 @@ class Applier:
         self.gate.close(
             tx, name=action.name, environment=action.environment, digest=pending.digest, outcome=why
         )
+
+
+def _refusal_event(reason: str) -> str:
+    """The audit event of a gate's refusal: a failing eval gate is news to the team (a
+    notification), a removal held back is the prune's."""
+    if reason == EVALS:
+        return "promotion.evals_failed"
+    return f"bundle.{reason}" if reason in prune_gate.PRUNE_REASONS else "bundle.refused"
 
 
 def _signed_off(rev: DesiredRevision) -> list[str]:

@@ -29,7 +29,7 @@ from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.controller import incremental, operations
+from kneo.controller import incremental, operations, prune_gate
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.leadership import LeaderLock, Leadership
@@ -91,6 +91,8 @@ class ReconcileResult:
     stats: dict[str, Any] = field(default_factory=dict)
     #: the project whose source this pass reconciled (not part of :meth:`to_dict`)
     project: str = DEFAULT_PROJECT
+    #: removals held back by the policy in force (:func:`kneo.controller.prune_gate.held`)
+    prunes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +129,7 @@ class ReconcileResult:
             "counts": self.counts(),
             "problems": self.problems,
             "stats": self.stats,
+            "prunes": self.prunes,
             "actions": [o.to_dict() for o in self.outcomes],
         }
 
@@ -405,7 +408,7 @@ class Controller:
         ] + desired.findings(previous.details.get("problems") or () if previous else ())
         run.lap("load")
         run.stage = "observe"
-        snapshot = observe(self.store, self.gate, desired.scope)
+        snapshot = observe(self.store, self.gate, desired.scope, desired.revisions.keys())
         run.lap("observe")
         run.stage = "plan"
         actions = plan(
@@ -421,6 +424,8 @@ class Controller:
                     "(allow_empty is off)",
                 }
             )
+        result.prunes = prune_gate.held(actions, desired.environments, self.project)
+        result.problems += prune_gate.problems(result.prunes)
         run.lap("plan")
         if dry_run:
             result.outcomes = [Outcome(a, False) for a in actions]
@@ -429,6 +434,7 @@ class Controller:
             if not self.still_leader():
                 raise KneoError("lost the leader lock before applying", code=ErrorCode.not_leader)
             result.outcomes = self._apply(desired, snapshot, actions, progress)
+            self.applier.withdraw_prunes(previous, result.prunes, desired.scope)
             self._publish_run_policies(desired)
             if run.policy is not None:
                 self._record_policy(run.record, run.policy)
@@ -668,6 +674,7 @@ class Controller:
                 "policy": run_policy.status()
                 if run_policy is not None
                 else previous.details.get("policy"),
+                "prunes": result.prunes if result.ok else previous.details.get("prunes"),
             }
             with self.store.transaction() as tx:
                 fields: dict[str, Any] = {
@@ -778,6 +785,7 @@ def status_dict(
         "stats": stored.details.get("stats", {}),
         # each environment's policy in force and the change waiting, if any (issue 53)
         "policy": stored.details.get("policy") or {},
+        "prunes": stored.details.get("prunes") or [],  # removals held (prune_gate)
         "timing": {
             key: stored.details.get(key) for key in ("interval", "lease_seconds", "poll_seconds")
         },

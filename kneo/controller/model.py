@@ -267,6 +267,9 @@ class ObservedState:
     blocked: Mapping[str, str] = field(default_factory=dict)
     #: Freeze-override decisions by ``(bundle, environment, digest)``.
     overrides: Mapping[tuple[str, str, str], Approvals] = field(default_factory=dict)
+    #: Decisions on removing a serving revision, by ``(bundle, environment, subject)``
+    #: (:func:`kneo.controller.prune_gate.prune_subject`).
+    prunes: Mapping[tuple[str, str, str], Approvals] = field(default_factory=dict)
 
     def get(self, key: BundleKey) -> ObservedEntry:
         return self.entries.get(key) or _EMPTY
@@ -312,7 +315,8 @@ class Action:
     * ``activate``: make ``revision`` active (a new registry revision, or ``target`` if it
       is already pending approval); ``approved_by`` lists the promotion approvers.
     * ``reject``: record ``revision`` as rejected with ``reasons``; the active one stays.
-    * ``prune``: the file is gone; deactivate ``target`` (the active revision).
+    * ``prune``: the file is gone; deactivate ``target`` (the active revision);
+      ``approved_by`` lists who approved the removal where the policy in force asks it.
     * ``drift_revert``: put ``target`` (what the controller applied) back in force, or, with
       ``target`` None, deactivate what someone activated by hand.
     * ``wait_for_approval``: ``revision`` needs more approvals; ``request_task`` asks the

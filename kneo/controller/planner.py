@@ -7,7 +7,8 @@ Rules, in the order they are applied to each (bundle, environment):
    registry was changed outside) and promote nothing until unpinned.
 2. No file in Git: prune the active revision, unless ``prune`` is off or the whole commit
    is empty and ``allow_empty`` is off (a commit deleting everything is far more often an
-   accident than an intent).
+   accident than an intent), or the environment's policy in force gates removals
+   (:mod:`kneo.controller.prune_gate`: held for its approvers, or refused).
 3. A bundle that failed verification, or a digest a person rejected: reject it once (per
    fingerprint); the active revision keeps serving.
 4. The :data:`PROMOTION_GATES`, in order: a blocked digest, with ``refuse_downgrade`` a
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kneo.controller import prune_gate
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -96,6 +98,7 @@ REFUSAL_REASONS = {
     DOWNGRADE: "DowngradeRefused",
     FROZEN: "Frozen",
     EVALS: "EvalsFailed",
+    **prune_gate.CONDITION_REASONS,
 }
 
 
@@ -162,8 +165,7 @@ def plan(
             projected,
             options,
             empty_guard,
-            observed.blocked,
-            observed.overrides,
+            observed,
         )
         for action in planned:
             _project(projected, action)
@@ -189,8 +191,7 @@ def _plan_key(
     projected: Mapping[BundleKey, str | None],
     options: PlanOptions,
     empty_guard: bool,
-    blocked: Mapping[str, str],
-    overrides: Mapping[tuple[str, str, str], Approvals],
+    observed: ObservedState,
 ) -> list[Action]:
     """One key's actions, deciding in order: suspended, pinned, removed from Git, invalid,
     already active, rejected before, then the :data:`PROMOTION_GATES`; otherwise activate."""
@@ -199,7 +200,7 @@ def _plan_key(
     if entry.pin is not None:
         return _pinned(key, revision, entry, entry.pin)
     if revision is None:
-        return _plan_removed(key, entry, options, empty_guard)
+        return _plan_removed(key, entry, options, empty_guard, env, observed.prunes)
     if not revision.ok:
         return _with_drift_fix(key, entry, _reject(revision, entry, revision.problems))
     if entry.active is not None and entry.active.digest == revision.digest:
@@ -223,10 +224,10 @@ def _plan_key(
         entry,
         env.promotion if env is not None else PromotionRules(),
         projected,
-        blocked,
+        observed.blocked,
         entry.pending if _pending_matches(entry, revision) else None,
         options.now,
-        overrides.get((*key, revision.digest or ""), Approvals()),
+        observed.overrides.get((*key, revision.digest or ""), Approvals()),
     )
     for gate in PROMOTION_GATES:
         stopped = gate(check)
@@ -559,7 +560,12 @@ def _pending_matches(entry: ObservedEntry, revision: DesiredRevision) -> bool:
 
 
 def _plan_removed(
-    key: BundleKey, entry: ObservedEntry, options: PlanOptions, empty_guard: bool
+    key: BundleKey,
+    entry: ObservedEntry,
+    options: PlanOptions,
+    empty_guard: bool,
+    env: DesiredEnvironment | None,
+    prunes: Mapping[tuple[str, str, str], Approvals],
 ) -> list[Action]:
     name, environment = key
     leftover = entry.applied if entry.drifted and entry.active is None else None
@@ -589,6 +595,9 @@ def _plan_removed(
                 target=entry.active,
             )
         ]
+    gated = prune_gate.judge_prune(key, entry, env, prunes)
+    if gated is not None:
+        return [gated]
     return [
         Action(
             ActionKind.PRUNE,

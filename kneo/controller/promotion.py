@@ -170,6 +170,46 @@ class PromotionGate:
         )
         return cid if opened else None
 
+    def open_prune(
+        self,
+        tx: ControllerTransaction,
+        cid: str,
+        *,
+        name: str,
+        environment: str,
+        revision: int,
+        digest: str,
+        subject: str,
+        question: str,
+        approvers: tuple[str, ...],
+        min_approvals: int,
+        now: datetime,
+    ) -> bool:
+        """Open the task in which ``environment``'s approvers decide removing a serving
+        revision (:mod:`kneo.controller.prune_gate`); whether it was opened (not pending)."""
+        context = {
+            "type": "promotion",
+            "prune": True,
+            "bundle": name,
+            "environment": environment,
+            "digest": digest,
+            "revision": revision,
+            "subject": subject,
+            "approvers": list(approvers),
+            "min_approvals": min_approvals,
+        }
+        return open_approval_task(
+            tx,
+            cid,
+            wait_key=f"prune:{environment}",
+            step_id="prune",
+            question=question,
+            context=context,
+            name=name,
+            environment=environment,
+            now=now,
+        )
+
     def close(
         self, tx: ControllerTransaction, *, name: str, environment: str, digest: str, outcome: str
     ) -> None:
@@ -349,8 +389,7 @@ def record_promotion_decision(
                 expected_version=task.version,
             )
         tx.add_audit(
-            # a policy change's decision is the policy's (kneo.controller.ratchet)
-            f"{'policy' if context.get('policy') else 'promotion'}.{decision}",
+            f"{_decided_what(context)}.{decision}",  # policy.*, prune.* or promotion.*
             actor=approver,
             continuation_id=continuation_id,
             payload={
@@ -363,7 +402,7 @@ def record_promotion_decision(
                 **_decided_by(approver, matched),
             },
         )
-    if outcome is not None:
+    if outcome is not None and not context.get("prune"):  # a removal is no promotion
         metrics.record_promotion(env, outcome, project=store.project)
     return PromotionDecisionResult(
         continuation_id, name, env, digest, decision, tally, required, outcome
@@ -406,6 +445,13 @@ def count_approvals(
         if a.decision == "approved"
     ]
     return len(counted(approved, approvers))
+
+
+def _decided_what(context: dict[str, Any]) -> str:
+    """The audit family of a decision: a policy change's is the policy's
+    (:mod:`kneo.controller.ratchet`), a removal's the prune's
+    (:mod:`kneo.controller.prune_gate`), any other the promotion's."""
+    return "policy" if context.get("policy") else "prune" if context.get("prune") else "promotion"
 
 
 def _decided_by(approver: str, matched: str | None) -> dict[str, Any]:

@@ -723,6 +723,7 @@ def _held_payload(pending: Pending) -> dict[str, Any]:
         "gates": sorted({c.gate for c in pending.loosened}),
         "needs": dict(pending.needs),
         "message": pending.message,
+        "task": pending.task,  # the approvers' inbox task, if it needs any: its notification's
     }
 
 

@@ -38,6 +38,7 @@ from kneo.controller.model import (
 )
 from kneo.controller.planner import environment_order, plan, short
 from kneo.controller.promotion import PromotionGate
+from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
 from kneo.controller.ratchet import (
     POLICY_NAME,
     PolicyOutcome,
@@ -101,7 +102,8 @@ def review(
         item = _item(action, after, before, observed.get(action.key), store if heads else None)
         environments.setdefault(action.environment, []).append(item)
     policies = policy.changes()
-    refused = sum(1 for a in actions if a.kind in REFUSING)
+    # a removal held for the approvers waits for people: not a refusal
+    refused = sum(1 for a in actions if a.kind in REFUSING and a.reason != PRUNE_HELD)
     refused += sum(1 for p in policies if p["state"] != "applies")
     return {
         "base": base_commit,
@@ -309,6 +311,8 @@ _VERDICT = {
     "reject": "❌ rejected",
     "refuse": "⛔ refused",
     "prune": "🗑️ removed",
+    PRUNE_HELD: "⏳ removal needs approval",
+    PRUNE_REFUSED: "⛔ removal refused",
 }
 
 
@@ -334,7 +338,7 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         ]
         for b in env["bundles"]:
             out.append(
-                f"| `{b['bundle']}` | {_VERDICT.get(b['action'], b['action'])} "
+                f"| `{b['bundle']}` | {_VERDICT.get(b['reason'], _VERDICT.get(b['action']))} "
                 f"| `{short(b['from'])}` | `{short(b['to'])}` | {_verdict(b)} | {_approvals(b)} |"
             )
         out.append("")

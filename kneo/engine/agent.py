@@ -430,7 +430,11 @@ class AgentLoop:
         if outcome is None:
             host.emit(
                 "tool_call_started",
-                describe_for_trace(call, record_arguments=opts.record_arguments),
+                describe_for_trace(
+                    call,
+                    record_arguments=opts.record_arguments,
+                    mcp_server=turn.guard.mcp_server(call.name),
+                ),
             )
             delegate = turn.step.delegate(call.name)
             if delegate is not None:  # keyed by the results recorded before it: stable

@@ -140,6 +140,10 @@ class ToolGuard:
         """The definition the guard checks ``name`` against (registered: see :meth:`check`)."""
         return self._registry.get(name)
 
+    def mcp_server(self, name: str) -> str | None:
+        """The ``mcp.imports`` server a registered tool is called on (``None``: local)."""
+        return self._registry.get(name).mcp_server if name in self._registry else None
+
     def parameters(self, name: str) -> Mapping[str, Any] | None:
         """The JSON Schema of a registered tool's arguments (``None``: not registered)."""
         return self._registry.get(name).parameters if name in self._registry else None
@@ -331,8 +335,10 @@ def describe_for_trace(
     *,
     record_arguments: bool = False,
     record_results: bool = False,
+    mcp_server: str | None = None,
 ) -> dict[str, Any]:
-    """The trace payload of a tool call: names, ids, status and sizes by default.
+    """The trace payload of a tool call: names, ids, status and sizes by default, and the
+    MCP server a remote tool is called on (its span is then a call out of the process).
 
     Arguments and results appear only when the flags are on (``observability.record_tool_*``
     or ``KNEO_SERV_OTEL_RECORD_*``), and even then pass through :func:`redact`.
@@ -343,6 +349,8 @@ def describe_for_trace(
         "arguments_bytes": _size(call.arguments),
         "arguments": redact(dict(call.arguments)) if record_arguments else REDACTED,
     }
+    if mcp_server:
+        payload["mcp_server"] = mcp_server
     if outcome is not None:
         payload.update(
             status=outcome.status,

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kneo import tracing
 from kneo.errors import AccessDenied, ConfigError, NotFound
 from kneo.kernel import AllowList, http_client
 from kneo.platform.messages import DeliveryFailed
@@ -215,8 +216,14 @@ class PushSender:
             headers.update(dict.fromkeys(TOKEN_HEADERS, token))
         if config.auth_scheme and secrets.get("credentials"):
             headers["Authorization"] = f"{config.auth_scheme} {secrets['credentials']}"
-        try:
-            response = self.client().post(url, content=content, headers=headers)
+        try:  # a call out to the A2A client's webhook: a CLIENT span (no URL: it is sealed)
+            with tracing.client_span(
+                "POST a2a push",
+                **{"http.request.method": "POST", "kneo.a2a.push_id": config.push_id},
+            ) as span:
+                response = self.client().post(url, content=content, headers=headers)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", response.status_code)
         except AccessDenied:
             raise PushFailed(
                 f"refused: not on {DESTINATIONS_VARIABLE} (the list changed since the config "

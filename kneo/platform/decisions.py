@@ -24,6 +24,7 @@ request decided (``request_already_resolved``), the run being resumed by the win
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,12 +46,14 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.context import task_context
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.handoff import HANDOFF_KEY, HandOff
 from kneo.platform.idempotency import idempotent
+from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_bodies_many
 from kneo.settings import Settings
@@ -60,6 +63,8 @@ from kneo.store.tasks.inbox import input_preview, listed
 from kneo.store.tasks.search import query_terms
 
 if TYPE_CHECKING:
+    from kneo.platform.recipients import People
+    from kneo.spec.project import ProjectConfig
     from kneo.store.wire.executor import HeldConnection
 
 #: who decides a request its timeout took (``on_timeout: continue`` / ``reject``)
@@ -119,6 +124,10 @@ class Decisions:
     handoff: HandOff = field(default_factory=HandOff)
     #: the in-process GitOps controller a promotion decision wakes (attach_controller)
     controller: Any = field(default=None, init=False)
+    #: whether a run's environment makes its assignees binding (:mod:`.assignments`), and
+    #: the project's people directory (read when a binding assignment is checked)
+    assignment_rules: Rules | None = field(default=None, init=False)
+    directory: Callable[[], People | None] | None = field(default=None, init=False)
     #: applies a task's timeout now (the manager's sweeps): called with the continuation id
     #: when a decision came after its deadline and no sweep has applied it yet
     on_late: Callable[[str], object] | None = field(default=None, init=False)
@@ -243,6 +252,10 @@ class Decisions:
         run = self._run_of(cont) if include_context else None
         task = with_bodies(self.store, cont, state=run.state if run is not None else None)
         view = task_view(task, pending_only=False, show_personal=show_personal)
+        rule = self.assignment_rule(task.environment)
+        for request in view.get("requests", []) if rule.binding else []:
+            if (request.get("status") or "pending") == "pending":  # who alone may decide it
+                request["deciders"] = list(rule.deciders(request.get("assignee")))
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally
 
@@ -427,6 +440,12 @@ class Decisions:
             if cont.workflow_kind != "promotion":  # (a GitOps promotion has no run)
                 run, state, requests = _pending(tx, cont, _ids(decisions))
                 if not on_timeout:
+                    rule = self.assignment_rule(run.environment)
+                    if rule.binding:  # only the assignee (and the override) may decide
+                        people = self.directory() if self.directory is not None else None
+                        for request in requests:
+                            check_assignee(rule, request, actor, people, metadata)
+                    # (after: whom the assignment refuses learns nothing of the deadline)
                     refuse_late(continuation_id, requests, self.clock.now())
                 now = utc_iso(self.clock.now())
                 answers = [
@@ -445,6 +464,17 @@ class Decisions:
             actor=actor,
             controller=self.controller,
         )
+
+    def assign_by(self, config: ProjectConfig | None) -> None:
+        """Read from the project's ``config`` whether assignees bind, per environment, and
+        the people directory whose groups count for a bound request (read when first needed)."""
+        self.assignment_rules = rules_of(config)
+        self.directory = functools.cache(lambda: load_people(self.settings, config))
+
+    def assignment_rule(self, environment: str | None) -> AssignmentRule:
+        """Whether assignees bind in ``environment`` (advisory without a rule)."""
+        rules = self.assignment_rules
+        return rules(environment) if rules is not None else AssignmentRule()
 
     def _checked(
         self,

@@ -56,7 +56,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
-from kneo.engine.providers import create_provider_registry
+from kneo.engine.providers import create_provider_registry, require_spec_secrets
 from kneo.engine.remote_tools import McpSessions
 from kneo.errors import ConfigError
 from kneo.mcp.client import McpClientSessions
@@ -154,8 +154,9 @@ class PlatformManager:
         self.settings = settings or run_state_store.settings
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
+        providers = providers or _default_providers(self.settings, project)
         self.engine = WorkflowEngine(
-            providers=providers or _default_providers(self.settings, project),
+            providers=providers,
             tools=compiler.tool_registry,
             runtimes=compiler.runtime_registry,
             clock=self.clock,
@@ -188,6 +189,7 @@ class PlatformManager:
             admission=self.admission,
             driver=self.driver,
             cache_entries=entries,
+            check_spec=functools.partial(require_spec_secrets, self.settings, providers),
         )
         #: decisions and continues go on in the caller, or on workers (kneo.platform.handoff)
         self.handoff = HandOff()
@@ -204,6 +206,7 @@ class PlatformManager:
             store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
         )
         self.decisions.handoff = self.handoff
+        self.decisions.assign_by(project.config if project is not None else None)
         self.inspection = Inspection(store=self.store, driver=self.driver)
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from kneo.clock import jitter, utc_iso
 from kneo.errors import AccessDenied
 from kneo.platform.decision_links import DecisionLinks, recipient_of
+from kneo.platform.markup import mrkdwn
 from kneo.platform.recipients import DECIDABLE, People
 from kneo.platform.webhooks import (
     CLOUDEVENTS_CONTENT_TYPE,
@@ -60,6 +61,14 @@ _SUMMARIES: dict[str, str] = {
     "human.expired": "{subject} expired unanswered: the run stopped",
     "human.decision": "{actor} decided {decision} on {subject}",
     "promotion.awaiting_approval": "{subject} is waiting for a promotion approval",
+    "promotion.override_requested": "{subject} is frozen: promoting it needs a freeze override",
+    "rollback.awaiting_approval": "rolling {subject} back to revision {rollback_of} is waiting "
+    "for approval",
+    "policy.held": "a policy change of {subject} is held: it loosens gates and waits for the "
+    "signatures the policy in force demands",
+    "policy.below_floor": "a policy change of {subject} is below its floor and refused",
+    "policy.applied": "a policy change of {subject} was applied",
+    "policy.changed": "the policy of {subject} was changed",
     "promotion.evals_failed": "{subject} was held back by its eval gate: {detail}",
     "bundle.promoted": "{subject} was promoted",
     "bundle.rejected": "{subject} was rejected",
@@ -76,12 +85,15 @@ def summary(event: NotificationEvent) -> str:
     bundle = data.get("bundle")
     name = bundle or data.get("workflow") or event.run_id or event.continuation_id or "kneo"
     subject = f"{name} ({event.environment})" if event.environment else str(name)
+    if event.event_type.startswith("policy."):  # about an environment, not a bundle
+        subject = f"environment {event.environment or '?'}"
     text = _SUMMARIES.get(event.event_type, "{subject}: " + event.event_type).format(
         subject=subject,
         who=event.assignee or "a reviewer",
         expires_at=data.get("expires_at") or "soon",
         actor=event.actor or "someone",
         decision=data.get("decision") or "",
+        rollback_of=data.get("rollback_of") or "?",
         state=data.get("state") or "",
         detail="; ".join(
             str(r.get("message")) for r in data.get("reasons") or [] if isinstance(r, dict)
@@ -147,16 +159,22 @@ def with_decision_link(
 
 
 def slack_message(body: dict[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook body for a :func:`message`."""
+    """A Slack incoming-webhook body for a :func:`message`: the summary as literal text
+    (:func:`~kneo.platform.markup.mrkdwn`), the console link (sign-in decides who may act),
+    and a personal ``Decide`` link only where the receiver carries one (``personal_links``)."""
     link = f" <{body['link']}|Open in Kneo>" if body.get("link") else ""
     if body.get("decision_link"):
         link += f" · <{body['decision_link']}|Decide>"
-    text = f"*[{body['severity']}] {body['type']}*: {body['summary']}{link}"
+    said = mrkdwn(body["summary"])
+    text = f"*[{body['severity']}] {body['type']}*: {said}{link}"
+    facts = f"event {body['id']}"
+    if body.get("deciders"):  # a binding assignment: who alone may decide
+        facts += f" · only {mrkdwn(', '.join(str(d) for d in body['deciders']))} may decide"
     return {
-        "text": f"[{body['severity']}] {body['type']}: {body['summary']}",
+        "text": f"[{body['severity']}] {body['type']}: {said}",
         "blocks": [
             {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"event {body['id']}"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": facts}]},
         ],
     }
 

@@ -39,6 +39,7 @@ from kneo.ids import new_id
 from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
 from kneo.platform import a2a_push
+from kneo.platform.assignments import Rules, rules_of
 from kneo.platform.cards import mails, send_mail
 from kneo.platform.decision_links import DecisionLinks, recipient_of
 from kneo.platform.messages import (
@@ -63,6 +64,7 @@ from kneo.platform.results import page_counts
 from kneo.platform.slack import deliver
 from kneo.platform.webhooks import EVENT_ID_HEADER
 from kneo.projects import DEFAULT_PROJECT_ID
+from kneo.redaction import redact_text
 from kneo.store import DeliveryOutcome
 from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
 
@@ -147,6 +149,8 @@ class Audience:
     people: People
     store: DispatcherStore
     project_id: int
+    #: whether its environments' assignees bind (messages then say who alone may decide)
+    rules: Rules | None = None
 
     @property
     def expiring(self) -> bool:
@@ -192,7 +196,8 @@ class ProjectAudiences:
             log.error("project %s: its notification receivers: %s", entry.name, exc)
             receivers, people = [], People()
         store = self.directory.root.store.for_project(entry.id)
-        audience = Audience({r.name: r for r in receivers}, people, store, entry.id)
+        rules = rules_of(entry.config)
+        audience = Audience({r.name: r for r in receivers}, people, store, entry.id, rules)
         with self._lock:
             self._built[entry.id] = (entry.config, audience)
         return audience
@@ -223,6 +228,7 @@ class Dispatcher:
         people: People | None = None,
         pushes: a2a_push.PushSender | None = None,
         projects: ProjectAudiences | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.store = store
         self.pushes = pushes
@@ -232,7 +238,7 @@ class Dispatcher:
         #: the other projects' receivers (``None``: this dispatcher routes its own only)
         self.projects = projects
         project_id = getattr(store, "project_id", DEFAULT_PROJECT_ID)
-        self._own = Audience(self.receivers, self.people, store, project_id)
+        self._own = Audience(self.receivers, self.people, store, project_id, rules)
         #: what this process claims for: every project's receivers, and A2A pushes where it
         #: has their grant (:mod:`kneo.platform.a2a_push`)
         names = [*self.receivers, *([a2a_push.RECEIVER] if pushes is not None else [])]
@@ -431,7 +437,12 @@ class Dispatcher:
             wanted = event.payload.get("request_id")  # a promotion's task has one request
             entry = request_entry(store, event.continuation_id, wanted)
         body = message(event, self.base_url, store.project)
-        body = with_decision_link(body, event, self.links, entry, people)
+        if entry is not None and audience.rules is not None and event.environment:
+            deciders = audience.rules(event.environment).deciders(entry.get("assignee"))
+            if deciders and event.event_type == "human.requested":  # who alone may decide
+                body["deciders"] = [redact_text(d) for d in deciders]
+        if receiver.personal:  # a channel carries no one's link (Receiver.personal)
+            body = with_decision_link(body, event, self.links, entry, people)
         client = self._http(audience) if receiver.type != "email" else None
         if receiver.type == "slack_app":
             now = self.store.clock.now().timestamp()
@@ -442,7 +453,9 @@ class Dispatcher:
             single = recipient_of(entry.get("assignee")) if entry else None
             if single and body.get("decision_link"):
                 links[single] = str(body["decision_link"])
-            send_mail(receiver, mails(body, receiver, links), self.settings.timeout_seconds)
+            assignee = entry.get("assignee") if entry else None
+            letters = mails(body, receiver, links, assignee if isinstance(assignee, str) else None)
+            send_mail(receiver, letters, self.settings.timeout_seconds)
             return
         post(client, receiver, body, self.store.clock.now(), self.base_url)
 
@@ -519,6 +532,7 @@ def start_dispatcher(
         people=load_people(settings, project.config if project is not None else None),
         pushes=a2a_push.push_sender(manager.store, settings),
         projects=projects,
+        rules=rules_of(project.config if project is not None else None),
     ).start()
 
 

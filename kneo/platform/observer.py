@@ -211,6 +211,8 @@ class RunObserver:
         span = tracing.start_span(
             f"chat {model}" if model else "chat",
             parent=unit.agent or unit.span,
+            # a request to a remote provider is a CLIENT span; the dummy answers in-process
+            kind=tracing.client_kind() if provider and provider != "dummy" else None,
             attrs={
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": GEN_AI_PROVIDERS.get(provider, provider or None),
@@ -230,13 +232,19 @@ class RunObserver:
 
     def _tool_span(self, unit: _Unit, data: Mapping[str, Any], now: int) -> Any:
         name = data.get("tool_name")
+        server = data.get("mcp_server")
         return tracing.start_span(
             f"execute_tool {name}",
             parent=unit.agent or unit.span,
+            # an MCP tool runs on its server: a call out (MCP's tools/call), a CLIENT span
+            kind=tracing.client_kind() if server else None,
             attrs={
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": name,
                 "gen_ai.tool.call.id": data.get("tool_call_id"),
+                "gen_ai.tool.type": "extension" if server else "function",
+                "mcp.method.name": "tools/call" if server else None,
+                "kneo.mcp.server": server,
                 "kneo.tool.arguments_bytes": data.get("arguments_bytes"),
                 # already redacted by the engine, and "[REDACTED]" unless recording is on
                 "kneo.tool.arguments": _text(data.get("arguments")),

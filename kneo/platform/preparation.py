@@ -113,6 +113,9 @@ class SpecPreparation:
     admission: RunAdmission
     driver: RunDriver
     cache_entries: InitVar[int]
+    #: checks a spec before its run exists (the providers' keys it needs; see
+    #: :func:`kneo.engine.providers.require_spec_secrets`), on every prepare, cached or not
+    check_spec: Callable[[Spec], None] | None = None
     #: prepared specs by what they depend on (see prepare_key)
     prepared: LRUCache[tuple[Any, ...], PreparedSpec] = field(init=False)
 
@@ -120,6 +123,14 @@ class SpecPreparation:
         self.prepared = LRUCache(cache_entries)
 
     def prepare(self, request: RunRequest) -> PreparedSpec:
+        """:meth:`_prepare`, then :attr:`check_spec` on the spec (cached or not): both raise
+        before any run exists."""
+        prepared = self._prepare(request)
+        if self.check_spec is not None:
+            self.check_spec(prepared.workflow.spec)
+        return prepared
+
+    def _prepare(self, request: RunRequest) -> PreparedSpec:
         """Admit (in the environment the run is recorded under: the one requested, else the
         project's default), load (``overrides`` merged in; an environment's overlay only when
         one is requested), check against the environment's policy and compile the request's

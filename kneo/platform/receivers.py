@@ -51,6 +51,17 @@ class Receiver:
     smtp_username: str | None = None
     from_address: str | None = None
     to: tuple[str, ...] = ()
+    #: a one-person endpoint may carry its recipients' personal decision links
+    personal_links: bool = False
+
+    @property
+    def personal(self) -> bool:
+        """Whether a message here reaches people one by one: an e-mail (one mail per
+        recipient, each with its own link), a Slack app (a direct message each, with
+        buttons that check the clicker) and a receiver opted in (``personal_links``). A
+        channel (Teams, a Slack or shared webhook) never carries a personal link: whoever
+        read it would decide as the link's recipient."""
+        return self.type in ("email", "slack_app") or self.personal_links
 
     def wants_type(self, event_type: str) -> bool:
         """Whether the ``events`` filter (when set) lets events of ``event_type`` through."""
@@ -150,6 +161,7 @@ def load_receivers(settings: Settings, project_config: Any = None) -> list[Recei
                 smtp_username=config.smtp_username,
                 from_address=config.from_address,
                 to=tuple(config.to),
+                personal_links=config.personal_links,
             )
         )
     return out

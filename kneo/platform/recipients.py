@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import ConfigError, KneoError
+from kneo.notification_events import APPROVAL_EVENTS
 from kneo.platform.tasks import with_bodies
 from kneo.spec.project import NotificationsConfig
 
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
 PEOPLE_VARIABLE = "KNEO_SERV_NOTIFICATIONS_PEOPLE"
 #: The events whose message carries decision links and buttons: a human request's, and a
-#: promotion's (freeze override, rollback) for its approvers.
-DECIDABLE = ("human.requested", "promotion.awaiting_approval")
+#: promotion's, freeze override's or rollback's for its approvers.
+DECIDABLE = ("human.requested", *APPROVAL_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class People:
         group's members) of a promotion, freeze override or rollback; in order, once each."""
         if entry is None:
             return []
-        if event_type == "promotion.awaiting_approval":
+        if event_type in APPROVAL_EVENTS:
             named = list((entry.get("context") or {}).get("approvers") or [])
         else:
             named = [entry.get("assignee")]

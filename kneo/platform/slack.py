@@ -32,6 +32,7 @@ from kneo import jsontext
 from kneo.clock import utc_iso
 from kneo.errors import AccessDenied
 from kneo.logs import get_logger
+from kneo.platform.markup import mrkdwn
 from kneo.platform.messages import DeliveryFailed
 from kneo.platform.recipients import DECIDABLE
 from kneo.projects import DEFAULT_PROJECT_ID
@@ -124,17 +125,24 @@ def _form(value: Any) -> str:
 
 
 def request_blocks(
-    body: dict[str, Any], entry: dict[str, Any], project_id: int = DEFAULT_PROJECT_ID
+    body: dict[str, Any],
+    entry: dict[str, Any],
+    project_id: int = DEFAULT_PROJECT_ID,
+    deciders: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """The Block Kit of a pending request: what it is, for whom, until when, and its
-    buttons (a decision button per accepted approve/reject, ``Respond…`` for the rest),
-    whose values name the request and its task's project (``p``, its id; none for the
-    default project), where a click decides."""
-    prompt = redact_text(str(entry.get("prompt") or ""))
-    text = f"*{body['summary']}*" + (f"\n>{prompt}" if prompt else "")
-    facts = [f"kind: {entry.get('kind') or 'approval'}", f"event {body['id']}"]
+    """The Block Kit of a pending request: what it is, for whom, until when, who alone may
+    decide (``deciders``: a binding assignment's), and its buttons (a decision button per
+    accepted approve/reject, ``Respond…`` for the rest), whose values name the request and
+    its task's project (``p``, its id; none for the default project), where a click
+    decides. Every value from the run or spec is literal text (:func:`mrkdwn`)."""
+    prompt = mrkdwn(redact_text(str(entry.get("prompt") or "")))
+    prompt = prompt.replace("\n", "\n>")  # each line quoted, none a markup of its own
+    text = f"*{mrkdwn(body['summary'])}*" + (f"\n>{prompt}" if prompt else "")
+    facts = [f"kind: {mrkdwn(entry.get('kind') or 'approval')}", f"event {body['id']}"]
     if entry.get("expires_at"):
-        facts.insert(1, f"expires {entry['expires_at']}")
+        facts.insert(1, f"expires {mrkdwn(entry['expires_at'])}")
+    if deciders:
+        facts.append(f"only {mrkdwn(', '.join(deciders))} may decide")
     value = {"c": body.get("continuation_id"), "r": entry.get("request_id")}
     if project_id != DEFAULT_PROJECT_ID:
         value["p"] = project_id
@@ -211,14 +219,15 @@ def deliver(
             if person is not None and person.slack:
                 targets.append(person.slack)  # a direct message from the app
         poster = _Poster(client, receiver, store, _key(receiver, cont), now)
-        blocks = request_blocks(body, entry, event.project_id)
+        deciders = tuple(str(d) for d in body.get("deciders") or ())
+        blocks = request_blocks(body, entry, event.project_id, deciders)
         for to in targets:
             key = message_key(receiver, cont, entry.get("request_id"), to)
-            poster.post(to, entry.get("request_id"), key, str(body["summary"]), blocks)
+            poster.post(to, entry.get("request_id"), key, mrkdwn(body["summary"]), blocks)
     elif event.event_type == "human.decision" and cont:
         _update_decided(client, receiver, body, event, store, people, cont)
     else:
-        text = f"[{body['severity']}] {body['type']}: {body['summary']}"
+        text = f"[{body['severity']}] {body['type']}: {mrkdwn(body['summary'])}"
         call(client, receiver, "chat.postMessage", {"channel": receiver.channel, "text": text})
 
 
@@ -345,9 +354,10 @@ def _update_decided(
     data = event.payload
     actor = event.actor or "someone"
     person = people.by_user.get(actor)
-    who = f"<@{person.slack}>" if person is not None and person.slack else body.get("actor")
+    who = f"<@{person.slack}>" if person is not None and person.slack else None
+    who = who or mrkdwn(body.get("actor") or "someone")  # a mention only from the directory
     when = utc_iso(event.created_at)
-    text = f"*{data.get('decision') or 'decided'}* by {who or 'someone'} at {when}"
+    text = f"*{mrkdwn(data.get('decision') or 'decided')}* by {who} at {when}"
     messages = (store.metadata.get_metadata(_key(receiver, cont)) or {}).get("messages", [])
     for message in messages:
         if message.get("request_id") != data.get("request_id") or not message.get("ts"):

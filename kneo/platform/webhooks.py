@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo import __version__, jsontext
+from kneo.notification_events import APPROVAL_EVENTS
 
 #: Seconds a delivery's ``webhook-timestamp`` may differ from the receiver's clock: the
 #: Standard Webhooks libraries' default, which Kneo's docs tell receivers to keep.
@@ -78,7 +79,7 @@ def resource_path(
     ``subject``."""
     from urllib.parse import quote
 
-    if kind == "promotion.awaiting_approval" and continuation_id:
+    if kind in APPROVAL_EVENTS and continuation_id:
         return f"promotions/{continuation_id}"
     if kind in ("human.requested", "human.expiring", "human.escalated") and continuation_id:
         return f"tasks/{continuation_id}"
@@ -88,7 +89,7 @@ def resource_path(
         return f"promotions/{continuation_id}"
     if bundle and environment:
         return f"registry/{quote(bundle)}/{quote(environment)}"
-    return "registry" if kind.startswith(("bundle.", "controller.")) else "inbox"
+    return "registry" if kind.startswith(("bundle.", "controller.", "policy.")) else "inbox"
 
 
 def cloud_event(body: dict[str, Any], source: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from kneo import __version__, metrics, tracing
 from kneo.controller.runner import ControllerRunner
-from kneo.errors import ConfigError
+from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger, quiet_http_clients
 from kneo.names import NAME_PATTERN
 from kneo.platform.bundles import attach_controller
@@ -198,6 +198,21 @@ def create_app(
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
+def _report_deciders(app: FastAPI, manager: Any) -> None:
+    """Warn of each person a receiver sends a link or button whose use cannot decide
+    (:func:`kneo.service.deciders.undecided`); a receiver that cannot load is the
+    dispatcher's to report."""
+    from kneo.platform.receivers import load_receivers
+    from kneo.service.deciders import people_of, warn_undecided
+
+    project = manager.project if manager is not None else None
+    try:
+        receivers = load_receivers(app.state.settings, project.config if project else None)
+        warn_undecided(app.state.authenticator, receivers, people_of(app))
+    except KneoError as exc:
+        log.warning("notification receivers could not be checked: %s", exc.message)
+
+
 def continues_on_workers(mode: str, workers: bool) -> bool:
     """Whether the app's decisions and continues hand their runs to the workers: ``queue``
     always, ``request`` never, ``auto`` when ``workers`` exist (the app runs one, or is an
@@ -252,6 +267,7 @@ def _lifespan(
             if run_controller:
                 runner = ControllerRunner(controller)
                 runner.start()
+        _report_deciders(app, manager)
         exits = AsyncExitStack()
         if getattr(app.state, "mcp", None) is not None:
             await exits.enter_async_context(app.state.mcp.sessions.run())

@@ -20,6 +20,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from kneo.errors import ErrorCode, Forbidden
+from kneo.logs import get_logger
 from kneo.people import Identity, names_of
 from kneo.platform.recipients import load_people
 from kneo.projects import DEFAULT_PROJECT
@@ -28,8 +29,13 @@ from kneo.service.grants import role_grants
 from kneo.service.identity import roles_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.service.auth import Authenticator
+
+log = get_logger("kneo_serv.notifications")
 
 DECIDE_SCOPE = "human:write"
 #: What the audit names as the claim that put a person in a directory group.
@@ -119,11 +125,73 @@ def check_decider(
     )
 
 
+def reached(receiver: Receiver, people: People) -> list[str]:
+    """The directory's people a receiver hands a personal link or button to: a Slack app's,
+    each with a Slack id (its direct messages); an e-mail's, each named by an address; a
+    receiver with ``personal_links``, everyone (a group's members, approvers). A channel
+    reaches nobody personally."""
+    everyone = sorted(people.by_user)
+    if receiver.type == "slack_app":
+        return [u for u in everyone if people.by_user[u].slack]
+    if receiver.type == "email":
+        return [u for u in everyone if "@" in u]
+    return everyone if receiver.personal_links else []
+
+
+def undecided(
+    authenticator: Authenticator,
+    receivers: Iterable[Receiver],
+    people: People,
+    *,
+    project: str = DEFAULT_PROJECT,
+) -> list[dict[str, str]]:
+    """Each ``(receiver, person)`` whose link or button cannot decide in ``project`` as it
+    stands (no ``human:write`` by key, role map or the directory's groups), with why: their
+    right may come from their identity provider's groups alone (they must sign in to the
+    console to use a link), or they have none. Reported at start and by
+    ``kneo notifications check``."""
+    found: list[dict[str, str]] = []
+    refused: dict[str, str] = {}
+    for receiver in receivers:
+        for user in reached(receiver, people):
+            if user not in refused:
+                link = Identity(user, "decision_link", user=user, user_claim="assignee")
+                try:
+                    check_decider(authenticator, link, people, project=project)
+                    refused[user] = ""
+                except Forbidden as exc:
+                    refused[user] = exc.message
+            if refused[user]:
+                found.append({"receiver": receiver.name, "person": user, "reason": refused[user]})
+    return found
+
+
+def warn_undecided(
+    authenticator: Authenticator,
+    receivers: Iterable[Receiver],
+    people: People,
+    project: str = DEFAULT_PROJECT,
+) -> list[dict[str, str]]:
+    """:func:`undecided`, each logged as a warning (at a service's start)."""
+    found = undecided(authenticator, receivers, people, project=project)
+    for row in found:
+        log.warning(
+            "notification receiver %s reaches %s, whose link or button cannot decide: %s",
+            row["receiver"],
+            row["person"],
+            row["reason"],
+        )
+    return found
+
+
 __all__ = [
     "DECIDE_SCOPE",
     "DIRECTORY",
     "assignee_names",
     "check_decider",
     "people_of",
+    "reached",
+    "undecided",
+    "warn_undecided",
     "with_directory_groups",
 ]

@@ -80,6 +80,7 @@ TOOLS: tuple[ApiTool, ...] = (
         "POST",
         "/v1/human-tasks/{continuation_id}/resume",
         "Answer one request of a human task and continue the run; audited with your key's name. "
+        "request_id may be left out when the task waits on one request only. "
         "The answer is the run's outcome or next pause, as soon as it reaches one (within "
         "wait_seconds if given, else the service's bound); wait_seconds 0: the run as handed "
         "to a worker (status running) at once.",
@@ -256,13 +257,23 @@ def _human_task_tools(tools: _Tools) -> None:
     async def resume_human_task(
         ctx: Context,
         continuation_id: str,
-        request_id: str,
         decision: str,
+        request_id: str | None = None,
         content: str | None = None,
         selected_option: str | None = None,
         idempotency_key: str | None = None,
         wait_seconds: int | None = None,
     ) -> dict[str, Any]:
+        if request_id is None:  # the one pending request, as A2A's answer defaults it
+            path_params = {"continuation_id": continuation_id}
+            task = await tools.call(ctx, "get_human_task", path_params=path_params)
+            pending = [r for r in task.get("requests") or [] if r.get("status") == "pending"]
+            if len(pending) != 1:
+                raise ToolError(
+                    f"400 invalid_request: task {continuation_id} waits on {len(pending)} "
+                    "requests: name one as request_id"
+                )
+            request_id = str(pending[0]["request_id"])
         body = {
             k: v
             for k, v in {

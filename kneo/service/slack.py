@@ -29,7 +29,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kneo.engine.human import Decision
-from kneo.errors import ErrorCode, Forbidden, InvalidRequest, KneoError, NotFound
+from kneo.errors import (
+    ErrorCode,
+    Forbidden,
+    InvalidRequest,
+    KneoError,
+    NotFound,
+    ProviderError,
+)
 from kneo.kernel import Origins, http_client
 from kneo.logs import get_logger
 from kneo.people import Identity, acting
@@ -40,6 +47,7 @@ from kneo.platform.slack_signing import verify
 from kneo.service.deciders import check_decider, people_of
 from kneo.service.dependencies import current_manager
 from kneo.service.query_params import StrictQueryRoute
+from kneo.service.slack_forms import FIELD_PREFIX, schema_fields, submitted_content
 
 if TYPE_CHECKING:
     from kneo.platform.receivers import Receiver
@@ -160,8 +168,8 @@ def handle(
             target, decision, project_id = _submitted(payload)
         elif kind == "block_actions":
             action = (payload.get("actions") or [{}])[0]
-            if action.get("action_id") == RESPOND_ACTION:
-                _open_modal(request, app, receiver, payload, action)
+            if action.get("action_id") == RESPOND_ACTION:  # who clicked, before any form
+                _open_modal(request, app, receiver, payload, action, user_id)
                 return {"ok": True, "opened": "modal"}
             found = decision_of(str(action.get("value") or ""))
             if found is None or ACTIONS.get(str(action.get("action_id"))) != found[2]:
@@ -170,13 +178,7 @@ def handle(
         else:
             raise InvalidRequest(f"Kneo does not handle {kind!r} callbacks", field="type")
         manager = _project_manager(request, project_id)  # the task's project, only there
-        project = str(manager.store.project)
-        who = check_decider(
-            request.app.state.authenticator,
-            app.person(receiver, user_id),
-            people_of(request.app, project),
-            project=project,
-        )
+        who = _decider(request, app, receiver, user_id, manager)
         acting(who)
         try:
             manager.resume(target, decision, actor=who.name)
@@ -184,10 +186,37 @@ def handle(
             acting(None)
     except KneoError as exc:
         _tell(app, receiver, payload, user_id, exc.message)
-        if kind == "view_submission":
-            return {"response_action": "errors", "errors": {"content": exc.message[:150]}}
+        if kind == "view_submission":  # shown under the field it is about
+            return {
+                "response_action": "errors",
+                "errors": {_block_of(payload, exc): exc.message[:150]},
+            }
         return {"ok": False, "error": exc.code, "message": exc.message}
     return {"ok": True, "decided": decision.decision, "by": who.name}
+
+
+def _block_of(payload: dict[str, Any], exc: KneoError) -> str:
+    """The modal's block an error belongs under: the typed field it names (its ``path`` or
+    ``field``), else the free text, else the decision."""
+    blocks = {b.get("block_id") for b in (payload.get("view") or {}).get("blocks") or []}
+    named = str(exc.details.get("path") or exc.details.get("field") or "").split(".")[0]
+    for block in (FIELD_PREFIX + named, "content"):
+        if block in blocks:
+            return block
+    return "decision"
+
+
+def _decider(
+    request: Request, app: SlackApp, receiver: Receiver, user_id: str, manager: Any
+) -> Identity:
+    """The clicker as the Kneo person who may decide in ``manager``'s project (403 else)."""
+    project = str(manager.store.project)
+    return check_decider(
+        request.app.state.authenticator,
+        app.person(receiver, user_id),
+        people_of(request.app, project),
+        project=project,
+    )
 
 
 def _tell(app: SlackApp, receiver: Receiver, payload: dict[str, Any], user: str, text: str) -> None:
@@ -214,26 +243,41 @@ def _open_modal(
     receiver: Receiver,
     payload: dict[str, Any],
     action: dict[str, Any],
+    user_id: str,
 ) -> None:
-    """``views.open``: the request's own form (its options, a text for its content)."""
-    value = json.loads(str(action.get("value") or "{}"))
+    """``views.open``: the request's own form, for a clicker who may decide it (checked
+    first: nobody else sees the request's form). Slack's refusal (``expired_trigger_id``
+    after 3 s) is told to the clicker, never a ``500``."""
+    try:
+        value = json.loads(str(action.get("value") or "{}"))
+    except ValueError:
+        value = None
     project_id = project_of(value) if isinstance(value, dict) else None
-    if project_id is None:
+    if value is None or project_id is None:
         raise InvalidRequest("not a Kneo request", field="actions")
-    task = _project_manager(request, project_id).get_human_task(str(value.get("c")))
+    manager = _project_manager(request, project_id)
+    _decider(request, app, receiver, user_id, manager)
+    task = manager.get_human_task(str(value.get("c")))
     requests: list[dict[str, Any]] = task.get("requests", [])
     entry = next((r for r in requests if r.get("request_id") == value.get("r")), {})
-    call(
-        app.client,
-        receiver,
-        "views.open",
-        {"trigger_id": payload.get("trigger_id"), "view": modal(value, entry)},
-    )
+    try:
+        call(
+            app.client,
+            receiver,
+            "views.open",
+            {"trigger_id": payload.get("trigger_id"), "view": modal(value, entry)},
+        )
+    except DeliveryFailed as exc:
+        raise ProviderError(
+            f"Slack did not open the form ({exc}): click Respond… again, or answer in the console",
+            code=ErrorCode.slack_call_failed,
+        ) from None
 
 
 def modal(value: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-    """The modal of a request that wants more than approve/reject: a choice of its options
-    and/or a text, with the decisions it accepts."""
+    """The modal of a request that wants more than approve/reject: a choice of the decisions
+    it accepts, of its options, and its content: a typed field per property of its
+    ``input_schema`` (:mod:`kneo.service.slack_forms`), else a text."""
     accepted = [d for d in entry.get("decisions") or [] if d not in ("approved", "rejected")]
     blocks: list[dict[str, Any]] = [
         _input(
@@ -250,14 +294,19 @@ def modal(value: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
         element: dict[str, Any] = {"type": "static_select", "action_id": "value"}
         element["options"] = [_option(str(o)) for o in entry["options"]]
         blocks.append({**_input("option", "Option", element), "optional": True})
-    text = {"type": "plain_text_input", "action_id": "value", "multiline": True}
-    blocks.append({**_input("content", "Content", text), "optional": True})
+    fields, kinds = schema_fields(entry.get("input_schema"))
+    if fields:
+        blocks += fields
+    else:
+        text = {"type": "plain_text_input", "action_id": "value", "multiline": True}
+        blocks.append({**_input("content", "Content", text), "optional": True})
+    meta: dict[str, Any] = {k: value[k] for k in ("c", "r", "p") if k in value}  # p: where
+    if kinds:
+        meta["f"] = kinds
     return {
         "type": "modal",
         "callback_id": MODAL_CALLBACK,
-        "private_metadata": json.dumps(
-            {k: value[k] for k in ("c", "r", "p") if k in value}  # the project: where it decides
-        ),
+        "private_metadata": json.dumps(meta),
         "title": {"type": "plain_text", "text": "Kneo request"},
         "submit": {"type": "plain_text", "text": "Decide"},
         "blocks": blocks,
@@ -303,7 +352,9 @@ def _submitted(payload: dict[str, Any]) -> tuple[str, Decision, int]:
     project_id = project_of(meta) if isinstance(meta, dict) else None
     if project_id is None or not isinstance(meta.get("c"), str) or not decision:
         raise InvalidRequest("the modal names no request or decision", field="view")
-    chosen = Decision(str(meta.get("r")), decision, picked("content"), picked("option"))
+    kinds = meta.get("f") if isinstance(meta.get("f"), dict) else {}
+    content = submitted_content(values, kinds) if kinds else picked("content")
+    chosen = Decision(str(meta.get("r")), decision, content, picked("option"))
     return meta["c"], chosen, project_id
 
 

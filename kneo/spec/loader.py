@@ -162,6 +162,21 @@ def overlay_path(path: Path, env: str, project: ProjectConfig | None) -> Path:
     return path.parent / pattern.format(stem=path.stem, env=env, name=path.stem)
 
 
+def overlay_base(
+    path: Path, environments: Collection[str], project: ProjectConfig | None
+) -> tuple[Path, str] | None:
+    """``(spec, env)`` when ``path`` is the ``env`` overlay of a spec beside it (the file
+    :func:`overlay_path` names for that spec), else ``None``: an overlay is checked as the
+    spec it overlays, in its environment, never as a spec of its own."""
+    if not path.is_file():
+        return None
+    for env in sorted(environments):
+        for sibling in sorted(path.parent.glob(f"*{path.suffix}")):
+            if sibling != path and overlay_path(sibling, env, project).name == path.name:
+                return sibling, env
+    return None
+
+
 def _check_env(env: str, declared: Collection[str], path: Path) -> None:
     """``E_UNKNOWN_ENV`` unless the project declares ``env`` (an overlay file next to the
     spec declares nothing: :func:`~kneo.spec.project.declared_environments`)."""

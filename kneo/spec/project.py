@@ -13,22 +13,34 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from kneo.destinations import parse_destination
 from kneo.errors import ConfigError, ErrorCode, SpecError
 from kneo.kernel import read_project_file
 from kneo.names import NAME_PATTERN, check_name, is_valid_name
-from kneo.notification_events import NOTIFICATION_EVENTS
 from kneo.settings import Settings as _Settings
 from kneo.spec.extensions import SKILL_INSTRUCTIONS_CHARS, ProjectSkill, SkillSpec
 from kneo.spec.limits import ProjectLimits
+from kneo.spec.notifications_config import ENV_NAME as _ENV_NAME
+from kneo.spec.notifications_config import SECRET_FIELDS as SECRET_FIELDS  # re-exported
+from kneo.spec.notifications_config import NotificationsConfig as NotificationsConfig
+from kneo.spec.notifications_config import PersonConfig as PersonConfig
+from kneo.spec.notifications_config import ReceiverConfig as ReceiverConfig
+from kneo.spec.notifications_config import check_env_names as _check_env_names
 from kneo.spec.suggest import guess_suffix
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 from kneo.tools.factory import load_tool_registry
@@ -45,11 +57,13 @@ ENVIRONMENTS_DIR = "environments"
 #: The one environment of a project that declares none (the quickstart's).
 IMPLICIT_ENVIRONMENT = "dev"
 
-#: A secret reference must look like an environment-variable name.
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Kneo's own variables (keys, the database URL, the console and signing secrets) are never a
 #: spec's to read: a project cannot declare one as a spec secret.
 RESERVED_VARIABLE_PREFIX = "KNEO_"
+#: The validation context key of the variables a host reserves beyond the config's own
+#: (variable -> what reads it): its receivers' from ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``, and
+#: for a project's definition the host config's own.
+RESERVED_CONTEXT = "reserved_variables"
 
 
 class _Model(BaseModel):
@@ -103,17 +117,6 @@ class ModelDefaults(_Model):
     max_tokens: int | None = Field(default=None, ge=1)
     base_url: str | None = None
     api_key_env: str | None = None
-
-
-def _check_env_names(value: dict[str, str], where: str) -> dict[str, str]:
-    for key, name in value.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            # Never echo the value: it may be the secret itself pasted by mistake.
-            raise ValueError(
-                f"{where}.{key} must be an environment-variable NAME such as OPENAI_API_KEY, "
-                "not a secret value"
-            )
-    return value
 
 
 class SecretsConfig(_Model):
@@ -237,9 +240,32 @@ class FunctionsConfig(_Model):
         return value
 
 
+class AssignmentPolicy(_Model):
+    """Who may decide a human request that names an assignee (``assignments:``, in the
+    project config or an environment's block, which wins). ``advisory`` (the default): the
+    assignee is who the request is for, and anyone holding ``human:write`` decides;
+    ``binding``: only the assignee (a ``user:`` or key named, a member of a ``group:``) and
+    the ``override`` entries may decide (docs/human_in_the_loop.md)."""
+
+    assignees: Literal["advisory", "binding"] = "advisory"
+    #: Who may decide any bound request besides its assignee: ``user:NAME``, ``group:NAME``
+    #: or an API key's name.
+    override: list[str] = Field(default_factory=list, max_length=100)
+
+    @field_validator("override")
+    @classmethod
+    def _entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry.strip() or any(c.isspace() for c in entry):
+                raise ValueError(f"{entry!r} is not a user:, group: or key name entry")
+        return value
+
+
 class EnvironmentConfig(_Model):
     #: Overlay file name next to the spec; ``{stem}`` and ``{env}`` are substituted.
     overlay: str = DEFAULT_OVERLAY_PATTERN
+    #: Whether assignees bind in this environment (instead of the project's ``assignments``).
+    assignments: AssignmentPolicy | None = None
     #: Set fields override the project's top-level ``policy_enforcement`` defaults.
     policy_enforcement: dict[str, Any] | None = None
     #: Extra secret references for this environment (merged over ``secrets.extra``).
@@ -305,131 +331,6 @@ class ControllerConfigBlock(_Model):
         return _check_env_names(value, "controller.trusted_hmac_keys")
 
 
-class ReceiverConfig(_Model):
-    """One place notifications go (``notifications.receivers[]``, or the JSON list in
-    ``KNEO_SERV_NOTIFICATIONS_RECEIVERS``), with Flux-Alert-style filters: an event is sent
-    when every filter that is set matches. Secrets are named by variable, never written."""
-
-    #: Stable name: a delivery row is keyed by (event, receiver name).
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    #: ``webhook``: JSON signed with HMAC-SHA256; ``slack``: an incoming-webhook message;
-    #: ``slack_app``: a Slack app's bot (Web API at ``url``): messages with decision buttons,
-    #: updated once the request is decided; ``teams``: a Microsoft Teams incoming webhook
-    #: (an Adaptive Card); ``email``: mail through the SMTP server at ``url``
-    #: (``smtp://host:port``), a text and an HTML part, a decision link per recipient.
-    type: Literal["webhook", "slack", "slack_app", "teams", "email"] = "webhook"
-    #: A webhook's body: ``kneo`` (the Kneo message) or ``cloudevents`` (CloudEvents 1.0,
-    #: structured JSON, the Kneo message as ``data``).
-    format: Literal["kneo", "cloudevents"] = "kneo"
-    #: Where to POST (http or https). A Slack webhook URL is itself a secret: use ``url_env``.
-    url: str | None = Field(default=None, pattern=r"^(https?|smtp)://\S+$", max_length=2048)
-    #: Variable holding the URL instead of ``url``.
-    url_env: str | None = None
-    #: Variable holding the webhook's HMAC key (``webhook-signature``, Standard Webhooks;
-    #: ``whsec_<base64>`` or any text), also used for ``X-Kneo-Signature-256``.
-    secret_env: str | None = None
-    #: ``slack_app``: variables holding the bot token (``xoxb-...``) and the app's signing
-    #: secret (verifies its interaction callbacks), and the channel id messages go to.
-    token_env: str | None = None
-    signing_secret_env: str | None = None
-    channel: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,32}$")
-    #: ``email``: how the connection is secured (``starttls``, ``tls`` from the first byte,
-    #: ``none`` on a trusted local relay only), the login (the password by variable), the
-    #: sender, and who gets every message (besides the request's own recipients).
-    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_username: str | None = Field(default=None, max_length=255)
-    smtp_password_env: str | None = None
-    from_address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
-    to: list[str] = Field(default_factory=list, max_length=100)
-    #: Event types (``*`` wildcards, e.g. ``human.*``); empty: every event.
-    events: list[str] = Field(default_factory=list)
-    #: Only events of these environments (events with no environment never match).
-    environments: list[str] = Field(default_factory=list)
-    #: Only events assigned to one of these (human tasks).
-    assignees: list[str] = Field(default_factory=list)
-    #: Lowest severity sent: ``info`` (everything), ``warning`` or ``error``.
-    severity: Literal["info", "warning", "error"] = "info"
-
-    @field_validator(
-        "url_env", "secret_env", "token_env", "signing_secret_env", "smtp_password_env"
-    )
-    @classmethod
-    def _env_names(cls, value: str | None) -> str | None:
-        if value is not None:
-            _check_env_names({"env": value}, "notifications.receivers[]")
-        return value
-
-    @field_validator("events")
-    @classmethod
-    def _known_events(cls, value: list[str]) -> list[str]:
-        from fnmatch import fnmatchcase
-
-        for pattern in value:
-            if not any(fnmatchcase(kind, pattern) for kind in NOTIFICATION_EVENTS):
-                raise ValueError(
-                    f"{pattern!r} matches no notification event "
-                    f"(events: {', '.join(NOTIFICATION_EVENTS)})"
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _one_url(self) -> ReceiverConfig:
-        if (self.url is None) == (self.url_env is None):
-            raise ValueError(f"receiver {self.name!r}: set exactly one of url and url_env")
-        if self.type != "webhook" and self.format != "kneo":
-            raise ValueError(f"receiver {self.name!r}: format applies to webhook receivers only")
-        app = (self.token_env, self.signing_secret_env, self.channel)
-        if self.type == "slack_app" and None in app:
-            raise ValueError(
-                f"receiver {self.name!r}: a slack_app needs token_env, signing_secret_env and "
-                "channel"
-            )
-        if self.url is not None and (self.type == "email") != self.url.startswith("smtp:"):
-            raise ValueError(
-                f"receiver {self.name!r}: url: smtp://host:port for an email receiver, "
-                "http(s) for any other"
-            )
-        if self.type == "email" and self.from_address is None:
-            raise ValueError(f"receiver {self.name!r}: an email receiver needs from_address")
-        if self.type != "slack_app" and app != (None, None, None):
-            raise ValueError(
-                f"receiver {self.name!r}: token_env, signing_secret_env and channel are for "
-                "slack_app receivers only"
-            )
-        return self
-
-
-class PersonConfig(_Model):
-    """One person notifications reach (``notifications.people[]``): how Kneo names them
-    (``user``: what ``user:`` entries match), their Slack user id (a click from it is theirs)
-    and the approver groups they are in (a ``group:`` task reaches them and is theirs in the
-    inbox's *Mine*)."""
-
-    user: str = Field(min_length=1, max_length=255, pattern=r"^[^\s:]+$")
-    slack: str | None = Field(default=None, pattern=r"^[UW][A-Z0-9]{2,32}$")
-    groups: list[str] = Field(default_factory=list, max_length=100)
-
-
-class NotificationsConfig(_Model):
-    """The ``notifications:`` block (see docs/notifications.md)."""
-
-    receivers: list[ReceiverConfig] = Field(default_factory=list, max_length=100)
-    #: who is who across Slack and Kneo, and in which approver groups (docs/notifications.md)
-    people: list[PersonConfig] = Field(default_factory=list, max_length=10_000)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> NotificationsConfig:
-        names = [r.name for r in self.receivers]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"receiver names must be unique: {', '.join(repeated)} repeated")
-        users = [p.user for p in self.people]
-        twice = sorted({u for u in users if users.count(u) > 1})
-        if twice:
-            raise ValueError(f"people: {', '.join(twice)} is listed twice")
-        return self
-
-
 class ProjectConfig(_Model):
     """The whole ``.kneo/config.yaml``."""
 
@@ -450,6 +351,8 @@ class ProjectConfig(_Model):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     #: Where notifications go (receivers and filters; docs/notifications.md).
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    #: Whether a request's assignee binds (``environments.<env>.assignments`` wins).
+    assignments: AssignmentPolicy = Field(default_factory=AssignmentPolicy)
     #: GitOps controller settings (``kneo controller``, ``kneo service serve``).
     controller: ControllerConfigBlock | None = None
     #: Runs at once and spending per UTC day (docs/projects.md#limits).
@@ -507,17 +410,24 @@ class ProjectConfig(_Model):
         return SkillSpec(description=skill.description, instructions=text, tools=skill.tools)
 
     @model_validator(mode="after")
-    def _spec_secrets_confined(self) -> ProjectConfig:
-        """No spec secret is one of Kneo's own variables, and every server's name is a plain
-        name and its secret one the project declares."""
-        own = self.kneo_variables()
+    def _spec_secrets_confined(self, info: ValidationInfo) -> ProjectConfig:
+        """No spec secret is one of Kneo's own variables (nor, validated with the context
+        ``reserved_variables``, one the host's receivers or controller read), and every
+        server's name is a plain name and its secret one the project declares."""
+        own = self.reserved_variables()
+        context = info.context if isinstance(info.context, dict) else {}
+        own.update(context.get(RESERVED_CONTEXT) or {})
         for where, mapping in self.secret_sources():
             for name, variable in mapping.items():
-                if variable.upper().startswith(RESERVED_VARIABLE_PREFIX) or variable in own:
+                if variable.upper().startswith(RESERVED_VARIABLE_PREFIX):
                     raise ValueError(
                         f"{where}.{name}: {variable} holds one of Kneo's own secrets and can "
-                        "never be a spec secret (KNEO_* variables, and the variables the "
-                        "controller and notification receivers use)"
+                        "never be a spec secret (KNEO_* variables are Kneo's)"
+                    )
+                if variable in own:
+                    raise ValueError(
+                        f"{where}.{name}: {variable} is {own[variable]} and can never be a "
+                        "spec secret (a spec that reads it could sign or send as Kneo)"
                     )
         declared = self.declared_secrets()
         for ref in self.secrets.destinations:
@@ -566,14 +476,28 @@ class ProjectConfig(_Model):
 
     def kneo_variables(self) -> set[str]:
         """Variables this config names for Kneo's own use (never a spec's)."""
-        own: set[str] = set()
+        return set(self.reserved_variables())
+
+    def reserved_variables(self, whose: str = "") -> dict[str, str]:
+        """Variables this config names for Kneo's own use -> what reads it (``whose``
+        prefixes it: ``the host's``), for the error that refuses one as a spec secret."""
+        own: dict[str, str] = {}
         if self.controller is not None:
             if self.controller.webhook_secret_env:
-                own.add(self.controller.webhook_secret_env)
-            own.update(self.controller.trusted_hmac_keys.values())
+                own[self.controller.webhook_secret_env] = (
+                    f"{whose}controller.webhook_secret_env".lstrip()
+                )
+            for key, variable in self.controller.trusted_hmac_keys.items():
+                own[variable] = f"{whose}controller.trusted_hmac_keys.{key}"
         for receiver in self.notifications.receivers:
-            own.update(v for v in (receiver.url_env, receiver.secret_env) if v)
+            for variable, name in receiver.variables().items():
+                own[variable] = f"the {name} of {whose}notification receiver {receiver.name!r}"
         return own
+
+    def assignments_for(self, env: str | None) -> AssignmentPolicy:
+        """Whether assignees bind in ``env``: its own block, else the project's."""
+        own = self.environments.get(env or "")
+        return own.assignments if own is not None and own.assignments else self.assignments
 
     def policy_for(self, env: str) -> PolicyEnforcement | None:
         """The environment's policy: top-level defaults with the environment's fields on top."""
@@ -609,11 +533,39 @@ def find_project_config(start: Path, settings: Settings | None = None) -> Path |
     return None
 
 
-def load_project_config(path: Path) -> ProjectConfig:
+def host_reserved_variables(settings: Settings | None) -> dict[str, str]:
+    """The variables the receivers in ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` read -> which
+    (none when it is unset or not a valid list: loading the receivers says so)."""
+    import json
+
+    raw = settings.notifications.receivers.strip() if settings is not None else ""
+    if not raw:
+        return {}
+    try:
+        receivers = NotificationsConfig.model_validate({"receivers": json.loads(raw)}).receivers
+    except ValueError:
+        return {}
+    return {
+        variable: f"the {name} of the host's notification receiver {r.name!r} "
+        "(KNEO_SERV_NOTIFICATIONS_RECEIVERS)"
+        for r in receivers
+        for variable, name in r.variables().items()
+    }
+
+
+def load_project_config(path: Path, reserved: Mapping[str, str] | None = None) -> ProjectConfig:
     """Read and validate one project config, and the files its skills name; errors name
-    the file, line and field path."""
+    the file, line and field path. ``reserved``: variables the host reads for itself
+    (:func:`host_reserved_variables`), refused as spec secrets too."""
     data, text = read_yaml_mapping(path, what="project config")
-    config = validate_mapping(ProjectConfig, data, file=path, text=text, kind="project config")
+    config = validate_mapping(
+        ProjectConfig,
+        data,
+        file=path,
+        text=text,
+        kind="project config",
+        context={RESERVED_CONTEXT: dict(reserved or {})},
+    )
     config.read_skill_files(project_root(path))
     return config
 
@@ -649,7 +601,8 @@ class ProjectContext:
         settings = settings or _Settings.from_env()
         cwd = (cwd or Path.cwd()).resolve()
         path = find_project_config(cwd, settings)
-        config = load_project_config(path) if path else ProjectConfig()
+        reserved = host_reserved_variables(settings)
+        config = load_project_config(path, reserved) if path else ProjectConfig()
         # ``.kneo/config.yaml`` lives in the root; an explicit file elsewhere marks its own dir.
         root = cwd if path is None else project_root(path)
         chosen = env or settings.environ.get("KNEO_ENV") or None
@@ -673,17 +626,22 @@ class ProjectContext:
         ``<state_dir>/projects/<name>`` under this host's root, so none of the host's own
         files (``environments/*.yaml``, skill instructions) becomes the project's by
         accident; an administrator may put the project's files there."""
+        settings = self.settings or _Settings.from_env()
+        reserved = {  # the host's own receivers and controller: never a tenant's spec secret
+            **self.config.reserved_variables("the host's "),
+            **host_reserved_variables(settings),
+        }
         config = validate_mapping(
             ProjectConfig,
             dict(definition) if definition is not None else {"name": name},
             file=Path(f"project {name}"),
             text="",
             kind="project definition",
+            context={RESERVED_CONTEXT: reserved},
         )
         root = self.resolve_path(self.config.paths.state_dir) / "projects" / name
         if root.is_dir():
             config.read_skill_files(root)
-        settings = self.settings or _Settings.from_env()
         env = check_name(config.default_environment or settings.default_env, kind="environment")
         return ProjectContext(
             root=root, config_path=None, config=config, env=env, settings=settings

@@ -22,6 +22,7 @@ from kneo.spec.project import ProjectConfig, ReceiverConfig
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMAS: dict[str, str] = {
     "spec.schema.json": "Kneo spec v1",
+    "spec_overlay.schema.json": "Kneo spec v1 environment overlay (specs/<name>.<env>.yaml)",
     "project_config.schema.json": "Kneo project config (.kneo/config.yaml)",
     "notification_receivers.schema.json": "Kneo notification receivers "
     "(KNEO_SERV_NOTIFICATIONS_RECEIVERS; notifications.receivers in the project config)",
@@ -55,6 +56,28 @@ def spec_schema() -> dict[str, Any]:
     return _wrap(schema, "spec.schema.json")
 
 
+def spec_overlay_schema() -> dict[str, Any]:
+    """An environment overlay: any part of a spec, merged into it (``kneo spec resolve``).
+    The spec's schema with nothing required, so a partial spec validates while a misspelt or
+    mistyped field still does not; ``version`` may be left out (the spec's own counts)."""
+    spec = {k: v for k, v in spec_schema().items() if k not in ("$schema", "$id", "title")}
+    return _wrap(_optional(spec), "spec_overlay.schema.json")
+
+
+def _optional(node: Any) -> Any:
+    """``node`` without the ``required`` keyword (a list) anywhere; a property that happens
+    to be named ``required`` stays."""
+    if isinstance(node, dict):
+        return {
+            k: _optional(v)
+            for k, v in node.items()
+            if not (k == "required" and isinstance(v, list))
+        }
+    if isinstance(node, list):
+        return [_optional(v) for v in node]
+    return node
+
+
 def project_config_schema() -> dict[str, Any]:
     return _wrap(
         ProjectConfig.model_json_schema(by_alias=True, mode="validation"),
@@ -84,6 +107,7 @@ def generate() -> dict[str, dict[str, Any]]:
     """File name -> schema, for every schema this package owns."""
     return {
         "spec.schema.json": spec_schema(),
+        "spec_overlay.schema.json": spec_overlay_schema(),
         "project_config.schema.json": project_config_schema(),
         "notification_receivers.schema.json": notification_receivers_schema(),
     }

@@ -121,14 +121,21 @@ def line_of(text: str, loc: Loc) -> int | None:
 
 
 def validate_mapping(
-    model: type[_Model], data: dict[str, Any], *, file: Path, text: str, kind: str
+    model: type[_Model],
+    data: dict[str, Any],
+    *,
+    file: Path,
+    text: str,
+    kind: str,
+    context: dict[str, Any] | None = None,
 ) -> _Model:
-    """``data``, read from ``file`` (whose ``text`` locates lines), as ``model``; any bad field
-    is one ``E_SCHEMA`` error naming file:line and the field (see below)."""
+    """``data``, read from ``file`` (whose ``text`` locates lines), as ``model`` (with the
+    validation ``context``); any bad field is one ``E_SCHEMA`` error naming file:line and the
+    field (see below)."""
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise validation_error_to_spec_error(
             exc, data, file=str(file), texts=[(str(file), text)], kind=kind, model=model

@@ -182,16 +182,18 @@ def audit_values(
 def outbox_values(audit: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``notification_events`` row an audit row (:func:`audit_values`) causes, written in
     the same transaction; ``None`` for an audit event nobody is notified of. The payload is
-    the audit's, already redacted; ``environment`` and ``assignee`` are read from it."""
+    the audit's, already redacted; ``environment`` and ``assignee`` are read from it, and the
+    approval task of a held policy change (its ``task``) when the audit names none."""
     kind = NOTIFIED_AUDITS.get(audit["event_type"])
     if kind is None:
         return None
+    task = (audit["payload"] or {}).get("task")
     return notification_event_values(
         audit["event_id"],
         kind,
         actor=audit["actor"],
         run_id=audit["run_id"],
-        continuation_id=audit["continuation_id"],
+        continuation_id=audit["continuation_id"] or (task if isinstance(task, str) else None),
         payload=audit["payload"],
         now=audit["created_at"],
         redacted=True,

@@ -33,7 +33,15 @@ def test_each_approver_gets_a_link_that_approves_as_them(
     hook = Hook().start()
     dispatcher = Dispatcher(
         store,
-        [Receiver("hook", "webhook", hook.url, events=("promotion.awaiting_approval",))],
+        [  # one person's private endpoint: it may carry the approvers' links
+            Receiver(
+                "hook",
+                "webhook",
+                hook.url,
+                events=("promotion.awaiting_approval",),
+                personal_links=True,
+            )
+        ],
         settings.notifications,
         owner="test",
         base_url="http://testserver",

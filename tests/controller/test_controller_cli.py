@@ -239,7 +239,8 @@ def test_the_projects_own_bundles_reconcile_with_no_rejection(
     import shutil
 
     root = Path(__file__).resolve().parents[2]
-    for folder in ("bundles", "environments"):
+    # the bundles, their environments and the project code the bundles pin (examples/*.py)
+    for folder in ("bundles", "environments", "examples"):
         shutil.copytree(root / folder, repo.work / folder, dirs_exist_ok=True)
     repo.write(".kneo/config.yaml", (root / ".kneo" / "config.yaml").read_text())
     repo.commit("the project's own bundles")
@@ -425,3 +426,52 @@ def test_status_in_a_project_shows_that_projects_source(
     assert bare["configured"] is False and bare["source"] is None
     host = cli("controller", "status", "--json")
     assert host["configured"] is True and host["source"] == repo.url
+
+
+def test_a_held_removal_shows_in_status_registry_and_plan(cli: Any, repo: Repo, keys: Keys) -> None:
+    """prod asks two signatures: deleting its bundle file prunes nothing, and every
+    command that shows the controller or the registry says so (issue 70)."""
+    repo.write(
+        "environments/prod.yaml",
+        "version: v1\nrequired_signatures: 2\naccepted_key_ids: [ci, release]\n",
+    )
+    repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", cosign="release"))
+    repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
+    repo.commit("helper")
+    assert cli("controller", "reconcile", "--once", "--json")["ok"]
+    repo.remove("bundles/helper/prod.json")
+    repo.commit("remove helper from prod")
+
+    planned = cli("controller", "plan", "--json")
+    assert [(h["bundle"], h["environment"], h["state"]) for h in planned["prunes"]] == [
+        ("helper", "prod", "refused")
+    ]
+    assert cli("controller", "reconcile", "--json")["prunes"][0]["state"] == "refused"
+    text = cli("controller", "status")
+    assert "prune helper prod: refused" in text and "problem prune_refused:" in text
+    got = cli("registry", "get", "helper", "--env", "prod", "--json")
+    assert got["active"]["revision"] == 1
+    promoted = next(c for c in got["conditions"] if c["type"] == "Promoted")
+    assert promoted["status"] == "False" and promoted["reason"] == "PruneRefused"
+    assert "a deletion carries none" in promoted["message"]
+
+
+def test_the_pull_request_plan_of_a_removal_from_prod_waits_for_approvers(
+    cli: Any, repo: Repo, keys: Keys
+) -> None:
+    """Deleting prod's bundle file in a pull request: prod's approvers must approve the
+    removal (waiting for people is no refusal: the plan exits 0); dev's goes at once."""
+    for env in ("dev", "staging", "prod"):
+        repo.write(f"bundles/helper/{env}.json", keys.bundle("helper", env))
+    repo.commit("helper")
+    repo.git("checkout", "--quiet", "-b", "feature")
+    repo.remove("bundles/helper/prod.json")
+    repo.remove("bundles/helper/dev.json")
+    repo.commit("remove", push=False)
+    work = str(repo.work)
+    text = cli("controller", "plan", "--repo", work, "--base", "main", "--head", "feature")
+    assert "**0 refused**" in text
+    prod = text.split("### prod")[1]
+    assert "| `helper` | ⏳ removal needs approval |" in prod
+    dev = text.split("### dev")[1].split("### ")[0]
+    assert "| `helper` | 🗑️ removed |" in dev

@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from kneo.engine.providers.registry import REMOTE_PROVIDERS
 from kneo.envcheck import COMPOSE_VARIABLES
 from kneo.settings import Settings
 
@@ -25,8 +26,8 @@ K8S = DEPLOY / "kubernetes"
 #: The oldest Kubernetes minor the manifests promise to work with.
 K8S_VERSION = "1.29.0"
 #: Names the files set that are neither Kneo settings nor Compose's: the controller's
-#: repository (expanded into its arguments) and a provider key the project config names.
-OTHER_VARIABLES = {"GITOPS_REPO", "OPENAI_API_KEY"}
+#: repository (expanded into its arguments) and the keys model providers read by default.
+OTHER_VARIABLES = {"GITOPS_REPO"} | {variable for _, _, variable in REMOTE_PROVIDERS.values()}
 
 
 def env_file_names(path: Path) -> set[str]:
@@ -121,6 +122,22 @@ def test_compose_stack_shape() -> None:
     assert "ports" not in services["api-replica"]
 
 
+def test_compose_runs_every_kneo_container_hardened() -> None:
+    """As the Kubernetes manifests do: a read-only root, no capabilities, no privileges
+    gained; the only writable places are tmpfs mounts (/tmp, the controller's fetch cache)."""
+    services = compose()["services"]
+    for name in ("migrate", "api", "api-replica", "worker", "controller"):
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"] and "cap_add" not in service, name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "/tmp" in service["tmpfs"], name
+    command = services["controller"]["command"]
+    cache = command[command.index("--cache-dir") + 1]
+    assert any(mount.split(":")[0] == cache for mount in services["controller"]["tmpfs"])
+    assert "no-new-privileges:true" in services["db"]["security_opt"]
+
+
 def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     spec = doc.get("spec", {}).get("template", {}).get("spec", {})
     return list(spec.get("containers", []))
@@ -170,8 +187,16 @@ def test_every_role_is_hardened_probed_and_sized(overlay: list[dict[str, Any]]) 
             assert security["capabilities"]["drop"] == ["ALL"]
             assert {"cpu", "memory"} <= set(container["resources"]["requests"])
             assert container["image"] == "registry.example.com/platform/kneo:0.1.0"
-            refs = [s.get("configMapRef", s.get("secretRef"))["name"] for s in container["envFrom"]]
-            assert refs == ["kneo-config", "kneo-secrets"]
+            # the settings whole; of the Secret only the keys the role reads (test_helm_chart.py)
+            assert [source["configMapRef"]["name"] for source in container["envFrom"]] == [
+                "kneo-config"
+            ]
+            secrets = {
+                e["valueFrom"]["secretKeyRef"]["name"]
+                for e in container["env"]
+                if "secretKeyRef" in e.get("valueFrom", {})
+            }
+            assert secrets == {"kneo-secrets"}
         for volume in pod.get("volumes", []):
             if "configMap" in volume:
                 assert volume["configMap"]["name"] in configmaps
@@ -216,9 +241,9 @@ def _selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def _network_policies(overlay: list[dict[str, Any]], kinds: dict[Any, Any]) -> None:
-    """Every Kneo pod denies ingress but what a policy lets in: the API its HTTP port from
-    the ingress controller's namespace, every role its metrics port from monitoring; the
-    database accepts Kneo's pods only."""
+    """Every Kneo pod denies ingress and egress but what a policy lets through: the API its
+    HTTP port from the ingress controller's namespace, every role its metrics port from
+    monitoring (egress per role: test_helm_chart.py); the database accepts Kneo's pods only."""
     policies = [d for d in overlay if d["kind"] == "NetworkPolicy"]
     pods = {
         name: kinds[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
@@ -227,8 +252,11 @@ def _network_policies(overlay: list[dict[str, Any]], kinds: dict[Any, Any]) -> N
     pods["kneo-migrate"] = kinds[("Job", "kneo-migrate")]["spec"]["template"]["metadata"]["labels"]
     for name, labels in pods.items():
         applying = [p for p in policies if _selects(p, labels)]
-        assert any(
-            "ingress" not in p["spec"] and p["spec"]["policyTypes"] == ["Ingress"] for p in applying
+        assert any(  # denies both ways but what another policy lets through
+            "ingress" not in p["spec"]
+            and "egress" not in p["spec"]
+            and p["spec"]["policyTypes"] == ["Ingress", "Egress"]
+            for p in applying
         ), name
         ports = {
             port["port"]
@@ -243,7 +271,7 @@ def _network_policies(overlay: list[dict[str, Any]], kinds: dict[Any, Any]) -> N
     assert api_rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
     ]
-    [database] = [p for p in policies if not _selects(p, pods["kneo-api"])]
+    [database] = [p for p in policies if p["metadata"]["name"] == "kneo-database-from-kneo"]
     [rule] = database["spec"]["ingress"]
     assert rule["ports"] == [{"port": 5432}]
     [source] = rule["from"]

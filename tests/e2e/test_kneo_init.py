@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from kneo.store.migrate import HEAD_REVISION as SCHEMA_REVISION
-from kneo.version import schema_revision
+from kneo.version import package_version, schema_revision
 from tests.e2e.doc_walk import ROOT
 from tests.e2e.test_reset_and_init import kneo
 
@@ -34,6 +35,8 @@ def test_a_gitops_project_its_schemas_resolve_and_its_files_validate(tmp_path: P
     shipped = (ROOT / ".github" / "workflows" / "spec-repo.yml").read_text()
     written = (repo / ".github" / "workflows" / "kneo-specs.yml").read_text()
     pin = re.compile(r'KNEO_PACKAGE: "kneo-platform==[^"]+"')
+    # the version that ran `kneo init`, never a guessed release
+    assert f'KNEO_PACKAGE: "kneo-platform=={package_version()}"' in written
     assert pin.search(written) and pin.sub("", written) == pin.sub("", shipped)
     # every YAML names a schema that exists beside it, and (overlays apart) validates
     checked = 0
@@ -83,3 +86,12 @@ def test_version_names_the_build_and_both_schema_revisions(tmp_path: Path) -> No
     assert f"schema {SCHEMA_REVISION} (database: {SCHEMA_REVISION})" in table
     down = kneo(tmp_path, "version", KNEO_SERV_DATABASE_URL="postgresql+psycopg://u@127.0.0.1:1/x")
     assert down.returncode == 0 and "database: -" in down.stdout  # the version still prints
+    short = kneo(tmp_path, "--version")
+    assert short.returncode == 0, short.stderr
+    assert short.stdout.strip() == f"kneo {info['version']}"
+    # run from this checkout (an editable install): the commit checked out, not the one an
+    # install long ago recorded
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert head.startswith(info["revision"]) and len(info["revision"]) >= 7

@@ -26,6 +26,8 @@ from tests.notifications.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = str(ROOT / "examples" / "hitl_approval.yaml")  # assigned to "reviewer"
+#: the reviewer's own endpoint: it may carry their personal link
+HOOK = {"name": "hook", "secret_env": "NOTIFY_SECRET", "personal_links": True}
 
 
 @pytest.fixture
@@ -42,9 +44,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
             "KNEO_SERV_PUBLIC_URL": "http://testserver",
             "KNEO_SERV_DECISION_LINKS": "true",
             "KNEO_SERV_NOTIFICATIONS_POLL_SECONDS": "0.05",
-            "KNEO_SERV_NOTIFICATIONS_RECEIVERS": json.dumps(
-                [{"name": "hook", "url": hook.url, "secret_env": "NOTIFY_SECRET"}]
-            ),
+            "KNEO_SERV_NOTIFICATIONS_RECEIVERS": json.dumps([HOOK | {"url": hook.url}]),
             "NOTIFY_SECRET": "whsec-test-0123456789",
         }
     )

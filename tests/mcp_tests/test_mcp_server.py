@@ -310,3 +310,54 @@ def test_own_port_http_server(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_resume_defaults_to_the_one_pending_request_as_a2a_does(served: Served) -> None:
+    """``resume_human_task`` without ``request_id``: the task's one pending request is
+    decided; a task waiting on several asks for ``request_id`` and decides nothing."""
+    one = served.manager.run_from_spec(input_text="one", spec_path=SMOKE)
+    human = {"prompt": "OK?", "assignee": "reviewer"}
+    both = {
+        "version": "v1",
+        "workflow": {
+            "type": "concurrent",
+            "name": "two-asks",
+            "participants": [
+                {"id": "h1", "kind": "human", "ref": "r1"},
+                {"id": "h2", "kind": "human", "ref": "r2"},
+            ],
+        },
+        "components": {"humans": {"r1": human, "r2": human}},
+    }
+    two = served.manager.run_from_spec(input_text="two", spec=both)
+    assert len(served.manager.get_human_task(two.continuation_id)["requests"]) > 1
+    decided, ambiguous = session(
+        served.url,
+        KEYS["reviewer"],
+        [
+            ("resume_human_task", {"continuation_id": one.continuation_id, "decision": "approved"}),
+            ("resume_human_task", {"continuation_id": two.continuation_id, "decision": "approved"}),
+        ],
+    )
+    assert payload(decided)["status"] == "succeeded"
+    assert "name one as request_id" in error_text(ambiguous)
+    assert served.manager.get_run(two.run_id)["status"] == "paused"
+
+
+def test_a_binding_assignment_refuses_another_reviewer_over_mcp(tmp_path: Path) -> None:
+    """With ``assignments.assignees: binding``, a second reviewer key (``human:write``)
+    cannot decide a request assigned to ``reviewer``: the tool answers the API's ``403
+    not_the_assignee`` naming who may; the reviewer decides it."""
+    config = tmp_path / ".kneo" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text("version: v1\nassignments:\n  assignees: binding\n")
+    keys = AUTH["KNEO_SERV_API_KEYS"] + ";second:second-key-4715:reviewer"
+    spec = str(REPO / "examples" / "hitl_approval.yaml")  # assigned to "reviewer"
+    for served in serve_mcp(tmp_path, {**AUTH, "KNEO_SERV_API_KEYS": keys}, worker=False):
+        paused = served.manager.run_from_spec(input_text="bound", spec_path=spec)
+        args = {"continuation_id": paused.continuation_id, "decision": "approved"}
+        [refused] = session(served.url, "second-key-4715", [("resume_human_task", args)])
+        assert "403 not_the_assignee" in error_text(refused)
+        assert "only reviewer may decide" in error_text(refused)
+        [decided] = session(served.url, KEYS["reviewer"], [("resume_human_task", args)])
+        assert payload(decided)["status"] == "succeeded"

@@ -116,3 +116,75 @@ def test_api_lists_counts_and_retries(platform: Any) -> None:
         assert unknown.status_code == 422
     audit = manager.store.audit.list_audit(event_type="notifications.retried").items
     assert [a.actor for a in audit] == ["admin"]
+
+
+def test_check_names_each_person_whose_link_cannot_decide(tmp_path: Path) -> None:
+    """``kneo notifications check``: a Slack app reaches alice (no key, no role) and the
+    reviewer key's person; alice is reported, with the reason, and the command exits 1; a
+    role-map rule for her makes it pass. A shared webhook reaches nobody personally."""
+    receivers = receivers_env(
+        {"name": "team", "type": "slack_app", "url": "https://slack.com/api",
+         "channel": "C0KNEO", "token_env": "SLACK_BOT_TOKEN",
+         "signing_secret_env": "SLACK_SIGNING_SECRET"},
+        {"name": "hook", "url": "https://hooks.example/kneo"},
+    )  # fmt: skip
+    people = [
+        {"user": "alice@example.com", "slack": "U0ALICE01"},
+        {"user": "reviewer", "slack": "U0REV0001"},
+    ]
+    env = {
+        "KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'kneo.sqlite'}",
+        "KNEO_SERV_AUTH_ENABLED": "true",
+        "KNEO_SERV_API_KEYS": "reviewer:reviewer-key-0123456789:reviewer",
+        "KNEO_SERV_NOTIFICATIONS_RECEIVERS": receivers,
+        "KNEO_SERV_NOTIFICATIONS_PEOPLE": json.dumps(people),
+        "SLACK_BOT_TOKEN": "xoxb-check",
+        "SLACK_SIGNING_SECRET": "signing-check",
+    }
+    failed = _kneo(tmp_path, env, "check", "--json")
+    assert failed.returncode == 1, failed.stderr
+    report = json.loads(failed.stdout)
+    assert [(r["receiver"], r["person"]) for r in report["undecided"]] == [
+        ("team", "alice@example.com")
+    ]
+    assert "human:write" in report["undecided"][0]["reason"]
+    assert {r["receiver"]: r["links"] for r in report["receivers"]} == {
+        "team": "personal",
+        "hook": "channel",
+    }
+    env["KNEO_SERV_OIDC_ISSUER"] = "https://idp.example"
+    env["KNEO_SERV_OIDC_AUDIENCE"] = "kneo"
+    env["KNEO_SERV_OIDC_ROLES"] = "user:alice@example.com=reviewer"
+    passed = _kneo(tmp_path, env, "check")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "every person a receiver reaches can decide" in passed.stdout
+
+
+def test_a_service_warns_at_start_of_each_person_who_cannot_decide(
+    tmp_path: Path, caplog: Any
+) -> None:
+    import logging
+
+    from kneo.platform import create_platform
+    from kneo.settings import Settings
+    from kneo.spec.project import ProjectContext
+
+    settings = Settings.from_env(
+        {
+            "KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'kneo.sqlite'}",
+            "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
+            "KNEO_SERV_AUTH_ENABLED": "true",
+            "KNEO_SERV_API_KEYS": "reviewer:reviewer-key-0123456789:reviewer",
+            "KNEO_SERV_NOTIFICATIONS_RECEIVERS": receivers_env(
+                {"name": "mine", "url": "https://hooks.example/kneo", "personal_links": True}
+            ),
+            "KNEO_SERV_NOTIFICATIONS_PEOPLE": json.dumps([{"user": "carol"}, {"user": "reviewer"}]),
+        }
+    )
+    manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+    app = create_app(False, settings=settings, manager=manager, start_worker=False)
+    with caplog.at_level(logging.WARNING), TestClient(app):
+        pass
+    manager.store.close()
+    assert "notification receiver mine reaches carol, whose link" in caplog.text
+    assert "reaches reviewer" not in caplog.text  # the reviewer key decides

@@ -58,7 +58,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         {"name": "team", "type": "slack_app", "url": slack.url, "channel": "C0KNEO",
          "token_env": "SLACK_BOT_TOKEN", "signing_secret_env": "SLACK_SIGNING_SECRET",
          "events": ["human.requested", "human.decision"]},
-        {"name": "hook", "url": hook.url, "events": ["human.requested"]},
+        {"name": "hook", "url": hook.url, "events": ["human.requested"],
+         "personal_links": True},  # one person's endpoint: it may carry their link
     ]  # fmt: skip
     people = [{"user": "reviewer", "slack": "UREVIEW"}, {"user": "viewer", "slack": "UVIEW"}]
     settings = Settings.from_env(
@@ -323,12 +324,19 @@ def test_a_request_for_input_is_answered_in_a_modal(world: dict[str, Any]) -> No
     assert call["trigger_id"] == "1337.42.abcd"
     View(**call["view"]).validate_json()  # slack_sdk's own model accepts the modal
     view = call["view"]
+    fields = {b["block_id"]: b for b in view["blocks"]}
+    threshold, mode = fields["field.threshold"], fields["field.mode"]  # the schema's fields
+    assert threshold["element"]["type"] == "number_input" and threshold["optional"] is False
+    assert [o["text"]["text"] for o in mode["element"]["options"]] == ["strict", "lenient"]
+    assert mode["optional"] is True and "content" not in fields
 
-    def submit(content: str) -> Any:
+    def submit(threshold: str, mode: str | None) -> Any:
         values = {
             "decision": {"value": {"type": "static_select",
                                    "selected_option": {"value": "provided"}}},
-            "content": {"value": {"type": "plain_text_input", "value": content}},
+            "field.threshold": {"value": {"type": "number_input", "value": threshold}},
+            "field.mode": {"value": {"type": "static_select", "selected_option":
+                                     {"value": json.dumps(mode)} if mode else None}},
         }  # fmt: skip
         payload = {
             "type": "view_submission",
@@ -337,12 +345,37 @@ def test_a_request_for_input_is_answered_in_a_modal(world: dict[str, Any]) -> No
         }
         return click(client, payload).json()
 
-    refused = submit('{"threshold": "high"}')  # the request's schema wants a number
-    assert refused["response_action"] == "errors" and "threshold" in refused["errors"]["content"]
+    refused = submit("-", None)  # not a number: shown under its field
+    assert refused["response_action"] == "errors" and "field.threshold" in refused["errors"]
     assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"
-    assert submit('{"threshold": 0.8, "mode": "strict"}') == {
-        "ok": True,
-        "decided": "provided",
-        "by": "reviewer",
-    }
+    assert submit("0.8", "strict") == {"ok": True, "decided": "provided", "by": "reviewer"}
+    run = manager.store.runs.get_run(paused.run_id)
+    assert '{"mode": "strict", "threshold": 0.8}' in str(run.output_text)  # typed, as sent
     assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
+
+
+def test_respond_asks_who_clicked_first_and_a_failed_form_is_told(world: dict[str, Any]) -> None:
+    """``Respond…``: an unknown clicker, and a viewer, get no form (nothing of the request
+    is shown to them); Slack refusing ``views.open`` (``expired_trigger_id``) is told to the
+    clicker, never a 500."""
+    manager, slack, client = world["manager"], world["slack"], world["client"]
+    paused = manager.run_from_spec(
+        input_text="respond", spec_path=str(ROOT / "examples" / "hitl_input.yaml")
+    )
+    message = wait_for(lambda: posted(slack, paused.continuation_id), "no Slack message")[0]
+    opened = len(slack.of("views.open"))
+    for user, code in (("UNOBODY", "slack_user_unknown"), ("UVIEW", "forbidden")):
+        refused = click(client, button_click(message, "kneo.respond", user))
+        assert refused.status_code == 200 and refused.json()["error"] == code
+    assert len(slack.of("views.open")) == opened  # no form for them
+    slack.refuse["views.open"] = "expired_trigger_id"
+    try:
+        failed = click(client, button_click(message, "kneo.respond", "UREVIEW"))
+    finally:
+        del slack.refuse["views.open"]
+    assert failed.status_code == 200
+    assert failed.json()["error"] == "slack_call_failed"
+    assert "expired_trigger_id" in failed.json()["message"]
+    told = slack.of("chat.postEphemeral")[-1]
+    assert told["user"] == "UREVIEW" and "did not open the form" in told["text"]
+    assert manager.store.tasks.get_continuation(paused.continuation_id).status == "pending"

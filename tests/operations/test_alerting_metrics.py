@@ -11,6 +11,7 @@ from typing import Any
 from kneo import Decision, __version__, metrics
 from kneo.clock import ManualClock
 from kneo.settings import Settings
+from kneo.version import version_info
 
 from .helpers import open_manager
 from .test_metrics import samples
@@ -35,8 +36,12 @@ def test_build_info_names_the_version_and_revision(tmp_path: Path) -> None:
         {"KNEO_SERV_BUILD_REVISION": "abc1234", "PROMETHEUS_MULTIPROC_DIR": str(shared)}
     )
     assert _build_info(together) == expected  # this process's own, not one per process
-    unknown = {frozenset({"version": __version__, "revision": "unknown"}.items()): 1.0}
-    assert _build_info(Settings.from_env({})) == unknown
+    # without the image's build argument: the revision `kneo version` names (here, the
+    # checkout's commit), never "unknown"
+    revision = version_info().revision
+    assert revision != "unknown"
+    known = {frozenset({"version": __version__, "revision": revision}.items()): 1.0}
+    assert _build_info(Settings.from_env({})) == known
 
 
 def test_oldest_pending_task_age(project: Path, db_url: str) -> None:

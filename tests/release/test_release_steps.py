@@ -35,6 +35,8 @@ def test_the_workflow_runs_what_the_suite_runs() -> None:
         "cyclonedx-py environment"
         in steps["SBOM (CycloneDX) of an environment holding only the wheel"]
     )
+    sbom = steps["SBOM (CycloneDX) of an environment holding only the wheel"]
+    assert "scripts/sbom_root.py" in sbom and "--validate" in sbom  # metadata.component
     image = steps["Image"]
     assert '--build-arg REVISION="${GITHUB_SHA}"' in image and "--build-arg VERSION=" in image
     assert '["revision"]' in image  # the built image is asked which revision it is

@@ -12,13 +12,21 @@ is the one place they run.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 import tarfile
 import time
 import zipfile
+from email.parser import Parser
 from pathlib import Path
+
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.e2e.test_quickstart_doc import check_local_steps, local_steps
 from tests.e2e.test_readme import clean_env, quickstart_script
@@ -41,6 +49,64 @@ PACKAGE_DATA = [
     "kneo/templates/gitops/.github/workflows/kneo-specs.yml",
     "kneo/templates/gitops/keys/.gitkeep",
 ]
+#: What a build from Git says it is: the tag's version, or between tags the next version,
+#: the commits since and the commit (setuptools-scm's guess-next-dev and node-and-date).
+VERSION = re.compile(r"^\d+\.\d+(\.\d+)?((\.dev\d+)?\+g[0-9a-f]{7,}(\.d\d{8})?)?$")
+
+
+def test_the_build_is_versioned_licensed_and_warns_nothing(built: Built) -> None:
+    assert VERSION.match(built.version), built.version
+    assert "unknown" not in built.version
+    tags = subprocess.run(
+        ["git", "tag", "--list", "v*", "--points-at", "HEAD"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    if tags:  # a tagged commit builds the tag's version and nothing more
+        assert built.version == tags[0].removeprefix("v")
+    else:  # untagged: 0.1.devN+g<hash> until the first tag
+        assert re.match(r"^0\.1\.dev\d+\+g[0-9a-f]{7,}", built.version), built.version
+    assert "Deprecat" not in built.log, [
+        line for line in built.log.splitlines() if "eprecat" in line
+    ]
+    with zipfile.ZipFile(built.wheel) as wheel:
+        info = f"kneo_platform-{built.version}.dist-info"
+        metadata = Parser().parsestr(wheel.read(f"{info}/METADATA").decode())
+        license_text = wheel.read(f"{info}/licenses/LICENSE").decode()
+    assert metadata["License-Expression"] == "Apache-2.0"
+    assert "Apache License" in license_text and "Version 2.0" in license_text
+    assert license_text == (ROOT / "LICENSE").read_text()
+    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL") or [])
+    assert {"Homepage", "Source", "Documentation", "Issues", "Changelog"} <= set(urls), urls
+    with tarfile.open(built.sdist) as sdist:
+        assert f"kneo_platform-{built.version}/LICENSE" in sdist.getnames()
+
+
+def runtime_dependencies() -> dict[str, importlib.metadata.Distribution]:
+    """Kneo's runtime requirements (no extras) and theirs, as installed here, by name."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = list(importlib.metadata.requires("kneo-platform") or [])
+    while todo:
+        requirement = Requirement(todo.pop())
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        try:
+            found[name] = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a platform's backport this interpreter does not need
+        todo += found[name].requires or []
+    return found
+
+
+def _declares_license(dist: importlib.metadata.Distribution) -> bool:
+    meta = dist.metadata
+    return bool(
+        meta.get("License-Expression")
+        or (meta.get("License") or "").strip()
+        or any(c.startswith("License ::") for c in meta.get_all("Classifier") or [])
+    )
 
 
 def test_the_wheel_holds_what_an_installed_user_needs(built: Built) -> None:
@@ -104,18 +170,51 @@ def test_readme_quickstart_from_the_installed_wheel(built: Built, tmp_path: Path
     # environment for minutes): CycloneDX names the wheel, by the digest of the very file
     (venv_lib,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
     (venv_lib / "_kneo_test_dependencies.pth").unlink()
+    # ...but with the metadata of Kneo's runtime dependencies (their dist-info, linked), so
+    # the SBOM lists them and their licenses as the release's, without walking the dev tools
+    closure = runtime_dependencies()
+    metadata_dir = tmp_path / "dependency-metadata"
+    metadata_dir.mkdir()
+    for dist in closure.values():
+        found = Path(str(dist._path))  # type: ignore[attr-defined]
+        (metadata_dir / found.name).symlink_to(found, target_is_directory=True)
+    (venv_lib / "_kneo_dependency_metadata.pth").write_text(f"{metadata_dir}\n")
     sbom = tmp_path / "sbom.cdx.json"
     made = subprocess.run(
-        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "-o", str(sbom),
-         str(bin_dir / "python")],
+        [sys.executable, "-m", "cyclonedx_py", "environment", "--of", "JSON", "--no-validate",
+         "-o", str(sbom), str(bin_dir / "python")],
         capture_output=True, text=True, timeout=180, cwd=work, env=env,
     )  # fmt: skip
     assert made.returncode == 0, made.stderr[-2000:]
-    document = json.loads(sbom.read_text())
+    rooted = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sbom_root.py"), str(sbom)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rooted.returncode == 0, rooted.stderr
+    text = sbom.read_text()  # validated once, here, by the CycloneDX library's strict validator
+    problems = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    assert problems is None, problems
+    document = json.loads(text)
     assert document["bomFormat"] == "CycloneDX"
-    (ours,) = [c for c in document["components"] if c["name"] == "kneo-platform"]
-    assert ours["version"] == built.version
+    root = document["metadata"]["component"]
+    assert (root["name"], root["version"], root["type"]) == (
+        "kneo-platform", built.version, "application",
+    )  # fmt: skip
+    assert [entry["license"]["id"] for entry in root["licenses"]] == ["Apache-2.0"]
+    assert {"website", "documentation", "issue-tracker", "release-notes"} <= {
+        ref["type"] for ref in root["externalReferences"]
+    }  # the Project-URLs
+    # the installed wheel is the root itself, not a second component beside it
+    assert "kneo-platform" not in [c["name"] for c in document.get("components", [])]
+    ours = root
     digest = hashlib.sha256(built.wheel.read_bytes()).hexdigest()
     hashes = [h["content"] for ref in ours["externalReferences"] for h in ref.get("hashes", [])]
     assert digest in hashes
+    # third-party licenses: every runtime dependency is listed, with the license it declares
+    listed = {canonicalize_name(c["name"]): c for c in document.get("components", [])}
+    assert set(closure) <= set(listed), sorted(set(closure) - set(listed))
+    declaring = [name for name, dist in closure.items() if _declares_license(dist)]
+    assert len(declaring) > 20
+    unlicensed = [name for name in declaring if not listed[name].get("licenses")]
+    assert not unlicensed, unlicensed
     print(f"install + quickstarts + SBOM from the wheel: {time.monotonic() - started:.1f} s")

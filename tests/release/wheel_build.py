@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class Built:
     sdist: Path
     wheel: Path
+    #: what the build front end and backend printed (stdout and stderr)
+    log: str = ""
 
     @property
     def version(self) -> str:
@@ -54,7 +56,7 @@ def build_distributions(out: Path) -> Built:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sdist,) = out.glob("kneo_platform-*.tar.gz")
     (wheel,) = out.glob("kneo_platform-*-py3-none-any.whl")
-    return Built(sdist=sdist, wheel=wheel)
+    return Built(sdist=sdist, wheel=wheel, log=result.stdout + result.stderr)
 
 
 def snapshot(target: Path) -> Path:

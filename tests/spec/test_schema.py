@@ -82,10 +82,30 @@ def test_examples_validate_against_the_schema(path: Path) -> None:
 
 
 def test_examples_carry_the_schema_comment() -> None:
-    for path in [*EXAMPLE_SPECS, *EXAMPLES.glob("research_agent.*.yaml")]:
+    for path in EXAMPLE_SPECS:
         assert path.read_text().startswith(
             "# yaml-language-server: $schema=../kneo/schemas/spec.schema.json"
         ), path
+    overlays = sorted(EXAMPLES.glob("research_agent.*.yaml"))
+    assert len(overlays) == 3
+    for path in overlays:  # partial specs: the overlay schema, which requires nothing
+        assert path.read_text().startswith(
+            "# yaml-language-server: $schema=../kneo/schemas/spec_overlay.schema.json"
+        ), path
+        assert (
+            list(
+                _validator("spec_overlay.schema.json").iter_errors(yaml.safe_load(path.read_text()))
+            )
+            == []
+        )
+        assert list(_validator("spec.schema.json").iter_errors(yaml.safe_load(path.read_text())))
+
+
+def test_the_overlay_schema_still_refuses_a_misspelt_or_mistyped_field() -> None:
+    overlay = _validator("spec_overlay.schema.json")
+    assert list(overlay.iter_errors({"agent": {"model": {"provider": "dummy"}}})) == []
+    assert list(overlay.iter_errors({"agent": {"modle": {"provider": "dummy"}}}))
+    assert list(overlay.iter_errors({"agent": {"model": {"temperature": "hot"}}}))
 
 
 def test_project_configs_validate_against_the_schema() -> None:

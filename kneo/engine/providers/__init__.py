@@ -23,7 +23,9 @@ from kneo.engine.providers.registry import (
     ProviderRegistry,
     create_provider_registry,
     missing_provider_secrets,
+    missing_spec_secrets,
     remote_provider,
+    require_spec_secrets,
 )
 from kneo.engine.providers.remote import RemoteProvider
 
@@ -41,6 +43,8 @@ __all__ = [
     "ToolCall",
     "create_provider_registry",
     "missing_provider_secrets",
+    "missing_spec_secrets",
     "read_call_log",
     "remote_provider",
+    "require_spec_secrets",
 ]

@@ -8,7 +8,8 @@ through :meth:`Settings.secret` only when a call needs them, and are never logge
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from kneo.clock import jitter
 from kneo.engine.providers.anthropic_messages import AnthropicMessages
@@ -19,6 +20,7 @@ from kneo.engine.providers.openai_compat import AzureChatCompletions, ChatComple
 from kneo.engine.providers.remote import Adapter, RemoteProvider
 from kneo.errors import ErrorCode, InvalidRequest, ProviderError
 from kneo.settings import Settings
+from kneo.spec.models import ModelSpec, Spec
 
 #: Provider name -> environment variable holding its key, when project config says nothing.
 DEFAULT_PROVIDER_SECRETS: Mapping[str, str] = {"openai": "OPENAI_API_KEY"}
@@ -87,6 +89,42 @@ class ProviderRegistry:
         return sorted(self._providers)
 
 
+def missing_spec_secrets(
+    settings: Settings, providers: Callable[[str], Any], models: Iterable[ModelSpec]
+) -> dict[str, str]:
+    """The key variables ``models`` need that the environment lacks: variable -> provider
+    (a provider that runs in-process, ``dummy``, or names no key needs none)."""
+    missing: dict[str, str] = {}
+    for model in models:
+        try:
+            provider = providers(model.provider)
+        except InvalidRequest:  # an unknown provider: the spec check's error, not a key's
+            continue
+        secret_env = getattr(provider, "secret_env", None)
+        variable = secret_env(model) if secret_env is not None else None
+        if variable and settings.secret(variable) is None:
+            missing.setdefault(variable, model.provider)
+    return missing
+
+
+def require_spec_secrets(settings: Settings, providers: Callable[[str], Any], spec: Spec) -> None:
+    """With ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` on, ``provider_secret_missing`` before a run
+    of ``spec`` starts when a provider one of its agents uses has no key: the providers it
+    uses, and only those (a ``dummy`` spec runs without any key)."""
+    if not settings.require_provider_secrets:
+        return
+    models = [agent.model for agent in spec.all_agents().values()]
+    missing = missing_spec_secrets(settings, providers, models)
+    if missing:
+        names = ", ".join(f"{var} (provider '{p}')" for var, p in sorted(missing.items()))
+        raise ProviderError(
+            f"Provider secrets are required (KNEO_SERV_REQUIRE_PROVIDER_SECRETS) but the "
+            f"spec's agents use providers whose variables are not set: {names}.",
+            code=ErrorCode.provider_secret_missing,
+            variables=sorted(missing),
+        )
+
+
 def missing_provider_secrets(
     settings: Settings, secrets: Mapping[str, str] | None = None
 ) -> dict[str, str]:
@@ -106,20 +144,10 @@ def create_provider_registry(
     ``openai-compatible`` and ``llama-cpp``; ``azure-openai``; ``anthropic``; ``google``, alias ``gemini``).
     An SDK that is an extra is imported only at a provider's first call.
 
-    With ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` on, fails here (``provider_secret_missing``)
-    when a configured provider's key variable is unset, instead of at the first model call.
+    ``KNEO_SERV_REQUIRE_PROVIDER_SECRETS`` is checked per spec, for the providers it uses
+    (:func:`require_spec_secrets`), not here: a ``dummy`` run needs no provider's key.
     """
     mapping = dict(DEFAULT_PROVIDER_SECRETS if secrets is None else secrets)
-    if settings.require_provider_secrets:
-        missing = missing_provider_secrets(settings, mapping)
-        if missing:
-            names = ", ".join(f"{var} (provider '{p}')" for p, var in sorted(missing.items()))
-            raise ProviderError(
-                f"Provider secrets are required (KNEO_SERV_REQUIRE_PROVIDER_SECRETS) but "
-                f"these environment variables are not set: {names}.",
-                code=ErrorCode.provider_secret_missing,
-                variables=sorted(missing.values()),
-            )
     registry = ProviderRegistry()
     registry.register(DummyProvider(call_log=settings.dummy_call_log))
     for name, (_, aliases, _) in REMOTE_PROVIDERS.items():

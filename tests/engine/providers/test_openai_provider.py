@@ -5,6 +5,7 @@ endpoint or key from the environment."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -52,17 +53,37 @@ def test_the_sdk_never_reads_its_own_endpoint_or_key_variables(
     assert reply.text == "hello from env" and fake.requests("env")[0].key == KEY
 
 
-def test_registry_requires_secrets_when_asked() -> None:
-    """KNEO_SERV_REQUIRE_PROVIDER_SECRETS fails registry creation, naming the variables."""
+def test_required_secrets_are_those_of_the_providers_a_spec_uses() -> None:
+    """KNEO_SERV_REQUIRE_PROVIDER_SECRETS asks for the keys of the providers a spec's agents
+    use, naming the variables, and for no other: a dummy spec runs without any key."""
+    from kneo.engine.providers import require_spec_secrets
+    from kneo.spec.loader import load_spec_data
+
+    def spec(*models: dict[str, Any]) -> Any:
+        agents = {f"a{i}": {"name": f"a{i}", "model": m} for i, m in enumerate(models)}
+        return load_spec_data(
+            {"version": "v1", "agent": agents.pop("a0"), "components": {"agents": agents}}
+        )
+
     settings = Settings.from_env({"KNEO_SERV_REQUIRE_PROVIDER_SECRETS": "true"})
+    registry = create_provider_registry(settings, secrets={"openai": "ACME_OPENAI_KEY"})
+    dummy = {"provider": "dummy", "script": [{"text": "hi"}]}
+    require_spec_secrets(settings, registry.get, spec(dummy))  # no provider needs a key
     with pytest.raises(ProviderError) as info:
-        create_provider_registry(settings, secrets={"openai": "ACME_OPENAI_KEY"})
+        require_spec_secrets(
+            settings, registry.get,
+            spec(dummy, {"provider": "openai", "name": "m"}, {"provider": "anthropic", "name": "c"}),
+        )  # fmt: skip
     assert info.value.code == "provider_secret_missing"
-    assert "ACME_OPENAI_KEY" in info.value.message
-    ok = Settings.from_env({"KNEO_SERV_REQUIRE_PROVIDER_SECRETS": "true", "ACME_OPENAI_KEY": KEY})
+    assert info.value.details["variables"] == ["ACME_OPENAI_KEY", "ANTHROPIC_API_KEY"]
+    assert "GOOGLE_API_KEY" not in info.value.message  # a provider the spec does not use
+    named = spec({"provider": "openai", "name": "m", "api_key_env": "TEAM_KEY"})
+    with pytest.raises(ProviderError, match="TEAM_KEY"):
+        require_spec_secrets(settings, registry.get, named)
+    ok = Settings.from_env({"KNEO_SERV_REQUIRE_PROVIDER_SECRETS": "true", "TEAM_KEY": KEY})
+    require_spec_secrets(ok, create_provider_registry(ok).get, named)
+    # without the flag, a missing secret only matters when a call is made
+    require_spec_secrets(Settings.from_env({}), registry.get, named)
     registry = create_provider_registry(ok, secrets={"openai": "ACME_OPENAI_KEY"})
     assert registry.get("openai-compatible") is registry.get("openai")
     assert registry.get("gemini") is registry.get("google")
-    assert {"anthropic", "azure-openai", "google"} <= set(registry.names())
-    # without the flag, a missing secret only matters when a call is made
-    create_provider_registry(Settings.from_env({}))
