@@ -211,13 +211,8 @@ class PlatformManager:
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
         )
-        # a decision after its deadline applies the timeout the sweep has not yet
-        self.decisions.on_late = self._apply_timeout
         self._worker: Worker | None = None
         self._sleep = sleep
-
-    def _apply_timeout(self, continuation_id: str) -> int:
-        return self.sweeps.expire_human_tasks([continuation_id], self.clock.now())
 
     def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:
         """A run's MCP sessions (the SDK loads only when a spec imports a server), each

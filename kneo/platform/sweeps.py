@@ -157,6 +157,14 @@ class Sweeps:
     driver: RunDriver
     decisions: Decisions
 
+    def __post_init__(self) -> None:
+        # a decision after its deadline applies the timeout no sweep has applied yet
+        self.decisions.on_late = self.expire_human_task
+
+    def expire_human_task(self, continuation_id: str) -> int:
+        """Apply ``on_timeout`` to one task now, if it is due (a late decision asked)."""
+        return self.expire_human_tasks([continuation_id], self.clock.now())
+
     # ------------------------------------------------------------------ human tasks
 
     def prune_expired_human_tasks(self) -> int:
