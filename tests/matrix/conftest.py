@@ -14,11 +14,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# the service tests' modules import their helpers by bare name (tests/service on the path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from tests.matrix.shapes import SHAPES, Shape, build
 from tests.pip_packages import venv_for
@@ -90,3 +94,10 @@ def _shapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shapes]:
 def shape(request: pytest.FixtureRequest, _shapes: Shapes) -> Shape:
     """One of the four shapes (the test runs once per shape), started on first use."""
     return _shapes.get(str(request.param))
+
+
+@pytest.fixture
+def two_projects(_shapes: Shapes) -> Shape:
+    """The two-projects shape alone, for journeys about projects (mark the test
+    ``xdist_group("matrix-two-projects")`` so it runs where that shape is built)."""
+    return _shapes.get("two-projects")

@@ -65,6 +65,15 @@ class Shape:
         sent = {**bearer(role), **(headers or {})}
         return httpx2.post(self.url + path, headers=sent, json=body, timeout=120)
 
+    def settled(self, run_id: str, timeout: float = 60) -> str:
+        """The run's status once it is no longer ``running`` (a worker may be finishing it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = str(self.get(f"/v1/runs/{run_id}").json()["status"])
+            if status not in ("running", "queued") or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
