@@ -33,6 +33,7 @@ TEAM_KEYS = {
     "plat": ("matrix-platform-admin-1", "platform-admin"),
     "a-op": ("matrix-a-operator-2", "operator@team-a"),
     "b-op": ("matrix-b-operator-3", "operator@team-b"),
+    "a-rev": ("matrix-a-reviewer-4", "reviewer@team-a"),
 }
 
 
