@@ -92,7 +92,6 @@ SLOW_MODULES = frozenset(
         "service/test_cli_through_service.py",
         "service/test_live_server.py",
         "service/test_openapi_fuzz.py",
-        "service/test_original_clients.py",
         "service/test_typescript_client.py",
     }
 )

@@ -14,15 +14,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# the service tests' modules import their helpers by bare name (tests/service on the path)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from tests.matrix.shapes import SHAPES, Shape, build
 from tests.pip_packages import venv_for

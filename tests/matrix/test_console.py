@@ -58,9 +58,7 @@ def paused(shape: Shape) -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("role", sorted(KEYS))
-def test_every_page_renders_for_every_role(
-    shape: Shape, paused: dict[str, Any], role: str
-) -> None:
+def test_every_page_renders_for_every_role(shape: Shape, paused: dict[str, Any], role: str) -> None:
     person = Browser(shape, KEYS[role])
     try:
         pages = {

@@ -70,7 +70,11 @@ def _paused(shape: Shape, text: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     run: dict[str, Any] = answer.json()
     assert fields(
-        run, "status", "output_text", "human_intervention_required", "metadata.pending_human_request.prompt"
+        run,
+        "status",
+        "output_text",
+        "human_intervention_required",
+        "metadata.pending_human_request.prompt",
     ) == {
         "status": "paused",
         "output_text": None,
