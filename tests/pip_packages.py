@@ -27,10 +27,18 @@ _DONE = ".kneo-pip-done"
 
 
 def venv_for(
-    requirements: tuple[str, ...], *, ignore_requires_python: bool = False, timeout: float = 420
+    requirements: tuple[str, ...],
+    *,
+    ignore_requires_python: bool = False,
+    timeout: float = 420,
+    base_python: str | None = None,
 ) -> Path:
-    """The Python of a virtual environment holding exactly ``requirements`` (pinned)."""
+    """The Python of a virtual environment holding exactly ``requirements`` (pinned), made
+    by ``base_python`` (an interpreter path; this one by default)."""
+    base = base_python or sys.executable
     key = "\0".join(sorted(requirements)) + f"\0{ignore_requires_python}\0{sys.version}"
+    if base_python is not None:
+        key += f"\0{base_python}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     root = Path(os.environ.get("KNEO_TEST_PIP_CACHE") or tempfile.gettempdir()) / "kneo-pip"
     venv = root / f"venv-{digest}"
@@ -40,7 +48,7 @@ def venv_for(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (venv / _DONE).exists():
             shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
             flags = ["--ignore-requires-python"] if ignore_requires_python else []
             result = subprocess.run(
                 [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
