@@ -12,6 +12,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.spec.extensions import Middleware, SkillSpec
+from kneo.spec.schedules import ScheduleSpec
 
 SPEC_VERSION = "v1"
 
@@ -440,11 +441,17 @@ class Spec(_Model):
     #: The project code the spec runs, pinned when it is signed (``kneo spec bundle sign``
     #: writes it; the digest covers it): its refs run these bytes, or nothing.
     code: list[PinnedFile] | None = Field(default=None, max_length=500)
+    #: When runs of this spec start by themselves: ticked only while it is the active
+    #: revision of a bundle in the registry (:mod:`kneo.spec.schedules`, docs/triggers.md).
+    schedules: list[ScheduleSpec] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _has_something_to_run(self) -> Spec:
         if self.agent is None and self.workflow is None:
             raise ValueError("a spec needs an agent, a workflow, or both")
+        names = [s.name for s in self.schedules]
+        if len(names) != len(set(names)):
+            raise ValueError("schedule names must be unique within a spec")
         return self
 
     def all_agents(self) -> dict[str, AgentSpec]:
