@@ -17,7 +17,7 @@ the last tick considered and ``now``, which ticks are due and which are dropped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -92,15 +92,16 @@ def next_tick(schedule: ScheduleSpec, after: datetime) -> datetime:
 
 def due_ticks(
     schedule: ScheduleSpec, last: datetime | None, now: datetime, *, grace: float = 30.0
-) -> tuple[list[datetime], int]:
-    """``(ticks to run, ticks dropped by the catch-up policy)`` in ``(last, now]``.
+) -> tuple[list[datetime], int, datetime | None]:
+    """``(ticks to run, ticks dropped by the catch-up policy, the last tick due)`` in
+    ``(last, now]``.
 
-    ``last`` ``None`` (a schedule seen for the first time) counts from ``now`` minus a
-    second, so a new schedule never fires for the past. A tick at most ``grace`` seconds
+    ``last`` ``None`` (a schedule seen for the first time) counts from ``now``, so a new
+    schedule never fires for the past. A tick at most ``grace`` seconds
     old is on time and always runs; older ones were missed (an outage, a freeze, a pause)
     and ``catch_up`` decides them: ``skip`` none, ``one`` the latest, ``all`` each of the
     latest ``catch_up_limit``."""
-    start = last if last is not None else now - timedelta(seconds=1)
+    start = last if last is not None else now
     due: list[datetime] = []
     for tick in ticks_after(schedule, start):
         if tick > now or len(due) >= MAX_SCAN:
@@ -114,7 +115,7 @@ def due_ticks(
         kept_late = [] if timely else late[-1:]
     else:
         kept_late = late[-schedule.catch_up_limit :]
-    return kept_late + timely, len(late) - len(kept_late)
+    return kept_late + timely, len(late) - len(kept_late), due[-1] if due else None
 
 
 __all__ = ["CatchUp", "Overlap", "ScheduleSpec", "due_ticks", "next_tick", "ticks_after"]

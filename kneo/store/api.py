@@ -54,6 +54,7 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.code import CodeFacet
+from kneo.store.schedules import SchedulesFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
@@ -459,6 +460,7 @@ class Store(StoreBase):
     projects: ProjectsFacet
     limits: LimitsFacet
     code: CodeFacet
+    schedules: SchedulesFacet
 
     def __init__(
         self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
@@ -523,6 +525,7 @@ class Store(StoreBase):
         self.maintenance = MaintenanceFacet(self)
         self.limits = LimitsFacet(self)
         self.code = CodeFacet(self)
+        self.schedules = SchedulesFacet(self)
 
     @property
     def backend(self) -> str:

@@ -65,6 +65,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "notifications",  # an earlier test's events would reach this one's router
                 "notification_events",
                 "code_files",
+                "schedule_ticks",
+                "schedule_states",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))
