@@ -47,21 +47,24 @@ def scheduled(**schedule: Any) -> dict[str, Any]:
 def _platform(store: Any, clock: ManualClock, tmp_path: Path) -> Any:
     settings = Settings.from_env({})
     (tmp_path / ".kneo").mkdir(parents=True, exist_ok=True)
-    (tmp_path / ".kneo" / "config.yaml").write_text("version: v1\nenvironments: {dev: {}}\n")
+    (tmp_path / ".kneo" / "config.yaml").write_text("version: v1\nenvironments: {dev: {}, live: {}}\n")
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     return create_platform(settings=settings, project=project, store=store, clock=clock)
 
 
 def _promote(
-    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, **schedule: Any
-) -> None:
-    repo.write("bundles/nightly/dev.json", keys.bundle("nightly", "dev", scheduled(**schedule)))
+    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, *,
+    env: str = "dev", **schedule: Any,
+) -> Any:
+    repo.write(f"bundles/nightly/{env}.json", keys.bundle("nightly", env, scheduled(**schedule)))
     repo.commit("nightly")
-    assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
+    ctl = make_controller(store, repo, keys, clock, tmp_path)
+    assert ctl.reconcile_once().ok
+    return ctl
 
 
-def _ticks(store: Any) -> list[Any]:
-    return store.schedules.ticks(("nightly", "dev", "tick"), limit=1000)
+def _ticks(store: Any, env: str = "dev") -> list[Any]:
+    return store.schedules.ticks(("nightly", env, "tick"), limit=1000)
 
 
 def _scheduled_runs(store: Any, tick_rows: list[Any]) -> list[Any]:
@@ -149,23 +152,24 @@ def test_overlap_skip_drops_ticks_while_a_run_is_live(
 def test_a_freeze_holds_ticks_and_catch_up_decides_them_after(
     store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
 ) -> None:
-    _promote(store, repo, keys, clock, tmp_path, every_seconds=60, catch_up="one")
-    until = (clock.now() + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
     repo.write(
-        "environments/dev.yaml",
-        f"version: v1\npromotion:\n  freeze:\n    - reason: holidays\n      until: '{until}'\n",
+        "environments/live.yaml",
+        "version: v1\npromotion:\n  freeze:\n    - {reason: holidays, "
+        "from: 2026-03-01T01:00:00Z, until: 2026-03-01T01:05:00Z}\n",
     )
-    repo.commit("freeze dev")
-    assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
+    _promote(store, repo, keys, clock, tmp_path, env="live", every_seconds=60, catch_up="one")
     scheduler = Scheduler(_platform(store, clock, tmp_path))
+    scheduler.tick_once()
+    clock.advance(3600)  # 01:00, inside the freeze
     for _ in range(4):
         assert scheduler.tick_once()["held"] == 1
         clock.advance(60)
-    assert _ticks(store) == []
-    clock.advance(90)  # the freeze is over: catch_up one runs the latest held tick
+    ticks = _ticks(store, "live")
+    assert ticks == []
+    clock.advance(90)  # 01:05:30: the freeze is over; catch_up one runs the latest tick
     counts = scheduler.tick_once()
     assert counts["started"] == 1 and counts["dropped"] >= 3
-    assert [t.status for t in _ticks(store)] == ["started"]
+    assert [t.status for t in _ticks(store, "live")] == ["started"]
 
 
 def test_suspend_and_pause_hold_ticks(
@@ -173,7 +177,7 @@ def test_suspend_and_pause_hold_ticks(
 ) -> None:
     _promote(store, repo, keys, clock, tmp_path, every_seconds=10, overlap="allow",
              catch_up="skip")  # fmt: skip
-    scheduler = Scheduler(_platform(store, clock, tmp_path))
+    scheduler = Scheduler(_platform(store, clock, tmp_path), grace=5)
     scheduler.tick_once()
     operations.suspend(store, "nightly", "dev", actor="ops", reason="incident")
     clock.advance(10)
@@ -194,12 +198,12 @@ def test_suspend_and_pause_hold_ticks(
 def test_a_schedule_ends_with_its_revision(
     store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path
 ) -> None:
-    _promote(store, repo, keys, clock, tmp_path, every_seconds=10)
+    ctl = _promote(store, repo, keys, clock, tmp_path, every_seconds=10)
     scheduler = Scheduler(_platform(store, clock, tmp_path))
     assert list(scheduler.declared()) == [("nightly", "dev", "tick")]
     body = scheduled(every_seconds=10)
     body.pop("schedules")
     repo.write("bundles/nightly/dev.json", keys.bundle("nightly", "dev", body))
     repo.commit("no schedule")
-    assert make_controller(store, repo, keys, clock, tmp_path).reconcile_once().ok
+    assert ctl.reconcile_once().ok
     assert scheduler.declared() == {}
