@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 #: a claim whose run was never recorded after this long is marked ``lost``
 LOST_AFTER_SECONDS = 120.0
+#: how often a service or worker process passes over its schedules
+PASS_SECONDS = 1.0
+#: stale claims are looked for every this many passes
+LOST_EVERY = 60
 
 
 @dataclass(frozen=True)
@@ -67,18 +71,16 @@ class Scheduler:
         registry = self.platform.store.registry
         found: dict[ScheduleKey, Declared] = {}
         seen: set[tuple[str, str]] = set()
-        for head in registry.list_revision_heads():
-            if head.status != "active":
-                continue
-            pair = (head.bundle_name, head.environment)
+        for bundle, env, revision, digest in self.platform.store.schedules.active_heads():
+            pair = (bundle, env)
             seen.add(pair)
             cached = self._specs.get(pair)
-            if cached is None or cached[0] != head.digest:
-                revision = registry.get_revision(*pair, head.revision)
-                cached = (head.digest, _schedules_of(revision.spec))
+            if cached is None or cached[0] != digest:
+                stored = registry.get_revision(bundle, env, revision)
+                cached = (digest, _schedules_of(stored.spec))
                 self._specs[pair] = cached
             for spec in cached[1]:
-                found[(*pair, spec.name)] = Declared(spec, head.revision, head.digest)
+                found[(*pair, spec.name)] = Declared(spec, revision, digest)
         for gone in set(self._specs) - seen:
             del self._specs[gone]
         return found
@@ -158,7 +160,7 @@ class Scheduler:
                 status = "waiting" if item.spec.overlap == "queue" else "skipped"
                 store.schedules.record(key, tick, status, detail=f"run {live} is still live")
                 return status
-        return self._start(key, item, tick)
+        return self.start(key, item, tick)
 
     def _start_waiting(self, key: ScheduleKey, item: Declared, counts: dict[str, int]) -> None:
         """Overlap ``queue``: the oldest waiting tick starts once no run of it is live."""
@@ -167,10 +169,20 @@ class Scheduler:
         if tick is None or store.schedules.live_run(key) is not None:
             return
         if store.schedules.record(key, tick, "claimed", expected="waiting"):
-            counts[self._start(key, item, tick)] += 1
+            counts[self.start(key, item, tick)] += 1
 
-    def _start(self, key: ScheduleKey, item: Declared, tick: datetime) -> str:
-        """Queue the tick's run on the active revision; record its outcome on the tick."""
+    def start(
+        self,
+        key: ScheduleKey,
+        item: Declared,
+        tick: datetime,
+        *,
+        actor: str | None = None,
+        raise_errors: bool = False,
+    ) -> str:
+        """Queue the tick's run on the active revision as ``actor`` (by default
+        ``schedule:<name>``); record its outcome on the tick. A refusal (limits,
+        admission) is recorded, and raised with ``raise_errors``."""
         store = self.platform.store
         meta = {
             **item.spec.metadata,
@@ -185,10 +197,12 @@ class Scheduler:
                 target=item.spec.target,
                 async_mode=True,
                 metadata=meta,
-                actor=f"schedule:{key[2]}",
+                actor=actor or f"schedule:{key[2]}",
             )
         except KneoError as exc:
             store.schedules.record(key, tick, "failed", detail=f"{exc.code}: {exc.message}")
+            if raise_errors:
+                raise
             return "failed"
         store.schedules.record(key, tick, "started", run_id=result.run_id)
         return "started"
@@ -204,6 +218,49 @@ class Scheduler:
             store.schedules.record(key, tick, "lost", detail=detail, expected="claimed")
             for key, tick in stale
         )
+
+
+class ScheduleLoop:
+    """What a service or worker process runs every :data:`PASS_SECONDS`: a pass in its
+    project, or in every project of its ``directory`` (a worker's); each project's
+    :class:`Scheduler` is kept, so specs are read once per promoted revision."""
+
+    def __init__(self, platform: BundleRunner, directory: Any = None) -> None:
+        self.platform = platform
+        self.directory = directory
+        self._schedulers: dict[int, Scheduler] = {}
+        self._passes = 0
+
+    def _scheduler(self, project_id: int) -> Scheduler:
+        found = self._schedulers.get(project_id)
+        if found is None:
+            platform = (
+                self.platform if self.directory is None else self.directory.manager(project_id)
+            )
+            found = self._schedulers[project_id] = Scheduler(platform)
+        return found
+
+    def pass_once(self) -> dict[str, int]:
+        """One pass over every project's schedules (a failing project is logged and the
+        others go on); every :data:`LOST_EVERY` passes, stale claims are marked lost."""
+        self._passes += 1
+        totals: dict[str, int] = {}
+        ids = (
+            [self.platform.store.project_id]
+            if self.directory is None
+            else [e.id for e in self.directory.entries()]
+        )
+        for project_id in ids:
+            try:
+                scheduler = self._scheduler(project_id)
+                for name, count in scheduler.tick_once().items():
+                    totals[name] = totals.get(name, 0) + count
+                if self._passes % LOST_EVERY == 0:
+                    totals["lost"] = totals.get("lost", 0) + scheduler.mark_lost()
+            except Exception:  # one project's failure must not stop the others' schedules
+                log.exception("schedule pass failed in project %s", project_id)
+                self._schedulers.pop(project_id, None)
+        return totals
 
 
 def _schedules_of(spec: Any) -> tuple[ScheduleSpec, ...]:
@@ -236,4 +293,4 @@ def schedule_view(
     }
 
 
-__all__ = ["Declared", "Scheduler", "schedule_view"]
+__all__ = ["PASS_SECONDS", "Declared", "ScheduleLoop", "Scheduler", "schedule_view"]

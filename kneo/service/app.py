@@ -47,6 +47,7 @@ from kneo.service.routes import (
     notifications,
     projects,
     runs,
+    schedules,
     security,
     sessions,
     skills,
@@ -111,7 +112,10 @@ def configure_logging(settings: Settings) -> None:
 def _routers() -> list[Any]:
     """API routers, busiest first: FastAPI matches a request against the routes in order
     (no two routes here overlap, so the order only decides how many are tried first)."""
-    routes = (runs, human, specs, controller, audit, security, notifications, sessions, skills)
+    routes = (
+        runs, human, specs, controller, audit, security, notifications, sessions, skills,
+        schedules,
+    )  # fmt: skip
     return [r.router for r in routes]
 
 

@@ -54,7 +54,6 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.code import CodeFacet
-from kneo.store.schedules import SchedulesFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
@@ -73,6 +72,7 @@ from kneo.store.records import (
 from kneo.store.registry.reads import RegistryFacet
 from kneo.store.runs import chains
 from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
+from kneo.store.schedules import SchedulesFacet
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
 from kneo.store.transaction import Transaction as Transaction

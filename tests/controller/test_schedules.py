@@ -47,14 +47,22 @@ def scheduled(**schedule: Any) -> dict[str, Any]:
 def _platform(store: Any, clock: ManualClock, tmp_path: Path) -> Any:
     settings = Settings.from_env({})
     (tmp_path / ".kneo").mkdir(parents=True, exist_ok=True)
-    (tmp_path / ".kneo" / "config.yaml").write_text("version: v1\nenvironments: {dev: {}, live: {}}\n")
+    (tmp_path / ".kneo" / "config.yaml").write_text(
+        "version: v1\nenvironments: {dev: {}, live: {}}\n"
+    )
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     return create_platform(settings=settings, project=project, store=store, clock=clock)
 
 
 def _promote(
-    store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: Path, *,
-    env: str = "dev", **schedule: Any,
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    *,
+    env: str = "dev",
+    **schedule: Any,
 ) -> Any:
     repo.write(f"bundles/nightly/{env}.json", keys.bundle("nightly", env, scheduled(**schedule)))
     repo.commit("nightly")

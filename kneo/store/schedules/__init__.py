@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,7 +22,6 @@ from kneo.store.base import Facet
 
 #: a schedule's key: (bundle, environment, schedule name)
 ScheduleKey = tuple[str, str, str]
-
 
 
 def _key() -> list[sa.Column[str]]:
@@ -93,6 +93,16 @@ class SchedulesFacet(Facet):
             c.schedule == key[2],
         ]
 
+    def active_heads(self) -> list[tuple[str, str, int, str]]:
+        """``(bundle, environment, revision, digest)`` of the project's active revisions
+        (the index on status; no spec is read)."""
+        r = t.bundle_revisions.c
+        stmt = sa.select(r.bundle_name, r.environment, r.revision, r.digest).where(
+            r.project_id == self.project_id, r.status == "active"
+        )
+        with self._read(snapshot=False) as conn:
+            return [(a, b, int(c), d) for a, b, c, d in conn.execute(stmt)]
+
     def states(self) -> dict[ScheduleKey, ScheduleState]:
         """Every schedule's state in the project."""
         c = schedule_states.c
@@ -119,7 +129,7 @@ class SchedulesFacet(Facet):
             if conn.execute(update).rowcount == 0:
                 conn.execute(self._insert_state(key, tick, now))
 
-    def _insert_state(self, key: ScheduleKey, tick: datetime | None, now: datetime) -> sa.Insert:
+    def _insert_state(self, key: ScheduleKey, tick: datetime | None, now: datetime) -> Any:
         values = {
             "project_id": self.project_id,
             "bundle_name": key[0],
@@ -218,9 +228,8 @@ class SchedulesFacet(Facet):
     def oldest_waiting(self, key: ScheduleKey) -> datetime | None:
         """The earliest tick waiting its turn (overlap ``queue``)."""
         k = schedule_ticks.c
-        stmt = (
-            sa.select(sa.func.min(k.tick_at))
-            .where(*self._key(key, schedule_ticks), k.status == "waiting")
+        stmt = sa.select(sa.func.min(k.tick_at)).where(
+            *self._key(key, schedule_ticks), k.status == "waiting"
         )
         with self._read(snapshot=False) as conn:
             found = conn.execute(stmt).scalar()
