@@ -564,7 +564,7 @@ class Sweeper:
                         self.schedules,
                         logger=log,
                         failure="schedule pass failed",
-                    )  # fmt: skip
+                    )
                 )
             if self.recovery is not None:
                 self._tasks.append(
