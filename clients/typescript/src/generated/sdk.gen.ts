@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, ProjectsArchiveData, ProjectsArchiveErrors, ProjectsArchiveResponses, ProjectsCreateData, ProjectsCreateErrors, ProjectsCreateResponses, ProjectsGetData, ProjectsGetErrors, ProjectsGetResponses, ProjectsListData, ProjectsListErrors, ProjectsListResponses, ProjectsReplaceData, ProjectsReplaceErrors, ProjectsReplaceResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, GetScheduleV1SchedulesBundleEnvironmentNameGetData, GetScheduleV1SchedulesBundleEnvironmentNameGetErrors, GetScheduleV1SchedulesBundleEnvironmentNameGetResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, ListSchedulesV1SchedulesGetData, ListSchedulesV1SchedulesGetErrors, ListSchedulesV1SchedulesGetResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, PauseScheduleV1SchedulesBundleEnvironmentNamePausePostData, PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors, PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses, ProjectsArchiveData, ProjectsArchiveErrors, ProjectsArchiveResponses, ProjectsCreateData, ProjectsCreateErrors, ProjectsCreateResponses, ProjectsGetData, ProjectsGetErrors, ProjectsGetResponses, ProjectsListData, ProjectsListErrors, ProjectsListResponses, ProjectsReplaceData, ProjectsReplaceErrors, ProjectsReplaceResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostData, ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors, ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses, TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostData, TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors, TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -855,6 +855,82 @@ export const runsTrace = <ThrowOnError extends boolean = false>(options: Options
         { name: 'X-Kneo-Api-Key', type: 'apiKey' }
     ],
     url: '/v1/runs/{run_id}/trace',
+    ...options
+});
+
+/**
+ * List Schedules
+ *
+ * Every schedule of the project's active revisions: definition, pause, last and next
+ * tick.
+ */
+export const listSchedulesV1SchedulesGet = <ThrowOnError extends boolean = false>(options?: Options<ListSchedulesV1SchedulesGetData, ThrowOnError>) => (options?.client ?? client).get<ListSchedulesV1SchedulesGetResponses, ListSchedulesV1SchedulesGetErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules',
+    ...options
+});
+
+/**
+ * Get Schedule
+ *
+ * One schedule with its latest ticks (each: its instant, status and run).
+ */
+export const getScheduleV1SchedulesBundleEnvironmentNameGet = <ThrowOnError extends boolean = false>(options: Options<GetScheduleV1SchedulesBundleEnvironmentNameGetData, ThrowOnError>) => (options.client ?? client).get<GetScheduleV1SchedulesBundleEnvironmentNameGetResponses, GetScheduleV1SchedulesBundleEnvironmentNameGetErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}',
+    ...options
+});
+
+/**
+ * Pause Schedule
+ *
+ * Hold the schedule's ticks until it is resumed (audited).
+ */
+export const pauseScheduleV1SchedulesBundleEnvironmentNamePausePost = <ThrowOnError extends boolean = false>(options: Options<PauseScheduleV1SchedulesBundleEnvironmentNamePausePostData, ThrowOnError>) => (options.client ?? client).post<PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses, PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/pause',
+    ...options
+});
+
+/**
+ * Resume Schedule
+ *
+ * Let the schedule tick again, counting from now (audited).
+ */
+export const resumeScheduleV1SchedulesBundleEnvironmentNameResumePost = <ThrowOnError extends boolean = false>(options: Options<ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostData, ThrowOnError>) => (options.client ?? client).post<ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses, ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/resume',
+    ...options
+});
+
+/**
+ * Trigger Schedule
+ *
+ * Queue one run of the schedule now, as the caller; 202 with its run id.
+ */
+export const triggerScheduleV1SchedulesBundleEnvironmentNameTriggerPost = <ThrowOnError extends boolean = false>(options: Options<TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostData, ThrowOnError>) => (options.client ?? client).post<TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses, TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/trigger',
     ...options
 });
 

@@ -6670,6 +6670,407 @@ export type RunsTraceResponses = {
 
 export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 
+export type ListSchedulesV1SchedulesGetData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Environment
+         *
+         * Only this environment's schedules.
+         */
+        environment?: string | null;
+    };
+    url: '/v1/schedules';
+};
+
+export type ListSchedulesV1SchedulesGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ListSchedulesV1SchedulesGetError = ListSchedulesV1SchedulesGetErrors[keyof ListSchedulesV1SchedulesGetErrors];
+
+export type ListSchedulesV1SchedulesGetResponses = {
+    /**
+     * Response List Schedules V1 Schedules Get
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ListSchedulesV1SchedulesGetResponse = ListSchedulesV1SchedulesGetResponses[keyof ListSchedulesV1SchedulesGetResponses];
+
+export type GetScheduleV1SchedulesBundleEnvironmentNameGetData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: {
+        /**
+         * Ticks
+         *
+         * How many of the latest ticks to list.
+         */
+        ticks?: number;
+    };
+    url: '/v1/schedules/{bundle}/{environment}/{name}';
+};
+
+export type GetScheduleV1SchedulesBundleEnvironmentNameGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type GetScheduleV1SchedulesBundleEnvironmentNameGetError = GetScheduleV1SchedulesBundleEnvironmentNameGetErrors[keyof GetScheduleV1SchedulesBundleEnvironmentNameGetErrors];
+
+export type GetScheduleV1SchedulesBundleEnvironmentNameGetResponses = {
+    /**
+     * Response Get Schedule V1 Schedules  Bundle   Environment   Name  Get
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type GetScheduleV1SchedulesBundleEnvironmentNameGetResponse = GetScheduleV1SchedulesBundleEnvironmentNameGetResponses[keyof GetScheduleV1SchedulesBundleEnvironmentNameGetResponses];
+
+export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/pause';
+};
+
+export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostError = PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors[keyof PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors];
+
+export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses = {
+    /**
+     * Response Pause Schedule V1 Schedules  Bundle   Environment   Name  Pause Post
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponse = PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses[keyof PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses];
+
+export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/resume';
+};
+
+export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostError = ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors[keyof ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors];
+
+export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses = {
+    /**
+     * Response Resume Schedule V1 Schedules  Bundle   Environment   Name  Resume Post
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponse = ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses[keyof ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses];
+
+export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/trigger';
+};
+
+export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostError = TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors[keyof TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors];
+
+export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses = {
+    /**
+     * Response Trigger Schedule V1 Schedules  Bundle   Environment   Name  Trigger Post
+     *
+     * Successful Response
+     */
+    202: {
+        [key: string]: unknown;
+    };
+};
+
+export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponse = TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses[keyof TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses];
+
 export type SecurityCredentialsGetData = {
     body?: never;
     headers?: {
