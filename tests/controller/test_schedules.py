@@ -215,3 +215,17 @@ def test_a_schedule_ends_with_its_revision(
     repo.commit("no schedule")
     assert ctl.reconcile_once().ok
     assert scheduler.declared() == {}
+
+
+def test_a_tick_is_claimed_once_and_its_outcome_set_once(store: Any) -> None:
+    """The primitive every replica relies on, on each database: the second claim of a tick
+    and the second compare-and-set of its outcome both lose (RETURNING, not a row count)."""
+    key = ("nightly", "dev", "tick")
+    tick = store.clock.now()
+    assert [store.schedules.claim(key, tick) for _ in range(3)] == [True, False, False]
+    assert store.schedules.record(key, tick, "started", run_id="r1", expected="claimed")
+    assert not store.schedules.record(key, tick, "lost", expected="claimed")
+    assert [(t.status, t.run_id) for t in store.schedules.ticks(key)] == [("started", "r1")]
+    store.schedules.advance(key, tick + timedelta(seconds=5))
+    store.schedules.advance(key, tick)  # never back
+    assert store.schedules.states()[key].last_tick == tick + timedelta(seconds=5)

@@ -76,7 +76,8 @@ def test_each_second_ticks_once_across_replicas_kills_and_an_outage(
     assert len(set(run_ids)) == len(ticks)
     runs = store.runs.list_runs(limit=1000, count=False).items
     scheduled = [r for r in runs if r.bundle_name == "nightly" and r.created_at >= begun]
-    assert sorted(r.run_id for r in scheduled) == sorted(run_ids)
+    extra = [(r.run_id, r.metadata.get("schedule")) for r in scheduled if r.run_id not in run_ids]
+    assert sorted(r.run_id for r in scheduled) == sorted(run_ids), extra
     for tick in ticks:
         run = store.runs.get_run(tick.run_id)
         assert run.metadata["schedule"]["tick"] == tick.tick_at.isoformat()

@@ -126,7 +126,7 @@ class SchedulesFacet(Facet):
             .values(last_tick=tick, updated_at=now)
         )
         with self._write() as conn:
-            if conn.execute(update).rowcount == 0:
+            if conn.execute(update.returning(schedule_states.c.last_tick)).first() is None:
                 conn.execute(self._insert_state(key, tick, now))
 
     def _insert_state(self, key: ScheduleKey, tick: datetime | None, now: datetime) -> Any:
@@ -181,8 +181,9 @@ class SchedulesFacet(Facet):
                 index_elements=["project_id", "bundle_name", "environment", "schedule", "tick_at"]
             )
         )
+        # RETURNING, not rowcount: the PostgreSQL driver counts a conflict's no-op as a row
         with self._write() as conn:
-            return bool(conn.execute(stmt).rowcount)
+            return conn.execute(stmt.returning(schedule_ticks.c.tick_at)).first() is not None
 
     def record(
         self,
@@ -210,7 +211,7 @@ class SchedulesFacet(Facet):
             )
         )
         with self._write() as conn:
-            return bool(conn.execute(stmt).rowcount)
+            return conn.execute(stmt.returning(schedule_ticks.c.tick_at)).first() is not None
 
     def live_run(self, key: ScheduleKey) -> str | None:
         """A run one of the schedule's ticks started that has not ended, if any."""

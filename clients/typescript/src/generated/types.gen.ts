@@ -6670,7 +6670,7 @@ export type RunsTraceResponses = {
 
 export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 
-export type ListSchedulesV1SchedulesGetData = {
+export type SchedulesListData = {
     body?: never;
     headers?: {
         /**
@@ -6690,7 +6690,7 @@ export type ListSchedulesV1SchedulesGetData = {
     url: '/v1/schedules';
 };
 
-export type ListSchedulesV1SchedulesGetErrors = {
+export type SchedulesListErrors = {
     /**
      * Invalid request
      */
@@ -6729,11 +6729,11 @@ export type ListSchedulesV1SchedulesGetErrors = {
     503: Error;
 };
 
-export type ListSchedulesV1SchedulesGetError = ListSchedulesV1SchedulesGetErrors[keyof ListSchedulesV1SchedulesGetErrors];
+export type SchedulesListError = SchedulesListErrors[keyof SchedulesListErrors];
 
-export type ListSchedulesV1SchedulesGetResponses = {
+export type SchedulesListResponses = {
     /**
-     * Response List Schedules V1 Schedules Get
+     * Response Schedules-List
      *
      * Successful Response
      */
@@ -6742,9 +6742,9 @@ export type ListSchedulesV1SchedulesGetResponses = {
     };
 };
 
-export type ListSchedulesV1SchedulesGetResponse = ListSchedulesV1SchedulesGetResponses[keyof ListSchedulesV1SchedulesGetResponses];
+export type SchedulesListResponse = SchedulesListResponses[keyof SchedulesListResponses];
 
-export type GetScheduleV1SchedulesBundleEnvironmentNameGetData = {
+export type SchedulesGetData = {
     body?: never;
     headers?: {
         /**
@@ -6777,7 +6777,7 @@ export type GetScheduleV1SchedulesBundleEnvironmentNameGetData = {
     url: '/v1/schedules/{bundle}/{environment}/{name}';
 };
 
-export type GetScheduleV1SchedulesBundleEnvironmentNameGetErrors = {
+export type SchedulesGetErrors = {
     /**
      * Invalid request
      */
@@ -6816,11 +6816,11 @@ export type GetScheduleV1SchedulesBundleEnvironmentNameGetErrors = {
     503: Error;
 };
 
-export type GetScheduleV1SchedulesBundleEnvironmentNameGetError = GetScheduleV1SchedulesBundleEnvironmentNameGetErrors[keyof GetScheduleV1SchedulesBundleEnvironmentNameGetErrors];
+export type SchedulesGetError = SchedulesGetErrors[keyof SchedulesGetErrors];
 
-export type GetScheduleV1SchedulesBundleEnvironmentNameGetResponses = {
+export type SchedulesGetResponses = {
     /**
-     * Response Get Schedule V1 Schedules  Bundle   Environment   Name  Get
+     * Response Schedules-Get
      *
      * Successful Response
      */
@@ -6829,9 +6829,9 @@ export type GetScheduleV1SchedulesBundleEnvironmentNameGetResponses = {
     };
 };
 
-export type GetScheduleV1SchedulesBundleEnvironmentNameGetResponse = GetScheduleV1SchedulesBundleEnvironmentNameGetResponses[keyof GetScheduleV1SchedulesBundleEnvironmentNameGetResponses];
+export type SchedulesGetResponse = SchedulesGetResponses[keyof SchedulesGetResponses];
 
-export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostData = {
+export type SchedulesPauseData = {
     body?: never;
     headers?: {
         /**
@@ -6857,7 +6857,7 @@ export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostData = {
     url: '/v1/schedules/{bundle}/{environment}/{name}/pause';
 };
 
-export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors = {
+export type SchedulesPauseErrors = {
     /**
      * Invalid request
      */
@@ -6896,11 +6896,11 @@ export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors = {
     503: Error;
 };
 
-export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostError = PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors[keyof PauseScheduleV1SchedulesBundleEnvironmentNamePausePostErrors];
+export type SchedulesPauseError = SchedulesPauseErrors[keyof SchedulesPauseErrors];
 
-export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses = {
+export type SchedulesPauseResponses = {
     /**
-     * Response Pause Schedule V1 Schedules  Bundle   Environment   Name  Pause Post
+     * Response Schedules-Pause
      *
      * Successful Response
      */
@@ -6909,9 +6909,9 @@ export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses = {
     };
 };
 
-export type PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponse = PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses[keyof PauseScheduleV1SchedulesBundleEnvironmentNamePausePostResponses];
+export type SchedulesPauseResponse = SchedulesPauseResponses[keyof SchedulesPauseResponses];
 
-export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostData = {
+export type SchedulesResumeData = {
     body?: never;
     headers?: {
         /**
@@ -6937,7 +6937,7 @@ export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostData = {
     url: '/v1/schedules/{bundle}/{environment}/{name}/resume';
 };
 
-export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors = {
+export type SchedulesResumeErrors = {
     /**
      * Invalid request
      */
@@ -6976,11 +6976,11 @@ export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors = {
     503: Error;
 };
 
-export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostError = ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors[keyof ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostErrors];
+export type SchedulesResumeError = SchedulesResumeErrors[keyof SchedulesResumeErrors];
 
-export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses = {
+export type SchedulesResumeResponses = {
     /**
-     * Response Resume Schedule V1 Schedules  Bundle   Environment   Name  Resume Post
+     * Response Schedules-Resume
      *
      * Successful Response
      */
@@ -6989,9 +6989,9 @@ export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses = 
     };
 };
 
-export type ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponse = ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses[keyof ResumeScheduleV1SchedulesBundleEnvironmentNameResumePostResponses];
+export type SchedulesResumeResponse = SchedulesResumeResponses[keyof SchedulesResumeResponses];
 
-export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostData = {
+export type SchedulesTriggerData = {
     body?: never;
     headers?: {
         /**
@@ -7017,7 +7017,7 @@ export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostData = {
     url: '/v1/schedules/{bundle}/{environment}/{name}/trigger';
 };
 
-export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors = {
+export type SchedulesTriggerErrors = {
     /**
      * Invalid request
      */
@@ -7056,11 +7056,11 @@ export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors = {
     503: Error;
 };
 
-export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostError = TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors[keyof TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostErrors];
+export type SchedulesTriggerError = SchedulesTriggerErrors[keyof SchedulesTriggerErrors];
 
-export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses = {
+export type SchedulesTriggerResponses = {
     /**
-     * Response Trigger Schedule V1 Schedules  Bundle   Environment   Name  Trigger Post
+     * Response Schedules-Trigger
      *
      * Successful Response
      */
@@ -7069,7 +7069,7 @@ export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses 
     };
 };
 
-export type TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponse = TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses[keyof TriggerScheduleV1SchedulesBundleEnvironmentNameTriggerPostResponses];
+export type SchedulesTriggerResponse = SchedulesTriggerResponses[keyof SchedulesTriggerResponses];
 
 export type SecurityCredentialsGetData = {
     body?: never;
