@@ -89,3 +89,46 @@ def test_another_project_and_bad_names(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     bad = client.post("/v1/schedules/nightly/dev/Bad%20Name/trigger", headers=_as("ops"))
     assert bad.status_code == 400, bad.text
+
+
+def test_the_cli_over_the_project_store(
+    store: Any,
+    repo: Repo,
+    keys: Keys,
+    clock: ManualClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``kneo schedules`` without a service: the project's own store, as ``--actor``."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from kneo.cli.main import app
+
+    _promote(store, repo, keys, clock, tmp_path, every_seconds=3600)
+    _platform(store, clock, tmp_path)  # writes the project's config
+    monkeypatch.chdir(tmp_path)
+    for name in [k for k in __import__("os").environ if k.startswith("KNEO_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KNEO_SERV_DATABASE_URL", store.engine.url.render_as_string(False))
+    runner = CliRunner()
+
+    def kneo(*args: str) -> Any:
+        result = runner.invoke(app, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    listed = kneo("schedules", "list")
+    assert [s["name"] for s in listed["schedules"]] == ["tick"]
+    paused = kneo("schedules", "pause", "nightly", "tick", "--env", "dev", "--actor", "ops")
+    assert paused["paused"] is True and paused["paused_by"] == "ops"
+    assert kneo("schedules", "resume", "nightly", "tick", "--env", "dev")["paused"] is False
+    started = kneo("schedules", "trigger", "nightly", "tick", "--env", "dev", "--actor", "ops")
+    assert started["status"] == "started" and store.runs.get_run(started["run_id"])
+    got = kneo("schedules", "get", "nightly", "tick", "--env", "dev")
+    assert [t["run_id"] for t in got["ticks"]] == [started["run_id"]]
+    missing = runner.invoke(app, ["schedules", "get", "nightly", "nope", "--env", "dev"])
+    # (the entry point prints a KneoError as its code and message, exit 1)
+    assert getattr(missing.exception, "code", None) == "not_found"
+    assert "nope" in str(missing.exception)
