@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: a claim whose run was never recorded after this long is marked ``lost``
 LOST_AFTER_SECONDS = 120.0
+#: how soon a paused schedule that came due is looked at again (a resume takes effect then)
+PAUSED_RECHECK_SECONDS = 5.0
 #: how often a service or worker process passes over its schedules
 PASS_SECONDS = 1.0
 #: stale claims are looked for every this many passes
@@ -63,26 +65,31 @@ class Scheduler:
     )
     #: key -> (last tick considered, next tick): no arithmetic while nothing is due
     _next: dict[ScheduleKey, tuple[datetime | None, datetime]] = field(default_factory=dict)
+    _heads: list[tuple[str, str, int, str]] | None = None
+    _declared: dict[ScheduleKey, Declared] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ what is declared
 
     def declared(self) -> dict[ScheduleKey, Declared]:
-        """Every schedule of the project's active revisions."""
+        """Every schedule of the project's active revisions (one indexed read of the active
+        heads; built again only when they changed)."""
+        heads = self.platform.store.schedules.active_heads()
+        if heads == self._heads:
+            return self._declared
         registry = self.platform.store.registry
         found: dict[ScheduleKey, Declared] = {}
-        seen: set[tuple[str, str]] = set()
-        for bundle, env, revision, digest in self.platform.store.schedules.active_heads():
+        specs: dict[tuple[str, str], tuple[str, tuple[ScheduleSpec, ...]]] = {}
+        for bundle, env, revision, digest in heads:
             pair = (bundle, env)
-            seen.add(pair)
             cached = self._specs.get(pair)
             if cached is None or cached[0] != digest:
                 stored = registry.get_revision(bundle, env, revision)
                 cached = (digest, _schedules_of(stored.spec))
-                self._specs[pair] = cached
+            specs[pair] = cached
             for spec in cached[1]:
                 found[(*pair, spec.name)] = Declared(spec, revision, digest)
-        for gone in set(self._specs) - seen:
-            del self._specs[gone]
+        self._specs, self._heads, self._declared = specs, heads, found
+        self._next = {k: v for k, v in self._next.items() if k in found}
         return found
 
     def holds(self, now: datetime) -> tuple[set[tuple[str, str]], dict[str, str]]:
@@ -104,31 +111,39 @@ class Scheduler:
     # ------------------------------------------------------------------ one pass
 
     def tick_once(self) -> dict[str, int]:
-        """Start what is due now; counts of what each tick came to."""
+        """Start what is due now; counts of what each tick came to.
+
+        An idle pass (nothing due, no tick waiting its turn) reads the active heads and the
+        waiting ticks' keys, nothing else: each schedule's next tick is known in memory.
+        Another replica firing a tick first only makes this one read the state then."""
         store = self.platform.store
         now = store.clock.now()
         counts = {"started": 0, "skipped": 0, "waiting": 0, "failed": 0, "dropped": 0, "held": 0}
         declared = self.declared()
         if not declared:
             return counts
+        waiting = store.schedules.waiting_keys()
+        due = [
+            key
+            for key in declared
+            if key in waiting or (key not in self._next or now >= self._next[key][1])
+        ]
+        if not due:
+            return counts
         states = store.schedules.states()
         suspended, frozen = self.holds(now)
-        for key, item in declared.items():
-            state = states.get(key)
+        for key in due:
+            item, state = declared[key], states.get(key)
             last = state.last_tick if state is not None else None
-            if state is not None and state.paused:
+            if state is not None and state.paused:  # looked at again in a few seconds
+                self._next[key] = (last, now + timedelta(seconds=PAUSED_RECHECK_SECONDS))
                 continue
             if (key[0], key[1]) in suspended or key[1] in frozen:
                 counts["held"] += 1
                 continue
-            if item.spec.overlap == "queue":
+            if key in waiting:
                 self._start_waiting(key, item, counts)
-            cached = self._next.get(key)
-            if cached is not None and cached[0] == last and now < cached[1]:
-                continue
             self._fire(key, item, last, now, counts)
-        for gone in set(self._next) - set(declared):
-            del self._next[gone]
         return counts
 
     def _fire(

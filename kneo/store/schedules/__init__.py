@@ -226,6 +226,17 @@ class SchedulesFacet(Facet):
             found = conn.execute(stmt).scalar()
         return None if found is None else str(found)
 
+    def waiting_keys(self) -> set[ScheduleKey]:
+        """The schedules with a tick waiting its turn (the index on status)."""
+        k = schedule_ticks.c
+        stmt = (
+            sa.select(k.bundle_name, k.environment, k.schedule)
+            .where(k.project_id == self.project_id, k.status == "waiting")
+            .distinct()
+        )
+        with self._read(snapshot=False) as conn:
+            return {(r[0], r[1], r[2]) for r in conn.execute(stmt)}
+
     def oldest_waiting(self, key: ScheduleKey) -> datetime | None:
         """The earliest tick waiting its turn (overlap ``queue``)."""
         k = schedule_ticks.c
