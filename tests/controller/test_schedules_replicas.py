@@ -8,6 +8,7 @@ controller from a real Git repository, the workers are ``kneo worker`` processes
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def test_each_second_ticks_once_across_replicas_kills_and_an_outage(
     # no gap: every second from the first tick to the last, the outage's included
     span = (ticks[-1].tick_at - ticks[0].tick_at).total_seconds()
     assert len(ticks) == span + 1
-    assert all(b.tick_at - a.tick_at == timedelta(seconds=1) for a, b in zip(ticks, ticks[1:]))
+    assert all(b.tick_at - a.tick_at == timedelta(seconds=1) for a, b in itertools.pairwise(ticks))
     assert {t.status for t in ticks} == {"started"}, [(t.status, t.detail) for t in ticks]
     # exactly one run per tick, and no run without its tick
     run_ids = [t.run_id for t in ticks]
