@@ -52,6 +52,7 @@ from kneo.service.routes import (
     sessions,
     skills,
     specs,
+    triggers,
 )
 from kneo.service.slack import router as slack_router
 from kneo.service.throttle import SignInThrottle
@@ -114,7 +115,7 @@ def _routers() -> list[Any]:
     (no two routes here overlap, so the order only decides how many are tried first)."""
     routes = (
         runs, human, specs, controller, audit, security, notifications, sessions, skills,
-        schedules,
+        schedules, triggers,
     )  # fmt: skip
     return [r.router for r in routes]
 

@@ -56,6 +56,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("POST", "/schedules/{bundle}/{environment}/{name}/pause"): "schedules-pause",
     ("POST", "/schedules/{bundle}/{environment}/{name}/resume"): "schedules-resume",
     ("POST", "/schedules/{bundle}/{environment}/{name}/trigger"): "schedules-trigger",
+    ("POST", "/triggers/{bundle}/{environment}/{name}"): "triggers-deliver",
     ("GET", "/runs"): "runs-list",
     ("POST", "/runs"): "runs-create",
     ("GET", "/runs/{run_id}"): "runs-get",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kneo.spec.extensions import Middleware, SkillSpec
 from kneo.spec.schedules import ScheduleSpec
+from kneo.spec.triggers import TriggerSpec
 
 SPEC_VERSION = "v1"
 
@@ -444,14 +445,18 @@ class Spec(_Model):
     #: When runs of this spec start by themselves: ticked only while it is the active
     #: revision of a bundle in the registry (:mod:`kneo.spec.schedules`, docs/triggers.md).
     schedules: list[ScheduleSpec] = Field(default_factory=list, max_length=100)
+    #: Which inbound events start runs of this spec, at a per-trigger endpoint: also only
+    #: while it is the active revision of a bundle (:mod:`kneo.spec.triggers`).
+    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _has_something_to_run(self) -> Spec:
         if self.agent is None and self.workflow is None:
             raise ValueError("a spec needs an agent, a workflow, or both")
-        names = [s.name for s in self.schedules]
-        if len(names) != len(set(names)):
-            raise ValueError("schedule names must be unique within a spec")
+        for kind, items in (("schedule", self.schedules), ("trigger", self.triggers)):
+            names = [s.name for s in items]
+            if len(names) != len(set(names)):
+                raise ValueError(f"{kind} names must be unique within a spec")
         return self
 
     def all_agents(self) -> dict[str, AgentSpec]:

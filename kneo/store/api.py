@@ -76,6 +76,7 @@ from kneo.store.schedules import SchedulesFacet
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
 from kneo.store.transaction import Transaction as Transaction
+from kneo.store.triggers import TriggersFacet
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.executor import HeldConnection
 
@@ -461,6 +462,7 @@ class Store(StoreBase):
     limits: LimitsFacet
     code: CodeFacet
     schedules: SchedulesFacet
+    triggers: TriggersFacet
 
     def __init__(
         self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
@@ -526,6 +528,7 @@ class Store(StoreBase):
         self.limits = LimitsFacet(self)
         self.code = CodeFacet(self)
         self.schedules = SchedulesFacet(self)
+        self.triggers = TriggersFacet(self)
 
     @property
     def backend(self) -> str:

@@ -67,6 +67,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "code_files",
                 "schedule_ticks",
                 "schedule_states",
+                "trigger_events",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))
