@@ -7708,6 +7708,80 @@ export type SpecsValidateResponses = {
 
 export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateResponses];
 
+export type TriggersDeliverData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/triggers/{bundle}/{environment}/{name}';
+};
+
+export type TriggersDeliverErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type TriggersDeliverError = TriggersDeliverErrors[keyof TriggersDeliverErrors];
+
+export type TriggersDeliverResponses = {
+    /**
+     * Successful Response
+     */
+    202: unknown;
+};
+
 export type ServiceVersionData = {
     body?: never;
     headers?: {
