@@ -67,6 +67,9 @@ class Scheduler:
     _next: dict[ScheduleKey, tuple[datetime | None, datetime]] = field(default_factory=dict)
     _heads: list[tuple[str, str, int, str]] | None = None
     _declared: dict[ScheduleKey, Declared] = field(default_factory=dict)
+    #: when this process first saw a schedule with no state yet (no tick fired): it counts
+    #: from then, and writes nothing until its first tick (10,000 new schedules: no writes)
+    _seen: dict[ScheduleKey, datetime] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ what is declared
 
@@ -135,6 +138,8 @@ class Scheduler:
         for key in due:
             item, state = declared[key], states.get(key)
             last = state.last_tick if state is not None else None
+            if last is None and (state is None or not state.paused):
+                last = self._seen.setdefault(key, now)
             if state is not None and state.paused:  # looked at again in a few seconds
                 self._next[key] = (last, now + timedelta(seconds=PAUSED_RECHECK_SECONDS))
                 continue
@@ -160,10 +165,9 @@ class Scheduler:
         for tick in due:
             if store.schedules.claim(key, tick):
                 counts[self._decide(key, item, tick)] += 1
-        if through is not None or last is None:
-            mark = through if through is not None else now
-            store.schedules.advance(key, mark)
-            last = mark
+        if through is not None:
+            store.schedules.advance(key, through)
+            last = through
         self._next[key] = (last, next_tick(item.spec, last if last is not None else now))
 
     def _decide(self, key: ScheduleKey, item: Declared, tick: datetime) -> str:
