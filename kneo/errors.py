@@ -29,6 +29,7 @@ their own catalogue; those written at a raise site are rows here too.
     │   ├── IdempotencyConflict   409 idempotency_key_conflict
     │   ├── ResourceLocked        409 resource_locked
     │   ├── RequestAlreadyResolved 409 request_already_resolved
+    │   ├── HumanTaskExpired      409 human_task_expired
     │   └── IllegalTransition     409 illegal_transition
     ├── PayloadTooLarge           413 payload_too_large
     ├── ValidationFailed          422 validation_error
@@ -195,7 +196,7 @@ class ErrorCode:
     human_continue_failed: Final = _code("human_continue_failed", "run error", None, "a task that timed out with `on_timeout: continue` could not resume")
     human_intervention_required: Final = _code("human_intervention_required", "HumanInterventionRequiredError", 409, "the run paused for a person (not an error when it comes with `status: paused`)")
     human_rejected: Final = _code("human_rejected", "HumanRejected", 400, "a person rejected the step and the spec says a rejection fails the run (`on_reject`)")
-    human_task_expired: Final = _code("human_task_expired", "run error", None, "nobody answered the human request within its `timeout_seconds` (`on_timeout: fail`)")
+    human_task_expired: Final = _code("human_task_expired", "HumanTaskExpired", 409, "the human request's `timeout_seconds` passed (`on_timeout: fail`, `continue` or `reject`): a decision after `expires_at` is refused, before the timeout sweep and after it; a run the sweep expired (`fail`) carries it as its error")
     idempotency_key_conflict: Final = _code("idempotency_key_conflict", "IdempotencyConflict", 409, "the `Idempotency-Key` was used before with a different body")
     identity_provider_unavailable: Final = _code("identity_provider_unavailable", "NotReady", 503, "the OpenID provider could not be reached for its signing keys, and none were fetched before", retry_after=RETRY_AFTER_SECONDS)
     illegal_transition: Final = _code("illegal_transition", "IllegalTransition", 409, "the run or task is not in a state that allows this (a finished run cannot be cancelled)")
@@ -398,6 +399,13 @@ class RequestAlreadyResolved(Conflict):
 
 class IllegalTransition(Conflict):
     code = ErrorCode.illegal_transition
+
+
+class HumanTaskExpired(Conflict):
+    """A decision that came after its request's deadline (``on_timeout`` other than
+    ``escalate``): too late, which a client must tell from a task that never existed."""
+
+    code = ErrorCode.human_task_expired
 
 
 class PayloadTooLarge(KneoError):

@@ -225,6 +225,10 @@ class Limits:
     #: the longest ``Prefer: wait=N`` a decision or continue handed to the workers waits for
     #: its run's pause or end before answering ``202`` (a longer one is cut to this)
     max_wait_seconds: int = 60
+    #: how long a decision or continue handed to the workers waits for its run's pause or end
+    #: when the caller states no preference (the seed's synchronous answer); ``0``: ``202`` at
+    #: once. At most ``max_wait_seconds``.
+    decision_wait_seconds: int = 30
 
 
 @dataclass(frozen=True)

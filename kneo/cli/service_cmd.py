@@ -20,7 +20,12 @@ from kneo.cli.stop_signals import on_stop_signals
 from kneo.controller.runner import build_controllers
 from kneo.errors import InvalidRequest
 from kneo.metrics import serve_port, start_process
-from kneo.service.app import REQUEST_DRAIN_SECONDS, SHUTDOWN_LIMIT_SECONDS, create_app
+from kneo.service.app import (
+    REQUEST_DRAIN_SECONDS,
+    SHUTDOWN_LIMIT_SECONDS,
+    continues_on_workers,
+    create_app,
+)
 from kneo.service.auth import Authenticator, parse_api_keys
 from kneo.service.factory import (
     create_default_platform_manager,
@@ -226,7 +231,7 @@ def _serve_platform(
             )
             _echo_sources(ctl)
         # Workers exist either way: this process's, or (--no-worker) the `kneo worker`s.
-        continuations = "queue" if settings.continuations == "auto" else settings.continuations
+        on_workers = continues_on_workers(settings.continuations, True)
         application = create_app(
             False,
             settings=settings,
@@ -237,7 +242,7 @@ def _serve_platform(
             run_controller=ctl is not None,
             mcp=mcp,
             a2a=a2a,
-            continuations=continuations,
+            api_only=not worker,
         )
         serve_port(manager.store, settings)  # the app turned metrics and tracing on
         startup.done()
@@ -249,7 +254,7 @@ def _serve_platform(
                 port=port,
                 worker=worker,
                 ctl=ctl if ctl is not None and ctl.sources() else None,
-                continuations=continuations,
+                on_workers=on_workers,
             ),
             err=True,
         )
@@ -266,7 +271,7 @@ def startup_line(
     port: int,
     worker: bool,
     ctl: ProjectControllers | None,
-    continuations: str = "request",
+    on_workers: bool = False,
 ) -> str:
     """One line that says what this process serves: the database (its password redacted),
     the auth mode, the console's URL, whether the worker and the controller run here and
@@ -282,7 +287,7 @@ def startup_line(
     return (
         f"kneo service on {base}: database {database}; auth {auth}; console {console}; "
         f"worker {'on' if worker else 'off'}; controller {'on' if ctl is not None else 'off'}; "
-        f"decisions continue {'on workers' if continuations == 'queue' else 'in the request'}"
+        f"decisions continue {'on workers' if on_workers else 'in the request'}"
     )
 
 

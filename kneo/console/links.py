@@ -26,6 +26,7 @@ from kneo.console.auth import ConsoleAuth
 from kneo.engine.human import Decision
 from kneo.errors import Conflict, Forbidden, KneoError, NotFound
 from kneo.people import Identity, acting, names_of
+from kneo.platform.deadlines import swept_late
 from kneo.platform.decision_links import LinkClaim
 from kneo.service.deciders import check_decider, people_of
 from kneo.service.dependencies import current_manager
@@ -48,7 +49,13 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
             raise NotFound("Decision links are off")
         claim = auth.links.read(token)
         manager = _manager_of(auth, claim)
-        task = manager.get_human_task(claim.continuation_id, show_personal=True)
+        try:
+            task = manager.get_human_task(claim.continuation_id, show_personal=True)
+        except NotFound:  # its timeout deleted it: too late, not "never existed"
+            late = swept_late(manager.store, claim.continuation_id, [claim.request_id])
+            if late is not None:
+                raise late from None
+            raise
         entry = next(
             (r for r in task.get("requests", []) if r.get("request_id") == claim.request_id),
             None,
@@ -90,8 +97,11 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                 claim.continuation_id, Decision(claim.request_id, decision), actor=claim.recipient
             )
         except Conflict as exc:
-            fresh = claim_and_entry(token)[2]
-            return page(request, token, {"entry": fresh, "error": exc.message}, 409)
+            try:
+                shown = {"entry": claim_and_entry(token)[2], "error": exc.message}
+            except KneoError:  # the task is gone (its timeout deleted it)
+                shown = {"error": exc.message}
+            return page(request, token, shown, 409)
         except KneoError as exc:
             return page(request, token, {"error": exc.message}, _status(exc))
         return page(request, token, {"done": decision, "claim": claim, "entry": entry})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +18,7 @@ from kneo.console.forms import Rejected, decision_form, parse_decision
 from kneo.console.promotions import promotion_page
 from kneo.console.view import PageView, Render
 from kneo.engine.human import Decision
-from kneo.errors import Conflict, InvalidRequest, NotFound, ValidationFailed
+from kneo.errors import Conflict, HumanTaskExpired, InvalidRequest, NotFound, ValidationFailed
 
 #: Context fields the task page shows in their own place (the rest under "More context").
 _SHOWN_CONTEXT = frozenset(
@@ -168,11 +168,22 @@ def _decide(view: PageView, continuation_id: str, posted: dict[str, str]) -> Res
     except (ValidationFailed, InvalidRequest) as exc:
         rejected = Rejected(chosen.decision, posted, exc.message, exc.details.get("path"))
         return again(rejected=rejected, status_code=exc.http_status)
-    except Conflict as exc:  # already resolved, a racing resume, the run moved on
-        return again(notice=exc.message, status_code=409)
+    except Conflict as exc:  # already resolved, a racing resume, the run moved on, too late
+        return _conflict(again, exc)
     if result.status == "paused" and result.continuation_id == continuation_id:
         return view.redirect("task", continuation_id=continuation_id)
     return view.redirect("run", run_id=result.run_id)
+
+
+def _conflict(again: Callable[..., Response], exc: Conflict) -> Response:
+    """The task page again with the conflict's notice; a task its timeout deleted meanwhile
+    (``human_task_expired``) is that error's page, not "not found"."""
+    try:
+        return again(notice=exc.message, status_code=409)
+    except NotFound:
+        if isinstance(exc, HumanTaskExpired):
+            raise exc from None
+        raise
 
 
 def _decide_together(view: PageView, continuation_id: str, posted: dict[str, str]) -> Response:
@@ -195,7 +206,7 @@ def _decide_together(view: PageView, continuation_id: str, posted: dict[str, str
     except (ValidationFailed, InvalidRequest) as exc:
         return again(notice=exc.message, status_code=exc.http_status)
     except Conflict as exc:
-        return again(notice=exc.message, status_code=409)
+        return _conflict(again, exc)
     if result.status == "paused" and result.continuation_id == continuation_id:
         return view.redirect("task", continuation_id=continuation_id)
     return view.redirect("run", run_id=result.run_id)

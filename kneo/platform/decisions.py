@@ -37,6 +37,7 @@ from kneo.engine.human import Decision, HumanDecision, HumanRequest, RequestKind
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
+    HumanTaskExpired,
     IllegalTransition,
     InvalidRequest,
     KneoError,
@@ -48,6 +49,7 @@ from kneo.jsontext import content_hash
 from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.context import task_context
+from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.handoff import HANDOFF_KEY, HandOff
 from kneo.platform.idempotency import idempotent
@@ -65,6 +67,8 @@ if TYPE_CHECKING:
     from kneo.spec.project import ProjectConfig
     from kneo.store.wire.executor import HeldConnection
 
+#: who decides a request its timeout took (``on_timeout: continue`` / ``reject``)
+TIMEOUT_ACTOR = "system:timeout"
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
 #: Where each assignee's pending count stops (``include=counts``; shown "N+" beyond) when
@@ -124,6 +128,9 @@ class Decisions:
     #: the project's people directory (read when a binding assignment is checked)
     assignment_rules: Rules | None = field(default=None, init=False)
     directory: Callable[[], People | None] | None = field(default=None, init=False)
+    #: applies a task's timeout now (the manager's sweeps): called with the continuation id
+    #: when a decision came after its deadline and no sweep has applied it yet
+    on_late: Callable[[str], object] | None = field(default=None, init=False)
 
     def list_human_tasks(
         self,
@@ -387,14 +394,37 @@ class Decisions:
         *,
         actor: str | None,
         metadata: Mapping[str, Any] | None,
+        on_timeout: bool = False,
     ) -> RunResult:
         """:meth:`resume_decision` for one or more decisions on one continuation. The
-        decision's transaction and the run's steps after it share one connection."""
+        decision's transaction and the run's steps after it share one connection. A decision
+        after its request's deadline is ``human_task_expired`` (:mod:`kneo.platform.deadlines`),
+        before the timeout is applied (which it then is) and after; ``on_timeout``: the
+        timeout's own decision, which the deadline lets through."""
         held = self.store.hold_connection()
         try:
-            return self._decide_on(held, continuation_id, decisions, actor, metadata)
+            return self._decide_on(held, continuation_id, decisions, actor, metadata, on_timeout)
+        except HumanTaskExpired:
+            held.close()  # the refusal rolled back: the timeout path runs on its own
+            if self.on_late is not None:
+                self.on_late(continuation_id)
+            raise
+        except (NotFound, RequestAlreadyResolved, ResourceLocked, IllegalTransition) as exc:
+            swept = None if on_timeout else swept_late(self.store, continuation_id, _ids(decisions))
+            if swept is not None:
+                raise swept from exc
+            raise
         finally:
             held.close()  # (a no-op once the run's journal gave it back)
+
+    def decide_on_timeout(
+        self, continuation_id: str, decision: Decision, metadata: Mapping[str, Any]
+    ) -> RunResult:
+        """The timeout sweep's decision (``on_timeout: continue`` / ``reject``), past the
+        deadline that refuses a person's."""
+        return self._decide(
+            continuation_id, [decision], actor=TIMEOUT_ACTOR, metadata=metadata, on_timeout=True
+        )
 
     def _decide_on(
         self,
@@ -403,16 +433,20 @@ class Decisions:
         decisions: list[Decision],
         actor: str | None,
         metadata: Mapping[str, Any] | None,
+        on_timeout: bool = False,
     ) -> RunResult:
         with self.store.transaction(held) as tx:
             cont = tx.get_continuation(continuation_id, for_update=True)  # and its run
             if cont.workflow_kind != "promotion":  # (a GitOps promotion has no run)
-                run, state, requests = _pending(tx, cont, [d.request_id for d in decisions])
-                rule = self.assignment_rule(run.environment)
-                if rule.binding:  # only the assignee (and the override) may decide
-                    people = self.directory() if self.directory is not None else None
-                    for request in requests:
-                        check_assignee(rule, request, actor, people, metadata)
+                run, state, requests = _pending(tx, cont, _ids(decisions))
+                if not on_timeout:
+                    rule = self.assignment_rule(run.environment)
+                    if rule.binding:  # only the assignee (and the override) may decide
+                        people = self.directory() if self.directory is not None else None
+                        for request in requests:
+                            check_assignee(rule, request, actor, people, metadata)
+                    # (after: whom the assignment refuses learns nothing of the deadline)
+                    refuse_late(continuation_id, requests, self.clock.now())
                 now = utc_iso(self.clock.now())
                 answers = [
                     (request, self._checked(request, d, actor, now, metadata))
@@ -533,6 +567,7 @@ class Decisions:
             return self.driver.result(updated)
         if HANDOFF_KEY in (updated.state or {}):  # queued for a worker in the decision's commit
             self.handoff.woken()
+            self.store.wakeups.queued(updated.run_id)
             return replace(self.driver.result(updated), handed_off=True)
         audits: Audits = [
             (
@@ -659,6 +694,10 @@ def _pending(
             )
         requests.append(HumanRequest.from_dict(raw))
     return run, state, requests
+
+
+def _ids(decisions: Sequence[Decision]) -> list[str]:
+    return [d.request_id for d in decisions]
 
 
 def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:

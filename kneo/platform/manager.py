@@ -155,18 +155,7 @@ class PlatformManager:
         self.project = project
         self.clock: Clock = clock or getattr(run_state_store, "clock", None) or SystemClock()
         providers = providers or _default_providers(self.settings, project)
-        self.engine = WorkflowEngine(
-            providers=providers,
-            tools=compiler.tool_registry,
-            runtimes=compiler.runtime_registry,
-            clock=self.clock,
-            sleep=sleep,
-            options=EngineOptions(
-                record_tool_arguments=self.settings.otel_record_arguments,
-                record_tool_results=self.settings.otel_record_results,
-            ),
-            mcp=self._mcp_sessions,
-        )
+        self.engine = self._engine(compiler, providers, sleep)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         # Every input-keyed cache is bounded, so distinct specs cannot grow the process
         # (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
@@ -213,6 +202,23 @@ class PlatformManager:
         )
         self._worker: Worker | None = None
         self._sleep = sleep
+
+    def _engine(
+        self, compiler: SpecCompiler, providers: Providers, sleep: Callable[[float], None]
+    ) -> WorkflowEngine:
+        """The engine this process's runs execute on (its MCP sessions through the grant)."""
+        return WorkflowEngine(
+            providers=providers,
+            tools=compiler.tool_registry,
+            runtimes=compiler.runtime_registry,
+            clock=self.clock,
+            sleep=sleep,
+            options=EngineOptions(
+                record_tool_arguments=self.settings.otel_record_arguments,
+                record_tool_results=self.settings.otel_record_results,
+            ),
+            mcp=self._mcp_sessions,
+        )
 
     def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:
         """A run's MCP sessions (the SDK loads only when a spec imports a server), each

@@ -318,6 +318,29 @@ def _check_input(input_text: object, limit: int) -> None:
         )
 
 
+#: what Kneo records in a run's metadata itself: a caller's ``metadata`` may not set it
+PLATFORM_METADATA = ("base_dir", "spec_path", "offline_environments", "code")
+
+
+def _run_metadata(prepared: PreparedSpec, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's ``metadata`` and what Kneo records beside it: where the spec's refs
+    resolve and the code the run is pinned to (a caller naming one is refused)."""
+    taken = sorted(set(given or {}) & set(PLATFORM_METADATA))
+    if taken:
+        raise InvalidRequest(
+            f"metadata.{taken[0]} is recorded by Kneo itself; choose another key",
+            field=f"metadata.{taken[0]}",
+        )
+    offline = prepared.offline_environments
+    return {
+        **dict(given or {}),
+        "base_dir": prepared.base_dir,
+        "spec_path": prepared.spec_path,
+        "offline_environments": list(offline) if offline is not None else None,
+        "code": code_record(prepared.workflow.code),
+    }
+
+
 def create_run(
     store: Transactional[WorkflowTransaction],
     prepared: PreparedSpec,
@@ -342,14 +365,7 @@ def create_run(
     _check_input(input_text, max_input_chars)
     workflow = prepared.workflow
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
-    offline = prepared.offline_environments
-    meta = {
-        **dict(metadata or {}),
-        "base_dir": prepared.base_dir,
-        "spec_path": prepared.spec_path,
-        "offline_environments": list(offline) if offline is not None else None,
-        "code": code_record(workflow.code),
-    }
+    meta = _run_metadata(prepared, metadata)
     # Started: created ``running`` at once (the transition is checked, not written twice).
     status = transition(RunStatus.QUEUED, RunStatus.RUNNING) if start else RunStatus.QUEUED
     # Everything that needs no database is built before the transaction opens: on SQLite it

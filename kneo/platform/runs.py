@@ -292,6 +292,7 @@ class Runs:
         metadata: Mapping[str, Any] | None = None,
         hand_off: bool | None = None,
         to_revision: int | str | None = None,
+        run: RunRecord | None = None,
     ) -> RunResult:
         """Continue a run whose process died (or whose step failed) from its last completed
         step boundary; completed steps and agent turns are not executed again. ``metadata``
@@ -305,21 +306,16 @@ class Runs:
         continue and queue the run for a worker instead of driving it here; the result is
         the run as queued (``handed_off``). A run already queued that way is left as it is.
         What a worker calls (``hand_off=False``) on a run handed to it takes the run over
-        (:meth:`_take_over`)."""
+        (:meth:`_take_over`). ``run``: the run as its caller just read it (a worker), else
+        read here."""
         if to_revision is not None:
             moved = move_code(self.store, self.driver, run_id, to_revision, actor=actor)
             if moved.status == RunStatus.PAUSED:
                 return self.driver.result(moved)
-        run = self.store.runs.get_run(run_id)
-        if run.status == RunStatus.PAUSED:
-            raise IllegalTransition(
-                f"run {run_id} is paused: resume its continuation instead",
-                current_status=run.status,
-            )
-        if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
-            raise IllegalTransition(
-                f"cannot continue run {run_id}: it is {run.status}", current_status=run.status
-            )
+            run = None  # moved: read it again
+        if run is None or run.run_id != run_id:
+            run = self.store.runs.get_run(run_id)
+        _check_continuable(run)
         self._check_not_held(run_id)
         queue = self.handoff.enabled if hand_off is None else hand_off
         marker = handoff_of(run) if run.status == RunStatus.RUNNING else None
@@ -365,6 +361,7 @@ class Runs:
             updated = tx.current(updated)
         if workflow is None:
             self.handoff.woken()
+            self.store.wakeups.queued(run_id)
             return replace(self.driver.result(updated), handed_off=True)
         return self.driver.drive(updated, workflow)
 
@@ -454,6 +451,19 @@ def with_overlay(request: RunRequest) -> Mapping[str, Any] | None:
     if skills is None or skills.empty:
         return request.metadata
     return {**(request.metadata or {}), "skills_overlay": skills.model_dump(exclude_none=True)}
+
+
+def _check_continuable(run: RunRecord) -> None:
+    """``illegal_transition`` unless ``run`` may be continued (running or failed)."""
+    if run.status == RunStatus.PAUSED:
+        raise IllegalTransition(
+            f"run {run.run_id} is paused: resume its continuation instead",
+            current_status=run.status,
+        )
+    if run.status not in (RunStatus.RUNNING, RunStatus.FAILED):
+        raise IllegalTransition(
+            f"cannot continue run {run.run_id}: it is {run.status}", current_status=run.status
+        )
 
 
 def _executor(owner: str) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
-from kneo.platform.decisions import Decisions
+from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.maintenance import retention_policy
 from kneo.platform.runs import end_run, paused_continuation
@@ -63,7 +63,6 @@ log = get_logger("kneo_serv.sweeps")
 _PAGE = 500
 #: how often a process deletes finished queue records past their retention
 QUEUE_PRUNE_SECONDS = 3600.0
-TIMEOUT_ACTOR = "system:timeout"
 
 
 def _time(value: Any) -> datetime | None:
@@ -157,6 +156,14 @@ class Sweeps:
     clock: Clock
     driver: RunDriver
     decisions: Decisions
+
+    def __post_init__(self) -> None:
+        # a decision after its deadline applies the timeout no sweep has applied yet
+        self.decisions.on_late = self.expire_human_task
+
+    def expire_human_task(self, continuation_id: str) -> int:
+        """Apply ``on_timeout`` to one task now, if it is due (a late decision asked)."""
+        return self.expire_human_tasks([continuation_id], self.clock.now())
 
     # ------------------------------------------------------------------ human tasks
 
@@ -329,10 +336,9 @@ class Sweeps:
             )
         try:
             content = "timed out" if decision == "rejected" else None
-            self.decisions.resume(
+            self.decisions.decide_on_timeout(
                 cont.continuation_id,
                 Decision(str(request["request_id"]), decision, content),
-                actor=TIMEOUT_ACTOR,
                 metadata={
                     "auto_continued": True,
                     "reason": "timeout",

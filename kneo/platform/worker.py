@@ -101,7 +101,12 @@ class WorkerPlatform(SweptPlatform, Protocol):
     def execute_run(self, run_id: str, *, run: RunRecord | None = None) -> RunResult: ...
 
     def continue_run(
-        self, run_id: str, *, actor: str | None = None, hand_off: bool | None = None
+        self,
+        run_id: str,
+        *,
+        actor: str | None = None,
+        hand_off: bool | None = None,
+        run: RunRecord | None = None,
     ) -> RunResult: ...
 
     def cancel(self, run_id: str, *, actor: str | None = None) -> RunResult: ...
@@ -147,6 +152,8 @@ class Worker:
         self._leases = LeaseKeeper("kneo-queue-leases", self.lease_seconds / 3, self._renew)
         self._lock = threading.Lock()
         self.processed = 0
+        #: stops this worker's wake-up on a queued run (kneo.store.coordination.wakeups)
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,6 +165,9 @@ class Worker:
         # Timeout sweeps (KNEO_SERV_SWEEP_INTERVAL_SECONDS; off when unset).
         self._sweeper = start_sweeper(self.manager, self._settings, directory=self.directory)
         self._housekeeping = self.store.start_background_work()
+        # woken when a run is queued: here at once, elsewhere by NOTIFY (PostgreSQL)
+        self._unsubscribe = self.store.wakeups.on_queued(self.notify)
+        self.store.wakeups.start()
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"kneo-worker-{index}", daemon=True)
             thread.start()
@@ -173,6 +183,9 @@ class Worker:
         """
         self._stop.set()
         self._wake.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
@@ -295,7 +308,7 @@ class Worker:
         execute = (
             functools.partial(manager.execute_run, run=run)
             if run.status == "queued"
-            else functools.partial(manager.continue_run, hand_off=False)
+            else functools.partial(manager.continue_run, hand_off=False, run=run)
         )
         with self._lock:
             self._inflight[record.queue_id] = (record, manager)
@@ -311,7 +324,7 @@ class Worker:
         self, manager: WorkerPlatform, record: QueueRecord, execute: Callable[[str], RunResult]
     ) -> None:
         try:
-            execute(record.run_id)
+            outcome = execute(record.run_id)
         except ProjectLimitReached:
             # Its project is at max_running_runs (counted in the start's transaction): the
             # run waits, unchanged, and the claim skips the project until a slot is free.
@@ -366,6 +379,9 @@ class Worker:
                 self._give_up(manager, record, type(exc).__name__, redact_text(str(exc))[:500])
             # else: stop renewing; the lease lapses and a worker retries from the last boundary
         else:
+            # paused or ended: whoever waits for it (a decision's answer) reads it now, not
+            # after the record is settled too
+            self.store.wakeups.moved(record.run_id, outcome)
             self._settle(record)
 
     def _recheck_later(
@@ -418,6 +434,7 @@ class Worker:
             fail_run(manager.store, record.run_id, error, actor=self.owner)
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
+        self.store.wakeups.moved(record.run_id)
         self.store.queue.fail(record.queue_id, self.owner, error)
         log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
 

@@ -48,6 +48,7 @@ from a2a.utils.errors import (
 )
 from google.protobuf.json_format import MessageToDict
 
+from kneo.errors import ErrorCode
 from kneo.service.a2a_bridge import ApiCalls, Caller, caller_of
 from kneo.service.a2a_push import PushConfigs
 from kneo.service.a2a_tasks import (
@@ -197,8 +198,11 @@ class KneoRequestHandler(RequestHandler):
         started = await self._api.start(caller, body, IDEMPOTENCY_PREFIX + message.message_id)
         return str(started["run_id"])
 
-    async def _answer(self, caller: Caller, message: pb.Message, owner: str | None) -> str:
-        """Decide the pending request of the message's task: the human resume route."""
+    async def _answer(
+        self, caller: Caller, message: pb.Message, owner: str | None, at_once: bool = False
+    ) -> str:
+        """Decide the pending request of the message's task: the human resume route (its
+        outcome awaited there unless ``at_once``: a stream or ``return_immediately``)."""
         run_id = message.task_id
         answer = decision_body(message, None) if _has_data(message) else None
         continuation_id = (answer or {}).pop("continuation_id", None)
@@ -207,7 +211,13 @@ class KneoRequestHandler(RequestHandler):
             if run.get("status") != "paused" or not run.get("continuation_id"):
                 raise _not_waiting(run)
             continuation_id = run["continuation_id"]
-        human = await self._api.human_task(caller, str(continuation_id))
+        try:
+            human = await self._api.human_task(caller, str(continuation_id))
+        except TaskNotFoundError:  # gone with its run's end (a timeout's): say that instead
+            run = await self._api.run(caller, run_id)
+            if run.get("status") != "paused":
+                raise _not_waiting(run) from None
+            raise
         if human.get("run_id") != run_id:
             raise InvalidParamsError(
                 f"continuation {continuation_id} is not task {run_id}'s",
@@ -222,11 +232,17 @@ class KneoRequestHandler(RequestHandler):
                 data={"field": "message.parts.data.request_id"},
             )
         await self._api.resume(
-            caller, str(continuation_id), body, IDEMPOTENCY_PREFIX + message.message_id
+            caller,
+            str(continuation_id),
+            body,
+            IDEMPOTENCY_PREFIX + message.message_id,
+            at_once=at_once,
         )
         return run_id
 
-    async def _send(self, params: pb.SendMessageRequest, context: ServerCallContext) -> str:
+    async def _send(
+        self, params: pb.SendMessageRequest, context: ServerCallContext, at_once: bool = False
+    ) -> str:
         message = params.message
         if not message.message_id:
             raise InvalidParamsError(
@@ -240,7 +256,10 @@ class KneoRequestHandler(RequestHandler):
             self._pushes().check(config.task_push_notification_config)
         principal = context.state.get("kneo_principal")
         owner = getattr(principal, "name", None)
-        run_id = await (self._answer if message.task_id else self._start)(caller, message, owner)
+        if message.task_id:
+            run_id = await self._answer(caller, message, owner, at_once)
+        else:
+            run_id = await self._start(caller, message, owner)
         if config.HasField("task_push_notification_config"):
             push = pb.TaskPushNotificationConfig()
             push.CopyFrom(config.task_push_notification_config)
@@ -251,7 +270,8 @@ class KneoRequestHandler(RequestHandler):
     async def on_message_send(
         self, params: pb.SendMessageRequest, context: ServerCallContext
     ) -> pb.Task | pb.Message:
-        run_id = await self._send(params, context)
+        at_once = params.configuration.return_immediately
+        run_id = await self._send(params, context, at_once)
         caller, limit = caller_of(context), _history_limit(params.configuration, 0)
         if params.configuration.return_immediately:
             return await self.task(caller, run_id, limit)
@@ -265,7 +285,7 @@ class KneoRequestHandler(RequestHandler):
     async def on_message_send_stream(
         self, params: pb.SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Any]:
-        run_id = await self._send(params, context)
+        run_id = await self._send(params, context, at_once=True)  # the stream follows it
         async for event in self._follow(caller_of(context), run_id):
             yield event
 
@@ -398,7 +418,13 @@ def _not_waiting(run: dict[str, Any]) -> A2AError:
     """The error of a message on a task that asks for nothing."""
     status = run.get("status")
     task = run.get("run_id")
-    if status in ("succeeded", "failed", "cancelled", "expired", "timed_out"):
+    if status == "expired":  # its question's deadline passed: too late, as the route says
+        return InvalidRequestError(
+            f"{ErrorCode.human_task_expired}: task {task}'s question expired unanswered: "
+            "start a new task",
+            data={"error": ErrorCode.human_task_expired, "status": "409"},
+        )
+    if status in ("succeeded", "failed", "cancelled", "timed_out"):
         return UnsupportedOperationError(f"task {task} has ended ({status}): start a new task")
     return InvalidRequestError(
         f"task {task} is {status}: it asks for no input now", data={"status": str(status)}

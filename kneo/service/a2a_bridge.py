@@ -98,9 +98,12 @@ class ApiCalls:
         params: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         missing: str | None = None,
+        prefer: str | None = None,
     ) -> dict[str, Any]:
         """The route's JSON answer; an :class:`A2AError` for an error answer."""
         headers = {"X-Kneo-Via": VIA}
+        if prefer:
+            headers["Prefer"] = prefer
         if caller.key:
             headers["Authorization"] = f"Bearer {caller.key}"
         if caller.project:
@@ -133,8 +136,16 @@ class ApiCalls:
         )
 
     async def resume(
-        self, caller: Caller, continuation_id: str, body: dict[str, Any], idempotency_key: str
+        self,
+        caller: Caller,
+        continuation_id: str,
+        body: dict[str, Any],
+        idempotency_key: str,
+        *,
+        at_once: bool = False,
     ) -> dict[str, Any]:
+        """The human resume route: its outcome (the route waits for the run as it does for
+        every caller), or with ``at_once`` the run as handed over (``respond-async``)."""
         path = f"/v1/human-tasks/{segment(continuation_id)}/resume"
         return await self.request(
             caller,
@@ -143,6 +154,7 @@ class ApiCalls:
             body=body,
             idempotency_key=idempotency_key,
             missing=continuation_id,
+            prefer="respond-async" if at_once else None,
         )
 
     async def cancel(self, caller: Caller, run_id: str) -> dict[str, Any]:

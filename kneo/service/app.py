@@ -132,6 +132,7 @@ def create_app(
     mcp: bool = False,
     a2a: bool = False,
     continuations: str | None = None,
+    api_only: bool = False,
 ) -> FastAPI:
     """Build the service app.
 
@@ -146,7 +147,8 @@ def create_app(
     ``mcp`` serves the MCP tools at ``/mcp`` (:mod:`kneo.service.mcp`); ``a2a`` the A2A
     server at ``/a2a`` and its agent card (:mod:`kneo.service.a2a_mount`).
     ``continuations`` (default ``KNEO_SERV_CONTINUATIONS``): where a decision's or a
-    continue's run executes (:func:`continues_on_workers`).
+    continue's run executes (:func:`continues_on_workers`). ``api_only``: the app runs no
+    worker because its workers are other processes (``kneo service serve --no-worker``).
     """
     settings = settings or Settings.from_env()
     authenticator = Authenticator.from_settings(settings)  # fails fast: auth on, no keys
@@ -157,7 +159,9 @@ def create_app(
         run_worker=run_worker,
         controller=controller,
         run_controller=run_controller,
-        on_workers=continues_on_workers(continuations or settings.continuations, run_worker),
+        on_workers=continues_on_workers(
+            continuations or settings.continuations, run_worker or api_only
+        ),
     )
     app = FastAPI(
         title="Kneo service",
@@ -214,16 +218,18 @@ def _report_deciders(app: FastAPI, manager: Any) -> None:
         log.warning("notification receivers could not be checked: %s", exc.message)
 
 
-def continues_on_workers(mode: str, run_worker: bool) -> bool:
+def continues_on_workers(mode: str, workers: bool) -> bool:
     """Whether the app's decisions and continues hand their runs to the workers: ``queue``
-    always, ``request`` never, ``auto`` when this app runs a worker (``kneo service serve``
-    passes ``queue`` for ``auto``: with ``--no-worker`` the workers are other processes)."""
+    always, ``request`` never, ``auto`` when ``workers`` exist (the app runs one, or is an
+    API-only replica beside ``kneo worker`` processes). One meaning for ``kneo service
+    serve`` and an embedder's ``create_app``; the answer is the run's outcome either way
+    (:mod:`kneo.service.continuations`)."""
     if mode not in CONTINUATION_MODES:
         raise ConfigError(
             f"continuations must be one of {', '.join(CONTINUATION_MODES)}, got {mode!r}",
             variable="KNEO_SERV_CONTINUATIONS",
         )
-    return mode == "queue" or (mode == "auto" and run_worker)
+    return mode == "queue" or (mode == "auto" and workers)
 
 
 def _lifespan(
@@ -239,7 +245,7 @@ def _lifespan(
     none is installed), the in-process worker, the controller's loop, the MCP sessions,
     the A2A push sweep;
     stopped in the reverse order. ``on_workers``: the platform hands the runs of decisions
-    and continues to the workers (this app's worker is woken for each)."""
+    and continues to the workers (which a queued run wakes: kneo.store.coordination.wakeups)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -253,11 +259,12 @@ def _lifespan(
             worker = Worker(manager, settings=settings, name="api")
             worker.start()
             app.state.worker = worker
+        if manager is not None:  # (PostgreSQL) the workers' word that a run moved, at once
+            manager.store.wakeups.start()
         handoff = getattr(manager, "handoff", None)
-        was = (handoff.enabled, handoff.wake) if handoff is not None else None
+        was = handoff.enabled if handoff is not None else None
         if handoff is not None:
             handoff.enabled = on_workers
-            handoff.wake = worker.notify if worker is not None and on_workers else None
         runner = None
         if controller is not None:
             if manager is not None:
@@ -280,7 +287,7 @@ def _lifespan(
             if worker is not None:
                 worker.stop(timeout=WORKER_DRAIN_SECONDS)
             if handoff is not None and was is not None:
-                handoff.enabled, handoff.wake = was
+                handoff.enabled = was
             if owned is not None:
                 owned.close()
                 app.state.manager = None

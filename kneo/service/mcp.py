@@ -81,8 +81,9 @@ TOOLS: tuple[ApiTool, ...] = (
         "/v1/human-tasks/{continuation_id}/resume",
         "Answer one request of a human task and continue the run; audited with your key's name. "
         "request_id may be left out when the task waits on one request only. "
-        "Where the service continues runs on workers the answer is the run as handed over "
-        "(status running) unless it pauses or ends within wait_seconds.",
+        "The answer is the run's outcome or next pause, as soon as it reaches one (within "
+        "wait_seconds if given, else the service's bound); wait_seconds 0: the run as handed "
+        "to a worker (status running) at once.",
     ),
     ApiTool(
         "start_run",
@@ -154,8 +155,10 @@ class ApiBridge:
             out_headers[PROJECT_HEADER] = project
         if idempotency_key:
             out_headers["Idempotency-Key"] = idempotency_key
-        if wait_seconds is not None and wait_seconds > 0:
-            out_headers["Prefer"] = f"wait={int(wait_seconds)}"
+        if wait_seconds is not None:  # else the service's own wait (the outcome)
+            out_headers["Prefer"] = (
+                f"wait={int(wait_seconds)}" if wait_seconds > 0 else "respond-async"
+            )
         path = tool.path.format(**{k: _segment(v) for k, v in (path_params or {}).items()})
         response = await self._client.request(
             tool.method,

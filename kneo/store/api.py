@@ -57,6 +57,7 @@ from kneo.store.code import CodeFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
+from kneo.store.coordination.wakeups import Wakeups
 from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
 from kneo.store.outbox.a2a_push import A2aPushFacet
@@ -463,6 +464,7 @@ class Store(StoreBase):
     code: CodeFacet
     schedules: SchedulesFacet
     triggers: TriggersFacet
+    wakeups: Wakeups
 
     def __init__(
         self, engine: Engine, dialect: StoreDialect, *, settings: Settings, clock: Clock
@@ -477,6 +479,8 @@ class Store(StoreBase):
         self._root = self
         self._views: dict[int, Store] = {}
         self._views_lock = threading.Lock()
+        #: wake-ups between this database's processes (every project's view shares them)
+        self.wakeups = Wakeups(engine, dialect.name)
         self.projects = ProjectsFacet(self)
         self._build_facets()
 
@@ -505,6 +509,7 @@ class Store(StoreBase):
         view.settings, view.clock = self.settings, self.clock
         view.specs_held = self.specs_held  # content-addressed: the same for every project
         view.project_id, view.project = project_id, name
+        view.wakeups = self.wakeups
         view._root = self
         view.projects = self.projects
         view._build_facets()
@@ -541,6 +546,7 @@ class Store(StoreBase):
         nothing."""
         if self._root is not self:
             return
+        self.wakeups.stop()
         self.dialect.dispose(self.engine)
         self.engine.dispose()
 

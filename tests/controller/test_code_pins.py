@@ -24,9 +24,7 @@ from kneo.settings import Settings
 from kneo.spec.loader import load_spec_data
 from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
-from git_http import PrivateGitHost, have_git_http_backend
+from tests.security.git_http import PrivateGitHost, have_git_http_backend
 
 STEPS_V1 = "from fmt import loud\n\n\ndef answer(text):\n    return loud('v1 ' + text)\n"
 FMT = "def loud(text):\n    return text.upper()\n"

@@ -69,7 +69,8 @@ def test_every_code_is_explained(collected: dict[str, object]) -> None:
         ("provider_unavailable", {502}),  # chosen into a variable, raised as code=code or ...
         ("method_not_allowed", {405}),  # the service's status table
         ("internal_error", {400, 500}),  # a KneoError and a hand-built 500 envelope
-        ("human_task_expired", set()),  # a run-error record
+        ("human_continue_failed", set()),  # a run-error record
+        ("human_task_expired", {409}),  # a class's code, also recorded as a run error
         ("empty_desired_state", set()),  # a named constant
         ("E_TOOL_FACTORY", {400}),
         ("E_DOCUMENT_TOO_DEEP", set()),  # a limit table's value

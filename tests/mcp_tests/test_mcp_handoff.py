@@ -1,6 +1,7 @@
 """``resume_human_task`` where the service continues runs on its worker: the tool answers the
-run as handed over (``running``) at once, or, with ``wait_seconds``, its outcome (the route's
-``Prefer: wait``), through the official SDK's client on a real socket."""
+run's outcome (the service's own wait, or ``wait_seconds``: the route's ``Prefer: wait``), or
+with ``wait_seconds: 0`` the run as handed over (``running``) at once (``Prefer:
+respond-async``), through the official SDK's client on a real socket."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def test_resume_answers_the_handed_over_run_or_waits_for_its_end(served: Served) -> None:
-    runs = [served.manager.run_from_spec(input_text=f"n{i}", spec_path=SMOKE) for i in (0, 1)]
+    runs = [served.manager.run_from_spec(input_text=f"n{i}", spec_path=SMOKE) for i in (0, 1, 2)]
+    waits: list[dict[str, int]] = [{"wait_seconds": 0}, {"wait_seconds": 30}, {}]
     calls = [
         (
             "resume_human_task",
@@ -36,14 +38,15 @@ def test_resume_answers_the_handed_over_run_or_waits_for_its_end(served: Served)
                 "continuation_id": run.continuation_id,
                 "request_id": run.request_id,
                 "decision": "approved",
-                **({"wait_seconds": 30} if i else {}),
+                **wait,
             },
         )
-        for i, run in enumerate(runs)
+        for wait, run in zip(waits, runs, strict=True)
     ]
-    at_once, waited = session(served.url, KEYS["reviewer"], calls)
+    at_once, waited, by_default = session(served.url, KEYS["reviewer"], calls)
     assert payload(at_once)["status"] == "running" and payload(at_once)["run_id"] == runs[0].run_id
     assert payload(waited)["status"] == "succeeded"
+    assert payload(by_default)["status"] == "succeeded"  # the seed's answer, by default
     deadline = time.monotonic() + 30
     while served.manager.get_run(runs[0].run_id)["status"] != "succeeded":
         assert time.monotonic() < deadline, "the worker did not finish the first run"

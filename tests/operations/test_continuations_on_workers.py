@@ -249,9 +249,15 @@ def test_a_worker_killed_after_taking_a_decision_over_is_replaced(
 
 
 def _resume(
-    url: str, task: dict[str, Any], *, wait: int | None = None, timeout: float = 60
+    url: str,
+    task: dict[str, Any],
+    *,
+    wait: int | None = None,
+    prefer: str | None = None,
+    timeout: float = 60,
 ) -> httpx2.Response:
-    headers = {"Prefer": f"wait={wait}"} if wait is not None else {}
+    preference = f"wait={wait}" if wait is not None else prefer
+    headers = {"Prefer": preference} if preference else {}
     return httpx2.post(
         f"{url}/v1/human-tasks/{task['continuation_id']}/resume",
         json={"request_id": task["request_id"], "decision": "approved"},
@@ -288,7 +294,7 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
         url = apis[0].url
         api_pids = {api.proc.pid for api in apis if api.proc is not None}
         first = _paused(url, "a1")
-        answered = _resume(url, first)
+        answered = _resume(url, first, prefer="respond-async")
         assert answered.status_code == 202, answered.text
         assert answered.headers["location"] == f"/v1/runs/{first['run_id']}"
         body = answered.json()
@@ -311,15 +317,20 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
             waited.json()["status"] == "succeeded" and waited.json()["output_text"] == "written 2"
         )
         assert "location" not in waited.headers
+        third = _paused(url, "a3")
+        by_default = _resume(url, third)  # no preference: the service's wait, the seed's body
+        assert by_default.status_code == 200, by_default.text
+        assert by_default.json()["status"] == "succeeded"
+        assert by_default.json()["output_text"].startswith("written")
 
-        for run in (first, second):
+        for run in (first, second, third):
             [claimed] = _trace(manager, run["run_id"], "run_claimed")
             assert claimed["pid"] == worker.pid and claimed["handed_off"] == "decision"
         after = [line for line in counter_lines(project) if line[1] == "s2"]
-        assert len(after) == 2 and {int(pid) for _, _, pid in after} == {worker.pid}
+        assert len(after) == 3 and {int(pid) for _, _, pid in after} == {worker.pid}
         before = [line for line in counter_lines(project) if line[1] == "s1"]
         assert {int(pid) for _, _, pid in before} <= api_pids  # the sync start, in the request
-        assert [c["pid"] for c in read_call_log(calls)] == [worker.pid, worker.pid]
+        assert [c["pid"] for c in read_call_log(calls)] == [worker.pid] * 3
 
         # two replicas decide one task at once: one decision, the other 409
         for round_ in range(3):
@@ -327,7 +338,7 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
             with ThreadPoolExecutor(2) as pool:
                 answers = list(pool.map(_resume, [a.url for a in apis], [race, race]))
             codes = sorted(a.status_code for a in answers)
-            assert codes == [202, 409], [a.text for a in answers]
+            assert codes == [200, 409], [a.text for a in answers]  # the winner: the outcome
             refused = next(a for a in answers if a.status_code == 409).json()["error"]
             assert refused in ("resource_locked", "request_already_resolved")
             raced = race["run_id"]

@@ -109,6 +109,8 @@ def teams_service(
                 "KNEO_SERV_AUTH_ENABLED": "true",
                 "KNEO_SERV_API_KEYS": ";".join(f"{n}:{k}:{r}" for n, (k, r) in KEYS.items()),
                 "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
+                # the tests drive the workers themselves: a decision answers 202 at once
+                "KNEO_SERV_DECISION_WAIT_SECONDS": "0",
                 **extra,
             }
             settings = Settings.from_env(env)

@@ -5,7 +5,7 @@ FAILING_SPEC = {
     "workflow": {
         "type": "sequential",
         "name": "failing",
-        "steps": [{"id": "boom", "kind": "function", "ref": "failing_steps:boom"}],
+        "steps": [{"id": "boom", "kind": "function", "ref": "tests.service.failing_steps:boom"}],
     },
 }
 

@@ -65,7 +65,7 @@ def build_manager(settings: Settings, tmp_path: Path, database_url: str | None =
     from kneo.store import open_store
 
     store = open_store(database_url, settings=settings, state_dir=tmp_path / "state")
-    project = project_declaring(settings, "failing_steps:boom")
+    project = project_declaring(settings, "tests.service.failing_steps:boom")
     manager = create_platform(settings=settings, project=project, store=store)
     manager.close = store.close
     return manager

@@ -59,7 +59,7 @@ SPEC = {
         "name": "leaky",
         "steps": [
             {"id": "read", "kind": "agent", "ref": "vaulter"},
-            {"id": "fail", "kind": "function", "ref": "failing_steps:leak"},
+            {"id": "fail", "kind": "function", "ref": "tests.service.failing_steps:leak"},
         ],
     },
 }
@@ -91,7 +91,7 @@ def client(
         ),
         vault_read,
     )
-    project = project_declaring(settings, "failing_steps:leak")
+    project = project_declaring(settings, "tests.service.failing_steps:leak")
     manager = create_platform(settings=settings, project=project, store=store, tool_registry=tools)
     app = create_app(False, settings=settings, manager=manager, start_worker=False)
     with TestClient(app, raise_server_exceptions=False) as test_client:

@@ -16,13 +16,13 @@ def _store(url: str) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize(
-    ("env", "worker", "ctl", "continuations", "expected"),
+    ("env", "worker", "ctl", "on_workers", "expected"),
     [
         (
             {},
             True,
             None,
-            "queue",
+            True,
             "kneo service on http://127.0.0.1:8000: database "
             "postgresql+psycopg://kneo:***@db:5432/kneo; auth off (every caller holds every "
             "scope; set KNEO_SERV_API_KEYS to require keys); console http://127.0.0.1:8000/ui; "
@@ -35,7 +35,7 @@ def _store(url: str) -> SimpleNamespace:
             },
             False,
             object(),
-            "request",
+            False,
             "kneo service on http://127.0.0.1:8000: database "
             "postgresql+psycopg://kneo:***@db:5432/kneo; auth API keys (operator, reviewer); "
             "console off; worker off; controller on; decisions continue in the request",
@@ -44,7 +44,7 @@ def _store(url: str) -> SimpleNamespace:
     ids=["open", "keys"],
 )
 def test_startup_line(
-    env: dict[str, str], worker: bool, ctl: object, continuations: str, expected: str
+    env: dict[str, str], worker: bool, ctl: object, on_workers: bool, expected: str
 ) -> None:
     store = _store("postgresql+psycopg://kneo:planted-db-password@db:5432/kneo")
     line = startup_line(
@@ -54,7 +54,7 @@ def test_startup_line(
         port=8000,
         worker=worker,
         ctl=ctl,
-        continuations=continuations,
+        on_workers=on_workers,
     )
     assert line == expected
     assert "planted" not in line

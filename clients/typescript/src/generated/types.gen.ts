@@ -3851,7 +3851,7 @@ export type HumanTasksDecideData = {
          */
         'Idempotency-Key'?: string | null;
         /**
-         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         * RFC 7240. Where the run continues on a worker the answer is its outcome (200) once it pauses or ends, within wait=N seconds if given (at most KNEO_SERV_MAX_WAIT_SECONDS), else KNEO_SERV_DECISION_WAIT_SECONDS (30); 202 when they are over, or at once with respond-async (and no wait)
          */
         Prefer?: string;
         /**
@@ -3933,7 +3933,7 @@ export type HumanTasksResumeData = {
          */
         'Idempotency-Key'?: string | null;
         /**
-         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         * RFC 7240. Where the run continues on a worker the answer is its outcome (200) once it pauses or ends, within wait=N seconds if given (at most KNEO_SERV_MAX_WAIT_SECONDS), else KNEO_SERV_DECISION_WAIT_SECONDS (30); 202 when they are over, or at once with respond-async (and no wait)
          */
         Prefer?: string;
         /**
@@ -6152,7 +6152,7 @@ export type RunsContinueData = {
     body?: ContinueRequest | null;
     headers?: {
         /**
-         * wait=N (RFC 7240): where the run continues on a worker, answer its outcome (200) if it pauses or ends within N seconds (at most KNEO_SERV_MAX_WAIT_SECONDS), else 202 when they are over
+         * RFC 7240. Where the run continues on a worker the answer is its outcome (200) once it pauses or ends, within wait=N seconds if given (at most KNEO_SERV_MAX_WAIT_SECONDS), else KNEO_SERV_DECISION_WAIT_SECONDS (30); 202 when they are over, or at once with respond-async (and no wait)
          */
         Prefer?: string;
         /**
