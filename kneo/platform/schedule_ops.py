@@ -80,7 +80,7 @@ def trigger(platform: BundleRunner, key: ScheduleKey, *, actor: str) -> dict[str
     a person asked for it); the tick it records is ``now``."""
     item = _declared(platform, key)
     tick = platform.store.clock.now()
-    if not platform.store.schedules.claim(key, tick):
+    if not platform.store.schedules.claim_tick(key, tick):
         raise NotFound("this instant was just triggered; try again", resource="schedule")
     status = Scheduler(platform).start(key, item, tick, actor=actor, raise_errors=True)
     found = next(t for t in platform.store.schedules.ticks(key, limit=50) if t.tick_at == tick)

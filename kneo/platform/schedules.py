@@ -163,7 +163,7 @@ class Scheduler:
         due, dropped, through = due_ticks(item.spec, last, now, grace=self.grace)
         counts["dropped"] += dropped
         for tick in due:
-            if store.schedules.claim(key, tick):
+            if store.schedules.claim_tick(key, tick):
                 counts[self._decide(key, item, tick)] += 1
         if through is not None:
             store.schedules.advance(key, through)
@@ -177,7 +177,7 @@ class Scheduler:
             live = store.schedules.live_run(key)
             if live is not None:
                 status = "waiting" if item.spec.overlap == "queue" else "skipped"
-                store.schedules.record(key, tick, status, detail=f"run {live} is still live")
+                store.schedules.record_tick(key, tick, status, detail=f"run {live} is still live")
                 return status
         return self.start(key, item, tick)
 
@@ -187,7 +187,7 @@ class Scheduler:
         tick = store.schedules.oldest_waiting(key)
         if tick is None or store.schedules.live_run(key) is not None:
             return
-        if store.schedules.record(key, tick, "claimed", expected="waiting"):
+        if store.schedules.record_tick(key, tick, "claimed", expected="waiting"):
             counts[self.start(key, item, tick)] += 1
 
     def start(
@@ -219,11 +219,11 @@ class Scheduler:
                 actor=actor or f"schedule:{key[2]}",
             )
         except KneoError as exc:
-            store.schedules.record(key, tick, "failed", detail=f"{exc.code}: {exc.message}")
+            store.schedules.record_tick(key, tick, "failed", detail=f"{exc.code}: {exc.message}")
             if raise_errors:
                 raise
             return "failed"
-        store.schedules.record(key, tick, "started", run_id=result.run_id)
+        store.schedules.record_tick(key, tick, "started", run_id=result.run_id)
         return "started"
 
     def mark_lost(self) -> int:
@@ -234,7 +234,7 @@ class Scheduler:
         stale = store.schedules.stale_claims(before)
         detail = "the scheduler stopped between claiming the tick and recording its run"
         return sum(
-            store.schedules.record(key, tick, "lost", detail=detail, expected="claimed")
+            store.schedules.record_tick(key, tick, "lost", detail=detail, expected="claimed")
             for key, tick in stale
         )
 

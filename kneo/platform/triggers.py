@@ -142,11 +142,11 @@ def deliver(
     store = platform.store
     keys = [_key("event", event_id)] + ([_key("message", message_id)] if message_id else [])
     for n, event_key in enumerate(keys):
-        if not store.triggers.claim(key, event_key):
-            first = store.triggers.get(key, event_key) or {}
+        if not store.triggers.claim_event(key, event_key):
+            first = store.triggers.event_outcome(key, event_key) or {}
             return 200, {"status": "duplicate", "run_id": first.get("run_id")}
         if n:  # the message id only guards against a replayed body: no row of its own
-            store.triggers.record(key, event_key, "message")
+            store.triggers.record_event(key, event_key, "message")
     meta = {"trigger": {"name": key[2], "event_id": event_id[:200]}, **run_metadata(trigger, event)}
     try:
         result = run_bundle(
@@ -154,9 +154,9 @@ def deliver(
             target=trigger.target, async_mode=True, metadata=meta, actor=f"trigger:{key[2]}",
         )  # fmt: skip
     except KneoError as exc:
-        store.triggers.record(key, keys[0], "failed", detail=f"{exc.code}: {exc.message}")
+        store.triggers.record_event(key, keys[0], "failed", detail=f"{exc.code}: {exc.message}")
         raise
-    store.triggers.record(key, keys[0], "started", run_id=result.run_id)
+    store.triggers.record_event(key, keys[0], "started", run_id=result.run_id)
     return 202, {"status": "started", "run_id": result.run_id}
 
 

@@ -222,9 +222,9 @@ def test_a_tick_is_claimed_once_and_its_outcome_set_once(store: Any) -> None:
     and the second compare-and-set of its outcome both lose (RETURNING, not a row count)."""
     key = ("nightly", "dev", "tick")
     tick = store.clock.now()
-    assert [store.schedules.claim(key, tick) for _ in range(3)] == [True, False, False]
-    assert store.schedules.record(key, tick, "started", run_id="r1", expected="claimed")
-    assert not store.schedules.record(key, tick, "lost", expected="claimed")
+    assert [store.schedules.claim_tick(key, tick) for _ in range(3)] == [True, False, False]
+    assert store.schedules.record_tick(key, tick, "started", run_id="r1", expected="claimed")
+    assert not store.schedules.record_tick(key, tick, "lost", expected="claimed")
     assert [(t.status, t.run_id) for t in store.schedules.ticks(key)] == [("started", "r1")]
     store.schedules.advance(key, tick + timedelta(seconds=5))
     store.schedules.advance(key, tick)  # never back

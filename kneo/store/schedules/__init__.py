@@ -162,7 +162,7 @@ class SchedulesFacet(Facet):
                 .values(**values, updated_at=now)
             )
 
-    def claim(self, key: ScheduleKey, tick: datetime, status: str = "claimed") -> bool:
+    def claim_tick(self, key: ScheduleKey, tick: datetime, status: str = "claimed") -> bool:
         """Take ``tick`` of the schedule: ``True`` for exactly one caller across replicas."""
         now = self.clock.now()
         stmt = (
@@ -185,7 +185,7 @@ class SchedulesFacet(Facet):
         with self._write() as conn:
             return conn.execute(stmt.returning(schedule_ticks.c.tick_at)).first() is not None
 
-    def record(
+    def record_tick(
         self,
         key: ScheduleKey,
         tick: datetime,

@@ -46,7 +46,7 @@ class TriggersFacet(Facet):
             c.event_key == event_key,
         ]
 
-    def claim(self, key: TriggerKey, event_key: str) -> bool:
+    def claim_event(self, key: TriggerKey, event_key: str) -> bool:
         """Take the event: ``True`` for exactly one delivery of it across replicas."""
         stmt = (
             self.dialect.insert(trigger_events)
@@ -61,7 +61,7 @@ class TriggersFacet(Facet):
         with self._write() as conn:
             return conn.execute(stmt).first() is not None
 
-    def record(
+    def record_event(
         self, key: TriggerKey, event_key: str, status: str, *, run_id: str | None = None,
         detail: str | None = None,
     ) -> None:  # fmt: skip
@@ -73,7 +73,7 @@ class TriggersFacet(Facet):
         with self._write() as conn:
             conn.execute(stmt)
 
-    def get(self, key: TriggerKey, event_key: str) -> dict[str, Any] | None:
+    def event_outcome(self, key: TriggerKey, event_key: str) -> dict[str, Any] | None:
         c = trigger_events.c
         stmt = sa.select(c.status, c.run_id, c.detail).where(*self._where(key, event_key))
         with self._read(snapshot=False) as conn:
