@@ -81,9 +81,7 @@ if TYPE_CHECKING:
         TraceEvent,
     )
     from kneo.store.runs.filters import RunFilter
-    from kneo.store.schedules import ScheduleKey, ScheduleState, Tick
     from kneo.store.sessions import ConsoleSession
-    from kneo.store.triggers import TriggerKey
     from kneo.store.wire.executor import HeldConnection
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
@@ -458,49 +456,6 @@ class CodeFiles(Protocol):
     def get(self, digests: Iterable[str]) -> dict[str, bytes]: ...
 
 
-class ScheduleStates(Protocol):
-    """Schedules' state and ticks (``schedule_states``, ``schedule_ticks``): a tick claimed
-    once across replicas by its row (:mod:`kneo.store.schedules`)."""
-
-    def active_heads(self) -> list[tuple[str, str, int, str]]: ...
-    def states(self) -> dict[ScheduleKey, ScheduleState]: ...
-    def advance(self, key: ScheduleKey, tick: datetime) -> None: ...
-    def set_paused(self, key: ScheduleKey, paused: bool, actor: str | None) -> None: ...
-    def claim_tick(self, key: ScheduleKey, tick: datetime, status: str = "claimed") -> bool: ...
-    def record_tick(
-        self,
-        key: ScheduleKey,
-        tick: datetime,
-        status: str,
-        *,
-        run_id: str | None = None,
-        detail: str | None = None,
-        expected: str | None = None,
-    ) -> bool: ...
-    def live_run(self, key: ScheduleKey) -> str | None: ...
-    def waiting_keys(self) -> set[ScheduleKey]: ...
-    def oldest_waiting(self, key: ScheduleKey) -> datetime | None: ...
-    def ticks(self, key: ScheduleKey, limit: int = 20) -> list[Tick]: ...
-    def stale_claims(self, before: datetime) -> list[tuple[ScheduleKey, datetime]]: ...
-
-
-class TriggerEvents(Protocol):
-    """Events triggers received (``trigger_events``): one run per event id
-    (:mod:`kneo.store.triggers`)."""
-
-    def claim_event(self, key: TriggerKey, event_key: str) -> bool: ...
-    def record_event(
-        self,
-        key: TriggerKey,
-        event_key: str,
-        status: str,
-        *,
-        run_id: str | None = None,
-        detail: str | None = None,
-    ) -> None: ...
-    def event_outcome(self, key: TriggerKey, event_key: str) -> dict[str, Any] | None: ...
-
-
 class ConsoleSessions(Protocol):
     """Console sign-in sessions, keyed by a hash of the cookie (never the cookie itself)."""
 
@@ -640,20 +595,6 @@ class HasCode(Protocol):
     def code(self) -> CodeFiles: ...
 
 
-class HasSchedules(Protocol):
-    """``store.schedules``: :class:`ScheduleStates`."""
-
-    @property
-    def schedules(self) -> ScheduleStates: ...
-
-
-class HasTriggers(Protocol):
-    """``store.triggers``: :class:`TriggerEvents`."""
-
-    @property
-    def triggers(self) -> TriggerEvents: ...
-
-
 class HasSessions(Protocol):
     """``store.sessions``: :class:`ConsoleSessions`."""
 
@@ -788,9 +729,7 @@ def _facet_conformance(store: Store) -> list[object]:
     c13: Projects = store.projects
     c14: ProjectLimitCounts = store.limits
     c15: CodeFiles = store.code
-    c16: ScheduleStates = store.schedules
-    c17: TriggerEvents = store.triggers
-    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15, c16, c17]
+    return [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15]
 
 
 def _transaction_conformance(tx: Transaction) -> list[object]:
