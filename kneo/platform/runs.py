@@ -419,7 +419,8 @@ class Runs:
         connection: HeldConnection | None = None,
     ) -> RunRecord:
         code = prepared.workflow.code
-        if code:  # the files the run is pinned to, by digest, before the run names them
+        if code and self.store.code.missing(f.sha256 for f in code.files):
+            # the files the run is pinned to, by digest, before the run names them
             self.store.code.put(load_code(code, origin=prepared.workflow.code_root).files())
         return create_run(
             self.store,

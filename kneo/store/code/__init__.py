@@ -33,6 +33,11 @@ _HELD: set[str] = set()
 class CodeFacet(Facet):
     """``store.code``: put and get project code files by sha256; each call commits."""
 
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """Which of ``digests`` this process does not know to be stored (no query: a run's
+        files are hashed and written only the first time)."""
+        return [d for d in digests if d not in _HELD]
+
     def put(self, files: Mapping[str, bytes]) -> None:
         """Store ``files`` (sha256 -> bytes) not stored yet; the caller verified each digest.
         Concurrent writers of one file both succeed (insert-if-absent)."""
