@@ -27,7 +27,11 @@ all reconciled once (cold), then:
   catalog with no definition changed (every ``CATALOG_SECONDS``);
 * the SQL statements each of those sends (SQLAlchemy's ``before_cursor_execute``).
 
-Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL]
+With ``--code N`` each bundle is a function workflow whose spec pins (``spec.code``) one of
+``N`` project modules committed beside the bundles: the controller reads and verifies the
+pinned files at the commit and stores them with each promoted revision.
+
+Usage: ``python bench/scale_reconcile.py [--sizes 1000,10000] [--rounds 5] [--pg URL] [--code N]
 [--json] [--profile N]`` or ``[--projects 1,100] [--project-bundles 20]``; ``--profile N`` prints the cold pass's top N cProfile entries
 by cumulative time (the timings of that run include the profiler's overhead). Only public APIs are used, so the same script measures older code
 (``PYTHONPATH=<old checkout>``). Targets (issues 23 and 36, SQLite, 2 cores): one-bundle at
@@ -60,6 +64,8 @@ from kneo.controller.controller import Controller, ReconcileResult
 from kneo.controller.projects import ProjectControllers
 from kneo.controller.source import GitSource
 from kneo.settings import Settings
+from kneo.spec.loader import load_spec_data
+from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
 from kneo.store import Store, open_store
 
@@ -72,9 +78,20 @@ ENVIRONMENT = "prod"
 git = runpy.run_path(str(Path(__file__).with_name("reconcile.py")))["git"]
 
 
-def write_bundle(work: Path, key: Any, i: int, version: int = 1) -> None:
+def spec_of(work: Path, i: int, version: int, modules: int) -> dict[str, Any]:
+    """Bundle ``i``'s spec: an agent, or with ``modules`` (``--code``) a workflow whose function
+    step names one of ``modules`` project modules, pinned as ``kneo spec bundle sign`` pins it."""
+    agent = {"name": f"agent{i}", "system_prompt": f"v{version} #{i}"}
+    if not modules:
+        return {"version": "v1", "agent": agent}
+    step = {"id": "f", "kind": "function", "ref": f"steps.m{i % modules}:run"}
+    spec = {"version": "v1", "workflow": {"type": "sequential", "steps": [step]}}
+    return pin_code(load_spec_data(spec), spec, work)
+
+
+def write_bundle(work: Path, key: Any, i: int, version: int = 1, modules: int = 0) -> None:
     bundle = sign_bundle(
-        {"version": "v1", "agent": {"name": f"agent{i}", "system_prompt": f"v{version} #{i}"}},
+        spec_of(work, i, version, modules),
         key,
         name=f"agent{i:05d}",
         environment=ENVIRONMENT,
@@ -87,7 +104,7 @@ def write_bundle(work: Path, key: Any, i: int, version: int = 1) -> None:
     path.write_text(dump_bundle(bundle))
 
 
-def build(root: Path, count: int) -> tuple[Path, Path, Path, Any]:
+def build(root: Path, count: int, modules: int = 0) -> tuple[Path, Path, Path, Any]:
     """A bare remote with ``count`` signed bundles; returns (remote, trusted, work, key)."""
     generate_ed25519("ci", root / "keys")
     trusted = root / "trusted"
@@ -116,11 +133,11 @@ def database(root: Path, pg_server: str | None) -> AbstractContextManager[str]:
 
 
 def measure(
-    count: int, rounds: int, pg_server: str | None = None, profile: int = 0
+    count: int, rounds: int, pg_server: str | None = None, profile: int = 0, modules: int = 0
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, database(Path(tmp), pg_server) as url:
         root = Path(tmp)
-        remote, trusted, work, key = build(root, count)
+        remote, trusted, work, key = build(root, count, modules)
         store = open_store(url)
         config = ControllerConfig(repo=remote.as_uri(), cache_dir=root / "cache")
         keyring = load_keyring(trusted)
@@ -145,7 +162,7 @@ def measure(
         def commit_one() -> None:
             nonlocal version
             version += 1
-            write_bundle(work, key, version % count, version=version)
+            write_bundle(work, key, version % count, version=version, modules=modules)
             git(work, "commit", "--quiet", "-am", f"change one bundle ({version})")
             git(work, "push", "--quiet", remote.as_uri(), "HEAD:main")
 
@@ -372,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         "--projects", metavar="COUNTS", help="every project's source under one leader: e.g. 1,100"
     )
     parser.add_argument("--project-bundles", type=int, default=20, help="bundles per project")
+    parser.add_argument(
+        "--code",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each bundle a function workflow pinning one of N project modules",
+    )
     args = parser.parse_args(argv)
     servers: list[str | None] = [None, args.pg] if args.pg else [None]
     if args.projects:
@@ -387,7 +411,11 @@ def main(argv: list[str] | None = None) -> int:
             print_projects(found)
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    results = [measure(n, args.rounds, server, args.profile) for server in servers for n in sizes]
+    results = [
+        measure(n, args.rounds, server, args.profile, args.code)
+        for server in servers
+        for n in sizes
+    ]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

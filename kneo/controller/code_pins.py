@@ -20,12 +20,40 @@ from kneo.errors import ErrorCode
 from kneo.kernel.code import CodeSet, digest_of, remember
 
 
+def pinned_names(commit: str, spec: Mapping[str, Any]) -> list[str]:
+    """The Git object names (``<commit>:<path>``) of the files ``spec`` pins."""
+    files = spec.get("code")
+    if not isinstance(files, list):
+        return []
+    return [f"{commit}:{f['path']}" for f in files if isinstance(f, Mapping) and "path" in f]
+
+
+def prefetch(source: Source, names: list[str]) -> dict[str, bytes]:
+    """Many pinned files in one batch (a cold pass reads every bundle's: one Git process per
+    chunk, not per bundle); a batch with a missing file is read one by one, leaving it out."""
+    try:
+        return dict(source.read_blobs(names))
+    except SourceError:
+        found: dict[str, bytes] = {}
+        for name in names:
+            try:
+                found.update(source.read_blobs([name]))
+            except SourceError:
+                continue
+        return found
+
+
 def read_pinned(
-    source: Source, commit: str, path: str, spec: Mapping[str, Any]
+    source: Source,
+    commit: str,
+    path: str,
+    spec: Mapping[str, Any],
+    prefetched: Mapping[str, bytes] | None = None,
 ) -> tuple[dict[str, bytes], Problem | None]:
-    """The files ``spec`` pins (sha256 -> bytes) as the commit holds them, or the problem
-    with the first that is missing or differs. Kept in this process too, so the bundle's
-    spec check sees the pinned bytes, not whatever the controller's directory holds."""
+    """The files ``spec`` pins (sha256 -> bytes) as the commit holds them (from
+    ``prefetched`` when :func:`prefetch` read them already), or the problem with the first
+    that is missing or differs. Kept in this process too, so the bundle's spec check sees
+    the pinned bytes, not whatever the controller's directory holds."""
     try:
         pinned = CodeSet.from_manifest(spec.get("code"), field="spec.code")
     except Exception as exc:  # the schema check reports the field; here it is a mismatch
@@ -33,15 +61,10 @@ def read_pinned(
     if not pinned:
         return {}, None
     wanted = [f"{commit}:{f.path}" for f in pinned.files]
-    try:
-        found = dict(source.read_blobs(wanted))
-    except SourceError:
-        found = {}
-        for name in wanted:  # one by one, to name the file that is missing
-            try:
-                found.update(source.read_blobs([name]))
-            except SourceError:
-                continue
+    found = dict(prefetched or {})
+    absent = [name for name in wanted if name not in found]
+    if absent:
+        found.update(prefetch(source, absent))
     files: dict[str, bytes] = {}
     for file, name in zip(pinned.files, wanted, strict=True):
         data = found.get(name)

@@ -38,7 +38,7 @@ from kneo.bundle.format import Bundle, EvalAttestation, parse_bundle
 from kneo.bundle.keys import Keyring
 from kneo.bundle.verify import verify_parsed
 from kneo.clock import Clock, SystemClock
-from kneo.controller.code_pins import read_pinned
+from kneo.controller.code_pins import pinned_names, prefetch, read_pinned
 from kneo.controller.model import (
     DesiredEnvironment,
     DesiredRevision,
@@ -169,6 +169,8 @@ class DesiredStateLoader:
         self._parsed: dict[str, tuple[Bundle, dict[str, Any]] | Problem] = {}
         self._judged: dict[tuple[str | None, ...], _Judged] = {}
         self._environments: dict[tuple[str, str, str | None], DesiredEnvironment] = {}
+        #: the pinned code files this pass prefetched, by Git object name
+        self._pinned: dict[str, bytes] = {}
         self.last_stats = LoadStats()
 
     @property
@@ -257,6 +259,9 @@ class DesiredStateLoader:
         """Every bundle file judged, in path order, as a desired revision (a path that
         cannot name one is a problem of the whole state)."""
         revisions: dict[tuple[str, str], DesiredRevision] = {}
+        self._pinned = self._prefetch_code(
+            source, files, bundle_files, results, environments, commit, now
+        )
         for index, path in enumerate(bundle_files):
             if progress is not None:
                 progress(index + 1, len(bundle_files))
@@ -408,6 +413,28 @@ class DesiredStateLoader:
                 self._parsed[blob] = _parse(wanted[blob], raw)
             except Exception:  # judged (and reported) with its path in _judge
                 log.debug("parsing %s failed", wanted[blob], exc_info=True)
+
+    def _prefetch_code(
+        self,
+        source: Source,
+        files: Mapping[str, TreeFile],
+        bundle_files: list[str],
+        results: Mapping[tuple[str, str], str],
+        environments: Mapping[str, DesiredEnvironment],
+        commit: str,
+        now: datetime,
+    ) -> dict[str, bytes]:
+        """The pinned code of every bundle this pass judges afresh, read in one batch."""
+        names: list[str] = []
+        for path in bundle_files:
+            key, parsed = identity_from_path(path), self._parsed.get(files[path].blob_sha)
+            env = environments.get(key[1]) if key is not None else None
+            if key is None or env is None or not isinstance(parsed, tuple):
+                continue
+            cache_key = (files[path].blob_sha, *key, env.identity, env.config_sha)
+            if self._cached((*cache_key, results.get(key)), now) is None:
+                names += pinned_names(commit, parsed[0].spec)
+        return prefetch(source, names) if names else {}
 
     def _forget_unused(self, blobs: set[str], files: int) -> None:
         """Keep the caches bounded by what the repository holds now (``files`` bundle files,
@@ -592,7 +619,7 @@ class DesiredStateLoader:
                 "only where its path and its signed content agree",
             )
             return replace(base, problems=(problem,))
-        code_files, mismatch = read_pinned(*at, path, bundle.spec)
+        code_files, mismatch = read_pinned(*at, path, bundle.spec, self._pinned)
         if mismatch is not None:
             return replace(base, problems=(mismatch,))
         policy = env.policy
