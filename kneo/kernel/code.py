@@ -147,9 +147,15 @@ class CodeSet:
             return EMPTY
         if not isinstance(record, Mapping) or not isinstance(record.get("digest"), str):
             raise _bad(field, "must be an object with digest and files")
+        known = _RECORDS.get(record["digest"])
+        if known is not None and known.manifest() == record.get("files"):
+            return known  # every resume of a run reads its record: checked once per process
         pinned = cls.from_manifest(record.get("files"), field=f"{field}.files")
         if pinned.digest != record["digest"]:
             raise _bad(f"{field}.digest", "does not match its files")
+        if len(_RECORDS) > 1024:
+            _RECORDS.clear()
+        _RECORDS[pinned.digest] = pinned
         return pinned
 
     @cached_property
@@ -186,6 +192,8 @@ class CodeSet:
 
 
 EMPTY = CodeSet()
+#: code sets read from run records, by digest (see :meth:`CodeSet.from_record`)
+_RECORDS: dict[str, CodeSet] = {}
 
 
 def code_record(code: CodeSet) -> dict[str, Any] | None:
