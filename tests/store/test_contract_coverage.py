@@ -99,4 +99,8 @@ def test_protocol_members_exist_with_the_same_parameters(name: str) -> None:
 
 
 def _instance_attributes(cls: type) -> set[str]:
-    return {"clock", "settings", *FACETS} if cls is Store else {"marks_registry_changes", "now"}
+    # ``wakeups``: the store's listener for LISTEN/NOTIFY (kneo.store.coordination.wakeups),
+    # an instance attribute like the facets
+    if cls is Store:
+        return {"clock", "settings", "wakeups", *FACETS}
+    return {"marks_registry_changes", "now"}
