@@ -135,6 +135,8 @@ class Runs:
         prepared = self.preparation.prepare(request)
         deadline = self.clock.now() + timedelta(seconds=timeout) if timeout else None
         run = self._create(prepared, request, start=False, deadline_at=deadline)
+        # queued: this process's worker, and (PostgreSQL) the others', claim it now
+        self.store.wakeups.queued(run.run_id)
         return self.driver.result(run)
 
     def run_from_spec(

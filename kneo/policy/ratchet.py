@@ -391,6 +391,10 @@ PROJECT_RULES: dict[str, Rule | str] = {
     "limits.max_model_calls_per_day": _limit,
     "limits.max_tokens_per_day": _limit,
     "limits.on_exceeded": _ordered("pause", "fail"),
+    # who may decide a human request: binding assignees are the stricter; each override entry
+    # is one more person or group who may
+    "assignments.assignees": _ordered("advisory", "binding"),
+    "assignments.override": _allow_list(empty_is_any=False),
 }
 
 

@@ -128,6 +128,7 @@ CASES = [
     ),
     Case("notifications test hook"),
     Case("notifications list", reads_only=True),
+    Case("notifications check", reads_only=True),
     Case("notifications retry"),
     Case("db upgrade"),
     Case("db current", reads_only=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,7 +80,8 @@ def _steps(steps_dir: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(steps_dir)
     # the module as runs load it: from its file, under its code set's namespace (the same
     # bytes, the same namespace, the same module object)
-    module = load_code(collect_code(["kneo_engine_steps"], [steps_dir])[0]).module(
+    root = Path(steps_dir).resolve()  # the code root of a spec compiled from here
+    module = load_code(collect_code(["kneo_engine_steps"], [root])[0], origin=root).module(
         "kneo_engine_steps"
     )
     module.CALLS.clear()

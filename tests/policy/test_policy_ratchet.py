@@ -332,6 +332,14 @@ PROJECT_STRICT_LOOSE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"limits": {"max_tokens_per_day": 101}},
     ),
     "limits.on_exceeded": ({"limits": {"on_exceeded": "fail"}}, {"limits": {}}),
+    "assignments.assignees": (
+        {"assignments": {"assignees": "binding"}},
+        {"assignments": {"assignees": "advisory"}},
+    ),
+    "assignments.override": (
+        {"assignments": {"override": ["group:release"]}},
+        {"assignments": {"override": ["group:release", "user:mallory"]}},
+    ),
 }
 
 

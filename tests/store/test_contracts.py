@@ -627,6 +627,7 @@ CHECKED_IN = {
     "A2aPushConfigs": "test_a2a_push_configs.py",
     "Projects": "test_project_scope.py",
     "ProjectLimitCounts": "test_project_limits.py",
+    "CodeFiles": "test_code_files.py",
 }
 
 

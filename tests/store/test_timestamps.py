@@ -71,6 +71,7 @@ LATER_COLUMNS = {
     "a2a_push_configs": {"created_at", "updated_at"},  # 0025
     "projects": {"created_at", "updated_at"},  # 0026
     "project_usage": {"updated_at"},  # 0027
+    "code_files": {"created_at"},  # 0028
 }
 
 

@@ -87,8 +87,6 @@ def _start_run(
 def _answer(
     request: Request, result: Any, async_mode: bool, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
-    if async_mode:  # queued: this process's worker, and (PostgreSQL) the others', claim it now
-        caller.manager.store.wakeups.queued(result.run_id)
     annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
     show = shows_personal_data(caller.principal.scopes)
     return (202 if async_mode else 200), result.to_dict(show_personal=show)

@@ -11,7 +11,9 @@ The table is defined here, with its only reader and writer, on the store's metad
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,8 +28,16 @@ code_files = sa.Table(
     sa.Column("created_at", t.UTCDateTime, nullable=False),
 )
 
-#: digests this process knows are stored (rows are never deleted): no INSERT for them again
-_HELD: set[str] = set()
+#: per database (its engine), the digests this process knows are stored there (rows are
+#: never deleted): no INSERT for them again
+_HELD: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _held(engine: Any) -> set[str]:
+    found = _HELD.get(engine)
+    if found is None:
+        found = _HELD[engine] = set()
+    return found
 
 
 class CodeFacet(Facet):
@@ -36,12 +46,14 @@ class CodeFacet(Facet):
     def missing(self, digests: Iterable[str]) -> list[str]:
         """Which of ``digests`` this process does not know to be stored (no query: a run's
         files are hashed and written only the first time)."""
-        return [d for d in digests if d not in _HELD]
+        held = _held(self.engine)
+        return [d for d in digests if d not in held]
 
     def put(self, files: Mapping[str, bytes]) -> None:
         """Store ``files`` (sha256 -> bytes) not stored yet; the caller verified each digest.
         Concurrent writers of one file both succeed (insert-if-absent)."""
-        new = {sha: data for sha, data in files.items() if sha not in _HELD}
+        held = _held(self.engine)
+        new = {sha: data for sha, data in files.items() if sha not in held}
         if not new:
             return
         now = self.clock.now()
@@ -51,9 +63,9 @@ class CodeFacet(Facet):
                 stmt,
                 [{"sha256": sha, "data": data, "created_at": now} for sha, data in new.items()],
             )
-        if len(_HELD) > 65536:
-            _HELD.clear()
-        _HELD.update(new)
+        if len(held) > 65536:
+            held.clear()
+        held.update(new)
 
     def get(self, digests: Iterable[str]) -> dict[str, bytes]:
         """The stored files among ``digests`` (a missing one is left out)."""
@@ -64,7 +76,7 @@ class CodeFacet(Facet):
         stmt = sa.select(c.sha256, c.data).where(c.sha256.in_(wanted))
         with self._read(snapshot=False) as conn:
             found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
-        _HELD.update(found)
+        _held(self.engine).update(found)
         return found
 
 
