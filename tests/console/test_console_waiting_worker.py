@@ -22,9 +22,9 @@ def test_a_decided_run_no_worker_claimed_shows_a_hint_until_one_does(service: An
     app, api = service(KNEO_SERV_CONTINUATIONS="queue")  # decisions go to workers; none runs
     manager = app.state.manager
     run = start(api, "smoke_human_workflow")
-    decided = api.post(
+    decided = api.post(  # answered at once (the seed's answer would wait for the worker)
         f"/v1/human-tasks/{run['continuation_id']}/resume",
-        headers=headers("reviewer"),
+        headers={**headers("reviewer"), "Prefer": "respond-async"},
         json={"request_id": run["request_id"], "decision": "approved"},
     )
     assert decided.status_code == 202 and decided.json()["status"] == "running", decided.text

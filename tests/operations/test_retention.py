@@ -4,9 +4,11 @@ applies under ``KNEO_SERV_RETENTION_*`` (env wins per field); ``kneo maintenance
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from kneo.settings import RetentionDays, Settings
 from kneo.spec.project import ProjectContext
 from kneo.worker import Worker
 
-from .helpers import env_for, kneo_json, open_manager
+from .helpers import HUMAN_SPEC, env_for, kneo_json, open_manager
 
 CONFIG = """version: v1
 paths:
@@ -85,13 +87,26 @@ def test_every_process_prunes_finished_queue_records_by_default(project: Path, d
         manager.store.close()
 
 
+def _untimed(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with no deadline on its people's requests."""
+    humans = {
+        name: {k: v for k, v in human.items() if k not in ("timeout_seconds", "on_timeout")}
+        for name, human in spec["components"]["humans"].items()
+    }
+    return {**spec, "components": {**spec["components"], "humans": humans}}
+
+
 def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_url: str) -> None:
     (project / ".kneo" / "config.yaml").write_text(CONFIG)
     clock = ManualClock()
     manager = open_manager(project, db_url, clock=clock)
     try:
         old_done = manager.run_from_spec(input_text="olddone", spec_path=project / "three.yaml")
-        old_paused = manager.run_from_spec(input_text="oldpaused", spec_path=project / "human.yaml")
+        # a request with no deadline: 40 days on, a person may still decide it (one with a
+        # deadline is past it then: the decision is refused as human_task_expired)
+        untimed = project / "human_untimed.yaml"
+        untimed.write_text(json.dumps(_untimed(HUMAN_SPEC)))
+        old_paused = manager.run_from_spec(input_text="oldpaused", spec_path=untimed)
         old_queued = manager.start_run_from_spec(
             input_text="oldqueued", spec_path=project / "three.yaml"
         )

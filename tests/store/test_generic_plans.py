@@ -40,11 +40,14 @@ RUNS = 12
 def filled(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Store]:
+    # the bounded count (KNEO_SERV_MAX_LIST_COUNT): an exact total, the default, counts every
+    # matching row by design (docs/performance.md, "List totals")
+    settings = Settings.from_env({"KNEO_SERV_MAX_LIST_COUNT": "1000"})
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_session_databases").new()
-        store = open_store(url, settings=Settings())
+        store = open_store(url, settings=settings)
     else:
-        store = open_store(None, state_dir=tmp_path_factory.mktemp("generic"))
+        store = open_store(None, settings=settings, state_dir=tmp_path_factory.mktemp("generic"))
     _fill(store, TASKS)
     yield store
     store.close()
