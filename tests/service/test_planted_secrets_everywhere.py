@@ -28,7 +28,9 @@ RESULT_SECRET = "result-PLANTED-3333"  # what the tool returns
 ERROR_SECRET = "err-PLANTED-4444"  # in the failing step's error (failing_steps.leak)
 SECRETS = (INPUT_SECRET, RESULT_SECRET, ERROR_SECRET)
 #: (table, column) that may hold them: what the run continues from
-ALLOWED = {("runs", "input_text"), ("runs", "state")}
+#: ``code_files``: the project's own source files a run is pinned to, byte for byte (the
+#: test's step module spells the planted value in its source)
+ALLOWED = {("runs", "input_text"), ("runs", "state"), ("code_files", "data")}
 
 SPEC = {
     "version": "v1",

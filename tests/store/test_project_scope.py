@@ -30,6 +30,9 @@ from .test_contract_coverage import FACETS
 
 #: The facet methods that see every project (each record they return says its project).
 GLOBAL: dict[str, set[str]] = {
+    # content-addressed project code: a file is reached only by its sha256, which only the
+    # holder of its bytes can name (like ``specs`` rows)
+    "code": {"missing", "put", "get"},
     "queue": {
         "claim", "renew_lease", "complete", "fail", "release",  # a worker's queue record
         "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
