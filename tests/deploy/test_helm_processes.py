@@ -101,6 +101,17 @@ def gitops_repo(tmp_path: Path) -> Path:
     return repo
 
 
+def _environ_of(pid: int) -> str:
+    """The process's environment, once it has one: read at once after the fork, before the
+    exec, ``/proc/<pid>/environ`` can still be empty."""
+    deadline = time.monotonic() + 10
+    while True:
+        text = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        if text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def test_the_rendered_pods_start_ready_with_only_their_secrets(
     tmp_path: Path, gitops_repo: Path
 ) -> None:
@@ -148,7 +159,7 @@ def test_the_rendered_pods_start_ready_with_only_their_secrets(
             assert given == {n for n in ROLE_SECRETS[role] if n in secret} | (
                 {"OPENAI_API_KEY"} if role in ("api", "worker") else set()
             ), role
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode(errors="replace")
+            environ = _environ_of(proc.pid)
             for other, value in secret.items():
                 assert (value in environ) == (other in given), (role, other)
             if role == "migrate":
