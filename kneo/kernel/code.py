@@ -48,7 +48,6 @@ __all__ = [
     "code_record",
     "collect_code",
     "digest_of",
-    "held",
     "load_code",
     "materialize",
     "missing",
@@ -507,12 +506,6 @@ def missing(code: CodeSet) -> list[str]:
     """The digests of ``code``'s files this process does not hold (fetch them first)."""
     with _BLOBS_LOCK:
         return [f.sha256 for f in code.files if f.sha256 not in _BLOBS]
-
-
-def held(code: CodeSet) -> dict[str, bytes]:
-    """``code``'s files this process holds, by digest."""
-    with _BLOBS_LOCK:
-        return {f.sha256: _BLOBS[f.sha256] for f in code.files if f.sha256 in _BLOBS}
 
 
 _LOADED: dict[str, LoadedCode] = {}

@@ -24,14 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from kneo.kernel import UNSAFE_MODULES, resolve_callable, split_ref
-from kneo.kernel.code import collect_code, load_code
+from kneo.kernel.code import PARSE_LOCK, collect_code, load_code
 
-#: CPython 3.11's AST constructor keeps its recursion depth in interpreter-wide state: two
-#: threads parsing at once (API requests admitting specs; a garbage collection switching
-#: threads mid-parse) can raise ``SystemError: AST constructor recursion depth mismatch``
-#: (python/cpython#106905; seen here as a 500 on ``POST /v1/runs``). Parses are cached per
-#: file and mtime, so holding a lock around them costs nothing in the steady state.
-_PARSE_LOCK = threading.Lock()
 _ROOT_MARKERS = (".kneo", "pyproject.toml", ".git")
 
 
@@ -152,7 +146,7 @@ def _analyse(origin: str, mtime_ns: int) -> _Module:
     """Top-level names by kind and unsafe imports of one source file (cached per mtime)."""
     try:
         source = Path(origin).read_text(encoding="utf-8")
-        with _PARSE_LOCK:
+        with PARSE_LOCK:  # the kernel's: one lock for every parse (cpython#106905)
             tree = ast.parse(source, filename=origin)
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError) as exc:
         none: frozenset[str] = frozenset()
