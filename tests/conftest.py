@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests import leftovers
+
 # Every ``kneo`` process a test starts imports the package from this checkout: with bytecode
 # writing off (some shells and CI images set this), each of those hundreds of processes
 # compiled every module again, about a quarter of a CLI start.
@@ -95,6 +97,33 @@ SLOW_MODULES = frozenset(
         "service/test_typescript_client.py",
     }
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's mark, set before any worker or test process starts (workers inherit it)."""
+    if not hasattr(config, "workerinput"):
+        config.stash[_RUN_MARK] = leftovers.mark_run()
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
+    """A run that leaves a process behind fails, naming it (after xdist stopped its
+    workers: this wraps every other end-of-session hook)."""
+    yield
+    token = session.config.stash.get(_RUN_MARK, None)
+    left = leftovers.reap(token) if token else {}
+    if left:
+        listed = "; ".join(f"{pid}: {command}" for pid, command in sorted(left.items()))
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            f"processes the tests started were still running at the end (killed): {listed}",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_RUN_MARK = pytest.StashKey[str]()
 
 
 def _module(item: pytest.Item) -> str:
