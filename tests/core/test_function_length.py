@@ -13,6 +13,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests import source_tree
+
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 80
 
@@ -43,10 +45,9 @@ def _functions(
 
 def _lengths() -> dict[tuple[str, str], int]:
     found = {}
-    for path in sorted((ROOT / "kneo").rglob("*.py")):
+    for path in source_tree.package_files():
         relative = path.relative_to(ROOT).as_posix()
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=relative)
-        for name, function in _functions(tree):
+        for name, function in _functions(source_tree.parsed(path)):
             assert function.end_lineno is not None
             found[(relative, name)] = function.end_lineno - function.lineno + 1
     return found

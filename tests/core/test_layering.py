@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import source_tree
+
 FORBIDDEN = (
     "sqlalchemy",
     "fastapi",
@@ -123,7 +125,7 @@ def kneo_imports(path: Path) -> list[tuple[int, str]]:
     """Every import of a ``kneo`` module in ``path``: module level, in functions and under
     ``TYPE_CHECKING`` alike (a lazy import is still a dependency)."""
     found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(source_tree.parsed(path)):
         if isinstance(node, ast.Import):
             found += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module == "kneo":  # from kneo import x
@@ -135,7 +137,7 @@ def kneo_imports(path: Path) -> list[tuple[int, str]]:
 
 def package_modules() -> dict[str, Path]:
     modules = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in source_tree.package_files():
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         modules[name] = path
@@ -195,7 +197,7 @@ def test_the_platform_reaches_into_no_other_objects_private_members() -> None:
     for module, path in package_modules().items():
         if not module.startswith("kneo.platform"):
             continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(source_tree.parsed(path)):
             if (
                 isinstance(node, ast.Attribute)
                 and node.attr.startswith("_")

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 import kneo.kernel
+from tests import source_tree
 
 PACKAGE = Path(__file__).resolve().parents[2] / "kneo"
 KERNEL = "kneo/kernel/"
@@ -517,10 +518,10 @@ def module_doors(source: str) -> set[str]:
 def _trees() -> dict[str, ast.Module]:
     """Every module of the package but the kernel's and the migrations', parsed once."""
     trees = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in source_tree.package_files():
         module = path.relative_to(PACKAGE.parent).as_posix()
         if not module.startswith(KERNEL) and "/migrations/" not in module:
-            trees[module] = ast.parse(path.read_text(), filename=str(path))
+            trees[module] = source_tree.parsed(path)
     return trees
 
 
