@@ -52,3 +52,10 @@ def test_slug_matches_github() -> None:
         "22-readyz-503-with-run_state_store-not-ok-or-database_unavailable"
     )
     assert slug("7 · Ship the tool to the service") == "7--ship-the-tool-to-the-service"
+
+
+def test_the_design_page_stays_a_map() -> None:
+    """``docs/design.md`` says where things are and why, in under 500 lines; how a part works
+    in detail belongs on its topic page (persistence, console, gitops, ...), linked from it."""
+    lines = (ROOT / "docs" / "design.md").read_text(encoding="utf-8").count("\n")
+    assert lines < 500, f"docs/design.md has {lines} lines: move detail to a topic page"
