@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
-from kneo.store import Store
+from kneo.store import Store, open_store
 from kneo.store import tables as t
+from kneo.store.registry import statements as q
+from kneo.store.wire.statement_cache import named_sql
 
 
 def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
@@ -368,3 +372,22 @@ def test_registry_statements_bind_only_the_named_values_callers_pass(backend: st
     assert ("FOR UPDATE" in locked) == (backend == "postgresql")
     with pytest.raises(ValueError, match="bundle_name_1"):
         named_sql(sa.select(t.bundle_pins).where(t.bundle_pins.c.bundle_name == "x"), db)
+
+
+def test_the_next_revision_number_is_a_seek_not_a_walk_of_the_project(tmp_path: Path) -> None:
+    """Adding a revision reads its key's head; on a fresh SQLite database (no statistics) the
+    planner once answered it from the ``(project_id, status, ...)`` index, walking every
+    revision of the project for each one added: a cold reconcile was quadratic."""
+    store = open_store(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        sql = named_sql(q.head(), store.engine.dialect)
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql,
+                {"project_id": 1, "bundle_name": "b", "environment": "prod"},
+            ).all()
+    finally:
+        store.close()
+    searches = [row[-1] for row in plan if "bundle_revisions" in row[-1]]
+    assert searches, plan
+    assert all("bundle_name=?" in line for line in searches), searches

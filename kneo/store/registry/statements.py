@@ -80,11 +80,15 @@ def insert(
 
 # -- revisions -----------------------------------------------------------------------------
 def head() -> Select[Any]:
-    """The key's last revision number and its active one (each ``NULL`` if none)."""
-    active = sa.case((_R.status == ACTIVE, _R.revision))
-    return sa.select(sa.func.max(_R.revision), sa.func.max(active)).where(
-        *where(t.bundle_revisions)
-    )
+    """The key's last revision number and its active one (each ``NULL`` if none).
+
+    Two scalar subqueries, each a seek: the last number on the primary key, the active one on
+    the one-active index. As one aggregate over the key's rows (``max(CASE ...)``), SQLite
+    chose the covering ``(project_id, status, ...)`` index and walked every revision of the
+    project: a cold reconcile of 10,000 bundles spent a third of its time there."""
+    last = sa.select(sa.func.max(_R.revision)).where(*where(t.bundle_revisions))
+    active = sa.select(_R.revision).where(*where(t.bundle_revisions), _R.status == ACTIVE)
+    return sa.select(last.scalar_subquery(), active.scalar_subquery())
 
 
 def active_revision() -> Select[Any]:
