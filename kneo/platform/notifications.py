@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
     from kneo.store.contracts import HasNotifications, HasRuns, HasTasks, MetadataStore
+    from kneo.store.coordination.wakeups import Wakeups
 
     class ExpiringTasks(HasTasks, HasNotifications, Protocol):
         """The sweep's reads and writes: pending tasks, the outbox events it adds."""
@@ -87,6 +88,8 @@ if TYPE_CHECKING:
         def clock(self) -> Clock: ...
         @property
         def project(self) -> str: ...
+        @property
+        def wakeups(self) -> Wakeups: ...
 
 
 log = get_logger("kneo_serv.notifications")
@@ -261,6 +264,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unsubscribe: Callable[[], None] = _nothing
 
     def _http(self, audience: Audience | None = None) -> Any:
         """The HTTP client to ``audience``'s receivers (the own project's by default): their
@@ -461,6 +465,7 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
+            self._wake.clear()  # before the claim: an event committed during it wakes the wait
             try:
                 self.record()
                 claimed = self.run_once()
@@ -469,10 +474,13 @@ class Dispatcher:
                 claimed = 0
             if not claimed:  # something claimed: more may be due, go on at once
                 self._wake.wait(self.settings.poll_seconds)
-            self._wake.clear()
 
     def start(self) -> Dispatcher:
+        """Deliver from a thread of its own, woken by every committed event (this process's,
+        and on PostgreSQL every process's) and else every ``poll_seconds``."""
         if self._thread is None:
+            self._unsubscribe = self.store.wakeups.on_outbox(self._wake.set)
+            self.store.wakeups.start()
             self._thread = threading.Thread(target=self._loop, name="kneo-notifications")
             self._thread.daemon = True
             self._thread.start()
@@ -481,6 +489,7 @@ class Dispatcher:
     def stop(self, timeout: float | None = 10.0) -> None:
         """Stop claiming, let deliveries in flight finish (within ``timeout``), close."""
         self._stopped.set()
+        self._unsubscribe()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
@@ -633,3 +642,7 @@ __all__ = [
     "sweep_expiring",
     "with_decision_link",
 ]
+
+
+def _nothing() -> None:
+    """What stopping a dispatcher that never started unsubscribes."""

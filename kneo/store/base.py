@@ -22,6 +22,7 @@ from kneo.clock import Clock
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
+from kneo.store.coordination.wakeups import Wakeups
 from kneo.store.tables import UTCDateTime, epoch_micros
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
@@ -39,6 +40,8 @@ class StoreHandle(Protocol):
     settings: Settings
     clock: Clock
     specs_held: set[str]
+    #: the database's wake-ups (a committed notification event wakes the dispatcher)
+    wakeups: Wakeups
     #: the project the store is a view of: what its transactions write and read
     project_id: int
 

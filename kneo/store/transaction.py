@@ -452,6 +452,8 @@ class TransactionScope:
             raise
         if tx._new_specs:
             self._store.hold_specs(tx._new_specs)
+        if tx.outbox_written:
+            self._store.wakeups.outbox_written()
         try:
             self._loan.__exit__(None, None, None)
         except Exception as failure:

@@ -70,6 +70,8 @@ class TransactionBase:
         #: leases taken (:meth:`take_run_lease`), written with the run's next update or flush
         self._leases: dict[str, tuple[str, datetime]] = {}
         self._new_specs: list[str] = []
+        #: a notification event was written: its dispatcher is woken after the commit
+        self.outbox_written = False
         #: a pause's new task, written with the run's outcome (:meth:`_write_task` otherwise)
         self._task: NewTask | None = None
         #: runs and continuations (their rows) this transaction read row-locked: nobody else
@@ -304,6 +306,7 @@ class TransactionBase:
     def _insert_outbox(self, values: dict[str, Any]) -> None:
         """A notifiable audit event's ``notification_events`` row (the outbox), the
         project's."""
+        self.outbox_written = True
         row = {**values, "project_id": self._pid}
         bound = self._d.bind(t.notification_events, row)
         self._batched(

@@ -1,12 +1,15 @@
 """Wake-ups between the processes of one database: a run was queued (a worker should claim
 it now, not at its next poll), a run moved (whoever waits for its pause or end should read
-it now, not at its next look).
+it now, not at its next look), a notification was written (the dispatcher should deliver it
+now).
 
 Within a process a wake-up is a call of the callbacks registered here, made by the thread that
 committed the change. On PostgreSQL it also travels as a ``NOTIFY`` on :data:`QUEUED` or
 :data:`MOVED` (the run id as payload), sent after the change committed, and a
 ``LISTEN``-ing thread (:meth:`Wakeups.start`) hands the ones of other processes to the same
-callbacks. A wake-up carries no state: whoever is woken reads the database, so one lost (a
+callbacks. The outbox's ``NOTIFY`` on :data:`OUTBOX` is the database's own: a trigger on
+``notification_events`` (migration 0029) sends it when the inserting transaction commits, so a
+pause pays no round trip for it. A wake-up carries no state: whoever is woken reads the database, so one lost (a
 listener reconnecting, SQLite across processes) costs the poll interval it would have cost
 anyway, never a wrong answer; one delivered twice costs a read.
 """
@@ -31,6 +34,8 @@ log = get_logger("kneo_serv.wakeups")
 QUEUED = "kneo_queued"
 #: the channel of "a run moved" (paused, ended, failed over): payload the run id
 MOVED = "kneo_run_moved"
+#: the channel of "a notification was written" (sent by the database at the insert's commit)
+OUTBOX = "kneo_outbox"
 #: how long the listener waits for a notification before checking it should stop
 LISTEN_SECONDS = 1.0
 #: the longest pause between two attempts to (re)connect the listener
@@ -54,6 +59,7 @@ class Wakeups:
         self._notify = backend == "postgresql"
         self._lock = threading.Lock()
         self._queued: list[Callback] = []
+        self._outbox: list[Callback] = []
         self._moved: dict[str, list[Watcher]] = {}
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._listener: threading.Thread | None = None
@@ -69,6 +75,18 @@ class Wakeups:
         def cancel() -> None:
             with self._lock, contextlib.suppress(ValueError):
                 self._queued.remove(callback)
+
+        return cancel
+
+    def on_outbox(self, callback: Callback) -> Callback:
+        """Call ``callback`` whenever a notification event commits; returns the call that
+        stops it."""
+        with self._lock:
+            self._outbox.append(callback)
+
+        def cancel() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._outbox.remove(callback)
 
         return cancel
 
@@ -105,6 +123,11 @@ class Wakeups:
         self._deliver(MOVED, run_id, outcome)
         self._send(MOVED, run_id)
 
+    def outbox_written(self) -> None:
+        """A notification event committed in this process: wake its dispatcher (other
+        processes hear the database's own ``NOTIFY``)."""
+        self._deliver(OUTBOX, "")
+
     def _deliver(self, channel: str, run_id: str, outcome: object = None) -> None:
         with self._lock:
             if channel == MOVED:
@@ -112,7 +135,8 @@ class Wakeups:
                 self._recent.move_to_end(run_id)
                 if len(self._recent) > RECENT_RUNS:
                     self._recent.popitem(last=False)
-            queued = list(self._queued) if channel == QUEUED else []
+            callbacks = {QUEUED: self._queued, OUTBOX: self._outbox}.get(channel, [])
+            queued = list(callbacks)
             watchers = list(self._moved.get(run_id, ())) if channel == MOVED else []
         try:  # a waiter gone wrong must not fail the committer
             for callback in queued:
@@ -172,6 +196,7 @@ class Wakeups:
             conn.autocommit = True
             conn.execute(f"LISTEN {QUEUED}")
             conn.execute(f"LISTEN {MOVED}")
+            conn.execute(f"LISTEN {OUTBOX}")
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=LISTEN_SECONDS):
                     self._deliver(note.channel, note.payload)

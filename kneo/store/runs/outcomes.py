@@ -297,6 +297,7 @@ class OutcomeWritesMixin(TransactionBase):
             for audit in audits
         ]
         outbox = [row for v in values if (row := outbox_values(v)) is not None]
+        self.outbox_written = self.outbox_written or bool(outbox)
         return [self._d.bind(t.audit_events, v) for v in values], outbox
 
     def _finish_stepwise(self, w: _Write) -> list[Any]:
