@@ -25,20 +25,20 @@ from kneo.bundle.digest import signing_payload
 from kneo.bundle.format import (
     DIGEST_PATTERN,
     Bundle,
+    BundleModel,
     EvalAttestation,
     Signature,
-    _Model,
     parse_kinded,
 )
 from kneo.bundle.keys import Keyring, SigningKey
-from kneo.bundle.verify import _judge_signature, _too_few, check_attestations
+from kneo.bundle.verify import check_attestations, judge_signature, too_few
 from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
 
 RESULTS_KIND: Literal["KneoEvalResults"] = "KneoEvalResults"
 
 
-class EvalResults(_Model):
+class EvalResults(BundleModel):
     """Signed eval results for one bundle's digest in one environment."""
 
     kind: Literal["KneoEvalResults"] = RESULTS_KIND
@@ -139,7 +139,7 @@ def _verify_signatures(
     rejections = []
     for raw in document.get("signatures") or []:
         signature = Signature.model_validate(raw)
-        rejection = _judge_signature(model, signature, keyring, payload, now, allowed)
+        rejection = judge_signature(model, signature, keyring, payload, now, allowed)
         if rejection is not None:
             rejections.append(rejection)
         elif signature.key_id not in signers:
@@ -147,7 +147,7 @@ def _verify_signatures(
     if not document.get("signatures"):
         raise BundleError("eval results have no signatures", code=ErrorCode.bundle_unsigned)
     if len(signers) < required:
-        raise _too_few(model, signers, rejections, required)
+        raise too_few(model, signers, rejections, required)
     return tuple(signers)
 
 

@@ -41,11 +41,11 @@ KEY_ID_PATTERN = NAME_PATTERN
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
-class _Model(BaseModel):
+class BundleModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Signature(_Model):
+class Signature(BundleModel):
     """One signature over the canonical bundle without ``signatures``."""
 
     alg: Algorithm
@@ -54,14 +54,14 @@ class Signature(_Model):
     value: str = Field(min_length=1, max_length=1024)
 
 
-class BundleSource(_Model):
+class BundleSource(BundleModel):
     """Where the spec came from: its path and, inside a Git checkout, the commit."""
 
     path: str = Field(min_length=1)
     commit: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
-class PolicyReportSummary(_Model):
+class PolicyReportSummary(BundleModel):
     """What the signer's validation and environment policy check found."""
 
     valid: bool
@@ -73,14 +73,14 @@ class PolicyReportSummary(_Model):
     codes: list[str] = Field(default_factory=list)
 
 
-class CaseOutcome(_Model):
+class CaseOutcome(BundleModel):
     """One eval case's outcome as attested."""
 
     id: str = Field(pattern=NAME_PATTERN)
     outcome: Literal["passed", "failed"]
 
 
-class EvalAttestation(_Model):
+class EvalAttestation(BundleModel):
     """An eval suite's result against this bundle's spec, signed with the bundle: the
     signatures cover it like every other member, so an edited attestation fails
     verification as an edited spec does (``kneo.evals``, docs/evals.md)."""
@@ -101,7 +101,7 @@ class EvalAttestation(_Model):
         return [c.id for c in self.cases if c.outcome != "passed"]
 
 
-class Bundle(_Model):
+class Bundle(BundleModel):
     """An approved spec for one environment, with its digest and signatures."""
 
     kind: Literal["KneoSpecBundle"] = BUNDLE_KIND

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_serializer
 
 from kneo.bundle.digest import signing_payload
-from kneo.bundle.format import DIGEST_PATTERN, Signature, _Model, parse_kinded
+from kneo.bundle.format import DIGEST_PATTERN, BundleModel, Signature, parse_kinded
 from kneo.bundle.keys import Keyring, SigningKey
 from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
@@ -41,7 +41,7 @@ APPROVAL_KIND: Literal["KneoPolicyApproval"] = "KneoPolicyApproval"
 APPROVALS_DIR = "environments/approvals"
 
 
-class PolicyApproval(_Model):
+class PolicyApproval(BundleModel):
     """Signatures over one environment's policy (by digest) at one commit."""
 
     kind: Literal["KneoPolicyApproval"] = APPROVAL_KIND

@@ -122,13 +122,13 @@ def verify_parsed(
     signers: list[str] = []
     rejections: list[_Rejection] = []
     for signature in model.signatures:
-        rejection = _judge_signature(model, signature, keyring, payload, now, accepted)
+        rejection = judge_signature(model, signature, keyring, payload, now, accepted)
         if rejection is not None:
             rejections.append(rejection)
         elif signature.key_id not in signers:
             signers.append(signature.key_id)
     if len(signers) < required_signatures:
-        raise _too_few(model, signers, rejections, required_signatures)
+        raise too_few(model, signers, rejections, required_signatures)
     return VerifiedBundle(model, model.digest, tuple(signers))
 
 
@@ -160,7 +160,7 @@ def check_attestations(model: Bundle) -> None:
             )
 
 
-def _judge_signature(
+def judge_signature(
     model: Bundle,
     signature: Signature,
     keyring: Keyring,
@@ -212,7 +212,7 @@ def _judge_signature(
     return None
 
 
-def _too_few(
+def too_few(
     model: Bundle, signers: list[str], rejections: list[_Rejection], required: int
 ) -> BundleError:
     """No signature counted: the first rejection's own error; some did: too few of them."""

@@ -11,8 +11,6 @@ eval attestation (+0.29 s: the engine, the platform, SQLAlchemy).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +21,32 @@ from kneo.bundle import (
     BundleSource,
     Keyring,
     PolicyReportSummary,
-    SigningKey,
     TrustedKey,
     cosign,
     dump_bundle,
     generate_ed25519,
     load_keyring,
     load_public_key,
-    load_signing_key,
     parse_bundle,
     sign_bundle,
     spec_digest,
     verify_bundle,
 )
 from kneo.cli.output import FileOutput, Output, options
-from kneo.clock import SystemClock
-from kneo.documents import load_json_file, read_file
-from kneo.errors import BundleError, ErrorCode, InvalidRequest, NotFound, SpecError
+from kneo.cli.signing import (
+    DEFAULT_HMAC_KEY_ID,
+    DEFAULT_KEY_ENV,
+    attestation_file,
+    hmac_secret,
+    now,
+    read_bundle_bytes,
+    signing_key,
+    write_atomic,
+)
+from kneo.errors import BundleError, ErrorCode, InvalidRequest
 from kneo.names import check_name
 from kneo.policy.environment import resolve_environment
 from kneo.runtimes import create_runtime_registry
-from kneo.settings import Settings
 from kneo.spec.loader import load_spec
 from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
@@ -51,68 +54,8 @@ from kneo.spec.project import ProjectContext
 bundle_app = typer.Typer(no_args_is_help=True, help="Sign and verify approved spec bundles")
 keys_app = typer.Typer(no_args_is_help=True, help="Generate and inspect signing keys")
 
-DEFAULT_KEY_ENV = "KNEO_SERV_SPEC_SIGNING_KEY"
-DEFAULT_HMAC_KEY_ID = "default"
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _settings() -> Any:
-    return Settings.from_env()
-
-
-def _now() -> Any:
-    return SystemClock().now()
-
-
-def _hmac_secret(var: str) -> str:
-    secret = _settings().secret(var)
-    if not secret:
-        raise BundleError(
-            f"the signing secret variable {var} is not set (or pass --key-file / --public-key / "
-            "--keyring for Ed25519)",
-            code=ErrorCode.bundle_key_missing,
-            key_env=var,
-        )
-    return str(secret)
-
-
-def _signing_key(key_env: str | None, key_file: Path | None, key_id: str | None) -> SigningKey:
-    if key_env is not None and key_file is not None:
-        raise InvalidRequest("use either --key-env or --key-file, not both")
-    if key_file is not None:
-        return load_signing_key(key_file, key_id)
-    var = key_env or DEFAULT_KEY_ENV
-    return SigningKey.hmac(key_id or DEFAULT_HMAC_KEY_ID, _hmac_secret(var))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a bundle."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_bundle_bytes(path: Path) -> bytes:
-    try:
-        return read_file(path, what="bundle file")
-    except SpecError as exc:
-        if not path.exists():
-            raise NotFound(f"{path}: bundle file not found", path=str(path)) from None
-        raise BundleError(
-            f"{path}: cannot read bundle: {exc.message}",
-            code=ErrorCode.bundle_malformed,
-            path=str(path),
-            reason=exc.code,
-        ) from None
 
 
 def git_source(spec_path: Path) -> BundleSource:
@@ -231,7 +174,7 @@ def sign_command(
     out: FileOutput = FileOutput(),
 ) -> None:
     """Create an approved, signed spec bundle."""
-    key = _signing_key(key_env, key_file, key_id)
+    key = signing_key(key_env, key_file, key_id)
     if cosign_path is not None:
         if evals:
             raise typer.BadParameter(
@@ -243,7 +186,7 @@ def sign_command(
                 "--approved-by and --name are part of what the first signature covers; "
                 "co-signing keeps them as they are"
             )
-        bundle = cosign(_read_bundle_bytes(cosign_path), key)
+        bundle = cosign(read_bundle_bytes(cosign_path), key)
         if env is not None and env != bundle.environment:
             raise BundleError(
                 f"{cosign_path} is a bundle for {bundle.environment!r}, not {env!r}",
@@ -271,26 +214,19 @@ def sign_command(
             name=name,
             environment=environment,
             approved_by=approved_by,
-            approved_at=_now(),
+            approved_at=now(),
             source=git_source(spec_path),
             policy_report=summary,
-            evals=[_attestation(path) for path in evals or []],
+            evals=[attestation_file(path) for path in evals or []],
         )
         target = output
-    _write_atomic(target, dump_bundle(bundle))
+    write_atomic(target, dump_bundle(bundle))
     if not out.printed_json({"output": str(target), **_summary(bundle)}):
         signers = ", ".join(f"{s.key_id} ({s.alg})" for s in bundle.signatures)
         typer.echo(
             f"signed {target}: {bundle.name} for {bundle.environment}, {bundle.digest}, "
             f"signatures: {signers}"
         )
-
-
-def _attestation(path: Path) -> Any:
-    """An eval result file as a bundle attestation."""
-    from kneo.evals.runner import attestation
-
-    return attestation(load_json_file(path, what="eval result"))
 
 
 def _verification_keyring(
@@ -307,7 +243,7 @@ def _verification_keyring(
         return Keyring([load_public_key(public_key, key_id)])
     if keyring_dir is not None:
         return load_keyring(keyring_dir)
-    secret = _hmac_secret(key_env or DEFAULT_KEY_ENV)
+    secret = hmac_secret(key_env or DEFAULT_KEY_ENV)
     if key_id is not None:
         return Keyring([TrustedKey.hmac(key_id, secret)])
     # One shared secret and no key id given: it stands for every HMAC key id the bundle names.
@@ -340,7 +276,7 @@ def verify_command(
     out: Output = Output(),
 ) -> None:
     """Verify an approved spec bundle digest and signature."""
-    data = _read_bundle_bytes(bundle_path)
+    data = read_bundle_bytes(bundle_path)
     keyring = _verification_keyring(data, key_env, public_key, keyring_dir, key_id)
     accepted: list[str] | None = None
     if environments_dir is not None:
@@ -353,7 +289,7 @@ def verify_command(
     verified = verify_bundle(
         data,
         keyring,
-        now=_now(),
+        now=now(),
         required_signatures=required_signatures,
         accepted_key_ids=accepted,
     )

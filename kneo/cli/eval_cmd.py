@@ -185,20 +185,20 @@ def sign_command(
     them for require_evals as it counts results signed into the bundle."""
     from kneo.bundle import parse_bundle
     from kneo.bundle.eval_results import dump_eval_results, sign_eval_results
-    from kneo.cli.bundle_cmd import (
-        _attestation,
-        _now,
-        _read_bundle_bytes,
-        _signing_key,
-        _write_atomic,
+    from kneo.cli.signing import (
+        attestation_file,
+        now,
+        read_bundle_bytes,
+        signing_key,
+        write_atomic,
     )
 
-    key = _signing_key(key_env, key_file, key_id)
-    bundle, _ = parse_bundle(_read_bundle_bytes(bundle_path))
-    attested = [_attestation(path) for path in evals]
-    results = sign_eval_results(bundle, attested, key, recorded_by=recorded_by, recorded_at=_now())
+    key = signing_key(key_env, key_file, key_id)
+    bundle, _ = parse_bundle(read_bundle_bytes(bundle_path))
+    attested = [attestation_file(path) for path in evals]
+    results = sign_eval_results(bundle, attested, key, recorded_by=recorded_by, recorded_at=now())
     target = output or bundle_path.parent / "evals" / f"{bundle.environment}.json"
-    _write_atomic(target, dump_eval_results(results))
+    write_atomic(target, dump_eval_results(results))
     summary = {
         "output": str(target),
         "name": bundle.name,

@@ -56,7 +56,7 @@ def sign_command(
         dump_policy_approval,
         sign_policy_approval,
     )
-    from kneo.cli.bundle_cmd import _now, _signing_key, _write_atomic
+    from kneo.cli.signing import now, signing_key, write_atomic
     from kneo.policy.ratchet import checkout_policy, policy_digest
 
     check_name(environment, kind="environment")
@@ -69,7 +69,7 @@ def sign_command(
             code=ErrorCode.invalid_request,
             field="--removal",
         )
-    key = _signing_key(key_env, key_file, key_id)
+    key = signing_key(key_env, key_file, key_id)
     target = repo / approval_path(environment)
     existing = read_file(target, what="policy approval") if target.exists() else None
     digest = policy_digest(environment, policy)
@@ -78,11 +78,11 @@ def sign_command(
         digest,
         key,
         approved_by=approved_by,
-        approved_at=_now(),
+        approved_at=now(),
         summary=summary or ("environment removed" if removal else ""),
         existing=existing,
     )
-    _write_atomic(target, dump_policy_approval(approval))
+    write_atomic(target, dump_policy_approval(approval))
     data = {
         "output": str(target),
         "environment": environment,
