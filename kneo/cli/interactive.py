@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from kneo.cli.output import console as make_console
+from kneo.cli.platform_client import PlatformClient
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import Decision
 from kneo.errors import ErrorCode, KneoError
@@ -180,7 +181,7 @@ def _typed(raw: str, kind: str) -> Any:
     return raw
 
 
-def answer_pauses(client: Any, data: dict[str, Any], term: Terminal) -> dict[str, Any]:
+def answer_pauses(client: PlatformClient, data: dict[str, Any], term: Terminal) -> dict[str, Any]:
     """While the run ``data`` describes is paused: ask each pending request of its
     continuation and resume with the answer, through ``client``'s ordinary resume. Returns
     the last run response (finished, or still paused when the person stopped)."""
