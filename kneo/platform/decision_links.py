@@ -21,6 +21,7 @@ from typing import Any
 
 from kneo.errors import ConfigError, ErrorCode, KneoError, NotFound
 from kneo.projects import DEFAULT_PROJECT_ID
+from kneo.settings import Settings
 
 SALT = "kneo.decision-link"
 
@@ -60,7 +61,7 @@ class DecisionLinks:
         self.base_url = base_url
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DecisionLinks | None:
+    def from_settings(cls, settings: Settings) -> DecisionLinks | None:
         if not settings.decision_links:
             return None
         if not settings.console_secret or not settings.public_url:

@@ -49,7 +49,7 @@ from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.maintenance import retention_policy
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.settings import RetentionDays
+from kneo.settings import RetentionDays, Settings
 from kneo.store import Store
 from kneo.store.tasks.inbox import task_requests
 
@@ -603,7 +603,7 @@ class SweptPlatform(Protocol):
 
 
 def start_sweeper(
-    manager: SweptPlatform, settings: Any, *, directory: ProjectDirectory | None = None
+    manager: SweptPlatform, settings: Settings, *, directory: ProjectDirectory | None = None
 ) -> Sweeper:
     """The background work a service or worker process runs: the sweeps, and the
     notification dispatcher (:func:`kneo.platform.notifications.start_dispatcher`), which

@@ -51,6 +51,7 @@ from kneo.service.identity import (
     person_of,
 )
 from kneo.service.throttle import SignInThrottle
+from kneo.settings import Settings
 
 #: The actor recorded when authentication is disabled (local development): a platform
 #: admin, as every caller held every scope before there were projects.
@@ -215,7 +216,7 @@ class Authenticator:
         self.roles = list(roles or [])
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Authenticator:
+    def from_settings(cls, settings: Settings) -> Authenticator:
         oidc = settings.oidc
         return cls(
             enabled=bool(settings.auth_enabled),

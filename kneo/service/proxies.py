@@ -24,6 +24,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from kneo.settings import Settings
+
 #: Hops read from the right at most; a longer chain is cut (its leftmost hops are a client's,
 #: or a chain of more proxies than anyone runs).
 MAX_HOPS = 32
@@ -170,7 +172,7 @@ class ForwardedMiddleware:
         await self.app(scope, receive, send)
 
 
-def add_forwarded(app: Any, settings: Any) -> None:
+def add_forwarded(app: Any, settings: Settings) -> None:
     """Wrap ``app`` (outermost) in :class:`ForwardedMiddleware` when proxies are trusted."""
     proxies = TrustedProxies(settings.forwarded_allow_ips, settings.forwarded_header)
     if proxies:
