@@ -31,6 +31,7 @@ from kneo.service.identity import roles_of
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from kneo.platform.manager import PlatformManager
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.service.auth import Authenticator
@@ -59,7 +60,7 @@ def people_of(app: Any, project: str = DEFAULT_PROJECT) -> People:
     return found
 
 
-def _project_people(state: Any, manager: Any) -> People:
+def _project_people(state: Any, manager: PlatformManager) -> People:
     """A tenant's directory, kept with the manager it was read for."""
     cache: dict[str, tuple[Any, People]] | None = getattr(state, "project_people", None)
     if cache is None:
