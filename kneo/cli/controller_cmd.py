@@ -48,6 +48,7 @@ from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
+    from kneo.store import Store
     from kneo.store.contracts import HasRegistry
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
@@ -95,7 +96,7 @@ def project_context() -> ProjectContext:
     return project
 
 
-def project_store() -> Any:
+def project_store() -> Store:
     """The project's store (``kneo registry`` reads the same one)."""
     from kneo.platform.factory import create_persistence_stores
 

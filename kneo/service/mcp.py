@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -38,6 +38,9 @@ from kneo.projects import PROJECT_HEADER
 from kneo.service.auth import Authenticator, key_in_headers, sign_in
 from kneo.service.errors import error_headers
 from kneo.service.throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    import httpx2
 
 #: What the assistant is told about this server.
 INSTRUCTIONS = (
@@ -123,7 +126,11 @@ class ApiBridge:
     """
 
     def __init__(
-        self, client: Any, *, default_key: str | None = None, default_project: str | None = None
+        self,
+        client: httpx2.AsyncClient,
+        *,
+        default_key: str | None = None,
+        default_project: str | None = None,
     ) -> None:
         self._client = client
         self._default_key = default_key or None
