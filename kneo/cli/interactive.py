@@ -85,7 +85,7 @@ def describe(request: Mapping[str, Any], term: Terminal) -> None:
         term.say(f"  arguments: {_text(context['arguments'])}")
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text if len(text) <= 500 else text[:499] + "…"
 

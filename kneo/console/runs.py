@@ -80,7 +80,7 @@ def waiting_for_worker(run: RunRecord, now: datetime) -> dict[str, Any] | None:
     return {"kind": kind, "since": utc_iso(since), "stale": stale}
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: object) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
     except ValueError:

@@ -19,13 +19,13 @@ from typing import Any
 _MARKDOWN_PUNCTUATION = re.compile(r"([!#()*<>\[\\\]_`|~])")
 
 
-def mrkdwn(value: Any) -> str:
+def mrkdwn(value: object) -> str:
     """``value`` as literal text in Slack ``mrkdwn`` (and a message's ``text``): ``&``,
     ``<`` and ``>`` escaped, so no mention, link or channel reference can be formed."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def card_markdown(value: Any) -> str:
+def card_markdown(value: object) -> str:
     """``value`` as literal text in an Adaptive Card ``TextBlock`` or fact (Markdown): each
     Markdown punctuation character backslash-escaped, so ``[x](url)`` is no link and
     ``**`` no emphasis; line breaks kept as spaces (a fact is one line)."""

@@ -338,7 +338,7 @@ def _end_agent(unit: _Unit, *, failed: bool) -> None:
     agent.end()
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
