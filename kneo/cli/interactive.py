@@ -130,7 +130,7 @@ def _required_text(term: Terminal, label: str) -> str:
         term.say("  an answer is required")
 
 
-def _is_object_schema(schema: Any) -> TypeGuard[Mapping[str, Any]]:
+def _is_object_schema(schema: object) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(schema, Mapping) and isinstance(schema.get("properties"), Mapping)
 
 

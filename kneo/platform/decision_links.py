@@ -43,7 +43,7 @@ class LinkClaim:
     project_id: int = DEFAULT_PROJECT_ID
 
 
-def recipient_of(assignee: Any) -> str | None:
+def recipient_of(assignee: object) -> str | None:
     """The one person or key a request is assigned to (``None`` for a group or nobody)."""
     if not isinstance(assignee, str) or not assignee or assignee.startswith("group:"):
         return None

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         """What the run views read: runs, their tasks, and who executes them."""
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: object, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": [1]}}`` → ``{"a.b[0]": 1}``; empty containers are leaves."""
     out: dict[str, Any] = {}
     if isinstance(value, Mapping) and value:
@@ -58,7 +58,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def diff(before: Any, after: Any) -> dict[str, Any]:
+def diff(before: object, after: object) -> dict[str, Any]:
     """Added, removed and changed flattened paths between two JSON values (redacted): one
     object per path, in path order (``{"path", "value"}``, or ``{"path", "from", "to"}``)."""
     a, b = flatten(before), flatten(after)

@@ -59,7 +59,7 @@ class People:
         """The people in ``group``, by name, sorted (a group nobody is in: none)."""
         return sorted(p.user for p in self.by_user.values() if group in p.groups)
 
-    def recipients(self, assignee: Any) -> list[str]:
+    def recipients(self, assignee: object) -> list[str]:
         """Who a request assigned to ``assignee`` reaches: ``user:NAME`` and a bare key name
         themselves, ``group:NAME`` each member the directory lists."""
         if not isinstance(assignee, str) or not assignee:
@@ -115,7 +115,7 @@ def load_people(settings: Settings, project_config: Any = None) -> People:
 
 
 def request_entry(
-    store: TaskReads, continuation_id: str | None, request_id: Any
+    store: TaskReads, continuation_id: str | None, request_id: object
 ) -> dict[str, Any] | None:
     """The request as its task stores it (the real ``assignee``, its kind, prompt, accepted
     decisions and options; ``request_id`` ``None``: the task's first, a promotion's one), or

@@ -124,7 +124,7 @@ def _call(
     return answer
 
 
-def _form(value: Any) -> str:
+def _form(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -198,7 +198,7 @@ def _key(receiver: Receiver, continuation_id: str) -> str:
     return f"{METADATA_PREFIX}{receiver.name}.{continuation_id}"
 
 
-def message_key(receiver: Receiver, continuation_id: str, request_id: Any, to: str) -> str:
+def message_key(receiver: Receiver, continuation_id: str, request_id: object, to: str) -> str:
     """The key of the one message about a request to one channel or person: the same on
     every attempt, carried in the message's metadata so a retry can find what it posted."""
     raw = f"{receiver.name}\0{continuation_id}\0{request_id}\0{to}".encode()
@@ -258,7 +258,7 @@ class _Poster:
             tx.set_metadata(self.key, {"messages": self.messages})
 
     def post(
-        self, to: str, request_id: Any, key: str, text: str, blocks: list[dict[str, Any]]
+        self, to: str, request_id: object, key: str, text: str, blocks: list[dict[str, Any]]
     ) -> None:
         found = next(
             (

@@ -65,7 +65,7 @@ _PAGE = 500
 QUEUE_PRUNE_SECONDS = 3600.0
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))

@@ -65,7 +65,7 @@ def deep_merge(base: Any, overlay: Any) -> Any:
     return copy.deepcopy(overlay)
 
 
-def _id_list(value: Any) -> bool:
+def _id_list(value: object) -> bool:
     return (
         isinstance(value, list)
         and bool(value)
