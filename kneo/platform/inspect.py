@@ -38,6 +38,7 @@ from kneo.store import RunFilter, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
+    from kneo.store import CheckpointRecord
     from kneo.store.contracts import HasQueue, RunAndTaskReads
 
     class RunViewReads(RunAndTaskReads, HasQueue, Protocol):
@@ -76,7 +77,7 @@ def diff(before: object, after: object) -> dict[str, Any]:
     }
 
 
-def timeline_entry(cp: Any) -> dict[str, Any]:
+def timeline_entry(cp: CheckpointRecord) -> dict[str, Any]:
     """One replay row from a checkpoint record: no payload bodies, just where and how."""
     payload = cp.payload or {}
     meta = cp.metadata or {}

@@ -12,7 +12,6 @@ HTML (:func:`html.escape`, in the mail's HTML part). Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 #: The ASCII punctuation that starts a Markdown link, image, emphasis, code span, heading,
 #: quote, table or HTML, backslash-escaped as CommonMark allows (spec 2.4).

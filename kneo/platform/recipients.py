@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from kneo.settings import Settings
-    from kneo.spec.project import PersonConfig
+    from kneo.spec.project import PersonConfig, ProjectConfig
     from kneo.store.contracts import HasRuns, HasTasks
 
     class TaskReads(HasTasks, HasRuns, Protocol):
@@ -88,7 +88,7 @@ class People:
         return person.groups if person is not None else frozenset()
 
 
-def load_people(settings: Settings, project_config: Any = None) -> People:
+def load_people(settings: Settings, project_config: ProjectConfig | None = None) -> People:
     """The project config's ``notifications.people`` and ``KNEO_SERV_NOTIFICATIONS_PEOPLE``
     (a JSON list, same schema); a bad entry is a ``config_error`` naming the variable."""
     from pydantic import ValidationError

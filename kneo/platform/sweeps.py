@@ -223,7 +223,9 @@ class Sweeps:
             return self._auto_decide(cont, run, first, policy)
         return self._expire(cont, run, first, now)
 
-    def _expire(self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], now: datetime) -> int:
+    def _expire(
+        self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], now: datetime
+    ) -> int:
         timeout = request.get("timeout_seconds")
         error = {
             "code": ErrorCode.human_task_expired,
@@ -320,7 +322,9 @@ class Sweeps:
             return 0
         return 1
 
-    def _auto_decide(self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], policy: str) -> int:
+    def _auto_decide(
+        self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], policy: str
+    ) -> int:
         decision = "approved" if policy == "continue" else "rejected"
         event = "human.continued" if policy == "continue" else "human.auto_rejected"
         with self.store.transaction() as tx:  # committed before the resume it announces
