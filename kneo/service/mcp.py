@@ -41,6 +41,8 @@ from kneo.service.throttle import SignInThrottle
 
 if TYPE_CHECKING:
     import httpx2
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp
 
 #: What the assistant is told about this server.
 INSTRUCTIONS = (
@@ -415,7 +417,7 @@ class McpEndpoint:
         await self.sessions.handle_request(scope, receive, send)
 
 
-def mount(app: Any) -> McpEndpoint:
+def mount(app: Starlette) -> McpEndpoint:
     """Serve the MCP tools at ``/mcp`` on the service ``app``; calls go to ``app`` itself.
     The app's lifespan runs the endpoint's session manager (``app.state.mcp``)."""
     from starlette.routing import Route
@@ -428,7 +430,7 @@ def mount(app: Any) -> McpEndpoint:
     return endpoint
 
 
-def in_process_client(app: Any) -> Any:
+def in_process_client(app: ASGIApp) -> Any:
     """An ``httpx2.AsyncClient`` that calls ``app`` (the service) without a socket."""
     import httpx2
 
