@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,6 +21,9 @@ from kneo.cli.platform_client import PlatformClient
 from kneo.errors import InvalidRequest
 from kneo.redaction import redact_text
 from kneo.spec.suggest import one_of
+
+if TYPE_CHECKING:
+    from kneo.platform.events import RunEvent
 
 #: How long a command may run silently before a spinner appears on stderr.
 SPINNER_AFTER_SECONDS = 0.7
@@ -158,7 +161,7 @@ def _run_bundle(
     return dict(result.to_dict())
 
 
-def _step_line(event: Any) -> str | None:
+def _step_line(event: RunEvent) -> str | None:
     """One progress line for a run event (``None``: not worth a line)."""
     data, step = event.data, event.step_id
     if event.type == "run.paused" and not step:

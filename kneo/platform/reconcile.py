@@ -35,6 +35,7 @@ from kneo.store import ControllerRequest
 
 if TYPE_CHECKING:
     from kneo.controller.controller import Controller
+    from kneo.controller.projects import ProjectControllers
     from kneo.controller.watch import Triggerable
     from kneo.spec.project import ProjectContext
     from kneo.store.contracts import ControllerStateReads, HasController, HasRegistry
@@ -54,7 +55,10 @@ def leader_lock(config: ControllerConfig | None) -> str:
 
 
 def project_controller(
-    project: str, context: ProjectContext | None, host: Any, running: Any
+    project: str,
+    context: ProjectContext | None,
+    host: ControllerConfig | None,
+    running: Controller | ProjectControllers | None,
 ) -> tuple[Any, Any]:
     """(project ``project``'s source configuration, its controller in this process or
     ``None``). ``host`` is this process's ``controller:`` configuration (the ``default``
@@ -77,7 +81,7 @@ def project_controller(
     return project_source(block, base_dir=base, host=host_config), controller
 
 
-def app_controller(state: Any, project: str, context: ProjectContext | None) -> tuple[Any, Any]:
+def app_controller(state: object, project: str, context: ProjectContext | None) -> tuple[Any, Any]:
     """:func:`project_controller` for an app whose ``state`` holds this process's
     ``controller`` (a :class:`~kneo.controller.projects.ProjectControllers`, a single
     controller, or none) and ``controller_config``: every route and page that shows a
