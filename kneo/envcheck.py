@@ -22,10 +22,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.errors import ConfigError
 from kneo.settings import SEMICOLON_LISTS, Settings, semicolon_list
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 #: Deployment shapes (docs/deployment.md): the Compose stack, PostgreSQL scale-out (e.g.
 #: Kubernetes) and one machine on SQLite.
@@ -397,7 +400,7 @@ class _Checker:
         if self.shape == "compose":
             self.compose_database(url)
 
-    def compose_database(self, url: Any) -> None:
+    def compose_database(self, url: URL) -> None:
         name = "KNEO_SERV_DATABASE_URL"
         if url.host != "db":
             self.add(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 
-def default(value: Any) -> Any:
+def default(value: object) -> Any:
     """What JSON has no type for: timestamps as ISO text, sets and tuples as lists."""
     if isinstance(value, datetime):
         return value.isoformat()
@@ -32,7 +32,7 @@ _make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # untyped in
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=default).encode
 
 
-def dumps(value: Any) -> str:
+def dumps(value: object) -> str:
     """Compact JSON text of ``value`` (``TypeError``/``ValueError`` when it is not JSON)."""
     if type(value) is str:
         return dumps_str(value)
@@ -44,7 +44,7 @@ def dumps(value: Any) -> str:
     return "".join(chunks)
 
 
-def content_hash(value: Any) -> str:
+def content_hash(value: object) -> str:
     """sha256 (hex) of ``value``'s canonical text (sorted keys, compact, anything JSON has no
     type for as its ``str``): the one hash of requests bound to idempotency keys and of
     specs' content. Signed bundles use RFC 8785 instead (:mod:`kneo.bundle.digest`), a

@@ -414,7 +414,7 @@ def _redact_secrets_text(text: str, extra: tuple[str, ...]) -> str:
     return redact_text(text, extra, show_personal=True)
 
 
-def redact(value: Any, extra_secrets: Iterable[str] = (), *, show_personal: bool = False) -> Any:
+def redact(value: object, extra_secrets: Iterable[str] = (), *, show_personal: bool = False) -> Any:
     """A redacted deep copy of a JSON-like value (dicts, lists, strings, scalars);
     ``show_personal`` leaves personal data in (responses to a decider, see the policy)."""
     extra = tuple(extra_secrets)
@@ -435,7 +435,7 @@ def redact_mapping(value: dict[str, Any], *, show_personal: bool = False) -> dic
     return out
 
 
-def _redact_exhaustive(value: Any) -> Any:
+def _redact_exhaustive(value: object) -> Any:
     """:func:`redact` applying every pattern to every string, without the prefilter: the
     reference the prefilter and the patterns' triggers are tested against."""
     return _redact(value, (), _scrub_all)
@@ -444,7 +444,7 @@ def _redact_exhaustive(value: Any) -> Any:
 _TextFn = Callable[[str, tuple[str, ...]], str]
 
 
-def _redact(value: Any, extra: tuple[str, ...], text_fn: _TextFn) -> Any:
+def _redact(value: object, extra: tuple[str, ...], text_fn: _TextFn) -> Any:
     if isinstance(value, str):
         return text_fn(value, extra)
     if isinstance(value, Mapping):

@@ -14,104 +14,23 @@ side (:mod:`kneo.cli.service_client`, httpx2) only when a service is chosen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kneo import startup, tracing
-from kneo.errors import ConfigError
+from kneo.cli.platform_client import PlatformClient
+from kneo.errors import ConfigError, ErrorCode, KneoError
 from kneo.projects import DEFAULT_PROJECT, check_project_name
 from kneo.settings import Settings
 from kneo.tools.defaults import create_tool_registry
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
-    from kneo.errors import KneoError
     from kneo.platform.manager import PlatformManager
+    from kneo.platform.projects import ProjectCatalog
     from kneo.spec.project import PolicyEnforcement, ProjectContext
     from kneo.tools import ToolRegistry
-
-
-class PlatformClient(Protocol):
-    def run(
-        self,
-        *,
-        spec_path: str,
-        input_text: str,
-        target: str,
-        environment: str | None,
-        skills: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def get_run(self, run_id: str) -> dict[str, Any]: ...
-
-    def trace(self, run_id: str) -> dict[str, Any]: ...
-
-    def checkpoints(self, run_id: str) -> dict[str, Any]: ...
-
-    def replay(self, run_id: str) -> dict[str, Any]: ...
-
-    def checkpoint_diff(
-        self, run_id: str, *, from_sequence: int | None, to_sequence: int | None
-    ) -> dict[str, Any]: ...
-
-    def cancel(self, run_id: str) -> dict[str, Any]: ...
-
-    def recovery(self, run_id: str) -> dict[str, Any]: ...
-
-    def continue_run(
-        self, run_id: str, *, to_revision: int | str | None = None
-    ) -> dict[str, Any]: ...
-
-    def list_runs(
-        self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
-    ) -> dict[str, Any]: ...
-
-    def list_human_tasks(
-        self, *, run_id: str | None, limit: int, **filters: Any
-    ) -> dict[str, Any]: ...
-
-    def get_human_task(self, continuation_id: str) -> dict[str, Any]: ...
-
-    def list_audit(
-        self,
-        *,
-        event_type: str | None,
-        run_id: str | None,
-        continuation_id: str | None,
-        limit: int,
-        cursor: str | None,
-    ) -> dict[str, Any]: ...
-
-    def get_audit(self, event_id: str) -> dict[str, Any]: ...
-
-    def list_projects(self) -> dict[str, Any]: ...
-
-    def get_project(self, name: str) -> dict[str, Any]: ...
-
-    def create_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]: ...
-
-    def update_project(self, name: str, definition: dict[str, Any] | None) -> dict[str, Any]: ...
-
-    def archive_project(self, name: str) -> dict[str, Any]: ...
-
-    def preview_environment_policy(
-        self, environment: str, policy: PolicyEnforcement
-    ) -> dict[str, Any]: ...
-
-    def resume(
-        self, continuation_id: str, decision: Decision, *, idempotency_key: str | None = None
-    ) -> dict[str, Any]: ...
-
-    def decide(
-        self,
-        continuation_id: str,
-        decisions: Sequence[Decision],
-        *,
-        idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """Several requests of one task decided together."""
-        ...
 
 
 class LocalClient:
@@ -143,7 +62,7 @@ class LocalClient:
         self._tools_error: KneoError | None = None
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> PlatformManager:
         """The platform with the project's tools: what runs or resumes a spec. A tool
         registry factory that cannot be loaded is an error here (``E_TOOL_FACTORY``)."""
         manager = self._platform(tools_required=True)
@@ -152,13 +71,13 @@ class LocalClient:
         return manager
 
     @property
-    def reader(self) -> Any:
+    def reader(self) -> PlatformManager:
         """The platform for commands that only read or settle stored state (``runs get``,
         ``human list``, ``runs cancel`` ...): they need no tools, so a broken tool registry
         factory is a warning on stderr, not a failure."""
         return self._platform(tools_required=False)
 
-    def _platform(self, *, tools_required: bool) -> Any:
+    def _platform(self, *, tools_required: bool) -> PlatformManager:
         if self._manager is None:
             from kneo.platform.factory import create_platform
             from kneo.spec.project import ProjectContext
@@ -198,6 +117,22 @@ class LocalClient:
     def close(self) -> None:
         if self._root is not None:
             self._root.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+    ) -> Any:
+        """A raw API request needs a service: refused locally (``usage_error``)."""
+        raise KneoError(
+            f"{method} {path} is a request to a Kneo service: pass --service-url or --profile",
+            code=ErrorCode.usage_error,
+        )
 
     def run(
         self,
@@ -348,7 +283,7 @@ class LocalClient:
     def archive_project(self, name: str) -> dict[str, Any]:
         return dict(self._catalog().archive_project(name, actor=self._actor))
 
-    def _catalog(self) -> Any:
+    def _catalog(self) -> ProjectCatalog:
         self._platform(tools_required=False)  # checks --project names an active project
         assert self._root is not None
         return self._root.catalog

@@ -48,6 +48,9 @@ from kneo.spec.project import ProjectContext
 
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
+    from kneo.controller.controller import ReconcileResult
+    from kneo.controller.projects import ProjectControllers
+    from kneo.store import Store
     from kneo.store.contracts import HasRegistry
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
@@ -95,7 +98,7 @@ def project_context() -> ProjectContext:
     return project
 
 
-def project_store() -> Any:
+def project_store() -> Store:
     """The project's store (``kneo registry`` reads the same one)."""
     from kneo.platform.factory import create_persistence_stores
 
@@ -156,11 +159,11 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield update
 
 
-def _print_result(result: Any, out: Output) -> None:
+def _print_result(result: ReconcileResult, out: Output) -> None:
     _print_pass(result.to_dict(), out)
 
 
-def _print_source_pass(result: Any, out: Output) -> None:
+def _print_source_pass(result: ReconcileResult, out: Output) -> None:
     """A pass of ``run``: with the project whose source it reconciled."""
     _print_pass({**result.to_dict(), "project": result.project}, out)
 
@@ -289,7 +292,7 @@ def _controllers(source: Source, **overrides: Any) -> Iterator[Any]:
         store.close()
 
 
-def _print_sources(ctl: Any) -> None:
+def _print_sources(ctl: ProjectControllers) -> None:
     screen = console(stderr=True)
     for name, config in ctl.sources().items():
         built = ctl.controller_for(name)

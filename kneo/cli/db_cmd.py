@@ -8,7 +8,7 @@ commands over :mod:`kneo.store`; every one has ``--json``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from kneo.spec.project import ProjectContext
 from kneo.store import open_store, resolve_url, restore_sqlite_database
 from kneo.store.maintenance.doctor import as_dict, diagnose
 from kneo.store.migrate import HEAD_REVISION, pending_revisions
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 db_app = typer.Typer(no_args_is_help=True)
 maintenance_app = typer.Typer(no_args_is_help=True)
@@ -55,7 +58,7 @@ def _target(database_url: str | None, settings: Settings) -> tuple[str | None, P
     return database_url or settings.database_url, _state_dir(settings)
 
 
-def _shown(url: Any) -> str:
+def _shown(url: URL) -> str:
     return str(url.render_as_string(hide_password=True))
 
 

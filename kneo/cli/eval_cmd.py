@@ -15,7 +15,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -23,6 +23,10 @@ from kneo.cli.output import FileOutput, Output, console, options, print_table
 from kneo.documents import load_json_file
 from kneo.errors import InvalidRequest
 from kneo.kernel import Operator, run_process
+
+if TYPE_CHECKING:
+    from kneo.evals.report import Comparison
+    from kneo.evals.suite import EvalSuite
 
 app = typer.Typer(help="Evaluate specs against suites", no_args_is_help=True)
 
@@ -88,7 +92,7 @@ def _check_baseline(ref: str, spec_path: Path) -> None:
 
 
 def _baseline(
-    ref: str, spec_path: Path, environment: str | None, suite: Any, workers: int
+    ref: str, spec_path: Path, environment: str | None, suite: EvalSuite, workers: int
 ) -> dict[str, Any]:
     """The baseline result: a results JSON file, or the suite run on the spec at a Git ref."""
     from kneo.evals.runner import run_suite
@@ -214,7 +218,7 @@ def sign_command(
         typer.echo(f"signed {target}: {bundle.name} for {bundle.environment}, {suites}")
 
 
-def _with_progress(suite: Any, spec_path: Path, env: str | None, workers: int) -> Any:
+def _with_progress(suite: EvalSuite, spec_path: Path, env: str | None, workers: int) -> Any:
     """The run with a progress bar on stderr (terminals only)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -237,7 +241,7 @@ def _with_progress(suite: Any, spec_path: Path, env: str | None, workers: int) -
         )
 
 
-def _print(document: dict[str, Any], comparison: Any) -> None:
+def _print(document: dict[str, Any], comparison: Comparison | None) -> None:
     newly = set(comparison.newly_failing) if comparison is not None else set()
     rows = []
     for case in document["cases"]:

@@ -26,6 +26,8 @@ from kneo.settings import Settings
 if TYPE_CHECKING:
     from kneo.cli.output import ClientOptions
     from kneo.cli.service_client import ServiceClient
+    from kneo.platform.gitops import GitOps
+    from kneo.store import Store
 
 #: Registry pages a command reads at a time (a listing walks every page).
 PAGE = 500
@@ -144,11 +146,11 @@ class LocalGitOps:
     remote = False
 
     def __init__(self, project: str | None = None) -> None:
-        self._store: Any = None
+        self._store: Store | None = None
         self._project = project
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         if self._store is None:
             from kneo.cli.controller_cmd import (
                 project_store,  # import cycle: controller_cmd imports this module
@@ -160,7 +162,7 @@ class LocalGitOps:
         return self._store
 
     @property
-    def gitops(self) -> Any:
+    def gitops(self) -> GitOps:
         from kneo.platform.gitops import GitOps
 
         return GitOps(store=self.store)

@@ -21,6 +21,7 @@ from kneo.cli.output import (
     options,
     print_table,
 )
+from kneo.cli.platform_client import PlatformClient
 from kneo.cli.run_cmd import exit_for, progress, render_run_response
 from kneo.engine.human import Decision
 from kneo.errors import ErrorCode, InvalidDecision, InvalidRequest, RequestAlreadyResolved
@@ -154,7 +155,7 @@ def _chosen(
     return [name for name, on in flags if on]
 
 
-def _pending(client: Any, continuation_id: str) -> dict[str, Any]:
+def _pending(client: PlatformClient, continuation_id: str) -> dict[str, Any]:
     """A paused run's response for a continuation, to answer interactively from; an error
     when nothing in it is pending."""
     task = client.get_human_task(continuation_id)
@@ -244,7 +245,7 @@ def resume(
 
 
 def _decide(
-    client: Any,
+    client: PlatformClient,
     continuation_id: str,
     request_ids: list[str],
     decision: str,

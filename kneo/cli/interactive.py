@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, TypeGuard
 
 from kneo.cli.output import console as make_console
+from kneo.cli.platform_client import PlatformClient
 from kneo.documents import DocumentError, parse_json
 from kneo.engine.human import Decision
 from kneo.errors import ErrorCode, KneoError
@@ -84,7 +85,7 @@ def describe(request: Mapping[str, Any], term: Terminal) -> None:
         term.say(f"  arguments: {_text(context['arguments'])}")
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text if len(text) <= 500 else text[:499] + "…"
 
@@ -129,7 +130,7 @@ def _required_text(term: Terminal, label: str) -> str:
         term.say("  an answer is required")
 
 
-def _is_object_schema(schema: Any) -> TypeGuard[Mapping[str, Any]]:
+def _is_object_schema(schema: object) -> TypeGuard[Mapping[str, Any]]:
     return isinstance(schema, Mapping) and isinstance(schema.get("properties"), Mapping)
 
 
@@ -180,7 +181,7 @@ def _typed(raw: str, kind: str) -> Any:
     return raw
 
 
-def answer_pauses(client: Any, data: dict[str, Any], term: Terminal) -> dict[str, Any]:
+def answer_pauses(client: PlatformClient, data: dict[str, Any], term: Terminal) -> dict[str, Any]:
     """While the run ``data`` describes is paused: ask each pending request of its
     continuation and resume with the answer, through ``client``'s ordinary resume. Returns
     the last run response (finished, or still paused when the person stopped)."""

@@ -84,7 +84,7 @@ def serve(
         closing()
 
 
-def _api_client(settings: Any, service_url: str | None) -> tuple[Any, Any]:
+def _api_client(settings: Settings, service_url: str | None) -> tuple[Any, Any]:
     """An async HTTP client on the API and how to release what it needs."""
     if service_url:
         url = service_url.rstrip("/")
@@ -103,7 +103,7 @@ def _serve_stdio(bridge: ApiBridge) -> None:
     server.run("stdio")
 
 
-def _serve_http(bridge: ApiBridge, settings: Any, host: str, port: int) -> None:
+def _serve_http(bridge: ApiBridge, settings: Settings, host: str, port: int) -> None:
     import socket
     from contextlib import asynccontextmanager
 

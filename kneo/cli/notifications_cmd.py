@@ -7,7 +7,7 @@ SQLAlchemy): one sent to a service never does.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,10 +17,14 @@ from kneo.errors import NotFound
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 
+if TYPE_CHECKING:
+    from kneo.cli.platform_client import PlatformClient
+    from kneo.store import Store
+
 app = typer.Typer(no_args_is_help=True, help="Notification deliveries and receivers")
 
 
-def _local(client: Any) -> Any:
+def _local(client: PlatformClient) -> Store | None:
     """The local store, or ``None`` when ``client`` talks to a service."""
     return client.reader.store if isinstance(client, LocalClient) else None
 

@@ -26,6 +26,7 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from kneo.cli.hints import hint_for
+from kneo.cli.platform_client import PlatformClient
 from kneo.errors import KneoError
 from kneo.redaction import redact, redact_text, reduce_url
 
@@ -192,7 +193,7 @@ class ClientOptions(Output):
         """Whether a service was asked for on the command line."""
         return bool(self.service_url or self.profile)
 
-    def client(self, *, environment: str | None = None) -> Any:
+    def client(self, *, environment: str | None = None) -> PlatformClient:
         """The platform client these options choose (local or HTTP)."""
         from kneo.cli.client import get_client  # cost: module docstring
 

@@ -10,16 +10,20 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kneo.cli.client import LocalClient
 from kneo.cli.interactive import Terminal, answer_pauses
 from kneo.cli.output import ClientOptions, Output, console, options
+from kneo.cli.platform_client import PlatformClient
 from kneo.errors import InvalidRequest
 from kneo.redaction import redact_text
 from kneo.spec.suggest import one_of
+
+if TYPE_CHECKING:
+    from kneo.platform.events import RunEvent
 
 #: How long a command may run silently before a spinner appears on stderr.
 SPINNER_AFTER_SECONDS = 0.7
@@ -137,14 +141,13 @@ def exit_for(data: dict[str, Any]) -> None:
         raise typer.Exit(1)
 
 
-def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str) -> dict[str, Any]:
+def _run_bundle(
+    client: PlatformClient, bundle: str, env: str, input_text: str, target: str
+) -> dict[str, Any]:
     """``kneo run --bundle``: the service's ``POST /v1/runs`` or the local registry."""
-    if hasattr(client, "create_run"):  # the HTTP client
-        return dict(
-            client.create_run(
-                {"bundle": bundle, "environment": env, "input": input_text, "target": target}
-            )
-        )
+    if not isinstance(client, LocalClient):  # the HTTP client
+        body = {"bundle": bundle, "environment": env, "input": input_text, "target": target}
+        return dict(client.request("POST", "/v1/runs", json=body))
     from kneo.platform.bundles import run_bundle
 
     result = run_bundle(
@@ -158,7 +161,7 @@ def _run_bundle(client: Any, bundle: str, env: str, input_text: str, target: str
     return dict(result.to_dict())
 
 
-def _step_line(event: Any) -> str | None:
+def _step_line(event: RunEvent) -> str | None:
     """One progress line for a run event (``None``: not worth a line)."""
     data, step = event.data, event.step_id
     if event.type == "run.paused" and not step:
@@ -177,7 +180,7 @@ def _step_line(event: Any) -> str | None:
     return lines.get(event.type)
 
 
-def run_following(client: Any, **kwargs: Any) -> dict[str, Any]:
+def run_following(client: LocalClient, **kwargs: Any) -> dict[str, Any]:
     """A local run with its steps shown on stderr as they happen: the run executes on a
     worker thread while this one follows its durable events (the same trace ``kneo runs
     trace`` reads), until it finishes or pauses."""
@@ -210,7 +213,7 @@ def run_following(client: Any, **kwargs: Any) -> dict[str, Any]:
     return dict(outcome["data"])
 
 
-def _run_spec(client: Any, opts: ClientOptions, **kwargs: Any) -> dict[str, Any]:
+def _run_spec(client: PlatformClient, opts: ClientOptions, **kwargs: Any) -> dict[str, Any]:
     """The run, with step progress on a terminal (local runs) or a spinner (a service)."""
     if isinstance(client, LocalClient) and not opts.structured and sys.stderr.isatty():
         return run_following(client, **kwargs)

@@ -15,7 +15,7 @@ from kneo.errors import InvalidRequest
 app = typer.Typer(no_args_is_help=True, help="Inspect runs")
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def _short(value: object, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP 
 
     from kneo.cli.profiles import Connection
     from kneo.engine.human import Decision
+    from kneo.spec.project import PolicyEnforcement
 
 RETRY_STATUSES = frozenset({408, 429})
 #: Routes whose POSTs the service de-duplicates by ``Idempotency-Key``.
@@ -143,7 +144,7 @@ class ServiceClient:
         method: str,
         path: str,
         *,
-        json: Any = None,
+        json: object = None,
         params: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         wait: bool = False,
@@ -240,23 +241,26 @@ class ServiceClient:
     def get_run(self, run_id: str) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}")
 
-    def list_runs(self, **params: Any) -> Any:
+    def list_runs(
+        self, *, status: str | None, limit: int, cursor: str | None = None, **filters: object
+    ) -> Any:
+        params = {"status": status, "limit": limit, "cursor": cursor, **filters}
         return self.request("GET", "/v1/runs", params=params)
 
     def cancel_run(self, run_id: str) -> Any:
         return self.request("POST", f"/v1/runs/{run_id}/cancel")
 
-    def trace(self, run_id: str, **params: Any) -> Any:
+    def trace(self, run_id: str, **params: object) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/trace", params=params)
 
-    def checkpoints(self, run_id: str, **params: Any) -> Any:
+    def checkpoints(self, run_id: str, **params: object) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/checkpoints", params=params)
 
     def replay(self, run_id: str) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/replay")
 
     def checkpoint_diff(
-        self, run_id: str, from_sequence: int | None = None, to_sequence: int | None = None
+        self, run_id: str, *, from_sequence: int | None = None, to_sequence: int | None = None
     ) -> Any:
         return self.request(
             "GET",
@@ -266,6 +270,14 @@ class ServiceClient:
 
     def recovery(self, run_id: str) -> Any:
         return self.request("GET", f"/v1/runs/{run_id}/recovery")
+
+    def replay_run(self, run_id: str, *, reuse: str) -> Any:
+        """Refused: replaying a run with its recorded answers runs locally only."""
+        raise KneoError(
+            f"replaying run {run_id} (reuse {reuse}) runs locally only; unset the service "
+            "profile or --service-url",
+            code=ErrorCode.service_mode_unavailable,
+        )
 
     def continue_run(self, run_id: str, *, to_revision: int | str | None = None) -> Any:
         body = {} if to_revision is None else {"to_revision": to_revision}
@@ -293,7 +305,8 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ human tasks
 
-    def list_human_tasks(self, **params: Any) -> Any:
+    def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: object) -> Any:
+        params = {"run_id": run_id, "limit": limit, **filters}
         return self.request("GET", "/v1/human-tasks", params=params)
 
     def get_human_task(self, continuation_id: str) -> Any:
@@ -348,7 +361,22 @@ class ServiceClient:
     def archive_project(self, name: str) -> Any:
         return self.request("DELETE", f"/v1/projects/{check_project_name(name)}")
 
-    def list_audit(self, **params: Any) -> Any:
+    def list_audit(
+        self,
+        *,
+        event_type: str | None,
+        run_id: str | None,
+        continuation_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Any:
+        params = {
+            "event_type": event_type,
+            "run_id": run_id,
+            "continuation_id": continuation_id,
+            "limit": limit,
+            "cursor": cursor,
+        }
         return self.request("GET", "/v1/audit-events", params=params)
 
     def get_audit(self, event_id: str) -> Any:
@@ -356,7 +384,7 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ policies
 
-    def preview_environment_policy(self, environment: str, policy: Any) -> Any:
+    def preview_environment_policy(self, environment: str, policy: PolicyEnforcement) -> Any:
         """``POST /v1/policies/environment/{env}/preview``: what a PUT would change."""
         body = policy.model_dump(mode="json") if hasattr(policy, "model_dump") else policy
         return self.request("POST", f"/v1/policies/environment/{environment}/preview", json=body)

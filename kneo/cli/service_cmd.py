@@ -37,6 +37,8 @@ from kneo.spec.project import ProjectContext
 from kneo.worker import Worker
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kneo.controller.config import ControllerConfig
     from kneo.controller.projects import ProjectControllers
     from kneo.store import Store
@@ -338,7 +340,7 @@ def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
     server.run()
 
 
-def _exit_after(stopping: Any, limit: float) -> None:
+def _exit_after(stopping: Callable[[], bool], limit: float) -> None:
     """Once ``stopping()`` turns true, give the process ``limit`` seconds, then end it."""
     import os
     import sys

@@ -241,7 +241,7 @@ def _span(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
-def _parse(value: Any) -> datetime | None:
+def _parse(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value
     if not value:
@@ -252,7 +252,7 @@ def _parse(value: Any) -> datetime | None:
         return None
 
 
-def _ago(value: Any, now: datetime | None) -> str:
+def _ago(value: object, now: datetime | None) -> str:
     """``5m`` for a time five minutes before ``now``."""
     when = _parse(value)
     if when is None or now is None:
@@ -260,7 +260,7 @@ def _ago(value: Any, now: datetime | None) -> str:
     return _span((now - when).total_seconds())
 
 
-def _until(value: Any, now: datetime | None) -> str:
+def _until(value: object, now: datetime | None) -> str:
     """``in 3h`` / ``overdue 5m`` for a deadline."""
     when = _parse(value)
     if when is None or now is None:
@@ -269,7 +269,7 @@ def _until(value: Any, now: datetime | None) -> str:
     return f"in {_span(left)}" if left >= 0 else f"overdue {_span(left)}"
 
 
-def _short(value: Any, size: int = 19) -> str:
+def _short(value: object, size: int = 19) -> str:
     """A digest or commit cut for a table cell (the full value stays in the title)."""
     text = str(value or "")
     return text if len(text) <= size else text[:size] + "…"

@@ -33,6 +33,7 @@ from kneo.service.dependencies import current_manager
 
 if TYPE_CHECKING:
     from kneo.console.view import Render
+    from kneo.platform.recipients import People
 
 
 def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -121,7 +122,7 @@ def _manager_of(auth: ConsoleAuth, claim: LinkClaim) -> Any:
 
 
 def _signed_in_as(
-    auth: ConsoleAuth, request: Request, recipient: str, people: Any, project: str
+    auth: ConsoleAuth, request: Request, recipient: str, people: People, project: str
 ) -> Identity:
     """The console session's person, when it names the link's ``recipient`` (by their proven
     user claim) and may decide in ``project`` with their own groups; else the ``403`` that

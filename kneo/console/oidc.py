@@ -29,6 +29,8 @@ from kneo.people import EMAIL_VERIFIED
 from kneo.service.identity import TokenVerifier
 
 if TYPE_CHECKING:
+    import httpx2
+
     from kneo.console.view import Render
 
 log = get_logger("kneo_serv.auth")
@@ -203,7 +205,7 @@ def _finish(
 __all__ = ["add_oidc_routes"]
 
 
-def _json_object(answer: Any) -> dict[str, Any]:
+def _json_object(answer: httpx2.Response) -> dict[str, Any]:
     """The token endpoint's JSON object, read once (a member given twice is no answer)."""
     if not answer.headers.get("content-type", "").startswith("application/json"):
         return {}

@@ -5,7 +5,7 @@ the order they were started, each linking to its run page."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -19,6 +19,9 @@ from kneo.errors import ErrorCode, KneoError, NotFound
 from kneo.platform import RunFilter
 from kneo.platform.handoff import handoff_of
 from kneo.store import RunRecord
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 _LIVE = ("queued", "running")
 #: How long a run may wait for a worker before its page says none may be running (workers
@@ -77,7 +80,7 @@ def waiting_for_worker(run: RunRecord, now: datetime) -> dict[str, Any] | None:
     return {"kind": kind, "since": utc_iso(since), "stale": stale}
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: object) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
     except ValueError:
@@ -125,7 +128,9 @@ def add_session_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> 
         )
 
 
-def _graph(manager: Any, run_id: str) -> tuple[dict[str, Any] | None, Drawing | None, str | None]:
+def _graph(
+    manager: PlatformManager, run_id: str
+) -> tuple[dict[str, Any] | None, Drawing | None, str | None]:
     """The run's graph and its drawing, or why there is none (a run stored without its spec,
     a spec that no longer compiles): the page shows the reason instead of failing."""
     try:

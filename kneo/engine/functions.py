@@ -165,7 +165,7 @@ def execute_function_step(
     return str(box["output"])
 
 
-def as_text(value: Any) -> str:
+def as_text(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):

@@ -133,7 +133,7 @@ class HumanDecision:
 
 
 def accepted_decisions(
-    *, declared: Sequence[str] | None, options: Sequence[str], input_schema: Any
+    *, declared: Sequence[str] | None, options: Sequence[str], input_schema: object
 ) -> tuple[str, ...]:
     """Decisions a human component accepts: declared ones, else derived from its shape."""
     if declared:
@@ -230,14 +230,14 @@ _VIEW_ONLY = ("deadline_epoch",)
 _FIELDS = frozenset(HumanRequest.__dataclass_fields__)
 
 
-def _default_decisions(kind: Any, options: Sequence[str], input_schema: Any) -> list[str]:
+def _default_decisions(kind: object, options: Sequence[str], input_schema: object) -> list[str]:
     fixed = _KIND_DECISIONS.get(str(kind))
     if fixed is not None:
         return list(fixed)
     return list(accepted_decisions(declared=None, options=options, input_schema=input_schema))
 
 
-def _expiry(created_at: Any, timeout_seconds: Any) -> str | None:
+def _expiry(created_at: object, timeout_seconds: object) -> str | None:
     if not created_at or not isinstance(timeout_seconds, int) or not timeout_seconds:
         return None
     try:

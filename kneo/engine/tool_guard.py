@@ -304,7 +304,7 @@ def host_allowed(host: str, allowed_domains: Sequence[str]) -> bool:
 # ---------------------------------------------------------------------- helpers
 
 
-def _as_text(result: Any) -> str:
+def _as_text(result: object) -> str:
     if isinstance(result, str):
         return result
     if result is None:
@@ -324,7 +324,7 @@ def _timeout(tool: str, seconds: float, what: str) -> ToolOutcome:
     return ToolOutcome("timeout", f"Tool '{tool}' timed out after {seconds:g}s.", reason)
 
 
-def _size(value: Any) -> int:
+def _size(value: object) -> int:
     text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
     return len(text.encode("utf-8"))
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
 from kneo.bundle.format import EvalAttestation
@@ -45,6 +45,9 @@ from kneo.spec.project import ProjectContext
 from kneo.spec.yaml_io import dump_yaml
 from kneo.store import DEFAULT_SQLITE_NAME, open_store
 from kneo.version import package_version
+
+if TYPE_CHECKING:
+    from kneo.tools import ToolRegistry
 
 #: Default number of cases in flight at once: up to 4, no more than the machine's CPUs (with
 #: the dummy provider a case is CPU work; more threads than cores only contend, bench/evals.py).
@@ -360,8 +363,8 @@ class _Worker:
         self,
         directory: Path,
         settings: Settings,
-        project: Any,
-        tools: Any,
+        project: ProjectContext | None,
+        tools: ToolRegistry,
         environment: str,
         template: _Worker | None = None,
     ) -> None:
@@ -410,7 +413,11 @@ class Judge:
     each secret only where it is bound. Refused at construction, before any case runs."""
 
     def __init__(
-        self, suite: EvalSuite, settings: Settings, project: Any, grant: HostAccess
+        self,
+        suite: EvalSuite,
+        settings: Settings,
+        project: ProjectContext | None,
+        grant: HostAccess,
     ) -> None:
         assert suite.judge is not None
         self.grant = grant
@@ -438,7 +445,7 @@ class Judge:
 
 @contextlib.contextmanager
 def resolved_spec_file(
-    spec_path: Path, environment: str | None, project: Any
+    spec_path: Path, environment: str | None, project: ProjectContext
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
     """The spec resolved for ``environment`` (what a bundle signs), written to a hidden
     directory beside the original so its function and tool references resolve as they do

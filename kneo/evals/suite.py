@@ -77,7 +77,7 @@ class OutputExpectation(_Model):
 
     @field_validator("contains", "not_contains", mode="before")
     @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
+    def _one_or_many(cls, value: object) -> Any:
         return [value] if isinstance(value, str) else value
 
     @field_validator("matches")

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kneo.errors import AccessDenied, ErrorCode, KneoError
 from kneo.kernel import NetworkGrant, async_http_client, secret, stdio_server
@@ -60,6 +60,15 @@ class McpToolError(KneoError):
     code = ErrorCode.mcp_tool_error
 
 
+class McpSession(Protocol):
+    """What Kneo calls on an ``mcp.Client`` session (the SDK is an optional extra, so its
+    results stay the SDK's own: a page of tools, a call's result)."""
+
+    async def list_tools(self, *, cursor: str | None = None) -> Any: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any: ...
+
+
 class _Connection:
     """One server's open session, held by its own task on the sessions' loop."""
 
@@ -67,7 +76,7 @@ class _Connection:
         self._transport = transport
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.client: Any = None
+        self.client: McpSession  # set by open()
 
     async def open(self, timeout: float) -> None:
         from mcp import Client
@@ -132,7 +141,7 @@ class McpClientSessions:
         if cached is not None:
             return list(cached)
 
-        async def op(client: Any) -> list[ToolDefinition]:
+        async def op(client: McpSession) -> list[ToolDefinition]:
             tools: list[ToolDefinition] = []
             cursor: str | None = None
             while True:
@@ -156,7 +165,7 @@ class McpClientSessions:
         return list(listing)
 
     def call_tool(self, server: str, name: str, arguments: Mapping[str, Any]) -> str:
-        async def op(client: Any) -> Any:
+        async def op(client: McpSession) -> Any:
             return await client.call_tool(name, dict(arguments))
 
         result = self._attempts(server, f"calling tool '{name}'", op)
@@ -189,7 +198,7 @@ class McpClientSessions:
 
     # ------------------------------------------------------------------ attempts
 
-    def _attempts(self, server: str, what: str, op: Callable[[Any], Awaitable[T]]) -> T:
+    def _attempts(self, server: str, what: str, op: Callable[[McpSession], Awaitable[T]]) -> T:
         """``op`` on the server's session; retried while the server is unavailable."""
         if server not in self._servers:
             raise McpUnavailable(f"no MCP import is named '{server}'", server=server)
@@ -210,7 +219,7 @@ class McpClientSessions:
             attempts=attempts,
         )
 
-    async def _once(self, server: str, op: Callable[[Any], Awaitable[T]]) -> T:
+    async def _once(self, server: str, op: Callable[[McpSession], Awaitable[T]]) -> T:
         from mcp import MCPError
 
         connection = await self._connection(server)

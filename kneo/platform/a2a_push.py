@@ -35,7 +35,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kneo import tracing
 from kneo.errors import AccessDenied, ConfigError, NotFound
@@ -45,6 +45,8 @@ from kneo.platform.webhooks import wire_request
 from kneo.projects import DEFAULT_PROJECT_ID
 
 if TYPE_CHECKING:
+    import httpx2
+
     from kneo.settings import Settings
     from kneo.store import NotificationEvent
     from kneo.store.contracts import HasA2aPush
@@ -177,9 +179,9 @@ class PushSender:
         self.projects = projects
         self.grant = grant
         self.timeout = timeout
-        self._client: Any = None
+        self._client: httpx2.Client | None = None
 
-    def client(self) -> Any:
+    def client(self) -> httpx2.Client:
         """The kernel's HTTP client: the allow-list asked before every request, no
         redirect followed."""
         if self._client is None:

@@ -37,7 +37,7 @@ class AssignmentRule:
     binding: bool = False
     override: tuple[str, ...] = ()
 
-    def deciders(self, assignee: Any) -> tuple[str, ...]:
+    def deciders(self, assignee: object) -> tuple[str, ...]:
         """Who alone may decide a request assigned to ``assignee`` (none: anyone with the
         right may, the request names nobody or its assignment is advisory)."""
         if not self.binding or not isinstance(assignee, str) or not assignee:

@@ -20,7 +20,7 @@ run resolves a bundle of its own project, and a decision wakes its own project's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from kneo.controller.promotion import record_promotion_decision
 from kneo.controller.runtime import resolve_bundle_for_run
@@ -31,6 +31,8 @@ from kneo.platform.results import RunResult
 from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
+    from kneo.controller.projects import ProjectControllers
+    from kneo.controller.watch import Triggerable
     from kneo.engine.human import Decision
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
@@ -171,18 +173,23 @@ def run_bundle(
 # --------------------------------------------------------------------------- promotions
 
 
-def attach_controller(manager: DecidingPlatform, controller: Any) -> None:
+def attach_controller(manager: DecidingPlatform, controller: Triggerable) -> None:
     """Let promotion decisions taken through ``manager`` wake this in-process controller
     (every project's: the manager's project's source)."""
-    if callable(getattr(controller, "controller_for", None)):
+    if _every_project(controller):
         controller = _SourceWaker(controller, manager.store.project)
     manager.decisions.controller = controller
+
+
+def _every_project(controller: Triggerable) -> TypeGuard[ProjectControllers]:
+    """Whether ``controller`` leads every project's source (it finds one by project)."""
+    return callable(getattr(controller, "controller_for", None))
 
 
 class _SourceWaker:
     """Wakes one project's source of a :class:`~kneo.controller.projects.ProjectControllers`."""
 
-    def __init__(self, controllers: Any, project: str) -> None:
+    def __init__(self, controllers: ProjectControllers, project: str) -> None:
         self.controllers = controllers
         self.project = project
 
@@ -200,7 +207,7 @@ def default_actor() -> str:
         return "unknown"
 
 
-def _wake_controller(store: PromotionStore, controller: Any, actor: str) -> None:
+def _wake_controller(store: PromotionStore, controller: Triggerable | None, actor: str) -> None:
     """Have the promotion's outcome applied now: wake the controller in this process, else
     queue a request for the leader wherever it runs (when one leads; otherwise the next
     leader's first pass applies it)."""
@@ -227,7 +234,7 @@ def resume_promotion(
     decision: Decision,
     *,
     actor: str | None = None,
-    controller: Any = None,
+    controller: Triggerable | None = None,
 ) -> RunResult:
     """Record one approver's decision on a promotion task (there is no run to continue).
 

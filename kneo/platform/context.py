@@ -35,7 +35,7 @@ _WAIT = re.compile(
 _DONE = ("completed", "continued", "skipped")
 
 
-def _text(value: Any, show_personal: bool, limit: int = MESSAGE_CHARS) -> tuple[str, int]:
+def _text(value: object, show_personal: bool, limit: int = MESSAGE_CHARS) -> tuple[str, int]:
     """``value`` as text, redacted, then cut to ``limit``; and its redacted length."""
     text = redact_text(str(value), show_personal=show_personal)
     return (text if len(text) <= limit else text[:limit] + "…"), len(text)

@@ -21,6 +21,7 @@ from typing import Any
 
 from kneo.errors import ConfigError, ErrorCode, KneoError, NotFound
 from kneo.projects import DEFAULT_PROJECT_ID
+from kneo.settings import Settings
 
 SALT = "kneo.decision-link"
 
@@ -42,7 +43,7 @@ class LinkClaim:
     project_id: int = DEFAULT_PROJECT_ID
 
 
-def recipient_of(assignee: Any) -> str | None:
+def recipient_of(assignee: object) -> str | None:
     """The one person or key a request is assigned to (``None`` for a group or nobody)."""
     if not isinstance(assignee, str) or not assignee or assignee.startswith("group:"):
         return None
@@ -60,7 +61,7 @@ class DecisionLinks:
         self.base_url = base_url
 
     @classmethod
-    def from_settings(cls, settings: Any) -> DecisionLinks | None:
+    def from_settings(cls, settings: Settings) -> DecisionLinks | None:
         if not settings.decision_links:
             return None
         if not settings.console_secret or not settings.public_url:

@@ -63,6 +63,7 @@ from kneo.store.tasks.inbox import input_preview, listed
 from kneo.store.tasks.search import query_terms
 
 if TYPE_CHECKING:
+    from kneo.controller.watch import Triggerable
     from kneo.platform.recipients import People
     from kneo.spec.project import ProjectConfig
     from kneo.store.wire.executor import HeldConnection
@@ -123,7 +124,7 @@ class Decisions:
     #: :class:`~kneo.platform.runs.Runs`; :mod:`kneo.platform.handoff`)
     handoff: HandOff = field(default_factory=HandOff)
     #: the in-process GitOps controller a promotion decision wakes (attach_controller)
-    controller: Any = field(default=None, init=False)
+    controller: Triggerable | None = field(default=None, init=False)
     #: whether a run's environment makes its assignees binding (:mod:`.assignments`), and
     #: the project's people directory (read when a binding assignment is checked)
     assignment_rules: Rules | None = field(default=None, init=False)

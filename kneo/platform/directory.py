@@ -28,6 +28,7 @@ from kneo.spec.project import ProjectConfig, ProjectContext
 if TYPE_CHECKING:
     from kneo.settings import Settings
     from kneo.store import Store
+    from kneo.store.projects import ProjectRecord
 
 log = get_logger("kneo_serv.projects")
 
@@ -132,7 +133,7 @@ class ProjectDirectory:
             return self.root
         return self.root.for_project(store.for_project(project_id).project)
 
-    def _config(self, project_id: int, name: str, record: Any) -> ProjectConfig:
+    def _config(self, project_id: int, name: str, record: ProjectRecord) -> ProjectConfig:
         """Project ``name``'s config from its definition, parsed again only when it changed;
         a definition that no longer validates (written by an older Kneo) counts as empty,
         logged."""

@@ -19,6 +19,8 @@ from kneo.store import ControllerRequest
 from kneo.store.coordination.controller_requests import PLAN
 
 if TYPE_CHECKING:
+    from kneo.controller.config import ControllerConfig
+    from kneo.controller.controller import Controller
     from kneo.store.contracts import ControllerStateReads, ControllerStore
 
     class GitOpsStore(ControllerStore, ControllerStateReads, Protocol):
@@ -34,12 +36,19 @@ class GitOps:
 
     # ------------------------------------------------------------------ the controller
 
-    def controller_status(self, config: Any = None, controller: Any = None) -> dict[str, Any]:
+    def controller_status(
+        self, config: ControllerConfig | None = None, controller: Controller | None = None
+    ) -> dict[str, Any]:
         """Who leads, its last pass and the queued requests, the same on every replica."""
         return reconcile.controller_view(self.store, config, controller)
 
     def request_reconcile(
-        self, config: Any, controller: Any, *, actor: str | None, wait: float
+        self,
+        config: ControllerConfig | None,
+        controller: Controller | None,
+        *,
+        actor: str | None,
+        wait: float,
     ) -> ControllerRequest:
         """Queue a pass for the leading controller (audited), and wait up to ``wait``
         seconds for it: the request as it then stands (``done`` with its result, or not)."""
@@ -54,7 +63,12 @@ class GitOps:
         return reconcile.wait_for(self.store, queued.id, wait)
 
     def request_plan(
-        self, config: Any, controller: Any, *, actor: str | None, wait: float
+        self,
+        config: ControllerConfig | None,
+        controller: Controller | None,
+        *,
+        actor: str | None,
+        wait: float,
     ) -> ControllerRequest:
         """Queue a dry run for the leading controller, and wait up to ``wait`` seconds for it:
         what a pass of the current commit would do, written nowhere. The leader answers every
@@ -67,18 +81,24 @@ class GitOps:
         """A queued reconcile request: ``queued``, ``running`` or ``done`` with its result."""
         return reconcile.request_view(self.store.controller.get_controller_request(request_id))
 
-    def webhook_controller(self, config: Any, controller: Any) -> str:
+    def webhook_controller(
+        self, config: ControllerConfig | None, controller: Controller | None
+    ) -> str:
         """The controller a webhook goes to (``404 controller_not_configured`` when there is
         none)."""
         return reconcile.require_configured(self.store, config, in_process=controller is not None)
 
-    def webhook_secret_variable(self, config: Any) -> str | None:
+    def webhook_secret_variable(self, config: ControllerConfig | None) -> str | None:
         """The variable holding the webhook secret, or ``None``
         (:func:`kneo.platform.reconcile.webhook_secret_variable`)."""
         return reconcile.webhook_secret_variable(self.store, config)
 
     def queue_webhook(
-        self, config: Any, controller: Any, name: str, detail: dict[str, Any]
+        self,
+        config: ControllerConfig | None,
+        controller: Controller | None,
+        name: str,
+        detail: dict[str, Any],
     ) -> ControllerRequest:
         """Queue a verified webhook's pass for the leader (``503 not_ready`` while none
         leads)."""

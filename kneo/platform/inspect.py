@@ -38,13 +38,14 @@ from kneo.store import RunFilter, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
+    from kneo.store import CheckpointRecord
     from kneo.store.contracts import HasQueue, RunAndTaskReads
 
     class RunViewReads(RunAndTaskReads, HasQueue, Protocol):
         """What the run views read: runs, their tasks, and who executes them."""
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: object, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": [1]}}`` → ``{"a.b[0]": 1}``; empty containers are leaves."""
     out: dict[str, Any] = {}
     if isinstance(value, Mapping) and value:
@@ -58,7 +59,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def diff(before: Any, after: Any) -> dict[str, Any]:
+def diff(before: object, after: object) -> dict[str, Any]:
     """Added, removed and changed flattened paths between two JSON values (redacted): one
     object per path, in path order (``{"path", "value"}``, or ``{"path", "from", "to"}``)."""
     a, b = flatten(before), flatten(after)
@@ -76,7 +77,7 @@ def diff(before: Any, after: Any) -> dict[str, Any]:
     }
 
 
-def timeline_entry(cp: Any) -> dict[str, Any]:
+def timeline_entry(cp: CheckpointRecord) -> dict[str, Any]:
     """One replay row from a checkpoint record: no payload bodies, just where and how."""
     payload = cp.payload or {}
     meta = cp.metadata or {}

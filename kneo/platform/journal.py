@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         """What a run's journal uses: its run, its held connection and step transactions."""
 
 
-def checkpoint_payload(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def checkpoint_payload(state: dict[str, Any], **extra: object) -> dict[str, Any]:
     """What a checkpoint shows: the execution state, redacted."""
     return redact_mapping({**state, **extra})
 

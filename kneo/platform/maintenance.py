@@ -18,12 +18,13 @@ import contextlib
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kneo.errors import ConfigError
 from kneo.settings import RetentionDays, Settings
 
 if TYPE_CHECKING:
+    from kneo.spec.project import ProjectContext
     from kneo.store.contracts import HasMaintenance
 
 #: SQLite files a misconfigured artifacts/logs path must never lose.
@@ -35,7 +36,7 @@ _DATABASE_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal"
 QUEUE_DAYS_DEFAULT = 7
 
 
-def retention_policy(settings: Settings, project: Any = None) -> RetentionDays:
+def retention_policy(settings: Settings, project: ProjectContext | None = None) -> RetentionDays:
     """The effective windows: the environment wins per field over the project config; the
     queue's is :data:`QUEUE_DAYS_DEFAULT` when neither sets it."""
     config = getattr(getattr(project, "config", None), "retention", None)
@@ -45,7 +46,7 @@ def retention_policy(settings: Settings, project: Any = None) -> RetentionDays:
     return policy.overlay(RetentionDays(queue_days=QUEUE_DAYS_DEFAULT))
 
 
-def file_roots(project: Any) -> dict[str, Path | None]:
+def file_roots(project: ProjectContext | None) -> dict[str, Path | None]:
     """``{"artifacts": dir, "logs": dir}`` from the project's paths (``None`` without one)."""
     if project is None:
         return {"artifacts": None, "logs": None}
@@ -105,7 +106,7 @@ def prune_retention(
     store: HasMaintenance,
     *,
     settings: Settings,
-    project: Any = None,
+    project: ProjectContext | None = None,
     policy: RetentionDays | None = None,
     now: datetime | None = None,
     dry_run: bool = False,

@@ -12,20 +12,19 @@ HTML (:func:`html.escape`, in the mail's HTML part). Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 #: The ASCII punctuation that starts a Markdown link, image, emphasis, code span, heading,
 #: quote, table or HTML, backslash-escaped as CommonMark allows (spec 2.4).
 _MARKDOWN_PUNCTUATION = re.compile(r"([!#()*<>\[\\\]_`|~])")
 
 
-def mrkdwn(value: Any) -> str:
+def mrkdwn(value: object) -> str:
     """``value`` as literal text in Slack ``mrkdwn`` (and a message's ``text``): ``&``,
     ``<`` and ``>`` escaped, so no mention, link or channel reference can be formed."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def card_markdown(value: Any) -> str:
+def card_markdown(value: object) -> str:
     """``value`` as literal text in an Adaptive Card ``TextBlock`` or fact (Markdown): each
     Markdown punctuation character backslash-escaped, so ``[x](url)`` is no link and
     ``**`` no emphasis; line breaks kept as spaces (a fact is one line)."""

@@ -27,6 +27,8 @@ from kneo.projects import CONSOLE_PREFIX, DEFAULT_PROJECT
 from kneo.redaction import redact_mapping, redact_text
 
 if TYPE_CHECKING:
+    import httpx2
+
     from kneo.platform.receivers import Receiver
     from kneo.store import NotificationEvent
 
@@ -219,7 +221,11 @@ class DeliveryFailed(Exception):
 
 
 def post(
-    client: Any, receiver: Receiver, body: dict[str, Any], sent_at: datetime, base_url: str = ""
+    client: httpx2.Client,
+    receiver: Receiver,
+    body: dict[str, Any],
+    sent_at: datetime,
+    base_url: str = "",
 ) -> int:
     """POST ``body`` to ``receiver``; its status code, or :class:`DeliveryFailed`."""
     import httpx2

@@ -69,6 +69,8 @@ from kneo.store import DeliveryOutcome
 from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
+    import httpx2
+
     from kneo.clock import Clock
     from kneo.platform.directory import ProjectDirectory, ProjectEntry
     from kneo.settings import NotificationSettings, Settings
@@ -225,7 +227,7 @@ class Dispatcher:
         *,
         owner: str,
         base_url: str = "",
-        client: Any = None,
+        client: httpx2.Client | None = None,
         rand: Callable[[], float] = jitter,
         links: DecisionLinks | None = None,
         people: People | None = None,
@@ -251,7 +253,7 @@ class Dispatcher:
         self.base_url = base_url
         self._client = client
         #: the HTTP client of each project's receivers (their origins), by project id
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[int, httpx2.Client] = {}
         self._rand = rand
         self._next_sweep: datetime | None = None
         self._pool = ThreadPoolExecutor(
@@ -266,7 +268,7 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] = _nothing
 
-    def _http(self, audience: Audience | None = None) -> Any:
+    def _http(self, audience: Audience | None = None) -> httpx2.Client:
         """The HTTP client to ``audience``'s receivers (the own project's by default): their
         endpoints only, no redirects; one per project (a client given to the dispatcher
         serves every project)."""
@@ -447,10 +449,9 @@ class Dispatcher:
                 body["deciders"] = [redact_text(d) for d in deciders]
         if receiver.personal:  # a channel carries no one's link (Receiver.personal)
             body = with_decision_link(body, event, self.links, entry, people)
-        client = self._http(audience) if receiver.type != "email" else None
         if receiver.type == "slack_app":
             now = self.store.clock.now().timestamp()
-            deliver(client, receiver, body, event, entry, store, people, now)
+            deliver(self._http(audience), receiver, body, event, entry, store, people, now)
             return
         if receiver.type == "email":
             links = dict(body.get("decision_links") or {})
@@ -461,7 +462,7 @@ class Dispatcher:
             letters = mails(body, receiver, links, assignee if isinstance(assignee, str) else None)
             send_mail(receiver, letters, self.settings.timeout_seconds)
             return
-        post(client, receiver, body, self.store.clock.now(), self.base_url)
+        post(self._http(audience), receiver, body, self.store.clock.now(), self.base_url)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():

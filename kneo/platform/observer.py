@@ -21,12 +21,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics, tracing
 from kneo.engine.journal import Boundary, Journal, TraceEvent
 from kneo.jsontext import dumps
 from kneo.projects import DEFAULT_PROJECT
+
+if TYPE_CHECKING:
+    from kneo.store import RunRecord
 
 _STEP_END = {"step_completed": "completed", "step_skipped": "skipped", "step_failed": "failed"}
 #: Kneo's provider names as the GenAI semantic conventions' ``gen_ai.provider.name`` values
@@ -51,14 +54,14 @@ class _Unit:
         self.usage = [0, 0]  # the agent's input and output tokens so far
 
 
-def is_agent_run(run: Any) -> bool:
+def is_agent_run(run: RunRecord) -> bool:
     """Whether the run invokes one agent (``target: agent``, or a spec without a workflow)
     rather than a workflow."""
     spec = getattr(run, "spec", None)
     return bool(run.target == "agent" or (isinstance(spec, Mapping) and not spec.get("workflow")))
 
 
-def run_span_attributes(run: Any) -> tuple[str, dict[str, Any]]:
+def run_span_attributes(run: RunRecord) -> tuple[str, dict[str, Any]]:
     """The run span's name and attributes: ``invoke_workflow <name>`` for a workflow run,
     ``invoke_agent <name>`` for an agent run (GenAI semantic conventions), with Kneo's own."""
     agent_run = is_agent_run(run)
@@ -84,7 +87,7 @@ class RunObserver:
         self,
         journal: Journal,
         *,
-        run: Any,
+        run: RunRecord,
         links: Sequence[Any] = (),
         record: bool = True,
         parent: Any = None,
@@ -186,7 +189,7 @@ class RunObserver:
                 self._end_tool(tool, kind, event.data)
             unit.mark = now
 
-    def _agent_span(self, unit: _Unit, name: Any) -> Any:
+    def _agent_span(self, unit: _Unit, name: object) -> Any:
         """An agent step's ``invoke_agent`` span (GenAI conventions), under its step span,
         around the agent's model calls and tool calls."""
         agent = str(name or unit.step_id or "agent")
@@ -309,7 +312,7 @@ class RunObserver:
         self.span.end()
 
 
-def _agent_saw_model(unit: _Unit, provider: str, model: Any, usage: Mapping[str, Any]) -> None:
+def _agent_saw_model(unit: _Unit, provider: str, model: object, usage: Mapping[str, Any]) -> None:
     """The agent span learns its provider and model from its first model call, and adds up
     the tokens of all of them."""
     if not unit.usage[0] and not unit.usage[1]:
@@ -338,7 +341,7 @@ def _end_agent(unit: _Unit, *, failed: bool) -> None:
     agent.end()
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):

@@ -19,16 +19,19 @@ from kneo.policy.check import check_spec
 from kneo.spec.loader import load_spec_data
 
 if TYPE_CHECKING:
+    from kneo.spec.compiler import SpecCompiler
     from kneo.spec.project import PolicyEnforcement, ProjectContext
+    from kneo.store import RunRecord
+    from kneo.store.contracts import HasRuns
 
 #: How many of the latest runs a preview looks at.
 SCAN_LIMIT = 200
 
 
 def _admits(
-    compiler: Any,
+    compiler: SpecCompiler,
     project: ProjectContext | None,
-    run: Any,
+    run: RunRecord,
     environment: str,
     policy: PolicyEnforcement | None,
 ) -> bool:
@@ -45,8 +48,8 @@ def _admits(
 
 
 def run_impact(
-    store: Any,
-    compiler: Any,
+    store: HasRuns,
+    compiler: SpecCompiler,
     project: ProjectContext | None,
     environment: str,
     current: PolicyEnforcement | None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import ConfigError
@@ -21,8 +21,10 @@ from kneo.platform.webhooks import signing_key
 from kneo.spec.project import NotificationsConfig
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from kneo.settings import Settings
-    from kneo.spec.project import ReceiverConfig
+    from kneo.spec.project import ProjectConfig, ReceiverConfig
     from kneo.store import NotificationEvent
 
 RECEIVERS_VARIABLE = "KNEO_SERV_NOTIFICATIONS_RECEIVERS"
@@ -78,7 +80,9 @@ class Receiver:
         return SEVERITIES.index(event.severity) >= SEVERITIES.index(self.severity)
 
 
-def receiver_configs(settings: Settings, project_config: Any = None) -> list[ReceiverConfig]:
+def receiver_configs(
+    settings: Settings, project_config: ProjectConfig | None = None
+) -> list[ReceiverConfig]:
     """The project config's ``notifications.receivers`` plus those in
     ``KNEO_SERV_NOTIFICATIONS_RECEIVERS`` (a JSON list, same schema); a bad entry is a
     ``config_error`` naming the variable and the field."""
@@ -108,7 +112,7 @@ def receiver_configs(settings: Settings, project_config: Any = None) -> list[Rec
     return configured
 
 
-def _validation_text(exc: Any) -> str:
+def _validation_text(exc: ValidationError) -> str:
     return "; ".join(
         f"receivers.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
     )
@@ -124,7 +128,9 @@ def _variable(settings: Settings, receiver: str, variable: str) -> str:
     return value
 
 
-def load_receivers(settings: Settings, project_config: Any = None) -> list[Receiver]:
+def load_receivers(
+    settings: Settings, project_config: ProjectConfig | None = None
+) -> list[Receiver]:
     """:func:`receiver_configs` with their URLs and secrets read from the environment; a
     variable that is unset is a ``config_error`` naming it (never its value)."""
     out = []

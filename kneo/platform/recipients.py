@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     from kneo.settings import Settings
-    from kneo.spec.project import PersonConfig
+    from kneo.spec.project import PersonConfig, ProjectConfig
     from kneo.store.contracts import HasRuns, HasTasks
 
     class TaskReads(HasTasks, HasRuns, Protocol):
@@ -59,7 +59,7 @@ class People:
         """The people in ``group``, by name, sorted (a group nobody is in: none)."""
         return sorted(p.user for p in self.by_user.values() if group in p.groups)
 
-    def recipients(self, assignee: Any) -> list[str]:
+    def recipients(self, assignee: object) -> list[str]:
         """Who a request assigned to ``assignee`` reaches: ``user:NAME`` and a bare key name
         themselves, ``group:NAME`` each member the directory lists."""
         if not isinstance(assignee, str) or not assignee:
@@ -88,7 +88,7 @@ class People:
         return person.groups if person is not None else frozenset()
 
 
-def load_people(settings: Settings, project_config: Any = None) -> People:
+def load_people(settings: Settings, project_config: ProjectConfig | None = None) -> People:
     """The project config's ``notifications.people`` and ``KNEO_SERV_NOTIFICATIONS_PEOPLE``
     (a JSON list, same schema); a bad entry is a ``config_error`` naming the variable."""
     from pydantic import ValidationError
@@ -115,7 +115,7 @@ def load_people(settings: Settings, project_config: Any = None) -> People:
 
 
 def request_entry(
-    store: TaskReads, continuation_id: str | None, request_id: Any
+    store: TaskReads, continuation_id: str | None, request_id: object
 ) -> dict[str, Any] | None:
     """The request as its task stores it (the real ``assignee``, its kind, prompt, accepted
     decisions and options; ``request_id`` ``None``: the task's first, a promotion's one), or

@@ -34,6 +34,9 @@ from kneo.projects import DEFAULT_PROJECT
 from kneo.store import ControllerRequest
 
 if TYPE_CHECKING:
+    from kneo.controller.controller import Controller
+    from kneo.controller.projects import ProjectControllers
+    from kneo.controller.watch import Triggerable
     from kneo.spec.project import ProjectContext
     from kneo.store.contracts import ControllerStateReads, HasController, HasRegistry
 
@@ -44,7 +47,7 @@ def lock_name(name: str) -> str:
     return f"controller:{name}"
 
 
-def leader_lock(config: Any) -> str:
+def leader_lock(config: ControllerConfig | None) -> str:
     """The leader lock the controller of ``config`` runs under (a project's source: the
     host controller's)."""
     named = getattr(config, "lock_name", None)
@@ -52,7 +55,10 @@ def leader_lock(config: Any) -> str:
 
 
 def project_controller(
-    project: str, context: ProjectContext | None, host: Any, running: Any
+    project: str,
+    context: ProjectContext | None,
+    host: ControllerConfig | None,
+    running: Controller | ProjectControllers | None,
 ) -> tuple[Any, Any]:
     """(project ``project``'s source configuration, its controller in this process or
     ``None``). ``host`` is this process's ``controller:`` configuration (the ``default``
@@ -75,7 +81,7 @@ def project_controller(
     return project_source(block, base_dir=base, host=host_config), controller
 
 
-def app_controller(state: Any, project: str, context: ProjectContext | None) -> tuple[Any, Any]:
+def app_controller(state: object, project: str, context: ProjectContext | None) -> tuple[Any, Any]:
     """:func:`project_controller` for an app whose ``state`` holds this process's
     ``controller`` (a :class:`~kneo.controller.projects.ProjectControllers`, a single
     controller, or none) and ``controller_config``: every route and page that shows a
@@ -87,7 +93,7 @@ def app_controller(state: Any, project: str, context: ProjectContext | None) -> 
     return project_controller(project, context, host, running)
 
 
-def webhook_secret_variable(store: HasRegistry, config: Any) -> str | None:
+def webhook_secret_variable(store: HasRegistry, config: ControllerConfig | None) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
     else (the ``default`` project only) the one the controller published with its status,
     else ``None`` (``KNEO_SERV_WEBHOOK_SECRET`` then, for ``default``). Each replica reads
@@ -103,11 +109,11 @@ def webhook_secret_variable(store: HasRegistry, config: Any) -> str | None:
     return str(published) if published else None
 
 
-def _project(store: Any) -> str:
+def _project(store: object) -> str:
     return str(getattr(store, "project", DEFAULT_PROJECT))
 
 
-def is_configured(store: HasRegistry, config: Any, *, in_process: bool) -> bool:
+def is_configured(store: HasRegistry, config: ControllerConfig | None, *, in_process: bool) -> bool:
     """Whether the store's project has a source: one runs here, the configuration names a
     repository, or (``default`` only, whose configuration is each replica's own) a
     controller has reported to the database."""
@@ -117,7 +123,9 @@ def is_configured(store: HasRegistry, config: Any, *, in_process: bool) -> bool:
     return _project(store) == DEFAULT_PROJECT and _has_reported(store, name)
 
 
-def require_configured(store: HasRegistry, config: Any, *, in_process: bool) -> str:
+def require_configured(
+    store: HasRegistry, config: ControllerConfig | None, *, in_process: bool
+) -> str:
     """The controller name requests go to; ``404 controller_not_configured`` when this
     project has none (:func:`is_configured`)."""
     name = getattr(config, "name", None) or DEFAULT_NAME
@@ -135,7 +143,9 @@ def require_configured(store: HasRegistry, config: Any, *, in_process: bool) -> 
     return name
 
 
-def require_leader(store: ControllerStateReads, config: Any, *, in_process: bool) -> str:
+def require_leader(
+    store: ControllerStateReads, config: ControllerConfig | None, *, in_process: bool
+) -> str:
     """:func:`require_configured`, and ``503 not_ready`` while no controller holds a live
     leader lock (none runs, or a dead leader's lease has not lapsed to a standby yet)."""
     name = require_configured(store, config, in_process=in_process)
@@ -159,7 +169,7 @@ def queue_request(
     *,
     actor: str | None,
     detail: dict[str, Any] | None = None,
-    controller: Any = None,
+    controller: Triggerable | None = None,
 ) -> ControllerRequest:
     """Queue a reconcile for the leader (and wake a controller in this process at once)."""
     request = store.controller.queue_controller_request(name, kind, actor=actor, detail=detail)
@@ -195,7 +205,9 @@ def request_view(request: ControllerRequest) -> dict[str, Any]:
 
 
 def controller_view(
-    store: ControllerStateReads, config: Any = None, controller: Any = None
+    store: ControllerStateReads,
+    config: ControllerConfig | None = None,
+    controller: Controller | None = None,
 ) -> dict[str, Any]:
     """Who leads, its last pass and the queued requests, read from the database, so every
     replica answers the same (``GET /v1/controller/status``, the console)."""

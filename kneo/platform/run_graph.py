@@ -18,12 +18,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.state import DONE
 from kneo.errors import InvalidRequest, NotFound
 from kneo.spec.graph import WorkflowGraph, with_position, workflow_graph
 from kneo.spec.loader import load_spec_data
+
+if TYPE_CHECKING:
+    from kneo.spec.compiled import CompiledWorkflow
+    from kneo.spec.compiler import SpecCompiler
+    from kneo.store import RunRecord
+    from kneo.store.contracts import HasRegistry
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ def position_of(state: Mapping[str, Any] | None, status: str) -> RunPosition:
     )
 
 
-def run_graph(run: Any, workflow: Any) -> dict[str, Any]:
+def run_graph(run: RunRecord, workflow: CompiledWorkflow) -> dict[str, Any]:
     """The graph answer for a stored run (``RunRecord``) and its compiled workflow."""
     graph: WorkflowGraph = workflow_graph(workflow)
     where = position_of(run.state, str(run.status))
@@ -97,7 +103,9 @@ def run_graph(run: Any, workflow: Any) -> dict[str, Any]:
     return {"run_id": run.run_id, "status": str(run.status), **placed.to_dict()}
 
 
-def registry_graph(store: Any, compiler: Any, bundle: str, environment: str) -> dict[str, Any]:
+def registry_graph(
+    store: HasRegistry, compiler: SpecCompiler, bundle: str, environment: str
+) -> dict[str, Any]:
     """The graph of the revision of ``bundle`` active in ``environment`` (``404`` when none
     is): its signed spec compiled as a run of it would be (every node ``pending``)."""
     active = next(
@@ -119,7 +127,7 @@ def registry_graph(store: Any, compiler: Any, bundle: str, environment: str) -> 
     }
 
 
-def require_spec(run: Any) -> None:
+def require_spec(run: RunRecord) -> None:
     """A run stored without its spec has no graph to draw (400, like its policy report)."""
     if not run.spec:
         raise InvalidRequest(f"run {run.run_id} carries no spec metadata", run_id=run.run_id)

@@ -39,6 +39,8 @@ from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
 if TYPE_CHECKING:
+    import httpx2
+
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.store import NotificationEvent
@@ -70,7 +72,9 @@ class SlackDidNothing(Exception):
         self.error = error
 
 
-def call(client: Any, receiver: Receiver, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+def call(
+    client: httpx2.Client, receiver: Receiver, method: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     """One Web API call (``chat.postMessage`` ...): its answer, or ``DeliveryFailed`` naming
     the method and Slack's error code (never the token, never the URL). When the call
     certainly did nothing (Slack refused it, or was not reached) the ``DeliveryFailed``'s
@@ -81,7 +85,9 @@ def call(client: Any, receiver: Receiver, method: str, payload: dict[str, Any]) 
         raise DeliveryFailed(str(exc)) from exc
 
 
-def _call(client: Any, receiver: Receiver, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _call(
+    client: httpx2.Client, receiver: Receiver, method: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     import httpx2
 
     if method in JSON_METHODS:
@@ -118,7 +124,7 @@ def _call(client: Any, receiver: Receiver, method: str, payload: dict[str, Any])
     return answer
 
 
-def _form(value: Any) -> str:
+def _form(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -192,7 +198,7 @@ def _key(receiver: Receiver, continuation_id: str) -> str:
     return f"{METADATA_PREFIX}{receiver.name}.{continuation_id}"
 
 
-def message_key(receiver: Receiver, continuation_id: str, request_id: Any, to: str) -> str:
+def message_key(receiver: Receiver, continuation_id: str, request_id: object, to: str) -> str:
     """The key of the one message about a request to one channel or person: the same on
     every attempt, carried in the message's metadata so a retry can find what it posted."""
     raw = f"{receiver.name}\0{continuation_id}\0{request_id}\0{to}".encode()
@@ -200,7 +206,7 @@ def message_key(receiver: Receiver, continuation_id: str, request_id: Any, to: s
 
 
 def deliver(
-    client: Any,
+    client: httpx2.Client,
     receiver: Receiver,
     body: dict[str, Any],
     event: NotificationEvent,
@@ -238,7 +244,7 @@ class _Poster:
     Slack answered), or ``unknown`` when it could not be found out."""
 
     def __init__(
-        self, client: Any, receiver: Receiver, store: MetadataStore, key: str, now: float
+        self, client: httpx2.Client, receiver: Receiver, store: MetadataStore, key: str, now: float
     ) -> None:
         self.client, self.receiver, self.store, self.key, self.now = (
             client, receiver, store, key, now
@@ -252,7 +258,7 @@ class _Poster:
             tx.set_metadata(self.key, {"messages": self.messages})
 
     def post(
-        self, to: str, request_id: Any, key: str, text: str, blocks: list[dict[str, Any]]
+        self, to: str, request_id: object, key: str, text: str, blocks: list[dict[str, Any]]
     ) -> None:
         found = next(
             (
@@ -343,7 +349,7 @@ class _Poster:
 
 
 def _update_decided(
-    client: Any,
+    client: httpx2.Client,
     receiver: Receiver,
     body: dict[str, Any],
     event: NotificationEvent,

@@ -49,8 +49,8 @@ from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.maintenance import retention_policy
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.settings import RetentionDays
-from kneo.store import Store
+from kneo.settings import RetentionDays, Settings
+from kneo.store import ContinuationRecord, RunRecord, Store
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ _PAGE = 500
 QUEUE_PRUNE_SECONDS = 3600.0
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: object) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -82,10 +82,10 @@ _RECOVERY_LOCK = "sweep:stranded-runs"
 def _audit_timeout(
     tx: AuditTransaction,
     event: str,
-    run: Any,
-    cont: Any,
+    run: RunRecord,
+    cont: ContinuationRecord,
     request: dict[str, Any],
-    **fields: Any,
+    **fields: object,
 ) -> dict[str, Any]:
     """Record ``event`` by the timeout actor about ``request`` of ``cont`` in ``tx``: run,
     continuation, request and its timeout, then ``fields``. Returns the payload."""
@@ -223,7 +223,9 @@ class Sweeps:
             return self._auto_decide(cont, run, first, policy)
         return self._expire(cont, run, first, now)
 
-    def _expire(self, cont: Any, run: Any, request: dict[str, Any], now: datetime) -> int:
+    def _expire(
+        self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], now: datetime
+    ) -> int:
         timeout = request.get("timeout_seconds")
         error = {
             "code": ErrorCode.human_task_expired,
@@ -262,8 +264,8 @@ class Sweeps:
 
     def _escalate(
         self,
-        cont: Any,
-        run: Any,
+        cont: ContinuationRecord,
+        run: RunRecord,
         everything: list[dict[str, Any]],
         requests: list[dict[str, Any]],
         now: datetime,
@@ -320,7 +322,9 @@ class Sweeps:
             return 0
         return 1
 
-    def _auto_decide(self, cont: Any, run: Any, request: dict[str, Any], policy: str) -> int:
+    def _auto_decide(
+        self, cont: ContinuationRecord, run: RunRecord, request: dict[str, Any], policy: str
+    ) -> int:
         decision = "approved" if policy == "continue" else "rejected"
         event = "human.continued" if policy == "continue" else "human.auto_rejected"
         with self.store.transaction() as tx:  # committed before the resume it announces
@@ -354,7 +358,7 @@ class Sweeps:
         return 1
 
     def _continue_failed(
-        self, cont: Any, run: Any, base: dict[str, Any], exc: BaseException
+        self, cont: ContinuationRecord, run: RunRecord, base: dict[str, Any], exc: BaseException
     ) -> None:
         store = self.store
         message = str(exc)[:500]
@@ -603,7 +607,7 @@ class SweptPlatform(Protocol):
 
 
 def start_sweeper(
-    manager: SweptPlatform, settings: Any, *, directory: ProjectDirectory | None = None
+    manager: SweptPlatform, settings: Settings, *, directory: ProjectDirectory | None = None
 ) -> Sweeper:
     """The background work a service or worker process runs: the sweeps, and the
     notification dispatcher (:func:`kneo.platform.notifications.start_dispatcher`), which

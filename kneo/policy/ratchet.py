@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -49,9 +49,11 @@ from kneo.policy.environment import (
     load_environment_file,
     merge_stricter,
 )
+from kneo.spec.notifications_config import ReceiverConfig
 from kneo.spec.project import (
     CONFIG_DIR,
     CONFIG_FILE,
+    EnvironmentConfig,
     PolicyEnforcement,
     ProjectConfig,
     load_project_config,
@@ -95,7 +97,7 @@ def _label(gate: str) -> str:
     return gate.removeprefix("promotion.")
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     if isinstance(value, list | tuple | set | frozenset):
         return ", ".join(str(v) for v in value) or "none"
     return (
@@ -106,7 +108,7 @@ def _show(value: Any) -> str:
 def _switch(*, guards: bool) -> Rule:
     """A boolean; ``guards``: on is the stricter value (else on grants something)."""
 
-    def rule(gate: str, old: Any, new: Any) -> list[GateChange]:
+    def rule(gate: str, old: bool | None, new: bool | None) -> list[GateChange]:
         if bool(old) == bool(new):
             return []
         stricter = bool(new) == guards
@@ -116,14 +118,14 @@ def _switch(*, guards: bool) -> Rule:
     return rule
 
 
-def _at_least(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _at_least(gate: str, old: float, new: float) -> list[GateChange]:
     """A count that guards: more is stricter."""
     if old == new:
         return []
     return [GateChange(gate, TIGHTENED if new > old else LOOSENED, f"{_label(gate)} {old} → {new}")]
 
 
-def _limit(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _limit(gate: str, old: float | None, new: float | None) -> list[GateChange]:
     """A limit (``None``: unlimited): less is stricter."""
     if old == new:
         return []
@@ -139,7 +141,7 @@ def _limit(gate: str, old: Any, new: Any) -> list[GateChange]:
 def _ordered(*values: str) -> Rule:
     """One of ``values``, loosest first."""
 
-    def rule(gate: str, old: Any, new: Any) -> list[GateChange]:
+    def rule(gate: str, old: str, new: str) -> list[GateChange]:
         if old == new:
             return []
         stricter = values.index(new) > values.index(old)
@@ -153,10 +155,12 @@ def _ordered(*values: str) -> Rule:
 def _allow_list(*, empty_is_any: bool) -> Rule:
     """Who or what may: ``None`` (and, where ``empty_is_any``, ``[]``) means anyone."""
 
-    def anyone(value: Any) -> bool:
+    def anyone(value: Collection[object] | None) -> bool:
         return value is None or (empty_is_any and not value)
 
-    def rule(gate: str, old: Any, new: Any) -> list[GateChange]:
+    def rule(
+        gate: str, old: Collection[object] | None, new: Collection[object] | None
+    ) -> list[GateChange]:
         if anyone(old) and anyone(new):
             return []
         if anyone(new):
@@ -164,6 +168,7 @@ def _allow_list(*, empty_is_any: bool) -> Rule:
         if anyone(old):
             return [GateChange(gate, TIGHTENED, f"{_label(gate)} set to {_show(new)}")]
         out = []
+        old, new = old or (), new or ()  # neither is None here (that was "anyone")
         added = [v for v in new if v not in old]
         removed = [v for v in old if v not in new]
         if added:
@@ -175,7 +180,7 @@ def _allow_list(*, empty_is_any: bool) -> Rule:
     return rule
 
 
-def _block_list(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _block_list(gate: str, old: Collection[object], new: Collection[object]) -> list[GateChange]:
     """What is refused: an entry removed loosens."""
     out = []
     removed = [v for v in old if v not in new]
@@ -187,7 +192,9 @@ def _block_list(gate: str, old: Any, new: Any) -> list[GateChange]:
     return out
 
 
-def _windows(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _windows(
+    gate: str, old: Collection[FreezeWindow], new: Collection[FreezeWindow]
+) -> list[GateChange]:
     """Freeze windows, compared whole: one removed or changed loosens, one added tightens."""
     out = []
     for window in old:
@@ -199,7 +206,7 @@ def _windows(gate: str, old: Any, new: Any) -> list[GateChange]:
     return out
 
 
-def _describe(window: Any) -> str:
+def _describe(window: object) -> str:
     return window.describe() if isinstance(window, FreezeWindow) else str(window)
 
 
@@ -210,7 +217,9 @@ REQUIREMENT_RULES: dict[str, Rule | str] = {
 }
 
 
-def _requirements(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _requirements(
+    gate: str, old: Iterable[EvalRequirement], new: Iterable[EvalRequirement]
+) -> list[GateChange]:
     """Required eval suites by name: one removed or lowered loosens."""
     before = {r.suite: r for r in old}
     after = {r.suite: r for r in new}
@@ -229,7 +238,7 @@ def _requirements(gate: str, old: Any, new: Any) -> list[GateChange]:
     return out
 
 
-def _upstream(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _upstream(gate: str, old: str | None, new: str | None) -> list[GateChange]:
     """``require_approved_in``: set is stricter; another environment is not comparable, so
     a loosening (its chain is not this one's)."""
     if old == new:
@@ -241,7 +250,7 @@ def _upstream(gate: str, old: Any, new: Any) -> list[GateChange]:
     return [GateChange(gate, LOOSENED, f"{_label(gate)} {old} → {new}")]
 
 
-def _changed(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _changed(gate: str, old: object, new: object) -> list[GateChange]:
     """A value with no stricter direction (a module, a URL, a variable): any change loosens,
     since what it now reaches was never reviewed under the policy in force."""
     if old == new:
@@ -249,7 +258,9 @@ def _changed(gate: str, old: Any, new: Any) -> list[GateChange]:
     return [GateChange(gate, LOOSENED, f"{_label(gate)} {_show(old)} → {_show(new)}")]
 
 
-def _grants(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _grants(
+    gate: str, old: Mapping[str, object] | None, new: Mapping[str, object] | None
+) -> list[GateChange]:
     """Named grants (``name -> what``: secrets, MCP servers): one added or changed loosens,
     one removed tightens."""
     before, after = dict(old or {}), dict(new or {})
@@ -266,12 +277,18 @@ def _grants(gate: str, old: Any, new: Any) -> list[GateChange]:
     return out
 
 
-def _receivers(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _receivers(
+    gate: str, old: Iterable[ReceiverConfig], new: Iterable[ReceiverConfig]
+) -> list[GateChange]:
     """Notification receivers by name: they send to destinations with secrets."""
     return _grants(gate, {r.name: r for r in old}, {r.name: r for r in new})
 
 
-def _environment_grants(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _environment_grants(
+    gate: str,
+    old: Mapping[str, EnvironmentConfig] | None,
+    new: Mapping[str, EnvironmentConfig] | None,
+) -> list[GateChange]:
     """``environments.<env>``: its secrets and network are grants; its policy block is
     judged through that environment's effective policy; overlay and prose bear no trust."""
     out = []
@@ -301,7 +318,9 @@ ENFORCEMENT_RULES: dict[str, Rule | str] = {
 }
 
 
-def _enforcement(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _enforcement(
+    gate: str, old: PolicyEnforcement | None, new: PolicyEnforcement | None
+) -> list[GateChange]:
     """An absent or disabled block enforces nothing; between two enabled blocks, field by
     field."""
     on = [p is not None and p.enabled for p in (old, new)]
@@ -398,13 +417,15 @@ PROJECT_RULES: dict[str, Rule | str] = {
 }
 
 
-def _value(model: Any, path: str) -> Any:
+def _value(model: object, path: str) -> Any:
     for part in path.split("."):
         model = getattr(model, part)
     return model
 
 
-def _fields(prefix: str, old: Any, new: Any, rules: Mapping[str, Rule | str]) -> list[GateChange]:
+def _fields(
+    prefix: str, old: object, new: object, rules: Mapping[str, Rule | str]
+) -> list[GateChange]:
     out: list[GateChange] = []
     for path, rule in rules.items():
         if isinstance(rule, str):
@@ -512,7 +533,7 @@ def policy_digest(environment: str, policy: EnvironmentPolicy | None) -> str:
 # --------------------------------------------------------------------------- coverage
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def _model_of(annotation: object) -> type[BaseModel] | None:
     """The model a field holds directly (``M`` or ``M | None``), else ``None``."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -523,7 +544,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def field_paths(model: type[BaseModel], table: Mapping[str, Any], prefix: str = "") -> list[str]:
+def field_paths(model: type[BaseModel], table: Mapping[str, object], prefix: str = "") -> list[str]:
     """Every field path of ``model``: into a nested model unless ``table`` classifies the
     nested model's field as a whole."""
     out: list[str] = []

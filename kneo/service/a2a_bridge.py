@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from a2a.server.context import ServerCallContext
@@ -31,6 +31,9 @@ from a2a.utils.errors import (
 
 from kneo.errors import ErrorCode
 from kneo.projects import PROJECT_HEADER
+
+if TYPE_CHECKING:
+    import httpx2
 
 #: How the API's calls from A2A are marked (request log, ``X-Kneo-Via``).
 VIA = "a2a"
@@ -85,7 +88,7 @@ class ApiCalls:
 
     ``client`` is an ``httpx2.AsyncClient`` on the service app (in-process)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: httpx2.AsyncClient) -> None:
         self._client = client
 
     async def request(

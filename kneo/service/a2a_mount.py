@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
@@ -53,6 +53,9 @@ from kneo.service.auth import (
 from kneo.service.errors import error_headers
 from kneo.service.mcp import bearer_challenge, in_process_client, presented
 from kneo.service.throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 #: Where the JSON-RPC endpoint is mounted.
 PATH = "/a2a"
@@ -240,7 +243,7 @@ class _ContextBuilder(DefaultServerCallContextBuilder):
         return context
 
 
-def mount(app: Any) -> A2aServer:
+def mount(app: Starlette) -> A2aServer:
     """Serve A2A at :data:`PATH` and the card at the well-known path on the service ``app``;
     calls go to ``app`` itself (``app.state.a2a``). Push notifications are on where the
     settings allow push destinations (a bad list is a ``config_error`` here, at start)."""

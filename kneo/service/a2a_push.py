@@ -28,7 +28,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from a2a.server.context import ServerCallContext
 from a2a.types import a2a_pb2 as pb
@@ -52,6 +52,9 @@ from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
 from kneo.store import AuditTransaction, HasA2aPush, Transactional
 from kneo.store.outbox.a2a_push import PushConfig
+
+if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
 
 log = get_logger("kneo_serv.a2a")
 
@@ -277,7 +280,9 @@ class PushSweep:
         self._manager = manager
         self.interval = interval
 
-    def body(self, manager: Any, config: PushConfig) -> tuple[dict[str, Any], str] | None:
+    def body(
+        self, manager: PlatformManager, config: PushConfig
+    ) -> tuple[dict[str, Any], str] | None:
         """The pushed ``StreamResponse`` and the run's status, read now in the config's
         project; ``None`` when the run (or its project) is gone."""
         try:

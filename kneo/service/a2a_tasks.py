@@ -161,7 +161,7 @@ def _plain(value: Any) -> Any:
     return _whole(MessageToDict(value)) if value is not None else None
 
 
-def _whole(value: Any) -> Any:
+def _whole(value: object) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

@@ -59,6 +59,9 @@ from kneo.settings import CONTINUATION_MODES, Settings
 from kneo.worker import Worker
 
 if TYPE_CHECKING:
+    from kneo.controller.config import ControllerConfig
+    from kneo.controller.controller import Controller
+    from kneo.controller.projects import ProjectControllers
     from kneo.platform.manager import PlatformManager
 
 log = get_logger(LOGGER_NAME)
@@ -121,8 +124,8 @@ def create_app(
     settings: Settings | None = None,
     manager: PlatformManager | None = None,
     start_worker: bool | None = None,
-    controller: Any = None,
-    controller_config: Any = None,
+    controller: Controller | ProjectControllers | None = None,
+    controller_config: ControllerConfig | None = None,
     run_controller: bool = False,
     mcp: bool = False,
     a2a: bool = False,
@@ -198,7 +201,7 @@ def create_app(
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def _report_deciders(app: FastAPI, manager: Any) -> None:
+def _report_deciders(app: FastAPI, manager: PlatformManager | None) -> None:
     """Warn of each person a receiver sends a link or button whose use cannot decide
     (:func:`kneo.service.deciders.undecided`); a receiver that cannot load is the
     dispatcher's to report."""
@@ -232,7 +235,7 @@ def _lifespan(
     *,
     build_manager: bool,
     run_worker: bool,
-    controller: Any,
+    controller: Controller | ProjectControllers | None,
     run_controller: bool,
     on_workers: bool,
 ) -> Lifespan:

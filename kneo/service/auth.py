@@ -16,7 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -51,6 +51,10 @@ from kneo.service.identity import (
     person_of,
 )
 from kneo.service.throttle import SignInThrottle
+from kneo.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 #: The actor recorded when authentication is disabled (local development): a platform
 #: admin, as every caller held every scope before there were projects.
@@ -215,7 +219,7 @@ class Authenticator:
         self.roles = list(roles or [])
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Authenticator:
+    def from_settings(cls, settings: Settings) -> Authenticator:
         oidc = settings.oidc
         return cls(
             enabled=bool(settings.auth_enabled),
@@ -433,7 +437,7 @@ async def _signed_in(request: Request) -> Principal:
     return principal
 
 
-def route_scopes(app: Any) -> list[tuple[str, str, str | None]]:
+def route_scopes(app: Starlette) -> list[tuple[str, str, str | None]]:
     """``(method, path, scope)`` for every API route; ``None`` means unauthenticated."""
     rows: list[tuple[str, str, str | None]] = []
     for path, methods, dependant in _api_routes(app):

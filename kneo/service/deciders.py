@@ -31,6 +31,9 @@ from kneo.service.identity import roles_of
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from starlette.applications import Starlette
+
+    from kneo.platform.manager import PlatformManager
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.service.auth import Authenticator
@@ -42,7 +45,7 @@ DECIDE_SCOPE = "human:write"
 DIRECTORY = "notifications.people"
 
 
-def people_of(app: Any, project: str = DEFAULT_PROJECT) -> People:
+def people_of(app: Starlette, project: str = DEFAULT_PROJECT) -> People:
     """``project``'s people directory (its config's ``notifications.people`` and
     ``KNEO_SERV_NOTIFICATIONS_PEOPLE``): the app's own project's read once per app, another
     project's once per build of its manager (a new definition, a new directory);
@@ -59,7 +62,7 @@ def people_of(app: Any, project: str = DEFAULT_PROJECT) -> People:
     return found
 
 
-def _project_people(state: Any, manager: Any) -> People:
+def _project_people(state: Any, manager: PlatformManager) -> People:
     """A tenant's directory, kept with the manager it was read for."""
     cache: dict[str, tuple[Any, People]] | None = getattr(state, "project_people", None)
     if cache is None:
@@ -85,7 +88,9 @@ def with_directory_groups(who: Identity, people: People) -> Identity:
     )
 
 
-def assignee_names(app: Any, who: Identity, project: str = DEFAULT_PROJECT) -> tuple[str, ...]:
+def assignee_names(
+    app: Starlette, who: Identity, project: str = DEFAULT_PROJECT
+) -> tuple[str, ...]:
     """The assignee entries that name ``who`` in ``project`` (the inbox's *Mine*, the API's
     ``assignee=mine``): their names as a key and by proven claim, their groups, and the groups
     the project's people directory puts them in (a group task or a promotion whose approvers

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -22,6 +22,8 @@ from kneo.errors import NotReady
 from kneo.service.auth import ANONYMOUS, Principal, require_scope
 
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from kneo.platform.manager import PlatformManager
 
 _lock = threading.Lock()
@@ -40,7 +42,7 @@ def get_platform_manager() -> PlatformManager | None:
     return _manager
 
 
-def current_manager(app: Any) -> PlatformManager | None:
+def current_manager(app: Starlette) -> PlatformManager | None:
     """The app's manager: its own (tests, default) or else the process-wide one."""
     manager: PlatformManager | None = getattr(app.state, "manager", None)
     return manager if manager is not None else _manager

@@ -120,7 +120,7 @@ def relative_paths(request: Request, value: _T) -> _T:
     return cast(_T, _walk(value, roots))
 
 
-def _walk(value: Any, roots: tuple[str, ...]) -> Any:
+def _walk(value: object, roots: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return _relative_text(value, roots) if "/" in value else value
     if isinstance(value, dict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -26,6 +26,9 @@ from kneo.service.errors import error_headers
 from kneo.service.query_params import StrictQueryRoute
 from kneo.service.spec_source import registries
 from kneo.spec.project import SecretsConfig
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 _URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
 
@@ -46,7 +49,7 @@ def _names(registry: Any) -> list[str]:
     return sorted(str(n) for n in names)
 
 
-def readiness_checks(app: Any) -> dict[str, dict[str, Any]]:
+def readiness_checks(app: Starlette) -> dict[str, dict[str, Any]]:
     """Every readiness check by name; blocking (called in a worker thread)."""
     settings = app.state.settings
     manager = current_manager(app)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -38,6 +38,11 @@ from kneo.projects import PROJECT_HEADER
 from kneo.service.auth import Authenticator, key_in_headers, sign_in
 from kneo.service.errors import error_headers
 from kneo.service.throttle import SignInThrottle
+
+if TYPE_CHECKING:
+    import httpx2
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp
 
 #: What the assistant is told about this server.
 INSTRUCTIONS = (
@@ -123,7 +128,11 @@ class ApiBridge:
     """
 
     def __init__(
-        self, client: Any, *, default_key: str | None = None, default_project: str | None = None
+        self,
+        client: httpx2.AsyncClient,
+        *,
+        default_key: str | None = None,
+        default_project: str | None = None,
     ) -> None:
         self._client = client
         self._default_key = default_key or None
@@ -408,7 +417,7 @@ class McpEndpoint:
         await self.sessions.handle_request(scope, receive, send)
 
 
-def mount(app: Any) -> McpEndpoint:
+def mount(app: Starlette) -> McpEndpoint:
     """Serve the MCP tools at ``/mcp`` on the service ``app``; calls go to ``app`` itself.
     The app's lifespan runs the endpoint's session manager (``app.state.mcp``)."""
     from starlette.routing import Route
@@ -421,7 +430,7 @@ def mount(app: Any) -> McpEndpoint:
     return endpoint
 
 
-def in_process_client(app: Any) -> Any:
+def in_process_client(app: ASGIApp) -> Any:
     """An ``httpx2.AsyncClient`` that calls ``app`` (the service) without a socket."""
     import httpx2
 

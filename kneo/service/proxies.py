@@ -22,7 +22,12 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from kneo.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 #: Hops read from the right at most; a longer chain is cut (its leftmost hops are a client's,
 #: or a chain of more proxies than anyone runs).
@@ -170,7 +175,7 @@ class ForwardedMiddleware:
         await self.app(scope, receive, send)
 
 
-def add_forwarded(app: Any, settings: Any) -> None:
+def add_forwarded(app: Starlette, settings: Settings) -> None:
     """Wrap ``app`` (outermost) in :class:`ForwardedMiddleware` when proxies are trusted."""
     proxies = TrustedProxies(settings.forwarded_allow_ips, settings.forwarded_header)
     if proxies:

@@ -129,7 +129,7 @@ class ContinueRequest(_Strict):
     to_revision: Annotated[StrictInt, Field(ge=1)] | Literal["active", "current"] | None = None
 
 
-def _json_size(value: Any) -> int:
+def _json_size(value: object) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str).encode("utf-8"))
 
 

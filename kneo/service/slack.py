@@ -50,6 +50,7 @@ from kneo.service.query_params import StrictQueryRoute
 from kneo.service.slack_forms import FIELD_PREFIX, schema_fields, submitted_content
 
 if TYPE_CHECKING:
+    from kneo.platform.manager import PlatformManager
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
 
@@ -207,7 +208,7 @@ def _block_of(payload: dict[str, Any], exc: KneoError) -> str:
 
 
 def _decider(
-    request: Request, app: SlackApp, receiver: Receiver, user_id: str, manager: Any
+    request: Request, app: SlackApp, receiver: Receiver, user_id: str, manager: PlatformManager
 ) -> Identity:
     """The clicker as the Kneo person who may decide in ``manager``'s project (403 else)."""
     project = str(manager.store.project)

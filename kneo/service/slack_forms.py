@@ -61,7 +61,7 @@ def _element(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "plain_text_input", "action_id": "value", "multiline": kind == "json"}
 
 
-def schema_fields(schema: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def schema_fields(schema: object) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The input blocks of an object schema's properties and each field's kind (none when
     ``schema`` is not an object with properties: the modal then takes free text)."""
     if not isinstance(schema, Mapping) or not isinstance(schema.get("properties"), Mapping):

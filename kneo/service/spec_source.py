@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import ErrorCode, Forbidden, InvalidRequest, NotFound
 from kneo.policy.check import check_spec
 from kneo.service.schemas import SpecSource
+from kneo.settings import Settings
 from kneo.spec.loader import deep_merge, load_spec, load_spec_data
 from kneo.spec.project import ProjectContext
 
@@ -39,7 +40,7 @@ class ResolvedSpec:
     spec_path: Path | None
 
 
-def confined_spec_path(spec_path: str, settings: Any, root: Path) -> Path:
+def confined_spec_path(spec_path: str, settings: Settings, root: Path) -> Path:
     """The file a request's ``spec_path`` names, if it lies under a spec root.
 
     Relative paths are taken from the project root (``root``). The real path (symlinks
@@ -69,7 +70,7 @@ def _real_roots(roots: tuple[Path, ...], root: str) -> tuple[str, ...]:
     )
 
 
-def resolve_spec(body: SpecSource, settings: Any) -> ResolvedSpec:
+def resolve_spec(body: SpecSource, settings: Settings) -> ResolvedSpec:
     """Load the spec a request names. Raises ``SpecError``/``NotFound``/``InvalidRequest``/
     ``Forbidden`` (a ``spec_path`` outside the spec roots)."""
     context = ProjectContext.discover(settings=settings, env=body.environment)

@@ -65,7 +65,7 @@ def deep_merge(base: Any, overlay: Any) -> Any:
     return copy.deepcopy(overlay)
 
 
-def _id_list(value: Any) -> bool:
+def _id_list(value: object) -> bool:
     return (
         isinstance(value, list)
         and bool(value)
@@ -252,7 +252,7 @@ def _offline(data: dict[str, Any]) -> bool:
 
 
 def load_spec_data(
-    data: Any, *, source: str = "<inline>", project: ProjectConfig | None = None
+    data: object, *, source: str = "<inline>", project: ProjectConfig | None = None
 ) -> Spec:
     """Validate an in-memory spec (HTTP inline specs); errors carry field paths, no lines."""
     if not isinstance(data, dict):

@@ -283,7 +283,7 @@ class WorkflowSpec(_Model):
 
     @field_validator("nodes", mode="before")
     @classmethod
-    def _keyed_nodes(cls, value: Any) -> Any:
+    def _keyed_nodes(cls, value: object) -> Any:
         """Graph nodes may be keyed (``nodes: {analyze: {kind: agent, ref: a}}``)."""
         if isinstance(value, dict):
             return [
@@ -366,7 +366,7 @@ class ComponentsSpec(_Model):
 
     @field_validator("functions", mode="before")
     @classmethod
-    def _function_shorthand(cls, value: Any) -> Any:
+    def _function_shorthand(cls, value: object) -> Any:
         """``functions: {draft: "pkg.mod:draft"}`` is shorthand for ``{ref: ...}``."""
         if isinstance(value, dict):
             return {k: {"ref": v} if isinstance(v, str) else v for k, v in value.items()}

@@ -85,7 +85,7 @@ def unknown_field_hint(model: type[BaseModel] | None, loc: Sequence[Any]) -> str
     return f"did you mean '{guess}'?" if guess else None
 
 
-def enum_value_hint(field: str | None, value: Any, expected: str) -> str | None:
+def enum_value_hint(field: str | None, value: object, expected: str) -> str | None:
     """For a value outside an enum (pydantic's ``expected`` text lists the choices)."""
     if not isinstance(value, str):
         return None

@@ -268,7 +268,7 @@ def _suggestion(err: Any) -> str | None:
     return None
 
 
-def dump_yaml(data: Any) -> str:
+def dump_yaml(data: object) -> str:
     """Stable, human-friendly YAML (keys in document order, block style)."""
     import yaml
 

@@ -229,5 +229,5 @@ def notification_event_values(
     }
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return None if value is None else str(value)[:255]

@@ -24,7 +24,7 @@ client is made.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, ToolCall
 from kneo.engine.providers.remote import (
@@ -36,6 +36,10 @@ from kneo.engine.providers.remote import (
 from kneo.errors import ConfigError, ErrorCode
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
+
+if TYPE_CHECKING:
+    import httpx2
+    from anthropic import Anthropic
 
 #: ``max_tokens`` sent when the spec sets none (the Messages API requires one).
 DEFAULT_MAX_TOKENS = 4096
@@ -63,8 +67,8 @@ class AnthropicMessages:
         base_url: str | None,
         timeout: float | None,
         model: ModelSpec,
-        http: Any,
-    ) -> Any:
+        http: httpx2.Client,
+    ) -> Anthropic:
         try:
             from anthropic import Anthropic
         except ImportError:
@@ -80,7 +84,7 @@ class AnthropicMessages:
 
     def call(
         self,
-        client: Any,
+        client: Anthropic,
         *,
         model: ModelSpec,
         messages: Sequence[ChatMessage],

@@ -133,7 +133,7 @@ def _render(text: str, context: dict[str, str]) -> str:
     return text
 
 
-def _render_value(value: Any, context: dict[str, str]) -> Any:
+def _render_value(value: object, context: dict[str, str]) -> Any:
     if isinstance(value, str):
         return _render(value, context)
     if isinstance(value, dict):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, ToolCall
 from kneo.engine.providers.remote import (
@@ -43,6 +43,10 @@ from kneo.engine.providers.remote import (
 from kneo.errors import ConfigError, ErrorCode
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
+
+if TYPE_CHECKING:
+    import httpx2
+    from google import genai
 
 API_VERSION = "v1beta"
 #: prefix of the ids Kneo gives calls Gemini sent without one
@@ -64,8 +68,8 @@ class GeminiContent:
         base_url: str | None,
         timeout: float | None,
         model: ModelSpec,
-        http: Any,
-    ) -> Any:
+        http: httpx2.Client,
+    ) -> genai.Client:
         try:
             from google import genai
             from google.genai import types
@@ -89,7 +93,7 @@ class GeminiContent:
 
     def call(
         self,
-        client: Any,
+        client: genai.Client,
         *,
         model: ModelSpec,
         messages: Sequence[ChatMessage],

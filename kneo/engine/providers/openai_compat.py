@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.engine.providers.base import ChatMessage, ModelReply, StopReason, ToolCall
 from kneo.engine.providers.remote import (
@@ -34,6 +34,10 @@ from kneo.engine.providers.remote import (
 from kneo.errors import ErrorCode, ProviderError
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
+
+if TYPE_CHECKING:
+    import httpx2
+    from openai import AzureOpenAI, OpenAI
 
 #: The Azure OpenAI API version used when ``model.api_version`` is unset (the GA version).
 AZURE_API_VERSION = "2024-10-21"
@@ -115,8 +119,8 @@ class ChatCompletions:
         base_url: str | None,
         timeout: float | None,
         model: ModelSpec,
-        http: Any,
-    ) -> Any:
+        http: httpx2.Client,
+    ) -> OpenAI:
         from openai import OpenAI
 
         if not base_url:  # a local server has no default endpoint
@@ -136,7 +140,7 @@ class ChatCompletions:
 
     def call(
         self,
-        client: Any,
+        client: OpenAI,
         *,
         model: ModelSpec,
         messages: Sequence[ChatMessage],
@@ -174,8 +178,8 @@ class AzureChatCompletions(ChatCompletions):
         base_url: str | None,
         timeout: float | None,
         model: ModelSpec,
-        http: Any,
-    ) -> Any:
+        http: httpx2.Client,
+    ) -> AzureOpenAI:
         from openai import AzureOpenAI
 
         if not base_url:

@@ -27,7 +27,7 @@ DEFAULT_PROVIDER_SECRETS: Mapping[str, str] = {"openai": "OPENAI_API_KEY"}
 
 #: The providers behind a network API: name -> (adapter, aliases, the variable holding the
 #: key when neither the spec nor the project names one).
-REMOTE_PROVIDERS: dict[str, tuple[Callable[[], Adapter], tuple[str, ...], str]] = {
+REMOTE_PROVIDERS: dict[str, tuple[Callable[[], Adapter[Any]], tuple[str, ...], str]] = {
     "openai": (ChatCompletions, ("openai-compatible", "llama-cpp"), "OPENAI_API_KEY"),
     "azure-openai": (AzureChatCompletions, (), "AZURE_OPENAI_API_KEY"),
     "anthropic": (AnthropicMessages, (), "ANTHROPIC_API_KEY"),

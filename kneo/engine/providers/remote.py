@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from kneo.clock import jitter
 from kneo.destinations import DEFAULT_ENDPOINTS, KEYLESS_PROVIDERS, NO_KEY
@@ -57,6 +57,9 @@ from kneo.redaction import redact_text
 from kneo.settings import Settings
 from kneo.spec.models import ModelSpec, ToolChoiceName
 from kneo.tools import ToolDefinition
+
+if TYPE_CHECKING:
+    import httpx2
 
 #: Longest upstream error text carried into a ProviderError message.
 _MAX_ERROR_CHARS = 300
@@ -91,7 +94,10 @@ class Fault:
         return self.kind == "status" and (status in (408, 429) or status >= 500)
 
 
-class Adapter(Protocol):
+SdkClient = TypeVar("SdkClient")
+
+
+class Adapter(Protocol[SdkClient]):
     """One SDK's request and response, and its exceptions; nothing else (see the module)."""
 
     #: the provider's registry name
@@ -104,15 +110,15 @@ class Adapter(Protocol):
         base_url: str | None,
         timeout: float | None,
         model: ModelSpec,
-        http: Any,
-    ) -> Any:
+        http: httpx2.Client,
+    ) -> SdkClient:
         """The SDK's client (retries off, key and endpoint given explicitly) over ``http``,
         the kernel's HTTP client: the SDK sends through nothing else."""
         ...
 
     def call(
         self,
-        client: Any,
+        client: SdkClient,
         *,
         model: ModelSpec,
         messages: Sequence[ChatMessage],
@@ -132,7 +138,7 @@ class RemoteProvider:
 
     def __init__(
         self,
-        adapter: Adapter,
+        adapter: Adapter[Any],
         settings: Settings,
         *,
         secrets: Mapping[str, str] | None = None,

@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -30,6 +30,9 @@ from kneo.service.run_filters import run_filter
 from kneo.service.schemas import ContinueRequest, CreateRunRequest, check_limits
 from kneo.service.spec_source import confined_spec_path, registries
 from kneo.spec.loader import load_spec_data
+
+if TYPE_CHECKING:
+    from kneo.platform.results import RunResult
 
 router = APIRouter(tags=["runs"], route_class=StrictQueryRoute)
 
@@ -85,7 +88,7 @@ def _start_run(
 
 
 def _answer(
-    request: Request, result: Any, async_mode: bool, caller: Caller
+    request: Request, result: RunResult, async_mode: bool, caller: Caller
 ) -> tuple[int, dict[str, Any]]:
     annotate(request, run_id=result.run_id, continuation_id=result.continuation_id)
     show = shows_personal_data(caller.principal.scopes)

@@ -20,6 +20,7 @@ from kneo.redaction import REDACTED
 from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.query_params import StrictQueryRoute
+from kneo.settings import Settings
 from kneo.spec.project import PolicyEnforcement, ProjectContext, SecretsConfig
 
 router = APIRouter(route_class=StrictQueryRoute)
@@ -34,7 +35,7 @@ def _reference(name: str, env_var: str, present: bool) -> dict[str, Any]:
     }
 
 
-def credential_inventory(settings: Any) -> dict[str, Any]:
+def credential_inventory(settings: Settings) -> dict[str, Any]:
     """Provider, extra and service-token references with presence flags; no values."""
     try:
         context = ProjectContext.discover(settings=settings)

@@ -3,7 +3,7 @@ lives with the runs routes because it is a run creation."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 
@@ -18,6 +18,10 @@ from kneo.spec.compiler import SpecCompiler, describe, diagnostics_error
 from kneo.spec.explain import explain
 from kneo.spec.graph import workflow_graph
 
+if TYPE_CHECKING:
+    from kneo.policy.check import SpecReport
+    from kneo.service.spec_source import ResolvedSpec
+
 router = APIRouter(tags=["specs"], route_class=StrictQueryRoute)
 
 
@@ -29,7 +33,7 @@ def _checked(
     return resolved, check_resolved(resolved, manager)
 
 
-def _audit(caller: Caller, event: str, resolved: Any, report: Any) -> None:
+def _audit(caller: Caller, event: str, resolved: ResolvedSpec, report: SpecReport) -> None:
     caller.manager.add_audit(
         event,
         actor=caller.principal.name,

@@ -68,7 +68,7 @@ def _op(kind: str, path: list[Any], value_text: str | None) -> str:
     return head + "]" if value_text is None else f"{head},{value_text}]"
 
 
-def _redacted_text(value: Any, text: str) -> str:
+def _redacted_text(value: object, text: str) -> str:
     """``value``'s JSON text after :func:`redact` (``text`` when nothing could change)."""
     return _ENC(redact(value)) if may_need_redaction(text) else text
 

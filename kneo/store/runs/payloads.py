@@ -34,7 +34,7 @@ class EncodedPayload(NamedTuple):
     reduction: dict[str, Any] | None
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: object) -> bytes:
     """Compact JSON bytes; a value that is not JSON is an ``invalid_payload`` error."""
     try:
         return jsontext.dumps(value).encode()
@@ -119,7 +119,7 @@ def _maybe_compress(raw: bytes, limits: CheckpointLimits) -> tuple[bytes, str]:
     return raw, ENCODING_JSON
 
 
-def bounded_preview(value: Any, limits: CheckpointLimits, depth: int = 0) -> Any:
+def bounded_preview(value: object, limits: CheckpointLimits, depth: int = 0) -> Any:
     """A copy of ``value`` with long strings, lists and dicts cut to the preview limits.
 
     Cut containers say how much was dropped (``"... N more"`` markers) so a reader knows the
