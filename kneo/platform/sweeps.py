@@ -33,10 +33,10 @@ sweep racing a person's resume (or another sweeper) changes nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
@@ -504,6 +504,8 @@ class Sweeper:
         self._tasks: list[PeriodicTask] = []
         #: the process's notification dispatcher, started with the sweeps (start_sweeper)
         self.dispatcher: Any = None
+        #: the schedules' pass (:class:`kneo.platform.schedules.ScheduleLoop`), if any
+        self.schedules: Callable[[], object] | None = None
         #: finished queue records (and sent or dead notifications) older than this many days
         #: are deleted every :data:`QUEUE_PRUNE_SECONDS` (``None``: never)
         self.queue_days: int | None = None
@@ -558,6 +560,16 @@ class Sweeper:
                         self.prune_queue,
                         logger=log,
                         failure="queue retention failed",
+                    )
+                )
+            if self.schedules is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-schedules",
+                        1.0,
+                        self.schedules,
+                        logger=log,
+                        failure="schedule pass failed",
                     )
                 )
             if self.recovery is not None:
@@ -619,6 +631,10 @@ def start_sweeper(
     )
     if hasattr(settings, "notifications"):
         sweeper.dispatcher = start_dispatcher(manager, settings, directory=directory)
+    if hasattr(manager, "runs"):  # a platform that starts runs: its schedules tick here
+        from kneo.platform.schedules import ScheduleLoop  # the controller's modules
+
+        sweeper.schedules = ScheduleLoop(cast(Any, manager), directory).pass_once
     if hasattr(settings, "retention"):
         days = retention_policy(settings, manager.project).queue_days
         sweeper.queue_days = days

@@ -6670,6 +6670,407 @@ export type RunsTraceResponses = {
 
 export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 
+export type SchedulesListData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Environment
+         *
+         * Only this environment's schedules.
+         */
+        environment?: string | null;
+    };
+    url: '/v1/schedules';
+};
+
+export type SchedulesListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesListError = SchedulesListErrors[keyof SchedulesListErrors];
+
+export type SchedulesListResponses = {
+    /**
+     * Response Schedules-List
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type SchedulesListResponse = SchedulesListResponses[keyof SchedulesListResponses];
+
+export type SchedulesGetData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: {
+        /**
+         * Ticks
+         *
+         * How many of the latest ticks to list.
+         */
+        ticks?: number;
+    };
+    url: '/v1/schedules/{bundle}/{environment}/{name}';
+};
+
+export type SchedulesGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesGetError = SchedulesGetErrors[keyof SchedulesGetErrors];
+
+export type SchedulesGetResponses = {
+    /**
+     * Response Schedules-Get
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type SchedulesGetResponse = SchedulesGetResponses[keyof SchedulesGetResponses];
+
+export type SchedulesPauseData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/pause';
+};
+
+export type SchedulesPauseErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesPauseError = SchedulesPauseErrors[keyof SchedulesPauseErrors];
+
+export type SchedulesPauseResponses = {
+    /**
+     * Response Schedules-Pause
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type SchedulesPauseResponse = SchedulesPauseResponses[keyof SchedulesPauseResponses];
+
+export type SchedulesResumeData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/resume';
+};
+
+export type SchedulesResumeErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesResumeError = SchedulesResumeErrors[keyof SchedulesResumeErrors];
+
+export type SchedulesResumeResponses = {
+    /**
+     * Response Schedules-Resume
+     *
+     * Successful Response
+     */
+    200: {
+        [key: string]: unknown;
+    };
+};
+
+export type SchedulesResumeResponse = SchedulesResumeResponses[keyof SchedulesResumeResponses];
+
+export type SchedulesTriggerData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/trigger';
+};
+
+export type SchedulesTriggerErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesTriggerError = SchedulesTriggerErrors[keyof SchedulesTriggerErrors];
+
+export type SchedulesTriggerResponses = {
+    /**
+     * Response Schedules-Trigger
+     *
+     * Successful Response
+     */
+    202: {
+        [key: string]: unknown;
+    };
+};
+
+export type SchedulesTriggerResponse = SchedulesTriggerResponses[keyof SchedulesTriggerResponses];
+
 export type SecurityCredentialsGetData = {
     body?: never;
     headers?: {
@@ -7306,6 +7707,80 @@ export type SpecsValidateResponses = {
 };
 
 export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateResponses];
+
+export type TriggersDeliverData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/triggers/{bundle}/{environment}/{name}';
+};
+
+export type TriggersDeliverErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type TriggersDeliverError = TriggersDeliverErrors[keyof TriggersDeliverErrors];
+
+export type TriggersDeliverResponses = {
+    /**
+     * Successful Response
+     */
+    202: unknown;
+};
 
 export type ServiceVersionData = {
     body?: never;
