@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gitops_fixtures import Keys, Repo
+from gitops_fixtures import Keys, Repo, documented
 from starlette.testclient import TestClient
 from test_schedules import _platform, _promote
 
@@ -56,7 +56,7 @@ def client(
 def test_a_reviewer_reads_only_an_operator_changes(client: TestClient, store: Any) -> None:
     listed = client.get("/v1/schedules", headers=_as("viewer"))
     assert listed.status_code == 200, listed.text
-    (item,) = listed.json()["schedules"]
+    (item,) = documented("schedules-list", listed)["schedules"]
     assert (item["bundle"], item["environment"], item["name"]) == ("nightly", "dev", "tick")
     # 03:00 in Paris on 2026-03-01 (UTC+1) is 02:00 UTC; the clock is at midnight UTC
     assert item["next_tick"] == "2026-03-01T02:00:00+00:00" and item["paused"] is False
@@ -67,17 +67,20 @@ def test_a_reviewer_reads_only_an_operator_changes(client: TestClient, store: An
     assert store.schedules.ticks(("nightly", "dev", "tick")) == []
 
     paused = client.post(f"{PATH}/pause", headers=_as("ops"))
-    assert paused.status_code == 200 and paused.json()["paused"] is True
+    assert paused.status_code == 200 and documented("schedules-pause", paused)["paused"] is True
     assert paused.json()["paused_by"] == "ops"
     events = store.audit.list_audit(event_type="schedule.paused").items
     assert [e.actor for e in events] == ["ops"]
 
     started = client.post(f"{PATH}/trigger", headers=_as("ops"))
     assert started.status_code == 202, started.text
+    documented("schedules-trigger", started)
+    resumed = client.post(f"{PATH}/resume", headers=_as("ops"))
+    assert documented("schedules-resume", resumed)["paused"] is False
     run = store.runs.get_run(started.json()["run_id"])
     assert run.status == "queued" and run.bundle_name == "nightly"
     assert run.metadata["schedule"]["name"] == "tick"
-    got = client.get(PATH, headers=_as("viewer")).json()
+    got = documented("schedules-get", client.get(PATH, headers=_as("viewer")))
     assert [t["status"] for t in got["ticks"]] == ["started"]
 
 

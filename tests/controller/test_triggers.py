@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
-from gitops_fixtures import Keys, Repo, make_controller
+from gitops_fixtures import Keys, Repo, documented, make_controller
 from standardwebhooks.webhooks import Webhook
 from starlette.testclient import TestClient
 
@@ -123,9 +123,9 @@ def test_one_cloudevent_delivered_three_times_starts_one_run(
     headers, body = signed(to_structured_event(event), "msg-1")
     first = client.post(CE, content=body, headers=headers)
     assert first.status_code == 202, first.text
-    assert first.json()["status"] == "started"
+    assert documented("triggers-deliver", first)["status"] == "started"
     again = client.post(CE, content=body, headers=headers)  # the sender's retry
-    assert again.status_code == 200 and again.json() == {
+    assert again.status_code == 200 and documented("triggers-deliver", again) == {
         "status": "duplicate",
         "run_id": first.json()["run_id"],
     }

@@ -2424,6 +2424,189 @@ export type RunView = {
 };
 
 /**
+ * ScheduleDetail
+ *
+ * ``GET /v1/schedules/{bundle}/{environment}/{name}``: a schedule and its latest ticks.
+ */
+export type ScheduleDetail = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Definition
+     *
+     * As the bundle declares it (cron or every).
+     */
+    definition: {
+        [key: string]: unknown;
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Last Tick
+     *
+     * The latest tick claimed (ISO 8601).
+     */
+    last_tick?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Next Tick
+     *
+     * When it ticks next (ISO 8601, UTC).
+     */
+    next_tick: string;
+    /**
+     * Paused
+     */
+    paused: boolean;
+    /**
+     * Paused By
+     */
+    paused_by?: string | null;
+    /**
+     * Revision
+     *
+     * The active revision declaring it.
+     */
+    revision: number;
+    /**
+     * Ticks
+     *
+     * Newest first.
+     */
+    ticks: Array<ScheduleTickView>;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleList
+ */
+export type ScheduleList = {
+    /**
+     * Count
+     */
+    count: number;
+    /**
+     * Schedules
+     */
+    schedules: Array<ScheduleView>;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleTickView
+ */
+export type ScheduleTickView = {
+    /**
+     * Detail
+     */
+    detail?: string | null;
+    /**
+     * Run Id
+     */
+    run_id?: string | null;
+    /**
+     * Status
+     *
+     * started, skipped, failed, ...
+     */
+    status: string;
+    /**
+     * Tick
+     *
+     * The instant it stands for (ISO 8601).
+     */
+    tick: string;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleTrigger
+ *
+ * A manual trigger: the tick it recorded and the run it queued.
+ */
+export type ScheduleTrigger = {
+    /**
+     * Detail
+     */
+    detail?: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Tick
+     */
+    tick: string;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleView
+ *
+ * A schedule an active revision declares: its definition, pause, last and next tick.
+ */
+export type ScheduleView = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Definition
+     *
+     * As the bundle declares it (cron or every).
+     */
+    definition: {
+        [key: string]: unknown;
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Last Tick
+     *
+     * The latest tick claimed (ISO 8601).
+     */
+    last_tick?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Next Tick
+     *
+     * When it ticks next (ISO 8601, UTC).
+     */
+    next_tick: string;
+    /**
+     * Paused
+     */
+    paused: boolean;
+    /**
+     * Paused By
+     */
+    paused_by?: string | null;
+    /**
+     * Revision
+     *
+     * The active revision declaring it.
+     */
+    revision: number;
+    [key: string]: unknown;
+};
+
+/**
  * SessionChain
  *
  * ``GET /v1/sessions/{session_id}``: the session's runs, oldest first.
@@ -2917,6 +3100,27 @@ export type TraceList = {
      * Total Capped
      */
     total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * TriggerDelivery
+ *
+ * An event delivered to a trigger: ``started`` (202), ``duplicate`` or ``filtered``.
+ */
+export type TriggerDelivery = {
+    /**
+     * Run Id
+     *
+     * The run it started (or started before).
+     */
+    run_id?: string | null;
+    /**
+     * Status
+     *
+     * started, duplicate or filtered
+     */
+    status: string;
     [key: string]: unknown;
 };
 
@@ -6733,13 +6937,9 @@ export type SchedulesListError = SchedulesListErrors[keyof SchedulesListErrors];
 
 export type SchedulesListResponses = {
     /**
-     * Response Schedules-List
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ScheduleList;
 };
 
 export type SchedulesListResponse = SchedulesListResponses[keyof SchedulesListResponses];
@@ -6820,13 +7020,9 @@ export type SchedulesGetError = SchedulesGetErrors[keyof SchedulesGetErrors];
 
 export type SchedulesGetResponses = {
     /**
-     * Response Schedules-Get
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ScheduleDetail;
 };
 
 export type SchedulesGetResponse = SchedulesGetResponses[keyof SchedulesGetResponses];
@@ -6900,13 +7096,9 @@ export type SchedulesPauseError = SchedulesPauseErrors[keyof SchedulesPauseError
 
 export type SchedulesPauseResponses = {
     /**
-     * Response Schedules-Pause
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ScheduleDetail;
 };
 
 export type SchedulesPauseResponse = SchedulesPauseResponses[keyof SchedulesPauseResponses];
@@ -6980,13 +7172,9 @@ export type SchedulesResumeError = SchedulesResumeErrors[keyof SchedulesResumeEr
 
 export type SchedulesResumeResponses = {
     /**
-     * Response Schedules-Resume
-     *
      * Successful Response
      */
-    200: {
-        [key: string]: unknown;
-    };
+    200: ScheduleDetail;
 };
 
 export type SchedulesResumeResponse = SchedulesResumeResponses[keyof SchedulesResumeResponses];
@@ -7060,13 +7248,9 @@ export type SchedulesTriggerError = SchedulesTriggerErrors[keyof SchedulesTrigge
 
 export type SchedulesTriggerResponses = {
     /**
-     * Response Schedules-Trigger
-     *
      * Successful Response
      */
-    202: {
-        [key: string]: unknown;
-    };
+    202: ScheduleTrigger;
 };
 
 export type SchedulesTriggerResponse = SchedulesTriggerResponses[keyof SchedulesTriggerResponses];
@@ -7779,8 +7963,14 @@ export type TriggersDeliverResponses = {
     /**
      * Successful Response
      */
-    202: unknown;
+    200: TriggerDelivery;
+    /**
+     * Successful Response
+     */
+    202: TriggerDelivery;
 };
+
+export type TriggersDeliverResponse = TriggersDeliverResponses[keyof TriggersDeliverResponses];
 
 export type ServiceVersionData = {
     body?: never;
