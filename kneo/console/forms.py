@@ -38,6 +38,7 @@ KIND_LABELS: dict[str, str] = {
     "question": "question",
     "error": "error",
     "budget": "budget",
+    "child_run": "child run (decided by the child)",
     "promotion": "promotion approval",
 }
 #: Kinds whose ``input_schema`` describes one JSON document typed in a box (a tool's

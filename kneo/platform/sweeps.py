@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
+from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
@@ -156,10 +157,18 @@ class Sweeps:
     clock: Clock
     driver: RunDriver
     decisions: Decisions
+    #: the child runs' pass (:meth:`kneo.platform.children.Children.sweep`): waits a dead
+    #: process left unfinished
+    children: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         # a decision after its deadline applies the timeout no sweep has applied yet
         self.decisions.on_late = self.expire_human_task
+
+    def sweep_children(self) -> int:
+        """Child runs' waits left unfinished by a process that died (started or reported
+        now); 0 without a children's pass."""
+        return self.children() if self.children is not None else 0
 
     def expire_human_task(self, continuation_id: str) -> int:
         """Apply ``on_timeout`` to one task now, if it is due (a late decision asked)."""
@@ -515,12 +524,14 @@ class Sweeper:
         project, one read of its expired tasks and one of its live runs' deadlines on its
         store's view; only a project with something due has its manager act (built then)."""
         if self.directory is None:
+            children = self.sweeps.children
             return {
                 "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
                 "timed_out_runs": self.sweeps.prune_timed_out_runs(),
+                "child_runs": children() if children is not None else 0,
             }
         root, now = self.sweeps.store, self.sweeps.clock.now()
-        expired = timed_out = 0
+        expired = timed_out = moved = 0
         for entry in self.directory.entries():
             try:
                 store = root.for_project(entry.id)
@@ -529,9 +540,11 @@ class Sweeper:
                     sweeps: Sweeps = self.directory.manager(entry.id).sweeps
                     expired += sweeps.expire_human_tasks(tasks, now)
                     timed_out += sweeps.time_out_runs(runs, now)
+                if store.tasks.list_continuations(kind=CHILD_RUN, limit=1, count=False).items:
+                    moved += self.directory.manager(entry.id).sweeps.sweep_children()
             except Exception:  # one project's failure must not stop the others' sweep
                 log.exception("timeout sweep failed in project %s", entry.name)
-        return {"expired_human_tasks": expired, "timed_out_runs": timed_out}
+        return {"expired_human_tasks": expired, "timed_out_runs": timed_out, "child_runs": moved}
 
     def prune_queue(self) -> int:
         """Delete finished queue records older than :attr:`queue_days` (every process may:

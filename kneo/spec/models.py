@@ -222,7 +222,9 @@ class HumanReview(_Model):
 
 class StepSpec(_Model):
     id: str = Field(min_length=1)
-    kind: Literal["agent", "function", "human"] = "agent"
+    #: ``workflow``: ``ref`` names a bundle of the run's project whose active revision in the
+    #: run's environment runs as a child run; the step waits for it (docs/triggers.md).
+    kind: Literal["agent", "function", "human", "workflow"] = "agent"
     ref: str = Field(min_length=1)
     description: str | None = None
     on_error: Literal["fail", "retry", "continue", "pause"] = "fail"

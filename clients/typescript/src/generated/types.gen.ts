@@ -423,6 +423,33 @@ export type CheckpointView = {
 };
 
 /**
+ * ChildRunView
+ *
+ * A child run a ``kind: workflow`` step of the run started (docs/triggers.md).
+ */
+export type ChildRunView = {
+    /**
+     * Run Id
+     *
+     * None when the child could not start.
+     */
+    run_id: string | null;
+    /**
+     * Status
+     *
+     * The child's status now (not_started: it was refused).
+     */
+    status: string;
+    /**
+     * Step Id
+     *
+     * The step that started it.
+     */
+    step_id: string | null;
+    [key: string]: unknown;
+};
+
+/**
  * CompileRequest
  *
  * Body of ``/v1/specs/compile``.
@@ -2300,6 +2327,12 @@ export type RunView = {
      */
     cancel_requested: boolean;
     /**
+     * Children
+     *
+     * The child runs its workflow steps started.
+     */
+    children?: Array<ChildRunView>;
+    /**
      * Continuation Id
      */
     continuation_id: string | null;
@@ -2363,6 +2396,12 @@ export type RunView = {
      * Output Text
      */
     output_text: string | null;
+    /**
+     * Parent Run Id
+     *
+     * The run whose workflow step started this one (a child run).
+     */
+    parent_run_id?: string | null;
     /**
      * Request Id
      *
