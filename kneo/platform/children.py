@@ -38,6 +38,7 @@ from kneo.platform.child_links import (
     parent_of,
     waits,
 )
+from kneo.platform.results import RunResult
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -55,16 +56,19 @@ class Children:
 
     # ------------------------------------------------------------------ hooks
 
-    def after_outcome(self, run: RunRecord) -> None:
+    def after_outcome(self, run: RunRecord) -> RunResult | None:
         """Start the children a pause waits on; report an ended child to its parent.
-        Never raises: what fails here is done again by :meth:`sweep`."""
+        Returns the run's result when a child refused at once continued it. Never raises:
+        what fails here is done again by :meth:`sweep`."""
+        continued = None
         try:
             for request in waits(run):
-                self._start(run, request)
+                continued = self._start(run, request) or continued
             if run.status in TERMINAL and parent_of(run) is not None:
                 self._report(run)
         except Exception:  # the outcome is committed; the sweep finishes what failed here
             log.exception("child runs of %s: left to the sweep", run.run_id)
+        return continued
 
     def after_cancel(self, before: RunRecord, cancelled: RunRecord) -> None:
         """A cancelled run's live children are cancelled; a cancelled child fails its
@@ -105,7 +109,7 @@ class Children:
 
     # ------------------------------------------------------------------ the three moves
 
-    def _start(self, parent: RunRecord, request: Mapping[str, Any]) -> None:
+    def _start(self, parent: RunRecord, request: Mapping[str, Any]) -> RunResult | None:
         from kneo.platform.bundles import run_bundle  # import cycle: bundles imports runs
 
         context = request.get("context") or {}
@@ -138,14 +142,14 @@ class Children:
             )
         except KneoError as exc:
             if exc.code == ErrorCode.already_exists:
-                return  # started already (by this wait, in another process or before)
+                return None  # started already (by this wait, in another process or before)
             reason = f"{exc.code}: {exc.message}"
-            self._decide(link, None, Decision(request_id, "rejected", reason), None)
-            return
+            return self._decide(link, None, Decision(request_id, "rejected", reason), None)
         audit = {"child_run_id": child_id, "bundle": bundle, "step_id": link["step_id"]}
         with self.manager.store.transaction() as tx:
             tx.add_audit("run.child_started", actor=CHILD_ACTOR, run_id=parent.run_id,
                          payload=audit)  # fmt: skip
+        return None
 
     def _report(self, child: RunRecord) -> None:
         link = dict((child.metadata or {}).get(PARENT_KEY) or {})
@@ -166,10 +170,10 @@ class Children:
         child: RunRecord | None,
         decision: Decision,
         output: str | None,
-    ) -> None:
+    ) -> RunResult | None:
         cid = link.get("continuation_id")
         if not cid:
-            return
+            return None
         metadata = {
             "child_run_id": child.run_id if child is not None else None,
             "child_status": child.status if child is not None else "not_started",
@@ -177,9 +181,10 @@ class Children:
             "output": output,
         }
         try:
-            self.manager.decisions.decide_for_child(str(cid), decision, metadata)
+            return self.manager.decisions.decide_for_child(str(cid), decision, metadata)
         except (NotFound, Conflict) as exc:  # reported already, or the parent ended
             log.info("child outcome not recorded on %s: %s", cid, exc.code)
+            return None
 
     def _cut(self, text: str) -> str:
         return text[: self.manager.settings.limits.max_human_content_chars]

@@ -64,7 +64,7 @@ class RunDriver:
     _tokens: dict[str, CancellationToken] = field(init=False, default_factory=dict)
     #: called with each outcome once committed, and with each cancel (before, after):
     #: the child runs' moves (:class:`kneo.platform.children.Children`)
-    after_outcome: Callable[[RunRecord], None] | None = field(init=False, default=None)
+    after_outcome: Callable[[RunRecord], RunResult | None] | None = field(init=False, default=None)
     after_cancel: Callable[[RunRecord, RunRecord], None] | None = field(init=False, default=None)
 
     def __post_init__(self, cache_entries: int) -> None:
@@ -202,7 +202,8 @@ class RunDriver:
                     getattr(outcome, "error", None) or {"code": ErrorCode.run_interrupted},
                 )
         if ended is not None and self.after_outcome is not None:
-            self.after_outcome(ended)
+            # a wait it answered at once (a child refused) continued the run: its result
+            return self.after_outcome(ended) or result
         return result
 
     def _finish(

@@ -11,12 +11,15 @@ environment, or a person deciding the wait, is refused.
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gitops_fixtures import Keys, Repo, make_controller
+from gitops_fixtures import Keys, Repo, documented, make_controller
+from starlette.testclient import TestClient
 
 from kneo.clock import ManualClock
 from kneo.engine.human import Decision
@@ -24,6 +27,7 @@ from kneo.errors import InvalidDecision
 from kneo.platform import create_platform
 from kneo.platform.bundles import run_bundle
 from kneo.platform.child_links import child_run_id
+from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
@@ -235,3 +239,35 @@ def test_a_process_that_died_midway_is_finished_by_the_sweep(
     done = promoted.runs.get_run(parent.run_id)
     assert done.status == "succeeded" and done.output_text == "the child's answer"
     assert other.sweeps.sweep_children() == 0
+
+
+def test_the_api_cli_and_console_link_parent_and_children(
+    promoted: Any, clock: ManualClock, tmp_path: Path
+) -> None:
+    """``GET /v1/runs/{id}`` names the parent and the children; the console's run page
+    draws the tree (the parent's children, each linking to its page) and its parent."""
+    token = "ops-secret-token-0123456789"
+    settings = Settings.from_env(
+        {"KNEO_SERV_AUTH_ENABLED": "true", "KNEO_SERV_API_KEYS": f"ops:{token}:operator"}
+    )
+    base = platform(promoted, clock, tmp_path)
+    manager = create_platform(settings=settings, project=base.project, store=promoted, clock=clock)
+    parent_id, child_id = _started(manager)
+    manager.runs.execute_run(child_id)
+    app = create_app(False, settings=settings, manager=manager, start_worker=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        got = client.get(f"/v1/runs/{parent_id}", headers={"Authorization": f"Bearer {token}"})
+        assert documented("runs-get", got)["children"] == [
+            {"run_id": child_id, "step_id": "call", "status": "paused"}
+        ]
+        child = client.get(f"/v1/runs/{child_id}", headers={"Authorization": f"Bearer {token}"})
+        assert documented("runs-get", child)["parent_run_id"] == parent_id
+        login = client.get("/ui/login")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert csrf is not None
+        client.post("/ui/login", data={"api_key": token, "csrf_token": csrf.group(1), "next": ""})
+        page = html.unescape(client.get(f"/ui/runs/{parent_id}").text)
+        assert 'id="run-tree"' in page and 'id="waiting-for-child"' in page
+        assert f"/ui/runs/{child_id}" in page and "step <code>call</code>" in page
+        below = html.unescape(client.get(f"/ui/runs/{child_id}").text)
+        assert 'id="parent-run"' in below and f"/ui/runs/{parent_id}" in below
