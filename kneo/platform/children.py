@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision
 from kneo.engine.lifecycle import TERMINAL, RunStatus
-from kneo.errors import Conflict, ErrorCode, KneoError, NotFound
+from kneo.errors import Conflict, ErrorCode, InvalidRequest, KneoError, NotFound
 from kneo.platform.child_links import (
     CHILD_ACTOR,
     PARENT_KEY,
@@ -42,16 +42,32 @@ from kneo.platform.results import RunResult
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
-    from kneo.platform.manager import PlatformManager
+    from kneo.platform.decisions import Decisions
+    from kneo.platform.runs import Runs
+    from kneo.settings import Settings
+    from kneo.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class ChildPlatform(Protocol):
+    """What the child runs' moves use of a project's platform."""
+
+    @property
+    def store(self) -> Store: ...
+    @property
+    def runs(self) -> Runs: ...
+    @property
+    def decisions(self) -> Decisions: ...
+    @property
+    def settings(self) -> Settings: ...
 
 
 class Children:
     """A project's platform's child runs: its driver calls :meth:`after_outcome` once each
     outcome is committed and :meth:`after_cancel` once a cancel is."""
 
-    def __init__(self, manager: PlatformManager) -> None:
+    def __init__(self, manager: ChildPlatform) -> None:
         self.manager = manager
 
     # ------------------------------------------------------------------ hooks
@@ -124,10 +140,10 @@ class Children:
         }
         try:
             if not parent.environment:
-                raise Conflict(
+                raise InvalidRequest(
                     "a workflow step starts a bundle of the run's environment: this run has "
                     "none (start it as a bundle run)",
-                    code=ErrorCode.invalid_request,
+                    field="environment",
                 )
             run_bundle(
                 self.manager,
@@ -190,4 +206,4 @@ class Children:
         return text[: self.manager.settings.limits.max_human_content_chars]
 
 
-__all__ = ["Children"]
+__all__ = ["ChildPlatform", "Children"]
