@@ -301,7 +301,7 @@ class GraphNodeView(_Open):
     """One step of a workflow graph (:class:`kneo.spec.graph.GraphNode`)."""
 
     id: str
-    kind: str = Field(description="agent, function or human")
+    kind: str = Field(description="agent, function, human or workflow")
     ref: str
     on_error: str
     max_retries: int

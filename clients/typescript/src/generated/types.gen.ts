@@ -1015,7 +1015,7 @@ export type GraphNodeView = {
     /**
      * Kind
      *
-     * agent, function or human
+     * agent, function, human or workflow
      */
     kind: string;
     /**
