@@ -241,6 +241,9 @@ def test_a_process_that_died_midway_is_finished_by_the_sweep(
     assert other.sweeps.sweep_children() == 0
 
 
+REVIEWER = "rev-secret-token-0123456789"
+
+
 def test_the_api_cli_and_console_link_parent_and_children(
     promoted: Any, clock: ManualClock, tmp_path: Path
 ) -> None:
@@ -248,7 +251,10 @@ def test_the_api_cli_and_console_link_parent_and_children(
     draws the tree (the parent's children, each linking to its page) and its parent."""
     token = "ops-secret-token-0123456789"
     settings = Settings.from_env(
-        {"KNEO_SERV_AUTH_ENABLED": "true", "KNEO_SERV_API_KEYS": f"ops:{token}:operator"}
+        {
+            "KNEO_SERV_AUTH_ENABLED": "true",
+            "KNEO_SERV_API_KEYS": f"ops:{token}:operator;rev:{REVIEWER}:reviewer",
+        }
     )
     base = platform(promoted, clock, tmp_path)
     manager = create_platform(settings=settings, project=base.project, store=promoted, clock=clock)
@@ -265,9 +271,16 @@ def test_the_api_cli_and_console_link_parent_and_children(
         login = client.get("/ui/login")
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
         assert csrf is not None
-        client.post("/ui/login", data={"api_key": token, "csrf_token": csrf.group(1), "next": ""})
+        login_form = {"api_key": REVIEWER, "csrf_token": csrf.group(1), "next": ""}
+        client.post("/ui/login", data=login_form)  # a reviewer: one who decides
         page = html.unescape(client.get(f"/ui/runs/{parent_id}").text)
         assert 'id="run-tree"' in page and 'id="waiting-for-child"' in page
         assert f"/ui/runs/{child_id}" in page and "step <code>call</code>" in page
+        cid, _request = _pending(manager, parent_id)
+        task = client.get(f"/ui/tasks/{cid}")  # the wait is shown, with nothing to decide
+        assert task.status_code == 200
+        assert 'name="decision"' not in task.text and "child run" in task.text
+        child_cid, _request = _pending(manager, child_id)  # a person's task: decided there
+        assert 'name="decision"' in client.get(f"/ui/tasks/{child_cid}").text
         below = html.unescape(client.get(f"/ui/runs/{child_id}").text)
         assert 'id="parent-run"' in below and f"/ui/runs/{parent_id}" in below
