@@ -40,6 +40,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
     "policy": LazyCommand("kneo.cli.policy_cmd", "app", "Sign policy changes for the controller"),
     "registry": LazyCommand("kneo.cli.registry_cmd", "registry_app", "Inspect the bundle registry"),
+    "schedules": LazyCommand(
+        "kneo.cli.schedules_cmd", "app", "Schedules declared by active bundles"
+    ),
     "projects": LazyCommand("kneo.cli.projects_cmd", "app", "List and manage projects (tenants)"),
     "notifications": LazyCommand(
         "kneo.cli.notifications_cmd", "app", "Notification deliveries and receivers"

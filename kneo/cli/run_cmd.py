@@ -107,11 +107,14 @@ def render_run_response(data: dict[str, Any], out: Output) -> None:
         screen.print(f"continuation_id: {data.get('continuation_id')}")
         screen.print(f"request_id:      {request.get('request_id')}")
         screen.print(f"prompt:          {request.get('prompt')}")
-        screen.print(
-            f"resume with: kneo human resume {data.get('continuation_id')} "
-            f"--request-id {request.get('request_id')} {resume_hint(request)}",
-            markup=False,
-        )
+        if request.get("kind") == "child_run":  # its child's outcome decides it
+            screen.print(f"follow with: kneo runs get {data['run_id']}", markup=False)
+        else:
+            screen.print(
+                f"resume with: kneo human resume {data.get('continuation_id')} "
+                f"--request-id {request.get('request_id')} {resume_hint(request)}",
+                markup=False,
+            )
     elif status in ("running", "queued"):
         err.print(f"[yellow]{status}[/yellow] run_id={data['run_id']}")
         err.print(f"follow with: kneo runs get {data['run_id']}", markup=False)

@@ -34,6 +34,7 @@ def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
         "workflow_kind",
         "current_step_index",
         "current_node_id",
+        "parent_run_id",
         "visited_steps",
         "trace_event_count",
         "continuation_id",
@@ -47,6 +48,10 @@ def get(run_id: str, opts: ClientOptions = ClientOptions()) -> None:
     rows += [
         [f"code {f['module']}", f"{f['path']} sha256:{f['sha256'][:12]}"]
         for f in pinned.get("files") or []
+    ]
+    rows += [
+        [f"child {c.get('step_id')}", f"{c.get('run_id') or '(not started)'} {c.get('status')}"]
+        for c in data.get("children") or []
     ]
     print_table(f"run {run_id}", ["field", "value"], rows + _usage_rows(data.get("usage")))
 

@@ -38,6 +38,7 @@ KIND_LABELS: dict[str, str] = {
     "question": "question",
     "error": "error",
     "budget": "budget",
+    "child_run": "child run (decided by the child)",
     "promotion": "promotion approval",
 }
 #: Kinds whose ``input_schema`` describes one JSON document typed in a box (a tool's
@@ -182,7 +183,9 @@ def decision_form(request: Mapping[str, Any], rejected: Rejected | None = None) 
     kind = str(request.get("kind") or "approval")
     labels = _LABELS.get(kind, {})
     schema = request.get("input_schema") if kind not in JSON_SCHEMA_KINDS else None
-    accepted = [d for d in _ORDER if d in (request.get("decisions") or ())]
+    # a wait on a child run: the child's outcome decides it, no person (no action offered)
+    offered = () if kind == "child_run" else (request.get("decisions") or ())
+    accepted = [d for d in _ORDER if d in offered]
     actions = []
     for decision in accepted:
         label, content_label, required = labels.get(decision) or _DEFAULT_LABELS[decision]

@@ -4,6 +4,7 @@ the order they were started, each linking to its run page."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,36 @@ _TIMELINE_LIMIT = 500
 _CHAIN_PAGE = 50
 
 
+#: How deep and how wide the run page draws a run's child runs (then "more").
+_TREE_DEPTH, _TREE_NODES = 4, 50
+_WAITING_CHILD = ("queued", "running", "paused", "starting")
+
+
+def child_tree(mgr: Any, run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The run's child runs (``kind: workflow`` steps), each with its own, as nested
+    ``{run_id, step_id, status, children}``: at most :data:`_TREE_DEPTH` levels and
+    :data:`_TREE_NODES` runs (a child cut there has ``more`` set)."""
+    budget = [_TREE_NODES]
+
+    def level(children: list[dict[str, Any]], depth: int) -> list[dict[str, Any]]:
+        out = []
+        for child in children:
+            node = {**child, "children": [], "more": False}
+            if child.get("run_id") and budget[0] > 0:
+                budget[0] -= 1
+                try:
+                    below = mgr.get_run(child["run_id"]).get("children") or []
+                except NotFound:
+                    below = []
+                if below and depth < _TREE_DEPTH:
+                    node["children"] = level(below, depth + 1)
+                node["more"] = bool(below) and depth >= _TREE_DEPTH
+            out.append(node)
+        return out
+
+    return level(list(run.get("children") or []), 1)
+
+
 def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     """``/runs/{run_id}``: a run, its timeline (trace events) and checkpoints."""
 
@@ -50,6 +81,8 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
             "run.html",
             {
                 "run": run,
+                "tree": child_tree(mgr, run),
+                "waiting_child": any(c["status"] in _WAITING_CHILD for c in run["children"]),
                 "waiting": waiting,
                 "events": list(reversed(trace["events"])),
                 "events_total": trace["total"],

@@ -593,6 +593,11 @@ class Controller:
                     "require_approved_bundle": env.require_approved_bundle,
                     **env.run_limits,
                 }
+                if env.promotion.freeze:  # schedules hold their ticks in a freeze
+                    current[name]["freeze"] = [
+                        w.model_dump(mode="json", by_alias=True, exclude_none=True)
+                        for w in env.promotion.freeze
+                    ]
         if current != stored:
             with self.store.transaction() as tx:
                 tx.set_metadata(POLICY_METADATA_KEY, current)

@@ -33,6 +33,7 @@ from kneo.engine.agent import AgentLoop, AgentOptions
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.budgets import BudgetExceeded, add_usage, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
+from kneo.engine.child_step import execute_workflow_step
 from kneo.engine.families import _PROGRAMS
 from kneo.engine.functions import execute_function_step
 from kneo.engine.human import HumanRequest, HumanResolver, build_request
@@ -369,7 +370,7 @@ class _Run:
             return str(done.get("output") or "")
         # A human step answered by a decision already recorded (a resume): its completion
         # follows from durable state, so its boundary may ride with the next one.
-        replayable = step.kind == "human" and self.decision(key) is not None
+        replayable = step.kind in ("human", "workflow") and self.decision(key) is not None
         if self.probe:
             unit = {"unit_key": key, "step_id": step.id, "kind": step.kind, **position}
             raise _ProbeStop([{**unit, "decided": True} if replayable else unit])
@@ -708,6 +709,8 @@ class _Run:
             return self.engine.agents.run(UnitAgentHost(self, key, step), step, text), {}
         if step.kind == "human":
             return execute_human_step(self, key, step, text)
+        if step.kind == "workflow":
+            return execute_workflow_step(self, key, step, text)
         raise StepFailure(
             f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
         )

@@ -43,6 +43,7 @@ RequestKind = Literal[
     "question",
     "error",
     "budget",
+    "child_run",
 ]
 DecisionKind = Literal["approved", "rejected", "edited", "selected", "provided"]
 DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")

@@ -135,6 +135,7 @@ def run_bundle(
     metadata: Mapping[str, Any] | None = None,
     actor: str | None = None,
     session_id: str | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Run (or, with ``async_mode``, queue) the active revision of ``bundle`` in
     ``environment``: one the project or the watched repository declares (400
@@ -166,6 +167,7 @@ def run_bundle(
         actor=actor,
         timeout_seconds=timeout_seconds,
         session_id=session_id,
+        run_id=run_id,
     )
     return manager.runs.start_run(request) if async_mode else manager.runs.run(request)
 

@@ -33,12 +33,14 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
+from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision, HumanDecision, HumanRequest, RequestKind, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
     HumanTaskExpired,
     IllegalTransition,
+    InvalidDecision,
     InvalidRequest,
     KneoError,
     NotFound,
@@ -48,6 +50,7 @@ from kneo.errors import (
 from kneo.jsontext import content_hash
 from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
+from kneo.platform.child_links import CHILD_ACTOR
 from kneo.platform.context import task_context
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
@@ -427,6 +430,15 @@ class Decisions:
             continuation_id, [decision], actor=TIMEOUT_ACTOR, metadata=metadata, on_timeout=True
         )
 
+    def decide_for_child(
+        self, continuation_id: str, decision: Decision, metadata: Mapping[str, Any]
+    ) -> RunResult:
+        """A child run's outcome on its parent's wait (:mod:`kneo.platform.children`), as
+        the platform: past the assignee and deadline checks a person's decision meets."""
+        return self._decide(
+            continuation_id, [decision], actor=CHILD_ACTOR, metadata=metadata, on_timeout=True
+        )
+
     def _decide_on(
         self,
         held: HeldConnection,
@@ -441,6 +453,7 @@ class Decisions:
             if cont.workflow_kind != "promotion":  # (a GitOps promotion has no run)
                 run, state, requests = _pending(tx, cont, _ids(decisions))
                 if not on_timeout:
+                    refuse_child_waits(requests)
                     rule = self.assignment_rule(run.environment)
                     if rule.binding:  # only the assignee (and the override) may decide
                         people = self.directory() if self.directory is not None else None
@@ -695,6 +708,16 @@ def _pending(
             )
         requests.append(HumanRequest.from_dict(raw))
     return run, state, requests
+
+
+def refuse_child_waits(requests: Sequence[HumanRequest]) -> None:
+    """A wait on a child run is answered by the child's outcome, never by a person."""
+    for request in requests:
+        if request.kind == CHILD_RUN:
+            raise InvalidDecision(
+                f"request {request.request_id} waits for a child run: its outcome decides it",
+                request_id=request.request_id,
+            )
 
 
 def _ids(decisions: Sequence[Decision]) -> list[str]:

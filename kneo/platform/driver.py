@@ -62,6 +62,10 @@ class RunDriver:
     #: the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``)
     compiled: LRUCache[tuple[str, str, str], CompiledWorkflow] = field(init=False)
     _tokens: dict[str, CancellationToken] = field(init=False, default_factory=dict)
+    #: called with each outcome once committed, and with each cancel (before, after):
+    #: the child runs' moves (:class:`kneo.platform.children.Children`)
+    after_outcome: Callable[[RunRecord], RunResult | None] | None = field(init=False, default=None)
+    after_cancel: Callable[[RunRecord, RunRecord], None] | None = field(init=False, default=None)
 
     def __post_init__(self, cache_entries: int) -> None:
         self.leases = LeaseKeeper(
@@ -173,6 +177,7 @@ class RunDriver:
                 journal, run=run, links=links, parent=parent, project=self.store.project
             )
         result: RunResult | None = None
+        ended: RunRecord | None = None
         outcome: Outcome | None = None
         try:
             with self.leases.holding(run_id):
@@ -185,8 +190,8 @@ class RunDriver:
                     metadata={"environment": run.environment},
                     access=self.access(run),
                 )
-                result, released = self._finish(run, journal, outcome, audits or [], observer)
-            return result
+                result, ended = self._finish(run, journal, outcome, audits or [], observer)
+                released = ended is not None
         finally:
             self._tokens.pop(run.run_id, None)
             if not released:
@@ -196,6 +201,10 @@ class RunDriver:
                     result.status if result is not None else None,
                     getattr(outcome, "error", None) or {"code": ErrorCode.run_interrupted},
                 )
+        if ended is not None and self.after_outcome is not None:
+            # a wait it answered at once (a child refused) continued the run: its result
+            return self.after_outcome(ended) or result
+        return result
 
     def _finish(
         self,
@@ -204,9 +213,10 @@ class RunDriver:
         outcome: Outcome,
         audits: Audits,
         observer: RunObserver | None = None,
-    ) -> tuple[RunResult, bool]:
+    ) -> tuple[RunResult, RunRecord | None]:
         """The outcome in one transaction: status, output, continuation, checkpoint, events,
-        and the end of this process's lease; ``(result, lease released)``.
+        and the end of this process's lease; ``(result, the run as written)`` (``None``:
+        nothing written, the lease not released).
 
         ``run`` is the record the run was driven from (status ``running``); the outcome's
         compare-and-set on ``journal.version`` proves nobody changed it since, so it is not
@@ -214,7 +224,7 @@ class RunDriver:
         run_id = run.run_id
         if isinstance(outcome, Superseded):
             journal.discard()
-            return self.result(self.store.runs.get_run(run_id)), False
+            return self.result(self.store.runs.get_run(run_id)), None
         trace_context = (
             observer.paused(outcome.requests)
             if observer is not None and isinstance(outcome, Paused)
@@ -230,10 +240,10 @@ class RunDriver:
             if exc.code != "stale_state":
                 raise
             journal.discard()
-            return self.result(self.store.runs.get_run(run_id)), False
+            return self.result(self.store.runs.get_run(run_id)), None
         finally:
             journal.close()
         metrics.record_run(
             updated.status, updated.started_at, updated.finished_at, project=self.store.project
         )
-        return self.result(updated), True
+        return self.result(updated), updated

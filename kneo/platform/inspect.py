@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, NotFound
+from kneo.platform.child_links import children_of, parent_of
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.events import read_events
@@ -184,11 +185,26 @@ class Inspection:
         run = self.store.runs.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
+        view["parent_run_id"] = parent_of(run)
+        view["children"] = self._children(run)
         if include_conversation:
             state = run.state or {}
             view["conversations"] = conversations(state, show_personal=show_personal)
             view["decisions"] = decisions(state, show_personal=show_personal)
         return view
+
+    def _children(self, run: RunRecord) -> list[dict[str, Any]]:
+        """The run's child runs (``kind: workflow`` steps), each with its status now."""
+        found = []
+        for child in children_of(run):
+            status = "not_started"
+            if child["run_id"]:
+                try:
+                    status = self.store.runs.get_run(child["run_id"]).status
+                except NotFound:
+                    status = "starting"
+            found.append({**child, "status": status})
+        return found
 
     def get_run_result(self, run_id: str) -> RunResult:
         return self.driver.result(self.store.runs.get_run(run_id))

@@ -62,6 +62,7 @@ from kneo.errors import ConfigError
 from kneo.mcp.client import McpClientSessions
 from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
+from kneo.platform.children import Children
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.events import iter_events
@@ -200,6 +201,11 @@ class PlatformManager:
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
         )
+        #: workflows that call workflows: child runs started, reported and cancelled
+        self.children = Children(self)
+        self.driver.after_outcome = self.children.after_outcome
+        self.driver.after_cancel = self.children.after_cancel
+        self.sweeps.children = self.children.sweep
         self._worker: Worker | None = None
         self._sleep = sleep
 

@@ -81,6 +81,9 @@ class RunRequest:
     skills: SkillsOverlay | None = None
     #: the session the caller groups the run in (listed and chained: ``/v1/sessions``)
     session_id: str | None = None
+    #: the run's id, chosen before it exists (a child run's: its parent recorded it first,
+    #: so a second start of the same child is refused by the key, never run twice)
+    run_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,6 +359,7 @@ def create_run(
     session_id: str | None = None,
     slot: Callable[[WorkflowTransaction], None] | None = None,
     connection: HeldConnection | None = None,
+    run_id: str | None = None,
 ) -> RunRecord:
     """The run record of ``prepared`` with ``input_text`` (in ``session_id``): queued, or
     (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it).
@@ -391,6 +395,7 @@ def create_run(
         if start and slot is not None:
             slot(tx)
         run = tx.create_run(
+            run_id=run_id,
             target=target,
             input_text=input_text,
             status=status,

@@ -284,6 +284,8 @@ class Runs:
         )
         result = self.driver.result(updated)
         self.driver.signal_cancel(run_id, "cancelled")
+        if self.driver.after_cancel is not None:  # its children too (kneo.platform.children)
+            self.driver.after_cancel(run, updated)
         return result
 
     def continue_run(
@@ -438,6 +440,7 @@ class Runs:
             session_id=request.session_id,
             slot=self.admission.take_slot,
             connection=connection,
+            run_id=request.run_id,
         )
 
 

@@ -33,13 +33,14 @@ sweep racing a person's resume (or another sweeper) changes nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
+from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
@@ -156,10 +157,18 @@ class Sweeps:
     clock: Clock
     driver: RunDriver
     decisions: Decisions
+    #: the child runs' pass (:meth:`kneo.platform.children.Children.sweep`): waits a dead
+    #: process left unfinished
+    children: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         # a decision after its deadline applies the timeout no sweep has applied yet
         self.decisions.on_late = self.expire_human_task
+
+    def sweep_children(self) -> int:
+        """Child runs' waits left unfinished by a process that died (started or reported
+        now); 0 without a children's pass."""
+        return self.children() if self.children is not None else 0
 
     def expire_human_task(self, continuation_id: str) -> int:
         """Apply ``on_timeout`` to one task now, if it is due (a late decision asked)."""
@@ -508,6 +517,8 @@ class Sweeper:
         self._tasks: list[PeriodicTask] = []
         #: the process's notification dispatcher, started with the sweeps (start_sweeper)
         self.dispatcher: Any = None
+        #: the schedules' pass (:class:`kneo.platform.schedules.ScheduleLoop`), if any
+        self.schedules: Callable[[], object] | None = None
         #: finished queue records (and sent or dead notifications) older than this many days
         #: are deleted every :data:`QUEUE_PRUNE_SECONDS` (``None``: never)
         self.queue_days: int | None = None
@@ -517,12 +528,14 @@ class Sweeper:
         project, one read of its expired tasks and one of its live runs' deadlines on its
         store's view; only a project with something due has its manager act (built then)."""
         if self.directory is None:
+            children = self.sweeps.children
             return {
                 "expired_human_tasks": self.sweeps.prune_expired_human_tasks(),
                 "timed_out_runs": self.sweeps.prune_timed_out_runs(),
+                "child_runs": children() if children is not None else 0,
             }
         root, now = self.sweeps.store, self.sweeps.clock.now()
-        expired = timed_out = 0
+        expired = timed_out = moved = 0
         for entry in self.directory.entries():
             try:
                 store = root.for_project(entry.id)
@@ -531,9 +544,11 @@ class Sweeper:
                     sweeps: Sweeps = self.directory.manager(entry.id).sweeps
                     expired += sweeps.expire_human_tasks(tasks, now)
                     timed_out += sweeps.time_out_runs(runs, now)
+                if store.tasks.list_continuations(kind=CHILD_RUN, limit=1, count=False).items:
+                    moved += self.directory.manager(entry.id).sweeps.sweep_children()
             except Exception:  # one project's failure must not stop the others' sweep
                 log.exception("timeout sweep failed in project %s", entry.name)
-        return {"expired_human_tasks": expired, "timed_out_runs": timed_out}
+        return {"expired_human_tasks": expired, "timed_out_runs": timed_out, "child_runs": moved}
 
     def prune_queue(self) -> int:
         """Delete finished queue records older than :attr:`queue_days` (every process may:
@@ -562,6 +577,16 @@ class Sweeper:
                         self.prune_queue,
                         logger=log,
                         failure="queue retention failed",
+                    )
+                )
+            if self.schedules is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-schedules",
+                        1.0,
+                        self.schedules,
+                        logger=log,
+                        failure="schedule pass failed",
                     )
                 )
             if self.recovery is not None:
@@ -623,6 +648,10 @@ def start_sweeper(
     )
     if hasattr(settings, "notifications"):
         sweeper.dispatcher = start_dispatcher(manager, settings, directory=directory)
+    if hasattr(manager, "runs"):  # a platform that starts runs: its schedules tick here
+        from kneo.platform.schedules import ScheduleLoop  # the controller's modules
+
+        sweeper.schedules = ScheduleLoop(cast(Any, manager), directory).pass_once
     if hasattr(settings, "retention"):
         days = retention_policy(settings, manager.project).queue_days
         sweeper.queue_days = days

@@ -47,10 +47,12 @@ from kneo.service.routes import (
     notifications,
     projects,
     runs,
+    schedules,
     security,
     sessions,
     skills,
     specs,
+    triggers,
 )
 from kneo.service.slack import router as slack_router
 from kneo.service.throttle import SignInThrottle
@@ -114,7 +116,10 @@ def configure_logging(settings: Settings) -> None:
 def _routers() -> list[Any]:
     """API routers, busiest first: FastAPI matches a request against the routes in order
     (no two routes here overlap, so the order only decides how many are tried first)."""
-    routes = (runs, human, specs, controller, audit, security, notifications, sessions, skills)
+    routes = (
+        runs, human, specs, controller, audit, security, notifications, sessions, skills,
+        schedules, triggers,
+    )  # fmt: skip
     return [r.router for r in routes]
 
 

@@ -170,6 +170,14 @@ class RunUsage(_Open):
     steps: list[StepUsage] = Field(description="Per step that ran an agent, in first-use order.")
 
 
+class ChildRunView(_Open):
+    """A child run a ``kind: workflow`` step of the run started (docs/triggers.md)."""
+
+    run_id: str | None = Field(description="None when the child could not start.")
+    step_id: str | None = Field(description="The step that started it.")
+    status: str = Field(description="The child's status now (not_started: it was refused).")
+
+
 class RunView(_Open):
     """``GET /v1/runs/{run_id}``: a run's status, position and outcome."""
 
@@ -203,6 +211,12 @@ class RunView(_Open):
     version: int
     metadata: dict[str, Any]
     usage: RunUsage
+    parent_run_id: str | None = Field(
+        None, description="The run whose workflow step started this one (a child run)."
+    )
+    children: list[ChildRunView] = Field(
+        default_factory=list, description="The child runs its workflow steps started."
+    )
     conversations: list[ConversationView] | None = Field(
         None, description="With include=conversation."
     )
@@ -287,7 +301,7 @@ class GraphNodeView(_Open):
     """One step of a workflow graph (:class:`kneo.spec.graph.GraphNode`)."""
 
     id: str
-    kind: str = Field(description="agent, function or human")
+    kind: str = Field(description="agent, function, human or workflow")
     ref: str
     on_error: str
     max_retries: int

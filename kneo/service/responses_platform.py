@@ -337,6 +337,54 @@ class WebhookAnswer(_Open):
     request_id: int | None = Field(None, description="The queued request, when accepted.")
 
 
+class ScheduleView(_Open):
+    """A schedule an active revision declares: its definition, pause, last and next tick."""
+
+    bundle: str
+    environment: str
+    name: str
+    revision: int = Field(description="The active revision declaring it.")
+    definition: dict[str, Any] = Field(description="As the bundle declares it (cron or every).")
+    paused: bool
+    paused_by: str | None = None
+    last_tick: str | None = Field(None, description="The latest tick claimed (ISO 8601).")
+    next_tick: str = Field(description="When it ticks next (ISO 8601, UTC).")
+
+
+class ScheduleTickView(_Open):
+    tick: str = Field(description="The instant it stands for (ISO 8601).")
+    status: str = Field(description="started, skipped, failed, ...")
+    run_id: str | None = None
+    detail: str | None = None
+
+
+class ScheduleDetail(ScheduleView):
+    """``GET /v1/schedules/{bundle}/{environment}/{name}``: a schedule and its latest ticks."""
+
+    ticks: list[ScheduleTickView] = Field(description="Newest first.")
+
+
+class ScheduleList(_Open):
+    schedules: list[ScheduleView]
+    count: int
+
+
+class ScheduleTrigger(_Open):
+    """A manual trigger: the tick it recorded and the run it queued."""
+
+    status: str
+    tick: str
+    run_id: str | None
+    detail: str | None = None
+
+
+class TriggerDelivery(_Open):
+    """An event delivered to a trigger: ``started`` (202), ``duplicate`` or ``filtered``."""
+
+    status: str = Field(description="started, duplicate or filtered")
+    run_id: str | None = Field(None, description="The run it started (or started before).")
+
+
 _OK = "200"
 #: operation id -> (status code, model) of the answers it documents.
 PLATFORM_RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
@@ -384,6 +432,12 @@ PLATFORM_RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
     "controller-reconcile": ((_OK, ControllerRequestView), ("202", ControllerRequestView)),
     "controller-plan": ((_OK, ControllerRequestView), ("202", ControllerRequestView)),
     "controller-webhook": (("202", WebhookAnswer),),
+    "schedules-list": ((_OK, ScheduleList),),
+    "schedules-get": ((_OK, ScheduleDetail),),
+    "schedules-pause": ((_OK, ScheduleDetail),),
+    "schedules-resume": ((_OK, ScheduleDetail),),
+    "schedules-trigger": (("202", ScheduleTrigger),),
+    "triggers-deliver": ((_OK, TriggerDelivery), ("202", TriggerDelivery)),
 }
 
 __all__ = ["PLATFORM_RESPONSES"]

@@ -31,7 +31,7 @@ class CompiledStep:
     """One step of a compiled workflow: what runs, and what happens when it fails."""
 
     id: str
-    kind: Literal["agent", "function", "human"]
+    kind: Literal["agent", "function", "human", "workflow"]
     ref: str
     on_error: Literal["fail", "retry", "continue", "pause"] = "fail"
     max_retries: int = 0

@@ -209,6 +209,8 @@ class SpecCompiler:
             )
         if step.kind == "human":
             return CompiledStep(**common, human=spec.components.humans[step.ref])
+        if step.kind == "workflow":  # a bundle's name: resolved when the step runs
+            return CompiledStep(**common)
         function = spec.components.functions.get(step.ref)
         return CompiledStep(**common, function_ref=function.ref if function else step.ref)
 

@@ -33,6 +33,8 @@ def _step_line(step: Mapping[str, Any]) -> str:
         return f"agent {step.get('agent')} on {step.get('model')}{with_tools}"
     if kind == "function":
         return f"function {step.get('function_ref') or step.get('ref')}"
+    if kind == "workflow":
+        return f"bundle {step.get('ref')} as a child run (waits for it; its output)"
     human = step.get("human") or {}
     decisions = ", ".join(human.get("decisions") or []) or "a decision"
     return f"a person decides ({decisions}): {human.get('prompt') or step.get('ref')}"

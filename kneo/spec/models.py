@@ -12,6 +12,8 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.spec.extensions import Middleware, SkillSpec
+from kneo.spec.schedules import ScheduleSpec
+from kneo.spec.triggers import TriggerSpec
 
 SPEC_VERSION = "v1"
 
@@ -220,7 +222,9 @@ class HumanReview(_Model):
 
 class StepSpec(_Model):
     id: str = Field(min_length=1)
-    kind: Literal["agent", "function", "human"] = "agent"
+    #: ``workflow``: ``ref`` names a bundle of the run's project whose active revision in the
+    #: run's environment runs as a child run; the step waits for it (docs/triggers.md).
+    kind: Literal["agent", "function", "human", "workflow"] = "agent"
     ref: str = Field(min_length=1)
     description: str | None = None
     on_error: Literal["fail", "retry", "continue", "pause"] = "fail"
@@ -440,11 +444,21 @@ class Spec(_Model):
     #: The project code the spec runs, pinned when it is signed (``kneo spec bundle sign``
     #: writes it; the digest covers it): its refs run these bytes, or nothing.
     code: list[PinnedFile] | None = Field(default=None, max_length=500)
+    #: When runs of this spec start by themselves: ticked only while it is the active
+    #: revision of a bundle in the registry (:mod:`kneo.spec.schedules`, docs/triggers.md).
+    schedules: list[ScheduleSpec] = Field(default_factory=list, max_length=100)
+    #: Which inbound events start runs of this spec, at a per-trigger endpoint: also only
+    #: while it is the active revision of a bundle (:mod:`kneo.spec.triggers`).
+    triggers: list[TriggerSpec] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _has_something_to_run(self) -> Spec:
         if self.agent is None and self.workflow is None:
             raise ValueError("a spec needs an agent, a workflow, or both")
+        for kind, items in (("schedule", self.schedules), ("trigger", self.triggers)):
+            names = [s.name for s in items]
+            if len(names) != len(set(names)):
+                raise ValueError(f"{kind} names must be unique within a spec")
         return self
 
     def all_agents(self) -> dict[str, AgentSpec]:

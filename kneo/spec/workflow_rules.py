@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from kneo.names import is_valid_name
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import workflow_members
 from kneo.spec.models import Spec, StepSpec, WorkflowSpec
@@ -80,6 +81,18 @@ def _step_ref(spec: Spec, step: StepSpec, path: str, roots: list[Path]) -> list[
                     path,
                     f"Human '{step.ref}' is not declared under components.humans.",
                     "add components.humans." + step.ref,
+                )
+            ]
+        return []
+    if step.kind == "workflow":
+        if not is_valid_name(step.ref):
+            return [
+                diag(
+                    "E_UNKNOWN_REF",
+                    path,
+                    f"'{step.ref}' is not a bundle name (a workflow step names a bundle of "
+                    "the run's project).",
+                    "use the bundle's name: 1-64 of A-Z a-z 0-9 . _ -",
                 )
             ]
         return []

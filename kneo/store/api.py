@@ -73,9 +73,11 @@ from kneo.store.records import (
 from kneo.store.registry.reads import RegistryFacet
 from kneo.store.runs import chains
 from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
+from kneo.store.schedules import SchedulesFacet
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
 from kneo.store.transaction import Transaction as Transaction
+from kneo.store.triggers import TriggersFacet
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.executor import HeldConnection
 
@@ -460,6 +462,8 @@ class Store(StoreBase):
     projects: ProjectsFacet
     limits: LimitsFacet
     code: CodeFacet
+    schedules: SchedulesFacet
+    triggers: TriggersFacet
     wakeups: Wakeups
 
     def __init__(
@@ -528,6 +532,8 @@ class Store(StoreBase):
         self.maintenance = MaintenanceFacet(self)
         self.limits = LimitsFacet(self)
         self.code = CodeFacet(self)
+        self.schedules = SchedulesFacet(self)
+        self.triggers = TriggersFacet(self)
 
     @property
     def backend(self) -> str:

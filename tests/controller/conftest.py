@@ -65,6 +65,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "notifications",  # an earlier test's events would reach this one's router
                 "notification_events",
                 "code_files",
+                "schedule_ticks",
+                "schedule_states",
+                "trigger_events",
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))

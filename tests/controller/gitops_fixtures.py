@@ -3,11 +3,14 @@ signing keys, signed bundles, and a real SQLite store (PostgreSQL when configure
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 from kneo.bundle import BundleSource, dump_bundle, generate_ed25519, load_keyring, load_signing_key
 from kneo.bundle.keys import Keyring, SigningKey
@@ -192,3 +195,20 @@ def promotion_waiting(root: Path, prod: str) -> tuple[Store, Controller, str]:
         controller,
         task_id("mailer", "prod", store.registry.get_active("mailer", "staging").digest),
     )
+
+
+DOC = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+
+
+def documented(operation_id: str, answer: Any) -> dict[str, Any]:
+    """``answer``'s JSON after validating it against the committed document's answer."""
+    [operation] = [
+        op for item in DOC["paths"].values() for op in item.values()
+        if op["operationId"] == operation_id
+    ]  # fmt: skip
+    assert str(answer.status_code) in operation["responses"], (operation_id, answer.text)
+    schema = operation["responses"][str(answer.status_code)]["content"]["application/json"]
+    validator = Draft202012Validator({**schema["schema"], "components": DOC["components"]})
+    errors = [e.message for e in validator.iter_errors(answer.json())]
+    assert not errors, (operation_id, errors)
+    return dict(answer.json())

@@ -7,12 +7,11 @@ and PostgreSQL)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from gitops_fixtures import documented
 from starlette.testclient import TestClient
 from test_projects_controller import (
     KEYS,
@@ -196,23 +195,6 @@ def test_the_registry_page_shows_each_projects_controller_for_every_role(
                 assert leader.group(1) == service.controllers.owner
                 assert commit.group(1) == commits[project]
                 assert "alpha" in page.text if project == "team-a" else "beta" in page.text
-
-
-DOC = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
-
-
-def documented(operation_id: str, answer: Any) -> dict[str, Any]:
-    """``answer``'s JSON after validating it against the committed document's answer."""
-    [operation] = [
-        op for item in DOC["paths"].values() for op in item.values()
-        if op["operationId"] == operation_id
-    ]  # fmt: skip
-    assert str(answer.status_code) in operation["responses"], (operation_id, answer.text)
-    schema = operation["responses"][str(answer.status_code)]["content"]["application/json"]
-    validator = Draft202012Validator({**schema["schema"], "components": DOC["components"]})
-    errors = [e.message for e in validator.iter_errors(answer.json())]
-    assert not errors, (operation_id, errors)
-    return dict(answer.json())
 
 
 def test_the_registry_and_controller_answers_are_the_documented_ones(

@@ -123,6 +123,12 @@ CASES = [
         "registry block sha256:1111111111111111111111111111111111111111111111111111111111111111 --reason bad"
     ),
     Case("registry blocks", reads_only=True),
+    Case("schedules list", reads_only=True),
+    # helper declares no schedule: each names it not_found, in the envelope
+    Case("schedules get helper tick --env dev", code=1, envelope=True, reads_only=True),
+    Case("schedules pause helper tick --env dev", code=1, envelope=True),
+    Case("schedules resume helper tick --env dev", code=1, envelope=True),
+    Case("schedules trigger helper tick --env dev", code=1, envelope=True),
     Case(
         "registry unblock sha256:1111111111111111111111111111111111111111111111111111111111111111"
     ),

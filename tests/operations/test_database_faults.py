@@ -216,6 +216,7 @@ PARAMS = {
     "event_id": "1",
     "digest": "sha256:" + "1" * 64,
     "project": "team-x",
+    "name": "tick",  # a schedule's or a trigger's
 }
 
 

@@ -172,7 +172,9 @@ CONTROLLER_ONLY = {
     "registry-bundles-get", "registry-bundles-diff", "registry-bundles-graph",
     "registry-bundles-pin", "registry-bundles-unpin", "registry-bundles-suspend",
     "registry-bundles-resume", "registry-bundles-rollback", "controller-requests-get",
-    "controller-reconcile", "controller-plan", "controller-webhook",
+    "controller-reconcile", "controller-plan", "controller-webhook", "schedules-list",
+    "schedules-get", "schedules-pause", "schedules-resume", "schedules-trigger",
+    "triggers-deliver",
 }  # fmt: skip
 
 

@@ -222,6 +222,18 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             f"/v1/registry/blocked-digests/{BLOCKED}",
             None,
         ),
+        ("GET", "/v1/schedules"): lambda: ("GET", "/v1/schedules", None),
+        ("GET", "/v1/schedules/{bundle}/{environment}/{name}"): lambda: (
+            "GET",
+            "/v1/schedules/demo/prod/nightly",
+            None,
+        ),
+        **{
+            ("POST", f"/v1/schedules/{{bundle}}/{{environment}}/{{name}}/{verb}"): (
+                lambda verb=verb: ("POST", f"/v1/schedules/demo/prod/nightly/{verb}", None)
+            )
+            for verb in ("pause", "resume", "trigger")
+        },
         ("GET", "/v1/notifications"): lambda: ("GET", "/v1/notifications", None),
         ("POST", "/v1/notifications/retry"): lambda: (
             "POST",
@@ -240,6 +252,11 @@ NOT_2XX_WHEN_ALLOWED = {
     ("POST", "/v1/controller/reconcile"): 404,  # no controller configured here
     ("POST", "/v1/controller/plan"): 404,  # no controller configured here
     ("GET", "/v1/controller/requests/{request_id}"): 404,  # no such request
+    # demo declares no schedule (the route itself is reached)
+    ("GET", "/v1/schedules/{bundle}/{environment}/{name}"): 404,
+    ("POST", "/v1/schedules/{bundle}/{environment}/{name}/pause"): 404,
+    ("POST", "/v1/schedules/{bundle}/{environment}/{name}/resume"): 404,
+    ("POST", "/v1/schedules/{bundle}/{environment}/{name}/trigger"): 404,
 }
 
 

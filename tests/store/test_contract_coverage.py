@@ -14,14 +14,14 @@ from typing import Protocol
 
 import pytest
 
-from kneo.store import Store, Transaction, contracts, transaction_contracts
+from kneo.store import Store, Transaction, contracts, start_contracts, transaction_contracts
 from kneo.store.base import Facet
 
-MODULES = (contracts.__name__, transaction_contracts.__name__)
+MODULES = (contracts.__name__, transaction_contracts.__name__, start_contracts.__name__)
 
 PROTOCOLS = {
     name: value
-    for name, value in vars(contracts).items()
+    for name, value in {**vars(contracts), **vars(start_contracts)}.items()
     if isinstance(value, type)
     and getattr(value, "_is_protocol", False)
     and value.__module__ in MODULES

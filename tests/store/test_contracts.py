@@ -628,6 +628,8 @@ CHECKED_IN = {
     "Projects": "test_project_scope.py",
     "ProjectLimitCounts": "test_project_limits.py",
     "CodeFiles": "test_code_files.py",
+    "ScheduleStates": "test_start_contracts.py",
+    "TriggerEvents": "test_start_contracts.py",
 }
 
 

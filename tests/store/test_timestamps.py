@@ -72,6 +72,9 @@ LATER_COLUMNS = {
     "projects": {"created_at", "updated_at"},  # 0026
     "project_usage": {"updated_at"},  # 0027
     "code_files": {"created_at"},  # 0028
+    "schedule_states": {"last_tick", "updated_at"},  # 0029
+    "schedule_ticks": {"tick_at", "created_at", "updated_at"},  # 0029
+    "trigger_events": {"created_at"},  # 0029
 }
 
 

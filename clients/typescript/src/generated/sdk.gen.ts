@@ -2,7 +2,7 @@
 
 import { client } from './client.gen.js';
 import type { Client, Options as Options2, TDataShape } from './client/index.js';
-import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, ProjectsArchiveData, ProjectsArchiveErrors, ProjectsArchiveResponses, ProjectsCreateData, ProjectsCreateErrors, ProjectsCreateResponses, ProjectsGetData, ProjectsGetErrors, ProjectsGetResponses, ProjectsListData, ProjectsListErrors, ProjectsListResponses, ProjectsReplaceData, ProjectsReplaceErrors, ProjectsReplaceResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses } from './types.gen.js';
+import type { AuditEventsGetData, AuditEventsGetErrors, AuditEventsGetResponses, AuditEventsListData, AuditEventsListErrors, AuditEventsListResponses, ControllerPlanData, ControllerPlanErrors, ControllerPlanResponses, ControllerReconcileData, ControllerReconcileErrors, ControllerReconcileResponses, ControllerRequestsGetData, ControllerRequestsGetErrors, ControllerRequestsGetResponses, ControllerStatusData, ControllerStatusErrors, ControllerStatusResponses, ControllerWebhookData, ControllerWebhookErrors, ControllerWebhookResponses, EnvironmentPoliciesGetData, EnvironmentPoliciesGetErrors, EnvironmentPoliciesGetResponses, EnvironmentPoliciesListData, EnvironmentPoliciesListErrors, EnvironmentPoliciesListResponses, EnvironmentPoliciesPreviewData, EnvironmentPoliciesPreviewErrors, EnvironmentPoliciesPreviewResponses, EnvironmentPoliciesReplaceData, EnvironmentPoliciesReplaceErrors, EnvironmentPoliciesReplaceResponses, HealthCheckData, HealthCheckResponses, HealthLiveData, HealthLiveResponses, HealthReadyData, HealthReadyErrors, HealthReadyResponses, HumanTasksDecideData, HumanTasksDecideErrors, HumanTasksDecideResponses, HumanTasksGetData, HumanTasksGetErrors, HumanTasksGetResponses, HumanTasksListData, HumanTasksListErrors, HumanTasksListResponses, HumanTasksResumeData, HumanTasksResumeErrors, HumanTasksResumeResponses, NotificationsListData, NotificationsListErrors, NotificationsListResponses, NotificationsRetryData, NotificationsRetryErrors, NotificationsRetryResponses, ProjectsArchiveData, ProjectsArchiveErrors, ProjectsArchiveResponses, ProjectsCreateData, ProjectsCreateErrors, ProjectsCreateResponses, ProjectsGetData, ProjectsGetErrors, ProjectsGetResponses, ProjectsListData, ProjectsListErrors, ProjectsListResponses, ProjectsReplaceData, ProjectsReplaceErrors, ProjectsReplaceResponses, RegistryBlockedDigestsBlockData, RegistryBlockedDigestsBlockErrors, RegistryBlockedDigestsBlockResponses, RegistryBlockedDigestsListData, RegistryBlockedDigestsListErrors, RegistryBlockedDigestsListResponses, RegistryBlockedDigestsUnblockData, RegistryBlockedDigestsUnblockErrors, RegistryBlockedDigestsUnblockResponses, RegistryBundlesDiffData, RegistryBundlesDiffErrors, RegistryBundlesDiffResponses, RegistryBundlesGetData, RegistryBundlesGetErrors, RegistryBundlesGetResponses, RegistryBundlesGraphData, RegistryBundlesGraphErrors, RegistryBundlesGraphResponses, RegistryBundlesListData, RegistryBundlesListErrors, RegistryBundlesListResponses, RegistryBundlesPinData, RegistryBundlesPinErrors, RegistryBundlesPinResponses, RegistryBundlesResumeData, RegistryBundlesResumeErrors, RegistryBundlesResumeResponses, RegistryBundlesRollbackData, RegistryBundlesRollbackErrors, RegistryBundlesRollbackResponses, RegistryBundlesSuspendData, RegistryBundlesSuspendErrors, RegistryBundlesSuspendResponses, RegistryBundlesUnpinData, RegistryBundlesUnpinErrors, RegistryBundlesUnpinResponses, RunsCancelData, RunsCancelErrors, RunsCancelResponses, RunsCheckpointsDiffData, RunsCheckpointsDiffErrors, RunsCheckpointsDiffResponses, RunsCheckpointsListData, RunsCheckpointsListErrors, RunsCheckpointsListResponses, RunsContinueData, RunsContinueErrors, RunsContinueResponses, RunsCreateData, RunsCreateErrors, RunsCreateResponses, RunsEventsStreamData, RunsEventsStreamErrors, RunsEventsStreamResponses, RunsGetData, RunsGetErrors, RunsGetResponses, RunsGraphData, RunsGraphErrors, RunsGraphResponses, RunsListData, RunsListErrors, RunsListResponses, RunsPolicyReportData, RunsPolicyReportErrors, RunsPolicyReportResponses, RunsRecoveryData, RunsRecoveryErrors, RunsRecoveryResponses, RunsReplayData, RunsReplayErrors, RunsReplayResponses, RunsTraceData, RunsTraceErrors, RunsTraceResponses, SchedulesGetData, SchedulesGetErrors, SchedulesGetResponses, SchedulesListData, SchedulesListErrors, SchedulesListResponses, SchedulesPauseData, SchedulesPauseErrors, SchedulesPauseResponses, SchedulesResumeData, SchedulesResumeErrors, SchedulesResumeResponses, SchedulesTriggerData, SchedulesTriggerErrors, SchedulesTriggerResponses, SecurityCredentialsGetData, SecurityCredentialsGetErrors, SecurityCredentialsGetResponses, ServiceVersionData, ServiceVersionResponses, SessionsGetData, SessionsGetErrors, SessionsGetResponses, SkillsListData, SkillsListErrors, SkillsListResponses, SpecsCompileData, SpecsCompileErrors, SpecsCompileResponses, SpecsExplainData, SpecsExplainErrors, SpecsExplainResponses, SpecsGraphData, SpecsGraphErrors, SpecsGraphResponses, SpecsPolicyReportData, SpecsPolicyReportErrors, SpecsPolicyReportResponses, SpecsRunData, SpecsRunErrors, SpecsRunResponses, SpecsValidateData, SpecsValidateErrors, SpecsValidateResponses, TriggersDeliverData, TriggersDeliverErrors, TriggersDeliverResponses } from './types.gen.js';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean> = Options2<TData, ThrowOnError> & {
     /**
@@ -859,6 +859,82 @@ export const runsTrace = <ThrowOnError extends boolean = false>(options: Options
 });
 
 /**
+ * List Schedules
+ *
+ * Every schedule of the project's active revisions: definition, pause, last and next
+ * tick.
+ */
+export const schedulesList = <ThrowOnError extends boolean = false>(options?: Options<SchedulesListData, ThrowOnError>) => (options?.client ?? client).get<SchedulesListResponses, SchedulesListErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules',
+    ...options
+});
+
+/**
+ * Get Schedule
+ *
+ * One schedule with its latest ticks (each: its instant, status and run).
+ */
+export const schedulesGet = <ThrowOnError extends boolean = false>(options: Options<SchedulesGetData, ThrowOnError>) => (options.client ?? client).get<SchedulesGetResponses, SchedulesGetErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}',
+    ...options
+});
+
+/**
+ * Pause Schedule
+ *
+ * Hold the schedule's ticks until it is resumed (audited).
+ */
+export const schedulesPause = <ThrowOnError extends boolean = false>(options: Options<SchedulesPauseData, ThrowOnError>) => (options.client ?? client).post<SchedulesPauseResponses, SchedulesPauseErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/pause',
+    ...options
+});
+
+/**
+ * Resume Schedule
+ *
+ * Let the schedule tick again, counting from now (audited).
+ */
+export const schedulesResume = <ThrowOnError extends boolean = false>(options: Options<SchedulesResumeData, ThrowOnError>) => (options.client ?? client).post<SchedulesResumeResponses, SchedulesResumeErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/resume',
+    ...options
+});
+
+/**
+ * Trigger Schedule
+ *
+ * Queue one run of the schedule now, as the caller; 202 with its run id.
+ */
+export const schedulesTrigger = <ThrowOnError extends boolean = false>(options: Options<SchedulesTriggerData, ThrowOnError>) => (options.client ?? client).post<SchedulesTriggerResponses, SchedulesTriggerErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/schedules/{bundle}/{environment}/{name}/trigger',
+    ...options
+});
+
+/**
  * Get Credentials
  *
  * Redacted inventory of configured secret references (presence only), optionally
@@ -1022,6 +1098,23 @@ export const specsValidate = <ThrowOnError extends boolean = false>(options: Opt
         'Content-Type': 'application/json',
         ...options.headers
     }
+});
+
+/**
+ * Trigger Event
+ *
+ * Start the bundle's run for this event: 202 ``started`` with its run id, 200
+ * ``duplicate`` (this event already started one) or ``filtered`` (the trigger's filter
+ * drops it); 401 when the signature does not verify.
+ */
+export const triggersDeliver = <ThrowOnError extends boolean = false>(options: Options<TriggersDeliverData, ThrowOnError>) => (options.client ?? client).post<TriggersDeliverResponses, TriggersDeliverErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-API-Key', type: 'apiKey' },
+        { name: 'X-Kneo-Api-Key', type: 'apiKey' }
+    ],
+    url: '/v1/triggers/{bundle}/{environment}/{name}',
+    ...options
 });
 
 /**

@@ -423,6 +423,33 @@ export type CheckpointView = {
 };
 
 /**
+ * ChildRunView
+ *
+ * A child run a ``kind: workflow`` step of the run started (docs/triggers.md).
+ */
+export type ChildRunView = {
+    /**
+     * Run Id
+     *
+     * None when the child could not start.
+     */
+    run_id: string | null;
+    /**
+     * Status
+     *
+     * The child's status now (not_started: it was refused).
+     */
+    status: string;
+    /**
+     * Step Id
+     *
+     * The step that started it.
+     */
+    step_id: string | null;
+    [key: string]: unknown;
+};
+
+/**
  * CompileRequest
  *
  * Body of ``/v1/specs/compile``.
@@ -988,7 +1015,7 @@ export type GraphNodeView = {
     /**
      * Kind
      *
-     * agent, function or human
+     * agent, function, human or workflow
      */
     kind: string;
     /**
@@ -2300,6 +2327,12 @@ export type RunView = {
      */
     cancel_requested: boolean;
     /**
+     * Children
+     *
+     * The child runs its workflow steps started.
+     */
+    children?: Array<ChildRunView>;
+    /**
      * Continuation Id
      */
     continuation_id: string | null;
@@ -2364,6 +2397,12 @@ export type RunView = {
      */
     output_text: string | null;
     /**
+     * Parent Run Id
+     *
+     * The run whose workflow step started this one (a child run).
+     */
+    parent_run_id?: string | null;
+    /**
      * Request Id
      *
      * The first pending request's id while it is paused (resume with it).
@@ -2420,6 +2459,189 @@ export type RunView = {
      * Workflow Name
      */
     workflow_name: string | null;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleDetail
+ *
+ * ``GET /v1/schedules/{bundle}/{environment}/{name}``: a schedule and its latest ticks.
+ */
+export type ScheduleDetail = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Definition
+     *
+     * As the bundle declares it (cron or every).
+     */
+    definition: {
+        [key: string]: unknown;
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Last Tick
+     *
+     * The latest tick claimed (ISO 8601).
+     */
+    last_tick?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Next Tick
+     *
+     * When it ticks next (ISO 8601, UTC).
+     */
+    next_tick: string;
+    /**
+     * Paused
+     */
+    paused: boolean;
+    /**
+     * Paused By
+     */
+    paused_by?: string | null;
+    /**
+     * Revision
+     *
+     * The active revision declaring it.
+     */
+    revision: number;
+    /**
+     * Ticks
+     *
+     * Newest first.
+     */
+    ticks: Array<ScheduleTickView>;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleList
+ */
+export type ScheduleList = {
+    /**
+     * Count
+     */
+    count: number;
+    /**
+     * Schedules
+     */
+    schedules: Array<ScheduleView>;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleTickView
+ */
+export type ScheduleTickView = {
+    /**
+     * Detail
+     */
+    detail?: string | null;
+    /**
+     * Run Id
+     */
+    run_id?: string | null;
+    /**
+     * Status
+     *
+     * started, skipped, failed, ...
+     */
+    status: string;
+    /**
+     * Tick
+     *
+     * The instant it stands for (ISO 8601).
+     */
+    tick: string;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleTrigger
+ *
+ * A manual trigger: the tick it recorded and the run it queued.
+ */
+export type ScheduleTrigger = {
+    /**
+     * Detail
+     */
+    detail?: string | null;
+    /**
+     * Run Id
+     */
+    run_id: string | null;
+    /**
+     * Status
+     */
+    status: string;
+    /**
+     * Tick
+     */
+    tick: string;
+    [key: string]: unknown;
+};
+
+/**
+ * ScheduleView
+ *
+ * A schedule an active revision declares: its definition, pause, last and next tick.
+ */
+export type ScheduleView = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Definition
+     *
+     * As the bundle declares it (cron or every).
+     */
+    definition: {
+        [key: string]: unknown;
+    };
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Last Tick
+     *
+     * The latest tick claimed (ISO 8601).
+     */
+    last_tick?: string | null;
+    /**
+     * Name
+     */
+    name: string;
+    /**
+     * Next Tick
+     *
+     * When it ticks next (ISO 8601, UTC).
+     */
+    next_tick: string;
+    /**
+     * Paused
+     */
+    paused: boolean;
+    /**
+     * Paused By
+     */
+    paused_by?: string | null;
+    /**
+     * Revision
+     *
+     * The active revision declaring it.
+     */
+    revision: number;
     [key: string]: unknown;
 };
 
@@ -2917,6 +3139,27 @@ export type TraceList = {
      * Total Capped
      */
     total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * TriggerDelivery
+ *
+ * An event delivered to a trigger: ``started`` (202), ``duplicate`` or ``filtered``.
+ */
+export type TriggerDelivery = {
+    /**
+     * Run Id
+     *
+     * The run it started (or started before).
+     */
+    run_id?: string | null;
+    /**
+     * Status
+     *
+     * started, duplicate or filtered
+     */
+    status: string;
     [key: string]: unknown;
 };
 
@@ -6670,6 +6913,387 @@ export type RunsTraceResponses = {
 
 export type RunsTraceResponse = RunsTraceResponses[keyof RunsTraceResponses];
 
+export type SchedulesListData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Environment
+         *
+         * Only this environment's schedules.
+         */
+        environment?: string | null;
+    };
+    url: '/v1/schedules';
+};
+
+export type SchedulesListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesListError = SchedulesListErrors[keyof SchedulesListErrors];
+
+export type SchedulesListResponses = {
+    /**
+     * Successful Response
+     */
+    200: ScheduleList;
+};
+
+export type SchedulesListResponse = SchedulesListResponses[keyof SchedulesListResponses];
+
+export type SchedulesGetData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: {
+        /**
+         * Ticks
+         *
+         * How many of the latest ticks to list.
+         */
+        ticks?: number;
+    };
+    url: '/v1/schedules/{bundle}/{environment}/{name}';
+};
+
+export type SchedulesGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesGetError = SchedulesGetErrors[keyof SchedulesGetErrors];
+
+export type SchedulesGetResponses = {
+    /**
+     * Successful Response
+     */
+    200: ScheduleDetail;
+};
+
+export type SchedulesGetResponse = SchedulesGetResponses[keyof SchedulesGetResponses];
+
+export type SchedulesPauseData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/pause';
+};
+
+export type SchedulesPauseErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesPauseError = SchedulesPauseErrors[keyof SchedulesPauseErrors];
+
+export type SchedulesPauseResponses = {
+    /**
+     * Successful Response
+     */
+    200: ScheduleDetail;
+};
+
+export type SchedulesPauseResponse = SchedulesPauseResponses[keyof SchedulesPauseResponses];
+
+export type SchedulesResumeData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/resume';
+};
+
+export type SchedulesResumeErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesResumeError = SchedulesResumeErrors[keyof SchedulesResumeErrors];
+
+export type SchedulesResumeResponses = {
+    /**
+     * Successful Response
+     */
+    200: ScheduleDetail;
+};
+
+export type SchedulesResumeResponse = SchedulesResumeResponses[keyof SchedulesResumeResponses];
+
+export type SchedulesTriggerData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/schedules/{bundle}/{environment}/{name}/trigger';
+};
+
+export type SchedulesTriggerErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type SchedulesTriggerError = SchedulesTriggerErrors[keyof SchedulesTriggerErrors];
+
+export type SchedulesTriggerResponses = {
+    /**
+     * Successful Response
+     */
+    202: ScheduleTrigger;
+};
+
+export type SchedulesTriggerResponse = SchedulesTriggerResponses[keyof SchedulesTriggerResponses];
+
 export type SecurityCredentialsGetData = {
     body?: never;
     headers?: {
@@ -7306,6 +7930,86 @@ export type SpecsValidateResponses = {
 };
 
 export type SpecsValidateResponse = SpecsValidateResponses[keyof SpecsValidateResponses];
+
+export type TriggersDeliverData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Bundle
+         */
+        bundle: string;
+        /**
+         * Environment
+         */
+        environment: string;
+        /**
+         * Name
+         */
+        name: string;
+    };
+    query?: never;
+    url: '/v1/triggers/{bundle}/{environment}/{name}';
+};
+
+export type TriggersDeliverErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type TriggersDeliverError = TriggersDeliverErrors[keyof TriggersDeliverErrors];
+
+export type TriggersDeliverResponses = {
+    /**
+     * Successful Response
+     */
+    200: TriggerDelivery;
+    /**
+     * Successful Response
+     */
+    202: TriggerDelivery;
+};
+
+export type TriggersDeliverResponse = TriggersDeliverResponses[keyof TriggersDeliverResponses];
 
 export type ServiceVersionData = {
     body?: never;

@@ -1,0 +1,82 @@
+"""The store's answers for runs that start by themselves (``kneo.store.start_contracts``),
+member by member, on SQLite and PostgreSQL: a schedule's tick claimed once, its outcome
+set by compare-and-set, its state advanced only forward and paused by a person; a trigger's
+event claimed once with its outcome read back; each project's rows its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kneo.clock import ManualClock
+from kneo.store import Store
+
+KEY = ("nightly", "dev", "tick")
+T0 = datetime(2026, 3, 1, 3, tzinfo=UTC)
+
+
+def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock) -> None:
+    schedules = store.schedules
+    with store.transaction() as tx:
+        tx.add_revision("nightly", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
+    with store.transaction() as tx:
+        tx.activate_revision("nightly", "dev", 1)
+    assert [(b, e, r) for b, e, r, _ in schedules.active_heads()] == [("nightly", "dev", 1)]
+    assert schedules.states() == {}
+
+    schedules.advance(KEY, T0)
+    schedules.advance(KEY, T0 - timedelta(hours=1))  # never back
+    assert schedules.states()[KEY].last_tick == T0
+
+    assert schedules.claim_tick(KEY, T0) is True
+    assert schedules.claim_tick(KEY, T0) is False  # another replica's claim finds it taken
+    clock.advance(120)
+    assert schedules.stale_claims(clock.now()) == [(KEY, T0)]
+    assert schedules.stale_claims(clock.now() - timedelta(seconds=121)) == []
+
+    with store.transaction() as tx:
+        tx.create_run(run_id="run_s1", target="workflow", input_text="x", status="queued")
+    assert schedules.record_tick(KEY, T0, "started", run_id="run_s1", expected="claimed")
+    assert not schedules.record_tick(KEY, T0, "failed", expected="claimed")  # lost the race
+    assert schedules.live_run(KEY) == "run_s1"
+    assert schedules.stale_claims(clock.now()) == []
+
+    later = T0 + timedelta(days=1)
+    assert schedules.claim_tick(KEY, later, status="waiting")
+    assert schedules.waiting_keys() == {KEY}
+    assert schedules.oldest_waiting(KEY) == later
+    assert schedules.record_tick(KEY, later, "skipped", detail="x" * 900)
+    assert schedules.waiting_keys() == set() and schedules.oldest_waiting(KEY) is None
+    ticks = schedules.ticks(KEY)
+    assert [(k.tick_at, k.status, k.run_id) for k in ticks] == [
+        (later, "skipped", None),
+        (T0, "started", "run_s1"),
+    ]
+    assert len(ticks[0].detail or "") == 500 and schedules.ticks(KEY, limit=1) == ticks[:1]
+
+    schedules.set_paused(KEY, True, "alice")
+    state = schedules.states()[KEY]
+    assert (state.paused, state.paused_by, state.last_tick) == (True, "alice", T0)
+    schedules.set_paused(KEY, False, "bob")
+    state = schedules.states()[KEY]
+    assert (state.paused, state.paused_by, state.last_tick) == (False, None, clock.now())
+
+    store.projects.create_project("team-b")
+    other = store.for_project("team-b").schedules  # another project's view sees nothing
+    assert other.states() == {} and other.ticks(KEY) == [] and other.active_heads() == []
+    assert other.claim_tick(KEY, T0) is True
+
+
+def test_trigger_events_claim_once_and_read_back(store: Store) -> None:
+    triggers = store.triggers
+    key = ("intake", "dev", "tickets")
+    assert triggers.event_outcome(key, "e1") is None
+    assert triggers.claim_event(key, "e1") is True
+    assert triggers.claim_event(key, "e1") is False  # a retried delivery
+    assert triggers.event_outcome(key, "e1") == {"status": "claimed", "run_id": None,
+                                                 "detail": None}  # fmt: skip
+    triggers.record_event(key, "e1", "started", run_id="run_t1", detail="ok")
+    assert triggers.event_outcome(key, "e1") == {"status": "started", "run_id": "run_t1",
+                                                 "detail": "ok"}  # fmt: skip
+    store.projects.create_project("team-b")
+    other = store.for_project("team-b").triggers
+    assert other.event_outcome(key, "e1") is None and other.claim_event(key, "e1") is True
