@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import typer
 
+from kneo.cli.client import LocalClient
 from kneo.cli.controller_cmd import ActorOpt, actor_name
 from kneo.cli.output import ClientOptions, console, options, print_table
 from kneo.errors import InvalidRequest
@@ -23,13 +24,13 @@ EnvArg = typer.Option(..., "--env", help="The environment the bundle is active i
 
 
 def _call(
-    opts: ClientOptions, method: str, path: str, local: str, *args: Any, actor: str | None = None
+    opts: ClientOptions, method: str, path: str, local: str, *args: object, actor: str | None = None
 ) -> Any:
     """The service's route ``path``, or :mod:`kneo.platform.schedule_ops` ``local`` on
     the project's own platform."""
     client = opts.client()
     try:
-        if hasattr(client, "create_run"):  # the HTTP client: the service audits the caller
+        if not isinstance(client, LocalClient):  # the HTTP client: the service audits the caller
             if actor is not None:
                 raise InvalidRequest(
                     "--actor is for the local store: the service records the caller its key names",

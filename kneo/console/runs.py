@@ -38,7 +38,7 @@ _TREE_DEPTH, _TREE_NODES = 4, 50
 _WAITING_CHILD = ("queued", "running", "paused", "starting")
 
 
-def child_tree(mgr: Any, run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def child_tree(mgr: PlatformManager, run: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The run's child runs (``kind: workflow`` steps), each with its own, as nested
     ``{run_id, step_id, status, children}``: at most :data:`_TREE_DEPTH` levels and
     :data:`_TREE_NODES` runs (a child cut there has ``more`` set)."""

@@ -18,6 +18,7 @@ the actor ``schedule:<name>``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import KneoError
 from kneo.platform.bundles import BundleRunner, run_bundle
+from kneo.platform.directory import ProjectDirectory
 from kneo.policy.environment import FreezeWindow
 from kneo.spec.schedules import ScheduleSpec, due_ticks, next_tick
 from kneo.store.schedules import ScheduleKey, ScheduleState
@@ -244,7 +246,7 @@ class ScheduleLoop:
     project, or in every project of its ``directory`` (a worker's); each project's
     :class:`Scheduler` is kept, so specs are read once per promoted revision."""
 
-    def __init__(self, platform: BundleRunner, directory: Any = None) -> None:
+    def __init__(self, platform: BundleRunner, directory: ProjectDirectory | None = None) -> None:
         self.platform = platform
         self.directory = directory
         self._schedulers: dict[int, Scheduler] = {}
@@ -282,7 +284,7 @@ class ScheduleLoop:
         return totals
 
 
-def _schedules_of(spec: Any) -> tuple[ScheduleSpec, ...]:
+def _schedules_of(spec: Mapping[str, Any] | None) -> tuple[ScheduleSpec, ...]:
     """The ``schedules:`` of a stored spec document (an invalid entry is left out and
     logged: the controller already validated the spec before it could become active)."""
     found: list[ScheduleSpec] = []

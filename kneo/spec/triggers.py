@@ -78,18 +78,18 @@ class TriggerSpec(BaseModel):
 _MISSING = object()
 
 
-def pick(event: Any, pointer: str) -> Any:
+def pick(event: object, pointer: str) -> Any:
     """The value at ``pointer`` in ``event`` (``None`` when it is not there)."""
     found = jsonpointer.resolve_pointer(event, pointer, _MISSING)
     return None if found is _MISSING else found
 
 
-def passes(trigger: TriggerSpec, event: Any) -> bool:
+def passes(trigger: TriggerSpec, event: object) -> bool:
     """Whether ``event`` matches every entry of the trigger's filter."""
     return all(pick(event, p) == expected for p, expected in trigger.filter.items())
 
 
-def run_input(trigger: TriggerSpec, event: Any) -> str:
+def run_input(trigger: TriggerSpec, event: object) -> str:
     """The run's input text the mapping makes of ``event``."""
     value = pick(event, trigger.input)
     if isinstance(value, str):
@@ -97,12 +97,12 @@ def run_input(trigger: TriggerSpec, event: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def run_metadata(trigger: TriggerSpec, event: Any) -> dict[str, Any]:
+def run_metadata(trigger: TriggerSpec, event: object) -> dict[str, Any]:
     """The run metadata the mapping makes of ``event`` (a pointer not there: ``None``)."""
     return {key: pick(event, pointer) for key, pointer in trigger.metadata.items()}
 
 
-def event_of(attributes: Mapping[str, Any], data: Any) -> dict[str, Any]:
+def event_of(attributes: Mapping[str, Any], data: object) -> dict[str, Any]:
     """A CloudEvent as the JSON document pointers address: its attributes (times as ISO
     text) and ``data``."""
     doc = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in attributes.items()}
