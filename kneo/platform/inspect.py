@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.lifecycle import RunStatus
@@ -182,6 +182,11 @@ class Inspection:
         taken (:mod:`kneo.platform.context`)."""
         run = self.store.runs.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
+        code = (run.metadata or {}).get("code")
+        if isinstance(code, Mapping) and "files" not in code:
+            # the run records its code set's digest; the view names the files too
+            files = self.driver.code_of(run).manifest()
+            run = replace(run, metadata={**run.metadata, "code": {**code, "files": files}})
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
         if include_conversation:
             state = run.state or {}

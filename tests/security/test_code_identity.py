@@ -172,10 +172,13 @@ def test_a_paused_run_resumes_on_the_code_it_started_with_on_another_process(
     try:
         paused = first.run_from_spec(input_text="go", spec_path=str(flow))
         record = first.store.runs.get_run(paused.run_id).metadata["code"]
+        shown = first.get_run(paused.run_id)["metadata"]["code"]
     finally:
         first.store.close()
     assert paused.status == "paused", paused
-    assert [f["path"] for f in record["files"]] == ["steps_v.py"]
+    # the run's row records the code set's digest; its manifest is in the store by digest
+    assert record == {"digest": shown["digest"]}
+    assert [f["path"] for f in shown["files"]] == ["steps_v.py"]
     (project / "steps_v.py").write_text("def f(text):\n    return 'v2 ' + text\n")
     _forget_loaded_code()
     second = _platform(project, database)
@@ -196,6 +199,7 @@ def _forget_loaded_code() -> None:
 
     code._BLOBS.clear()
     code._LOADED.clear()
+    code._RECORDS.clear()  # a run's manifest too: read from the store by its digest
     for name in [n for n in sys.modules if n.startswith(code.CODE_PREFIX)]:
         del sys.modules[name]
 

@@ -1,7 +1,8 @@
 """Project code, content-addressed: ``code_files`` (migration 0028).
 
 One row per distinct file a code set pins (:mod:`kneo.kernel.code`), keyed by the sha256 of
-its bytes: a run's modules and a promoted bundle's, so a worker with no checkout runs exactly
+its bytes: a run's modules and a promoted bundle's (and a run's code set manifest, under the
+set's digest: a run records the digest alone), so a worker with no checkout runs exactly
 the code that was judged, and a run paused for weeks resumes on the code it started with.
 Rows never change once written and are shared by every project (a row is reachable only by
 its digest, which only the holder of the content can name), like ``specs``.
@@ -78,6 +79,11 @@ class CodeFacet(Facet):
             found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
         _held(self.engine).update(found)
         return found
+
+    def one(self, digest: str) -> bytes | None:
+        """The stored file ``digest`` names, or ``None`` (such as a code set's manifest:
+        :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``)."""
+        return self.get([digest]).get(digest)
 
 
 __all__ = ["CodeFacet", "code_files"]
