@@ -276,15 +276,24 @@ def unchanged(code: CodeSet, root: Path | None) -> bool:
         if paths is None:
             if len(_PATHS) > 256:
                 _PATHS.clear()
-            paths = _PATHS[key] = tuple((root / f.path, f.sha256) for f in code.files)
-        return all(_read(path).sha256 == sha for path, sha in paths)
+            paths = _PATHS[key] = tuple((str(root / f.path), f.sha256) for f in code.files)
+        now = time.time_ns()
+        for path, sha in paths:
+            # :func:`_read`'s cache probed by the file's stat (a dict read needs no lock)
+            st = os.stat(path)
+            hit = _SOURCES.get((path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            if hit is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+                hit = _read(Path(path))
+            if hit.sha256 != sha:
+                return False
+        return True
     except OSError:
         return False
 
 
 #: by code digest and root: each file's path there and pinned sha256 (joined once: every
 #: run from a prepared spec asks :func:`unchanged`)
-_PATHS: dict[tuple[str, str], tuple[tuple[Path, str], ...]] = {}
+_PATHS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
 
 # ---------------------------------------------------------------------- collecting

@@ -41,6 +41,11 @@ def _held(engine: Any) -> set[str]:
     return found
 
 
+def _one() -> sa.Select[Any]:
+    c = code_files.c
+    return sa.select(c.sha256, c.data).where(c.sha256 == sa.bindparam("sha256"))
+
+
 class CodeFacet(Facet):
     """``store.code``: put and get project code files by sha256; each call commits."""
 
@@ -82,8 +87,13 @@ class CodeFacet(Facet):
 
     def one(self, digest: str) -> bytes | None:
         """The stored file ``digest`` names, or ``None`` (such as a code set's manifest:
-        :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``)."""
-        return self.get([digest]).get(digest)
+        :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``): one statement on the
+        driver, compiled once (a resume in a fresh process reads its run's manifest here)."""
+        rows = self._read_alone(code_files, "code_files.one", _one, {"sha256": digest})
+        if not rows:
+            return None
+        _held(self.engine).add(digest)
+        return bytes(rows[0]["data"])
 
 
 __all__ = ["CodeFacet", "code_files"]
