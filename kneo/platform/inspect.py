@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
-from kneo.errors import InvalidRequest, NotFound
+from kneo.errors import InvalidRequest, KneoError, NotFound
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.events import read_events
@@ -184,9 +184,14 @@ class Inspection:
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
         code = (run.metadata or {}).get("code")
         if isinstance(code, Mapping) and "files" not in code:
-            # the run records its code set's digest; the view names the files too
-            files = self.driver.code_of(run).manifest()
-            run = replace(run, metadata={**run.metadata, "code": {**code, "files": files}})
+            # the run records its code set's digest; the view names the files too (a
+            # manifest gone from the store shows the digest alone: resuming says why)
+            try:
+                files = self.driver.code_of(run).manifest()
+            except KneoError:
+                files = None
+            if files is not None:
+                run = replace(run, metadata={**run.metadata, "code": {**code, "files": files}})
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
         if include_conversation:
             state = run.state or {}

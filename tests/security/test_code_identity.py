@@ -244,6 +244,7 @@ def test_a_run_whose_code_manifest_is_not_stored_does_not_resume(
     code_module._HELD.clear()
     second = _platform(project, database)
     try:
+        assert second.get_run(paused.run_id)["metadata"]["code"] == {"digest": digest}
         assert paused.continuation_id and paused.request_id
         with pytest.raises(KneoError) as refused:
             second.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
