@@ -182,8 +182,8 @@ class Inspection:
         taken (:mod:`kneo.platform.context`)."""
         run = self.store.runs.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
-        code = (run.metadata or {}).get("code")
-        if isinstance(code, Mapping) and "files" not in code:
+        pinned = (run.metadata or {}).get("code")
+        if isinstance(pinned, Mapping) and "files" not in pinned:
             # the run records its code set's digest; the view names the files too (a
             # manifest gone from the store shows the digest alone: resuming says why)
             try:
@@ -191,7 +191,8 @@ class Inspection:
             except KneoError:
                 files = None
             if files is not None:
-                run = replace(run, metadata={**run.metadata, "code": {**code, "files": files}})
+                shown = {**pinned, "files": files}
+                run = replace(run, metadata={**run.metadata, "code": shown})
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
         if include_conversation:
             state = run.state or {}
