@@ -385,7 +385,12 @@ class _Run:
         self.emit(
             "step_started",
             # an agent step names its agent: the observer's invoke_agent span is named by it
-            {"kind": step.kind, "attempt": attempt + 1, **position, **_agent_of(step)},
+            {
+                "kind": step.kind,
+                "attempt": attempt + 1,
+                **position,
+                **(_agent_of(step) if step.kind == "agent" else {}),
+            },
             step_id=step.id,
             unit_key=key,
         )

@@ -140,17 +140,39 @@ class CodeSet:
         return [f.to_dict() for f in self.files]
 
     @classmethod
-    def from_record(cls, record: Any, *, field: str = "metadata.code") -> CodeSet:
-        """The code set a run recorded (:func:`code_record`); its digest is checked."""
+    def from_record(
+        cls,
+        record: Any,
+        *,
+        field: str = "metadata.code",
+        fetch: Callable[[str], bytes | None] | None = None,
+    ) -> CodeSet:
+        """The code set a run recorded (:func:`code_record`): its digest, the manifest being
+        stored content-addressed under it (``fetch`` reads it: the store's ``code_files``),
+        or (runs recorded before) the digest and its files inline; the digest is checked
+        either way, ``E_CODE_DIGEST_MISMATCH`` when the manifest is nowhere."""
         if record is None:
             return EMPTY
         if not isinstance(record, Mapping) or not isinstance(record.get("digest"), str):
-            raise _bad(field, "must be an object with digest and files")
-        known = _RECORDS.get(record["digest"])
-        if known is not None and known.manifest() == record.get("files"):
+            raise _bad(field, "must be an object with digest (and files)")
+        digest, files = record["digest"], record.get("files")
+        known = _RECORDS.get(digest)
+        if known is not None and (files is None or known.manifest() == files):
             return known  # every resume of a run reads its record: checked once per process
-        pinned = cls.from_manifest(record.get("files"), field=f"{field}.files")
-        if pinned.digest != record["digest"]:
+        if files is None:
+            stored = fetch(digest) if fetch is not None else None
+            if stored is None or digest_of(stored) != digest:
+                raise Conflict(
+                    f"{field}: the manifest of code set {digest[:12]}… is not in the store",
+                    code=ErrorCode.E_CODE_DIGEST_MISMATCH,
+                    field=field,
+                )
+            try:
+                files = json.loads(stored)
+            except ValueError as exc:  # its digest matched: not reached but by a collision
+                raise _bad(f"{field}.digest", "names no manifest") from exc
+        pinned = cls.from_manifest(files, field=f"{field}.files")
+        if pinned.digest != digest:
             raise _bad(f"{field}.digest", "does not match its files")
         if len(_RECORDS) > 1024:
             _RECORDS.clear()
@@ -158,10 +180,15 @@ class CodeSet:
         return pinned
 
     @cached_property
+    def manifest_bytes(self) -> bytes:
+        """The canonical manifest, whose sha256 is :attr:`digest`: what the store keeps
+        under the digest in ``code_files`` (a run records the digest alone)."""
+        return json.dumps(self.manifest(), sort_keys=True, separators=(",", ":")).encode()
+
+    @cached_property
     def digest(self) -> str:
         """sha256 of the canonical manifest: equal sets, equal digests."""
-        text = json.dumps(self.manifest(), sort_keys=True, separators=(",", ":"))
-        return digest_of(text.encode())
+        return digest_of(self.manifest_bytes)
 
     @cached_property
     def _by_module(self) -> dict[str, CodeFile]:
@@ -196,8 +223,18 @@ _RECORDS: dict[str, CodeSet] = {}
 
 
 def code_record(code: CodeSet) -> dict[str, Any] | None:
-    """What a run records of the code it is pinned to (``None``: it reaches none)."""
-    return {"digest": code.digest, "files": code.manifest()} if code else None
+    """What a run records of the code it is pinned to (``None``: it reaches none): the code
+    set's digest; its manifest is stored under that digest (:attr:`CodeSet.manifest_bytes`)
+    and each file under its own, so the run's row carries 80 bytes, not a file list (a
+    row version per step boundary on PostgreSQL). Registered here, so this process reads
+    the record back without the store."""
+    if not code:
+        return None
+    if code.digest not in _RECORDS:
+        if len(_RECORDS) > 1024:
+            _RECORDS.clear()
+        _RECORDS[code.digest] = code
+    return {"digest": code.digest}
 
 
 _MATERIALIZED: dict[str, Path] = {}
@@ -234,9 +271,29 @@ def unchanged(code: CodeSet, root: Path | None) -> bool:
     if root is None:
         return False
     try:
-        return all(_read(root / f.path).sha256 == f.sha256 for f in code.files)
+        key = (code.digest, str(root))
+        paths = _PATHS.get(key)
+        if paths is None:
+            if len(_PATHS) > 256:
+                _PATHS.clear()
+            paths = _PATHS[key] = tuple((str(root / f.path), f.sha256) for f in code.files)
+        now = time.time_ns()
+        for path, sha in paths:
+            # :func:`_read`'s cache probed by the file's stat (a dict read needs no lock)
+            st = os.stat(path)
+            hit = _SOURCES.get((path, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+            if hit is None or now - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+                hit = _read(Path(path))
+            if hit.sha256 != sha:
+                return False
+        return True
     except OSError:
         return False
+
+
+#: by code digest and root: each file's path there and pinned sha256 (joined once: every
+#: run from a prepared spec asks :func:`unchanged`)
+_PATHS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
 
 # ---------------------------------------------------------------------- collecting

@@ -83,7 +83,7 @@ class RunDriver:
         """The run's compiled workflow, from the cache or compiled from its stored spec, with
         the project code the run recorded when it started (fetched from the store when this
         process does not hold it): a resume weeks later, on any worker, runs that code."""
-        pinned = CodeSet.from_record((run.metadata or {}).get("code"))
+        pinned = self.code_of(run)
         key = (run.spec_digest or content_hash(run.spec), run.target, pinned.digest)
         cached = self.compiled.get(key)
         if cached is not None:
@@ -102,6 +102,11 @@ class RunDriver:
         )
         self.compiled.put(key, workflow)
         return workflow
+
+    def code_of(self, run: RunRecord) -> CodeSet:
+        """The code set ``run`` is pinned to: its record's digest, the manifest read from the
+        store's ``code_files`` when this process has not seen it (once per digest)."""
+        return CodeSet.from_record((run.metadata or {}).get("code"), fetch=self.store.code.one)
 
     def remember(self, digest: str, target: str, workflow: CompiledWorkflow) -> None:
         """Cache a workflow compiled while preparing a spec, for the runs made from it."""

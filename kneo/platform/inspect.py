@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
-from kneo.errors import InvalidRequest, NotFound
+from kneo.errors import InvalidRequest, KneoError, NotFound
 from kneo.platform.child_links import children_of, parent_of
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
@@ -184,6 +184,17 @@ class Inspection:
         taken (:mod:`kneo.platform.context`)."""
         run = self.store.runs.get_run(run_id)
         count = run.trace_seq if run.trace_seq is not None else self.driver.trace_count(run_id)
+        pinned = (run.metadata or {}).get("code")
+        if isinstance(pinned, Mapping) and "files" not in pinned:
+            # the run records its code set's digest; the view names the files too (a
+            # manifest gone from the store shows the digest alone: resuming says why)
+            try:
+                files = self.driver.code_of(run).manifest()
+            except KneoError:
+                files = None
+            if files is not None:
+                shown = {**pinned, "files": files}
+                run = replace(run, metadata={**run.metadata, "code": shown})
         view = run_view(run, trace_event_count=count, show_personal=show_personal)
         view["parent_run_id"] = parent_of(run)
         view["children"] = self._children(run)

@@ -127,7 +127,7 @@ class StoreJournal:
             if self._held and self._held[-1].closing:
                 self._write_held()
             # a boundary held for the person after it waits for that person's unit only
-            after_person = any(held.before_person for held in self._held)
+            after_person = bool(self._held) and any(held.before_person for held in self._held)
             self._held.append(boundary)
             if after_person or not (
                 boundary.closing or boundary.replayable or boundary.before_person

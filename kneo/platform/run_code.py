@@ -39,7 +39,7 @@ def move_code(
             "other code",
             current_status=run.status,
         )
-    old = CodeSet.from_record((run.metadata or {}).get("code"))
+    old = CodeSet.from_record((run.metadata or {}).get("code"), fetch=store.code.one)
     changes: dict[str, Any]
     if run.bundle_name is not None:
         changes, new = _bundle_target(store, run, to_revision)
@@ -55,7 +55,7 @@ def move_code(
         new = spec_code(model, Path(base) if base else None)
         changes = {}
     if new:
-        store.code.put(load_code(new).files())
+        store.code.put({**load_code(new).files(), new.digest: new.manifest_bytes})
     metadata = {**(run.metadata or {}), "code": code_record(new)}
     with store.transaction() as tx:
         updated = tx.update_run(run_id, expected_version=run.version, metadata=metadata, **changes)

@@ -423,9 +423,11 @@ class Runs:
         connection: HeldConnection | None = None,
     ) -> RunRecord:
         code = prepared.workflow.code
-        if code and self.store.code.missing(f.sha256 for f in code.files):
-            # the files the run is pinned to, by digest, before the run names them
-            self.store.code.put(load_code(code, origin=prepared.workflow.code_root).files())
+        if code and self.store.code.missing((code.digest,)):
+            # the files the run is pinned to and their manifest (the run records its digest
+            # alone), by digest, before the run names them
+            files = load_code(code, origin=prepared.workflow.code_root).files()
+            self.store.code.put({**files, code.digest: code.manifest_bytes})
         return create_run(
             self.store,
             prepared,

@@ -10,8 +10,7 @@ protocols are reads and the coordination primitives that must commit on their ow
 leases, locks, idempotency keys); the ``*Transaction`` protocols
 (:mod:`kneo.store.transaction_contracts`, re-exported here) are the writes of one unit of
 work, reached through :class:`Transactional`'s ``transaction()``. A write is the
-transaction's only: the Store has no one-transaction shorthand of it, so there is one way to
-write and its signature is written once.
+transaction's only (the Store has no shorthand of it): one way to write, one signature.
 
 :func:`_conformance` and its two siblings below are checked by ``mypy --strict``: they fail
 when ``Store``, a facet or ``Transaction`` stops satisfying a protocol;
@@ -455,6 +454,7 @@ class CodeFiles(Protocol):
     def missing(self, digests: Iterable[str]) -> list[str]: ...
     def put(self, files: Mapping[str, bytes]) -> None: ...
     def get(self, digests: Iterable[str]) -> dict[str, bytes]: ...
+    def one(self, digest: str) -> bytes | None: ...
 
 
 class ConsoleSessions(Protocol):

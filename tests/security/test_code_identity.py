@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from kneo.platform import PlatformManager, create_platform
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.project import ProjectConfig, ProjectContext
+from kneo.store import code as code_module
 
 PROJECT_MODULE = "def {fn}(text):\n    return 'project {name}: ' + str(text)\n"
 
@@ -172,10 +174,13 @@ def test_a_paused_run_resumes_on_the_code_it_started_with_on_another_process(
     try:
         paused = first.run_from_spec(input_text="go", spec_path=str(flow))
         record = first.store.runs.get_run(paused.run_id).metadata["code"]
+        shown = first.get_run(paused.run_id)["metadata"]["code"]
     finally:
         first.store.close()
     assert paused.status == "paused", paused
-    assert [f["path"] for f in record["files"]] == ["steps_v.py"]
+    # the run's row records the code set's digest; its manifest is in the store by digest
+    assert record == {"digest": shown["digest"]}
+    assert [f["path"] for f in shown["files"]] == ["steps_v.py"]
     (project / "steps_v.py").write_text("def f(text):\n    return 'v2 ' + text\n")
     _forget_loaded_code()
     second = _platform(project, database)
@@ -190,12 +195,71 @@ def test_a_paused_run_resumes_on_the_code_it_started_with_on_another_process(
     assert after == record
 
 
+def test_a_module_edited_between_runs_of_one_prepared_spec_is_pinned_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prepared spec is cached; each run asks whether its files are still the ones
+    pinned (by their stat, then their bytes): an edit, even one keeping the size, pins the
+    next run to the new code, and each run's view names its own digest."""
+    project = _project(tmp_path / "p")
+    (project / "steps_e.py").write_text("def f(text):\n    return 'e1 ' + text\n")
+    flow = _spec(project, "steps_e:f")
+    monkeypatch.chdir(project)
+    platform = _platform(project, f"sqlite:///{tmp_path / 'runs.sqlite'}")
+    try:
+        first = platform.run_from_spec(input_text="go", spec_path=str(flow))
+        again = platform.run_from_spec(input_text="go", spec_path=str(flow))
+        (project / "steps_e.py").write_text("def f(text):\n    return 'e2 ' + text\n")
+        edited = platform.run_from_spec(input_text="go", spec_path=str(flow))
+        codes = [platform.get_run(r.run_id)["metadata"]["code"] for r in (first, again, edited)]
+    finally:
+        platform.store.close()
+    assert [r.output_text for r in (first, again, edited)] == ["e1 go", "e1 go", "e2 go"]
+    assert codes[0] == codes[1] and codes[2]["digest"] != codes[0]["digest"]
+    assert [f["path"] for f in codes[2]["files"]] == ["steps_e.py"]
+
+
+def test_a_run_whose_code_manifest_is_not_stored_does_not_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run records its code set's digest; a process that has not seen the set reads the
+    manifest from the store by that digest. Gone (or altered), nothing runs:
+    ``E_CODE_DIGEST_MISMATCH``."""
+    project = _project(tmp_path / "p")
+    (project / "steps_m.py").write_text("def f(text):\n    return 'm ' + text\n")
+    flow = _spec(project, "steps_m:f", human=True)
+    monkeypatch.chdir(project)
+    database = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    first = _platform(project, database)
+    try:
+        paused = first.run_from_spec(input_text="go", spec_path=str(flow))
+        digest = first.store.runs.get_run(paused.run_id).metadata["code"]["digest"]
+    finally:
+        first.store.close()
+    db = sqlite3.connect(tmp_path / "runs.sqlite")
+    with db:
+        db.execute("UPDATE code_files SET data = ? WHERE sha256 = ?", (b"[]", digest))
+    db.close()
+    _forget_loaded_code()
+    code_module._HELD.clear()
+    second = _platform(project, database)
+    try:
+        assert second.get_run(paused.run_id)["metadata"]["code"] == {"digest": digest}
+        assert paused.continuation_id and paused.request_id
+        with pytest.raises(KneoError) as refused:
+            second.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
+    finally:
+        second.store.close()
+    assert refused.value.code == "E_CODE_DIGEST_MISMATCH"
+
+
 def _forget_loaded_code() -> None:
     """This process's copies of code files and loaded namespaces, as a new worker has none."""
     from kneo.kernel import code
 
     code._BLOBS.clear()
     code._LOADED.clear()
+    code._RECORDS.clear()  # a run's manifest too: read from the store by its digest
     for name in [n for n in sys.modules if n.startswith(code.CODE_PREFIX)]:
         del sys.modules[name]
 

@@ -28,3 +28,6 @@ def test_files_are_put_once_and_got_back_by_digest(store: Store) -> None:
     store.code.put(dict([one]))  # written again: insert-if-absent, no error
     assert store.code.get([one[0]]) == dict([one])
     assert store.code.get([]) == {}
+    code_module._HELD.clear()
+    assert store.code.one(two[0]) == two[1] and store.code.one("0" * 64) is None
+    assert store.code.missing([two[0]]) == []  # read back: known stored

@@ -1,7 +1,8 @@
 """Project code, content-addressed: ``code_files`` (migration 0028).
 
 One row per distinct file a code set pins (:mod:`kneo.kernel.code`), keyed by the sha256 of
-its bytes: a run's modules and a promoted bundle's, so a worker with no checkout runs exactly
+its bytes: a run's modules and a promoted bundle's (and a run's code set manifest, under the
+set's digest: a run records the digest alone), so a worker with no checkout runs exactly
 the code that was judged, and a run paused for weeks resumes on the code it started with.
 Rows never change once written and are shared by every project (a row is reachable only by
 its digest, which only the holder of the content can name), like ``specs``.
@@ -38,6 +39,11 @@ def _held(engine: Any) -> set[str]:
     if found is None:
         found = _HELD[engine] = set()
     return found
+
+
+def _one() -> sa.Select[Any]:
+    c = code_files.c
+    return sa.select(c.sha256, c.data).where(c.sha256 == sa.bindparam("sha256"))
 
 
 class CodeFacet(Facet):
@@ -78,6 +84,16 @@ class CodeFacet(Facet):
             found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
         _held(self.engine).update(found)
         return found
+
+    def one(self, digest: str) -> bytes | None:
+        """The stored file ``digest`` names, or ``None`` (such as a code set's manifest:
+        :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``): one statement on the
+        driver, compiled once (a resume in a fresh process reads its run's manifest here)."""
+        rows = self._read_alone(code_files, "code_files.one", _one, {"sha256": digest})
+        if not rows:
+            return None
+        _held(self.engine).add(digest)
+        return bytes(rows[0]["data"])
 
 
 __all__ = ["CodeFacet", "code_files"]
