@@ -29,7 +29,7 @@ from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.controller import incremental, operations, prune_gate
+from kneo.controller import incremental, operations, prune_gate, rollout_pass
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.leadership import LeaderLock, Leadership
@@ -93,6 +93,8 @@ class ReconcileResult:
     project: str = DEFAULT_PROJECT
     #: removals held back by the policy in force (:func:`kneo.controller.prune_gate.held`)
     prunes: list[dict[str, Any]] = field(default_factory=list)
+    #: rollouts this pass moved (:func:`kneo.controller.rollout_pass.step_rollouts`)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -371,6 +373,9 @@ class Controller:
         scope, change_seq = self._scope(previous, result.commit, result.stats, full)
         with self.store.metadata.metadata_snapshot(self._metadata_keys):
             self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
+        if not dry_run:
+            run.stage = "rollouts"
+            result.rollouts = rollout_pass.step_rollouts(self.store, self.clock.now())
 
     @property
     def _metadata_keys(self) -> list[str]:

@@ -251,16 +251,20 @@ def advance(
                 (now - state.step_started_at).total_seconds() >= step.pause.duration
             )
             if held or not (due or approved):
-                why = held or ("waiting for approval" if step.pause.duration is None else
-                               f"pausing {step.pause.duration}s")
+                why = held or (
+                    "waiting for approval"
+                    if step.pause.duration is None
+                    else f"pausing {step.pause.duration}s"
+                )
                 return replace(state, status="paused", reason=why)
             approved = False
         else:
             if held:
                 return replace(state, reason=held)
             state = replace(state, weight=step.set_weight or state.weight)
-        state = replace(state, step=state.step + 1, status="progressing", step_started_at=now,
-                        reason=None)
+        state = replace(
+            state, step=state.step + 1, status="progressing", step_started_at=now, reason=None
+        )
         if state.weight >= 100:
             return replace(state, status="promoted")
     return replace(state, status="promoted", weight=100)

@@ -189,8 +189,9 @@ class RolloutPolicy(_Model):
                 )
             if step.set_weight == 100 and index != len(steps) - 1:
                 raise PydanticCustomError(
-                    "rollout_last_step", "step {index}: set_weight 100 ends the rollout: it is "
-                    "the last step", {"index": index},
+                    "rollout_last_step",
+                    "step {index}: set_weight 100 ends the rollout: it is the last step",
+                    {"index": index},
                 )
             last = step.set_weight
         return steps
@@ -229,8 +230,10 @@ def _looser_pause(where: str, old: PauseStep, new: PauseStep) -> list[str]:
     elif old.duration is not None and new.duration is not None and new.duration < old.duration:
         out.append(f"{where}.duration {old.duration}s → {new.duration}s")
     if old.approvers and (not new.approvers or set(new.approvers) - set(old.approvers)):
-        out.append(f"{where}.approvers {', '.join(old.approvers)} → "
-                   f"{', '.join(new.approvers) or 'the promotion approvers'}")
+        out.append(
+            f"{where}.approvers {', '.join(old.approvers)} → "
+            f"{', '.join(new.approvers) or 'the promotion approvers'}"
+        )
     return out
 
 

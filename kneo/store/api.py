@@ -54,6 +54,7 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.code import CodeFacet
+from kneo.store.rollouts import RolloutFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
@@ -460,6 +461,7 @@ class Store(StoreBase):
     projects: ProjectsFacet
     limits: LimitsFacet
     code: CodeFacet
+    rollouts: RolloutFacet
     wakeups: Wakeups
 
     def __init__(
@@ -528,6 +530,7 @@ class Store(StoreBase):
         self.maintenance = MaintenanceFacet(self)
         self.limits = LimitsFacet(self)
         self.code = CodeFacet(self)
+        self.rollouts = RolloutFacet(self)
 
     @property
     def backend(self) -> str:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from kneo.store.coordination.limits import DayUsage
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
+    from kneo.store.rollouts import RolloutFacet
     from kneo.store.migrate import MigrationProgress
     from kneo.store.outbox.a2a_push import DuePush, PushConfig
     from kneo.store.outbox.notifications import (
@@ -596,6 +597,13 @@ class HasCode(Protocol):
     def code(self) -> CodeFiles: ...
 
 
+class HasRollouts(Protocol):
+    """``store.rollouts``: a project's rollouts and their runs' figures."""
+
+    @property
+    def rollouts(self) -> RolloutFacet: ...
+
+
 class HasSessions(Protocol):
     """``store.sessions``: :class:`ConsoleSessions`."""
 
@@ -652,9 +660,9 @@ class RegistryAdmin(
     def project(self) -> str: ...
 
 
-class ControllerStore(RegistryAdmin, HasLocks, HasController, Protocol):
+class ControllerStore(RegistryAdmin, HasLocks, HasController, HasRollouts, Protocol):
     """Everything a reconciling controller uses: the registry, its leadership lock, its saved
-    state (metadata), its requests and the promotion tasks it opens."""
+    state (metadata), its requests, the promotion tasks it opens and the rollouts it moves."""
 
 
 def _conformance(store: Store) -> list[object]:
@@ -684,6 +692,7 @@ def _conformance(store: Store) -> list[object]:
     c21: HasProjects = store
     c22: HasLimits = store
     c23: HasCode = store
+    c24: HasRollouts = store
     return [
         c0,
         c1,
@@ -709,6 +718,7 @@ def _conformance(store: Store) -> list[object]:
         c21,
         c22,
         c23,
+        c24,
     ]
 
 
@@ -771,6 +781,7 @@ __all__ = [
     "HasProjects",
     "HasQueue",
     "HasRegistry",
+    "HasRollouts",
     "HasRuns",
     "HasSessions",
     "HasTasks",

@@ -36,8 +36,9 @@ RULE = AnalysisRule(min_runs=30, max_edit_increase=None, max_escalation_increase
 
 
 def figures(finished: int, failed: int = 0, decided: int = 0, rejected: int = 0) -> Figures:
-    return Figures(runs=finished, finished=finished, failed=failed, decided=decided,
-                   rejected=rejected)
+    return Figures(
+        runs=finished, finished=finished, failed=failed, decided=decided, rejected=rejected
+    )
 
 
 def test_too_few_runs_never_decide_however_bad() -> None:
@@ -67,9 +68,15 @@ def test_no_decisions_on_either_side_bear_no_evidence() -> None:
 
 
 def test_latency_and_cost_ratios() -> None:
-    rule = AnalysisRule(min_runs=10, max_latency_ratio=1.5, max_cost_ratio=1.2,
-                        max_failure_increase=None, max_rejection_increase=None,
-                        max_edit_increase=None, max_escalation_increase=None)
+    rule = AnalysisRule(
+        min_runs=10,
+        max_latency_ratio=1.5,
+        max_cost_ratio=1.2,
+        max_failure_increase=None,
+        max_rejection_increase=None,
+        max_edit_increase=None,
+        max_escalation_increase=None,
+    )
     slow = Figures(runs=10, finished=10, p95_latency_ms=3000, cost=1.0)
     fast = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=1.0)
     assert judge(rule, slow, fast).outcome == "fail"

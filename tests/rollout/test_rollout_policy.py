@@ -159,9 +159,10 @@ def test_adding_a_rollout_tightens_and_removing_it_loosens() -> None:
     ],
 )
 def test_a_looser_rollout_is_a_loosening(new_steps: list[dict[str, Any]], words: str) -> None:
-    changes = loosened(policy(), EnvironmentPolicy.model_validate(
-        {"environment": "prod", "rollout": {"steps": new_steps}}
-    ))
+    changes = loosened(
+        policy(),
+        EnvironmentPolicy.model_validate({"environment": "prod", "rollout": {"steps": new_steps}}),
+    )
     assert changes and all(c.gate == "rollout" for c in changes)
     assert words in " | ".join(c.summary for c in changes)
 

@@ -55,9 +55,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     s.close()
 
 
-def test_a_loosened_rollout_is_held_and_a_tightened_one_applies(
-    store: Any, tmp_path: Path
-) -> None:
+def test_a_loosened_rollout_is_held_and_a_tightened_one_applies(store: Any, tmp_path: Path) -> None:
     repo, keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
     repo.write("environments/prod.yaml", GUARDED)
     repo.write("bundles/helper/prod.json", keys.bundle("helper", "prod", spec("v1")))
