@@ -9,7 +9,7 @@ were rejected, edited or escalated, the p95 latency of finished runs and their c
 
 * nothing is decided before both revisions have ``min_runs`` finished runs (``wait``);
 * a rate (failures per finished run; rejections, edits, escalations per decided request)
-  is compared by the difference *canary − stable* and its Newcombe hybrid score interval
+  is compared by the difference *canary - stable* and its Newcombe hybrid score interval
   (Newcombe 1998, method 10: from the two Wilson score intervals) at the one-sided
   ``confidence``: **fail** when the lower bound is above the step's ``max_*_increase``
   (the canary is worse by more than the margin, with that confidence), **pass** when the
@@ -68,7 +68,7 @@ def wilson(successes: int, n: int, z: float) -> tuple[float, float]:
 
 
 def newcombe(k1: int, n1: int, k2: int, n2: int, z: float) -> tuple[float, float]:
-    """The Newcombe hybrid score interval of ``k1/n1 − k2/n2`` at ``z`` (each side's
+    """The Newcombe hybrid score interval of ``k1/n1 - k2/n2`` at ``z`` (each side's
     Wilson interval combined)."""
     p1, p2 = k1 / n1, k2 / n2
     l1, u1 = wilson(k1, n1, z)

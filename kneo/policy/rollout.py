@@ -73,7 +73,7 @@ class AnalysisRule(_Model):
     """When the canary passes or fails a step against the stable revision.
 
     Rates (failures per finished run; rejections, edits and escalations per decided request)
-    are judged by a one-sided Newcombe bound on the difference canary − stable at
+    are judged by a one-sided Newcombe bound on the difference canary - stable at
     ``confidence``: fail when its lower bound exceeds the ``max_*_increase`` margin, pass
     when its upper bound is within it, wait otherwise. ``None`` leaves a figure unjudged.
     Latency and cost compare the canary's p95 and mean to the stable's. Nothing is decided

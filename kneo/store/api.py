@@ -54,7 +54,6 @@ from kneo.store.base import (
     page_walk,
 )
 from kneo.store.code import CodeFacet
-from kneo.store.rollouts import RolloutFacet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
@@ -72,6 +71,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry.reads import RegistryFacet
+from kneo.store.rollouts import RolloutFacet
 from kneo.store.runs import chains
 from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
 from kneo.store.sessions import SessionsFacet

@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from kneo.store.coordination.limits import DayUsage
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
-    from kneo.store.rollouts import RolloutFacet
     from kneo.store.migrate import MigrationProgress
     from kneo.store.outbox.a2a_push import DuePush, PushConfig
     from kneo.store.outbox.notifications import (
@@ -81,6 +80,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
+    from kneo.store.rollouts import RolloutFacet
     from kneo.store.runs.filters import RunFilter
     from kneo.store.sessions import ConsoleSession
     from kneo.store.wire.executor import HeldConnection

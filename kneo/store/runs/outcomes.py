@@ -39,7 +39,7 @@ from kneo.store.runs.steps import (
     chain_starts,
 )
 from kneo.store.tasks.search import outcome_terms, scoped_term
-from kneo.store.transaction_base import NewTask, TransactionBase
+from kneo.store.transaction_base import NewTask
 from kneo.store.wire import statements as st
 
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
