@@ -151,7 +151,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._seq[run_id] = [0, len(events)]
         rollout = (metadata or {}).get("rollout")
         if rollout:
-            self.note_rollout_run(run_id, rollout, bundle_revision)
+            self.note_rollout_run(rollout)
         if events:
             self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
         return row_records.run({**values, "spec": dict(spec or {})})

@@ -1,16 +1,21 @@
-"""Rollouts and their runs: ``rollouts``, ``rollout_runs`` (migration 0030).
+"""Rollouts and their runs' figures: ``rollouts``, ``rollout_sums`` (migration 0030).
 
 ``rollouts``: one row per rollout of a bundle in an environment (the controller's: a
 promotion under a ``rollout:`` policy), where it stands (step, canary share, status) and
 what it decided (reason, figures). The newest row of a bundle and environment is the one
 admission reads for each new run of it (one indexed point read).
 
-``rollout_runs``: one row per run that started while a rollout was in force, written by the
-transaction that creates the run (:meth:`RolloutRunWrites.note_rollout_run`), its outcome
-and latency by the one that finishes it, its human decisions counted by the ones that decide
-them. The analysis of a rollout (:meth:`RolloutFacet.figures`) aggregates these rows, one
-``GROUP BY`` over the rollout's contiguous key range and one index seek per side for the
-p95 latency, whatever else the runs table holds.
+``rollout_sums``: what the runs of each side of a rollout add up to, kept as counters the
+run's own transactions move: the one that creates a run counts it, the one that finishes it
+its outcome, latency and cost, the ones that decide its human requests their decisions
+(:class:`RolloutRunWrites`). Each write adds to one of :data:`SHARDS` rows per side and
+latency bucket, picked at random, so concurrent runs of one rollout seldom wait on the same
+row; the analysis (:meth:`RolloutFacet.figures`) adds up at most
+``2 x SHARDS x (buckets + 1)`` rows, however many runs the rollout had. The p95 latency: a
+settled run's latency is counted in a bucket of a log scale (:func:`latency_bucket`, 5 %
+wide; bucket ``-1``: no latency), and the p95 is the bucket where the running count passes
+95 % (nearest rank), reported at the bucket's geometric middle: within 2.5 % of the exact
+value.
 
 The tables are defined here, with their only readers and writers, on the store's metadata.
 """
@@ -18,6 +23,8 @@ The tables are defined here, with their only readers and writers, on the store's
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +42,7 @@ __all__ = [
     "RolloutRecord",
     "RolloutRunWrites",
     "SideFigures",
-    "rollout_runs",
+    "rollout_sums",
     "rollouts",
 ]
 
@@ -72,34 +79,36 @@ rollouts = sa.Table(
     ),
 )
 
-rollout_runs = sa.Table(
-    "rollout_runs",
+#: rows per side and latency bucket the counters of a rollout are spread over
+SHARDS = 16
+#: the bucket of counters that are not a settled run's (starts, decisions)
+NO_LATENCY = -1
+
+rollout_sums = sa.Table(
+    "rollout_sums",
     t.metadata,
     sa.Column("rollout_id", sa.String(64), primary_key=True),
-    sa.Column("run_id", sa.String(128), primary_key=True),
-    sa.Column("track", sa.String(8), nullable=False),  # canary | stable
-    sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("created_at", t.UTCDateTime, nullable=False),
-    sa.Column("outcome", sa.String(16)),  # succeeded | failed | cancelled, NULL: not settled
-    sa.Column("latency_ms", sa.BigInteger),
-    sa.Column("decided", sa.Integer, nullable=False),
-    sa.Column("rejected", sa.Integer, nullable=False),
-    sa.Column("edited", sa.Integer, nullable=False),
-    sa.Column("escalated", sa.Integer, nullable=False),
-    sa.Column("cost", sa.Float),
-    # the p95 of a side: a seek to its position in this order, no sort
-    sa.Index("ix_rollout_runs_rollout_id_track_latency_ms", "rollout_id", "track", "latency_ms"),
+    sa.Column("track", sa.String(8), primary_key=True),  # canary | stable
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sa.Column("finished", sa.BigInteger, nullable=False),
+    sa.Column("failed", sa.BigInteger, nullable=False),
+    sa.Column("decided", sa.BigInteger, nullable=False),
+    sa.Column("rejected", sa.BigInteger, nullable=False),
+    sa.Column("edited", sa.BigInteger, nullable=False),
+    sa.Column("escalated", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
     sqlite_with_rowid=False,
 )
+_COUNTERS = ("runs", "finished", "failed", "decided", "rejected", "edited", "escalated", "cost")
 
 _R = rollouts.c
 #: rollout statuses whose canary still takes a share of new runs
 MOVING = ("progressing", "paused")
 #: what :meth:`RolloutRunWrites.move_rollout` changes
 _MOVABLE = ("status", "step", "weight", "reason", "figures", "step_started_at", "finished_at")
-_RR = rollout_runs.c
-#: run statuses an outcome counts (a cancelled run is neither a success nor a failure)
-SETTLED = ("succeeded", "failed", "cancelled")
+_S = rollout_sums.c
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,33 @@ class SideFigures:
     escalated: int = 0
     p95_latency_ms: float | None = None
     cost: float = 0.0
+
+
+#: the ratio between a latency bucket's bounds
+BUCKET_RATIO = 1.05
+
+
+def latency_bucket(latency_ms: int | None) -> int | None:
+    """The log-scale bucket of a latency (bucket ``b`` holds ``[1.05**b, 1.05**(b+1))``
+    milliseconds, after one added so zero has one)."""
+    if latency_ms is None:
+        return None
+    return int(math.log(max(0, latency_ms) + 1) / math.log(BUCKET_RATIO))
+
+
+def _p95(buckets: Sequence[tuple[int, int]]) -> float | None:
+    """The nearest-rank p95 of ``(bucket, count)`` in bucket order, at the bucket's
+    geometric middle."""
+    total = sum(count for _, count in buckets)
+    if not total:
+        return None
+    rank = -(-95 * total // 100)
+    seen = 0
+    for bucket, count in buckets:
+        seen += count
+        if seen >= rank:
+            return max(0.0, float(BUCKET_RATIO ** (bucket + 0.5)) - 1)
+    return None  # pragma: no cover - the counts add up to total
 
 
 def _record(row: Any) -> RolloutRecord:
@@ -212,121 +248,80 @@ class RolloutFacet(Facet):
             return [_record(r) for r in conn.execute(stmt).mappings()]
 
     def figures(self, rollout_id: str) -> dict[str, SideFigures]:
-        """Each side's figures (``canary``, ``stable``) from the rollout's runs."""
-        finished = sa.case((_RR.outcome.in_(("succeeded", "failed")), 1), else_=0)
-        failed = sa.case((_RR.outcome == "failed", 1), else_=0)
-        totals = self.dialect.memo(
-            ("rollouts", "totals"),
+        """Each side's figures (``canary``, ``stable``) from the rollout's counters."""
+        stmt = self.dialect.memo(
+            ("rollouts", "figures"),
             lambda: (
-                sa.select(
-                    _RR.track,
-                    sa.func.count(),
-                    sa.func.sum(finished),
-                    sa.func.sum(failed),
-                    sa.func.sum(_RR.decided),
-                    sa.func.sum(_RR.rejected),
-                    sa.func.sum(_RR.edited),
-                    sa.func.sum(_RR.escalated),
-                    sa.func.sum(_RR.cost),
-                )
-                .where(_RR.rollout_id == sa.bindparam("rollout_id"))
-                .group_by(_RR.track)
+                sa.select(_S.track, _S.bucket, *(sa.func.sum(_S[n]) for n in _COUNTERS))
+                .where(_S.rollout_id == sa.bindparam("rollout_id"))
+                .group_by(_S.track, _S.bucket)
+                .order_by(_S.track, _S.bucket)
             ),
         )
-        nth = self.dialect.memo(
-            ("rollouts", "nth_latency"),
-            lambda: (
-                sa.select(_RR.latency_ms)
-                .where(
-                    _RR.rollout_id == sa.bindparam("rollout_id"),
-                    _RR.track == sa.bindparam("track"),
-                    _RR.latency_ms.is_not(None),
-                )
-                .order_by(_RR.latency_ms)
-                .limit(1)
-                .offset(sa.bindparam("position"))
-            ),
-        )
+        sums: dict[str, list[float]] = {}
+        buckets: dict[str, list[tuple[int, int]]] = {}
+        with self._read() as conn:
+            for track, bucket, *counts in conn.execute(stmt, {"rollout_id": rollout_id}):
+                into = sums.setdefault(str(track), [0.0] * len(_COUNTERS))
+                for i, value in enumerate(counts):
+                    into[i] += float(value or 0)
+                if bucket != NO_LATENCY and counts[1]:
+                    buckets.setdefault(str(track), []).append((int(bucket), int(counts[1])))
         out: dict[str, SideFigures] = {"canary": SideFigures(), "stable": SideFigures()}
-        with self._read() as conn:
-            for row in conn.execute(totals, {"rollout_id": rollout_id}):
-                track, runs, done, bad, decided, rejected, edited, escalated, cost = row
-                p95 = None
-                if done:
-                    position = max(0, -(-95 * int(done) // 100) - 1)  # nearest rank
-                    p95 = conn.execute(
-                        nth, {"rollout_id": rollout_id, "track": track, "position": position}
-                    ).scalar()
-                out[str(track)] = SideFigures(
-                    runs=int(runs), finished=int(done or 0), failed=int(bad or 0),
-                    decided=int(decided or 0), rejected=int(rejected or 0),
-                    edited=int(edited or 0), escalated=int(escalated or 0),
-                    p95_latency_ms=float(p95) if p95 is not None else None,
-                    cost=float(cost or 0.0),
-                )  # fmt: skip
+        for track, (runs, done, bad, decided, rejected, edited, escalated, cost) in sums.items():
+            out[track] = SideFigures(
+                runs=int(runs), finished=int(done), failed=int(bad), decided=int(decided),
+                rejected=int(rejected), edited=int(edited), escalated=int(escalated),
+                p95_latency_ms=_p95(buckets.get(track, [])), cost=cost,
+            )  # fmt: skip
         return out
-
-    def track_of_run(self, run_id: str) -> tuple[str, str] | None:
-        """``(rollout_id, track)`` of a run that started in a rollout."""
-        stmt = sa.select(_RR.rollout_id, _RR.track).where(_RR.run_id == run_id)
-        with self._read() as conn:
-            row = conn.execute(stmt).first()
-        return (str(row[0]), str(row[1])) if row is not None else None
 
 
 class RolloutRunWrites(TransactionBase):
-    """A transaction's writes of ``rollout_runs`` (mixed into
+    """A transaction's writes of rollouts and their counters (mixed into
     :class:`~kneo.store.transaction.Transaction`)."""
 
-    def note_rollout_run(
-        self, run_id: str, rollout: Mapping[str, Any], revision: int | None
-    ) -> None:
-        """Count a new run in its rollout (``rollout``: the run's ``metadata.rollout``)."""
-        values = {
+    def _add_to_sums(self, rollout: Mapping[str, Any], bucket: int, **counts: float) -> None:
+        """Add ``counts`` to one shard of ``rollout``'s side (``rollout``: the run's
+        ``metadata.rollout``) in latency ``bucket``."""
+        values: dict[str, Any] = {
             "rollout_id": str(rollout["id"]),
-            "run_id": run_id,
             "track": str(rollout["track"]),
-            "revision": int(revision or 0),
-            "created_at": self.now,
-            "decided": 0,
-            "rejected": 0,
-            "edited": 0,
-            "escalated": 0,
+            "bucket": bucket,
+            "shard": random.randrange(SHARDS),
+            **{n: counts.get(n, 0) for n in _COUNTERS},
         }
-        names = tuple(values)
-        self._batched(
-            ("rollout_runs", "insert"),
-            lambda: sa.insert(rollout_runs).values({n: sa.bindparam(n) for n in names}),
-            self._d.bind(rollout_runs, values),
-        )
+
+        def build() -> Any:
+            stmt = self._d.insert(rollout_sums).values({n: sa.bindparam(n) for n in values})
+            return stmt.on_conflict_do_update(
+                index_elements=["rollout_id", "track", "bucket", "shard"],
+                set_={n: rollout_sums.c[n] + stmt.excluded[n] for n in _COUNTERS},
+            )
+
+        # not batched: the executor would merge two adds into one multi-row upsert, which
+        # PostgreSQL refuses when both hit one row
+        self._exec(("rollout_sums", "add"), build, values)
+
+    def note_rollout_run(self, rollout: Mapping[str, Any]) -> None:
+        """Count a new run on its side of its rollout."""
+        self._add_to_sums(rollout, NO_LATENCY, runs=1)
 
     def note_rollout_outcome(
-        self, run_id: str, rollout: Mapping[str, Any], status: str, latency_ms: int | None,
+        self, rollout: Mapping[str, Any], status: str, latency_ms: int | None,
         cost: float | None = None,
     ) -> None:  # fmt: skip
-        """A rollout run's outcome (``succeeded``, ``failed``, ``cancelled``)."""
-        if status not in SETTLED:
+        """A rollout run's outcome: ``succeeded`` and ``failed`` count as finished (with
+        their latency and cost), any other status does not."""
+        if status not in ("succeeded", "failed"):
             return
-        self._batched(
-            ("rollout_runs", "outcome"),
-            lambda: (
-                sa.update(rollout_runs)
-                .where(
-                    _RR.rollout_id == sa.bindparam("k_rollout"), _RR.run_id == sa.bindparam("k_run")
-                )
-                .values(
-                    outcome=sa.bindparam("outcome"),
-                    latency_ms=sa.bindparam("latency_ms"),
-                    cost=sa.bindparam("cost"),
-                )
-            ),
-            {
-                "k_rollout": str(rollout["id"]),
-                "k_run": run_id,
-                "outcome": status,
-                "latency_ms": latency_ms,
-                "cost": cost,
-            },
+        bucket = latency_bucket(latency_ms)
+        self._add_to_sums(
+            rollout,
+            NO_LATENCY if bucket is None else bucket,
+            finished=1,
+            failed=int(status == "failed"),
+            cost=cost or 0.0,
         )
 
     def note_rollout_decisions(
@@ -334,29 +329,14 @@ class RolloutRunWrites(TransactionBase):
         escalated: int = 0,
     ) -> None:  # fmt: skip
         """Count human decisions (``approved``, ``rejected``, ``edited`` ...) and
-        escalations on a rollout run."""
-        self._batched(
-            ("rollout_runs", "decisions"),
-            lambda: (
-                sa.update(rollout_runs)
-                .where(
-                    _RR.rollout_id == sa.bindparam("k_rollout"), _RR.run_id == sa.bindparam("k_run")
-                )
-                .values(
-                    decided=_RR.decided + sa.bindparam("d_decided"),
-                    rejected=_RR.rejected + sa.bindparam("d_rejected"),
-                    edited=_RR.edited + sa.bindparam("d_edited"),
-                    escalated=_RR.escalated + sa.bindparam("d_escalated"),
-                )
-            ),
-            {
-                "k_rollout": str(rollout["id"]),
-                "k_run": run_id,
-                "d_decided": len(decisions),
-                "d_rejected": sum(d == "rejected" for d in decisions),
-                "d_edited": sum(d == "edited" for d in decisions),
-                "d_escalated": escalated,
-            },
+        escalations on a rollout run's side."""
+        self._add_to_sums(
+            rollout,
+            NO_LATENCY,
+            decided=len(decisions),
+            rejected=sum(d == "rejected" for d in decisions),
+            edited=sum(d == "edited" for d in decisions),
+            escalated=escalated,
         )
 
     def begin_rollout(

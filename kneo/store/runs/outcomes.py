@@ -161,7 +161,7 @@ class OutcomeWritesMixin(RolloutRunWrites):
         began = run.started_at or run.created_at
         ended = changes.get("finished_at") or self.now
         latency = int((ended - began).total_seconds() * 1000) if began and ended else None
-        self.note_rollout_outcome(run.run_id, rollout, str(changes["status"]), latency)
+        self.note_rollout_outcome(rollout, str(changes["status"]), latency)
 
     def run_slot_free(self, limit: int) -> bool:
         """Whether the project has fewer than ``limit`` runs executing (``running`` under a

@@ -1,8 +1,8 @@
 """Rollouts: ``rollouts`` and ``rollout_runs``.
 
 One row per rollout of a bundle revision in an environment (where it stands, what it
-decided), and one per run started while a rollout was in force (its side, outcome, latency,
-decisions and cost), which the rollout's analysis aggregates (``kneo.store.rollouts``).
+decided), and the counters its runs move (runs, outcomes, decisions, cost, latency buckets,
+spread over shards), which the rollout's analysis adds up (``kneo.store.rollouts``).
 
 Revision ID: 0030
 Revises: 0028
@@ -52,29 +52,21 @@ def upgrade() -> None:
         ["project_id", "bundle_name", "environment", "started_at"],
     )
     op.create_table(
-        "rollout_runs",
+        "rollout_sums",
         sa.Column("rollout_id", sa.String(64), nullable=False),
-        sa.Column("run_id", sa.String(128), nullable=False),
         sa.Column("track", sa.String(8), nullable=False),
-        sa.Column("revision", sa.Integer, nullable=False),
-        sa.Column("created_at", TS, nullable=False),
-        sa.Column("outcome", sa.String(16)),
-        sa.Column("latency_ms", sa.BigInteger),
-        sa.Column("decided", sa.Integer, nullable=False),
-        sa.Column("rejected", sa.Integer, nullable=False),
-        sa.Column("edited", sa.Integer, nullable=False),
-        sa.Column("escalated", sa.Integer, nullable=False),
-        sa.Column("cost", sa.Float),
-        sa.PrimaryKeyConstraint("rollout_id", "run_id", name="pk_rollout_runs"),
+        sa.Column("bucket", sa.Integer, nullable=False),
+        sa.Column("shard", sa.Integer, nullable=False),
+        *(
+            sa.Column(name, sa.BigInteger, nullable=False)
+            for name in ("runs", "finished", "failed", "decided", "rejected", "edited", "escalated")
+        ),
+        sa.Column("cost", sa.Float, nullable=False),
+        sa.PrimaryKeyConstraint("rollout_id", "track", "bucket", "shard", name="pk_rollout_sums"),
         sqlite_with_rowid=False,
-    )
-    op.create_index(
-        "ix_rollout_runs_rollout_id_track_latency_ms",
-        "rollout_runs",
-        ["rollout_id", "track", "latency_ms"],
     )
 
 
 def downgrade() -> None:
-    op.drop_table("rollout_runs")
+    op.drop_table("rollout_sums")
     op.drop_table("rollouts")
