@@ -35,7 +35,6 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from kneo.names import NAME_PATTERN
 
@@ -109,16 +108,14 @@ class PauseStep(_Model):
         try:
             return parse_duration(value)
         except ValueError as exc:
-            raise PydanticCustomError("rollout_duration", str(exc)) from None
+            raise ValueError(str(exc)) from None
 
     @field_validator("approvers")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         for name in value:
             if not re.match(NAME_PATTERN, name):
-                raise PydanticCustomError(
-                    "rollout_approver", "{name!r} is not a user or group name", {"name": name}
-                )
+                raise ValueError(f"{name!r} is not a user or group name")
         return value
 
 
@@ -135,10 +132,9 @@ class RolloutStep(_Model):
     def _one(self) -> RolloutStep:
         named = [n for n in ("set_weight", "analysis", "pause") if getattr(self, n) is not None]
         if len(named) != 1:
-            raise PydanticCustomError(
-                "rollout_step",
-                "a step is exactly one of set_weight, analysis, pause (has {named})",
-                {"named": ", ".join(named) or "none"},
+            raise ValueError(
+                "a step is exactly one of set_weight, analysis, pause "
+                f"(has {', '.join(named) or 'none'})"
             )
         return self
 
@@ -170,28 +166,20 @@ class RolloutPolicy(_Model):
     @classmethod
     def _ordered(cls, steps: list[RolloutStep]) -> list[RolloutStep]:
         if steps[0].set_weight is None:
-            raise PydanticCustomError(
-                "rollout_first_step", "the first step sets the canary's share (set_weight)"
-            )
+            raise ValueError("the first step sets the canary's share (set_weight)")
         if steps[-1].set_weight != 100:
-            raise PydanticCustomError(
-                "rollout_last_step", "the last step is set_weight: 100 (the canary takes over)"
-            )
+            raise ValueError("the last step is set_weight: 100 (the canary takes over)")
         last = 0
         for index, step in enumerate(steps):
             if step.set_weight is None:
                 continue
             if step.set_weight <= last:
-                raise PydanticCustomError(
-                    "rollout_weight_order",
-                    "step {index}: set_weight {weight} is not above the previous {last}",
-                    {"index": index, "weight": step.set_weight, "last": last},
+                raise ValueError(
+                    f"step {index}: set_weight {step.set_weight} is not above the previous {last}"
                 )
             if step.set_weight == 100 and index != len(steps) - 1:
-                raise PydanticCustomError(
-                    "rollout_last_step",
-                    "step {index}: set_weight 100 ends the rollout: it is the last step",
-                    {"index": index},
+                raise ValueError(
+                    f"step {index}: set_weight 100 ends the rollout: it is the last step"
                 )
             last = step.set_weight
         return steps
