@@ -140,33 +140,41 @@ MOVING = ("progressing", "paused")
 
 
 def split(
-    store: SplitStore, active: BundleSpec, session_id: str | None
+    store: SplitStore, bundle: str, environment: str, session_id: str | None
 ) -> tuple[BundleSpec, dict[str, Any] | None]:
-    """The revision a new run of ``active``'s bundle starts on, and what to record of the
-    choice (``None``: no rollout concerns it)."""
-    rollout = store.rollouts.current(active.name, active.environment)
-    if rollout is None or rollout.canary_revision != active.revision:
-        return active, None
-    if rollout.status in MOVING:
-        key = session_id or secrets.token_hex(8)
-        track = track_of(key, rollout.rollout_id, rollout.weight)
-    elif rollout.status == "aborted":
-        track = "stable"
-    else:
-        return active, None
-    chosen = active
-    if track == "stable":
-        record = store.registry.get_revision(
-            active.name, active.environment, rollout.stable_revision
+    """The revision a new run of ``bundle`` in ``environment`` starts on, and what to record
+    of the choice (``None``: no rollout concerns it). One read of the active revision and
+    the bundle's newest rollout; a run on the stable side reads that revision too."""
+    if not bundle or not environment:
+        raise InvalidRequest(
+            "a bundle run needs both a bundle name and an environment",
+            field="bundle" if not bundle else "environment",
         )
-        chosen = BundleSpec(
-            record.spec,
-            name=active.name,
-            environment=active.environment,
-            revision=record.revision,
-            digest=record.digest,
-            commit=record.commit,
-        )
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+    record, rollout = store.rollouts.serving(bundle, environment)
+    if record is None:
+        resolve_bundle_for_run(store, bundle, environment)  # not_found, as without a rollout
+        raise AssertionError("unreachable")  # pragma: no cover
+    track = None
+    if rollout is not None and rollout.canary_revision == record.revision:
+        if rollout.status in MOVING:
+            key = session_id or secrets.token_hex(8)
+            track = track_of(key, rollout.rollout_id, rollout.weight)
+        elif rollout.status == "aborted":
+            track = "stable"
+    if rollout is not None and track == "stable":
+        record = store.registry.get_revision(bundle, environment, rollout.stable_revision)
+    chosen = BundleSpec(
+        record.spec,
+        name=bundle,
+        environment=environment,
+        revision=record.revision,
+        digest=record.digest,
+        commit=record.commit,
+    )
+    if rollout is None or track is None:
+        return chosen, None
     return chosen, {"id": rollout.rollout_id, "track": track, "revision": chosen.revision}
 
 
@@ -193,7 +201,7 @@ def run_bundle(
     if bundle and environment:
         check_name(bundle, kind="bundle name", field="bundle")
         manager.runs.admission.environment(environment, bundle=True)
-    pinned, rollout = split(manager.store, resolve(manager.store, bundle, environment), session_id)
+    pinned, rollout = split(manager.store, bundle, environment, session_id)
     meta = {
         "bundle": {
             "name": bundle,

@@ -33,13 +33,16 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.errors import Conflict, ErrorCode, NotFound
+from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet
+from kneo.store.records import BundleRevision
 from kneo.store.transaction_base import TransactionBase
 
 __all__ = [
     "RolloutFacet",
     "RolloutRecord",
+    "RolloutRoute",
     "RolloutRunWrites",
     "SideFigures",
     "rollout_sums",
@@ -187,6 +190,59 @@ def _record(row: Any) -> RolloutRecord:
     return RolloutRecord(**{k: v for k, v in row.items() if k in names})
 
 
+@dataclass(frozen=True)
+class RolloutRoute:
+    """What a new run's split needs of a bundle's newest rollout."""
+
+    rollout_id: str
+    status: str
+    weight: int
+    stable_revision: int
+    canary_revision: int
+
+
+def _serving() -> Any:
+    """The key's active revision and, joined, its newest rollout (if any): one read."""
+    br = t.bundle_revisions.c
+    r2 = rollouts.alias("newest").c
+    newest = (
+        sa.select(sa.func.max(r2.started_at))
+        .where(
+            r2.project_id == br.project_id,
+            r2.bundle_name == br.bundle_name,
+            r2.environment == br.environment,
+        )
+        .correlate(t.bundle_revisions)
+        .scalar_subquery()
+    )
+    joined = t.bundle_revisions.outerjoin(
+        rollouts,
+        sa.and_(
+            _R.project_id == br.project_id,
+            _R.bundle_name == br.bundle_name,
+            _R.environment == br.environment,
+            _R.started_at == newest,
+        ),
+    )
+    return (
+        sa.select(
+            t.bundle_revisions,
+            _R.rollout_id.label("ro_id"),
+            _R.status.label("ro_status"),
+            _R.weight.label("ro_weight"),
+            _R.stable_revision.label("ro_stable"),
+            _R.canary_revision.label("ro_canary"),
+        )
+        .select_from(joined)
+        .where(
+            br.project_id == sa.bindparam("project_id"),
+            br.bundle_name == sa.bindparam("bundle_name"),
+            br.environment == sa.bindparam("environment"),
+            br.status == "active",
+        )
+    )
+
+
 class RolloutFacet(Facet):
     """``store.rollouts``: a project's rollouts (each write commits on its own) and the
     figures of their runs."""
@@ -214,6 +270,29 @@ class RolloutFacet(Facet):
         with self._read() as conn:
             row = conn.execute(stmt, params).mappings().first()
         return _record(row) if row is not None else None
+
+    def serving(
+        self, bundle_name: str, environment: str
+    ) -> tuple[BundleRevision | None, RolloutRoute | None]:
+        """The active revision of ``bundle_name`` in ``environment`` and the bundle's newest
+        rollout, in the one read a new run's start makes anyway."""
+        stmt = self.dialect.memo(("rollouts", "serving"), _serving)
+        params = {
+            "project_id": self.project_id,
+            "bundle_name": bundle_name,
+            "environment": environment,
+        }
+        with self._read() as conn:
+            row = conn.execute(stmt, params).mappings().first()
+        if row is None:
+            return None, None
+        route = None
+        if row["ro_id"] is not None:
+            route = RolloutRoute(
+                str(row["ro_id"]), str(row["ro_status"]), int(row["ro_weight"]),
+                int(row["ro_stable"]), int(row["ro_canary"]),
+            )  # fmt: skip
+        return row_records.revision(row), route
 
     def get(self, rollout_id: str) -> RolloutRecord:
         stmt = sa.select(rollouts).where(
