@@ -480,7 +480,7 @@ class Applier:
             )
         rollout_pass.begin_with_promotion(
             tx,
-            self.store,
+            rollout_pass.rollout_store(self.store),
             env_state.policy if env_state else None,
             name=name,
             environment=env,

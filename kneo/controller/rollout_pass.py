@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from kneo.controller.rollouts import (
     FINAL,
@@ -38,17 +38,32 @@ from kneo.policy.environment import EnvironmentPolicy, FreezeWindow
 from kneo.policy.rollout import RolloutPolicy
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ControllerStore, HasRollouts
+    from kneo.store.contracts import ControllerStore
     from kneo.store.rollouts import RolloutRecord
-    from kneo.store.transaction_contracts import ControllerTransaction
+    from kneo.store.transaction_contracts import ControllerTransaction, HasRollouts
 
-    RolloutStore = ControllerStore
+    class RolloutStore(ControllerStore, HasRollouts, Protocol):
+        """A project's store view as the rollout pass uses it (every Store is one)."""
 
 
-__all__ = ["begin_with_promotion", "decide", "state_of", "step_rollouts"]
+__all__ = [
+    "begin_with_promotion",
+    "decide",
+    "rollout_store",
+    "state_of",
+    "step_all",
+    "step_rollouts",
+]
 
 ACTOR = "controller"
 Decision = Literal["promote", "abort", "retry"]
+
+
+def rollout_store(store: ControllerStore) -> RolloutStore:
+    """``store`` as the rollout pass uses it: every Store has ``rollouts``."""
+    if not hasattr(store, "rollouts"):
+        raise TypeError(f"{type(store).__name__} has no rollouts")
+    return cast("RolloutStore", store)
 
 
 def begin_with_promotion(
@@ -129,6 +144,11 @@ def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | No
         if parsed.active_at(now):
             return f"frozen: {parsed.describe()}"
     return None
+
+
+def step_all(store: ControllerStore, now: datetime) -> list[dict[str, Any]]:
+    """:func:`step_rollouts` of a controller's store."""
+    return step_rollouts(rollout_store(store), now)
 
 
 def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
-    from kneo.store.contracts import ControllerStore, HasProjects, HasRegistry, HasRollouts
+    from kneo.store.contracts import ControllerStore, HasProjects, HasRegistry
+    from kneo.store.transaction_contracts import HasRollouts
 
     class PromotionStore(ControllerStore, HasProjects, Protocol):
         """A project's store view as a promotion decision uses it."""

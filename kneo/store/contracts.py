@@ -80,7 +80,6 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.rollouts import RolloutFacet
     from kneo.store.runs.filters import RunFilter
     from kneo.store.sessions import ConsoleSession
     from kneo.store.wire.executor import HeldConnection
@@ -597,13 +596,6 @@ class HasCode(Protocol):
     def code(self) -> CodeFiles: ...
 
 
-class HasRollouts(Protocol):
-    """``store.rollouts``: a project's rollouts and their runs' figures."""
-
-    @property
-    def rollouts(self) -> RolloutFacet: ...
-
-
 class HasSessions(Protocol):
     """``store.sessions``: :class:`ConsoleSessions`."""
 
@@ -660,9 +652,9 @@ class RegistryAdmin(
     def project(self) -> str: ...
 
 
-class ControllerStore(RegistryAdmin, HasLocks, HasController, HasRollouts, Protocol):
+class ControllerStore(RegistryAdmin, HasLocks, HasController, Protocol):
     """Everything a reconciling controller uses: the registry, its leadership lock, its saved
-    state (metadata), its requests, the promotion tasks it opens and the rollouts it moves."""
+    state (metadata), its requests and the promotion tasks it opens."""
 
 
 def _conformance(store: Store) -> list[object]:
@@ -692,7 +684,6 @@ def _conformance(store: Store) -> list[object]:
     c21: HasProjects = store
     c22: HasLimits = store
     c23: HasCode = store
-    c24: HasRollouts = store
     return [
         c0,
         c1,
@@ -718,7 +709,6 @@ def _conformance(store: Store) -> list[object]:
         c21,
         c22,
         c23,
-        c24,
     ]
 
 
@@ -781,7 +771,6 @@ __all__ = [
     "HasProjects",
     "HasQueue",
     "HasRegistry",
-    "HasRollouts",
     "HasRuns",
     "HasSessions",
     "HasTasks",

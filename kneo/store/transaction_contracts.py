@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.rollouts import RolloutRecord
+    from kneo.store.rollouts import RolloutFacet, RolloutRecord
     from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
@@ -312,6 +312,13 @@ class RegistryTransaction(ApprovalReads, Protocol):
         self, digest: str, *, reason: str, blocked_by: str | None = None
     ) -> BlockedDigest: ...
     def unblock_digest(self, digest: str) -> bool: ...
+
+
+class HasRollouts(Protocol):
+    """``store.rollouts``: a project's rollouts and their runs' figures."""
+
+    @property
+    def rollouts(self) -> RolloutFacet: ...
 
 
 class RolloutTransaction(Protocol):
