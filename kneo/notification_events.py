@@ -28,6 +28,12 @@ NOTIFICATION_EVENTS: dict[str, str] = {
     "policy.applied": "info",
     "policy.changed": "info",
     "run.failed": "error",
+    "rollout.started": "info",
+    "rollout.step": "info",
+    "rollout.paused": "info",
+    "rollout.promoted": "info",
+    "rollout.aborted": "error",
+    "rollout.retried": "info",
 }
 
 #: The events asking approvers to decide (a promotion, a freeze override, a rollback, a held
@@ -58,6 +64,12 @@ NOTIFIED_AUDITS: dict[str, str] = {
     "policy.changed": "policy.changed",
     "promotion.evals_failed": "promotion.evals_failed",
     "bundle.promoted": "bundle.promoted",
+    "rollout.started": "rollout.started",
+    "rollout.step": "rollout.step",
+    "rollout.paused": "rollout.paused",
+    "rollout.promoted": "rollout.promoted",
+    "rollout.aborted": "rollout.aborted",
+    "rollout.retried": "rollout.retried",
     "bundle.rejected": "bundle.rejected",
     "bundle.drift_reverted": "bundle.drift_reverted",
     "controller.reconcile_failed": "controller.reconcile_failed",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import Clock, SystemClock
-from kneo.controller import promotion, prune_gate
+from kneo.controller import promotion, prune_gate, rollout_pass
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -478,6 +478,18 @@ class Applier:
             record = _add_revision(
                 tx, action, "active", approved_by, [_source(rev), *rev.diagnostics]
             )
+        rollout_pass.begin_with_promotion(
+            tx,
+            rollout_pass.rollout_store(self.store),
+            env_state.policy if env_state else None,
+            name=name,
+            environment=env,
+            previous=previous,
+            revision=record.revision,
+            digest=rev.digest,
+            commit=rev.commit,
+            now=self.clock.now(),
+        )
         override = promotion.OVERRIDE_PREFIX + (rev.digest or "")
         if self._open_tasks is None or (  # not known to be absent (a read per activation)
             self._open_tasks and self.gate.task_id(name, env, override) in self._open_tasks

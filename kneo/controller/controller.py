@@ -29,7 +29,7 @@ from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
 from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.controller import incremental, operations, prune_gate
+from kneo.controller import incremental, operations, prune_gate, rollout_pass
 from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
 from kneo.controller.config import ControllerConfig
 from kneo.controller.leadership import LeaderLock, Leadership
@@ -93,6 +93,8 @@ class ReconcileResult:
     project: str = DEFAULT_PROJECT
     #: removals held back by the policy in force (:func:`kneo.controller.prune_gate.held`)
     prunes: list[dict[str, Any]] = field(default_factory=list)
+    #: rollouts this pass moved (:func:`kneo.controller.rollout_pass.step_rollouts`)
+    rollouts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -371,6 +373,9 @@ class Controller:
         scope, change_seq = self._scope(previous, result.commit, result.stats, full)
         with self.store.metadata.metadata_snapshot(self._metadata_keys):
             self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
+        if not dry_run:
+            run.stage = "rollouts"
+            result.rollouts = rollout_pass.step_all(self.store, self.clock.now())
 
     @property
     def _metadata_keys(self) -> list[str]:
@@ -585,40 +590,14 @@ class Controller:
         file is now missing or invalid keeps its last known rule, so breaking or deleting a
         file never opens an environment to ad-hoc specs.
         """
+        usable = {name: env for name, env in desired.environments.items() if not env.problems}
         stored = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
-        current = dict(stored)
-        for name, env in desired.environments.items():
-            if not env.problems:
-                current[name] = {
-                    "require_approved_bundle": env.require_approved_bundle,
-                    **env.run_limits,
-                }
-                if env.promotion.freeze:  # schedules hold their ticks in a freeze
-                    current[name]["freeze"] = [
-                        w.model_dump(mode="json", by_alias=True, exclude_none=True)
-                        for w in env.promotion.freeze
-                    ]
+        current = {**stored, **{name: env.run_rules() for name, env in usable.items()}}
         if current != stored:
             with self.store.transaction() as tx:
                 tx.set_metadata(POLICY_METADATA_KEY, current)
-        operations.publish_trust(
-            self.store,
-            self.loader.keyring,
-            {
-                name: {
-                    "required_signatures": env.required_signatures,
-                    "accepted_key_ids": None
-                    if env.accepted_key_ids is None
-                    else list(env.accepted_key_ids),
-                    "require_human_approval": env.promotion.require_human_approval,
-                    "approvers": list(env.promotion.approvers),
-                    "min_approvals": env.promotion.min_approvals,
-                    "refuse_downgrade": env.promotion.refuse_downgrade,
-                }
-                for name, env in desired.environments.items()
-                if not env.problems
-            },
-        )
+        trust = {name: env.trust() for name, env in usable.items()}
+        operations.publish_trust(self.store, self.loader.keyring, trust)
 
     def _loading(
         self, progress: ProgressCallback | None, *, renew: bool

@@ -118,6 +118,33 @@ class DesiredEnvironment:
         its policy is in force."""
         return f"{self.blob_sha}:closed" if self.closed else self.blob_sha
 
+    def run_rules(self) -> dict[str, Any]:
+        """What runs read of this environment at runtime: ``require_approved_bundle``, the
+        limits, and the freeze windows (schedules hold their ticks in a freeze)."""
+        rules: dict[str, Any] = {
+            "require_approved_bundle": self.require_approved_bundle,
+            **self.run_limits,
+        }
+        if self.promotion.freeze:
+            rules["freeze"] = [
+                w.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for w in self.promotion.freeze
+            ]
+        return rules
+
+    def trust(self) -> dict[str, Any]:
+        """What rollbacks read of this environment's trust (signatures, keys, approvers)."""
+        return {
+            "required_signatures": self.required_signatures,
+            "accepted_key_ids": None
+            if self.accepted_key_ids is None
+            else list(self.accepted_key_ids),
+            "require_human_approval": self.promotion.require_human_approval,
+            "approvers": list(self.promotion.approvers),
+            "min_approvals": self.promotion.min_approvals,
+            "refuse_downgrade": self.promotion.refuse_downgrade,
+        }
+
 
 @dataclass(frozen=True)
 class DesiredRevision:

@@ -7,6 +7,15 @@ through the human-task API.
   revision even when a newer one is promoted while it waits for a person. Its
   :class:`BundleSpec` is what the admission gate (:mod:`kneo.platform.admission`) lets run
   where an environment requires approved bundles.
+* :func:`split` picks the revision a new run starts on while a rollout is in force: the
+  controller promotes a revision under a ``rollout:`` policy as the registry's active one
+  (the canary) and records a rollout (:mod:`kneo.store.rollouts`) naming the one it replaces
+  (the stable). While the rollout moves, a new run takes the canary or the stable revision
+  by :func:`~kneo.controller.rollouts.track_of` over its session (else a key of its own) at
+  the rollout's share; once it is aborted every new run takes the stable revision; once it
+  is promoted, the active one. The choice is recorded on the run (``metadata.rollout``) and
+  counted in the rollout's runs by the transaction that creates the run. A run keeps the
+  revision it started on, so one paused on the canary resumes on the canary after an abort.
 * :func:`resume_promotion` is what ``PlatformManager.resume`` does for a continuation whose
   ``workflow_kind`` is ``promotion``: record the approver's decision
   (:func:`kneo.controller.promotion.record_promotion_decision`) and wake an attached
@@ -19,10 +28,12 @@ run resolves a bundle of its own project, and a decision wakes its own project's
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from kneo.controller.promotion import record_promotion_decision
+from kneo.controller.rollouts import track_of
 from kneo.controller.runtime import resolve_bundle_for_run
 from kneo.errors import InvalidRequest, NotFound
 from kneo.names import check_name
@@ -38,9 +49,13 @@ if TYPE_CHECKING:
     from kneo.platform.runs import Runs
     from kneo.store import Store
     from kneo.store.contracts import ControllerStore, HasProjects, HasRegistry
+    from kneo.store.transaction_contracts import HasRollouts
 
     class PromotionStore(ControllerStore, HasProjects, Protocol):
         """A project's store view as a promotion decision uses it."""
+
+    class SplitStore(HasRegistry, HasRollouts, Protocol):
+        """A project's store view as the rollout split reads it."""
 
 
 PROMOTION_KIND = "promotion"
@@ -123,6 +138,49 @@ def resolve(store: HasRegistry, bundle: str, environment: str) -> BundleSpec:
     )
 
 
+#: rollout statuses whose canary still takes a share of new runs
+MOVING = ("progressing", "paused")
+
+
+def split(
+    store: SplitStore, bundle: str, environment: str, session_id: str | None
+) -> tuple[BundleSpec, dict[str, Any] | None]:
+    """The revision a new run of ``bundle`` in ``environment`` starts on, and what to record
+    of the choice (``None``: no rollout concerns it). One read of the active revision and
+    the bundle's newest rollout; a run on the stable side reads that revision too."""
+    if not bundle or not environment:
+        raise InvalidRequest(
+            "a bundle run needs both a bundle name and an environment",
+            field="bundle" if not bundle else "environment",
+        )
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+    record, rollout = store.rollouts.serving(bundle, environment)
+    if record is None:
+        resolve_bundle_for_run(store, bundle, environment)  # not_found, as without a rollout
+        raise AssertionError("unreachable")  # pragma: no cover
+    track = None
+    if rollout is not None and rollout.canary_revision == record.revision:
+        if rollout.status in MOVING:
+            key = session_id or secrets.token_hex(8)
+            track = track_of(key, rollout.rollout_id, rollout.weight)
+        elif rollout.status == "aborted":
+            track = "stable"
+    if rollout is not None and track == "stable":
+        record = store.registry.get_revision(bundle, environment, rollout.stable_revision)
+    chosen = BundleSpec(
+        record.spec,
+        name=bundle,
+        environment=environment,
+        revision=record.revision,
+        digest=record.digest,
+        commit=record.commit,
+    )
+    if rollout is None or track is None:
+        return chosen, None
+    return chosen, {"id": rollout.rollout_id, "track": track, "revision": chosen.revision}
+
+
 def run_bundle(
     manager: BundleRunner,
     *,
@@ -147,7 +205,7 @@ def run_bundle(
     if bundle and environment:
         check_name(bundle, kind="bundle name", field="bundle")
         manager.runs.admission.environment(environment, bundle=True)
-    pinned = resolve(manager.store, bundle, environment)
+    pinned, rollout = split(manager.store, bundle, environment, session_id)
     meta = {
         "bundle": {
             "name": bundle,
@@ -158,6 +216,8 @@ def run_bundle(
         },
         **dict(metadata or {}),
     }
+    if rollout is not None:
+        meta["rollout"] = rollout
     request = RunRequest(
         input_text=input_text,
         spec=pinned,

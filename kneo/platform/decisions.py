@@ -525,6 +525,9 @@ class Decisions:
         stays paused while other requests are pending, else it goes back to running. Returns
         the updated run and the requests still pending."""
         by_id = {request.request_id: (request, answer) for request, answer in answers}
+        rollout = (run.metadata or {}).get("rollout")
+        if rollout:  # counted for the rollout's analysis (kneo.store.rollouts)
+            tx.note_rollout_decisions(run.run_id, rollout, [a.decision for _, a in answers])
         with state.lock:
             for request, answer in answers:
                 state.decisions[request.wait_key] = answer.to_dict()

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kneo.destinations import parse_destination
 from kneo.errors import ConfigError, ErrorCode
 from kneo.names import NAME_PATTERN
+from kneo.policy.rollout import RolloutPolicy, looser_parts
 from kneo.spec.project import ENVIRONMENTS_DIR as ENVIRONMENTS_DIR  # the project's to say
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
@@ -226,6 +227,9 @@ class EnvironmentPolicy(_Model):
     resources: ResourcesPolicy = Field(default_factory=ResourcesPolicy)
     #: What one run may spend here: model calls, tool calls, tokens.
     budgets: BudgetsPolicy = Field(default_factory=BudgetsPolicy)
+    #: How a promoted revision takes over new runs (a canary by share, judged by analysis);
+    #: ``None``: all at once (:mod:`kneo.policy.rollout`).
+    rollout: RolloutPolicy | None = None
 
     @model_validator(mode="after")
     def _check(self) -> EnvironmentPolicy:
@@ -356,6 +360,24 @@ def merge_stricter(a: EnvironmentPolicy, b: EnvironmentPolicy) -> EnvironmentPol
         required_signatures=max(a.required_signatures, b.required_signatures),
         accepted_key_ids=accepted,
         budgets=merge_budgets(a.budgets, b.budgets),
+        rollout=merge_rollouts(a.rollout, b.rollout),
+    )
+
+
+def merge_rollouts(a: RolloutPolicy | None, b: RolloutPolicy | None) -> RolloutPolicy | None:
+    """The stricter of two rollouts: one that is no looser than the other (either, when
+    they are equally strict); ``environment_policy_conflict`` when each is looser somewhere."""
+    if a is None or b is None or a == b:
+        return a or b
+    if not looser_parts(a, b):
+        return b
+    if not looser_parts(b, a):
+        return a
+    raise ConfigError(
+        "rollout is set differently by the project config and the environment file and "
+        f"neither is the stricter ({'; '.join(looser_parts(a, b))}); make them agree",
+        code=ErrorCode.environment_policy_conflict,
+        field="rollout",
     )
 
 

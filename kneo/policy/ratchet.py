@@ -49,6 +49,7 @@ from kneo.policy.environment import (
     load_environment_file,
     merge_stricter,
 )
+from kneo.policy.rollout import looser_parts
 from kneo.spec.notifications_config import ReceiverConfig
 from kneo.spec.project import (
     CONFIG_DIR,
@@ -304,6 +305,18 @@ def _environment_grants(
     return out
 
 
+def _rollout(gate: str, old: Any, new: Any) -> list[GateChange]:
+    """A rollout (``None``: all at once): a judging step removed, judging more leniently or
+    reached at a larger share loosens (:func:`kneo.policy.rollout.looser_parts`); any other
+    change (steps added, shares lowered) tightens."""
+    if old == new:
+        return []
+    looser = looser_parts(old, new)
+    if looser:
+        return [GateChange(gate, LOOSENED, part) for part in looser]
+    return [GateChange(gate, TIGHTENED, "rollout added" if old is None else "rollout tightened")]
+
+
 # --------------------------------------------------------------------------- tables
 
 #: ``policy_enforcement``'s fields (compared only while the block is enabled on both sides).
@@ -356,6 +369,7 @@ ENVIRONMENT_RULES: dict[str, Rule | str] = {
     "budgets.max_tool_calls": _limit,
     "budgets.max_tokens": _limit,
     "budgets.on_exceeded": _ordered("pause", "fail"),
+    "rollout": _rollout,
 }
 
 _NEUTRAL_PROJECT = "not a grant: it names nothing a spec can reach on the host"

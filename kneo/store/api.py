@@ -71,6 +71,7 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.registry.reads import RegistryFacet
+from kneo.store.rollouts import RolloutFacet
 from kneo.store.runs import chains
 from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
 from kneo.store.schedules import SchedulesFacet
@@ -464,6 +465,7 @@ class Store(StoreBase):
     code: CodeFacet
     schedules: SchedulesFacet
     triggers: TriggersFacet
+    rollouts: RolloutFacet
     wakeups: Wakeups
 
     def __init__(
@@ -534,6 +536,7 @@ class Store(StoreBase):
         self.code = CodeFacet(self)
         self.schedules = SchedulesFacet(self)
         self.triggers = TriggersFacet(self)
+        self.rollouts = RolloutFacet(self)
 
     @property
     def backend(self) -> str:

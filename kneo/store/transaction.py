@@ -149,6 +149,9 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             )
         run_id = str(values["run_id"])
         self._seq[run_id] = [0, len(events)]
+        rollout = (metadata or {}).get("rollout")
+        if rollout:
+            self.note_rollout_run(rollout)
         if events:
             self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
         return row_records.run({**values, "spec": dict(spec or {})})

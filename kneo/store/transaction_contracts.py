@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
+    from kneo.store.rollouts import RolloutFacet, RolloutRecord
     from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
@@ -313,12 +314,51 @@ class RegistryTransaction(ApprovalReads, Protocol):
     def unblock_digest(self, digest: str) -> bool: ...
 
 
-class WorkflowTransaction(RunTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
+class HasRollouts(Protocol):
+    """``store.rollouts``: a project's rollouts and their runs' figures."""
+
+    @property
+    def rollouts(self) -> RolloutFacet: ...
+
+
+class RolloutTransaction(Protocol):
+    """A rollout's writes: begun with the promotion of its canary, moved by the controller
+    or a person; a rollout run's decisions counted with them."""
+
+    def begin_rollout(
+        self,
+        rollout_id: str,
+        *,
+        bundle_name: str,
+        environment: str,
+        stable_revision: int,
+        canary_revision: int,
+        canary_digest: str | None,
+        commit: str | None,
+        weight: int,
+        step: int,
+        policy: Mapping[str, Any],
+    ) -> RolloutRecord: ...
+    def move_rollout(self, record: RolloutRecord, **changes: Any) -> RolloutRecord: ...
+    def note_rollout_decisions(
+        self,
+        run_id: str,
+        rollout: Mapping[str, Any],
+        decisions: Sequence[str],
+        escalated: int = 0,
+    ) -> None: ...
+
+
+class WorkflowTransaction(
+    RunTransaction, HumanTaskTransaction, AuditTransaction, RolloutTransaction, Protocol
+):
     """What driving a run writes in one unit of work: the run and its step boundaries, its
     human task when it pauses (atomically with the run), and the audit events."""
 
 
-class ControllerTransaction(RegistryTransaction, HumanTaskTransaction, AuditTransaction, Protocol):
+class ControllerTransaction(
+    RegistryTransaction, HumanTaskTransaction, AuditTransaction, RolloutTransaction, Protocol
+):
     """What the controller and the registry operations write in one transaction: registry
     changes, the promotion or rollback task they open or close, and the audit events."""
 

@@ -78,6 +78,10 @@ STRICT_LOOSE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "budgets.max_tokens": ({"budgets": {"max_tokens": 100}}, {"budgets": {"max_tokens": 101}}),
     "budgets.on_exceeded": ({"budgets": {"on_exceeded": "fail"}}, {"budgets": {}}),
+    "rollout": (
+        {"rollout": {"steps": [{"set_weight": 10}, {"analysis": {}}, {"set_weight": 100}]}},
+        {"rollout": None},
+    ),
 }
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from kneo import jsontext
 from kneo.store import tables as t
 from kneo.store.records import RunRecord
+from kneo.store.rollouts import RolloutRunWrites
 from kneo.store.row_values import (
     NOT_RECORD_FIELDS,
     audit_values,
@@ -38,7 +39,7 @@ from kneo.store.runs.steps import (
     chain_starts,
 )
 from kneo.store.tasks.search import outcome_terms, scoped_term
-from kneo.store.transaction_base import NewTask, TransactionBase
+from kneo.store.transaction_base import NewTask
 from kneo.store.wire import statements as st
 
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
@@ -85,7 +86,7 @@ class _Write(NamedTuple):
     task: NewTask | None
 
 
-class OutcomeWritesMixin(TransactionBase):
+class OutcomeWritesMixin(RolloutRunWrites):
     """Step boundaries and outcomes, inside a :class:`~kneo.store.transaction.Transaction`."""
 
     def finish_run(
@@ -124,6 +125,9 @@ class OutcomeWritesMixin(TransactionBase):
             )
             for e in events
         ]
+        rollout = (run.metadata or {}).get("rollout")
+        if rollout and "status" in changes:
+            self._note_outcome(run, rollout, changes)
         terms, stored = None, False
         if "output_text" in changes or "error" in changes:
             terms = self._outcome_terms(run.run_id, run.created_at, changes)
@@ -149,6 +153,15 @@ class OutcomeWritesMixin(TransactionBase):
             trace_seq=trace_seq,
             checkpoint_seq=checkpoint_seq,
         )
+
+    def _note_outcome(
+        self, run: RunRecord, rollout: Mapping[str, Any], changes: Mapping[str, Any]
+    ) -> None:
+        """A rollout run's outcome and latency, for its rollout's analysis."""
+        began = run.started_at or run.created_at
+        ended = changes.get("finished_at") or self.now
+        latency = int((ended - began).total_seconds() * 1000) if began and ended else None
+        self.note_rollout_outcome(rollout, str(changes["status"]), latency)
 
     def run_slot_free(self, limit: int) -> bool:
         """Whether the project has fewer than ``limit`` runs executing (``running`` under a

@@ -7,7 +7,7 @@ of at its next poll, and the writer pays no round trip for it. SQLite has no cha
 between processes: there, the process that wrote the event wakes its own dispatcher.
 
 Revision ID: 0033
-Revises: 0029
+Revises: 0030
 Create Date: 2026-11-27
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0033"
-down_revision = "0029"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,287 @@
+"""Rollouts on the controller's side: begun with a promotion, moved on each pass, decided by
+hand.
+
+* :func:`begin_with_promotion`: when the controller promotes a revision in an environment
+  whose policy has a ``rollout:``, in the promotion's own transaction, the new revision
+  becomes the canary and the one serving (the previous active, or the stable revision of a
+  rollout still moving or aborted) stays the stable one. A first promotion (nothing serving
+  yet) takes every run at once.
+* :func:`step_rollouts`: each pass, every rollout still moving takes one step of
+  :func:`~kneo.controller.rollouts.advance`: its analysis from the rollout's runs
+  (:meth:`~kneo.store.rollouts.RolloutFacet.figures`), held by a pin of the bundle in the
+  environment or a freeze window of the policy it began under. Each change is one
+  compare-and-set with its audit event (``rollout.step``, ``rollout.paused``,
+  ``rollout.promoted``, ``rollout.aborted``: each a notification).
+* :func:`decide`: ``promote`` (past the pause it stands at, or ``full``: to 100 % at once),
+  ``abort`` (new runs go back to stable at once) and ``retry`` (an aborted rollout from its
+  first step, the figures of its runs kept) by a person, under the environment's approvers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+
+from kneo.controller.rollouts import (
+    FINAL,
+    Figures,
+    RolloutState,
+    Verdict,
+    advance,
+    judge,
+    start,
+)
+from kneo.errors import Conflict, ErrorCode, Forbidden
+from kneo.ids import new_id
+from kneo.policy.environment import EnvironmentPolicy, FreezeWindow
+from kneo.policy.rollout import RolloutPolicy
+
+if TYPE_CHECKING:
+    from kneo.store.contracts import ControllerStore
+    from kneo.store.rollouts import RolloutRecord
+    from kneo.store.transaction_contracts import ControllerTransaction, HasRollouts
+
+    class RolloutStore(ControllerStore, HasRollouts, Protocol):
+        """A project's store view as the rollout pass uses it (every Store is one)."""
+
+
+__all__ = [
+    "begin_with_promotion",
+    "decide",
+    "rollout_store",
+    "state_of",
+    "step_all",
+    "step_rollouts",
+]
+
+ACTOR = "controller"
+Decision = Literal["promote", "abort", "retry"]
+
+
+def rollout_store(store: ControllerStore) -> RolloutStore:
+    """``store`` as the rollout pass uses it: every Store has ``rollouts``."""
+    if not hasattr(store, "rollouts"):
+        raise TypeError(f"{type(store).__name__} has no rollouts")
+    return cast("RolloutStore", store)
+
+
+def begin_with_promotion(
+    tx: ControllerTransaction,
+    store: HasRollouts,
+    policy: EnvironmentPolicy | None,
+    *,
+    name: str,
+    environment: str,
+    previous: int | None,
+    revision: int,
+    digest: str | None,
+    commit: str | None,
+    now: datetime,
+) -> RolloutRecord | None:
+    """Begin a rollout of ``revision`` (just activated) when ``policy`` has one; ``None``
+    when the promotion takes every run at once."""
+    rollout = policy.rollout if policy is not None else None
+    if rollout is None or previous is None or previous == revision:
+        return None
+    current = store.rollouts.current(name, environment)
+    stable = previous
+    if current is not None and current.status in ("progressing", "paused", "aborted"):
+        stable = current.stable_revision
+    if stable == revision:  # back to the stable revision itself: nothing to roll out
+        return None
+    state = start(rollout, now)
+    record = tx.begin_rollout(
+        new_id("ro"),
+        bundle_name=name,
+        environment=environment,
+        stable_revision=stable,
+        canary_revision=revision,
+        canary_digest=digest,
+        commit=commit,
+        weight=state.weight,
+        step=state.step,
+        policy={
+            "rollout": rollout.model_dump(mode="json", by_alias=False),
+            "freeze": [w.model_dump(mode="json", by_alias=True) for w in policy.promotion.freeze]
+            if policy is not None
+            else [],
+            "approvers": list(policy.promotion.approvers) if policy is not None else [],
+        },
+    )
+    _audit(tx, "rollout.started", record, steps=len(rollout.steps))
+    return record
+
+
+def state_of(record: RolloutRecord) -> RolloutState:
+    status = record.status if record.status in ("progressing", "paused") else "aborted"
+    if record.status == "promoted":
+        status = "promoted"
+    return RolloutState(
+        step=record.step,
+        weight=record.weight,
+        status=status,  # type: ignore[arg-type]
+        step_started_at=record.step_started_at,
+        reason=record.reason,
+    )
+
+
+def policy_of(record: RolloutRecord) -> RolloutPolicy:
+    return RolloutPolicy.model_validate(record.policy["rollout"])
+
+
+def figures_of(store: HasRollouts, record: RolloutRecord) -> dict[str, Figures]:
+    sides = store.rollouts.figures(record.rollout_id)
+    return {side: Figures(**vars(f)) for side, f in sides.items()}
+
+
+def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | None:
+    pin = store.registry.get_pin(record.bundle_name, record.environment)
+    if pin is not None:
+        return f"pinned to revision {pin.revision}"
+    for window in record.policy.get("freeze") or []:
+        parsed = FreezeWindow.model_validate(window)
+        if parsed.active_at(now):
+            return f"frozen: {parsed.describe()}"
+    return None
+
+
+def step_all(store: ControllerStore, now: datetime) -> list[dict[str, Any]]:
+    """:func:`step_rollouts` of a controller's store."""
+    return step_rollouts(rollout_store(store), now)
+
+
+def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:
+    """One step of every rollout still moving; what changed (one entry per rollout)."""
+    changed = []
+    for record in store.rollouts.active():
+        policy = policy_of(record)
+        state = state_of(record)
+        verdict: Verdict | None = None
+        figures: dict[str, Figures] | None = None
+        if state.step < len(policy.steps):
+            rule = policy.steps[state.step].analysis
+            if rule is not None:
+                figures = figures_of(store, record)
+                verdict = judge(rule, figures["canary"], figures["stable"])
+        moved = advance(policy, state, now, verdict=verdict, held=_held(store, record, now))
+        if moved == state:
+            continue
+        changed.append(_write(store, record, moved, verdict, figures, actor=ACTOR, now=now))
+    return changed
+
+
+def _write(
+    store: RolloutStore,
+    record: RolloutRecord,
+    moved: RolloutState,
+    verdict: Verdict | None,
+    figures: Mapping[str, Figures] | None,
+    *,
+    actor: str,
+    now: datetime,
+    decided: str | None = None,
+) -> dict[str, Any]:
+    shown = {side: f.to_dict() for side, f in figures.items()} if figures is not None else None
+    changes: dict[str, Any] = {
+        "status": moved.status,
+        "step": moved.step,
+        "weight": moved.weight,
+        "reason": moved.reason,
+        "step_started_at": moved.step_started_at,
+    }
+    if shown is not None:
+        changes["figures"] = {"sides": shown, "verdict": verdict.to_dict() if verdict else None}
+    if moved.status in FINAL:
+        changes["finished_at"] = now
+    event = {
+        "aborted": "rollout.aborted",
+        "promoted": "rollout.promoted",
+        "paused": "rollout.paused",
+    }.get(moved.status, "rollout.step")
+    if decided == "retry":
+        event = "rollout.retried"
+    with store.transaction() as tx:
+        updated = tx.move_rollout(record, **changes)
+        _audit(
+            tx,
+            event,
+            updated,
+            actor=actor,
+            reason=moved.reason,
+            decided=decided,
+            figures=shown,
+            verdict=verdict.to_dict() if verdict else None,
+        )
+    return {"rollout": updated.rollout_id, "event": event, **updated.to_dict()}
+
+
+def _audit(
+    tx: ControllerTransaction, event: str, record: RolloutRecord, *, actor: str = ACTOR,
+    **payload: Any,
+) -> None:  # fmt: skip
+    tx.add_audit(
+        event,
+        actor=actor,
+        payload={
+            "rollout_id": record.rollout_id,
+            "bundle": record.bundle_name,
+            "environment": record.environment,
+            "stable_revision": record.stable_revision,
+            "canary_revision": record.canary_revision,
+            "status": record.status,
+            "step": record.step,
+            "weight": record.weight,
+            **{k: v for k, v in payload.items() if v is not None},
+        },
+    )
+
+
+def _may_decide(record: RolloutRecord, actor: str, groups: frozenset[str]) -> None:
+    """Only the environment's approvers (and a pause step's own) decide by hand; anyone
+    when the policy names none."""
+    allowed = set(record.policy.get("approvers") or [])
+    policy = policy_of(record)
+    if record.step < len(policy.steps):
+        pause = policy.steps[record.step].pause
+        if pause is not None:
+            allowed |= set(pause.approvers)
+    if allowed and actor not in allowed and not (groups & allowed):
+        raise Forbidden(
+            f"{actor} is not an approver of {record.environment} "
+            f"({', '.join(sorted(allowed))} are)",
+            code=ErrorCode.forbidden,
+        )
+
+
+def decide(
+    store: RolloutStore,
+    rollout_id: str,
+    decision: Decision,
+    *,
+    actor: str,
+    groups: frozenset[str] = frozenset(),
+    full: bool = False,
+    reason: str | None = None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A person's ``promote``, ``abort`` or ``retry`` of a rollout (module docstring)."""
+    record = store.rollouts.get(rollout_id)
+    _may_decide(record, actor, groups)
+    policy, state = policy_of(record), state_of(record)
+    if decision == "retry":
+        if record.status != "aborted":
+            raise Conflict(f"rollout {rollout_id} is {record.status}, not aborted",
+                           code=ErrorCode.illegal_transition)  # fmt: skip
+        moved = start(policy, now)
+    elif record.status not in ("progressing", "paused"):
+        raise Conflict(f"rollout {rollout_id} is {record.status}",
+                       code=ErrorCode.illegal_transition)  # fmt: skip
+    elif decision == "abort":
+        moved = RolloutState(state.step, state.weight, "aborted", now,
+                             reason or f"aborted by {actor}")  # fmt: skip
+    elif full:
+        moved = RolloutState(len(policy.steps), 100, "promoted", now, f"promoted by {actor}")
+    else:
+        moved = advance(policy, state, now, verdict=Verdict("pass"), approved=True)
+    return _write(store, record, moved, None, None, actor=actor, now=now, decided=decision)

@@ -1,0 +1,143 @@
+"""The analysis rule on known data, and the step function."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kneo.controller.rollouts import (
+    Figures,
+    RolloutState,
+    Verdict,
+    advance,
+    judge,
+    newcombe,
+    start,
+    track_of,
+    wilson,
+)
+from kneo.policy.rollout import AnalysisRule, RolloutPolicy
+
+Z95 = 1.959964  # two-sided 95 %
+
+
+def test_wilson_and_newcombe_match_the_published_examples() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:857-872: 81/263 -> 0.2553 to 0.3662;
+    # 56/70 - 48/80 -> 0.0524 to 0.3339 (method 10)
+    low, high = wilson(81, 263, Z95)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    low, high = newcombe(56, 70, 48, 80, Z95)
+    assert (round(low, 4), round(high, 4)) == (0.0524, 0.3339)
+    assert wilson(0, 0, Z95) == (0.0, 1.0)
+
+
+RULE = AnalysisRule(min_runs=30, max_edit_increase=None, max_escalation_increase=None)
+
+
+def figures(finished: int, failed: int = 0, decided: int = 0, rejected: int = 0) -> Figures:
+    return Figures(
+        runs=finished, finished=finished, failed=failed, decided=decided, rejected=rejected
+    )
+
+
+def test_too_few_runs_never_decide_however_bad() -> None:
+    verdict = judge(RULE, figures(29, failed=29), figures(500))
+    assert verdict.outcome == "wait" and "too few runs" in verdict.reason
+    verdict = judge(RULE, figures(100), figures(29))
+    assert verdict.outcome == "wait"
+
+
+def test_a_canary_rejected_far_more_fails_and_a_close_one_waits_then_passes() -> None:
+    bad = judge(RULE, figures(30, decided=30, rejected=15), figures(270, decided=270, rejected=27))
+    assert bad.outcome == "fail" and "rejection" in bad.reason
+    assert bad.checks["rejection"]["difference_bounds"][0] > 0.05
+    close = judge(RULE, figures(30, decided=30, rejected=4), figures(270, decided=270, rejected=27))
+    assert close.outcome == "wait" and "rejection" in close.reason
+    good = judge(
+        RULE, figures(2000, decided=2000, rejected=190), figures(8000, decided=8000, rejected=800)
+    )
+    assert good.outcome == "pass", good
+    assert good.checks["rejection"]["difference_bounds"][1] <= 0.05
+
+
+def test_no_decisions_on_either_side_bear_no_evidence() -> None:
+    verdict = judge(RULE, figures(2000, failed=10), figures(8000, failed=40))
+    assert verdict.outcome == "pass"
+    assert verdict.checks["rejection"]["outcome"] == "pass"
+
+
+def test_latency_and_cost_ratios() -> None:
+    rule = AnalysisRule(
+        min_runs=10,
+        max_latency_ratio=1.5,
+        max_cost_ratio=1.2,
+        max_failure_increase=None,
+        max_rejection_increase=None,
+        max_edit_increase=None,
+        max_escalation_increase=None,
+    )
+    slow = Figures(runs=10, finished=10, p95_latency_ms=3000, cost=1.0)
+    fast = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=1.0)
+    assert judge(rule, slow, fast).outcome == "fail"
+    assert judge(rule, fast, slow).outcome == "pass"
+    dear = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=2.0)
+    verdict = judge(rule, dear, fast)
+    assert verdict.outcome == "fail" and verdict.checks["cost"]["ratio"] == 2.0
+
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+POLICY = RolloutPolicy.model_validate(
+    {
+        "steps": [
+            {"set_weight": 10},
+            {"analysis": {}},
+            {"pause": {"approvers": ["leads"]}},
+            {"set_weight": 50},
+            {"pause": {"duration": "1h"}},
+            {"set_weight": 100},
+        ]
+    }
+)
+PASS, FAIL, WAIT = Verdict("pass"), Verdict("fail", reason="worse"), Verdict("wait")
+
+
+def test_a_rollout_walks_its_steps() -> None:
+    s = start(POLICY, T0)
+    assert (s.step, s.weight, s.status) == (1, 10, "progressing")
+    assert advance(POLICY, s, T0, verdict=WAIT) == s
+    s = advance(POLICY, s, T0, verdict=PASS)
+    assert (s.step, s.weight, s.status) == (2, 10, "paused")
+    assert advance(POLICY, s, T0 + timedelta(days=9), verdict=None) == s
+    s = advance(POLICY, s, T0, verdict=None, approved=True)
+    assert (s.step, s.weight, s.status) == (4, 50, "paused")
+    assert advance(POLICY, s, T0 + timedelta(minutes=59), verdict=None).step == 4
+    s = advance(POLICY, s, T0 + timedelta(hours=1), verdict=None)
+    assert (s.weight, s.status) == (100, "promoted")
+    assert advance(POLICY, s, T0, verdict=FAIL) == s
+
+
+def test_a_failed_analysis_aborts_even_when_held_and_a_hold_stops_progress() -> None:
+    s = start(POLICY, T0)
+    aborted = advance(POLICY, s, T0, verdict=FAIL, held="pinned")
+    assert aborted.status == "aborted" and aborted.reason == "worse"
+    held = advance(POLICY, s, T0, verdict=PASS, held="frozen: holidays")
+    assert (held.step, held.weight, held.reason) == (1, 10, "frozen: holidays")
+    at_weight = RolloutState(step=3, weight=10, status="progressing", step_started_at=T0)
+    assert advance(POLICY, at_weight, T0, verdict=None, held="pinned").weight == 10
+
+
+def test_the_split_is_deterministic_sticky_and_near_its_share() -> None:
+    keys = [f"session-{i}" for i in range(20_000)]
+    at10 = {k for k in keys if track_of(k, "ro_1", 10) == "canary"}
+    at50 = {k for k in keys if track_of(k, "ro_1", 50) == "canary"}
+    assert at10 <= at50  # raising the share only moves stable keys over
+    assert 1800 < len(at10) < 2200 and 9600 < len(at50) < 10400
+    assert track_of("x", "ro_1", 100) == "canary"
+    assert all(track_of(k, "ro_1", 10) == track_of(k, "ro_1", 10) for k in keys[:100])
+
+
+@pytest.mark.parametrize("weight", [1, 25, 99])
+def test_each_share_is_met(weight: int) -> None:
+    n = sum(track_of(str(i), "ro_x", weight) == "canary" for i in range(20_000))
+    assert abs(n / 20_000 - weight / 100) < 0.015

@@ -1,0 +1,52 @@
+"""The counters rollout runs move and the figures the analysis reads back, on known data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kneo.store import open_store
+from kneo.store.rollouts import latency_bucket
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_database")()
+    else:
+        url = f"sqlite:///{tmp_path / 'kneo.sqlite'}"
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
+    canary = {"id": "ro_1", "track": "canary"}
+    stable = {"id": "ro_1", "track": "stable"}
+    other = {"id": "ro_2", "track": "canary"}
+    with store.transaction() as tx:
+        for i in range(1, 101):  # latencies 10, 20, ... 1000 ms: p95 (nearest rank) 950
+            tx.note_rollout_run(canary)
+            tx.note_rollout_outcome(canary, "failed" if i % 10 == 0 else "succeeded", i * 10, 0.5)
+        tx.note_rollout_decisions("r", canary, ["rejected", "edited", "approved"], escalated=1)
+        for _ in range(3):
+            tx.note_rollout_run(stable)
+        tx.note_rollout_outcome(stable, "cancelled", 5)  # neither finished nor failed
+        tx.note_rollout_run(other)
+    sides = store.rollouts.figures("ro_1")
+    c, s = sides["canary"], sides["stable"]
+    assert (c.runs, c.finished, c.failed) == (100, 100, 10)
+    assert (c.decided, c.rejected, c.edited, c.escalated) == (3, 1, 1, 1)
+    assert c.cost == pytest.approx(50.0)
+    assert c.p95_latency_ms is not None and abs(c.p95_latency_ms - 950) / 950 < 0.025
+    assert (s.runs, s.finished, s.p95_latency_ms) == (3, 0, None)
+    assert store.rollouts.figures("ro_none")["canary"].runs == 0
+
+
+def test_latency_buckets_are_five_percent_wide() -> None:
+    assert latency_bucket(None) is None and latency_bucket(0) == 0
+    assert latency_bucket(1000) == latency_bucket(1010)
+    assert latency_bucket(1000) < latency_bucket(1100)
