@@ -253,6 +253,7 @@ class ErrorCode:
     provider_timeout: Final = _code("provider_timeout", "ProviderError", 502, "the provider did not answer within `model.timeout_seconds`, else `KNEO_SERV_PROVIDER_TIMEOUT_SECONDS` (120 s)")
     provider_unavailable: Final = _code("provider_unavailable", "ProviderError", 502, "the provider answered 5xx after the retries")
     provider_unreachable: Final = _code("provider_unreachable", "ProviderError", 502, "no network path to the provider's endpoint")
+    remote_agent_failed: Final = _code("remote_agent_failed", "RemoteAgentError", 400, "a remote (A2A) agent failed, rejected or cancelled its task, asked for authentication, or could not be reached")
     request_already_resolved: Final = _code("request_already_resolved", "RequestAlreadyResolved", 409, "the human request (or promotion) was decided already")
     resource_locked: Final = _code("resource_locked", "ResourceLocked", 409, "another process is resuming the same task, or a request with this key is still running")
     restore_failed: Final = _code("restore_failed", "InvalidRequest", 400, "the restore could not complete")

@@ -64,9 +64,7 @@ class UnitAgentHost:
         return self._run.mcp
 
     def delegate(self, unit_key: str, step: CompiledStep, text: str) -> str:
-        if step.workflow is not None:
-            return self._run.nested(unit_key, step.workflow, text)
-        return self._run.engine.agents.run(UnitAgentHost(self._run, unit_key, step), step, text)
+        return self._run.agent_unit(unit_key, step, text)
 
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)

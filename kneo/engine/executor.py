@@ -50,6 +50,7 @@ from kneo.engine.outcomes import (
     error_info,
 )
 from kneo.engine.providers.base import Provider
+from kneo.engine.remote_agents import RemoteAgents, run_remote_agent
 from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState
@@ -91,8 +92,11 @@ class WorkflowEngine:
         prompts: Mapping[str, Callable[[list[str], dict[str, Any]], str]] | None = None,
         options: EngineOptions | None = None,
         mcp: McpConnector | None = None,
+        remote_agents: RemoteAgents | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        #: calls agents served elsewhere (``agent.remote``); ``None``: none configured
+        self.remote_agents = remote_agents
         #: opens a run's MCP sessions (``kneo.mcp.client.connector``); ``None``: no MCP tools
         self.mcp = mcp
         self.sleep = sleep
@@ -702,15 +706,22 @@ class _Run:
         if step.kind == "function":
             output = execute_function_step(self, key, step, text, attempt, human_input, feedback)
             return output, {}
-        if step.kind == "agent" and step.workflow is not None:
-            return self.nested(key, step.workflow, text), {}
         if step.kind == "agent":
-            return self.engine.agents.run(UnitAgentHost(self, key, step), step, text), {}
+            return self.agent_unit(key, step, text), {}
         if step.kind == "human":
             return execute_human_step(self, key, step, text)
         raise StepFailure(
             f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
         )
+
+    def agent_unit(self, key: str, step: CompiledStep, text: str) -> str:
+        """An agent's answer as unit ``key`` (a step, or a tool an agent answers): its
+        backing workflow, the remote agent answering for it, else the agent loop."""
+        if step.workflow is not None:
+            return self.nested(key, step.workflow, text)
+        if step.agent is not None and step.agent.remote is not None:
+            return run_remote_agent(self, key, step, text)
+        return self.engine.agents.run(UnitAgentHost(self, key, step), step, text)
 
     def nested(self, key: str, workflow: CompiledWorkflow, text: str) -> str:
         """Run ``workflow`` (backing an agent) as part of unit ``key``: its units are this

@@ -60,6 +60,7 @@ from kneo.engine.providers import create_provider_registry, require_spec_secrets
 from kneo.engine.remote_tools import McpSessions
 from kneo.errors import ConfigError
 from kneo.mcp.client import McpClientSessions
+from kneo.remote.a2a import A2AAgents
 from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
 from kneo.platform.decisions import Decisions
@@ -218,6 +219,9 @@ class PlatformManager:
                 record_tool_results=self.settings.otel_record_results,
             ),
             mcp=self._mcp_sessions,
+            remote_agents=A2AAgents(
+                self.settings, lambda: self.admission.host_access(None, "spec")
+            ),
         )
 
     def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:

@@ -122,6 +122,25 @@ class ObservabilitySpec(_Model):
     record_tool_results: bool = False
 
 
+class RemoteAgentSpec(_Model):
+    """An agent served elsewhere over A2A (``agent.remote``): Kneo calls it instead of a
+    model. Its card URL must be on the environment's network allow-list, and its secret (a
+    declared one, sent as ``Authorization: Bearer``) bound to that destination; every
+    request, every redirect hop included, is asked of the trust kernel."""
+
+    protocol: Literal["a2a"] = "a2a"
+    #: where the agent card is: ``https://host/.well-known/agent-card.json`` or the base URL
+    card_url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    #: a secret declared in ``.kneo/config.yaml`` (its name), sent as a bearer token
+    secret: str | None = Field(default=None, min_length=1, max_length=128)
+    #: seconds one exchange with the remote task may take (until it ends or asks)
+    timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
+    #: seconds the person has to answer a remote question (unset: no deadline)
+    answer_timeout_seconds: int | None = Field(default=None, ge=1)
+    #: who answers a remote question (``group:NAME``, ``user:EMAIL``)
+    assignee: str | None = Field(default=None, min_length=1, max_length=255)
+
+
 class AgentSpec(_Model):
     name: str
     description: str | None = None
@@ -147,6 +166,9 @@ class AgentSpec(_Model):
     #: Back this agent with a workflow (``components.workflows`` key): where the agent is
     #: used (a step, a tool), the workflow runs instead, its input the agent's.
     workflow: str | None = Field(default=None, min_length=1)
+    #: A remote agent answering for this one (A2A): where it is used (a step, a tool),
+    #: Kneo calls it; its questions (``input-required``) pause the run for a person.
+    remote: RemoteAgentSpec | None = None
     #: Deprecated (v0): use ``system_prompt``.
     instructions: str | None = None
     #: Deprecated (v0): use ``strategy.max_iterations``.
