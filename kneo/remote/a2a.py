@@ -144,7 +144,9 @@ class _Exchange:
                     message = None  # answered already (a process died before recording it)
             seen = task
             if message is not None:
-                request = pb.SendMessageRequest(message=_message(message, task))
+                request = pb.SendMessageRequest(
+                    message=_message(message, task, None if task else self.remote.skill)
+                )
                 async for event in client.send_message(request):
                     seen = self._report(event, seen) or seen
             if seen is None:
@@ -213,7 +215,9 @@ class _Exchange:
             await asyncio.sleep(_POLL_SECONDS)
 
 
-def _message(message: str | Mapping[str, Any], task: RemoteTask | None) -> Any:
+def _message(
+    message: str | Mapping[str, Any], task: RemoteTask | None, skill: str | None
+) -> Any:
     from a2a.types import a2a_pb2 as pb
 
     out = pb.Message(message_id=str(uuid.uuid4()), role=pb.ROLE_USER)
@@ -227,6 +231,8 @@ def _message(message: str | Mapping[str, Any], task: RemoteTask | None) -> Any:
     else:
         part.data.struct_value.update(dict(message))
     out.parts.append(part)
+    if skill is not None:
+        out.metadata.update({"skill": skill})
     return out
 
 

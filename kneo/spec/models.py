@@ -133,6 +133,9 @@ class RemoteAgentSpec(_Model):
     card_url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
     #: a secret declared in ``.kneo/config.yaml`` (its name), sent as a bearer token
     secret: str | None = Field(default=None, min_length=1, max_length=128)
+    #: the skill a new task asks for (sent as the message's ``metadata.skill``; a Kneo
+    #: service's skills are ``bundle@environment``)
+    skill: str | None = Field(default=None, min_length=1, max_length=255)
     #: seconds one exchange with the remote task may take (until it ends or asks)
     timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
     #: seconds the person has to answer a remote question (unset: no deadline)

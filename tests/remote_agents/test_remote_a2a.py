@@ -121,6 +121,43 @@ def test_a_kill_9_while_waiting_then_the_answer_continues_the_same_remote_task(
     manager.store.close()
 
 
+_RUN_SLOW = """
+import json, sys
+sys.path.insert(0, {repo!r})
+from tests.remote_agents.conftest import manager_for
+from pathlib import Path
+manager_for(Path({project!r})).run_from_spec(input_text="slow 4", spec=json.loads({spec!r}))
+"""
+
+
+def test_a_kill_9_mid_call_then_continue_follows_the_same_remote_task(
+    project: Path, a2a_agent: Callable[..., str]
+) -> None:
+    url = a2a_agent("--token", TOKEN)
+    code = _RUN_SLOW.format(repo=str(REPO), project=str(project), spec=json.dumps(step_spec(url)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=project, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    manager = manager_for(project)
+    deadline = time.monotonic() + 30
+    while True:  # the remote task is named in the run's trace: its id is checkpointed
+        assert time.monotonic() < deadline, "the remote task never started"
+        runs = manager.list_runs()["runs"]
+        if runs and events(manager, runs[0]["run_id"]):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    run_id = runs[0]["run_id"]
+    assert manager.get_run(run_id)["status"] == "running"
+    done = manager.continue_run(run_id, hand_off=False)
+    assert done.status == "succeeded", done.to_dict()
+    assert "slow done" in str(done.output_text)
+    [[kind, task_id, _]] = remote_log(project)  # one remote task, never sent twice
+    assert kind == "new" and events(manager, run_id)[-1]["task_id"] == task_id
+    manager.store.close()
+
+
 def test_a_remote_agent_as_a_tool_of_an_agent(
     project: Path, a2a_agent: Callable[..., str]
 ) -> None:
@@ -208,3 +245,54 @@ def test_a_remote_that_refuses_the_token_fails_the_step(
     assert result.metadata["error"]["code"] == "remote_agent_failed"
     assert TOKEN not in json.dumps(result.to_dict(), default=str)
     manager.store.close()
+
+
+KNEO_SERVER = Path(__file__).with_name("kneo_a2a_server.py")
+
+
+def test_kneo_calls_kneos_own_a2a_server_in_another_process(
+    project: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "remote-kneo"
+    root.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(KNEO_SERVER), "--root", str(root), "--key", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        url = f"http://127.0.0.1:{int(line.split()[1])}"
+        _wait_for(url)
+        manager = manager_for(project)
+        paused = manager.run_from_spec(input_text="paint", spec=step_spec(url, skill="colour@dev"))
+        assert paused.status == "paused", paused.to_dict()
+        request = paused.metadata["pending_human_request"]
+        assert request["prompt"] == "Which colour, Kneo asks?"
+        assert request["context"]["remote_request"]["decisions"] == ["provided"]
+        done = manager.resume(paused.continuation_id, Decision(paused.request_id, "provided", "plum"))
+        assert done.status == "succeeded", done.to_dict()
+        assert "plum" in str(done.output_text)
+        manager.store.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _wait_for(url: str) -> None:
+    import httpx2
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx2.get(url + "/.well-known/agent-card.json", timeout=2).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the Kneo A2A server did not start"
+        time.sleep(0.1)
