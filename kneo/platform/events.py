@@ -32,6 +32,7 @@ STREAMED: dict[str, str] = {
     "step_retry": "step.retry",
     "tool_call_started": "tool.started",
     "tool_call_completed": "tool.completed",
+    "remote_agent_progress": "agent.remote",
     "run_paused": "run.paused",
     "human_decision": "human.decision",
     "human_escalated": "human.escalated",

@@ -45,6 +45,8 @@ def test_a_remote_step_answers_and_its_progress_is_in_the_run_events(
     states = [p.get("state") for p in progress]
     assert "working" in states and states[-1] == "completed"
     assert any(p.get("kind") == "artifact" for p in progress)
+    streamed = [e.type for e in manager.events(result.run_id)]
+    assert streamed.count("agent.remote") == len(progress)  # on the run's event stream
     dumped = json.dumps(
         [manager.trace(result.run_id), manager.checkpoints(result.run_id), result.to_dict()],
         default=str,
