@@ -60,7 +60,6 @@ from kneo.engine.providers import create_provider_registry, require_spec_secrets
 from kneo.engine.remote_tools import McpSessions
 from kneo.errors import ConfigError
 from kneo.mcp.client import McpClientSessions
-from kneo.remote.a2a import A2AAgents
 from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
 from kneo.platform.decisions import Decisions
@@ -79,6 +78,7 @@ from kneo.platform.sweeps import Sweeps
 from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
 from kneo.policy.access import HostAccess
 from kneo.policy.check import resolve_environment_policy
+from kneo.remote.a2a import A2AAgents
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport

@@ -60,7 +60,8 @@ def state_name(state: int) -> str:
     ``input-required``)."""
     from a2a.types import a2a_pb2 as pb
 
-    return pb.TaskState.Name(state).removeprefix("TASK_STATE_").lower().replace("_", "-")
+    name = str(pb.TaskState.Name(state))
+    return name.removeprefix("TASK_STATE_").lower().replace("_", "-")
 
 
 class A2AAgents:
@@ -80,6 +81,13 @@ class A2AAgents:
         on_event: Callable[[dict[str, Any]], None],
         path: str,
     ) -> RemoteTurn:
+        try:
+            import a2a.client  # noqa: F401
+        except ImportError:
+            raise RemoteAgentError(
+                f"{path}: calling a remote A2A agent needs the a2a extra "
+                "(pip install 'kneo-platform[a2a]')"
+            ) from None
         grant = access or self._default_access()
         grant.destination(remote.card_url, path=f"{path}.card_url")
         variable = grant.secret(remote.secret, path=f"{path}.secret") if remote.secret else None
@@ -94,7 +102,8 @@ class A2AAgents:
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kneo-a2a") as pool:
             future = pool.submit(asyncio.run, call.run(task, message))
             try:
-                return future.result()
+                turn: RemoteTurn = future.result()
+                return turn
             except KneoError:
                 raise
             except Exception as exc:
@@ -215,9 +224,7 @@ class _Exchange:
             await asyncio.sleep(_POLL_SECONDS)
 
 
-def _message(
-    message: str | Mapping[str, Any], task: RemoteTask | None, skill: str | None
-) -> Any:
+def _message(message: str | Mapping[str, Any], task: RemoteTask | None, skill: str | None) -> Any:
     from a2a.types import a2a_pb2 as pb
 
     out = pb.Message(message_id=str(uuid.uuid4()), role=pb.ROLE_USER)
@@ -268,4 +275,3 @@ def _refusal(exc: BaseException | None) -> AccessDenied | None:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
-

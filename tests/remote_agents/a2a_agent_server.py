@@ -62,9 +62,7 @@ class ColourAgent(AgentExecutor):
             await updater.start_work(updater.new_agent_message([pb.Part(text="thinking")]))
             if text.startswith("ask"):
                 await updater.requires_input(
-                    updater.new_agent_message(
-                        [pb.Part(text="Which colour should the report use?")]
-                    )
+                    updater.new_agent_message([pb.Part(text="Which colour should the report use?")])
                 )
                 return
             if text.startswith("slow"):

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from kneo import Decision
-
 from tests.remote_agents.conftest import TOKEN, manager_for, remote_log, step_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,7 +115,9 @@ def test_a_kill_9_while_waiting_then_the_answer_continues_the_same_remote_task(
     assert paused["status"] == "paused"
     [[_, task_id, _]] = remote_log(project)
     manager = manager_for(project)
-    done = manager.resume(paused["continuation_id"], Decision(paused["request_id"], "provided", "amber"))
+    done = manager.resume(
+        paused["continuation_id"], Decision(paused["request_id"], "provided", "amber")
+    )
     assert done.status == "succeeded", done.to_dict()
     assert "report in amber" in done.output_text
     assert remote_log(project)[1] == ["answer", task_id, "amber"]
@@ -160,9 +161,7 @@ def test_a_kill_9_mid_call_then_continue_follows_the_same_remote_task(
     manager.store.close()
 
 
-def test_a_remote_agent_as_a_tool_of_an_agent(
-    project: Path, a2a_agent: Callable[..., str]
-) -> None:
+def test_a_remote_agent_as_a_tool_of_an_agent(project: Path, a2a_agent: Callable[..., str]) -> None:
     url = a2a_agent("--token", TOKEN)
     spec = {
         "version": "v1",
@@ -252,9 +251,7 @@ def test_a_remote_that_refuses_the_token_fails_the_step(
 KNEO_SERVER = Path(__file__).with_name("kneo_a2a_server.py")
 
 
-def test_kneo_calls_kneos_own_a2a_server_in_another_process(
-    project: Path, tmp_path: Path
-) -> None:
+def test_kneo_calls_kneos_own_a2a_server_in_another_process(project: Path, tmp_path: Path) -> None:
     root = tmp_path / "remote-kneo"
     root.mkdir()
     proc = subprocess.Popen(
@@ -277,7 +274,9 @@ def test_kneo_calls_kneos_own_a2a_server_in_another_process(
         request = paused.metadata["pending_human_request"]
         assert request["prompt"] == "Which colour, Kneo asks?"
         assert request["context"]["remote_request"]["decisions"] == ["provided"]
-        done = manager.resume(paused.continuation_id, Decision(paused.request_id, "provided", "plum"))
+        done = manager.resume(
+            paused.continuation_id, Decision(paused.request_id, "provided", "plum")
+        )
         assert done.status == "succeeded", done.to_dict()
         assert "plum" in str(done.output_text)
         manager.store.close()
