@@ -31,6 +31,7 @@ from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
 from kneo.engine.agent_host import UnitAgentHost
+from kneo.engine.bridges import AgentBridges, run_bridged_agent
 from kneo.engine.budgets import BudgetExceeded, add_usage, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
 from kneo.engine.families import _PROGRAMS
@@ -93,10 +94,13 @@ class WorkflowEngine:
         options: EngineOptions | None = None,
         mcp: McpConnector | None = None,
         remote_agents: RemoteAgents | None = None,
+        bridges: AgentBridges | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         #: calls agents served elsewhere (``agent.remote``); ``None``: none configured
         self.remote_agents = remote_agents
+        #: runs framework agents (``agent.implementation``); ``None``: none configured
+        self.bridges = bridges
         #: opens a run's MCP sessions (``kneo.mcp.client.connector``); ``None``: no MCP tools
         self.mcp = mcp
         self.sleep = sleep
@@ -721,6 +725,8 @@ class _Run:
             return self.nested(key, step.workflow, text)
         if step.agent is not None and step.agent.remote is not None:
             return run_remote_agent(self, key, step, text)
+        if step.agent is not None and step.agent.implementation is not None:
+            return run_bridged_agent(self, key, step, text)
         return self.engine.agents.run(UnitAgentHost(self, key, step), step, text)
 
     def nested(self, key: str, workflow: CompiledWorkflow, text: str) -> str:

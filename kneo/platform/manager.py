@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from kneo.bridges import FrameworkBridges
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
 from kneo.engine.providers import create_provider_registry, require_spec_secrets
@@ -220,6 +221,9 @@ class PlatformManager:
             ),
             mcp=self._mcp_sessions,
             remote_agents=A2AAgents(
+                self.settings, lambda: self.admission.host_access(None, "spec")
+            ),
+            bridges=FrameworkBridges(
                 self.settings, lambda: self.admission.host_access(None, "spec")
             ),
         )

@@ -172,6 +172,11 @@ class AgentSpec(_Model):
     #: A remote agent answering for this one (A2A): where it is used (a step, a tool),
     #: Kneo calls it; its questions (``input-required``) pause the run for a person.
     remote: RemoteAgentSpec | None = None
+    #: A bridged agent (``module:function``): the function returns an OpenAI Agents SDK
+    #: ``Agent`` (or a LangGraph compiled graph); it runs instead of Kneo's loop, with this
+    #: agent's ``model``, its tool calls through the tool guard (``approval_required`` and
+    #: ``policies.tool`` apply), its model turns and tool results checkpointed.
+    implementation: str | None = Field(default=None, min_length=3, max_length=255)
     #: Deprecated (v0): use ``system_prompt``.
     instructions: str | None = None
     #: Deprecated (v0): use ``strategy.max_iterations``.
