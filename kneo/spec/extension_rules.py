@@ -107,15 +107,6 @@ def _delegation_rules(spec: Spec) -> list[Diagnostic]:
                     f"Workflow '{agent.workflow}' is not declared under components.workflows.",
                 )
             )
-        if agent.remote is not None and agent.workflow is not None:
-            out.append(
-                diag(
-                    "E_SCHEMA",
-                    f"{at}.remote",
-                    f"Agent '{agent.name}' is both remote and backed by a workflow.",
-                    "keep one: remote (an A2A agent answers) or workflow (a workflow runs)",
-                )
-            )
         if _reaches_itself(spec, agent.name):
             out.append(
                 diag(

@@ -182,6 +182,16 @@ class AgentSpec(_Model):
     #: Deprecated (v0): use ``strategy.max_iterations``.
     max_iterations: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        kinds = [k for k in ("remote", "implementation", "workflow") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(
+                f"{' and '.join(kinds)} exclude each other: an agent is remote (an A2A agent), "
+                "bridged (implementation: a framework's agent) or backed by a workflow"
+            )
+        return self
+
     def tool_names(self) -> list[str]:
         """The tool names this agent selects (``all`` selects none by name)."""
         if isinstance(self.tools, list):

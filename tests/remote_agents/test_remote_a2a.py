@@ -297,3 +297,17 @@ def _wait_for(url: str) -> None:
             pass
         assert time.monotonic() < deadline, "the Kneo A2A server did not start"
         time.sleep(0.1)
+
+
+def test_remote_and_implementation_exclude_each_other(project: Path) -> None:
+    from kneo.errors import SpecError
+
+    spec = step_spec("http://127.0.0.1:9")
+    spec["components"]["agents"]["colours"]["implementation"] = "mod:build"
+    manager = manager_for(project)
+    with pytest.raises(SpecError) as refused:
+        manager.run_from_spec(input_text="x", spec=spec)
+    assert "E_SCHEMA" in str(refused.value.to_dict())
+    assert "components.agents.colours" in str(refused.value.to_dict())
+    assert "exclude each other" in refused.value.message
+    manager.store.close()
