@@ -38,6 +38,7 @@ from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.middleware import MiddlewareChain
 from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
+from kneo.engine.streaming import AnswerStream
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
@@ -248,7 +249,18 @@ class AgentLoop:
         model, reach = agent.model, None
         if host.access is not None:  # the key this call uses, and where it may go
             model, reach = host.access.model_call(model, path=f"agent {agent.name!r}.model")
-        reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
+        streamer = None
+        streaming = getattr(provider, "complete_stream", None)
+        if agent.model.stream and not planning and streaming is not None:
+            turn_no = record["turns"] + 1
+            streamer = AnswerStream(
+                lambda data: host.emit("answer_delta", data), agent=agent.name, turn=turn_no
+            )
+            reply = streaming(
+                model=model, messages=messages, tools=tools, reach=reach, on_text=streamer.feed
+            )
+        else:
+            reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
             count_spent(record, reply.usage)
@@ -259,6 +271,8 @@ class AgentLoop:
         with host.lock:
             message = None if truncated else self._keep(record, reply, planning)
         calls = message.tool_calls if message is not None else ()
+        if streamer is not None:
+            streamer.finish(None if calls or message is None else (message.content or ""))
         host.emit(
             "model_turn_completed",
             {

@@ -65,7 +65,7 @@ from kneo.platform.admin import Administration
 from kneo.platform.admission import RunAdmission
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
-from kneo.platform.events import iter_events
+from kneo.platform.events import answer_text, iter_events
 from kneo.platform.gitops import GitOps
 from kneo.platform.handoff import HandOff
 from kneo.platform.inspect import Inspection
@@ -319,8 +319,10 @@ class PlatformManager:
         through_pauses: bool = False,
         poll_seconds: float = 0.25,
         timeout_seconds: float | None = None,
+        include: Sequence[str] = (),
     ) -> Iterator[Any]:
-        """The run's events (``RunEvent``) after sequence ``after``; see ``events``."""
+        """The run's events (``RunEvent``) after sequence ``after``; see ``events``.
+        ``include``: the opt-in event types to add (``answer.delta``)."""
         return iter_events(
             self.store,
             run_id,
@@ -330,7 +332,18 @@ class PlatformManager:
             poll_seconds=poll_seconds,
             timeout_seconds=timeout_seconds,
             sleep=self._sleep,
+            include=frozenset(include),
         )
+
+    def stream(
+        self, run_id: str, *, follow: bool = True, poll_seconds: float = 0.1
+    ) -> Iterator[str]:
+        """The run's answer text as its agents generate it (``model.stream: true``), redacted
+        as the final answer, until the run pauses or ends (docs/agents.md)."""
+        events = self.events(
+            run_id, follow=follow, poll_seconds=poll_seconds, include=("answer.delta",)
+        )
+        return answer_text(events)
 
     # ================================================================== projects
 

@@ -59,6 +59,10 @@ class ModelSpec(_Model):
     #: Seconds one model call may take (per attempt); ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS``
     #: (120 s by default) when unset.
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    #: Stream the answer as it is generated (``answer.delta`` events on the run's event
+    #: stream, redacted as the final answer), where the provider streams (``dummy``,
+    #: OpenAI-compatible); elsewhere the answer comes whole.
+    stream: bool = False
     #: ``dummy`` provider only: replies in order; the last one repeats. Empty means echo.
     script: list[DummyScriptTurn] = Field(default_factory=list)
 
