@@ -81,3 +81,63 @@ def test_the_sse_stream_sends_deltas_when_asked(manager: Any) -> None:
     assert "".join(texts) == manager.get_run(result.run_id)["output_text"]
     assert "answer.delta" not in plain
     assert bad.status_code == 400 and "include" in bad.text
+
+
+def test_an_openai_compatible_server_streams_the_answer(tmp_path: Path) -> None:
+    from tests.fake_models.server import serve
+
+    (tmp_path / ".kneo").mkdir()
+    config = {"version": "v1", "secrets": {"extra": {"stream_key": "STREAM_KEY"}}}
+    (tmp_path / ".kneo" / "config.yaml").write_text(json.dumps(config))
+    settings = Settings.from_env(
+        {"KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}", "STREAM_KEY": "sk-s-1"}
+    )
+    manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+    with serve() as fake:
+        fake.script(
+            "streamer",
+            [
+                {"tool_calls": [{"name": "word_count", "arguments": {"text": "a b"}}]},
+                {"text": "Counted {last_tool_result} words in the text you sent, all fine."},
+            ],
+        )
+        spec = {
+            "version": "v1",
+            "agent": {
+                "name": "writer",
+                "tools": ["word_count"],
+                "model": {
+                    "provider": "openai-compatible",
+                    "name": "streamer",
+                    "base_url": fake.url + "/v1",
+                    "api_key_env": "stream_key",
+                    "stream": True,
+                },
+            },
+            "components": {
+                "tools": {
+                    "word_count": {
+                        "implementation": "tests.remote_agents.stream_tools:word_count",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"text": {"type": "string"}},
+                            "required": ["text"],
+                        },
+                    }
+                }
+            },
+        }
+        result = manager.run_from_spec(input_text="count", spec=spec)
+        assert result.status == "succeeded", result.to_dict()
+        assert all(s.body.get("stream") is True for s in fake.requests("streamer"))
+    deltas = [
+        e
+        for e in manager.events(result.run_id, include=["answer.delta"])
+        if e.type == "answer.delta"
+    ]
+    final = [d for d in deltas if d.data.get("final") is not False]
+    assert "".join(d.data["text"] for d in final) == result.output_text
+    assert result.output_text == "Counted 2 words in the text you sent, all fine."
+    usage = manager.get_run(result.run_id)["usage"]
+    assert usage["model_calls"] == 2 and usage["output_tokens"] > 0
+    manager.store.close()
