@@ -119,6 +119,7 @@ class ErrorCode:
     already_exists: Final = _code("already_exists", "Conflict", 409, "a run with this id exists")
     backup_failed: Final = _code("backup_failed", "InvalidRequest", 400, "the SQLite backup could not be written")
     bad_response: Final = _code("bad_response", "response", None, "over MCP (`kneo mcp serve`) or A2A (`--a2a`): the API answered something that is not JSON")
+    agent_rate_limited: Final = _code("agent_rate_limited", "RateLimited", 400, "an agent reached its `rate_limit` (model calls per minute) with `on_exceeded: fail`")
     budget_exceeded: Final = _code("budget_exceeded", "BudgetExceeded", 400, "the run reached a limit of its environment's `budgets:` (model calls, tool calls or tokens) with `on_exceeded: fail`, or a person stopped it at one")
     bundle_alg_mismatch: Final = _code("bundle_alg_mismatch", "BundleError", 400, "the bundle's algorithm does not match the trusted key's")
     bundle_attestation_mismatch: Final = _code("bundle_attestation_mismatch", "BundleError", 400, "an eval result attached to a bundle was measured against another digest (the spec changed after its suite ran), or its counts do not add up")

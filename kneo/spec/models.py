@@ -148,6 +148,33 @@ class RemoteAgentSpec(_Model):
     assignee: str | None = Field(default=None, min_length=1, max_length=255)
 
 
+class TokenBudget(_Model):
+    """``token_budget``: what this agent's model calls may use (input + output tokens)."""
+
+    #: tokens one model call may use
+    per_call: int | None = Field(default=None, ge=1)
+    #: tokens this agent may use in one run (all its units)
+    per_run: int | None = Field(default=None, ge=1)
+    #: ``fail`` the step, or ``pause`` for a person (who may raise the limit or stop)
+    on_exceeded: Literal["fail", "pause"] = "fail"
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Self:
+        if self.per_call is None and self.per_run is None:
+            raise ValueError("token_budget needs per_call, per_run or both")
+        return self
+
+
+class RateLimit(_Model):
+    """``rate_limit``: model calls per minute, in this process."""
+
+    calls_per_minute: int = Field(ge=1, le=1_000_000)
+    #: ``agent`` (this agent's name) or ``provider`` (its provider and base_url)
+    scope: Literal["agent", "provider"] = "agent"
+    #: ``wait`` for the window to allow the call, or ``fail`` the step
+    on_exceeded: Literal["wait", "fail"] = "wait"
+
+
 class AgentSpec(_Model):
     name: str
     description: str | None = None
@@ -181,6 +208,10 @@ class AgentSpec(_Model):
     #: agent's ``model``, its tool calls through the tool guard (``approval_required`` and
     #: ``policies.tool`` apply), its model turns and tool results checkpointed.
     implementation: str | None = Field(default=None, min_length=3, max_length=255)
+    #: Tokens this agent's model calls may use, per call and per run (docs/agents.md).
+    token_budget: TokenBudget | None = None
+    #: Model calls per minute, per agent or per provider (docs/agents.md).
+    rate_limit: RateLimit | None = None
     #: Deprecated (v0): use ``system_prompt``.
     instructions: str | None = None
     #: Deprecated (v0): use ``strategy.max_iterations``.
