@@ -20,8 +20,7 @@ from typing import Any
 from kneo.bridges.model_client import OPENAI_COMPATIBLE
 from kneo.destinations import DEFAULT_ENDPOINTS
 from kneo.engine.bridges import BridgeSession
-from kneo.engine.outcomes import StepFailure
-from kneo.errors import ErrorCode
+from kneo.errors import ErrorCode, ProviderError
 from kneo.kernel import http_client, secret
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
@@ -154,7 +153,7 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
 
 def _client(openai: Any, spec: Any, access: HostAccess, settings: Settings, path: str) -> Any:
     if spec.model.provider not in OPENAI_COMPATIBLE:
-        raise StepFailure(
+        raise ProviderError(
             f"{path}.provider: a bridged agent calls an OpenAI-compatible server, not "
             f"{spec.model.provider!r}",
             code=ErrorCode.provider_config_invalid,

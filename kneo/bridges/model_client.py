@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from kneo.destinations import DEFAULT_ENDPOINTS
-from kneo.engine.outcomes import StepFailure
-from kneo.errors import ErrorCode
+from kneo.errors import ErrorCode, ProviderError
 from kneo.kernel import async_http_client, secret
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
@@ -28,7 +27,7 @@ def async_openai_client(
     from openai import AsyncOpenAI
 
     if model.provider not in OPENAI_COMPATIBLE:
-        raise StepFailure(
+        raise ProviderError(
             f"{path}.provider: a bridged agent calls an OpenAI-compatible server "
             f"({', '.join(sorted(OPENAI_COMPATIBLE))}), not {model.provider!r}",
             code=ErrorCode.provider_config_invalid,
@@ -36,7 +35,7 @@ def async_openai_client(
     resolved, reach = access.model_call(model, path=path)
     base_url = resolved.base_url or DEFAULT_ENDPOINTS.get(resolved.provider)
     if not base_url:
-        raise StepFailure(
+        raise ProviderError(
             f"{path}.base_url: provider {model.provider!r} needs model.base_url",
             code=ErrorCode.provider_config_invalid,
         )
