@@ -31,6 +31,7 @@ from kneo.spec import SpecCompiler
 from kneo.spec.compiler import describe
 from kneo.spec.loader import load_spec, overlay_base
 from kneo.spec.migrate import detect_version, migrate_spec
+from kneo.spec.migrate_kneo_serv import migrate_kneo_serv
 from kneo.spec.project import ProjectContext
 from kneo.spec.skills import skills_catalog
 from kneo.spec.yaml_io import dump_yaml, read_yaml_mapping
@@ -413,12 +414,31 @@ def migrate_command(
     check_only: Annotated[
         bool, typer.Option("--check", help="Exit 1 if the spec needs migrating")
     ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="The dialect the spec is written in: kneo-serv (the original platform's "
+            "specs: top-level tools, implementation module.fn, ...); default: an older Kneo "
+            "spec",
+        ),
+    ] = None,
     out: FileOutput = FileOutput(),
 ) -> None:
     """Migrate an older YAML spec to the current v1 shape."""
     data, _ = read_yaml_mapping(spec_path)
-    source_version = detect_version(data)
-    migrated, changes = migrate_spec(data)
+    if source not in (None, "kneo-serv"):
+        raise KneoError(
+            f"--from: {source!r} is not a dialect migrate knows (kneo-serv)",
+            code=ErrorCode.invalid_request,
+            field="--from",
+        )
+    if source == "kneo-serv":
+        source_version = "kneo-serv"
+        migrated, changes = migrate_kneo_serv(data)
+    else:
+        source_version = detect_version(data)
+        migrated, changes = migrate_spec(data)
     written = None if check_only else output
     if written is not None:
         write_yaml(written, dump_yaml(migrated))

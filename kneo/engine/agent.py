@@ -33,11 +33,13 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol
 
 from kneo.documents import DocumentError, parse_json
+from kneo.engine import agent_limits
 from kneo.engine import budgets as run_budgets
 from kneo.engine.human import QUESTION_TOOL, HumanRequest, question_wait_key
 from kneo.engine.middleware import MiddlewareChain
 from kneo.engine.providers.base import ChatMessage, ModelReply, Provider, ToolCall
 from kneo.engine.remote_tools import LazySessions, resolve_mcp_tools
+from kneo.engine.streaming import AnswerStream
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
@@ -97,6 +99,10 @@ class AgentHost(Protocol):
 
     def run_usage(self) -> dict[str, int]:
         """What the whole run has spent so far (:func:`kneo.engine.budgets.usage_of`)."""
+        ...
+
+    def run_usage_of(self, agent: str) -> dict[str, int]:
+        """What the units of the agent named ``agent`` have spent in the run so far."""
         ...
 
     def mcp(self) -> LazySessions | None:
@@ -204,6 +210,14 @@ class AgentLoop:
                     code=ErrorCode.agent_max_iterations,
                 )
             self._within_budget(host, ("model_calls", "tokens"))
+            if agent.token_budget is not None or agent.rate_limit is not None:
+                agent_limits.before_call(
+                    agent,
+                    record,
+                    _agent_tokens(host.run_usage_of(agent.name)),
+                    host.decision,
+                    lambda fields: host.pause([host.new_request(**fields)]),
+                )
             self._model_turn(host, provider, agent, tools, chain.messages(messages), record, chain)
 
     @staticmethod
@@ -248,10 +262,22 @@ class AgentLoop:
         model, reach = agent.model, None
         if host.access is not None:  # the key this call uses, and where it may go
             model, reach = host.access.model_call(model, path=f"agent {agent.name!r}.model")
-        reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
+        streamer = None
+        streaming = getattr(provider, "complete_stream", None)
+        if agent.model.stream and not planning and streaming is not None:
+            turn_no = record["turns"] + 1
+            streamer = AnswerStream(
+                lambda data: host.emit("answer_delta", data), agent=agent.name, turn=turn_no
+            )
+            reply = streaming(
+                model=model, messages=messages, tools=tools, reach=reach, on_text=streamer.feed
+            )
+        else:
+            reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
         truncated = reply.stop_reason == "max_tokens"
         with host.lock:
             count_spent(record, reply.usage)
+            agent_limits.after_call(agent, record, record["turns"] + 1, _tokens(reply.usage))
         if host.access is not None and host.access.project_budget is not None:
             host.access.project_budget.record(1, _tokens(reply.usage))
         if not (truncated or planning or reply.tool_calls):
@@ -259,6 +285,8 @@ class AgentLoop:
         with host.lock:
             message = None if truncated else self._keep(record, reply, planning)
         calls = message.tool_calls if message is not None else ()
+        if streamer is not None:
+            streamer.finish(None if calls or message is None else (message.content or ""))
         host.emit(
             "model_turn_completed",
             {
@@ -674,6 +702,10 @@ def count_spent(record: dict[str, Any], usage: Mapping[str, int]) -> None:
         sent + (inp if isinstance(inp, int) else 0),
         received + (out if isinstance(out, int) else 0),
     ]
+
+
+def _agent_tokens(usage: Mapping[str, int]) -> int:
+    return usage["input_tokens"] + usage["output_tokens"]
 
 
 def _tokens(usage: Mapping[str, int]) -> int:

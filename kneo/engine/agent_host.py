@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from kneo.engine.budgets import usage_of
 from kneo.engine.human import QUESTION_TOOL, HumanRequest
 from kneo.engine.remote_tools import LazySessions
 from kneo.engine.signals import _Pause
@@ -64,15 +65,18 @@ class UnitAgentHost:
         return self._run.mcp
 
     def delegate(self, unit_key: str, step: CompiledStep, text: str) -> str:
-        if step.workflow is not None:
-            return self._run.nested(unit_key, step.workflow, text)
-        return self._run.engine.agents.run(UnitAgentHost(self._run, unit_key, step), step, text)
+        return self._run.agent_unit(unit_key, step, text)
 
     def new_request(self, **fields: Any) -> HumanRequest:
         return self._run.new_request(step=self._step, **fields)
 
     def run_usage(self) -> dict[str, int]:
         return self._run.spent()
+
+    def run_usage_of(self, agent: str) -> dict[str, int]:
+        with self.lock:
+            records = [r for r in self._run.state.agents.values() if r.get("agent") == agent]
+            return usage_of(records)
 
     def question_index(self, call_id: str) -> int:
         """1-based index of an ``ask_question`` call in the run: calls in completed units (in

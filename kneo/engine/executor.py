@@ -31,6 +31,7 @@ from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.engine import gates
 from kneo.engine.agent import AgentLoop, AgentOptions
 from kneo.engine.agent_host import UnitAgentHost
+from kneo.engine.bridges import AgentBridges, run_bridged_agent
 from kneo.engine.budgets import BudgetExceeded, add_usage, usage_of
 from kneo.engine.cancellation import CancellationToken, RunCancelled
 from kneo.engine.child_step import execute_workflow_step
@@ -51,6 +52,7 @@ from kneo.engine.outcomes import (
     error_info,
 )
 from kneo.engine.providers.base import Provider
+from kneo.engine.remote_agents import RemoteAgents, run_remote_agent
 from kneo.engine.remote_tools import LazySessions, McpConnector
 from kneo.engine.signals import _Failure, _Pause, _ProbeStop
 from kneo.engine.state import ExecutionState
@@ -92,8 +94,14 @@ class WorkflowEngine:
         prompts: Mapping[str, Callable[[list[str], dict[str, Any]], str]] | None = None,
         options: EngineOptions | None = None,
         mcp: McpConnector | None = None,
+        remote_agents: RemoteAgents | None = None,
+        bridges: AgentBridges | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        #: calls agents served elsewhere (``agent.remote``); ``None``: none configured
+        self.remote_agents = remote_agents
+        #: runs framework agents (``agent.implementation``); ``None``: none configured
+        self.bridges = bridges
         #: opens a run's MCP sessions (``kneo.mcp.client.connector``); ``None``: no MCP tools
         self.mcp = mcp
         self.sleep = sleep
@@ -708,10 +716,8 @@ class _Run:
         if step.kind == "function":
             output = execute_function_step(self, key, step, text, attempt, human_input, feedback)
             return output, {}
-        if step.kind == "agent" and step.workflow is not None:
-            return self.nested(key, step.workflow, text), {}
         if step.kind == "agent":
-            return self.engine.agents.run(UnitAgentHost(self, key, step), step, text), {}
+            return self.agent_unit(key, step, text), {}
         if step.kind == "human":
             return execute_human_step(self, key, step, text)
         if step.kind == "workflow":
@@ -719,6 +725,17 @@ class _Run:
         raise StepFailure(
             f"step '{step.id}' has unknown kind {step.kind!r}", code=ErrorCode.E_SCHEMA
         )
+
+    def agent_unit(self, key: str, step: CompiledStep, text: str) -> str:
+        """An agent's answer as unit ``key`` (a step, or a tool an agent answers): its
+        backing workflow, the remote agent answering for it, else the agent loop."""
+        if step.workflow is not None:
+            return self.nested(key, step.workflow, text)
+        if step.agent is not None and step.agent.remote is not None:
+            return run_remote_agent(self, key, step, text)
+        if step.agent is not None and step.agent.implementation is not None:
+            return run_bridged_agent(self, key, step, text)
+        return self.engine.agents.run(UnitAgentHost(self, key, step), step, text)
 
     def nested(self, key: str, workflow: CompiledWorkflow, text: str) -> str:
         """Run ``workflow`` (backing an agent) as part of unit ``key``: its units are this

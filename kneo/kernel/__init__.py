@@ -18,6 +18,7 @@ a secret              :func:`secret`                       ``E_SECRET_UNDECLARED
                                                            grant, :class:`SecretGrant`)
 a network destination :func:`http_client`,                 ``E_DESTINATION_NOT_ALLOWED``,
                       :func:`async_http_client`,           ``E_SECRET_NOT_BOUND`` (the grant),
+                      :func:`async_httpx_client`,
                       :func:`smtp_connection`              at every hop, redirects included;
                                                            a destination a *caller* names (an
                                                            A2A push URL) only on the operator's
@@ -80,6 +81,7 @@ from kneo.kernel.network import (
     NetworkGrant,
     Origins,
     async_http_client,
+    async_httpx_client,
     http_client,
     smtp_connection,
 )
@@ -94,6 +96,7 @@ __all__ = [
     "ProcessGrant",
     "SecretGrant",
     "async_http_client",
+    "async_httpx_client",
     "http_client",
     "read_project_file",
     "ref_of",

@@ -13,6 +13,7 @@ from kneo.errors import AccessDenied, ConfigError, ErrorCode
 if TYPE_CHECKING:
     import smtplib
 
+    import httpx
     import httpx2
 
 
@@ -194,3 +195,15 @@ def async_http_client(grant: NetworkGrant, *, path: str, **options: Any) -> http
         grant.destination(str(request.url), path=path)
 
     return httpx2.AsyncClient(event_hooks=_hooks(options, check), **options)
+
+
+def async_httpx_client(grant: NetworkGrant, *, path: str, **options: Any) -> httpx.AsyncClient:
+    """:func:`async_http_client` for an SDK built on ``httpx`` rather than ``httpx2`` (the
+    ``a2a-sdk`` client): an ``httpx.AsyncClient`` asking ``grant`` before every request it
+    sends, each redirect hop included (``httpx`` runs request hooks per hop)."""
+    import httpx
+
+    async def check(request: httpx.Request) -> None:
+        grant.destination(str(request.url), path=path)
+
+    return httpx.AsyncClient(event_hooks=_hooks(options, check), **options)

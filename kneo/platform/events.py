@@ -32,6 +32,8 @@ STREAMED: dict[str, str] = {
     "step_retry": "step.retry",
     "tool_call_started": "tool.started",
     "tool_call_completed": "tool.completed",
+    "remote_agent_progress": "agent.remote",
+    "answer_delta": "answer.delta",
     "run_paused": "run.paused",
     "human_decision": "human.decision",
     "human_escalated": "human.escalated",
@@ -42,6 +44,8 @@ STREAMED: dict[str, str] = {
     "run_expired": "run.finished",
     "run_timed_out": "run.finished",
 }
+#: Stream event types sent only to a reader that asks for them (``include``).
+OPT_IN = frozenset({"answer.delta"})
 _FINAL = {
     "run_completed": "succeeded",
     "run_failed": "failed",
@@ -81,7 +85,11 @@ def stream_stops(status: str, *, through_pauses: bool = False) -> bool:
 
 
 def read_events(
-    store: RunAndTaskReads, run_id: str, after: int, cache: dict[str, Any]
+    store: RunAndTaskReads,
+    run_id: str,
+    after: int,
+    cache: dict[str, Any],
+    include: frozenset[str] = frozenset(),
 ) -> tuple[list[RunEvent], int]:
     """One page of the trace after sequence ``after`` as stream events, and the last sequence
     read (``after`` when the page was empty). Trace events that are internal detail are read
@@ -91,7 +99,7 @@ def read_events(
     for event in page.items:
         after = max(after, event.sequence)
         kind = STREAMED.get(event.event_type)
-        if kind is None:
+        if kind is None or (kind in OPT_IN and kind not in include):
             continue
         data = dict(event.payload or {})
         if event.event_type == "run_paused":  # the event names them; bodies are stored once
@@ -122,14 +130,16 @@ def iter_events(
     poll_seconds: float = 0.25,
     timeout_seconds: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    include: frozenset[str] = frozenset(),
 ) -> Iterator[RunEvent]:
-    """Events after ``after``; with ``follow`` until the run ends (or pauses)."""
+    """Events after ``after``; with ``follow`` until the run ends (or pauses); the opt-in
+    types (:data:`OPT_IN`) only when ``include`` names them."""
     store.runs.get_run(run_id)  # not_found before the first event
     cache: dict[str, Any] = {}
     waited = 0.0
     ended = False
     while True:
-        events, last = read_events(store, run_id, after, cache)
+        events, last = read_events(store, run_id, after, cache, include)
         yield from events
         if last != after:
             after, waited = last, 0.0
@@ -150,3 +160,17 @@ def iter_events(
             return
         sleep(poll_seconds)
         waited += poll_seconds
+
+
+def answer_text(events: Iterator[RunEvent]) -> Iterator[str]:
+    """The answer text of ``answer.delta`` events as it comes (a ``replace`` delta is the
+    whole answer again: what follows it restarts from there, so a reader prints a line
+    break and the answer as it stands)."""
+    for event in events:
+        if event.type != "answer.delta" or event.data.get("final") is False:
+            continue
+        text = str(event.data.get("text") or "")
+        if event.data.get("replace"):
+            yield "\n" + text
+        elif text:
+            yield text

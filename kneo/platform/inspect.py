@@ -225,11 +225,15 @@ class Inspection:
         return self.store.runs.get_run(run_id)
 
     def read_events(
-        self, run_id: str, after: int, cache: dict[str, Any]
+        self,
+        run_id: str,
+        after: int,
+        cache: dict[str, Any],
+        include: frozenset[str] = frozenset(),
     ) -> tuple[list[RunEvent], int]:
         """One page of the run's events after sequence ``after`` and the last sequence read
         (:func:`kneo.platform.events.read_events`; ``cache`` is the stream's)."""
-        return read_events(self.store, run_id, after, cache)
+        return read_events(self.store, run_id, after, cache, include)
 
     def list_runs(
         self,

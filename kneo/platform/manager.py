@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from kneo.bridges import FrameworkBridges
 from kneo.clock import Clock, SystemClock
 from kneo.engine.executor import EngineOptions, WorkflowEngine
 from kneo.engine.providers import create_provider_registry, require_spec_secrets
@@ -65,7 +66,7 @@ from kneo.platform.admission import RunAdmission
 from kneo.platform.children import Children
 from kneo.platform.decisions import Decisions
 from kneo.platform.driver import RunDriver
-from kneo.platform.events import iter_events
+from kneo.platform.events import answer_text, iter_events
 from kneo.platform.gitops import GitOps
 from kneo.platform.handoff import HandOff
 from kneo.platform.inspect import Inspection
@@ -79,6 +80,7 @@ from kneo.platform.sweeps import Sweeps
 from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
 from kneo.policy.access import HostAccess
 from kneo.policy.check import resolve_environment_policy
+from kneo.remote.a2a import A2AAgents
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
@@ -224,6 +226,12 @@ class PlatformManager:
                 record_tool_results=self.settings.otel_record_results,
             ),
             mcp=self._mcp_sessions,
+            remote_agents=A2AAgents(
+                self.settings, lambda: self.admission.host_access(None, "spec")
+            ),
+            bridges=FrameworkBridges(
+                self.settings, lambda: self.admission.host_access(None, "spec")
+            ),
         )
 
     def _mcp_sessions(self, imports: Sequence[McpImport], access: HostAccess | None) -> McpSessions:
@@ -317,8 +325,10 @@ class PlatformManager:
         through_pauses: bool = False,
         poll_seconds: float = 0.25,
         timeout_seconds: float | None = None,
+        include: Sequence[str] = (),
     ) -> Iterator[Any]:
-        """The run's events (``RunEvent``) after sequence ``after``; see ``events``."""
+        """The run's events (``RunEvent``) after sequence ``after``; see ``events``.
+        ``include``: the opt-in event types to add (``answer.delta``)."""
         return iter_events(
             self.store,
             run_id,
@@ -328,7 +338,18 @@ class PlatformManager:
             poll_seconds=poll_seconds,
             timeout_seconds=timeout_seconds,
             sleep=self._sleep,
+            include=frozenset(include),
         )
+
+    def stream(
+        self, run_id: str, *, follow: bool = True, poll_seconds: float = 0.1
+    ) -> Iterator[str]:
+        """The run's answer text as its agents generate it (``model.stream: true``), redacted
+        as the final answer, until the run pauses or ends (docs/agents.md)."""
+        events = self.events(
+            run_id, follow=follow, poll_seconds=poll_seconds, include=("answer.delta",)
+        )
+        return answer_text(events)
 
     # ================================================================== projects
 

@@ -28,8 +28,11 @@ def agent_rules(spec: Spec, catalog: ToolCatalog, runtimes: RuntimeRegistry) -> 
 def _agent_tool_names(
     spec: Spec, agent: AgentSpec, at: str, catalog: ToolCatalog
 ) -> list[Diagnostic]:
-    """Every place an agent names a tool names a registered one (``E_UNKNOWN_TOOL``)."""
+    """Every place an agent names a tool names a registered one (``E_UNKNOWN_TOOL``); a
+    bridged agent's (``implementation``) are its framework's own, known at run time."""
     out: list[Diagnostic] = []
+    if agent.implementation is not None:
+        return out
     for name, path in tool_paths(agent, at):
         if name not in catalog:
             out.append(

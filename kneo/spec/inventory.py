@@ -136,6 +136,8 @@ def function_refs(spec: Spec) -> Iterator[tuple[str, str]]:
         if predicate is not None and is_ref(predicate):
             yield f"workflow.edges[{i}].condition.predicate", predicate
     for agent, at in agent_locations(spec):
+        if agent.implementation:
+            yield f"{at}.implementation", agent.implementation
         for i, layer in enumerate(agent.middleware):
             function = getattr(layer, "function", None)
             if function is not None:

@@ -61,6 +61,10 @@ class ModelSpec(_Model):
     #: Seconds one model call may take (per attempt); ``KNEO_SERV_PROVIDER_TIMEOUT_SECONDS``
     #: (120 s by default) when unset.
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    #: Stream the answer as it is generated (``answer.delta`` events on the run's event
+    #: stream, redacted as the final answer), where the provider streams (``dummy``,
+    #: OpenAI-compatible); elsewhere the answer comes whole.
+    stream: bool = False
     #: ``dummy`` provider only: replies in order; the last one repeats. Empty means echo.
     script: list[DummyScriptTurn] = Field(default_factory=list)
 
@@ -124,6 +128,55 @@ class ObservabilitySpec(_Model):
     record_tool_results: bool = False
 
 
+class RemoteAgentSpec(_Model):
+    """An agent served elsewhere over A2A (``agent.remote``): Kneo calls it instead of a
+    model. Its card URL must be on the environment's network allow-list, and its secret (a
+    declared one, sent as ``Authorization: Bearer``) bound to that destination; every
+    request, every redirect hop included, is asked of the trust kernel."""
+
+    protocol: Literal["a2a"] = "a2a"
+    #: where the agent card is: ``https://host/.well-known/agent-card.json`` or the base URL
+    card_url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    #: a secret declared in ``.kneo/config.yaml`` (its name), sent as a bearer token
+    secret: str | None = Field(default=None, min_length=1, max_length=128)
+    #: the skill a new task asks for (sent as the message's ``metadata.skill``; a Kneo
+    #: service's skills are ``bundle@environment``)
+    skill: str | None = Field(default=None, min_length=1, max_length=255)
+    #: seconds one exchange with the remote task may take (until it ends or asks)
+    timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
+    #: seconds the person has to answer a remote question (unset: no deadline)
+    answer_timeout_seconds: int | None = Field(default=None, ge=1)
+    #: who answers a remote question (``group:NAME``, ``user:EMAIL``)
+    assignee: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class TokenBudget(_Model):
+    """``token_budget``: what this agent's model calls may use (input + output tokens)."""
+
+    #: tokens one model call may use
+    per_call: int | None = Field(default=None, ge=1)
+    #: tokens this agent may use in one run (all its units)
+    per_run: int | None = Field(default=None, ge=1)
+    #: ``fail`` the step, or ``pause`` for a person (who may raise the limit or stop)
+    on_exceeded: Literal["fail", "pause"] = "fail"
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Self:
+        if self.per_call is None and self.per_run is None:
+            raise ValueError("token_budget needs per_call, per_run or both")
+        return self
+
+
+class RateLimit(_Model):
+    """``rate_limit``: model calls per minute, in this process."""
+
+    calls_per_minute: int = Field(ge=1, le=1_000_000)
+    #: ``agent`` (this agent's name) or ``provider`` (its provider and base_url)
+    scope: Literal["agent", "provider"] = "agent"
+    #: ``wait`` for the window to allow the call, or ``fail`` the step
+    on_exceeded: Literal["wait", "fail"] = "wait"
+
+
 class AgentSpec(_Model):
     name: str
     description: str | None = None
@@ -149,10 +202,32 @@ class AgentSpec(_Model):
     #: Back this agent with a workflow (``components.workflows`` key): where the agent is
     #: used (a step, a tool), the workflow runs instead, its input the agent's.
     workflow: str | None = Field(default=None, min_length=1)
+    #: A remote agent answering for this one (A2A): where it is used (a step, a tool),
+    #: Kneo calls it; its questions (``input-required``) pause the run for a person.
+    remote: RemoteAgentSpec | None = None
+    #: A bridged agent (``module:function``): the function returns an OpenAI Agents SDK
+    #: ``Agent`` (or a LangGraph compiled graph); it runs instead of Kneo's loop, with this
+    #: agent's ``model``, its tool calls through the tool guard (``approval_required`` and
+    #: ``policies.tool`` apply), its model turns and tool results checkpointed.
+    implementation: str | None = Field(default=None, min_length=3, max_length=255)
+    #: Tokens this agent's model calls may use, per call and per run (docs/agents.md).
+    token_budget: TokenBudget | None = None
+    #: Model calls per minute, per agent or per provider (docs/agents.md).
+    rate_limit: RateLimit | None = None
     #: Deprecated (v0): use ``system_prompt``.
     instructions: str | None = None
     #: Deprecated (v0): use ``strategy.max_iterations``.
     max_iterations: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        kinds = [k for k in ("remote", "implementation", "workflow") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(
+                f"{' and '.join(kinds)} exclude each other: an agent is remote (an A2A agent), "
+                "bridged (implementation: a framework's agent) or backed by a workflow"
+            )
+        return self
 
     def tool_names(self) -> list[str]:
         """The tool names this agent selects (``all`` selects none by name)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from kneo import documents
 from kneo.errors import ErrorCode, SpecError
+from kneo.spec.migrate_kneo_serv import is_kneo_serv_field
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
@@ -166,6 +167,12 @@ def validation_error_to_spec_error(
         path = format_path(loc)
         message = _message(err)
         hint = _did_you_mean(err, loc, model)
+        if kind == "spec" and is_kneo_serv_field(path):
+            hint = (
+                "a field of the original platform's (kneo-serv) specs: "
+                "`kneo spec migrate --from kneo-serv FILE` converts the file and reports what "
+                "changed"
+            )
         if hint:
             message = f"{message}; {hint}"
         key = f"{path}:{message}"

@@ -92,7 +92,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("contract", ("kneo.spec",)),
     ("trust", ("kneo.bundle", "kneo.policy")),
     ("execution", ("kneo.engine",)),
-    ("adapters", ("kneo.mcp",)),
+    ("adapters", ("kneo.mcp", "kneo.remote", "kneo.bridges")),
     ("persistence", ("kneo.store",)),
     ("reconcile", ("kneo.controller",)),
     ("application", ("kneo.platform", "kneo.evals")),

@@ -395,6 +395,28 @@ def answer(state: FakeModels, dialect: Any, seen: Seen) -> tuple[int, Any, dict[
     return 200, dialect.reply(seen, text, calls, str(turn.get("stop") or "")), {}
 
 
+def _chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A chat completion as stream chunks: its text 4 characters at a time, each tool call
+    whole, the finish reason, then the usage (``stream_options.include_usage``)."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {k: completion[k] for k in ("id", "created", "model")} | {
+        "object": "chat.completion.chunk"
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return head | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    text = message.get("content") or ""
+    out += [chunk({"content": text[i : i + 4]}) for i in range(0, len(text), 4)]
+    for i, call in enumerate(message.get("tool_calls") or []):
+        out.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    out.append(chunk({}, choice["finish_reason"]))
+    out.append(head | {"choices": [], "usage": completion["usage"]})
+    return out
+
+
 @contextmanager
 def serve() -> Iterator[FakeModels]:
     """The server, started on an ephemeral port, stopped on exit."""
@@ -419,7 +441,23 @@ def serve() -> Iterator[FakeModels]:
             with state.lock:
                 state.seen.append(seen)
             status, payload, extra = answer(state, dialect, seen)
+            if status == 200 and body.get("stream") and payload.get("object") == "chat.completion":
+                return self._send_stream(_chunks(payload))
             return self._send(status, payload, extra)
+
+        def _send_stream(self, chunks: list[dict[str, Any]]) -> None:
+            """A chat completion as OpenAI streams it (``stream: true``): server-sent events
+            of ``chat.completion.chunk`` objects, then ``[DONE]``."""
+            lines = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+            data = "".join(lines).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         def _send(self, status: int, payload: Any, extra: dict[str, str]) -> None:
             data = json.dumps(payload).encode()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,22 @@ class DummyProvider:
         self.call_log = call_log
         self.calls: list[list[ChatMessage]] = []
         self._lock = threading.Lock()
+
+    def complete_stream(
+        self,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+        reach: NetworkGrant | None = None,
+        on_text: Callable[[str], None],
+    ) -> ModelReply:
+        """:meth:`complete`, its text handed to ``on_text`` a few characters at a time first."""
+        reply = self.complete(model=model, messages=messages, tools=tools, reach=reach)
+        text = reply.text or ""
+        for start in range(0, len(text), 5):
+            on_text(text[start : start + 5])
+        return reply
 
     def complete(
         self,

@@ -19,7 +19,7 @@ the prompt and the model never calls one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -160,6 +160,51 @@ class ChatCompletions:
             request[quirks.max_tokens_field] = model.max_tokens
         return from_openai_response(client.chat.completions.create(**request), model)
 
+    def call_stream(
+        self,
+        client: Any,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+        on_text: Callable[[str], None],
+    ) -> ModelReply:
+        """:meth:`call` with ``stream: true``: each piece of text to ``on_text`` as it
+        comes, the reply assembled from the chunks (tool calls by index, the usage last)."""
+        quirks = QUIRKS[server_kind(model)]
+        request: dict[str, Any] = {
+            "model": model.name,
+            "messages": [to_openai_message(m, quirks) for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            request["tools"] = [t.openai_schema() for t in tools]
+            request["tool_choice"] = openai_tool_choice(model, tools, quirks)
+        if model.temperature is not None:
+            request["temperature"] = model.temperature
+        if model.max_tokens is not None:
+            request[quirks.max_tokens_field] = model.max_tokens
+        text: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        finish, usage, ident = None, None, "stream"
+        for chunk in client.chat.completions.create(**request):
+            ident = getattr(chunk, "id", None) or ident
+            usage = getattr(chunk, "usage", None) or usage
+            for choice in getattr(chunk, "choices", None) or []:
+                finish = choice.finish_reason or finish
+                delta = choice.delta
+                if delta.content:
+                    text.append(delta.content)
+                    on_text(delta.content)
+                for piece in delta.tool_calls or []:
+                    call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = piece.id or call["id"]
+                    if piece.function is not None:
+                        call["name"] += piece.function.name or ""
+                        call["arguments"] += piece.function.arguments or ""
+        return from_openai_response(_assembled(ident, model, text, calls, finish, usage), model)
+
     def fault(self, exc: BaseException) -> Fault | None:
         import openai
 
@@ -226,6 +271,39 @@ def to_openai_message(message: ChatMessage, quirks: ServerQuirks) -> dict[str, A
     elif message.name is not None:
         data["name"] = message.name
     return data
+
+
+def _assembled(
+    ident: str,
+    model: ModelSpec,
+    text: list[str],
+    calls: dict[int, dict[str, Any]],
+    finish: str | None,
+    usage: Any,
+) -> Any:
+    """The chat completion a stream's chunks add up to."""
+    from openai.types.chat import ChatCompletion
+
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for _, c in sorted(calls.items())
+        ]
+    body: dict[str, Any] = {
+        "id": ident,
+        "object": "chat.completion",
+        "created": 0,
+        "model": model.name,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
+    }
+    if usage is not None:
+        body["usage"] = usage.model_dump() if hasattr(usage, "model_dump") else usage
+    return ChatCompletion.model_validate(body)
 
 
 def from_openai_response(response: Any, model: ModelSpec) -> ModelReply:

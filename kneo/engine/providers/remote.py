@@ -230,6 +230,51 @@ class RemoteProvider:
             self._sleep(delay)
         raise AssertionError("unreachable: the retry loop returns or raises")
 
+    def complete_stream(
+        self,
+        *,
+        model: ModelSpec,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolDefinition],
+        reach: NetworkGrant | None = None,
+        on_text: Callable[[str], None],
+    ) -> ModelReply:
+        """:meth:`complete`, its text handed to ``on_text`` as the server streams it, where
+        the adapter streams; else whole. A stream is not retried once text was handed on
+        (a failure before that is retried as :meth:`complete` retries)."""
+        streaming = getattr(self.adapter, "call_stream", None)
+        if streaming is None:
+            reply = self.complete(model=model, messages=messages, tools=tools, reach=reach)
+            if reply.text:
+                on_text(reply.text)
+            return reply
+        key = self._api_key(model, reach)
+        client = self._client(model, key, reach)
+        sent = False
+
+        def forward(text: str) -> None:
+            nonlocal sent
+            sent = True
+            on_text(text)
+
+        try:
+            streamed: ModelReply = streaming(
+                client, model=model, messages=messages, tools=tools, on_text=forward
+            )
+            return streamed
+        except (ProviderError, AccessDenied):
+            raise
+        except Exception as exc:
+            refusal = refusal_behind(exc)
+            if refusal is not None:
+                raise refusal from None
+            fault = self.adapter.fault(exc)
+            if fault is None:
+                raise
+            if sent or not fault.retryable:
+                raise self._error(fault, model, key) from None
+        return self.complete(model=model, messages=messages, tools=tools, reach=reach)
+
     def _client(self, model: ModelSpec, key: str, reach: NetworkGrant | None) -> Any:
         base_url = model.base_url or DEFAULT_ENDPOINTS.get(model.provider)
         timeout = self.timeout(model)

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager, RunFilter, bundles
-from kneo.platform.events import stream_stops
+from kneo.platform.events import OPT_IN, stream_stops
 from kneo.platform.preparation import RunRequest
 from kneo.platform.results import run_result
 from kneo.policy.check import check_spec
@@ -385,12 +385,25 @@ def run_events(
         "from 0); anything else is `400 invalid_request` before the stream starts.",
     ),
     poll_seconds: float = Query(0.25, ge=0.05, le=5.0),
+    include: str | None = Query(
+        None,
+        max_length=200,
+        description="Opt-in event types to add, comma-separated: `answer.delta` (an agent's "
+        "answer as it is generated, for agents with `model.stream: true`).",
+    ),
     manager: PlatformManager = Depends(manager_dep),
 ) -> StreamingResponse:
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
     annotate(request, run_id=run_id)
     start = _event_position(last_event_id)
+    wanted = frozenset(t.strip() for t in (include or "").split(",") if t.strip())
+    unknown = sorted(wanted - OPT_IN)
+    if unknown:
+        raise InvalidRequest(
+            f"include: {unknown[0]!r} is not an opt-in event type ({', '.join(sorted(OPT_IN))})",
+            field="include",
+        )
     manager.get_run_record(run_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[bytes]:
@@ -399,7 +412,9 @@ def run_events(
         cache: dict[str, Any] = {}
         ended = False
         while True:
-            events, last = await asyncio.to_thread(manager.read_events, run_id, after, cache)
+            events, last = await asyncio.to_thread(
+                manager.read_events, run_id, after, cache, wanted
+            )
             for event in events:
                 yield _sse(event.type, event.to_dict(), event.sequence)
             if last != after:

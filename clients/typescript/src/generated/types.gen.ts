@@ -6492,6 +6492,12 @@ export type RunsEventsStreamData = {
          * Poll Seconds
          */
         poll_seconds?: number;
+        /**
+         * Include
+         *
+         * Opt-in event types to add, comma-separated: `answer.delta` (an agent's answer as it is generated, for agents with `model.stream: true`).
+         */
+        include?: string | null;
     };
     url: '/v1/runs/{run_id}/events';
 };
