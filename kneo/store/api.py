@@ -51,6 +51,7 @@ from kneo.store.base import (
     not_found_error,
     one_of_cursor_offset,
     ordered,
+    page_total,
     page_walk,
 )
 from kneo.store.code import CodeFacet
@@ -72,7 +73,7 @@ from kneo.store.records import (
 )
 from kneo.store.registry.reads import RegistryFacet
 from kneo.store.runs import chains
-from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
+from kneo.store.runs.filters import RunFilter, few_runs, run_where, searched, whole_rows
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
 from kneo.store.transaction import Transaction as Transaction
@@ -138,7 +139,11 @@ def _runs_by_update(
     by = tuple(merged.c[col.name] for col in columns)
     # the page of what the walks found (each started after the cursor already)
     found, _, _, next_cursor = keyset_page(conn, merged, [], by, tag, limit=limit, offset=offset)
-    total, capped = count_rows(conn, t.runs, where, cap, columns) if count else (None, False)
+    total, capped = None, False
+    if count:  # (no ORDER BY: no index of every run holds this order, the filters' do not)
+        total = page_total(len(found), next_cursor is not None, offset, cursor)
+        if total is None:
+            total, capped = count_rows(conn, t.runs, where, cap)
     return found, total, capped, next_cursor
 
 
@@ -212,6 +217,8 @@ class RunsFacet(Facet):
                 table, where, columns = searched(
                     conn, where, filters.q, columns, by_created, self.project_id
                 )
+            elif sort_by != "created_at" and len(where) > 1:  # a filter, another order
+                table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
             if sort_by == "updated_at" and table is t.runs:
                 found, total, capped, next_cursor = _runs_by_update(
                     conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,

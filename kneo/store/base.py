@@ -282,7 +282,6 @@ def keyset_page(
     matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
     ``True``, capped), and the cursor of the page after it."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
-    total, capped = count_rows(conn, table, where, cap, columns) if count else (None, False)
     stmt = (
         sa.select(table)
         .where(*where, *keyset_after(cursor, tag, columns))
@@ -292,9 +291,24 @@ def keyset_page(
     if limit is not None:
         stmt = stmt.limit(limit + 1).offset(offset)
     found = list(conn.execute(stmt).mappings())
+    total, capped = None, False
+    if count:
+        more = limit is not None and len(found) > limit
+        known = page_total(len(found), more, offset, cursor)
+        total, capped = (known, False) if known is not None else count_rows(conn, table, where, cap)
     if limit is None or len(found) <= limit:
         return found, total, capped, None
     return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
+
+
+def page_total(rows: int, more: bool, offset: int, cursor: str | None) -> int | None:
+    """The exact ``total`` a page itself tells, with no count: a page of ``rows`` from the
+    start (no ``cursor``) with no row after it (not ``more``) ends the list, so the total is
+    its offset and its rows (unless an ``offset`` past the end found none, which says
+    nothing of how far the list goes). ``None``: only a count can tell."""
+    if cursor is not None or more or (not rows and offset):
+        return None
+    return offset + rows
 
 
 def count_rows(
@@ -306,9 +320,10 @@ def count_rows(
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
     after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``.
-    ``order``: the listing's, so the capped count walks the index its page walks rather than
-    the table (a sequential scan that stops at ``cap`` is cheap while most rows match, and
-    reads the whole table when few do)."""
+    ``order``: the key of the index the filter's rows are found by, in that index's order
+    (a word's or label's ``(term, created_at)``), never a page's sort by another column: a
+    count walks what matches, it sorts nothing (issue 73). Without one the database picks
+    the filter's index (every list filter has one leading with the project)."""
     per_call = {PLAN_PER_CALL: True}  # the values choose the index (as the page's do)
     if cap is None:
         counted = sa.select(sa.func.count()).select_from(table).where(*where)

@@ -278,6 +278,14 @@ RARE_SEARCHES = {
     for name in LISTINGS
     if name.startswith("runs search") and not name.startswith("runs search common")
 }
+#: Filtered listings in an order their filter's index does not hold (by update, by status)
+#: whose filter keeps fewer runs than the store counts before it chooses: the page sorts
+#: those runs' keys, found by the filter's index (``kneo.store.runs.filters.few_runs``),
+#: never walks every run in the page's order testing the filter (issue 73).
+FEW_KEYS = {
+    f"runs {name} by update"
+    for name in ("session", "failed", "workflow", "kind", "created after")
+} | {"runs by update running"}
 #: ... of which these find nothing.
 EMPTY = {name for name in LISTINGS if "absent" in name}
 
@@ -321,6 +329,10 @@ def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None
         if name in RARE_SEARCHES and " runs" in statement:
             assert not _walks_runs_in_order(big_store, plan), (name, statement, plan)
             bad = [line for line in bad if "TEMP B-TREE" not in line]  # the word's runs
+        if re.search(r"\) AS found\b", statement):  # a rare filter's keys, found by its index
+            assert name in FEW_KEYS or name in RARE_SEARCHES, (name, statement)
+            assert not _walks_runs_in_order(big_store, plan), (name, statement, plan)
+            bad = [line for line in bad if "TEMP B-TREE" not in line and "Sort" not in line]
         assert not bad, (name, statement, plan)
 
 
