@@ -143,7 +143,7 @@ def _runs_by_update(
     if count:  # (no ORDER BY: no index of every run holds this order, the filters' do not)
         total = page_total(len(found), next_cursor is not None, offset, cursor)
         if total is None:
-            total, capped = count_rows(conn, t.runs, where, cap)
+            total, capped = count_rows(conn, t.runs, where, cap, (c.created_at, c.run_id))
     return found, total, capped, next_cursor
 
 
@@ -225,9 +225,10 @@ class RunsFacet(Facet):
                     count=count, cap=cap,
                 )  # fmt: skip
             else:
+                by = (c.created_at, c.run_id) if table is t.runs else ()  # the filters'
                 found, total, capped, next_cursor = keyset_page(
                     conn, table, where, columns, tag, limit=limit, offset=offset,
-                    cursor=cursor, count=count, cap=cap,
+                    cursor=cursor, count=count, cap=cap, count_order=by,
                 )  # fmt: skip
                 if table is not t.runs:  # a rare word's runs, paged by their keys
                     found = whole_rows(conn, found)

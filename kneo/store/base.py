@@ -276,11 +276,14 @@ def keyset_page(
     cursor: str | None = None,
     count: bool = False,
     cap: int | None = None,
+    count_order: tuple[Any, ...] | None = None,
 ) -> tuple[list[Any], int | None, bool, str | None]:
     """One page of ``table`` (or of a subquery) in the order of ``columns`` (ascending or
     descending as ``tag`` ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
     matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
-    ``True``, capped), and the cursor of the page after it."""
+    ``True``, capped; a capped count walks ``count_order``, the filters' index order, by
+    default ``columns``; an exact one has no order), and the cursor of the page after it.
+    A page that ends the list from its start is its own total (:func:`page_total`)."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
     stmt = (
         sa.select(table)
@@ -295,7 +298,11 @@ def keyset_page(
     if count:
         more = limit is not None and len(found) > limit
         known = page_total(len(found), more, offset, cursor)
-        total, capped = (known, False) if known is not None else count_rows(conn, table, where, cap)
+        if known is not None:
+            total = known
+        else:
+            by = columns if count_order is None else count_order
+            total, capped = count_rows(conn, table, where, cap, by)
     if limit is None or len(found) <= limit:
         return found, total, capped, None
     return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
@@ -320,10 +327,12 @@ def count_rows(
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
     after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``.
-    ``order``: the key of the index the filter's rows are found by, in that index's order
-    (a word's or label's ``(term, created_at)``), never a page's sort by another column: a
-    count walks what matches, it sorts nothing (issue 73). Without one the database picks
-    the filter's index (every list filter has one leading with the project)."""
+    An exact count (no ``cap``) has no ``ORDER BY``: the database counts the filter's index.
+    ``order`` (a capped count's): the order the filters' indexes hold (the inbox's, the
+    runs' ``created_at``, a term's), so the capped count walks an index rather than the
+    table (a sequential scan that stops at ``cap`` is cheap while most rows match, and
+    reads the whole table when few do), never a page's sort no index of the filter holds
+    (``updated_at``: that sorted every run, issue 73)."""
     per_call = {PLAN_PER_CALL: True}  # the values choose the index (as the page's do)
     if cap is None:
         counted = sa.select(sa.func.count()).select_from(table).where(*where)
