@@ -16,6 +16,9 @@ Start-up's objects are frozen before measuring, as ``kneo serve`` does.
 On PostgreSQL the fill ends with ``VACUUM ANALYZE``, what autovacuum (on by default) does
 after a bulk insert; ``--no-vacuum`` measures a server where it never ran.
 Target: every first page, filter and page after a cursor p95 < 15 ms at 100,000.
+Each case also reports its database *work* per request (:func:`work_of`: SQLite VM
+instructions, PostgreSQL shared buffers), which a loaded machine does not change: compare
+two versions' work when the machine is shared.
 
 If ``bench/scale_reconcile.py`` exists, its ``main(argv)`` runs afterwards (the bundle half:
 1k / 10k bundles).
@@ -228,6 +231,45 @@ def _list_row(cont: dict[str, Any], assignee: str) -> dict[str, Any]:
     return {"list_row": shown[0]}
 
 
+def work_of(store: Any, call: Callable[[], Any]) -> int:
+    """The database work of one request, which the machine's load does not change: SQLite's
+    virtual machine instructions (counted by its progress handler, per 100), PostgreSQL's
+    shared buffers hit or read by the request's statements (each run again under ``EXPLAIN
+    (ANALYZE, BUFFERS)``, its top node's own and its children's)."""
+    import sqlalchemy as sa
+
+    seen: list[tuple[str, Any]] = []
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if store.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.set_progress_handler(tick, 100)
+        elif statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    if store.dialect.name == "sqlite":
+        return steps[0] * 100
+    blocks = 0
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        for statement, params in seen:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params)
+            plan = cursor.fetchone()[0][0]["Plan"]
+            blocks += int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+        raw.rollback()
+    return blocks
+
+
 def measure_backend(
     label: str, url: str | None, size: int, requests: int, *, no_vacuum: bool = False
 ) -> list[dict[str, Any]]:
@@ -283,6 +325,7 @@ def measure_backend(
                 "what": what,
                 "p50": statistics.median(values),
                 "p95": pct(values, 0.95),
+                "work": work_of(store, call),
             }
         )
 
@@ -375,13 +418,14 @@ def main() -> None:
                 rows += measure_backend(
                     "PostgreSQL", url, size, args.requests, no_vacuum=args.no_vacuum
                 )
-    print("| backend | rows | route | request | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | rows | route | request | p50 ms | p95 ms | work |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['backend']} | {r['size']:,} | `{r['route']}` | {r['what']} "
-            f"| {r['p50']:.2f} | {r['p95']:.2f} |"
+            f"| {r['p50']:.2f} | {r['p95']:.2f} | {r['work']:,} |"
         )
+    print("\nwork: SQLite VM instructions, PostgreSQL shared buffers (hit + read) per request")
     over = [
         r
         for r in rows

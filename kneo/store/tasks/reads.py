@@ -111,13 +111,15 @@ _RARER = 4
 _REACH = 8
 
 
-def _rarity(conn: Connection, words: Sequence[str]) -> dict[str, int]:
+def _rarity(conn: Connection, words: Sequence[str], *, once: bool = False) -> dict[str, int]:
     """Each word's rows counted up to a bound, enough to tell which is rarest: first up to
     :data:`_RARE` each; while every word reaches the bound, again up to :data:`_RARER` times
     as many. So two common words are told apart however common (walking the first one's
     rows because both passed 5,000 once walked every pending task for a word in half of
     them), and the counting stops at a few times the rarest word's rows (index entries
-    only, no task read), the walk's own bound."""
+    only, no task read), the walk's own bound. ``once``: the first round only (a bounded
+    walk's lead: :meth:`TasksFacet._term_page`; words in every task are not counted whole
+    to page a few of them)."""
     k = t.continuation_terms
     bound = _RARE
     while True:
@@ -134,7 +136,7 @@ def _rarity(conn: Connection, words: Sequence[str]) -> dict[str, int]:
             ).scalar_one()
             for w in words
         }
-        if min(counted.values()) < bound:
+        if once or min(counted.values()) < bound:
             return counted
         bound *= _RARER
 
@@ -375,16 +377,17 @@ class TasksFacet(Facet):
         columns: tuple[Any, ...] = (c.created_at, c.continuation_id)
         reach = (order, cursor, max(_REACH * (offset + limit + 1), _RARE // 5))
         bounded = False
-        counted: dict[str, int] = {}
         if terms:
-            page_where, columns, bounded = self._searched(conn, where, terms, lead, reach, counted)
+            page_where, columns, bounded = self._searched(conn, where, terms, lead, reach)
         page = keyset_page(
             conn, t.continuations, page_where, columns, order, limit=limit, offset=offset,
             cursor=cursor, count=count and not by_label and not bounded, cap=cap,
         )  # fmt: skip
         if bounded:  # the bounded walk: a full page, or the words' whole walk after all
-            page_where, columns, _ = self._searched(conn, where, terms, lead, None, counted)
-            if page[3] is None:
+            # (only to count what a full page found: any common word leads the count)
+            once = page[3] is not None
+            page_where, columns, _ = self._searched(conn, where, terms, lead, once=once)
+            if not once:
                 page = keyset_page(
                     conn, t.continuations, page_where, columns, order, limit=limit,
                     offset=offset, cursor=cursor, count=count, cap=cap,
@@ -450,18 +453,19 @@ class TasksFacet(Facet):
         search: Sequence[str],
         lead: str | None = None,
         reach: tuple[SortOrder, str | None, int] | None = None,
-        counted: dict[str, int] | None = None,
+        *,
+        once: bool = False,
     ) -> tuple[list[Any], tuple[Any, ...], bool]:
         """``where`` narrowed to tasks holding every term of ``search`` (words, labels), the
         order to page by, and whether the walk is bounded: the rarest term's
         ``continuation_terms`` rows (or ``lead``'s), whose key is the inbox's order, joined to
         their tasks; the other terms are probed per task by its ``(continuation_id, term)``
         index, before its task is read. When every word has :data:`_RARE` rows or more
-        (``counted`` keeps the counts for a second call), ``reach`` (the page's order, cursor
-        and the rows to walk) bounds the rarest word's walk to its first rows after the
+        (counted once: :func:`_rarity`), ``reach`` (the page's order, cursor and the rows to
+        walk) bounds the rarest word's walk to its first rows after the
         cursor (then ``True``: :meth:`_term_page`); without it the words' rows are joined by
-        the order's key (a merge of the words' walks on PostgreSQL). Which term is rarest is
-        counted (:func:`_rarity`), so the walk is as long as the rarest word's rows, not the
+        the order's key (a merge of the words' walks on PostgreSQL; ``once``: the lead by the
+        first round of counts). Which term is rarest is counted (:func:`_rarity`), so the walk is as long as the rarest word's rows, not the
         first common word's."""
         c = t.continuations.c
         k = t.continuation_terms
@@ -471,12 +475,7 @@ class TasksFacet(Facet):
             words.insert(0, lead)
         common = False
         if lead is None and len(words) > 1:
-            if counted is None or not counted:
-                found = _rarity(conn, words)
-                if counted is not None:
-                    counted.update(found)
-            else:
-                found = counted
+            found = _rarity(conn, words, once=once or reach is not None)
             words.sort(key=found.__getitem__)
             common = found[words[0]] >= _RARE
         lead, rest = words[0], words[1:]
