@@ -212,26 +212,39 @@ class RunsFacet(Facet):
         cap = count_reach(self.settings.limits.max_list_count, offset, limit)
         with self._read() as conn:
             table: sa.FromClause = t.runs
+            counted: tuple[sa.FromClause, list[Any]] | None = None
             if filters is not None and filters.q is not None:
                 by_created = sort_by == "created_at"
+                unsearched = where
                 table, where, columns = searched(
                     conn, where, filters.q, columns, by_created, self.project_id
                 )
+                if table is t.runs and not by_created and count:  # every word common:
+                    made = (c.created_at, c.run_id)  # counted by the rarest's rows (issue 73)
+                    counted = searched(conn, unsearched, filters.q, made, True, self.project_id)[:2]
             elif sort_by != "created_at" and len(where) > 1:  # a filter, another order
                 table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
             if sort_by == "updated_at" and table is t.runs:
                 found, total, capped, next_cursor = _runs_by_update(
                     conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
-                    count=count, cap=cap,
+                    count=count and counted is None, cap=cap,
                 )  # fmt: skip
             else:
-                by = (c.created_at, c.run_id) if table is t.runs else ()  # the filters'
+                searching = filters is not None and filters.q is not None
+                by: tuple[Any, ...] | None = (c.created_at, c.run_id) if table is t.runs else ()
+                by = None if searching and table is t.runs else by  # (a search: its words')
                 found, total, capped, next_cursor = keyset_page(
                     conn, table, where, columns, tag, limit=limit, offset=offset,
-                    cursor=cursor, count=count, cap=cap, count_order=by,
+                    cursor=cursor, count=count and counted is None, cap=cap, count_order=by,
                 )  # fmt: skip
+
                 if table is not t.runs:  # a rare word's runs, paged by their keys
                     found = whole_rows(conn, found)
+            if counted is not None:
+                total = page_total(len(found), next_cursor is not None, offset, cursor)
+                if total is None:
+                    walk = (t.run_terms.c.created_at, t.run_terms.c.run_id)
+                    total, capped = count_rows(conn, counted[0], counted[1], cap, walk)
             spec_text = row_records.spec_reader(self.dialect, conn)
             items = [row_records.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
