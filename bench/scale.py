@@ -16,6 +16,9 @@ Start-up's objects are frozen before measuring, as ``kneo serve`` does.
 On PostgreSQL the fill ends with ``VACUUM ANALYZE``, what autovacuum (on by default) does
 after a bulk insert; ``--no-vacuum`` measures a server where it never ran.
 Target: every first page, filter and page after a cursor p95 < 15 ms at 100,000.
+Each case also reports its database *work* per request (:func:`work_of`: SQLite VM
+instructions, PostgreSQL shared buffers), which a loaded machine does not change: compare
+two versions' work when the machine is shared.
 
 If ``bench/scale_reconcile.py`` exists, its ``main(argv)`` runs afterwards (the bundle half:
 1k / 10k bundles).
@@ -45,6 +48,9 @@ from bench.scratch_db import scratch_database  # noqa: E402
 
 EXAMPLES = ("hitl_approval", "hitl_input", "hitl_tool_approval", "hitl_confirmation", "hitl_review")
 ASSIGNEES = 20
+#: The bench key's own tasks, two in 1,000: its "mine" is two labels (its name and
+#: ``user:admin``), so ``assignee=mine`` walks a small queue of several labels.
+MINE = {100: "admin", 600: "user:admin"}
 KEY = "bench-admin-key-0123456789"
 
 
@@ -89,6 +95,14 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
             for r in conn.execute(sa.select(t.continuation_requests)).mappings()
         }
         audits = [dict(r) for r in conn.execute(sa.select(t.audit_events)).mappings()]
+        # each template task's search words (not its labels): every copy holds its
+        # template's, so "template" is in every task and each example's name in a fifth
+        words: dict[str, list[str]] = {}
+        for term, cid in conn.execute(
+            sa.select(t.continuation_terms.c.term, t.continuation_terms.c.continuation_id)
+        ):
+            if not term.startswith("="):
+                words.setdefault(cid, []).append(term)
     try:  # the assignee and kind filters' label rows, where the store writes them
         from kneo.store.tasks.search import task_labels
     except ImportError:
@@ -127,7 +141,7 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
         cont = conts[run["run_id"]]
         req = reqs[cont["continuation_id"]]
         run_id, cid = f"run-s{i:07d}", f"cont-s{i:07d}"
-        assignee = f"user{i % ASSIGNEES}"
+        assignee = MINE.get(i % 1000, f"user{i % ASSIGNEES}")
         outcome = _run_outcome(i)
         if not hasattr(t.runs.c, "session_id"):
             outcome.pop("session_id")
@@ -162,7 +176,10 @@ def fill(manager: Any, store: Any, size: int, *, no_vacuum: bool = False) -> Non
             promotion = cont["workflow_kind"] == "promotion"
             batch["terms"] += [
                 {"term": term, "created_at": at, "continuation_id": cid}
-                for term in task_labels(requests, promotion=promotion)
+                for term in [
+                    *task_labels(requests, promotion=promotion),
+                    *words.get(cont["continuation_id"], ()),
+                ]
             ]
         audit = audits[i % len(audits)]
         batch["audit"].append(
@@ -212,6 +229,45 @@ def _list_row(cont: dict[str, Any], assignee: str) -> dict[str, Any]:
         people = [{**r, "assignee": assignee} for r in personal["requests"]]
         shown[0]["personal"] = dict(personal, requests=people)
     return {"list_row": shown[0]}
+
+
+def work_of(store: Any, call: Callable[[], Any]) -> int:
+    """The database work of one request, which the machine's load does not change: SQLite's
+    virtual machine instructions (counted by its progress handler, per 100), PostgreSQL's
+    shared buffers hit or read by the request's statements (each run again under ``EXPLAIN
+    (ANALYZE, BUFFERS)``, its top node's own and its children's)."""
+    import sqlalchemy as sa
+
+    seen: list[tuple[str, Any]] = []
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if store.dialect.name == "sqlite":
+            conn.connection.dbapi_connection.set_progress_handler(tick, 100)
+        elif statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    if store.dialect.name == "sqlite":
+        return steps[0] * 100
+    blocks = 0
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        for statement, params in seen:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params)
+            plan = cursor.fetchone()[0][0]["Plan"]
+            blocks += int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+        raw.rollback()
+    return blocks
 
 
 def measure_backend(
@@ -269,6 +325,7 @@ def measure_backend(
                 "what": what,
                 "p50": statistics.median(values),
                 "p95": pct(values, 0.95),
+                "work": work_of(store, call),
             }
         )
 
@@ -282,6 +339,12 @@ def measure_backend(
                 "kind": "input",
                 "environment": "rare-env",
                 "workflow": "rare-workflow",
+                # "Mine": several labels (issue 73)
+                "assignee ": "mine",
+                # two words in every task; two words never together (issue 73)
+                "q": "template hitl",
+                "q ": "hitl_review hitl_input",
+                "q  ": "hitl_review",
             },
         ),
         (
@@ -295,6 +358,9 @@ def measure_backend(
                 "created_after": (
                     datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=size - 100)
                 ).isoformat(),
+                "sort_by": "updated_at",  # the original clients' default (issue 73)
+                "sort_by ": {"sort_by": "updated_at", "sort_order": "asc"},
+                "sort_by  ": "status",
                 "q": "zephyr",
                 "q ": "draft release",
                 "q  ": "nowhere",
@@ -337,6 +403,9 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL: ANALYZE only after the fill, as on a server with autovacuum off",
     )
+    parser.add_argument(
+        "--no-reconcile", action="store_true", help="skip bench/scale_reconcile.py afterwards"
+    )
     args = parser.parse_args()
     os.chdir(REPO)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -349,13 +418,14 @@ def main() -> None:
                 rows += measure_backend(
                     "PostgreSQL", url, size, args.requests, no_vacuum=args.no_vacuum
                 )
-    print("| backend | rows | route | request | p50 ms | p95 ms |")
-    print("|---|---|---|---|---|---|")
+    print("| backend | rows | route | request | p50 ms | p95 ms | work |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['backend']} | {r['size']:,} | `{r['route']}` | {r['what']} "
-            f"| {r['p50']:.2f} | {r['p95']:.2f} |"
+            f"| {r['p50']:.2f} | {r['p95']:.2f} | {r['work']:,} |"
         )
+    print("\nwork: SQLite VM instructions, PostgreSQL shared buffers (hit + read) per request")
     over = [
         r
         for r in rows
@@ -363,7 +433,7 @@ def main() -> None:
     ]
     print(f"\npages over the 15 ms p95 target: {len(over)}")
     hook = REPO / "bench" / "scale_reconcile.py"
-    if hook.exists():
+    if hook.exists() and not args.no_reconcile:
         spec = importlib.util.spec_from_file_location("scale_reconcile", hook)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)

@@ -51,6 +51,7 @@ from kneo.store.base import (
     not_found_error,
     one_of_cursor_offset,
     ordered,
+    page_total,
     page_walk,
 )
 from kneo.store.code import CodeFacet
@@ -73,7 +74,7 @@ from kneo.store.records import (
 from kneo.store.registry.reads import RegistryFacet
 from kneo.store.rollouts import RolloutFacet
 from kneo.store.runs import chains
-from kneo.store.runs.filters import RunFilter, run_where, searched, whole_rows
+from kneo.store.runs.filters import RunFilter, few_runs, run_where, searched, whole_rows
 from kneo.store.schedules import SchedulesFacet
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
@@ -141,7 +142,11 @@ def _runs_by_update(
     by = tuple(merged.c[col.name] for col in columns)
     # the page of what the walks found (each started after the cursor already)
     found, _, _, next_cursor = keyset_page(conn, merged, [], by, tag, limit=limit, offset=offset)
-    total, capped = count_rows(conn, t.runs, where, cap, columns) if count else (None, False)
+    total, capped = None, False
+    if count:  # (no ORDER BY: no index of every run holds this order, the filters' do not)
+        total = page_total(len(found), next_cursor is not None, offset, cursor)
+        if total is None:
+            total, capped = count_rows(conn, t.runs, where, cap, (c.created_at, c.run_id))
     return found, total, capped, next_cursor
 
 
@@ -210,23 +215,39 @@ class RunsFacet(Facet):
         cap = count_reach(self.settings.limits.max_list_count, offset, limit)
         with self._read() as conn:
             table: sa.FromClause = t.runs
+            counted: tuple[sa.FromClause, list[Any]] | None = None
             if filters is not None and filters.q is not None:
                 by_created = sort_by == "created_at"
+                unsearched = where
                 table, where, columns = searched(
                     conn, where, filters.q, columns, by_created, self.project_id
                 )
+                if table is t.runs and not by_created and count:  # every word common:
+                    made = (c.created_at, c.run_id)  # counted by the rarest's rows (issue 73)
+                    counted = searched(conn, unsearched, filters.q, made, True, self.project_id)[:2]
+            elif sort_by != "created_at" and len(where) > 1:  # a filter, another order
+                table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
             if sort_by == "updated_at" and table is t.runs:
                 found, total, capped, next_cursor = _runs_by_update(
                     conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
-                    count=count, cap=cap,
+                    count=count and counted is None, cap=cap,
                 )  # fmt: skip
             else:
+                searching = filters is not None and filters.q is not None
+                by: tuple[Any, ...] | None = (c.created_at, c.run_id) if table is t.runs else ()
+                by = None if searching and table is t.runs else by  # (a search: its words')
                 found, total, capped, next_cursor = keyset_page(
                     conn, table, where, columns, tag, limit=limit, offset=offset,
-                    cursor=cursor, count=count, cap=cap,
+                    cursor=cursor, count=count and counted is None, cap=cap, count_order=by,
                 )  # fmt: skip
+
                 if table is not t.runs:  # a rare word's runs, paged by their keys
                     found = whole_rows(conn, found)
+            if counted is not None:
+                total = page_total(len(found), next_cursor is not None, offset, cursor)
+                if total is None:
+                    walk = (t.run_terms.c.created_at, t.run_terms.c.run_id)
+                    total, capped = count_rows(conn, counted[0], counted[1], cap, walk)
             spec_text = row_records.spec_reader(self.dialect, conn)
             items = [row_records.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)

@@ -279,13 +279,15 @@ def keyset_page(
     cursor: str | None = None,
     count: bool = False,
     cap: int | None = None,
+    count_order: tuple[Any, ...] | None = None,
 ) -> tuple[list[Any], int | None, bool, str | None]:
     """One page of ``table`` (or of a subquery) in the order of ``columns`` (ascending or
     descending as ``tag`` ends), starting after ``cursor``: its rows (every one when ``limit`` is ``None``), the
     matching total when ``count`` asks for it (counted up to ``cap``: then ``cap`` and
-    ``True``, capped), and the cursor of the page after it."""
+    ``True``, capped; a capped count walks ``count_order``, the filters' index order, by
+    default ``columns``; an exact one has no order), and the cursor of the page after it.
+    A page that ends the list from its start is its own total (:func:`page_total`)."""
     order: SortOrder = "desc" if tag.endswith("desc") else "asc"
-    total, capped = count_rows(conn, table, where, cap, columns) if count else (None, False)
     stmt = (
         sa.select(table)
         .where(*where, *keyset_after(cursor, tag, columns))
@@ -295,9 +297,28 @@ def keyset_page(
     if limit is not None:
         stmt = stmt.limit(limit + 1).offset(offset)
     found = list(conn.execute(stmt).mappings())
+    total, capped = None, False
+    if count:
+        more = limit is not None and len(found) > limit
+        known = page_total(len(found), more, offset, cursor)
+        if known is not None:
+            total = known
+        else:
+            by = columns if count_order is None else count_order
+            total, capped = count_rows(conn, table, where, cap, by)
     if limit is None or len(found) <= limit:
         return found, total, capped, None
     return found[:limit], total, capped, keyset_next(found[limit - 1], tag, columns)
+
+
+def page_total(rows: int, more: bool, offset: int, cursor: str | None) -> int | None:
+    """The exact ``total`` a page itself tells, with no count: a page of ``rows`` from the
+    start (no ``cursor``) with no row after it (not ``more``) ends the list, so the total is
+    its offset and its rows (unless an ``offset`` past the end found none, which says
+    nothing of how far the list goes). ``None``: only a count can tell."""
+    if cursor is not None or more or (not rows and offset):
+        return None
+    return offset + rows
 
 
 def count_rows(
@@ -309,9 +330,12 @@ def count_rows(
 ) -> tuple[int, bool]:
     """How many rows of ``table`` match ``where``: exactly up to ``cap`` (the count stops
     after ``cap + 1`` rows, so its cost is bounded however many match), then ``(cap, True)``.
-    ``order``: the listing's, so the capped count walks the index its page walks rather than
-    the table (a sequential scan that stops at ``cap`` is cheap while most rows match, and
-    reads the whole table when few do)."""
+    An exact count (no ``cap``) has no ``ORDER BY``: the database counts the filter's index.
+    ``order`` (a capped count's): the order the filters' indexes hold (the inbox's, the
+    runs' ``created_at``, a term's), so the capped count walks an index rather than the
+    table (a sequential scan that stops at ``cap`` is cheap while most rows match, and
+    reads the whole table when few do), never a page's sort no index of the filter holds
+    (``updated_at``: that sorted every run, issue 73)."""
     per_call = {PLAN_PER_CALL: True}  # the values choose the index (as the page's do)
     if cap is None:
         counted = sa.select(sa.func.count()).select_from(table).where(*where)

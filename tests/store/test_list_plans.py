@@ -8,6 +8,8 @@ if it were cheaper), for each listing with each of its filters, first page and a
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -278,6 +280,13 @@ RARE_SEARCHES = {
     for name in LISTINGS
     if name.startswith("runs search") and not name.startswith("runs search common")
 }
+#: Filtered listings in an order their filter's index does not hold (by update, by status)
+#: whose filter keeps fewer runs than the store counts before it chooses: the page sorts
+#: those runs' keys, found by the filter's index (``kneo.store.runs.filters.few_runs``),
+#: never walks every run in the page's order testing the filter (issue 73).
+FEW_KEYS = {
+    f"runs {name} by update" for name in ("session", "failed", "workflow", "kind", "created after")
+} | {"runs by update running"}
 #: ... of which these find nothing.
 EMPTY = {name for name in LISTINGS if "absent" in name}
 
@@ -321,6 +330,10 @@ def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None
         if name in RARE_SEARCHES and " runs" in statement:
             assert not _walks_runs_in_order(big_store, plan), (name, statement, plan)
             bad = [line for line in bad if "TEMP B-TREE" not in line]  # the word's runs
+        if re.search(r"\) AS found\b", statement):  # a rare filter's keys, found by its index
+            assert name in FEW_KEYS or name in RARE_SEARCHES, (name, statement)
+            assert not _walks_runs_in_order(big_store, plan), (name, statement, plan)
+            bad = [line for line in bad if "TEMP B-TREE" not in line and "Sort" not in line]
         assert not bad, (name, statement, plan)
 
 
@@ -347,3 +360,96 @@ def test_a_full_scan_is_caught(big_store: Store) -> None:
 
 
 _ = Path
+
+
+#: Known left (issue 73): a search of a rare word and another, sorted by update, looks
+#: the rare word's runs up by an ``IN`` list of their ids (``runs.filters.searched``);
+#: SQLite (without ``ANALYZE`` statistics) walks the project's ``created_at`` index testing
+#: the list and probing the other word instead of looking the ids up by key.
+WALKS_PROJECT_ON_SQLITE = {"runs search two by update"}
+#: The listings whose page can carry a ``total`` (the registry's is its own query).
+COUNTED = sorted(name for name in LISTINGS if not name.startswith("registry"))
+
+
+def _counting(store: Store, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    """Every listing of ``store`` asked for its ``total`` (the API's default), counted up to
+    ``cap`` rows past the page (``0``: exact, the default; ``KNEO_SERV_MAX_LIST_COUNT``)."""
+    settings = dataclasses.replace(
+        store.settings, limits=dataclasses.replace(store.settings.limits, max_list_count=cap)
+    )
+    for facet, method in ((store.runs, "list_runs"), (store.tasks, "list_continuations"),
+                          (store.audit, "list_audit")):  # fmt: skip
+        listing = getattr(facet, method)
+        monkeypatch.setattr(facet, method, functools.partial(_counted, listing))
+        monkeypatch.setattr(facet, "settings", settings)
+
+
+def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return listing(*args, **{**kwargs, "count": True})
+
+
+def _drives_by_term(store: Store, plan: list[str]) -> bool:
+    """Whether ``plan`` reads a term's (or label's) rows by their term: what a count that
+    probes each row it counts walks (not every task or run of the project)."""
+    if store.dialect.name == "sqlite":
+        return any(re.search(r"(SEARCH|SCAN) \w*_terms\b.*\(term=\?", line) for line in plan)
+    for at, line in enumerate(plan):
+        if re.search(r"Scan .*on \w*_terms\b", line) and any(
+            re.search(r"\(term = |term = ANY", f) for f in plan[at + 1 : at + 3]
+        ):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("cap", [0, 1000], ids=["exact", "capped"])
+@pytest.mark.parametrize("name", COUNTED)
+def test_list_total_counts_what_matches(
+    big_store: Store, monkeypatch: pytest.MonkeyPatch, name: str, cap: int
+) -> None:
+    """A listing's ``total`` (issue 73): its count statements carry no sort by the page's
+    order (an exact count no ``ORDER BY`` at all; a capped one at most its filters' index
+    order), neither scans a big table whole nor sorts one, and a count that probes each row
+    it counts (another word, a label) walks a term's rows (the caller's queue, the rarest
+    word), never every pending task or run of the project (what "Mine" did)."""
+    if big_store.dialect.name == "sqlite" and name in WALKS_PROJECT_ON_SQLITE:
+        pytest.xfail("a rare word's runs with another word, by update: SQLite walks the project")
+    _counting(big_store, monkeypatch, cap)
+    listing = LISTINGS[name]
+    calls = selects_run_by(big_store, lambda: listing(big_store, None))
+    page = listing(big_store, None)
+    assert page.total is not None, name
+    assert page.total >= len(page.items)
+    counts = [(s, p) for s, p in calls if re.match(r"\s*SELECT count\(\*\)", s)]
+    for statement, params in counts:
+        ordered = " ORDER BY " in statement.upper()
+        assert not (ordered and "LIMIT" not in statement.upper()), (name, statement)
+        assert "updated_at" not in statement.upper().partition(" ORDER BY ")[2].lower(), (
+            name,
+            statement,
+        )
+        plan = _plan(big_store, statement, params)
+        bad = [line for line in _bad_steps(big_store, statement, plan) if "UNION" not in line]
+        if re.search(r"\) AS found\b", statement):  # a rare filter's or word's keys
+            bad = [line for line in bad if "TEMP B-TREE" not in line and "Sort" not in line]
+        if cap == 0 and big_store.dialect.name == "postgresql":
+            # an exact count of most of the project reads it all, by either path
+            bad = [line for line in bad if "Seq Scan" not in line]
+        assert not bad, (name, statement, plan)
+        probes = any(m in line for line in plan for m in ("CORRELATED", "SubPlan", "Semi Join"))
+        if probes:
+            assert _drives_by_term(big_store, plan), (name, statement, plan)
+
+
+def test_mine_counts_its_queue_not_the_inbox(big_store: Store) -> None:
+    """``assignee=mine`` (several labels) counts its tasks exactly (a task of two labels
+    once) from the labels' rows: what a single assignee's count reads, summed."""
+    mine = big_store.tasks.list_continuations(assignee=("a7", "a8", "a57"), limit=10)
+    single = [big_store.tasks.list_continuations(assignee=a, limit=10).total for a in ("a7", "a8")]
+    assert mine.total == sum(t or 0 for t in single)  # (a57: nobody's)
+    calls = selects_run_by(
+        big_store, lambda: big_store.tasks.list_continuations(assignee=("a7", "a8"), limit=10)
+    )
+    counts = [(s, p) for s, p in calls if re.match(r"\s*SELECT count\(\*\)", s)]
+    assert counts
+    for statement, params in counts:
+        assert _drives_by_term(big_store, _plan(big_store, statement, params)), statement

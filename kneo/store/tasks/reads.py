@@ -26,9 +26,12 @@ from kneo.store.base import (
     count_reach,
     count_rows,
     get_by_key,
+    keyset_after,
     keyset_page,
     not_found_error,
     one_of_cursor_offset,
+    ordered,
+    page_total,
     page_walk,
 )
 from kneo.store.records import ContinuationRecord, Page
@@ -103,15 +106,20 @@ _CAPPED_COUNTS = sa.text(
 _RARE = 5000
 #: How much further each next round of :func:`_rarity` counts.
 _RARER = 4
+#: How many pages' rows of the rarest of common words a search walks before it joins the
+#: words' whole rows (:meth:`TasksFacet._term_page`).
+_REACH = 8
 
 
-def _rarity(conn: Connection, words: Sequence[str]) -> dict[str, int]:
+def _rarity(conn: Connection, words: Sequence[str], *, once: bool = False) -> dict[str, int]:
     """Each word's rows counted up to a bound, enough to tell which is rarest: first up to
     :data:`_RARE` each; while every word reaches the bound, again up to :data:`_RARER` times
     as many. So two common words are told apart however common (walking the first one's
     rows because both passed 5,000 once walked every pending task for a word in half of
     them), and the counting stops at a few times the rarest word's rows (index entries
-    only, no task read), the walk's own bound."""
+    only, no task read), the walk's own bound. ``once``: the first round only (a bounded
+    walk's lead: :meth:`TasksFacet._term_page`; words in every task are not counted whole
+    to page a few of them)."""
     k = t.continuation_terms
     bound = _RARE
     while True:
@@ -128,7 +136,7 @@ def _rarity(conn: Connection, words: Sequence[str]) -> dict[str, int]:
             ).scalar_one()
             for w in words
         }
-        if min(counted.values()) < bound:
+        if once or min(counted.values()) < bound:
             return counted
         bound *= _RARER
 
@@ -259,7 +267,6 @@ class TasksFacet(Facet):
         _check_sort(sort)
         one_of_cursor_offset(cursor, offset)
         order: SortOrder = "asc" if sort in ("oldest", "expiring") else "desc"
-        c = t.continuations.c
         where = self._continuation_filters(
             status=status,
             run_id=run_id,
@@ -285,21 +292,12 @@ class TasksFacet(Facet):
                     cursor=cursor, count=count, cap=cap,
                 )  # fmt: skip
             else:
-                page_where, columns = where, (c.created_at, c.continuation_id)
-                if search or labels:
-                    lead = None if search else labels[0]
-                    page_where, columns = self._searched(conn, where, [*labels, *search], lead)
-                counted = None
-                if count and not search and len(labels) == 1 and all(o is None for o in others):
-                    terms = t.continuation_terms  # a label's rows: its pending tasks, once each
-                    key = (terms.c.term, terms.c.created_at)
-                    counted = count_rows(conn, terms, [terms.c.term == labels[0]], cap, key)
-                found, total, capped, next_cursor = keyset_page(
-                    conn, t.continuations, page_where, columns, order, limit=limit,
-                    offset=offset, cursor=cursor, count=count and counted is None, cap=cap,
+                by_label = not search and len(labels) == 1 and all(o is None for o in others)
+                found, total, capped, next_cursor = self._term_page(
+                    conn, where, [*labels, *search], labels[0] if labels and not search else None,
+                    order, limit=limit, offset=offset, cursor=cursor, count=count, cap=cap,
+                    by_label=by_label,
                 )  # fmt: skip
-                if counted is not None:
-                    total, capped = counted
         items = [row_records.continuation(r) for r in found]
         return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
 
@@ -342,11 +340,68 @@ class TasksFacet(Facet):
                     limit=limit - len(found), offset=max(0, offset - before),
                 )  # fmt: skip
                 found = [*found, *rest]
-            total, capped = (
-                count_rows(conn, t.continuations, where, cap, undated) if count else (None, False)
-            )
+            total, capped = None, False
+            if count:
+                total = page_total(len(found), len(found) >= limit, offset, None)
+                if total is None:  # (no ORDER BY: the filter's index, in no order)
+                    total, capped = count_rows(conn, t.continuations, where, cap)
         items = [row_records.continuation(r) for r in found]
         return Page(items, total, limit, offset, "expires_at", order, None, capped)
+
+    def _term_page(
+        self,
+        conn: Connection,
+        where: list[Any],
+        terms: Sequence[str],
+        lead: str | None,
+        order: SortOrder,
+        *,
+        limit: int,
+        offset: int,
+        cursor: str | None,
+        count: bool,
+        cap: int | None,
+        by_label: bool,
+    ) -> tuple[list[Any], int | None, bool, str | None]:
+        """A page of the tasks ``where`` keeps holding every term of ``terms`` (none: the
+        inbox's own order). Words all common (each :data:`_RARE` rows or more) walk the
+        rarest one's rows probing the others, first only as far as a few pages' reach
+        (:data:`_REACH` times the page's): words found together fill the page there, at a
+        page's cost whatever the planner estimates of their overlap (PostgreSQL estimated
+        one row for "template ticket", both in every task, and hashed both words' rows:
+        508 ms at 100,000); words rarely together run out of that walk and page by the
+        words' whole rows joined in order (a merge on PostgreSQL). ``by_label``: ``total`` is
+        the label's rows, not a count of what ``where`` keeps."""
+        c = t.continuations.c
+        page_where: list[Any] = where
+        columns: tuple[Any, ...] = (c.created_at, c.continuation_id)
+        reach = (order, cursor, max(_REACH * (offset + limit + 1), _RARE // 5))
+        bounded = False
+        if terms:
+            page_where, columns, bounded = self._searched(conn, where, terms, lead, reach)
+        page = keyset_page(
+            conn, t.continuations, page_where, columns, order, limit=limit, offset=offset,
+            cursor=cursor, count=count and not by_label and not bounded, cap=cap,
+        )  # fmt: skip
+        if bounded:  # the bounded walk: a full page, or the words' whole walk after all
+            # (only to count what a full page found: any common word leads the count)
+            once = page[3] is not None
+            page_where, columns, _ = self._searched(conn, where, terms, lead, once=once)
+            if not once:
+                page = keyset_page(
+                    conn, t.continuations, page_where, columns, order, limit=limit,
+                    offset=offset, cursor=cursor, count=count, cap=cap,
+                )  # fmt: skip
+            elif count:
+                page = (page[0], *count_rows(conn, t.continuations, page_where, cap), page[3])
+        found, total, capped, next_cursor = page
+        if count and by_label and lead is not None:  # a label's rows: its tasks, once each
+            total = page_total(len(found), next_cursor is not None, offset, cursor)
+            if total is None:
+                k = t.continuation_terms
+                key = (k.c.term, k.c.created_at)
+                total, capped = count_rows(conn, k, [k.c.term == lead], cap, key)
+        return found, total, capped, next_cursor
 
     def _either_page(
         self,
@@ -365,40 +420,53 @@ class TasksFacet(Facet):
         """A page of the tasks holding any label of ``either`` (and every term of ``every``):
         each label's rows walked in the inbox's order up to the page's end, the walks merged
         by that order (a task of two of them once). So "mine", a person and their groups,
-        costs a page per label, not a walk of every pending task. ``total`` is counted by
-        ``where`` (exact; only a caller that asks pays it)."""
+        costs a page per label, not a walk of every pending task. ``total`` (exact; only a
+        caller that asks pays it) counts the same labels' rows, a task of two of them once:
+        the rows of the caller's queue, never a probe per pending task (issue 73)."""
         c = t.continuations.c
-        branches = []
+        branches, matching = [], []
         for term in either:
-            narrowed, columns = self._searched(conn, where, [term, *every], term)
+            narrowed, columns, _ = self._searched(conn, where, [term, *every], term)
             walk = page_walk(
                 sa.select(c.continuation_id), narrowed, columns, order, cursor,
                 limit=limit, offset=offset,
             )  # fmt: skip
             branches.append(sa.select(walk.c.continuation_id))
+            matching.append(sa.select(c.continuation_id).where(*narrowed))
         merged = sa.union_all(*branches).subquery()
         found, _, _, next_cursor = keyset_page(
             conn, t.continuations, [c.continuation_id.in_(sa.select(merged.c.continuation_id))],
             (c.created_at, c.continuation_id), order, limit=limit, offset=offset, cursor=cursor,
         )  # fmt: skip
-        by = (c.created_at, c.continuation_id)  # the inbox's order: the status index's
-        total, capped = (
-            count_rows(conn, t.continuations, where, cap, by) if count else (None, False)
-        )
+        total, capped = None, False
+        if count:
+            total = page_total(len(found), next_cursor is not None, offset, cursor)
+            if total is None:  # each label's rows (UNION: a task of two labels once)
+                queue = sa.union(*matching).subquery()
+                total, capped = count_rows(conn, queue, [], cap)
         return found, total, capped, next_cursor
 
     @staticmethod
     def _searched(
-        conn: Connection, where: list[Any], search: Sequence[str], lead: str | None = None
-    ) -> tuple[list[Any], tuple[Any, ...]]:
-        """``where`` narrowed to tasks holding every term of ``search`` (words, labels), and
-        the order to page by: the rarest term's ``continuation_terms`` rows (or ``lead``'s),
-        whose key is the inbox's order, joined to their tasks; the other terms are probed
-        per task by its ``(continuation_id, term)`` index, before its task is read, or,
-        when every word has :data:`_RARE` rows or more, joined by the order's key (a merge
-        of the words' walks on PostgreSQL). Which term is rarest is counted
-        (:func:`_rarity`), so the walk is as long as the rarest word's rows, not the first
-        common word's."""
+        conn: Connection,
+        where: list[Any],
+        search: Sequence[str],
+        lead: str | None = None,
+        reach: tuple[SortOrder, str | None, int] | None = None,
+        *,
+        once: bool = False,
+    ) -> tuple[list[Any], tuple[Any, ...], bool]:
+        """``where`` narrowed to tasks holding every term of ``search`` (words, labels), the
+        order to page by, and whether the walk is bounded: the rarest term's
+        ``continuation_terms`` rows (or ``lead``'s), whose key is the inbox's order, joined to
+        their tasks; the other terms are probed per task by its ``(continuation_id, term)``
+        index, before its task is read. When every word has :data:`_RARE` rows or more
+        (counted once: :func:`_rarity`), ``reach`` (the page's order, cursor and the rows to
+        walk) bounds the rarest word's walk to its first rows after the
+        cursor (then ``True``: :meth:`_term_page`); without it the words' rows are joined by
+        the order's key (a merge of the words' walks on PostgreSQL; ``once``: the lead by the
+        first round of counts). Which term is rarest is counted (:func:`_rarity`), so the walk is as long as the rarest word's rows, not the
+        first common word's."""
         c = t.continuations.c
         k = t.continuation_terms
         words = list(dict.fromkeys(search))
@@ -407,10 +475,28 @@ class TasksFacet(Facet):
             words.insert(0, lead)
         common = False
         if lead is None and len(words) > 1:
-            counted = _rarity(conn, words)
-            words.sort(key=counted.__getitem__)
-            common = counted[words[0]] >= _RARE
+            found = _rarity(conn, words, once=once or reach is not None)
+            words.sort(key=found.__getitem__)
+            common = found[words[0]] >= _RARE
         lead, rest = words[0], words[1:]
+        if common and reach is not None:
+            order, cursor, rows = reach
+            key = (k.c.created_at, k.c.continuation_id)
+            first = (
+                sa.select(*key)
+                .where(k.c.term == lead, *keyset_after(cursor, order, key))
+                .order_by(*(ordered(col, order) for col in key))
+                .limit(rows)
+                .subquery("lead_rows")
+            )
+            narrowed = [*where, first.c.continuation_id == c.continuation_id]
+            for word in rest:
+                other = k.alias()
+                probe = sa.select(other.c.term).where(
+                    other.c.continuation_id == first.c.continuation_id, other.c.term == word
+                )
+                narrowed.append(sa.exists(probe.offset(0)))
+            return narrowed, (first.c.created_at, first.c.continuation_id), True
         narrowed = [*where, k.c.term == lead, k.c.continuation_id == c.continuation_id]
         for word in rest:
             other = k.alias()
@@ -436,7 +522,7 @@ class TasksFacet(Facet):
                     .offset(0)
                 )
             )
-        return narrowed, (k.c.created_at, k.c.continuation_id)
+        return narrowed, (k.c.created_at, k.c.continuation_id), False
 
     def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]:
         """The project's pending requests of pending continuations per assignee (``None`` =
