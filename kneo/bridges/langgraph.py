@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.bridges.model_client import OPENAI_COMPATIBLE
 from kneo.destinations import DEFAULT_ENDPOINTS
@@ -25,11 +25,23 @@ from kneo.kernel import http_client, secret
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 
+if TYPE_CHECKING:
+    from langchain_core.callbacks import CallbackManagerForLLMRun
+    from langchain_core.tools import BaseTool
+    from langgraph.pregel import Pregel
+    from openai import OpenAI
+
+    from kneo.spec.models import AgentSpec
+
 __all__ = ["chat_model", "run_graph"]
 
 
 def run_graph(
-    graph: Any, session: BridgeSession, text: str, access: HostAccess, settings: Settings
+    graph: Pregel[Any, Any],
+    session: BridgeSession,
+    text: str,
+    access: HostAccess,
+    settings: Settings,
 ) -> str:
     """The graph's answer to ``text``."""
     _guard_tools(graph, session)
@@ -42,7 +54,7 @@ def run_graph(
     return content if isinstance(content, str) else json.dumps(content, default=str)
 
 
-def _guard_tools(graph: Any, session: BridgeSession) -> None:
+def _guard_tools(graph: Pregel[Any, Any], session: BridgeSession) -> None:
     from langchain_core.tools import BaseTool, StructuredTool
     from langgraph.prebuilt import ToolNode
 
@@ -65,8 +77,10 @@ def _guard_tools(graph: Any, session: BridgeSession) -> None:
             bound.tools_by_name[name] = guarded
 
 
-def _through(session: BridgeSession, tool: Any, parameters: dict[str, Any]) -> Callable[..., str]:
-    def call(**arguments: Any) -> str:
+def _through(
+    session: BridgeSession, tool: BaseTool, parameters: dict[str, Any]
+) -> Callable[..., str]:
+    def call(**arguments: object) -> str:
         def handler(given: dict[str, Any]) -> Any:
             return tool.invoke(given)
 
@@ -108,15 +122,15 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
         def _llm_type(self) -> str:
             return "kneo"
 
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        def bind_tools(self, tools: Sequence[Any], **kwargs: object) -> Any:
             return self.model_copy(update={"offered": [convert_to_openai_tool(t) for t in tools]})
 
         def _generate(
             self,
             messages: list[BaseMessage],
             stop: list[str] | None = None,
-            run_manager: Any = None,
-            **kwargs: Any,
+            run_manager: CallbackManagerForLLMRun | None = None,
+            **kwargs: object,
         ) -> Any:
             recorded = session.next_model()
             if recorded is not None:
@@ -151,7 +165,9 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
     return KneoChatModel()
 
 
-def _client(openai: Any, spec: Any, access: HostAccess, settings: Settings, path: str) -> Any:
+def _client(
+    openai: type[OpenAI], spec: AgentSpec, access: HostAccess, settings: Settings, path: str
+) -> OpenAI:
     if spec.model.provider not in OPENAI_COMPATIBLE:
         raise ProviderError(
             f"{path}.provider: a bridged agent calls an OpenAI-compatible server, not "

@@ -17,7 +17,7 @@ import concurrent.futures
 import dataclasses
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.bridges.model_client import async_openai_client
 from kneo.engine.bridges import BridgeSession
@@ -27,8 +27,13 @@ from kneo.settings import Settings
 __all__ = ["run_openai_agent"]
 
 
+if TYPE_CHECKING:
+    from agents import Agent, FunctionTool, ToolContext
+    from agents.models.interface import Model
+
+
 def run_openai_agent(
-    agent: Any, session: BridgeSession, text: str, access: HostAccess, settings: Settings
+    agent: Agent[Any], session: BridgeSession, text: str, access: HostAccess, settings: Settings
 ) -> str:
     """The ``Agent``'s final output to ``text`` (as text)."""
     from agents import ModelSettings, OpenAIChatCompletionsModel, RunConfig
@@ -64,12 +69,12 @@ def run_openai_agent(
     return output if isinstance(output, str) else json.dumps(_plain(output), default=str)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     dump = getattr(value, "model_dump", None)
     return dump(mode="json") if callable(dump) else value
 
 
-def _guarded(agent: Any, session: BridgeSession, seen: dict[int, Any]) -> Any:
+def _guarded(agent: Agent[Any], session: BridgeSession, seen: dict[int, Agent[Any]]) -> Agent[Any]:
     """A clone of ``agent`` (and of the agents it hands off to) whose function tools call
     through ``session``."""
     from agents import Agent, FunctionTool
@@ -86,14 +91,17 @@ def _guarded(agent: Any, session: BridgeSession, seen: dict[int, Any]) -> Any:
     return clone
 
 
-def _tool(tool: Any, session: BridgeSession) -> Any:
+def _tool(tool: FunctionTool, session: BridgeSession) -> FunctionTool:
     original = tool.on_invoke_tool
 
-    async def invoke(context: Any, raw: str) -> Any:
+    async def invoke(context: ToolContext[Any], raw: str) -> Any:
         arguments = json.loads(raw or "{}")
 
+        async def call(given: dict[str, Any]) -> Any:
+            return await original(context, json.dumps(given))
+
         def handler(given: dict[str, Any]) -> Any:
-            return asyncio.run(original(context, json.dumps(given)))
+            return asyncio.run(call(given))
 
         return await asyncio.to_thread(
             session.tool,
@@ -108,7 +116,7 @@ def _tool(tool: Any, session: BridgeSession) -> Any:
     return dataclasses.replace(tool, on_invoke_tool=invoke, needs_approval=False)
 
 
-def _replayed_model(inner: Any, session: BridgeSession) -> Any:
+def _replayed_model(inner: Model, session: BridgeSession) -> Model:
     from agents import ModelResponse, Usage
     from agents.models.interface import Model
     from openai.types.responses import ResponseOutputItem
@@ -147,7 +155,7 @@ def _replayed_model(inner: Any, session: BridgeSession) -> Any:
             await asyncio.to_thread(session.record_model, payload, usage)
             return response
 
-        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+        def stream_response(self, *args: object, **kwargs: object) -> Any:
             raise NotImplementedError("a bridged agent runs without streaming")
 
     return Replayed()

@@ -354,7 +354,7 @@ def _exit_after(stopping: Callable[[], bool], limit: float) -> None:
     os._exit(1)
 
 
-def _controller_config(settings: Settings, **flags: Any) -> ControllerConfig:
+def _controller_config(settings: Settings, **flags: object) -> ControllerConfig:
     """The ``controller:`` block with the flags over it (a controller runs here only when it
     names a repository)."""
     return controller_config(ProjectContext.discover(settings=settings), **flags)

@@ -218,7 +218,7 @@ def _write(
 
 def _audit(
     tx: ControllerTransaction, event: str, record: RolloutRecord, *, actor: str = ACTOR,
-    **payload: Any,
+    **payload: object,
 ) -> None:  # fmt: skip
     tx.add_audit(
         event,

@@ -27,7 +27,7 @@ _MIN_DELTA = 24
 class AnswerStream:
     """The deltas of one model turn's text."""
 
-    def __init__(self, emit: Callable[[dict[str, Any]], None], **fields: Any) -> None:
+    def __init__(self, emit: Callable[[dict[str, Any]], None], **fields: object) -> None:
         self._emit = emit
         self._fields = fields
         self._raw = ""

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from kneo.destinations import (
     DEFAULT_ENDPOINTS,
@@ -594,7 +594,7 @@ def secret_bindings(config: ProjectConfig, environment: str) -> dict[str, tuple[
     return {variable: tuple(dict.fromkeys(entries)) for variable, entries in bindings.items()}
 
 
-def _refused(attempt: Callable[..., object], *args: Any, **kwargs: Any) -> list[Diagnostic]:
+def _refused(attempt: Callable[..., object], *args: object, **kwargs: object) -> list[Diagnostic]:
     """``attempt(*args, **kwargs)`` as diagnostics: none when it passes, its refusal otherwise."""
     try:
         attempt(*args, **kwargs)

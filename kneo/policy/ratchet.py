@@ -49,7 +49,7 @@ from kneo.policy.environment import (
     load_environment_file,
     merge_stricter,
 )
-from kneo.policy.rollout import looser_parts
+from kneo.policy.rollout import RolloutPolicy, looser_parts
 from kneo.spec.notifications_config import ReceiverConfig
 from kneo.spec.project import (
     CONFIG_DIR,
@@ -305,7 +305,7 @@ def _environment_grants(
     return out
 
 
-def _rollout(gate: str, old: Any, new: Any) -> list[GateChange]:
+def _rollout(gate: str, old: RolloutPolicy | None, new: RolloutPolicy | None) -> list[GateChange]:
     """A rollout (``None``: all at once): a judging step removed, judging more leniently or
     reached at a larger share loosens (:func:`kneo.policy.rollout.looser_parts`); any other
     change (steps added, shares lowered) tightens."""

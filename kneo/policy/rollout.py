@@ -32,7 +32,7 @@ pure.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,7 +102,7 @@ class PauseStep(_Model):
 
     @field_validator("duration", mode="before")
     @classmethod
-    def _seconds(cls, value: Any) -> int | None:
+    def _seconds(cls, value: str | int | None) -> int | None:
         if value is None:
             return None
         try:

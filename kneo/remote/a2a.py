@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from kneo.engine.remote_agents import (
@@ -34,6 +34,10 @@ from kneo.kernel import NetworkGrant, async_httpx_client, secret
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.models import RemoteAgentSpec
+
+if TYPE_CHECKING:
+    from a2a.client import Client
+    from a2a.types import a2a_pb2 as pb_types
 
 __all__ = ["CARD_PATH", "A2AAgents", "card_base"]
 
@@ -166,7 +170,7 @@ class _Exchange:
 
     _message_turn: RemoteTurn | None = None
 
-    def _report(self, event: Any, seen: RemoteTask | None) -> RemoteTask | None:
+    def _report(self, event: pb_types.StreamResponse, seen: RemoteTask | None) -> RemoteTask | None:
         """A streamed event as a progress event; the task it names."""
         kind = event.WhichOneof("payload")
         if kind == "message":
@@ -211,7 +215,7 @@ class _Exchange:
             return RemoteTask(update.task_id, update.context_id) if update.task_id else seen
         return seen
 
-    async def _settle(self, client: Any, task: RemoteTask) -> RemoteTurn:
+    async def _settle(self, client: Client, task: RemoteTask) -> RemoteTurn:
         """Read the task back until it ends or asks (a stream may end earlier, or a
         restarted process follows a task it did not start)."""
         from a2a.types import a2a_pb2 as pb
@@ -243,11 +247,11 @@ def _message(message: str | Mapping[str, Any], task: RemoteTask | None, skill: s
     return out
 
 
-def _text(parts: Any) -> str:
+def _text(parts: Iterable[pb_types.Part]) -> str:
     return "\n".join(p.text for p in parts if p.WhichOneof("content") == "text")
 
 
-def _data(parts: Any) -> dict[str, Any] | None:
+def _data(parts: Iterable[pb_types.Part]) -> dict[str, Any] | None:
     from google.protobuf.json_format import MessageToDict
 
     for part in parts:
@@ -257,7 +261,7 @@ def _data(parts: Any) -> dict[str, Any] | None:
     return None
 
 
-def _turn(task: Any, state: str) -> RemoteTurn:
+def _turn(task: pb_types.Task, state: str) -> RemoteTurn:
     found = RemoteTask(task.id, task.context_id)
     status_parts = task.status.message.parts
     if state == COMPLETED:

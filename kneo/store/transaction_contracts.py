@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.rollouts import RolloutFacet, RolloutRecord
+    from kneo.store.rollouts import RolloutChanges, RolloutFacet, RolloutRecord
     from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
@@ -339,7 +339,9 @@ class RolloutTransaction(Protocol):
         step: int,
         policy: Mapping[str, Any],
     ) -> RolloutRecord: ...
-    def move_rollout(self, record: RolloutRecord, **changes: Any) -> RolloutRecord: ...
+    def move_rollout(
+        self, record: RolloutRecord, **changes: Unpack[RolloutChanges]
+    ) -> RolloutRecord: ...
     def note_rollout_decisions(
         self,
         run_id: str,

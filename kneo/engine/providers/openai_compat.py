@@ -38,6 +38,7 @@ from kneo.tools import ToolDefinition
 if TYPE_CHECKING:
     import httpx2
     from openai import AzureOpenAI, OpenAI
+    from openai.types import CompletionUsage
 
 #: The Azure OpenAI API version used when ``model.api_version`` is unset (the GA version).
 AZURE_API_VERSION = "2024-10-21"
@@ -162,7 +163,7 @@ class ChatCompletions:
 
     def call_stream(
         self,
-        client: Any,
+        client: OpenAI,
         *,
         model: ModelSpec,
         messages: Sequence[ChatMessage],
@@ -279,7 +280,7 @@ def _assembled(
     text: list[str],
     calls: dict[int, dict[str, Any]],
     finish: str | None,
-    usage: Any,
+    usage: CompletionUsage | None,
 ) -> Any:
     """The chat completion a stream's chunks add up to."""
     from openai.types.chat import ChatCompletion
@@ -302,7 +303,7 @@ def _assembled(
         "choices": [{"index": 0, "message": message, "finish_reason": finish or "stop"}],
     }
     if usage is not None:
-        body["usage"] = usage.model_dump() if hasattr(usage, "model_dump") else usage
+        body["usage"] = usage.model_dump()
     return ChatCompletion.model_validate(body)
 
 

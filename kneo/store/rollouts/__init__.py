@@ -28,7 +28,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -114,6 +114,18 @@ _MOVABLE = ("status", "step", "weight", "reason", "figures", "step_started_at", 
 _S = rollout_sums.c
 
 
+class RolloutChanges(TypedDict, total=False):
+    """What moving a rollout may change (:meth:`RolloutRunWrites.move_rollout`)."""
+
+    status: str
+    step: int
+    weight: int
+    reason: str | None
+    figures: Mapping[str, Any] | None
+    step_started_at: datetime
+    finished_at: datetime | None
+
+
 @dataclass(frozen=True)
 class RolloutRecord:
     rollout_id: str
@@ -185,7 +197,7 @@ def _p95(buckets: Sequence[tuple[int, int]]) -> float | None:
     return None  # pragma: no cover - the counts add up to total
 
 
-def _record(row: Any) -> RolloutRecord:
+def _record(row: Mapping[str, Any]) -> RolloutRecord:
     names = {f.name for f in dataclasses.fields(RolloutRecord)}
     return RolloutRecord(**{k: v for k, v in row.items() if k in names})
 
@@ -269,7 +281,7 @@ class RolloutFacet(Facet):
         }
         with self._read() as conn:
             row = conn.execute(stmt, params).mappings().first()
-        return _record(row) if row is not None else None
+        return _record(dict(row)) if row is not None else None
 
     def serving(
         self, bundle_name: str, environment: str
@@ -302,7 +314,7 @@ class RolloutFacet(Facet):
             row = conn.execute(stmt).mappings().first()
         if row is None:
             raise NotFound(f"rollout {rollout_id!r} not found", resource="rollout")
-        return _record(row)
+        return _record(dict(row))
 
     def list_rollouts(
         self, *, bundle_name: str | None = None, environment: str | None = None, limit: int = 50
@@ -314,7 +326,7 @@ class RolloutFacet(Facet):
             stmt = stmt.where(_R.environment == environment)
         stmt = stmt.order_by(_R.started_at.desc()).limit(max(1, min(limit, 1000)))
         with self._read() as conn:
-            return [_record(r) for r in conn.execute(stmt).mappings()]
+            return [_record(dict(r)) for r in conn.execute(stmt).mappings()]
 
     def active(self) -> list[RolloutRecord]:
         """Rollouts still moving (progressing or paused), oldest first."""
@@ -324,7 +336,7 @@ class RolloutFacet(Facet):
             .order_by(_R.started_at)
         )
         with self._read() as conn:
-            return [_record(r) for r in conn.execute(stmt).mappings()]
+            return [_record(dict(r)) for r in conn.execute(stmt).mappings()]
 
     def figures(self, rollout_id: str) -> dict[str, SideFigures]:
         """Each side's figures (``canary``, ``stable``) from the rollout's counters."""
@@ -495,7 +507,9 @@ class RolloutRunWrites(TransactionBase):
         )
         return _record(values)
 
-    def move_rollout(self, record: RolloutRecord, **changes: Any) -> RolloutRecord:
+    def move_rollout(
+        self, record: RolloutRecord, **changes: Unpack[RolloutChanges]
+    ) -> RolloutRecord:
         """Compare-and-set a rollout's place (``status``, ``step``, ``weight``, ``reason``,
         ``figures``, ``step_started_at``, ``finished_at``) at ``record``'s version;
         ``stale_state`` when someone else moved it first."""
