@@ -84,7 +84,7 @@ def begin_with_promotion(
     rollout = policy.rollout if policy is not None else None
     if rollout is None or previous is None or previous == revision:
         return None
-    current = store.rollouts.current(name, environment)
+    current = store.rollouts.current_rollout(name, environment)
     stable = previous
     if current is not None and current.status in ("progressing", "paused", "aborted"):
         stable = current.stable_revision
@@ -266,7 +266,7 @@ def decide(
     now: datetime,
 ) -> dict[str, Any]:
     """A person's ``promote``, ``abort`` or ``retry`` of a rollout (module docstring)."""
-    record = store.rollouts.get(rollout_id)
+    record = store.rollouts.get_rollout(rollout_id)
     _may_decide(record, actor, groups)
     policy, state = policy_of(record), state_of(record)
     if decision == "retry":

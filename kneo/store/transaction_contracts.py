@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.rollouts import RolloutChanges, RolloutFacet, RolloutRecord
+    from kneo.store.rollouts import RolloutChanges, RolloutRecord, RolloutRoute, SideFigures
     from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
@@ -314,11 +314,27 @@ class RegistryTransaction(ApprovalReads, Protocol):
     def unblock_digest(self, digest: str) -> bool: ...
 
 
+class RolloutReads(Protocol):
+    """A project's rollouts: which revision serves a bundle's new runs, each rollout's place
+    and its sides' figures (the counters its runs' transactions moved)."""
+
+    def current_rollout(self, bundle_name: str, environment: str) -> RolloutRecord | None: ...
+    def serving(
+        self, bundle_name: str, environment: str
+    ) -> tuple[BundleRevision | None, RolloutRoute | None]: ...
+    def get_rollout(self, rollout_id: str) -> RolloutRecord: ...
+    def list_rollouts(
+        self, *, bundle_name: str | None = None, environment: str | None = None, limit: int = 50
+    ) -> list[RolloutRecord]: ...
+    def active(self) -> list[RolloutRecord]: ...
+    def figures(self, rollout_id: str) -> dict[str, SideFigures]: ...
+
+
 class HasRollouts(Protocol):
-    """``store.rollouts``: a project's rollouts and their runs' figures."""
+    """``store.rollouts``: :class:`RolloutReads`."""
 
     @property
-    def rollouts(self) -> RolloutFacet: ...
+    def rollouts(self) -> RolloutReads: ...
 
 
 class RolloutTransaction(Protocol):
@@ -342,6 +358,14 @@ class RolloutTransaction(Protocol):
     def move_rollout(
         self, record: RolloutRecord, **changes: Unpack[RolloutChanges]
     ) -> RolloutRecord: ...
+    def note_rollout_run(self, rollout: Mapping[str, Any]) -> None: ...
+    def note_rollout_outcome(
+        self,
+        rollout: Mapping[str, Any],
+        status: str,
+        latency_ms: int | None,
+        cost: float | None = None,
+    ) -> None: ...
     def note_rollout_decisions(
         self,
         run_id: str,

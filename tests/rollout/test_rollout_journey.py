@@ -112,7 +112,7 @@ class World:
         return revision
 
     def rollout(self) -> Any:
-        return self.store.rollouts.current("helper", "dev")
+        return self.store.rollouts.current_rollout("helper", "dev")
 
     def drive(self, runs: int, *, reject_revision: int | None) -> list[int]:
         """``runs`` runs, each reviewed, the controller passing after every one."""

@@ -21,7 +21,11 @@ MODULES = (contracts.__name__, transaction_contracts.__name__, start_contracts._
 
 PROTOCOLS = {
     name: value
-    for name, value in {**vars(contracts), **vars(start_contracts)}.items()
+    for name, value in {
+        **vars(contracts),
+        **vars(transaction_contracts),
+        **vars(start_contracts),
+    }.items()
     if isinstance(value, type)
     and getattr(value, "_is_protocol", False)
     and value.__module__ in MODULES

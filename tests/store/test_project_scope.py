@@ -32,7 +32,7 @@ from .test_contract_coverage import FACETS
 GLOBAL: dict[str, set[str]] = {
     # content-addressed project code: a file is reached only by its sha256, which only the
     # holder of its bytes can name (like ``specs`` rows)
-    "code": {"missing", "put", "get"},
+    "code": {"missing", "put", "get", "one"},
     "queue": {
         "claim", "renew_lease", "complete", "fail", "release",  # a worker's queue record
         "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
@@ -90,6 +90,14 @@ SCOPED: dict[str, set[str]] = {
     },
     "a2a_push": {"put_push_config", "push_configs", "push_config", "delete_push_config"},
     "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
+    "schedules": {
+        "active_heads", "states", "advance", "set_paused", "claim_tick", "record_tick",
+        "live_run", "waiting_keys", "oldest_waiting", "ticks", "stale_claims",
+    },
+    "triggers": {"claim_event", "record_event", "event_outcome"},
+    "rollouts": {
+        "current_rollout", "serving", "get_rollout", "list_rollouts", "active", "figures",
+    },
 }  # fmt: skip
 
 

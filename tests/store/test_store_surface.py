@@ -21,11 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 #: ``project_id``, ``for_project`` and the ``projects`` facet, then the ``limits`` facet of
 #: the projects' limits: issue 61; 27 before the ``code`` facet of the files a run's code set
 #: pins, issue 70: one facet, its own protocol; 28 before the ``schedules`` and ``triggers``
-#: facets: issue 77).
-STORE_CEILING = 30
+#: facets: issue 77; 30 before the ``rollouts`` facet of progressive delivery: issue 75).
+STORE_CEILING = 31
 #: At most this many public members on the Transaction (38 before ``run_slot_free``, the
-#: start of a run counted against its project's ``max_running_runs``: issue 61).
-TRANSACTION_CEILING = 39
+#: start of a run counted against its project's ``max_running_runs``: issue 61; 39 before a
+#: rollout's writes, each in the transaction of the promotion, run or decision it follows:
+#: issue 75).
+TRANSACTION_CEILING = 44
 
 
 def _script() -> ModuleType:
@@ -75,12 +77,12 @@ def test_the_count_sees_what_dir_lists_without_underscores() -> None:
 
 def test_the_store_is_its_lifecycle_and_its_facets() -> None:
     """Few ways to read (issue 57): a read is a facet's method (``store.runs.get_run``),
-    never also the Store's, and the two surfaces together stay at or below 69 (60 before
+    never also the Store's, and the two surfaces together stay at or below 75 (60 before
     projects' four, 64 before their limits' two, 66 before the code files' facet, 67 before
-    the schedules' and triggers' facets)."""
+    the schedules' and triggers' facets, 69 before the rollouts' facet and writes)."""
     store, tx = store_surface.surface()
     facets = store_surface.facets()
-    assert len(store) + len(tx) <= 69
+    assert len(store) + len(tx) <= 75
     for name, cls in facets.items():
         assert not store_surface.facet_methods(cls) & store, (name, "on the Store too")
     seen: set[str] = set()

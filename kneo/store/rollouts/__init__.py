@@ -259,7 +259,7 @@ class RolloutFacet(Facet):
     """``store.rollouts``: a project's rollouts (each write commits on its own) and the
     figures of their runs."""
 
-    def current(self, bundle_name: str, environment: str) -> RolloutRecord | None:
+    def current_rollout(self, bundle_name: str, environment: str) -> RolloutRecord | None:
         """The newest rollout of ``bundle_name`` in ``environment`` (any status)."""
         stmt = self.dialect.memo(
             ("rollouts", "current"),
@@ -306,7 +306,7 @@ class RolloutFacet(Facet):
             )  # fmt: skip
         return row_records.revision(row), route
 
-    def get(self, rollout_id: str) -> RolloutRecord:
+    def get_rollout(self, rollout_id: str) -> RolloutRecord:
         stmt = sa.select(rollouts).where(
             _R.project_id == self.project_id, _R.rollout_id == rollout_id
         )

@@ -1,0 +1,63 @@
+"""``RolloutReads`` and ``RolloutTransaction`` on both databases: what the controller and a
+run's start may rely on (a begun rollout is the key's current one and serves its new runs'
+split; moving it is a compare-and-set; a rollout of another project is not found)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kneo.errors import Conflict, NotFound
+from kneo.store import Store
+from kneo.store.contracts import Transactional
+from kneo.store.rollouts import RolloutRecord
+from kneo.store.transaction_contracts import HasRollouts, RolloutTransaction
+
+
+def _begin(store: Transactional[RolloutTransaction], rollout_id: str) -> RolloutRecord:
+    with store.transaction() as tx:
+        return tx.begin_rollout(
+            rollout_id,
+            bundle_name="helper",
+            environment="dev",
+            stable_revision=1,
+            canary_revision=2,
+            canary_digest="sha256:c",
+            commit="abc",
+            weight=10,
+            step=0,
+            policy={"steps": [{"set_weight": 10}, {"set_weight": 100}]},
+        )
+
+
+def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
+    reads: HasRollouts = store
+    begun = _begin(store, "ro_contract")
+    assert reads.rollouts.current_rollout("helper", "dev") == begun
+    assert reads.rollouts.get_rollout("ro_contract") == begun
+    assert [r.rollout_id for r in reads.rollouts.active()] == ["ro_contract"]
+    assert [r.rollout_id for r in reads.rollouts.list_rollouts(bundle_name="helper")] == [
+        "ro_contract"
+    ]
+    # no revision of the bundle is registered here: nothing serves (the split reads both)
+    assert reads.rollouts.serving("helper", "dev") == (None, None)
+    side = {"id": "ro_contract", "track": "canary"}
+    with store.transaction() as tx:
+        tx.note_rollout_run(side)
+        tx.note_rollout_outcome(side, "failed", 120, 0.25)
+        tx.note_rollout_decisions("run_x", side, ["rejected"])
+        moved = tx.move_rollout(begun, status="aborted", reason="worse", weight=0)
+    canary = reads.rollouts.figures("ro_contract")["canary"]
+    assert (canary.runs, canary.failed, canary.rejected) == (1, 1, 1)
+    assert (moved.status, moved.weight, moved.version) == ("aborted", 0, begun.version + 1)
+    assert reads.rollouts.active() == []
+    with pytest.raises(Conflict), store.transaction() as tx:  # moved since: a stale record
+        tx.move_rollout(begun, status="progressing")
+
+
+def test_another_projects_rollout_is_not_found(store: Store) -> None:
+    _begin(store, "ro_mine")
+    other = store.for_project(store.projects.create_project("other").name)
+    with pytest.raises(NotFound):
+        other.rollouts.get_rollout("ro_mine")
+    assert other.rollouts.current_rollout("helper", "dev") is None
+    assert other.rollouts.list_rollouts() == []
