@@ -305,8 +305,12 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ human tasks
 
-    def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: object) -> Any:
-        params = {"run_id": run_id, "limit": limit, **filters}
+    def list_human_tasks(
+        self, *, run_id: str | None = None, limit: int | None = None, **filters: object
+    ) -> Any:
+        """``GET /v1/human-tasks`` (a filter left ``None`` is not sent: the service's default)."""
+        query = {"run_id": run_id, "limit": limit, **filters}
+        params = {k: v for k, v in query.items() if v is not None}
         return self.request("GET", "/v1/human-tasks", params=params)
 
     def get_human_task(self, continuation_id: str) -> Any:

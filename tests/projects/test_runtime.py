@@ -69,9 +69,9 @@ def test_team_b_tasks_and_deadlines_time_out_per_their_policies(
     assert {expires["status"], goes_on["status"], escalates["status"]} == {"paused"}
     worker = Worker(service.manager, name="t")
     sweeper = Sweeper(service.manager.sweeps, None, directory=worker.directory)
-    assert sweeper.sweep_once() == {"expired_human_tasks": 0, "timed_out_runs": 0}
+    assert sweeper.sweep_once() == {"expired_human_tasks": 0, "timed_out_runs": 0, "child_runs": 0}
     service.clock.advance(61)
-    assert sweeper.sweep_once() == {"expired_human_tasks": 2, "timed_out_runs": 1}
+    assert sweeper.sweep_once() == {"expired_human_tasks": 2, "timed_out_runs": 1, "child_runs": 0}
     assert service.run("b-op", expires["run_id"])["status"] == "expired"
     assert service.run("a-op", late["run_id"])["status"] == "timed_out"
     assert service.run("b-op", goes_on["run_id"])["status"] == "running"  # for a worker
