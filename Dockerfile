@@ -38,6 +38,9 @@ RUN python -m venv --without-pip /opt/kneo
 # (psycopg's 7 MB), the packages' own test suites and testing helpers, and type stubs (.pyi,
 # read by type checkers only).
 COPY --from=requirements /requirements.txt ./
+# Out of site-packages too: SQLAlchemy's dialects for databases Kneo never opens (loaded by
+# name, only when a URL names them) and pydantic's v1 compatibility package (nothing imports
+# it): 1.3 MB, which paid for the triggers' CloudEvents and Standard Webhooks libraries.
 RUN pip wheel --wheel-dir /wheels -r requirements.txt \
  && pip --python /opt/kneo/bin/python install --no-index --find-links /wheels -r requirements.txt \
  && find /opt/kneo -name '*.so*' -type f -exec strip --strip-unneeded {} + \
@@ -45,6 +48,8 @@ RUN pip wheel --wheel-dir /wheels -r requirements.txt \
  && find . -mindepth 2 -maxdepth 2 -type d \( -name tests -o -name test \) -prune \
       -exec rm -rf {} + \
  && rm -rf sqlalchemy/testing alembic/testing mako/testing \
+ && rm -rf sqlalchemy/dialects/mssql sqlalchemy/dialects/mysql sqlalchemy/dialects/oracle \
+      pydantic/v1 \
  && find . -type f \( -name '*.pyi' -o -name '*.c' -o -name '*.pyx' -o -name '*.pxd' \) \
       -delete
 COPY pyproject.toml README.md LICENSE ./
