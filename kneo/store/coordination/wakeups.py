@@ -135,8 +135,9 @@ class Wakeups:
                 self._recent.move_to_end(run_id)
                 if len(self._recent) > RECENT_RUNS:
                     self._recent.popitem(last=False)
-            callbacks = {QUEUED: self._queued, OUTBOX: self._outbox}.get(channel, [])
-            queued = list(callbacks)
+            queued = list(
+                self._queued if channel == QUEUED else self._outbox if channel == OUTBOX else ()
+            )
             watchers = list(self._moved.get(run_id, ())) if channel == MOVED else []
         try:  # a waiter gone wrong must not fail the committer
             for callback in queued:
