@@ -68,6 +68,33 @@ class SharedGauges(Protocol):
     def pinned(self) -> Mapping[tuple[str, str], int]: ...
     @property
     def blocked_digests(self) -> Mapping[str, int]: ...
+    @property
+    def rollout_sides(self) -> Mapping[tuple[str, str, str, str, str], RolloutSide]: ...
+    @property
+    def rollout_weight(self) -> Mapping[tuple[str, str, str], int]: ...
+
+
+class RolloutSide(Protocol):
+    """What one side of a rollout adds up to (:class:`kneo.store.rollouts.SideFigures`)."""
+
+    @property
+    def runs(self) -> int: ...
+    @property
+    def finished(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def decided(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+    @property
+    def edited(self) -> int: ...
+    @property
+    def escalated(self) -> int: ...
+    @property
+    def p95_latency_ms(self) -> float | None: ...
+    @property
+    def cost(self) -> float: ...
 
 
 class GaugeReads(Protocol):
@@ -321,6 +348,24 @@ def record_http(route: str, status: int, seconds: float) -> None:
         m.child(m.http_duration, route).observe(seconds)
 
 
+#: ``/metrics``' series of each side of a moving rollout: name, what it counts, its value
+ROLLOUT_SIDE_SERIES: tuple[tuple[str, str, Callable[[RolloutSide], float | None]], ...] = (
+    ("kneo_rollout_runs", "Runs started since the rollout began", lambda f: f.runs),
+    ("kneo_rollout_runs_finished", "Of them, runs finished", lambda f: f.finished),
+    ("kneo_rollout_runs_failed", "Of them, runs failed", lambda f: f.failed),
+    ("kneo_rollout_human_decisions", "Human requests of its runs decided", lambda f: f.decided),
+    ("kneo_rollout_human_rejections", "Of them, rejected", lambda f: f.rejected),
+    ("kneo_rollout_human_edits", "Of them, edited", lambda f: f.edited),
+    ("kneo_rollout_human_escalations", "Human requests escalated", lambda f: f.escalated),
+    (
+        "kneo_rollout_p95_latency_seconds",
+        "The p95 latency of finished runs",
+        lambda f: None if f.p95_latency_ms is None else f.p95_latency_ms / 1000,
+    ),
+    ("kneo_rollout_cost", "What finished runs cost (the price table's currency)", lambda f: f.cost),
+)
+
+
 class StoreGauges:
     """A prometheus-client collector of the shared state, read when scraped: every
     project's, each series labelled with its ``project``."""
@@ -378,6 +423,21 @@ class StoreGauges:
             [],
             g.blocked_digests,
         )
+        yield family(
+            "kneo_rollout_canary_weight",
+            "The canary's share of new runs (percent) of each moving rollout.",
+            ["bundle", "environment"],
+            g.rollout_weight,
+        )
+        side = ["bundle", "environment", "track", "revision"]
+        for name, documentation, figure in ROLLOUT_SIDE_SERIES:
+            values = {key: figure(f) for key, f in g.rollout_sides.items()}
+            yield family(
+                name,
+                f"{documentation}, by side (track: canary or stable) of each moving rollout.",
+                side,
+                {key: v for key, v in values.items() if v is not None},
+            )
 
 
 class BuildInfo:

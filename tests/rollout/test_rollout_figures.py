@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kneo.store import open_store
 from kneo.store.rollouts import latency_bucket
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    if request.param == "postgres":
-        url = request.getfixturevalue("pg_database")()
-    else:
-        url = f"sqlite:///{tmp_path / 'kneo.sqlite'}"
-    s = open_store(url)
-    yield s
-    s.close()
 
 
 def test_figures_add_up_what_the_runs_counted(store: Any) -> None:

@@ -9,6 +9,7 @@ project: a global read on every store view, each value keyed by its project's na
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 
 from kneo.store import tables as t
 from kneo.store.base import StoreBase
+from kneo.store.rollouts import MOVING, SideFigures, fold_sums, moving_sums, rollouts
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,14 @@ class Gauges:
     pinned: dict[tuple[str, str], int] = field(default_factory=dict)
     #: digests blocked from promotion everywhere in the project, by project (each active one)
     blocked_digests: dict[str, int] = field(default_factory=dict)
+    #: each side of every moving rollout, by ``(project, bundle, environment, track,
+    #: revision)``: what its runs add up to since the rollout began
+    rollout_sides: dict[tuple[str, str, str, str, str], SideFigures] = field(
+        default_factory=dict
+    )
+    #: the canary's share of new runs (percent) of every moving rollout, by ``(project,
+    #: bundle, environment)``
+    rollout_weight: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 _Q = t.queue.c
@@ -84,6 +94,7 @@ class GaugeReadsMixin(StoreBase):
                 (named(i), env, status, ready or "Unknown", "false" if gone else "true"): int(n)
                 for i, env, status, ready, gone, n in conn.execute(bundles).all()
             }
+            sides, weights = _rollouts(conn, named)
         tasks = {(named(i), kind or "", env or ""): int(n) for i, kind, env, n, _ in waiting}
         oldest = {
             (named(i), kind or "", env or ""): max(0.0, (moment - first).total_seconds())
@@ -99,7 +110,37 @@ class GaugeReadsMixin(StoreBase):
             registry,
             pinned,
             every | blocked_by,
+            sides,
+            weights,
         )
+
+
+def _rollouts(
+    conn: sa.Connection, named: Callable[[Any], str]
+) -> tuple[dict[tuple[str, str, str, str, str], SideFigures], dict[tuple[str, str, str], int]]:
+    """Each side's figures and the canary's share of every moving rollout: the rollouts'
+    rows, then their counters (a few thousand rows per rollout, whatever its runs)."""
+    ro = rollouts.c
+    moving = sa.select(
+        ro.rollout_id, ro.project_id, ro.bundle_name, ro.environment,
+        ro.stable_revision, ro.canary_revision, ro.weight,
+    ).where(ro.status.in_(MOVING))  # fmt: skip
+    keys: dict[str, tuple[str, str, str]] = {}
+    revisions: dict[str, dict[str, str]] = {}
+    weights: dict[tuple[str, str, str], int] = {}
+    for rollout_id, project_id, bundle, env, stable, canary, weight in conn.execute(moving):
+        key = keys[rollout_id] = (named(project_id), str(bundle), str(env))
+        revisions[rollout_id] = {"stable": str(stable), "canary": str(canary)}
+        weights[key] = int(weight)
+    rows: dict[str, list[tuple[Any, Any, Sequence[Any]]]] = {}
+    for rollout_id, track, bucket, *counts in conn.execute(moving_sums()):
+        rows.setdefault(rollout_id, []).append((track, bucket, counts))
+    sides = {
+        (*key, track, revisions[rollout_id][track]): figures
+        for rollout_id, key in keys.items()
+        for track, figures in fold_sums(rows.get(rollout_id, [])).items()
+    }
+    return sides, weights
 
 
 def _statements(moment: datetime) -> tuple[sa.Select[Any], ...]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -45,6 +45,8 @@ __all__ = [
     "RolloutRoute",
     "RolloutRunWrites",
     "SideFigures",
+    "fold_sums",
+    "moving_sums",
     "rollout_sums",
     "rollouts",
 ]
@@ -342,30 +344,47 @@ class RolloutFacet(Facet):
         """Each side's figures (``canary``, ``stable``) from the rollout's counters."""
         stmt = self.dialect.memo(
             ("rollouts", "figures"),
-            lambda: (
-                sa.select(_S.track, _S.bucket, *(sa.func.sum(_S[n]) for n in _COUNTERS))
-                .where(_S.rollout_id == sa.bindparam("rollout_id"))
-                .group_by(_S.track, _S.bucket)
-                .order_by(_S.track, _S.bucket)
-            ),
+            lambda: _sums().where(_S.rollout_id == sa.bindparam("rollout_id")),
         )
-        sums: dict[str, list[float]] = {}
-        buckets: dict[str, list[tuple[int, int]]] = {}
         with self._read() as conn:
-            for track, bucket, *counts in conn.execute(stmt, {"rollout_id": rollout_id}):
-                into = sums.setdefault(str(track), [0.0] * len(_COUNTERS))
-                for i, value in enumerate(counts):
-                    into[i] += float(value or 0)
-                if bucket != NO_LATENCY and counts[1]:
-                    buckets.setdefault(str(track), []).append((int(bucket), int(counts[1])))
-        out: dict[str, SideFigures] = {"canary": SideFigures(), "stable": SideFigures()}
-        for track, (runs, done, bad, decided, rejected, edited, escalated, cost) in sums.items():
-            out[track] = SideFigures(
-                runs=int(runs), finished=int(done), failed=int(bad), decided=int(decided),
-                rejected=int(rejected), edited=int(edited), escalated=int(escalated),
-                p95_latency_ms=_p95(buckets.get(track, [])), cost=cost,
-            )  # fmt: skip
-        return out
+            rows = conn.execute(stmt, {"rollout_id": rollout_id}).all()
+        return fold_sums((track, bucket, counts) for _, track, bucket, *counts in rows)
+
+
+def _sums() -> sa.Select[Any]:
+    """The counters of rollouts by ``(rollout_id, track, bucket)``, in that order."""
+    return (
+        sa.select(_S.rollout_id, _S.track, _S.bucket, *(sa.func.sum(_S[n]) for n in _COUNTERS))
+        .group_by(_S.rollout_id, _S.track, _S.bucket)
+        .order_by(_S.rollout_id, _S.track, _S.bucket)
+    )
+
+
+def moving_sums() -> sa.Select[Any]:
+    """:func:`_sums` of every moving rollout of every project (``/metrics``' gauges)."""
+    moving = sa.select(_R.rollout_id).where(_R.status.in_(MOVING))
+    return _sums().where(_S.rollout_id.in_(moving))
+
+
+def fold_sums(rows: Iterable[tuple[Any, Any, Sequence[Any]]]) -> dict[str, SideFigures]:
+    """Each side's figures from one rollout's ``(track, bucket, counters)`` rows in bucket
+    order; a side without rows is all zero."""
+    sums: dict[str, list[float]] = {}
+    buckets: dict[str, list[tuple[int, int]]] = {}
+    for track, bucket, counts in rows:
+        into = sums.setdefault(str(track), [0.0] * len(_COUNTERS))
+        for i, value in enumerate(counts):
+            into[i] += float(value or 0)
+        if bucket != NO_LATENCY and counts[1]:
+            buckets.setdefault(str(track), []).append((int(bucket), int(counts[1])))
+    out: dict[str, SideFigures] = {"canary": SideFigures(), "stable": SideFigures()}
+    for track, (runs, done, bad, decided, rejected, edited, escalated, cost) in sums.items():
+        out[track] = SideFigures(
+            runs=int(runs), finished=int(done), failed=int(bad), decided=int(decided),
+            rejected=int(rejected), edited=int(edited), escalated=int(escalated),
+            p95_latency_ms=_p95(buckets.get(track, [])), cost=cost,
+        )  # fmt: skip
+    return out
 
 
 class RolloutRunWrites(TransactionBase):
