@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.dialects import sqlite
 
-from kneo.store.rollouts import latency_bucket
+from kneo.store.rollouts import _serving, latency_bucket
 
 
 def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
@@ -36,3 +37,11 @@ def test_latency_buckets_are_five_percent_wide() -> None:
     assert latency_bucket(None) is None and latency_bucket(0) == 0
     assert latency_bucket(1000) == latency_bucket(1010)
     assert latency_bucket(1000) < latency_bucket(1100)
+
+
+def test_the_serving_read_names_the_active_status_as_a_literal() -> None:
+    """A bound value a partial index's predicate depends on (``status = 'active'``) makes
+    SQLite prepare the statement again at every execution (5x the read's cost here): the
+    split every bundle run's start makes writes it as a literal, as the registry's reads do."""
+    sql = str(_serving().compile(dialect=sqlite.dialect()))
+    assert "bundle_revisions.status = 'active'" in sql

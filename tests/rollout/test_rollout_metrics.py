@@ -36,9 +36,7 @@ def side(track: str, revision: int) -> dict[str, str]:
     }
 
 
-def test_each_side_of_a_moving_rollout_is_a_series_by_revision(
-    store: Any, tmp_path: Path
-) -> None:
+def test_each_side_of_a_moving_rollout_is_a_series_by_revision(store: Any, tmp_path: Path) -> None:
     w = World(store, tmp_path)
     w.release("good draft")
     assert not [k for k in exposed(store) if k[0].startswith("kneo_rollout")]  # no rollout yet

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from kneo.errors import Conflict, ErrorCode, NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
+from kneo.store.registry.statements import ACTIVE
 from kneo.store.base import Facet
 from kneo.store.records import BundleRevision
 from kneo.store.transaction_base import TransactionBase
@@ -252,7 +253,7 @@ def _serving() -> Any:
             br.project_id == sa.bindparam("project_id"),
             br.bundle_name == sa.bindparam("bundle_name"),
             br.environment == sa.bindparam("environment"),
-            br.status == "active",
+            br.status == ACTIVE,  # a literal: SQLite re-prepares a bound one every time
         )
     )
 
