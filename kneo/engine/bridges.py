@@ -15,6 +15,10 @@ agent (the OpenAI Agents SDK's ``Runner``, a LangGraph graph) with two hooks of 
   the start with every recorded turn and result replayed up to the call, which now has its
   decision. A result already recorded is replayed, never run again.
 
+Before each model call not replayed, the agent's ``token_budget`` and ``rate_limit`` are
+checked as for a native agent (:mod:`kneo.engine.agent_limits`); a person to ask stops the
+framework as an approval does.
+
 So a bridged agent must be deterministic given its model replies and tool results (as
 Temporal's or LangGraph's own replay assumes): the n-th model call and the n-th tool call of
 a replay are the recorded ones.

@@ -12,6 +12,8 @@ here a unit of the run drives the remote *task* durably:
   remote's question; the person's answer goes back to the same task (text, or a JSON object
   as a data part), which continues. An answer already delivered (the process died before
   recording it) is never sent twice: the caller sends only while the task still asks.
+* each message sent is a call for the agent's ``rate_limit`` and ``token_budget``
+  (:mod:`kneo.engine.agent_limits`); the tokens are those the remote reports for its task.
 """
 
 from __future__ import annotations

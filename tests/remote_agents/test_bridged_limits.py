@@ -21,8 +21,8 @@ from tests.fake_models.server import FakeModels, serve
 pytest.importorskip("agents")
 pytest.importorskip("langgraph")
 
-from tests.remote_agents import test_bridge_langgraph as graphs  # noqa: E402
-from tests.remote_agents import test_bridge_openai_agents as sdk  # noqa: E402
+from tests.remote_agents import test_bridge_langgraph as graphs
+from tests.remote_agents import test_bridge_openai_agents as sdk
 
 TOOL_THEN_ANSWER = [
     {"tool_calls": [{"name": "word_count", "arguments": {"text": "a b c"}}]},
@@ -36,12 +36,23 @@ def fake() -> Iterator[FakeModels]:
         yield models
 
 
+def _project(root: Path, openai_agents: bool) -> Path:
+    """The project the framework's own tests use: its secret declared, its agent's module."""
+    key, module = ("bridge_key", "bridged_agent") if openai_agents else ("graph_key", "graph_agent")
+    source = (sdk if openai_agents else graphs).MODULE
+    (root / ".kneo").mkdir()
+    config = {"version": "v1", "secrets": {"extra": {key: key.upper()}}}
+    (root / ".kneo" / "config.yaml").write_text(json.dumps(config))
+    (root / f"{module}.py").write_text(source.format(calls=str(root / "calls.txt")))
+    return root
+
+
 @pytest.fixture(params=["openai-agents", "langgraph"])
 def bridge(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeModels) -> Any:
     """One framework's bridged agent: its module written into a project, its ``run(**agent)``
     (a fresh agent name each time: rate windows are per process) and its model's name."""
     framework = sdk if request.param == "openai-agents" else graphs
-    project = framework.project.__wrapped__(tmp_path)  # type: ignore[attr-defined]
+    project = _project(tmp_path, framework is sdk)
     model = "bridge-model" if framework is sdk else "graph-model"
     fake.script(model, TOOL_THEN_ANSWER)
     manager = framework._manager(project)
