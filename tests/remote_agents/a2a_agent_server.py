@@ -76,7 +76,9 @@ class ColourAgent(AgentExecutor):
             if text.startswith("ask"):
                 await updater.update_status(
                     pb.TASK_STATE_INPUT_REQUIRED,
-                    updater.new_agent_message([pb.Part(text="Which colour should the report use?")]),
+                    updater.new_agent_message(
+                        [pb.Part(text="Which colour should the report use?")]
+                    ),
                     metadata=self._metadata(context.task_id),
                 )
                 return

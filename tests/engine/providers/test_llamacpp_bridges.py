@@ -34,14 +34,14 @@ pytestmark = [
 #: A bridged agent per framework, without tools (a 270M model answers; tools are the native
 #: agent's test's subject).
 MODULES = {
-    "openai-agents": '''
+    "openai-agents": """
 from agents import Agent
 
 
 def build():
     return Agent(name="greeter", instructions="Answer in one short sentence.")
-''',
-    "langgraph": '''
+""",
+    "langgraph": """
 from langgraph.graph import START, MessagesState, StateGraph
 
 
@@ -54,7 +54,7 @@ def build(model):
     graph.add_node("agent", agent)
     graph.add_edge(START, "agent")
     return graph.compile()
-''',
+""",
 }
 
 
