@@ -45,7 +45,7 @@ from kneo.console.paths import (
 )
 from kneo.console.promotions import add_promotion_routes
 from kneo.console.registry import add_registry_routes
-from kneo.console.runs import add_run_routes, add_session_routes
+from kneo.console.runs import add_answer_route, add_run_routes, add_session_routes
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.console.signin import add_signin_routes
 from kneo.console.tasks import add_task_routes, redraw_draft
@@ -88,6 +88,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         add_task_routes,
         add_promotion_routes,
         add_run_routes,
+        add_answer_route,
         add_session_routes,
         add_registry_routes,
     ):

@@ -64,6 +64,7 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("GET", "/v1/runs/{run_id}/trace"),
         ("GET", "/v1/runs/{run_id}/checkpoints"),
     ),
+    "run_answer": (("GET", "/v1/runs/{run_id}/events"),),
     "session_chain": (("GET", "/v1/sessions/{session_id}"),),
     "registry": (("GET", "/v1/registry/bundles"), ("GET", "/v1/controller/status")),
     "bundle": (("GET", "/v1/registry/bundles/{bundle}/{environment}"),),

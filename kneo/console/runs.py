@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response, StreamingResponse
 
 from kneo.clock import utc_iso
 from kneo.console.auth import ConsoleAuth, Viewer
@@ -18,7 +18,9 @@ from kneo.console.paths import query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import ErrorCode, KneoError, NotFound
 from kneo.platform import RunFilter
+from kneo.platform.events import OPT_IN
 from kneo.platform.handoff import handoff_of
+from kneo.service.event_stream import event_position, run_event_stream
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ _LIVE = ("queued", "running")
 #: poll every second or so, and a decision wakes the service's own at once).
 UNCLAIMED_SECONDS = 5.0
 _TIMELINE_LIMIT = 500
+#: How often the live answer's stream reads the run's new events (seconds).
+_ANSWER_POLL = 0.2
 #: Runs of a session per page (then "later runs »", by cursor).
 _CHAIN_PAGE = 50
 
@@ -92,6 +96,31 @@ def add_run_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None
                 "drawing": drawing,
                 "graph_error": graph_error,
             },
+        )
+
+
+def add_answer_route(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
+    """``/runs/{run_id}/answer``: the run's events as server-sent events, with its agents'
+    answer as it is generated (``answer.delta``), which the run page's ``answer.js`` shows
+    while the run runs. The viewer's project's run only (the stream's API route's scopes)."""
+
+    @router.get("/runs/{run_id}/answer", name="run_answer")
+    def answer_stream(
+        request: Request,
+        run_id: str,
+        last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+        viewer: Viewer = Depends(auth.page("run_answer")),
+    ) -> Response:
+        mgr = PageView(request, viewer, render).manager
+        after = event_position(last_event_id)
+        mgr.get_run_record(run_id)  # not_found (another project's run too) before the stream
+        stream = run_event_stream(
+            request, mgr, run_id, after=after, wanted=OPT_IN, poll_seconds=_ANSWER_POLL
+        )
+        return StreamingResponse(
+            stream,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
 

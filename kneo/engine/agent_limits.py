@@ -10,7 +10,11 @@
 * ``rate_limit`` — model calls per minute, per agent (every run of this process that uses
   the agent's name) or per provider (its provider and ``base_url``). At the limit:
   ``on_exceeded: wait`` waits for the window to allow the call; ``fail`` fails the step.
-"""
+
+The same checks guard every kind of agent's calls: Kneo's own loop (:mod:`kneo.engine.agent`),
+a bridged framework's model calls (:mod:`kneo.engine.bridges`) and a remote agent's exchanges
+(:mod:`kneo.engine.remote_agents`: each message sent is a call; its tokens count where the
+remote reports them)."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from kneo.engine.budgets import BudgetExceeded
 from kneo.errors import ErrorCode, KneoError
 from kneo.spec.models import AgentSpec
 
-__all__ = ["RateLimited", "after_call", "before_call"]
+__all__ = ["RateLimited", "after_call", "before_call", "tokens_of"]
 
 _WINDOW = 60.0
 
@@ -68,9 +72,16 @@ class _Windows:
 WINDOWS = _Windows()
 
 
+def tokens_of(usage: Mapping[str, int]) -> int:
+    """Input plus output tokens of a usage (a reply's, the agent's in the run)."""
+    return sum(v for k in ("input_tokens", "output_tokens") if isinstance(v := usage.get(k), int))
+
+
 def rate_key(agent: AgentSpec) -> str:
     limit = agent.rate_limit
     assert limit is not None
+    if limit.scope == "provider" and agent.remote is not None:  # the remote agent's server
+        return f"remote {agent.remote.card_url}"
     if limit.scope == "provider":
         return f"provider {agent.model.provider} {agent.model.base_url or ''}".strip()
     return f"agent {agent.name!r}"

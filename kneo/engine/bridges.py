@@ -15,6 +15,10 @@ agent (the OpenAI Agents SDK's ``Runner``, a LangGraph graph) with two hooks of 
   the start with every recorded turn and result replayed up to the call, which now has its
   decision. A result already recorded is replayed, never run again.
 
+Before each model call not replayed, the agent's ``token_budget`` and ``rate_limit`` are
+checked as for a native agent (:mod:`kneo.engine.agent_limits`); a person to ask stops the
+framework as an approval does.
+
 So a bridged agent must be deterministic given its model replies and tool results (as
 Temporal's or LangGraph's own replay assumes): the n-th model call and the n-th tool call of
 a replay are the recorded ones.
@@ -26,13 +30,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kneo.engine import agent_limits
 from kneo.engine.agent import count_spent
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.providers.base import ToolCall
 from kneo.engine.signals import _Pause
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
-from kneo.errors import ErrorCode
+from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
 from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode
@@ -95,6 +100,8 @@ class BridgeSession:
         self._lock = threading.Lock()
         #: the pause the framework was stopped for, if any
         self.pending: _Pause | None = None
+        #: the limit that failed the step, if any (raised again past the framework)
+        self.failure: KneoError | None = None
 
     # ------------------------------------------------------------------ model turns
 
@@ -107,13 +114,45 @@ class BridgeSession:
             index = self._models
             self._models += 1
             turns = self._journal["model"]
-            return dict(turns[index]) if index < len(turns) else None
+            if index < len(turns):
+                return dict(turns[index])
+        self._limits()
+        return None
+
+    def _limits(self) -> None:
+        """Before a model call the framework is about to send: the agent's ``token_budget``
+        and ``rate_limit`` (:mod:`kneo.engine.agent_limits`, as for a native agent). A
+        person to ask stops the framework; a limit that fails the step is kept for the
+        engine (a framework may wrap what its model raises)."""
+        agent = self.agent
+        if agent.token_budget is None and agent.rate_limit is None:
+            return
+
+        def ask(fields: dict[str, Any]) -> None:
+            self.pending = _Pause([self._host.new_request(**fields)])
+            raise BridgeStopped("waiting for a person's decision on the agent's token_budget")
+
+        used = agent_limits.tokens_of(self._host.run_usage_of(agent.name))
+        try:
+            agent_limits.before_call(agent, self._record, used, self._host.decision, ask)
+        except KneoError as exc:
+            self.failure = exc
+            raise
 
     def record_model(self, payload: Mapping[str, Any], usage: Mapping[str, int]) -> None:
-        """A new model turn: checkpointed with its usage before the framework reads it."""
+        """A new model turn: checkpointed with its usage before the framework reads it (a
+        reply over ``token_budget.per_call`` fails the step or asks before the next call)."""
         with self._host.lock:
             self._journal["model"].append(dict(payload))
             count_spent(self._record, usage)
+            turn = len(self._journal["model"])
+            try:
+                agent_limits.after_call(
+                    self.agent, self._record, turn, agent_limits.tokens_of(usage)
+                )
+            except KneoError as exc:
+                self.failure = exc
+                raise
         self._host.emit(
             "model_turn_completed",
             {"agent": self.agent.name, "usage": dict(usage), "bridge": True},
@@ -244,6 +283,8 @@ def run_bridged_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str
     except Exception:
         if session.pending is not None:  # the framework wrapped the stop in its own error
             raise session.pending from None
+        if session.failure is not None:
+            raise session.failure from None
         raise
     if session.pending is not None:
         raise session.pending

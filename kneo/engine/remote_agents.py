@@ -12,6 +12,8 @@ here a unit of the run drives the remote *task* durably:
   remote's question; the person's answer goes back to the same task (text, or a JSON object
   as a data part), which continues. An answer already delivered (the process died before
   recording it) is never sent twice: the caller sends only while the task still asks.
+* each message sent is a call for the agent's ``rate_limit`` and ``token_budget``
+  (:mod:`kneo.engine.agent_limits`); the tokens are those the remote reports for its task.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kneo.engine import agent_limits
+from kneo.engine.agent import count_spent
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.signals import _Pause
@@ -39,6 +43,7 @@ __all__ = [
     "run_remote_agent",
 ]
 
+_TOKENS = ("input_tokens", "output_tokens")
 #: The remote task's states the engine reads (A2A's, lower-case with dashes).
 ASKING = "input-required"
 COMPLETED = "completed"
@@ -117,6 +122,9 @@ def run_remote_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str:
         else:
             message = None  # the process died mid-call: follow the same task again
 
+        if message is not None:  # a call: the agent's rate_limit and token_budget first
+            _limits(host, step, record)
+
         def on_event(event: dict[str, Any]) -> None:
             _progress(host, state, event)
 
@@ -132,6 +140,7 @@ def run_remote_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str:
             state.update(
                 task_id=turn.task.task_id, context_id=turn.task.context_id, state=turn.state
             )
+        _count(host, step, record, state, turn.usage)
         if turn.state == COMPLETED:
             host.emit("remote_agent_progress", {"state": COMPLETED, "task_id": turn.task.task_id})
             return turn.text
@@ -146,6 +155,43 @@ def run_remote_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str:
             state["question"] = turn.text
             state["question_data"] = dict(turn.data) if turn.data else None
         host.commit("remote_agent_asked")
+
+
+def _limits(host: UnitAgentHost, step: CompiledStep, record: dict[str, Any]) -> None:
+    """Before a message to the remote: the agent's ``rate_limit`` (each message is a call)
+    and ``token_budget`` (on the tokens the remote reported), as for a native agent."""
+    agent = step.agent
+    assert agent is not None
+    if agent.token_budget is None and agent.rate_limit is None:
+        return
+    used = agent_limits.tokens_of(host.run_usage_of(agent.name))
+
+    def ask(fields: dict[str, Any]) -> None:
+        host.pause([host.new_request(**fields)])
+
+    agent_limits.before_call(agent, record, used, host.decision, ask)
+
+
+def _count(
+    host: UnitAgentHost,
+    step: CompiledStep,
+    record: dict[str, Any],
+    state: dict[str, Any],
+    usage: Mapping[str, int],
+) -> None:
+    """The tokens the remote reports for its task (a total so far): what is new since the
+    last exchange counts as one call's, checked against ``token_budget.per_call``."""
+    assert step.agent is not None
+    if not usage:
+        return
+    seen = state.get("usage") or {}
+    new = {k: max(0, int(usage.get(k, 0)) - int(seen.get(k, 0))) for k in _TOKENS}
+    with host.lock:
+        state["usage"] = {k: int(usage.get(k, 0)) for k in _TOKENS}
+        count_spent(record, new)
+        turn = int(record["spent"][0])
+        agent_limits.after_call(step.agent, record, turn, agent_limits.tokens_of(new))
+    host.commit("remote_agent_usage")
 
 
 def _task(state: Mapping[str, Any]) -> RemoteTask | None:

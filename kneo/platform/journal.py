@@ -64,6 +64,12 @@ def event_row(event: TraceEvent) -> dict[str, Any]:
     }
 
 
+#: Trace events written as they happen, not with the next boundary: an answer's deltas
+#: (``model.stream``), which are read while the model turn goes on. They describe work not
+#: yet committed, so a turn run again after a crash sends its deltas again.
+LIVE_EVENTS = frozenset({"answer_delta"})
+
+
 #: A checkpoint chain holds at most this many rows (a keyframe and its patches), so reading
 #: one checkpoint folds at most this many.
 KEYFRAME_EVERY = 16
@@ -117,6 +123,9 @@ class StoreJournal:
         weakref.finalize(self, self._connection.close)
 
     def emit(self, event: TraceEvent) -> None:
+        if event.event_type in LIVE_EVENTS:
+            self._write_live(event)
+            return
         with self._lock:
             if self._held and self._held[-1].closing:
                 self._write_held()  # the engine went on after a closing boundary after all
@@ -135,6 +144,12 @@ class StoreJournal:
                 self._write_held()
             # else nothing that can be lost runs before the next boundary or the outcome:
             # it is written with that one
+
+    def _write_live(self, event: TraceEvent) -> None:
+        """A :data:`LIVE_EVENTS` event, in a transaction of its own now: a reader of the
+        trace sees it while the turn it belongs to is still running."""
+        with self._lock, self.store.transaction(self._connection) as tx:
+            tx.add_trace_events(self.run_id, [event_row(event)])
 
     def _write_held(self) -> None:
         """The held boundaries, the last one's state and the buffered events in their own

@@ -264,10 +264,26 @@ def _data(parts: Iterable[pb_types.Part]) -> dict[str, Any] | None:
 def _turn(task: pb_types.Task, state: str) -> RemoteTurn:
     found = RemoteTask(task.id, task.context_id)
     status_parts = task.status.message.parts
+    usage = _usage(task)
     if state == COMPLETED:
         answer = "\n".join(t for t in (_text(a.parts) for a in task.artifacts) if t)
-        return RemoteTurn(found, state, answer or _text(status_parts))
-    return RemoteTurn(found, state, _text(status_parts), _data(status_parts))
+        return RemoteTurn(found, state, answer or _text(status_parts), usage=usage)
+    return RemoteTurn(found, state, _text(status_parts), _data(status_parts), usage)
+
+
+def _usage(task: pb_types.Task) -> dict[str, int]:
+    """The tokens the remote reports having used for the task so far, where it does: its
+    metadata's ``usage`` (``input_tokens``, ``output_tokens``; A2A has no field of its own)."""
+    from google.protobuf.json_format import MessageToDict
+
+    found = MessageToDict(task.metadata).get("usage") if task.HasField("metadata") else None
+    if not isinstance(found, dict):
+        return {}
+    return {
+        k: int(v)
+        for k in ("input_tokens", "output_tokens")
+        if isinstance(v := found.get(k), int | float) and v >= 0
+    }
 
 
 def _refusal(exc: BaseException | None) -> AccessDenied | None:

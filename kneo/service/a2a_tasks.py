@@ -316,6 +316,11 @@ def task_of(run: Mapping[str, Any], request: Mapping[str, Any] | None) -> pb.Tas
             "environment": str((run.get("metadata") or {}).get("environment") or ""),
         }
     )
+    usage = run.get("usage")
+    if isinstance(usage, Mapping) and (usage.get("input_tokens") or usage.get("output_tokens")):
+        # the tokens the run used so far, for a caller's token_budget (A2A has no field)
+        tokens = {k: int(usage.get(k) or 0) for k in ("input_tokens", "output_tokens")}
+        task.metadata.update({"usage": tokens})
     return task
 
 

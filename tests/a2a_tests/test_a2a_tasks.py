@@ -184,3 +184,11 @@ def test_history_is_the_input_then_each_question_and_its_answer() -> None:
     assert t.pending_of(run, tasks[1]) == {**later, "continuation_id": None}
     task = t.task_of(run, None)
     assert task.status.timestamp.ToJsonString() == "2026-11-25T10:00:00Z"
+
+
+def test_a_task_reports_the_runs_tokens_in_its_metadata() -> None:
+    """A caller's ``token_budget`` reads them (A2A has no usage field of its own)."""
+    usage = {"model_calls": 2, "input_tokens": 120, "output_tokens": 30, "tool_calls": 1}
+    task = t.task_of(_run("succeeded", usage=usage), None)
+    assert dict(task.metadata["usage"]) == {"input_tokens": 120, "output_tokens": 30}
+    assert "usage" not in t.task_of(_run("running", usage={"input_tokens": 0}), None).metadata

@@ -99,6 +99,7 @@ GET_PAGES = (
     "tasks/{task}",
     "promotions/{task}",
     "runs/{run}",
+    "runs/{run}/answer",
     "sessions/{session}",
     "registry/mailer/prod",
 )

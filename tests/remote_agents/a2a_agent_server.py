@@ -9,6 +9,9 @@ It prints ``PORT <n>`` once it listens. What it does with a message's text:
 * ``slow <seconds> ...``: works that long (a ``working`` status first), then answers;
 * anything else: answers ``echo: <text>``.
 
+A task whose first text has ``costly`` in it reports its usage, as a total so far, in its
+metadata (``usage``: 30 input and 10 output tokens more at each exchange).
+
 Every execution is appended to ``--log`` (``new <task> <text>`` / ``answer <task> <text>``),
 so the tests see which remote task an answer reached. ``--token`` makes it refuse a request
 without that bearer token; ``--redirect-to`` makes its card a redirect to that URL.
@@ -38,6 +41,14 @@ from starlette.routing import Route
 class ColourAgent(AgentExecutor):
     def __init__(self, log: Path) -> None:
         self.log = log
+        self.costly: dict[str, int] = {}  # task -> exchanges so far (tasks reporting usage)
+
+    def _metadata(self, task_id: str) -> dict[str, Any] | None:
+        if task_id not in self.costly:
+            return None
+        self.costly[task_id] += 1
+        n = self.costly[task_id]
+        return {"usage": {"input_tokens": 30 * n, "output_tokens": 10 * n}}
 
     def _note(self, line: str) -> None:
         with self.log.open("a", encoding="utf-8") as out:
@@ -59,10 +70,16 @@ class ColourAgent(AgentExecutor):
                 )
             )
             self._note(f"new {context.task_id} {text}")
+            if "costly" in text:
+                self.costly[context.task_id] = 0
             await updater.start_work(updater.new_agent_message([pb.Part(text="thinking")]))
             if text.startswith("ask"):
-                await updater.requires_input(
-                    updater.new_agent_message([pb.Part(text="Which colour should the report use?")])
+                await updater.update_status(
+                    pb.TASK_STATE_INPUT_REQUIRED,
+                    updater.new_agent_message(
+                        [pb.Part(text="Which colour should the report use?")]
+                    ),
+                    metadata=self._metadata(context.task_id),
                 )
                 return
             if text.startswith("slow"):
@@ -80,7 +97,9 @@ class ColourAgent(AgentExecutor):
                 return
             answer = f"report in {text}"
         await updater.add_artifact([pb.Part(text=answer)], name="answer")
-        await updater.complete()
+        await updater.update_status(
+            pb.TASK_STATE_COMPLETED, metadata=self._metadata(context.task_id)
+        )
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
         raise NotImplementedError

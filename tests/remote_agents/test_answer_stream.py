@@ -141,3 +141,45 @@ def test_an_openai_compatible_server_streams_the_answer(tmp_path: Path) -> None:
     usage = manager.get_run(result.run_id)["usage"]
     assert usage["model_calls"] == 2 and usage["output_tokens"] > 0
     manager.store.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_reader_sees_the_deltas_while_the_turn_runs(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deltas are in the trace as they come, not with the turn's checkpoint: halfway through
+    the model's text, another reader of the store already has the first part of the answer."""
+    from kneo.engine.providers.dummy import DummyProvider
+    from kneo.store import open_store
+
+    url = request.getfixturevalue("pg_migrated_database")() if database == "postgres" else None
+    settings = Settings.from_env({})
+    store = open_store(url, settings=settings, state_dir=tmp_path / "state")
+    (tmp_path / ".kneo").mkdir()
+    manager = create_platform(
+        settings, ProjectContext.discover(cwd=tmp_path, settings=settings), store=store
+    )
+    halfway: list[str] = []
+    streamed = DummyProvider.complete_stream
+
+    def watched(self: DummyProvider, **kw: Any) -> Any:
+        on_text = kw.pop("on_text")
+        sent: list[str] = []
+
+        def feed(text: str) -> None:
+            on_text(text)
+            sent.append(text)
+            if len(sent) == 20:  # 100 characters in: read the running run's answer
+                [run] = manager.list_runs(limit=1)["runs"]
+                assert run["status"] == "running"
+                halfway.append("".join(manager.stream(run["run_id"], follow=False)))
+
+        return streamed(self, **kw, on_text=feed)
+
+    monkeypatch.setattr(DummyProvider, "complete_stream", watched)
+    result = manager.run_from_spec(input_text="go", spec=_spec())
+    assert result.status == "succeeded", result.to_dict()
+    final = str(manager.get_run(result.run_id)["output_text"])
+    [partial] = halfway
+    assert 40 < len(partial) < len(final) and final.startswith(partial)
+    store.close()

@@ -279,6 +279,8 @@ def test_kneo_calls_kneos_own_a2a_server_in_another_process(project: Path, tmp_p
         )
         assert done.status == "succeeded", done.to_dict()
         assert "plum" in str(done.output_text)
+        steps = {s["step_id"]: s for s in manager.get_run(done.run_id)["usage"]["steps"]}
+        assert steps["remote"]["input_tokens"] > 0  # the remote Kneo's writer, as it reported
         manager.store.close()
     finally:
         proc.kill()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,14 +11,14 @@ from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import InvalidRequest
 from kneo.platform import PlatformManager, RunFilter, bundles
-from kneo.platform.events import OPT_IN, stream_stops
+from kneo.platform.events import OPT_IN
 from kneo.platform.preparation import RunRequest
-from kneo.platform.results import run_result
 from kneo.policy.check import check_spec
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import require_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
 from kneo.service.dependencies import Caller, caller_dep, manager_dep
+from kneo.service.event_stream import event_position, run_event_stream
 from kneo.service.idempotency import IDEMPOTENT, body_hash, run_idempotent
 from kneo.service.middleware import annotate
 from kneo.service.pagination import PageParams, listing, paging
@@ -335,31 +332,6 @@ def run_trace(
     return {"run_id": run_id, "events": events, **page.metadata(len(events), found["total"])}
 
 
-#: Event sequences are 64-bit integers in both databases.
-MAX_EVENT_ID = 2**63 - 1
-
-
-def _event_position(header: str | None) -> int:
-    """The sequence a ``Last-Event-ID`` resumes after (0 without one): an id this stream
-    sent, a whole number from 0; anything else is refused before the stream starts (a
-    ``200`` that then dies tells the client nothing)."""
-    if header is None or not header.strip():
-        return 0
-    text = header.strip()
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_EVENT_ID:
-        raise InvalidRequest(
-            f"Last-Event-ID must be an event id this stream sent (a whole number from 0 to "
-            f"{MAX_EVENT_ID}), got {text[:40]!r}",
-            field="Last-Event-ID",
-        )
-    return int(text)
-
-
-def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
 @router.get(
     "/runs/{run_id}/events",
     dependencies=[Depends(require_scope("runs:read"))],
@@ -396,7 +368,7 @@ def run_events(
     """Stream the run's events (:meth:`PlatformManager.events`: one vocabulary for Python and
     HTTP) as server-sent events until it pauses or finishes."""
     annotate(request, run_id=run_id)
-    start = _event_position(last_event_id)
+    start = event_position(last_event_id)
     wanted = frozenset(t.strip() for t in (include or "").split(",") if t.strip())
     unknown = sorted(wanted - OPT_IN)
     if unknown:
@@ -405,43 +377,11 @@ def run_events(
             field="include",
         )
     manager.get_run_record(run_id)  # 404 before the stream starts
-
-    async def stream() -> AsyncIterator[bytes]:
-        after = start
-        idle = 0.0
-        cache: dict[str, Any] = {}
-        ended = False
-        while True:
-            events, last = await asyncio.to_thread(
-                manager.read_events, run_id, after, cache, wanted
-            )
-            for event in events:
-                yield _sse(event.type, event.to_dict(), event.sequence)
-            if last != after:
-                after, idle = last, 0.0
-                continue
-            run = await asyncio.to_thread(manager.get_run_record, run_id)
-            stop = stream_stops(run.status)
-            if stop and not ended:
-                # One more read first: the last events may have committed, with the status,
-                # after the empty page above.
-                ended = True
-                continue
-            if stop:
-                done = run_result(run, trace_event_count=after).to_dict()
-                yield _sse("end", done)
-                return
-            ended = False
-            if await request.is_disconnected():
-                return
-            idle += poll_seconds
-            if idle >= 15.0:
-                idle = 0.0
-                yield b": keep-alive\n\n"
-            await asyncio.sleep(poll_seconds)
-
+    stream = run_event_stream(
+        request, manager, run_id, after=start, wanted=wanted, poll_seconds=poll_seconds
+    )
     return StreamingResponse(
-        stream(),
+        stream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
