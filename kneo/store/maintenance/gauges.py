@@ -47,9 +47,7 @@ class Gauges:
     blocked_digests: dict[str, int] = field(default_factory=dict)
     #: each side of every moving rollout, by ``(project, bundle, environment, track,
     #: revision)``: what its runs add up to since the rollout began
-    rollout_sides: dict[tuple[str, str, str, str, str], SideFigures] = field(
-        default_factory=dict
-    )
+    rollout_sides: dict[tuple[str, str, str, str, str], SideFigures] = field(default_factory=dict)
     #: the canary's share of new runs (percent) of every moving rollout, by ``(project,
     #: bundle, environment)``
     rollout_weight: dict[tuple[str, str, str], int] = field(default_factory=dict)

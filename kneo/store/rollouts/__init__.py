@@ -35,9 +35,9 @@ import sqlalchemy as sa
 from kneo.errors import Conflict, ErrorCode, NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.registry.statements import ACTIVE
 from kneo.store.base import Facet
 from kneo.store.records import BundleRevision
+from kneo.store.registry.statements import ACTIVE
 from kneo.store.transaction_base import TransactionBase
 
 __all__ = [
