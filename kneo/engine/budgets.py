@@ -1,8 +1,11 @@
 """Run budgets: what one run may spend (``budgets:`` in the environment's policy file).
 
 Usage is counted where it happens, in each agent unit's record of the execution state
-(``usage``: model calls and tokens; ``tool_calls``), so the run's totals are the sum over its
-units and survive every crash, resume and replay with the state. A limit is checked before
+(``spent``: model calls, tokens and, with a price table, their cost; ``tool_calls``;
+:mod:`kneo.usage`), so the run's totals are the sum over its units and survive every crash,
+resume and replay with the state. ``max_cost`` counts the cost of the priced calls, in nanos
+of the price table's currency (:mod:`kneo.spec.prices`); its requests show amounts in the
+currency unit. A limit is checked before
 the model call or tool call it would count: a call is never cut off half-way, and a token
 limit can be passed by the one call that crosses it (its tokens are known only after it).
 
@@ -14,7 +17,8 @@ raise is a decision under the wait key ``budget:<counter>:<limit>``, so the limi
 replayed from the state like every other answer, and the next time the raised limit is
 reached is a new question.
 
-A project's **daily** budgets (``limits: max_model_calls_per_day, max_tokens_per_day``,
+A project's **daily** budgets (``limits: max_model_calls_per_day, max_tokens_per_day,
+max_cost_per_day``,
 :class:`~kneo.policy.access.ProjectBudget`) are checked before each model call too, over
 every run of the project that UTC day. At one, ``on_exceeded`` of the project's limits
 decides alike; the request's wait key is ``project:<counter>:<day>:<limit>``, and an

@@ -15,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from kneo import Decision, metrics
+from kneo.errors import ProjectLimitReached
 from kneo.platform import PlatformManager, create_platform
 from kneo.platform.limits import utc_day
 from kneo.settings import Settings
@@ -92,7 +93,9 @@ def platform(
         if database:
             env["KNEO_SERV_DATABASE_URL"] = database
         settings = Settings.from_env(env)
-        manager = create_platform(settings, ProjectContext.discover(cwd=tmp_path, settings=settings))
+        manager = create_platform(
+            settings, ProjectContext.discover(cwd=tmp_path, settings=settings)
+        )
         made.append(manager)
         return manager
 
@@ -133,7 +136,9 @@ def test_a_run_costs_what_the_price_table_says_of_the_reported_usage(
     # each call's event names its cost and the table that priced it
     events = manager.store.runs.list_trace(result.run_id).items
     turns = [e.payload for e in events if e.event_type == "model_turn_completed"]
-    assert [t["cost"] for t in turns] == pytest.approx([FIRST_CALL / 1e9, (NANOS - FIRST_CALL) / 1e9])
+    assert [t["cost"] for t in turns] == pytest.approx(
+        [FIRST_CALL / 1e9, (NANOS - FIRST_CALL) / 1e9]
+    )
     assert len({t["prices"] for t in turns}) == 1 and turns[0]["currency"] == "EUR"
     # the day's usage of the project, the rollout's counters, the metric
     day = manager.store.limits.day_usage(utc_day(manager.store.clock.now()))
@@ -190,3 +195,17 @@ def test_a_money_budget_pauses_and_a_person_raises_it(
     )
     assert done.status == "succeeded"
     assert manager.get_run(done.run_id)["usage"]["cost"] == pytest.approx(NANOS / 1e9)
+
+
+def test_a_daily_money_budget_stops_the_project_for_the_day(
+    platform: Callable[..., PlatformManager], tmp_path: Path
+) -> None:
+    limit = (FIRST_CALL - 1) / 1e9
+    manager = platform(limits={"max_cost_per_day": limit, "on_exceeded": "fail"})
+    result = manager.run_from_spec(input_text="count", spec_path=tmp_path / "priced-model.yaml")
+    view = manager.get_run(result.run_id)
+    assert view["status"] == "failed" and view["error"]["code"] == "budget_exceeded"
+    assert "limits.max_cost_per_day" in view["error"]["message"]
+    with pytest.raises(ProjectLimitReached) as refused:
+        manager.run_from_spec(input_text="count", spec_path=tmp_path / "priced-model.yaml")
+    assert refused.value.details["field"] == "limits.max_cost_per_day"
