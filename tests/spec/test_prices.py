@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kneo.cli.runs_cmd import _usage_rows
 from kneo.engine.budgets import price_call, shown_amount
 from kneo.errors import SpecError
 from kneo.policy.environment import BudgetsPolicy, merge_budgets
@@ -108,3 +109,13 @@ def test_max_cost_merges_to_the_smaller_and_shows_in_the_currency_unit() -> None
     assert merge_budgets(a, BudgetsPolicy()).max_cost == Decimal("2.50")
     assert shown_amount("cost", to_nanos("0.75")) == "0.75"
     assert shown_amount("cost", 0) == "0" and shown_amount("tokens", 5) == "5"
+
+
+def test_kneo_runs_get_shows_the_cost_or_why_it_is_unknown() -> None:
+    counts = {"model_calls": 2, "tool_calls": 1, "input_tokens": 40, "output_tokens": 14}
+    priced = {**counts, "cost": 0.00024, "currency": "EUR", "unpriced_calls": 0, "steps": []}
+    assert _usage_rows(priced)[-1] == ["cost", "0.00024 EUR"]
+    unknown = {**priced, "cost": None, "unpriced_calls": 1}
+    assert _usage_rows(unknown)[-1] == ["cost", "unknown (1 model calls not priced)"]
+    no_table = {**counts, "cost": None, "currency": None, "unpriced_calls": 2, "steps": []}
+    assert [row[0] for row in _usage_rows(no_table)] == ["usage"]
