@@ -165,7 +165,7 @@ def _allowed_target(
 @dataclass(frozen=True)
 class DailySpend:
     """A project's spending on one UTC day against its daily budgets (``limits:``), by what
-    they count (``model_calls``, ``tokens``): used so far, the limit in force (as a person
+    they count (``model_calls``, ``tokens``, ``cost`` in nanos): used so far, the limit in force (as a person
     raised it that day, else the definition's) and the definition's own."""
 
     day: str
