@@ -143,7 +143,8 @@ def test_a_run_costs_what_the_price_table_says_of_the_reported_usage(
     # the day's usage of the project, the rollout's counters, the metric
     day = manager.store.limits.day_usage(utc_day(manager.store.clock.now()))
     assert (day.tokens, day.cost) == (INPUT + OUTPUT, NANOS)
-    assert manager.store.rollouts.figures("ro_cost")["canary"].cost == pytest.approx(NANOS / 1e9)
+    canary = manager.store.rollouts.figures("ro_cost")["canary"]
+    assert (canary.cost, canary.priced) == (pytest.approx(NANOS / 1e9), 1)
     after = _cost_metric("openai", "priced-model")["EUR"]
     assert after - before == pytest.approx(NANOS / 1e9)
 
@@ -152,10 +153,17 @@ def test_a_model_the_table_does_not_price_has_no_cost(
     platform: Callable[..., PlatformManager], tmp_path: Path
 ) -> None:
     manager = platform()
-    result = manager.run_from_spec(input_text="count", spec_path=tmp_path / "unpriced-model.yaml")
+    result = manager.run_from_spec(
+        input_text="count",
+        spec_path=tmp_path / "unpriced-model.yaml",
+        metadata={"rollout": {"id": "ro_unpriced", "track": "canary"}},
+    )
     assert result.status == "succeeded"
     usage = manager.get_run(result.run_id)["usage"]
     assert usage["model_calls"] == 2 and usage["cost"] is None and usage["unpriced_calls"] == 2
+    # a rollout run of unknown cost counts as finished, not as priced at 0
+    canary = manager.store.rollouts.figures("ro_unpriced")["canary"]
+    assert (canary.finished, canary.priced, canary.cost) == (1, 0, 0.0)
     events = manager.store.runs.list_trace(result.run_id).items
     assert [e.payload["cost"] for e in events if e.event_type == "model_turn_completed"] == [
         None,
