@@ -3,11 +3,11 @@
 Usage is counted where it happens, in each agent unit's record of the execution state
 (``spent``: model calls, tokens and, with a price table, their cost; ``tool_calls``;
 :mod:`kneo.usage`), so the run's totals are the sum over its units and survive every crash,
-resume and replay with the state. ``max_cost`` counts the cost of the priced calls, in nanos
-of the price table's currency (:mod:`kneo.spec.prices`); its requests show amounts in the
-currency unit. A limit is checked before
-the model call or tool call it would count: a call is never cut off half-way, and a token
-limit can be passed by the one call that crosses it (its tokens are known only after it).
+resume and replay with the state. A limit is checked before the model call or tool call it
+would count: a call is never cut off half-way, and a token or cost limit can be passed by
+the one call that crosses it (its tokens are known only after it). ``max_cost`` counts the
+cost of the priced calls, in nanos of the price table's currency (:mod:`kneo.spec.prices`);
+its requests and errors show amounts in the currency unit.
 
 At a limit the policy's ``on_exceeded`` decides: ``fail`` ends the run with
 ``budget_exceeded``; ``pause`` asks a person (a request of kind ``budget``): *approved*
@@ -118,7 +118,7 @@ def limit_in_force(
                 f"the run was stopped at its budget of {shown_amount(counter, limit)} "
                 f"{_NOUNS[counter]}: {why}",
                 counter=counter,
-                limit=limit,
+                limit=_limit_value(counter, limit),
             )
         raised = limit + base
         if name == "provided":  # validated against the request's schema when it was made
@@ -204,7 +204,7 @@ def daily_limit_in_force(
                 f"the run was stopped at project {budget.project!r}'s daily budget of "
                 f"{shown_amount(counter, limit)} {_NOUNS[counter]} ({spend.day}): {why}",
                 counter=counter,
-                limit=limit,
+                limit=_limit_value(counter, limit),
                 day=spend.day,
             )
         raised = limit + base

@@ -158,14 +158,15 @@ class OutcomeWritesMixin(RolloutRunWrites):
     def _note_outcome(
         self, run: RunRecord, rollout: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> None:
-        """A rollout run's outcome, latency and cost (its state's priced model calls; ``None``
-        when a call was not priced), for its rollout's analysis."""
+        """A rollout run's outcome, latency and cost (its state's model calls: ``None`` when
+        one was not priced, 0 when it made none), for its rollout's analysis."""
         began = run.started_at or run.created_at
         ended = changes.get("finished_at") or self.now
         latency = int((ended - began).total_seconds() * 1000) if began and ended else None
         state = changes.get("state")
-        agents = (state.get("agents") or {}) if isinstance(state, Mapping) else {}
-        cost = cost_of(list(agents.values())) if agents else None
+        cost = None
+        if isinstance(state, Mapping):
+            cost = cost_of(list((state.get("agents") or {}).values()))
         self.note_rollout_outcome(rollout, str(changes["status"]), latency, cost)
 
     def run_slot_free(self, limit: int) -> bool:
