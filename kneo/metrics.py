@@ -158,6 +158,14 @@ class _Metrics:
             "model",
             "direction",
         )
+        self.model_cost = counter(
+            "kneo_model_cost",
+            "Cost of priced model calls in the price table's currency, by provider and model.",
+            "project",
+            "provider",
+            "model",
+            "currency",
+        )
         self.human_wait = histogram(
             "kneo_human_task_wait_seconds",
             "Seconds a human request waited for its decision.",
@@ -301,6 +309,16 @@ def record_model_tokens(
         value = usage.get(f"{direction}_tokens")
         if isinstance(value, int) and value > 0:
             m.child(m.model_tokens, project, provider, model, direction).inc(value)
+
+
+def record_model_cost(
+    provider: str, model: str, cost: float, currency: str, *, project: str = DEFAULT_PROJECT
+) -> None:
+    """One priced model call's ``cost`` in ``currency`` (a call with no price adds nothing:
+    its cost is unknown, not 0)."""
+    m = _metrics
+    if m is not None and cost > 0:
+        m.child(m.model_cost, project, provider, model, currency).inc(cost)
 
 
 def record_human_wait(seconds: float, *, project: str = DEFAULT_PROJECT) -> None:

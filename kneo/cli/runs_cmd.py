@@ -64,6 +64,8 @@ def _usage_rows(usage: dict[str, Any] | None) -> list[list[Any]]:
     rows = [["usage", _spent(usage)]]
     if len(steps) > 1:
         rows += [[f"usage {s['step_id']}", _spent(s)] for s in steps]
+    if usage.get("currency") or usage.get("cost"):  # a price table priced some call
+        rows.append(["cost", _cost(usage)])
     return rows
 
 
@@ -72,6 +74,14 @@ def _spent(usage: dict[str, Any]) -> str:
         f"{usage['model_calls']} model calls, {usage['tool_calls']} tool calls, "
         f"{usage['input_tokens']} input + {usage['output_tokens']} output tokens"
     )
+
+
+def _cost(usage: dict[str, Any]) -> str:
+    """The run's cost in its currency, or why it is unknown (never 0 for unknown)."""
+    cost = usage.get("cost")
+    if cost is None:
+        return f"unknown ({usage.get('unpriced_calls') or 0} model calls not priced)"
+    return f"{cost:.9f}".rstrip("0").rstrip(".") + f" {usage.get('currency') or ''}".rstrip()
 
 
 @app.command("list")

@@ -15,7 +15,7 @@ were rejected, edited or escalated, the p95 latency of finished runs and their c
   (the canary is worse by more than the margin, with that confidence), **pass** when the
   upper bound is at or below it, **wait** otherwise. A decision rate with no decided
   request on either side bears no evidence and passes (the workflow asks nobody);
-* latency and cost compare the canary's p95 (cost: mean per run) to the stable's, each
+* latency and cost compare the canary's p95 (cost: mean per run of known cost) to the stable's, each
   ``max_*_ratio`` at most (a point estimate, once ``min_runs`` is met);
 * the step fails when any figure fails, passes when every figure passes, waits otherwise.
 
@@ -93,10 +93,13 @@ class Figures:
     escalated: int = 0
     p95_latency_ms: float | None = None
     cost: float = 0.0
+    #: finished runs whose cost is known: a run with an unpriced model call has no cost,
+    #: and counts in neither ``cost`` nor the mean (never as 0)
+    priced: int = 0
 
     @property
     def cost_per_run(self) -> float | None:
-        return self.cost / self.finished if self.finished else None
+        return self.cost / self.priced if self.priced else None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

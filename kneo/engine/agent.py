@@ -50,12 +50,16 @@ from kneo.runtimes import RuntimeMode, RuntimeRegistry, create_runtime_registry
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import AgentSpec
 from kneo.tools import ToolDefinition, ToolHandler, ToolRegistry
+from kneo.usage import count_spent
 
 PLAN_INSTRUCTION = (
     "Before acting, write a short numbered plan for answering the user's request. "
     "Do not call tools in this turn."
 )
 
+
+#: What a model call counts against the run's budgets (``cost``: in money, :mod:`kneo.spec.prices`)
+_MODEL_COUNTERS = ("model_calls", "tokens", "cost")
 
 #: Unit keys of concurrent branches (``kneo.engine.families``): their ``ask_question`` waits
 #: are named per branch, since branches run (and finish) in no fixed order.
@@ -209,7 +213,7 @@ class AgentLoop:
                     "final answer",
                     code=ErrorCode.agent_max_iterations,
                 )
-            self._within_budget(host, ("model_calls", "tokens"))
+            self._within_budget(host, _MODEL_COUNTERS)
             if agent.token_budget is not None or agent.rate_limit is not None:
                 agent_limits.before_call(
                     agent,
@@ -275,11 +279,14 @@ class AgentLoop:
         else:
             reply = provider.complete(model=model, messages=messages, tools=tools, reach=reach)
         truncated = reply.stop_reason == "max_tokens"
+        table = host.access.prices if host.access is not None else None
+        priced = run_budgets.price_call(table, agent.model.provider, agent.model.name, reply.usage)
         with host.lock:
-            count_spent(record, reply.usage)
+            count_spent(record, reply.usage, priced)
             agent_limits.after_call(agent, record, record["turns"] + 1, _tokens(reply.usage))
         if host.access is not None and host.access.project_budget is not None:
-            host.access.project_budget.record(1, _tokens(reply.usage))
+            cost = (priced.nanos or 0) if priced is not None else 0
+            host.access.project_budget.record(1, _tokens(reply.usage), cost)
         if not (truncated or planning or reply.tool_calls):
             reply = replace(reply, text=chain.output(reply.text or ""))
         with host.lock:
@@ -299,6 +306,7 @@ class AgentLoop:
                 "final": not planning and message is not None and not calls,
                 "usage": dict(reply.usage),
                 "stop_reason": reply.stop_reason,
+                **(priced.shown() if priced is not None else {}),
             },
         )
         host.commit("agent_turn")  # the turn, or at least what it cost
@@ -675,33 +683,6 @@ class _Asks:
         if decision is None:
             self.requests.append(self.host.new_request(wait_key=wait_key, **request))
         return decision
-
-
-#: What an agent unit's ``usage`` counts (its record in the execution state).
-USAGE_FIELDS = ("model_calls", "input_tokens", "output_tokens")
-
-
-def count_usage(record: dict[str, Any], usage: Mapping[str, int]) -> None:
-    """Add one model call and its tokens to ``record["usage"]`` (:data:`USAGE_FIELDS`)."""
-    total = record.setdefault("usage", dict.fromkeys(USAGE_FIELDS, 0))
-    total["model_calls"] = total.get("model_calls", 0) + 1
-    for field in ("input_tokens", "output_tokens"):
-        value = usage.get(field)
-        if isinstance(value, int):
-            total[field] = total.get(field, 0) + value
-
-
-def count_spent(record: dict[str, Any], usage: Mapping[str, int]) -> None:
-    """Add one model call and its tokens to an agent unit's ``spent``: ``[model calls, input
-    tokens, output tokens]``, one list, so the change a turn makes to the record is one
-    value (a state is encoded and diffed at every boundary)."""
-    calls, sent, received = record.get("spent") or (0, 0, 0)
-    inp, out = usage.get("input_tokens"), usage.get("output_tokens")
-    record["spent"] = [
-        calls + 1,
-        sent + (inp if isinstance(inp, int) else 0),
-        received + (out if isinstance(out, int) else 0),
-    ]
 
 
 def _agent_tokens(usage: Mapping[str, int]) -> int:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine import agent_limits
-from kneo.engine.agent import count_spent
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.providers.base import ToolCall
@@ -43,6 +42,7 @@ from kneo.redaction import redact
 from kneo.runtimes import RuntimeMode
 from kneo.spec.compiled import CompiledStep
 from kneo.tools import ToolDefinition, ToolRegistry
+from kneo.usage import count_spent
 
 if TYPE_CHECKING:
     from kneo.engine.executor import _Run

@@ -1,10 +1,13 @@
 """Run budgets: what one run may spend (``budgets:`` in the environment's policy file).
 
 Usage is counted where it happens, in each agent unit's record of the execution state
-(``usage``: model calls and tokens; ``tool_calls``), so the run's totals are the sum over its
-units and survive every crash, resume and replay with the state. A limit is checked before
-the model call or tool call it would count: a call is never cut off half-way, and a token
-limit can be passed by the one call that crosses it (its tokens are known only after it).
+(``spent``: model calls, tokens and, with a price table, their cost; ``tool_calls``;
+:mod:`kneo.usage`), so the run's totals are the sum over its units and survive every crash,
+resume and replay with the state. A limit is checked before the model call or tool call it
+would count: a call is never cut off half-way, and a token or cost limit can be passed by
+the one call that crosses it (its tokens are known only after it). ``max_cost`` counts the
+cost of the priced calls, in nanos of the price table's currency (:mod:`kneo.spec.prices`);
+its requests and errors show amounts in the currency unit.
 
 At a limit the policy's ``on_exceeded`` decides: ``fail`` ends the run with
 ``budget_exceeded``; ``pause`` asks a person (a request of kind ``budget``): *approved*
@@ -14,7 +17,8 @@ raise is a decision under the wait key ``budget:<counter>:<limit>``, so the limi
 replayed from the state like every other answer, and the next time the raised limit is
 reached is a new question.
 
-A project's **daily** budgets (``limits: max_model_calls_per_day, max_tokens_per_day``,
+A project's **daily** budgets (``limits: max_model_calls_per_day, max_tokens_per_day,
+max_cost_per_day``,
 :class:`~kneo.policy.access.ProjectBudget`) are checked before each model call too, over
 every run of the project that UTC day. At one, ``on_exceeded`` of the project's limits
 decides alike; the request's wait key is ``project:<counter>:<day>:<limit>``, and an
@@ -24,7 +28,8 @@ run of the project goes on), by the definition's amount again or to the limit gi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -32,11 +37,31 @@ from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, KneoError
 from kneo.policy.access import DailySpend, ProjectBudget
 from kneo.policy.environment import BudgetsPolicy
+from kneo.spec.prices import PriceTable
+from kneo.usage import (
+    USAGE_TOTALS,
+    PricedCall,
+    add_usage,
+    in_units,
+    shown_amount,
+    to_nanos,
+    usage_of,
+)
 
-#: What a run's ``usage`` counts, summed over its agent units (run views, ``--json``).
-USAGE_TOTALS = ("model_calls", "tool_calls", "input_tokens", "output_tokens")
+_NOUNS = {
+    "model_calls": "model calls",
+    "tool_calls": "tool calls",
+    "tokens": "tokens",
+    "cost": "in model cost",
+}
 
-_NOUNS = {"model_calls": "model calls", "tool_calls": "tool calls", "tokens": "tokens"}
+
+#: the ``limits:`` field of each daily budget
+DAILY_FIELDS = {
+    "model_calls": "max_model_calls_per_day",
+    "tokens": "max_tokens_per_day",
+    "cost": "max_cost_per_day",
+}
 
 
 class BudgetExceeded(KneoError):
@@ -45,30 +70,33 @@ class BudgetExceeded(KneoError):
     code = ErrorCode.budget_exceeded
 
 
-def usage_of(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """The summed usage of agent unit records (:data:`USAGE_TOTALS`, zeros included)."""
-    total = dict.fromkeys(USAGE_TOTALS, 0)
-    for record in records:
-        spent = record.get("spent")  # ``kneo.engine.agent.count_spent``
-        if spent:
-            total["model_calls"] += spent[0]
-            total["input_tokens"] += spent[1]
-            total["output_tokens"] += spent[2]
-        calls = record.get("tool_calls")
-        if isinstance(calls, int):
-            total["tool_calls"] += calls
-    return total
-
-
-def add_usage(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    return {name: a[name] + b[name] for name in USAGE_TOTALS}
-
-
 def used(totals: Mapping[str, int], counter: str) -> int:
-    """How much of ``counter`` (``model_calls``, ``tool_calls``, ``tokens``) is spent."""
+    """How much of ``counter`` (``model_calls``, ``tool_calls``, ``tokens``, ``cost``: in
+    nanos) is spent."""
     if counter == "tokens":
         return totals["input_tokens"] + totals["output_tokens"]
+    if counter == "cost":
+        return totals["cost_nanos"]
     return totals[counter]
+
+
+def price_call(
+    table: PriceTable | None, provider: str, model: str, usage: Mapping[str, int]
+) -> PricedCall | None:
+    """What ``table`` says one call cost (``None`` without a table: nothing is computed)."""
+    if table is None:
+        return None
+    return PricedCall(table.cost(provider, model, usage), [table.digest, table.currency])
+
+
+def _limit_value(counter: str, value: int) -> float | int:
+    return in_units(value) if counter == "cost" else value
+
+
+def _provided_limit(counter: str, content: str | None) -> int:
+    """The limit a person provided (``{"limit": N}``; a cost in the currency unit)."""
+    value = parse_json(content or "{}", source="limit")["limit"]
+    return to_nanos(value) if counter == "cost" else int(value)
 
 
 def wait_key(counter: str, limit: int) -> str:
@@ -87,14 +115,15 @@ def limit_in_force(
         if name == "rejected":
             why = found.get("content") or "no reason given"
             raise BudgetExceeded(
-                f"the run was stopped at its budget of {limit} {_NOUNS[counter]}: {why}",
+                f"the run was stopped at its budget of {shown_amount(counter, limit)} "
+                f"{_NOUNS[counter]}: {why}",
                 counter=counter,
-                limit=limit,
+                limit=_limit_value(counter, limit),
             )
         raised = limit + base
         if name == "provided":  # validated against the request's schema when it was made
-            with suppress(DocumentError, KeyError, TypeError, ValueError):
-                raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
+            with suppress(DocumentError, KeyError, TypeError, ValueError, ArithmeticError):
+                raised = _provided_limit(counter, found.get("content"))
         limit = max(raised, limit + 1)
     return limit
 
@@ -103,12 +132,13 @@ def request_fields(
     counter: str, spent: int, limit: int, budgets: BudgetsPolicy, environment: str
 ) -> dict[str, Any]:
     """The ``budget`` request a pause at ``limit`` puts to a person."""
-    noun = _NOUNS[counter]
+    noun, a = _NOUNS[counter], functools.partial(shown_amount, counter)
     raise_to = limit + budgets.limits[counter]
     return _raise_request(
+        counter,
         wait_key(counter, limit),
-        f"The run has used {spent} of the {limit} {noun} its budget in {environment!r} "
-        f"allows. Continue with a raised limit (approve: {raise_to}), or stop the run?",
+        f"The run has used {a(spent)} of the {a(limit)} {noun} its budget in {environment!r} "
+        f"allows. Continue with a raised limit (approve: {a(raise_to)}), or stop the run?",
         spent,
         f"the new limit on {noun} for this run",
         {"budget": counter, "used": spent, "limit": limit, "raise_to": raise_to,
@@ -117,10 +147,16 @@ def request_fields(
 
 
 def _raise_request(
-    key: str, prompt: str, spent: int, what: str, context: dict[str, Any]
+    counter: str, key: str, prompt: str, spent: int, what: str, context: dict[str, Any]
 ) -> dict[str, Any]:
     """A ``budget`` request: approve (the raise the context names), provide a new limit
-    above what was ``spent`` (``what`` it limits), or reject (stop the run)."""
+    above what was ``spent`` (``what`` it limits), or reject (stop the run). A cost is
+    asked and shown in the currency unit."""
+    for name in ("used", "limit", "raise_to"):
+        context[name] = _limit_value(counter, context[name])
+    limit: dict[str, Any] = {"type": "integer", "minimum": spent + 1, "description": what}
+    if counter == "cost":
+        limit = {"type": "number", "exclusiveMinimum": in_units(spent), "description": what}
     return {
         "kind": "budget",
         "wait_key": key,
@@ -128,7 +164,7 @@ def _raise_request(
         "decisions": ("approved", "provided", "rejected"),
         "input_schema": {
             "type": "object",
-            "properties": {"limit": {"type": "integer", "minimum": spent + 1, "description": what}},
+            "properties": {"limit": limit},
             "required": ["limit"],
             "additionalProperties": False,
         },
@@ -137,12 +173,13 @@ def _raise_request(
 
 
 def exceeded(counter: str, spent: int, limit: int, environment: str) -> BudgetExceeded:
+    a = functools.partial(shown_amount, counter)
     return BudgetExceeded(
-        f"the run has used {spent} of the {limit} {_NOUNS[counter]} its budget in "
+        f"the run has used {a(spent)} of the {a(limit)} {_NOUNS[counter]} its budget in "
         f"{environment!r} allows (budgets.max_{counter} in environments/{environment}.yaml)",
         counter=counter,
-        limit=limit,
-        used=spent,
+        limit=_limit_value(counter, limit),
+        used=_limit_value(counter, spent),
     )
 
 
@@ -164,16 +201,16 @@ def daily_limit_in_force(
         if found.get("decision") == "rejected":
             why = found.get("content") or "no reason given"
             raise BudgetExceeded(
-                f"the run was stopped at project {budget.project!r}'s daily budget of {limit} "
-                f"{_NOUNS[counter]} ({spend.day}): {why}",
+                f"the run was stopped at project {budget.project!r}'s daily budget of "
+                f"{shown_amount(counter, limit)} {_NOUNS[counter]} ({spend.day}): {why}",
                 counter=counter,
-                limit=limit,
+                limit=_limit_value(counter, limit),
                 day=spend.day,
             )
         raised = limit + base
         if found.get("decision") == "provided":
-            with suppress(DocumentError, KeyError, TypeError, ValueError):
-                raised = int(parse_json(found.get("content") or "{}", source="limit")["limit"])
+            with suppress(DocumentError, KeyError, TypeError, ValueError, ArithmeticError):
+                raised = _provided_limit(counter, found.get("content"))
         limit = budget.raise_limit(spend.day, counter, max(raised, limit + 1))
     return limit
 
@@ -183,13 +220,14 @@ def daily_request_fields(
 ) -> dict[str, Any]:
     """The ``budget`` request a pause at project ``project``'s daily ``limit`` puts to a
     person: approving raises the project's limit for the day."""
-    noun = _NOUNS[counter]
+    noun, a = _NOUNS[counter], functools.partial(shown_amount, counter)
     raise_to = limit + spend.base[counter]
     return _raise_request(
+        counter,
         daily_wait_key(counter, spend.day, limit),
-        f"Project {project!r} has used {spent} of the {limit} {noun} its daily budget "
+        f"Project {project!r} has used {a(spent)} of the {a(limit)} {noun} its daily budget "
         f"allows on {spend.day} (UTC). Raise today's limit for the project (approve: "
-        f"{raise_to}), or stop this run?",
+        f"{a(raise_to)}), or stop this run?",
         spent,
         f"the project's new limit on {noun} for {spend.day}",
         {"budget": counter, "scope": "project", "project": project, "day": spend.day,
@@ -198,13 +236,25 @@ def daily_request_fields(
 
 
 def daily_exceeded(counter: str, spent: int, limit: int, project: str, day: str) -> BudgetExceeded:
-    field = "max_model_calls_per_day" if counter == "model_calls" else "max_tokens_per_day"
+    field = DAILY_FIELDS[counter]
+    a = functools.partial(shown_amount, counter)
     return BudgetExceeded(
-        f"project {project!r} has used {spent} of the {limit} {_NOUNS[counter]} its daily "
-        f"budget allows on {day} (UTC) (limits.{field})",
+        f"project {project!r} has used {a(spent)} of the {a(limit)} {_NOUNS[counter]} its "
+        f"daily budget allows on {day} (UTC) (limits.{field})",
         counter=counter,
-        limit=limit,
-        used=spent,
+        limit=_limit_value(counter, limit),
+        used=_limit_value(counter, spent),
         day=day,
         field=f"limits.{field}",
     )
+
+
+__all__ = [
+    "DAILY_FIELDS",
+    "USAGE_TOTALS",
+    "BudgetExceeded",
+    "add_usage",
+    "price_call",
+    "shown_amount",
+    "usage_of",
+]

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine import agent_limits
-from kneo.engine.agent import count_spent
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.signals import _Pause
@@ -31,6 +30,7 @@ from kneo.errors import ErrorCode, KneoError
 from kneo.policy.access import HostAccess
 from kneo.spec.compiled import CompiledStep
 from kneo.spec.models import RemoteAgentSpec
+from kneo.usage import count_spent
 
 if TYPE_CHECKING:
     from kneo.engine.executor import _Run

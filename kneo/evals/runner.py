@@ -9,7 +9,7 @@ platform and store (no shared database file, so no lock waits between cases).
 
 What a case is judged on comes from the run's durable trace, the same events ``kneo runs
 trace`` shows: tool calls (with arguments: the isolated platform records them), model turns
-(usage summed by :func:`kneo.engine.agent.count_usage`) and the pending human requests.
+(usage summed by :func:`kneo.usage.count_usage`) and the pending human requests.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
 from kneo.bundle.format import EvalAttestation
 from kneo.documents import DocumentError, parse_json
-from kneo.engine.agent import USAGE_FIELDS, count_usage
 from kneo.engine.providers import create_provider_registry
 from kneo.engine.providers.base import ChatMessage
 from kneo.errors import BundleError, ErrorCode, KneoError
@@ -44,6 +43,7 @@ from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
 from kneo.spec.yaml_io import dump_yaml
 from kneo.store import DEFAULT_SQLITE_NAME, open_store
+from kneo.usage import USAGE_FIELDS, count_usage
 from kneo.version import package_version
 
 if TYPE_CHECKING:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from kneo.engine.budgets import DAILY_FIELDS
 from kneo.errors import ProjectLimitReached
 from kneo.policy.access import DailySpend
 from kneo.spec.limits import ProjectLimits
+from kneo.usage import shown_amount
 
 if TYPE_CHECKING:
     from kneo.clock import Clock
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 #: How long a client is told to wait at a running or queued limit (runs end in seconds).
 RETRY_AFTER_SECONDS = 5
-_FIELDS = {"model_calls": "max_model_calls_per_day", "tokens": "max_tokens_per_day"}
+_FIELDS = DAILY_FIELDS
 
 
 def utc_day(now: datetime) -> str:
@@ -87,10 +89,11 @@ class DailyBudget:
             base=base,
         )
 
-    def record(self, model_calls: int, tokens: int) -> None:
-        """Add one call's usage to today's row (an upsert; every process's calls add up)."""
+    def record(self, model_calls: int, tokens: int, cost: int = 0) -> None:
+        """Add one call's usage (``cost`` in nanos) to today's row (an upsert; every
+        process's calls add up)."""
         day = utc_day(self.store.clock.now())
-        self.store.limits.add_usage(day, model_calls=model_calls, tokens=tokens)
+        self.store.limits.add_usage(day, model_calls=model_calls, tokens=tokens, cost=cost)
 
     def raise_limit(self, day: str, counter: str, limit: int) -> int:
         """Raise the project's limit on ``counter`` for ``day`` (a person's decision); the
@@ -131,13 +134,14 @@ class ProjectLimitsGate:
         spend = DailyBudget(self.store, self.limits).spend()
         for counter, limit in spend.limits.items():
             if spend.used[counter] >= limit:
+                used, shown = spend.used[counter], shown_amount(counter, limit)
                 raise ProjectLimitReached(
-                    f"project {self.store.project!r} has used {spend.used[counter]} of the "
-                    f"{limit} {counter.replace('_', ' ')} its daily budget allows on "
+                    f"project {self.store.project!r} has used {shown_amount(counter, used)} of "
+                    f"the {shown} {counter.replace('_', ' ')} its daily budget allows on "
                     f"{spend.day} (UTC): new runs start after midnight UTC",
                     retry_after=seconds_to_midnight(now),
                     limit=_FIELDS[counter],
-                    value=limit,
+                    value=float(shown) if counter == "cost" else limit,
                     project=self.store.project,
                     field=f"limits.{_FIELDS[counter]}",
                 )

@@ -171,6 +171,14 @@ class RunObserver:
                 event.data.get("usage") or {},
                 project=self._project,
             )
+            if isinstance(cost := event.data.get("cost"), float | int):
+                metrics.record_model_cost(
+                    str(event.data.get("provider") or ""),
+                    str(event.data.get("model") or ""),
+                    float(cost),
+                    str(event.data.get("currency") or ""),
+                    project=self._project,
+                )
         if self.span is None:
             return
         with self._lock:

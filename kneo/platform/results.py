@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.engine.budgets import usage_of
 from kneo.engine.human import public_request
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.store import (
@@ -25,6 +24,7 @@ from kneo.store import (
     RunRecord,
     TraceEvent,
 )
+from kneo.usage import shown_usage
 
 
 @dataclass(frozen=True)
@@ -160,8 +160,8 @@ def run_view(
 
 
 def run_usage(state: Mapping[str, Any]) -> dict[str, Any]:
-    """What the run's agents spent (model calls, tool calls, tokens), in total and per step
-    (``steps``, in the order the steps were first used; a step run several times, as a
+    """What the run's agents spent (model calls, tool calls, tokens, cost), in total and per
+    step (``steps``, in the order the steps were first used; a step run several times, as a
     graph node visited again or a review round, sums its units)."""
     agents: Mapping[str, Any] = state.get("agents") or {}
     units: Mapping[str, Any] = state.get("units") or {}
@@ -170,8 +170,8 @@ def run_usage(state: Mapping[str, Any]) -> dict[str, Any]:
         step = record.get("step_id") or (units.get(key) or {}).get("step_id") or key
         by_step.setdefault(str(step), []).append(record)
     return {
-        **usage_of(agents.values()),
-        "steps": [{"step_id": step, **usage_of(records)} for step, records in by_step.items()],
+        **shown_usage(agents.values()),
+        "steps": [{"step_id": step, **shown_usage(records)} for step, records in by_step.items()],
     }
 
 

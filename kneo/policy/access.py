@@ -61,6 +61,7 @@ from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
 from kneo.spec.pinning import pinned_code
+from kneo.spec.prices import PriceTable
 from kneo.spec.project import McpServerConfig, ProjectConfig
 from kneo.spec.refs import find_origin
 
@@ -164,7 +165,7 @@ def _allowed_target(
 @dataclass(frozen=True)
 class DailySpend:
     """A project's spending on one UTC day against its daily budgets (``limits:``), by what
-    they count (``model_calls``, ``tokens``): used so far, the limit in force (as a person
+    they count (``model_calls``, ``tokens``, ``cost`` in nanos): used so far, the limit in force (as a person
     raised it that day, else the definition's) and the definition's own."""
 
     day: str
@@ -185,7 +186,7 @@ class ProjectBudget(Protocol):
 
     def spend(self) -> DailySpend: ...
 
-    def record(self, model_calls: int, tokens: int) -> None: ...
+    def record(self, model_calls: int, tokens: int, cost: int = 0) -> None: ...
 
     def raise_limit(self, day: str, counter: str, limit: int) -> int: ...
 
@@ -210,6 +211,8 @@ class HostAccess:
     budgets: BudgetsPolicy | None = None
     #: what the project may spend per UTC day (its ``limits:``); ``None``: no daily budget
     project_budget: ProjectBudget | None = field(default=None, compare=False, repr=False)
+    #: what model calls cost (the project config's ``prices:``); ``None``: not computed
+    prices: PriceTable | None = field(default=None, repr=False)
     #: secret variable -> the destinations it may be sent to (:func:`secret_bindings`)
     bindings: Mapping[str, tuple[Destination, ...]] = field(default_factory=dict)
     _origins: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
@@ -264,6 +267,7 @@ class HostAccess:
             declared_functions=frozenset(config.functions.declared),
             bundle_processes=resources.bundle_processes,
             budgets=budgets if budgets is not None and budgets.limits else None,
+            prices=config.prices,
             bindings={
                 variable: tuple(parse_destination(e) for e in entries)
                 for variable, entries in secret_bindings(config, environment).items()

@@ -10,7 +10,8 @@ An environment file makes the rules for one environment reviewable in a pull req
                 approvers: [release-managers], min_approvals: 1}
     required_signatures: 1
     accepted_key_ids: [ci]
-    budgets: {max_model_calls: 50, max_tool_calls: 200, max_tokens: 500000, on_exceeded: pause}
+    budgets: {max_model_calls: 50, max_tool_calls: 200, max_tokens: 500000, max_cost: 2.50,
+              on_exceeded: pause}
 
 When ``.kneo/config.yaml`` also sets a policy for the environment, :func:`merge_stricter`
 combines the two so that neither file can loosen the other: booleans are OR-ed, blocked code
@@ -28,6 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -42,10 +44,12 @@ from kneo.policy.rollout import RolloutPolicy, looser_parts
 from kneo.spec.project import ENVIRONMENTS_DIR as ENVIRONMENTS_DIR  # the project's to say
 from kneo.spec.project import PolicyEnforcement, ProjectContext
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
+from kneo.usage import to_nanos
 
 _ENV_NAME = _KEY_ID = NAME_PATTERN
 
 M = TypeVar("M", bound=BaseModel)
+N = TypeVar("N", int, Decimal)
 
 
 class _Model(BaseModel):
@@ -194,16 +198,21 @@ class BudgetsPolicy(_Model):
     max_tool_calls: int | None = Field(default=None, ge=1)
     #: Input plus output tokens per run, as the providers report them.
     max_tokens: int | None = Field(default=None, ge=1)
+    #: What the run's model calls may cost, in the project's price table's currency
+    #: (``prices:``, docs/project_config.md#prices); calls of unpriced models count 0 here.
+    max_cost: Decimal | None = Field(default=None, gt=0, le=1_000_000_000, allow_inf_nan=False)
     #: ``pause``: a human task (kind ``budget``) decides; ``fail``: the run fails.
     on_exceeded: Literal["pause", "fail"] = "pause"
 
     @cached_property
     def limits(self) -> dict[str, int]:
-        """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``)."""
+        """The set limits by what they count (``model_calls``, ``tool_calls``, ``tokens``;
+        ``cost`` in nanos of the currency, :mod:`kneo.spec.prices`)."""
         pairs = (
             ("model_calls", self.max_model_calls),
             ("tool_calls", self.max_tool_calls),
             ("tokens", self.max_tokens),
+            ("cost", None if self.max_cost is None else to_nanos(self.max_cost)),
         )
         return {name: value for name, value in pairs if value is not None}
 
@@ -393,13 +402,14 @@ def merge_budgets(a: BudgetsPolicy, b: BudgetsPolicy) -> BudgetsPolicy:
     """The smaller of each limit (an unset one takes no part); ``fail`` where either side
     says so."""
 
-    def smaller(x: int | None, y: int | None) -> int | None:
+    def smaller(x: N | None, y: N | None) -> N | None:
         return min(v for v in (x, y) if v is not None) if x is not None or y is not None else None
 
     return BudgetsPolicy(
         max_model_calls=smaller(a.max_model_calls, b.max_model_calls),
         max_tool_calls=smaller(a.max_tool_calls, b.max_tool_calls),
         max_tokens=smaller(a.max_tokens, b.max_tokens),
+        max_cost=smaller(a.max_cost, b.max_cost),
         on_exceeded="fail" if "fail" in (a.on_exceeded, b.on_exceeded) else "pause",
     )
 

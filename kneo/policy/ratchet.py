@@ -368,6 +368,7 @@ ENVIRONMENT_RULES: dict[str, Rule | str] = {
     "budgets.max_model_calls": _limit,
     "budgets.max_tool_calls": _limit,
     "budgets.max_tokens": _limit,
+    "budgets.max_cost": _limit,
     "budgets.on_exceeded": _ordered("pause", "fail"),
     "rollout": _rollout,
 }
@@ -423,7 +424,12 @@ PROJECT_RULES: dict[str, Rule | str] = {
     "limits.max_queued_runs": _limit,
     "limits.max_model_calls_per_day": _limit,
     "limits.max_tokens_per_day": _limit,
+    "limits.max_cost_per_day": _limit,
     "limits.on_exceeded": _ordered("pause", "fail"),
+    # what a call costs decides what a money budget allows: a price lowered, a model removed
+    # (unpriced calls count 0) or the currency changed lets more through, so any change is
+    # held like a loosened budget
+    "prices": _changed,
     # who may decide a human request: binding assignees are the stricter; each override entry
     # is one more person or group who may
     "assignments.assignees": _ordered("advisory", "binding"),

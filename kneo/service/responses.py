@@ -152,7 +152,18 @@ class TaskContext(_Open):
     requests: list[RequestContext]
 
 
-class StepUsage(_Open):
+class _Cost(_Open):
+    cost: float | None = Field(
+        default=None,
+        description="In currency units, priced by the project's price table when each call "
+        "was recorded (docs/runs.md#costs); null when a call was not priced (no table, or a "
+        "model it does not name), never 0 for unknown.",
+    )
+    currency: str | None = Field(default=None, description="The price table's (ISO 4217).")
+    unpriced_calls: int = Field(default=0, description="Model calls no price table priced.")
+
+
+class StepUsage(_Cost):
     step_id: str
     model_calls: int
     tool_calls: int
@@ -160,8 +171,9 @@ class StepUsage(_Open):
     output_tokens: int
 
 
-class RunUsage(_Open):
-    """What a run's agents spent, as the providers reported it (docs/runs.md#usage)."""
+class RunUsage(_Cost):
+    """What a run's agents spent, as the providers reported it, and what it cost
+    (docs/runs.md#usage)."""
 
     model_calls: int
     tool_calls: int

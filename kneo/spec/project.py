@@ -41,6 +41,7 @@ from kneo.spec.notifications_config import NotificationsConfig as NotificationsC
 from kneo.spec.notifications_config import PersonConfig as PersonConfig
 from kneo.spec.notifications_config import ReceiverConfig as ReceiverConfig
 from kneo.spec.notifications_config import check_env_names as _check_env_names
+from kneo.spec.prices import PriceTable
 from kneo.spec.suggest import guess_suffix
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 from kneo.tools.factory import load_tool_registry
@@ -357,6 +358,9 @@ class ProjectConfig(_Model):
     controller: ControllerConfigBlock | None = None
     #: Runs at once and spending per UTC day (docs/projects.md#limits).
     limits: ProjectLimits = Field(default_factory=ProjectLimits)
+    #: What model calls cost: prices per million tokens by provider and model
+    #: (docs/project_config.md#prices); ``None``: costs are not computed (shown ``null``).
+    prices: PriceTable | None = None
     #: ``module:factory`` returning the project's :class:`~kneo.tools.ToolRegistry`: used by
     #: ``kneo spec``, ``kneo run`` and the service instead of the example tools
     #: (``--tools`` overrides it).

@@ -87,6 +87,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.notification_events",
             "kneo.people",
             "kneo.projects",
+            "kneo.usage",
         ),
     ),
     ("contract", ("kneo.spec",)),

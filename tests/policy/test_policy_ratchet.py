@@ -77,6 +77,7 @@ STRICT_LOOSE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"budgets": {"max_tool_calls": 50}},
     ),
     "budgets.max_tokens": ({"budgets": {"max_tokens": 100}}, {"budgets": {"max_tokens": 101}}),
+    "budgets.max_cost": ({"budgets": {"max_cost": "0.50"}}, {"budgets": {"max_cost": "0.75"}}),
     "budgets.on_exceeded": ({"budgets": {"on_exceeded": "fail"}}, {"budgets": {}}),
     "rollout": (
         {"rollout": {"steps": [{"set_weight": 10}, {"analysis": {}}, {"set_weight": 100}]}},
@@ -335,7 +336,13 @@ PROJECT_STRICT_LOOSE: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"limits": {"max_tokens_per_day": 100}},
         {"limits": {"max_tokens_per_day": 101}},
     ),
+    "limits.max_cost_per_day": ({"limits": {"max_cost_per_day": 5}}, {"limits": {}}),
     "limits.on_exceeded": ({"limits": {"on_exceeded": "fail"}}, {"limits": {}}),
+    # a price lowered lets a money budget through more calls
+    "prices": (
+        {"prices": {"providers": {"openai": {"m": {"input": 2, "output": 8}}}}},
+        {"prices": {"providers": {"openai": {"m": {"input": 1, "output": 8}}}}},
+    ),
     "assignments.assignees": (
         {"assignments": {"assignees": "binding"}},
         {"assignments": {"assignees": "advisory"}},

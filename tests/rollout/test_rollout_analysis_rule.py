@@ -77,13 +77,16 @@ def test_latency_and_cost_ratios() -> None:
         max_edit_increase=None,
         max_escalation_increase=None,
     )
-    slow = Figures(runs=10, finished=10, p95_latency_ms=3000, cost=1.0)
-    fast = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=1.0)
+    slow = Figures(runs=10, finished=10, p95_latency_ms=3000, cost=1.0, priced=10)
+    fast = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=1.0, priced=10)
     assert judge(rule, slow, fast).outcome == "fail"
     assert judge(rule, fast, slow).outcome == "pass"
-    dear = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=2.0)
+    dear = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=2.0, priced=10)
     verdict = judge(rule, dear, fast)
     assert verdict.outcome == "fail" and verdict.checks["cost"]["ratio"] == 2.0
+    # runs of unknown cost are left out of the mean; none known on a side: the check waits
+    unknown = Figures(runs=10, finished=10, p95_latency_ms=1000, cost=0.0, priced=0)
+    assert judge(rule, unknown, fast).checks["cost"]["outcome"] == "wait"
 
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

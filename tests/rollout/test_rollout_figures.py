@@ -22,14 +22,15 @@ def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
         for _ in range(3):
             tx.note_rollout_run(stable)
         tx.note_rollout_outcome(stable, "cancelled", 5)  # neither finished nor failed
+        tx.note_rollout_outcome(stable, "succeeded", 5, None)  # its cost unknown: not 0
         tx.note_rollout_run(other)
     sides = store.rollouts.figures("ro_1")
     c, s = sides["canary"], sides["stable"]
     assert (c.runs, c.finished, c.failed) == (100, 100, 10)
     assert (c.decided, c.rejected, c.edited, c.escalated) == (3, 1, 1, 1)
-    assert c.cost == pytest.approx(50.0)
+    assert c.cost == pytest.approx(50.0) and c.priced == 100
     assert c.p95_latency_ms is not None and abs(c.p95_latency_ms - 950) / 950 < 0.025
-    assert (s.runs, s.finished, s.p95_latency_ms) == (3, 0, None)
+    assert (s.runs, s.finished, s.cost, s.priced) == (3, 1, 0.0, 0)
     assert store.rollouts.figures("ro_none")["canary"].runs == 0
 
 

@@ -167,6 +167,8 @@ def from_anthropic_response(response: Any, model: ModelSpec) -> ModelReply:
         ]
         if isinstance(inputs[0], int):
             usage["input_tokens"] = sum(v for v in inputs if isinstance(v, int))
+            if isinstance(inputs[2], int) and inputs[2] > 0:  # read from the prompt cache
+                usage["cached_input_tokens"] = inputs[2]
         if isinstance(getattr(reported, "output_tokens", None), int):
             usage["output_tokens"] = reported.output_tokens
     stop = _STOP.get(str(getattr(response, "stop_reason", "") or ""), "other")

@@ -86,7 +86,9 @@ class ModelReply:
     """A model turn: final ``text``, or ``tool_calls`` to run before the next turn.
 
     ``usage`` counts tokens as ``input_tokens`` and ``output_tokens`` (a provider's own
-    names mapped to these), absent when the provider reports none."""
+    names mapped to these), absent when the provider reports none; ``cached_input_tokens``
+    (when some) is the part of ``input_tokens`` read from the provider's prompt cache,
+    which a price table may price apart (:mod:`kneo.spec.prices`)."""
 
     text: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()

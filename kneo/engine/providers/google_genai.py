@@ -245,6 +245,9 @@ def _usage(metadata: Any) -> dict[str, int]:
     outputs = [metadata.candidates_token_count, metadata.thoughts_token_count]
     if any(isinstance(v, int) for v in outputs):
         usage["output_tokens"] = sum(v for v in outputs if isinstance(v, int))
+    cached = getattr(metadata, "cached_content_token_count", None)
+    if isinstance(cached, int) and cached > 0:  # part of input_tokens (priced apart)
+        usage["cached_input_tokens"] = cached
     return usage
 
 

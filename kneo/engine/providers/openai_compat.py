@@ -331,6 +331,9 @@ def from_openai_response(response: Any, model: ModelSpec) -> ModelReply:
             value = getattr(reported, theirs, None)
             if isinstance(value, int):
                 usage[ours] = value
+        cached = getattr(getattr(reported, "prompt_tokens_details", None), "cached_tokens", None)
+        if isinstance(cached, int) and cached > 0:  # part of input_tokens (priced apart)
+            usage["cached_input_tokens"] = cached
     stop = _FINISH.get(str(getattr(choice, "finish_reason", "") or ""), "other")
     return ModelReply(text=message.content, tool_calls=tuple(calls), usage=usage, stop_reason=stop)
 

@@ -34,6 +34,9 @@ project_usage = sa.Table(
     # the day's limits as a person raised them at a budget pause (NULL: the definition's)
     sa.Column("model_calls_limit", sa.BigInteger),
     sa.Column("tokens_limit", sa.BigInteger),
+    # what the day's priced model calls cost, in nanos of the price table's currency (0034)
+    sa.Column("cost", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_limit", sa.BigInteger),
     sa.Column("updated_at", t.UTCDateTime, nullable=False),
 )
 
@@ -41,6 +44,7 @@ project_usage = sa.Table(
 DAILY_COUNTERS: dict[str, tuple[str, str]] = {
     "model_calls": ("model_calls", "model_calls_limit"),
     "tokens": ("tokens", "tokens_limit"),
+    "cost": ("cost", "cost_limit"),
 }
 
 
@@ -54,6 +58,9 @@ class DayUsage:
     tokens: int = 0
     model_calls_limit: int | None = None
     tokens_limit: int | None = None
+    #: in nanos of the price table's currency (:mod:`kneo.spec.prices`)
+    cost: int = 0
+    cost_limit: int | None = None
 
     def used(self, counter: str) -> int:
         return int(getattr(self, DAILY_COUNTERS[counter][0]))
@@ -111,18 +118,19 @@ class LimitsFacet(Facet):
             row = conn.execute(stmt).mappings().first()
         return DayUsage(day) if row is None else _usage(row)
 
-    def add_usage(self, day: str, *, model_calls: int, tokens: int) -> None:
-        """Add ``model_calls`` and ``tokens`` to the project's usage on ``day`` (one upsert;
-        concurrent adders add up)."""
+    def add_usage(self, day: str, *, model_calls: int, tokens: int, cost: int = 0) -> None:
+        """Add ``model_calls``, ``tokens`` and ``cost`` (nanos) to the project's usage on
+        ``day`` (one upsert; concurrent adders add up)."""
         u = project_usage.c
         values = {"project_id": self.project_id, "day": day, "model_calls": model_calls}
-        values |= {"tokens": tokens, "updated_at": self.clock.now()}
+        values |= {"tokens": tokens, "cost": cost, "updated_at": self.clock.now()}
         stmt = self.dialect.insert(project_usage).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[u.project_id, u.day],
             set_={
                 "model_calls": u.model_calls + stmt.excluded.model_calls,
                 "tokens": u.tokens + stmt.excluded.tokens,
+                "cost": u.cost + stmt.excluded.cost,
                 "updated_at": stmt.excluded.updated_at,
             },
         )
@@ -130,7 +138,7 @@ class LimitsFacet(Facet):
             conn.execute(stmt)
 
     def raise_day_limit(self, day: str, counter: str, limit: int) -> DayUsage:
-        """Raise the project's limit on ``counter`` (``model_calls``, ``tokens``) for ``day``
+        """Raise the project's limit on ``counter`` (``model_calls``, ``tokens``, ``cost``) for ``day``
         to ``limit``, unless it was raised higher already (a decision replayed, or two people
         raising at once: the higher stands); the day's usage after it."""
         if counter not in DAILY_COUNTERS:
@@ -138,6 +146,7 @@ class LimitsFacet(Facet):
         column = DAILY_COUNTERS[counter][1]
         u = project_usage.c
         values = {"project_id": self.project_id, "day": day, "model_calls": 0, "tokens": 0}
+        values["cost"] = 0
         values |= {column: limit, "updated_at": self.clock.now()}
         stmt = self.dialect.insert(project_usage).values(**values)
         current, proposed = u[column], stmt.excluded[column]

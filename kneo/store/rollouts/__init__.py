@@ -105,9 +105,13 @@ rollout_sums = sa.Table(
     sa.Column("edited", sa.BigInteger, nullable=False),
     sa.Column("escalated", sa.BigInteger, nullable=False),
     sa.Column("cost", sa.Float, nullable=False),
+    # finished runs whose cost is known (every model call priced; 0034): cost is their sum
+    sa.Column("priced", sa.BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )
-_COUNTERS = ("runs", "finished", "failed", "decided", "rejected", "edited", "escalated", "cost")
+_COUNTERS = (
+    "runs", "finished", "failed", "decided", "rejected", "edited", "escalated", "cost", "priced"
+)  # fmt: skip
 
 _R = rollouts.c
 #: rollout statuses whose canary still takes a share of new runs
@@ -171,6 +175,8 @@ class SideFigures:
     escalated: int = 0
     p95_latency_ms: float | None = None
     cost: float = 0.0
+    #: finished runs whose cost is known (``cost`` sums theirs)
+    priced: int = 0
 
 
 #: the ratio between a latency bucket's bounds
@@ -379,11 +385,12 @@ def fold_sums(rows: Iterable[tuple[Any, Any, Sequence[Any]]]) -> dict[str, SideF
         if bucket != NO_LATENCY and counts[1]:
             buckets.setdefault(str(track), []).append((int(bucket), int(counts[1])))
     out: dict[str, SideFigures] = {"canary": SideFigures(), "stable": SideFigures()}
-    for track, (runs, done, bad, decided, rejected, edited, escalated, cost) in sums.items():
+    for track, counts in sums.items():
+        runs, done, bad, decided, rejected, edited, escalated, cost, priced = counts
         out[track] = SideFigures(
             runs=int(runs), finished=int(done), failed=int(bad), decided=int(decided),
             rejected=int(rejected), edited=int(edited), escalated=int(escalated),
-            p95_latency_ms=_p95(buckets.get(track, [])), cost=cost,
+            p95_latency_ms=_p95(buckets.get(track, [])), cost=cost, priced=int(priced),
         )  # fmt: skip
     return out
 
@@ -423,7 +430,8 @@ class RolloutRunWrites(TransactionBase):
         cost: float | None = None,
     ) -> None:  # fmt: skip
         """A rollout run's outcome: ``succeeded`` and ``failed`` count as finished (with
-        their latency and cost), any other status does not."""
+        their latency and, when known, cost: a run with ``cost`` ``None`` adds to neither
+        ``cost`` nor ``priced``), any other status does not."""
         if status not in ("succeeded", "failed"):
             return
         bucket = latency_bucket(latency_ms)
@@ -433,6 +441,7 @@ class RolloutRunWrites(TransactionBase):
             finished=1,
             failed=int(status == "failed"),
             cost=cost or 0.0,
+            priced=int(cost is not None),
         )
 
     def note_rollout_decisions(

@@ -41,6 +41,7 @@ from kneo.store.runs.steps import (
 from kneo.store.tasks.search import outcome_terms, scoped_term
 from kneo.store.transaction_base import NewTask
 from kneo.store.wire import statements as st
+from kneo.usage import cost_of
 
 _AUDIT_COLUMNS = st.cas_params(t.audit_events)
 _OUTBOX_COLUMNS = st.cas_params(t.notification_events)
@@ -157,11 +158,16 @@ class OutcomeWritesMixin(RolloutRunWrites):
     def _note_outcome(
         self, run: RunRecord, rollout: Mapping[str, Any], changes: Mapping[str, Any]
     ) -> None:
-        """A rollout run's outcome and latency, for its rollout's analysis."""
+        """A rollout run's outcome, latency and cost (its state's model calls: ``None`` when
+        one was not priced, 0 when it made none), for its rollout's analysis."""
         began = run.started_at or run.created_at
         ended = changes.get("finished_at") or self.now
         latency = int((ended - began).total_seconds() * 1000) if began and ended else None
-        self.note_rollout_outcome(rollout, str(changes["status"]), latency)
+        state = changes.get("state")
+        cost = None
+        if isinstance(state, Mapping):
+            cost = cost_of(list((state.get("agents") or {}).values()))
+        self.note_rollout_outcome(rollout, str(changes["status"]), latency, cost)
 
     def run_slot_free(self, limit: int) -> bool:
         """Whether the project has fewer than ``limit`` runs executing (``running`` under a

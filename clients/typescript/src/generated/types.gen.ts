@@ -2284,9 +2284,22 @@ export type RunSummary = {
 /**
  * RunUsage
  *
- * What a run's agents spent, as the providers reported it (docs/runs.md#usage).
+ * What a run's agents spent, as the providers reported it, and what it cost
+ * (docs/runs.md#usage).
  */
 export type RunUsage = {
+    /**
+     * Cost
+     *
+     * In currency units, priced by the project's price table when each call was recorded (docs/runs.md#costs); null when a call was not priced (no table, or a model it does not name), never 0 for unknown.
+     */
+    cost?: number | null;
+    /**
+     * Currency
+     *
+     * The price table's (ISO 4217).
+     */
+    currency?: string | null;
     /**
      * Input Tokens
      */
@@ -2309,6 +2322,12 @@ export type RunUsage = {
      * Tool Calls
      */
     tool_calls: number;
+    /**
+     * Unpriced Calls
+     *
+     * Model calls no price table priced.
+     */
+    unpriced_calls?: number;
     [key: string]: unknown;
 };
 
@@ -2958,6 +2977,18 @@ export type StepPosition = {
  */
 export type StepUsage = {
     /**
+     * Cost
+     *
+     * In currency units, priced by the project's price table when each call was recorded (docs/runs.md#costs); null when a call was not priced (no table, or a model it does not name), never 0 for unknown.
+     */
+    cost?: number | null;
+    /**
+     * Currency
+     *
+     * The price table's (ISO 4217).
+     */
+    currency?: string | null;
+    /**
      * Input Tokens
      */
     input_tokens: number;
@@ -2977,6 +3008,12 @@ export type StepUsage = {
      * Tool Calls
      */
     tool_calls: number;
+    /**
+     * Unpriced Calls
+     *
+     * Model calls no price table priced.
+     */
+    unpriced_calls?: number;
     [key: string]: unknown;
 };
 
