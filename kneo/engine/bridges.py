@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine import agent_limits
+from kneo.engine import budgets as run_budgets
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.providers.base import ToolCall
@@ -142,9 +143,13 @@ class BridgeSession:
     def record_model(self, payload: Mapping[str, Any], usage: Mapping[str, int]) -> None:
         """A new model turn: checkpointed with its usage before the framework reads it (a
         reply over ``token_budget.per_call`` fails the step or asks before the next call)."""
+        access = self._host.access
+        table = access.prices if access is not None else None
+        model = self.agent.model
+        priced = run_budgets.price_call(table, model.provider, model.name, usage)
         with self._host.lock:
             self._journal["model"].append(dict(payload))
-            count_spent(self._record, usage)
+            count_spent(self._record, usage, priced)
             turn = len(self._journal["model"])
             try:
                 agent_limits.after_call(
@@ -155,7 +160,12 @@ class BridgeSession:
                 raise
         self._host.emit(
             "model_turn_completed",
-            {"agent": self.agent.name, "usage": dict(usage), "bridge": True},
+            {
+                "agent": self.agent.name,
+                "usage": dict(usage),
+                "bridge": True,
+                **(priced.shown() if priced is not None else {}),
+            },  # fmt: skip
         )
         self._host.commit("model_turn")
 

@@ -36,12 +36,22 @@ def fake() -> Iterator[FakeModels]:
         yield models
 
 
+#: per million tokens: what the bridged models' calls cost (``prices:`` of the project)
+PRICES = {"input": "2", "output": "8"}
+
+
 def _project(root: Path, openai_agents: bool) -> Path:
-    """The project the framework's own tests use: its secret declared, its agent's module."""
+    """The project the framework's own tests use: its secret declared, its agent's module, a
+    price table for both frameworks' models."""
     key, module = ("bridge_key", "bridged_agent") if openai_agents else ("graph_key", "graph_agent")
     source = (sdk if openai_agents else graphs).MODULE
     (root / ".kneo").mkdir()
-    config = {"version": "v1", "secrets": {"extra": {key: key.upper()}}}
+    models = {"bridge-model": PRICES, "graph-model": PRICES}
+    config = {
+        "version": "v1",
+        "secrets": {"extra": {key: key.upper()}},
+        "prices": {"currency": "USD", "providers": {"openai-compatible": models}},
+    }
     (root / ".kneo" / "config.yaml").write_text(json.dumps(config))
     (root / f"{module}.py").write_text(source.format(calls=str(root / "calls.txt")))
     return root
@@ -73,6 +83,23 @@ def bridge(request: pytest.FixtureRequest, tmp_path: Path, fake: FakeModels) -> 
 
     yield Bridge()
     manager.store.close()
+
+
+def test_a_bridged_agents_calls_cost_what_the_price_table_says(bridge: Any) -> None:
+    """Each model call the framework makes is priced like a native agent's: the run's cost is
+    the table's price of the usage the server reported, call by call."""
+    result = bridge.run()
+    assert result.status == "succeeded", result
+    usage = bridge.manager.get_run(result.run_id)["usage"]
+    events = bridge.manager.store.runs.list_trace(result.run_id).items
+    turns = [e.payload for e in events if e.event_type == "model_turn_completed"]
+    assert len(turns) == 2 and all(t["bridge"] for t in turns)
+    expected = [
+        (t["usage"]["input_tokens"] * 2 + t["usage"]["output_tokens"] * 8) / 1e6 for t in turns
+    ]
+    assert [t["cost"] for t in turns] == pytest.approx(expected)
+    assert usage["cost"] == pytest.approx(sum(expected))
+    assert (usage["currency"], usage["unpriced_calls"]) == ("USD", 0)
 
 
 def test_per_run_budget_fails_the_step_before_the_next_model_call(
