@@ -165,7 +165,7 @@ class BridgeSession:
                 "usage": dict(usage),
                 "bridge": True,
                 **(priced.shown() if priced is not None else {}),
-            },  # fmt: skip
+            },
         )
         self._host.commit("model_turn")
 
