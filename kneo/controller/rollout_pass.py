@@ -169,21 +169,28 @@ def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:
                 verdict = judge(rule, figures["canary"], figures["stable"])
         moved = advance(policy, state, now, verdict=verdict, held=_held(store, record, now))
         if moved == state:
-            _sample(store, record, figures, now)
+            _sample(store, record, figures, verdict, now)
             continue
         changed.append(_write(store, record, moved, verdict, figures, actor=ACTOR, now=now))
     return changed
 
 
 def _sample(
-    store: RolloutStore, record: RolloutRecord, figures: Mapping[str, Figures], now: datetime
+    store: RolloutStore,
+    record: RolloutRecord,
+    figures: Mapping[str, Figures],
+    verdict: Verdict | None,
+    now: datetime,
 ) -> None:
-    """A point of the figures' history for a rollout that did not move, when one is due
-    (no audit event: nothing changed but the figures)."""
+    """A point of the figures' history for a rollout that did not move, when one is due,
+    with the figures and the analysis' verdict now (no audit event: nothing changed but the
+    figures)."""
     if not rollout_history.due(record.figures, now):
         return
     shown = {side: f.to_dict() for side, f in figures.items()}
     kept = {**dict(record.figures or {}), "sides": shown}
+    if verdict is not None:
+        kept["verdict"] = verdict.to_dict()
     sampled = rollout_history.with_point(kept, shown, weight=record.weight, now=now)
     try:
         with store.transaction() as tx:

@@ -91,6 +91,7 @@ def service(
             "KNEO_SERV_API_KEYS": keys,
             "KNEO_SERV_ADMIN_API_KEY": ADMIN_KEY,
             "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
+            "KNEO_SERV_CONSOLE_SECRET": "rollout-console-secret",
         }
     )
     manager = build_manager(settings, tmp_path, url)
