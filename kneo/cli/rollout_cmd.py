@@ -39,7 +39,7 @@ FIGURES = (
 )
 
 
-def _number(value: Any) -> str:
+def _number(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gitops_fixtures import Keys, Repo, spec
-from test_controller_cli import cli  # noqa: F401 (the fixture)
+from tests.controller.test_controller_cli import cli  # noqa: F401 (the fixture)
 
 DEV = """version: v1
 rollout:

@@ -23,7 +23,7 @@ PLATFORM_WIDE = {"/metrics", "/v1/projects", "/v1/projects/{project}"}
 #: A path parameter that names an object of the project (404 when it is another's). A bundle
 #: or a digest is a name: suspending, pinning or blocking it acts on the caller's own project's
 #: registry (checked below: the default project's is untouched).
-OBJECT = re.compile(r"\{(run_id|continuation_id|event_id|session_id|request_id)\}")
+OBJECT = re.compile(r"\{(run_id|continuation_id|event_id|session_id|request_id|rollout_id)\}")
 
 
 ROLES = sorted(ROLE_SCOPES)
