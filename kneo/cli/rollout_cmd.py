@@ -24,8 +24,7 @@ app = typer.Typer(no_args_is_help=True, help="Progressive delivery: rollouts")
 ActorOpt = typer.Option(
     None,
     "--actor",
-    help="Who decides, in local mode (default: the OS user); a service records its API "
-    "key's name",
+    help="Who decides, in local mode (default: the OS user); a service records its API key's name",
 )
 #: the figures a side shows, and their labels
 FIGURES = (
@@ -37,6 +36,11 @@ FIGURES = (
     ("p95_latency_ms", "p95 ms"),
     ("cost_per_run", "cost/run"),
 )
+
+
+#: a listing's columns
+COLUMNS = ("rollout_id", "bundle", "environment", "stable_revision", "canary_revision", "status",
+           "weight", "standing")  # fmt: skip
 
 
 def _number(value: object) -> str:
@@ -107,11 +111,7 @@ def status(
     print_table(
         f"rollouts ({data['count']} shown{next_page(data)})",
         ["rollout", "bundle", "environment", "stable", "canary", "status", "weight", "standing"],
-        [
-            cells(r, "rollout_id", "bundle", "environment", "stable_revision",
-                  "canary_revision", "status", "weight", "standing")  # fmt: skip
-            for r in data["rollouts"]
-        ],
+        [cells(r, *COLUMNS) for r in data["rollouts"]],
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["WIDTH", "HEIGHT", "chart"]
+__all__ = ["HEIGHT", "WIDTH", "chart"]
 
 WIDTH = 480
 HEIGHT = 140

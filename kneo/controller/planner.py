@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from kneo.controller import prune_gate
-from kneo.controller.rollout_plan import with_rollout
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -55,6 +54,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.controller.rollout_plan import with_rollout
 from kneo.errors import ErrorCode
 from kneo.people import counted
 from kneo.policy.evals import judge_evals

@@ -37,7 +37,6 @@ from kneo.controller.model import (
     RevisionRef,
 )
 from kneo.controller.planner import environment_order, plan, short
-from kneo.controller.rollout_plan import rollout_steps
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
 from kneo.controller.ratchet import (
@@ -47,6 +46,7 @@ from kneo.controller.ratchet import (
     PolicyRecord,
     record_key,
 )
+from kneo.controller.rollout_plan import rollout_steps
 from kneo.policy.ratchet import TIGHTENED, compare
 from kneo.projects import DEFAULT_PROJECT_ID
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gitops_fixtures import Keys, Repo, spec
+
 from tests.controller.test_controller_cli import cli  # noqa: F401 (the fixture)
 
 DEV = """version: v1
@@ -17,7 +18,9 @@ rollout:
     - pause: {approvers: [release-managers]}
     - set_weight: 100
 """
-STEPS = "set_weight 10 → analysis (min_runs 20) → pause (approval by release-managers) → set_weight 100"
+STEPS = (
+    "set_weight 10 → analysis (min_runs 20) → pause (approval by release-managers) → set_weight 100"
+)
 
 
 def test_the_plan_names_the_steps_a_promotion_rolls_out_by(

@@ -36,7 +36,7 @@ STEPS = [
 
 
 def auth(who: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[who] if who in KEYS else ADMIN_KEY}"}
+    return {"Authorization": f"Bearer {KEYS.get(who, ADMIN_KEY)}"}
 
 
 def begin(store: Any, rollout_id: str, *, bundle: str = "helper", env: str = "dev") -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.rollout.rollout_service import Service, aborted, auth, begin, count_runs
-from tests.rollout.rollout_service import service as service  # noqa: F401 (the fixture)
+from tests.rollout.rollout_service import service as service
 
 
 def test_list_filters_and_pages(service: Service) -> None:

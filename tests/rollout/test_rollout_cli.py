@@ -17,7 +17,7 @@ from kneo.cli.output import ClientOptions
 from kneo.cli.service_client import ServiceClient
 from kneo.settings import Settings
 from tests.rollout.rollout_service import KEYS, Service, begin, count_runs
-from tests.rollout.rollout_service import service as service  # noqa: F401 (the fixture)
+from tests.rollout.rollout_service import service as service
 
 
 def through(service: Service, who: str) -> ServiceClient:
@@ -51,9 +51,7 @@ def kneo(monkeypatch: pytest.MonkeyPatch, client: Any, *args: str, code: int = 0
 
 
 @pytest.mark.parametrize("mode", ["local", "service"])
-def test_status_and_decisions(
-    service: Service, monkeypatch: pytest.MonkeyPatch, mode: str
-) -> None:
+def test_status_and_decisions(service: Service, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     begin(service.store, "ro_cli")
     count_runs(service.store, "ro_cli")
     approver = local(service) if mode == "local" else through(service, "alice")

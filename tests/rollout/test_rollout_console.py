@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from kneo.controller.rollout_pass import step_rollouts
 from tests.rollout.rollout_service import KEYS, Service, begin, count_runs
-from tests.rollout.rollout_service import service as service  # noqa: F401 (the fixture)
+from tests.rollout.rollout_service import service as service
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -72,7 +72,9 @@ def test_the_page_shows_where_it_stands_and_links_from_the_registry(service: Ser
     assert "/ui/rollouts/ro_ui" in registry and "rolling out r2" in registry
     bundle = viewer.get("/ui/registry/helper/dev").text
     assert "/ui/rollouts/ro_ui" in bundle
-    assert viewer.post("/ui/rollouts/ro_ui", {"decision": "abort", "reason": "x"}).status_code == 403
+    assert (
+        viewer.post("/ui/rollouts/ro_ui", {"decision": "abort", "reason": "x"}).status_code == 403
+    )
 
 
 def test_decisions_through_the_forms(service: Service) -> None:

@@ -8,21 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from tests.rollout.test_rollout_journey import World, flow
-from tests.rollout.test_rollout_journey import store as store  # noqa: F401 (the fixture)
+from tests.rollout.test_rollout_journey import store as store
 
 
 class Escalating(World):
     def release(self, draft: str) -> None:
         spec = flow(draft)
-        spec["components"]["humans"]["reviewer"].update(
-            timeout_seconds=60, on_timeout="escalate"
-        )
+        spec["components"]["humans"]["reviewer"].update(timeout_seconds=60, on_timeout="escalate")
         self.repo.write("bundles/helper/dev.json", self.keys.bundle("helper", "dev", spec))
         self.repo.commit(draft)
         assert self.ctl.reconcile_once().ok
 
 
-def test_an_escalated_request_counts_on_its_runs_side(store: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_an_escalated_request_counts_on_its_runs_side(store: Any, tmp_path: Path) -> None:
     w = Escalating(store, tmp_path)
     w.release("good draft")
     w.release("better draft")

@@ -289,6 +289,7 @@ def _rollout(client: Any, *, aborted: bool = False) -> str:
             tx.move_rollout(record, status="aborted")
     return rollout_id
 
+
 #: Authorized but answering something other than 2xx by design in this fixture.
 NOT_2XX_WHEN_ALLOWED = {
     # revision 1 is the active one: already_active (the route itself is reached)

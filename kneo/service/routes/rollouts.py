@@ -27,9 +27,7 @@ router = APIRouter(route_class=StrictQueryRoute)
 ROLLOUT_ID: Any = Path(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
 
 
-@router.get(
-    "/rollouts", tags=["rollouts"], dependencies=[Depends(require_scope("registry:read"))]
-)
+@router.get("/rollouts", tags=["rollouts"], dependencies=[Depends(require_scope("registry:read"))])
 def list_rollouts(
     request: Request,
     bundle: str | None = Query(None, description="Only this bundle's rollouts."),
