@@ -322,10 +322,12 @@ class LocalClient:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        counts: bool = False,
     ) -> dict[str, Any]:
         return self.reader.list_rollouts(
-            bundle=bundle, environment=environment, status=status, limit=limit, cursor=cursor
-        )
+            bundle=bundle, environment=environment, status=status, limit=limit, cursor=cursor,
+            counts=counts,
+        )  # fmt: skip
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:
         return self.reader.get_rollout(rollout_id)

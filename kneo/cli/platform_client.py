@@ -132,8 +132,10 @@ class PlatformClient(Protocol):
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        counts: bool = False,
     ) -> dict[str, Any]:
-        """``GET /v1/rollouts``: one page of rollouts, newest first."""
+        """``GET /v1/rollouts``: one page of rollouts, newest first (``counts``: with
+        ``total``)."""
         ...
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:

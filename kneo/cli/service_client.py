@@ -397,10 +397,12 @@ class ServiceClient:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        counts: bool = False,
     ) -> Any:
         """``GET /v1/rollouts`` (a filter left ``None`` is not sent)."""
         query = {"bundle": bundle, "environment": environment, "status": status,
-                 "limit": limit, "cursor": cursor}  # fmt: skip
+                 "limit": limit, "cursor": cursor,
+                 "include": "counts" if counts else None}  # fmt: skip
         return self.request(
             "GET", "/v1/rollouts", params={k: v for k, v in query.items() if v is not None}
         )

@@ -122,8 +122,10 @@ class RolloutOps:
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        counts: bool = False,
     ) -> dict[str, Any]:
-        """One page of rollouts, newest first (module docstring)."""
+        """One page of rollouts, newest first (module docstring); ``counts``: ``total``
+        counted (up to the count cap) where the page itself does not tell it."""
         if status is not None and status not in STATUSES:
             raise InvalidRequest(
                 f"status must be one of {', '.join(STATUSES)}; got {status!r}",
@@ -131,10 +133,12 @@ class RolloutOps:
                 allowed=list(STATUSES),
             )
         page = self.store.rollouts.list_rollouts(
-            bundle_name=bundle, environment=environment, status=status, limit=limit, cursor=cursor
-        )
+            bundle_name=bundle, environment=environment, status=status, limit=limit,
+            cursor=cursor, count=counts,
+        )  # fmt: skip
         items = [rollout_summary(r) for r in page.items]
-        return {"rollouts": items, "count": len(items), "limit": limit,
+        return {"rollouts": items, "count": len(items), "total": page.total,
+                "total_capped": page.total_capped, "limit": limit,
                 "next_cursor": page.next_cursor}  # fmt: skip
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class RolloutSummary(_Open):
 class RolloutList(_Open):
     rollouts: list[RolloutSummary]
     count: int
+    total: int | None = Field(None, description="All matching rollouts (with include=counts).")
+    total_capped: bool | None = None
     limit: int | None = None
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 

@@ -38,7 +38,13 @@ def test_list_filters_and_pages(service: Service) -> None:
         if cursor is None:
             break
     assert sorted(seen) == ["ro_a", "ro_b", "ro_c"]
-    for bad, field in (({"status": "nope"}, "status"), ({"cursor": "garbage"}, "cursor")):
+    counted = get("/v1/rollouts", params={"limit": 1, "include": "counts"}, headers=auth("viewer"))
+    assert (counted.json()["count"], counted.json()["total"]) == (1, 3)
+    for bad, field in (
+        ({"status": "nope"}, "status"),
+        ({"cursor": "garbage"}, "cursor"),
+        ({"include": "everything"}, "include"),
+    ):
         answer = get("/v1/rollouts", params=bad, headers=auth("viewer"))
         assert answer.status_code in (400, 422), answer.text
         assert field in answer.text

@@ -18,7 +18,7 @@ from kneo.names import check_name
 from kneo.platform import PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
-from kneo.service.pagination import CURSOR, list_cap
+from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
 from kneo.service.query_params import StrictQueryRoute
 from kneo.service.schemas import AbortRolloutRequest, PromoteRolloutRequest
 
@@ -37,10 +37,12 @@ def list_rollouts(
     ),
     limit: int | None = Query(None, ge=1, description="Page size (capped)."),
     cursor: str | None = CURSOR,
+    include: str | None = INCLUDE,
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """The project's rollouts, newest first, by bundle, environment and status; paged by
-    ``cursor``."""
+    ``cursor``; ``total`` counted with ``include=counts``."""
+    counts = keyset_params(request, 0, include)
     if bundle is not None:
         check_name(bundle, kind="bundle name", field="bundle")
     if environment is not None:
@@ -51,6 +53,7 @@ def list_rollouts(
         status=status,
         limit=list_cap(request, limit),
         cursor=cursor or None,
+        counts=counts,
     )
 
 

@@ -324,9 +324,11 @@ class RolloutFacet(Facet):
         status: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        count: bool = False,
     ) -> Page[RolloutRecord]:
         """Rollouts newest first (``started_at``, then id), filtered by bundle, environment
-        and status; paged by ``cursor`` (a page's ``next_cursor``)."""
+        and status; paged by ``cursor`` (a page's ``next_cursor``); ``count``: the
+        matching total too (up to the count cap)."""
         check_page(limit, 0)
         where = [_R.project_id == self.project_id]
         for column, value in (
@@ -338,7 +340,7 @@ class RolloutFacet(Facet):
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
                 conn, rollouts, where, columns, "started_at desc", limit=min(limit, 1000),
-                cursor=cursor,
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count or None,
             )  # fmt: skip
         items = [_record(dict(r)) for r in found]
         return Page(items, total, limit, 0, "started_at", "desc", next_cursor, capped)

@@ -649,7 +649,7 @@ export const registryBundlesSuspend = <ThrowOnError extends boolean = false>(opt
  * List Rollouts
  *
  * The project's rollouts, newest first, by bundle, environment and status; paged by
- * ``cursor``.
+ * ``cursor``; ``total`` counted with ``include=counts``.
  */
 export const rolloutsList = <ThrowOnError extends boolean = false>(options?: Options<RolloutsListData, ThrowOnError>) => (options?.client ?? client).get<RolloutsListResponses, RolloutsListErrors, ThrowOnError>({
     security: [

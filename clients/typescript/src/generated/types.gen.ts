@@ -2207,6 +2207,16 @@ export type RolloutList = {
      * Rollouts
      */
     rollouts: Array<RolloutSummary>;
+    /**
+     * Total
+     *
+     * All matching rollouts (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
     [key: string]: unknown;
 };
 
@@ -6176,6 +6186,12 @@ export type RolloutsListData = {
          * A page's next_cursor: the page after it (opaque; do not combine with offset).
          */
         cursor?: string | null;
+        /**
+         * Include
+         *
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
+         */
+        include?: string | null;
     };
     url: '/v1/rollouts';
 };
