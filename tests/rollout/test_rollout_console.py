@@ -75,6 +75,16 @@ def test_the_page_shows_where_it_stands_and_links_from_the_registry(service: Ser
     assert (
         viewer.post("/ui/rollouts/ro_ui", {"decision": "abort", "reason": "x"}).status_code == 403
     )
+    assert viewer.get("/ui/rollouts/ro_nothing").status_code == 404
+
+
+def test_another_projects_rollout_is_not_found(service: Service) -> None:
+    seeded(service)
+    intruder = Person(service, "intruder")  # admin of team-b only
+    assert intruder.get("/ui/p/team-b/rollouts/ro_ui").status_code == 404
+    tried = intruder.post("/ui/p/team-b/rollouts/ro_ui", {"decision": "abort", "reason": "x"})
+    assert tried.status_code == 404
+    assert service.store.rollouts.get_rollout("ro_ui").status == "progressing"
 
 
 def test_decisions_through_the_forms(service: Service) -> None:
