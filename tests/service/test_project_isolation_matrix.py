@@ -45,12 +45,14 @@ def _client(make_client: Any) -> TestClient:
 
 
 def _defaults(client: TestClient) -> set[str]:
-    """The default project's identifiers a leak would show: runs, tasks, requests, bundles."""
+    """The default project's identifiers a leak would show: runs, tasks, requests, rollouts,
+    bundles."""
     store = client.app.state.manager.store
     runs = store.runs.list_runs(limit=500).items
     tasks = store.tasks.list_continuations(limit=500, status=None).items
     ids = {r.run_id for r in runs} | {c.continuation_id for c in tasks}
     ids |= {str(q.get("request_id")) for c in tasks for q in c.requests}
+    ids |= {r.rollout_id for r in store.rollouts.list_rollouts(limit=500).items}
     return ids | {"sha256:" + "0" * 64}
 
 
