@@ -217,7 +217,7 @@ class ErrorCode:
     migration_failed: Final = _code("migration_failed", "NotReady", 503, "a schema migration failed", retry_after=RETRY_AFTER_SECONDS)
     model_output_truncated: Final = _code("model_output_truncated", "AgentStepError", 400, "the model stopped at its output limit before finishing")
     no_role: Final = _code("no_role", "Forbidden", 403, "a person the provider vouched for, whom `KNEO_SERV_OIDC_ROLES` gives no role (the message names their groups)")
-    not_an_approver: Final = _code("not_an_approver", "Forbidden", 403, "the key's name is not among the environment's promotion approvers")
+    not_an_approver: Final = _code("not_an_approver", "Forbidden", 403, "the caller is not among the environment's approvers (of a promotion, a rollback or a rollout)")
     not_found: Final = _code("not_found", "NotFound", 404, "no run, task, bundle, profile or route with that id or path")
     not_leader: Final = _code("not_leader", "KneoError", 400, "the controller lost its leader lock mid-reconcile")
     not_ready: Final = _code("not_ready", "NotReady", 503, "a dependency is not ready, or no controller leads yet", retry_after=RETRY_AFTER_SECONDS)

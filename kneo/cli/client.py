@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kneo import startup, tracing
 from kneo.cli.platform_client import PlatformClient
-from kneo.errors import ConfigError, ErrorCode, KneoError
+from kneo.errors import ConfigError, ErrorCode, InvalidRequest, KneoError
 from kneo.projects import DEFAULT_PROJECT, check_project_name
 from kneo.settings import Settings
 from kneo.tools.defaults import create_tool_registry
+
+#: a person's decision on a rollout
+RolloutDecision = Literal["promote", "abort", "retry"]
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
@@ -310,6 +313,41 @@ class LocalClient:
             idempotency_key=idempotency_key,
         )
         return dict(result.to_dict(show_personal=True))
+
+    def list_rollouts(
+        self,
+        *,
+        bundle: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        counts: bool = False,
+    ) -> dict[str, Any]:
+        return self.reader.list_rollouts(
+            bundle=bundle, environment=environment, status=status, limit=limit, cursor=cursor,
+            counts=counts,
+        )  # fmt: skip
+
+    def get_rollout(self, rollout_id: str) -> dict[str, Any]:
+        return self.reader.get_rollout(rollout_id)
+
+    def decide_rollout(
+        self,
+        rollout_id: str,
+        decision: str,
+        *,
+        full: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Decided under this client's actor (``--actor``, else the OS user): the
+        environment's approvers name it."""
+        chosen = {"promote": "promote", "abort": "abort", "retry": "retry"}.get(decision)
+        if chosen is None:
+            raise InvalidRequest(f"not a rollout decision: {decision!r}", field="decision")
+        return self.reader.decide_rollout(
+            rollout_id, cast("RolloutDecision", chosen), actor=self._actor, full=full, reason=reason
+        )
 
 
 def get_client(

@@ -40,6 +40,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
     "policy": LazyCommand("kneo.cli.policy_cmd", "app", "Sign policy changes for the controller"),
     "registry": LazyCommand("kneo.cli.registry_cmd", "registry_app", "Inspect the bundle registry"),
+    "rollout": LazyCommand("kneo.cli.rollout_cmd", "app", "Progressive delivery: rollouts"),
     "schedules": LazyCommand(
         "kneo.cli.schedules_cmd", "app", "Schedules declared by active bundles"
     ),

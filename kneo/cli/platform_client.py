@@ -123,3 +123,32 @@ class PlatformClient(Protocol):
     ) -> dict[str, Any]:
         """Several requests of one task decided together."""
         ...
+
+    def list_rollouts(
+        self,
+        *,
+        bundle: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        counts: bool = False,
+    ) -> dict[str, Any]:
+        """``GET /v1/rollouts``: one page of rollouts, newest first (``counts``: with
+        ``total``)."""
+        ...
+
+    def get_rollout(self, rollout_id: str) -> dict[str, Any]:
+        """``GET /v1/rollouts/{rollout_id}``."""
+        ...
+
+    def decide_rollout(
+        self,
+        rollout_id: str,
+        decision: str,
+        *,
+        full: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/rollouts/{rollout_id}/{decision}`` (promote, abort or retry)."""
+        ...

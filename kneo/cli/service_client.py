@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from kneo.cli.output import talking_to
 from kneo.errors import ErrorCode, KneoError
@@ -385,6 +386,42 @@ class ServiceClient:
 
     def get_audit(self, event_id: str) -> Any:
         return self.request("GET", f"/v1/audit-events/{event_id}")
+
+    # ------------------------------------------------------------------ rollouts
+
+    def list_rollouts(
+        self,
+        *,
+        bundle: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        counts: bool = False,
+    ) -> Any:
+        """``GET /v1/rollouts`` (a filter left ``None`` is not sent)."""
+        query = {"bundle": bundle, "environment": environment, "status": status,
+                 "limit": limit, "cursor": cursor,
+                 "include": "counts" if counts else None}  # fmt: skip
+        return self.request(
+            "GET", "/v1/rollouts", params={k: v for k, v in query.items() if v is not None}
+        )
+
+    def get_rollout(self, rollout_id: str) -> Any:
+        return self.request("GET", f"/v1/rollouts/{quote(rollout_id, safe='')}")
+
+    def decide_rollout(
+        self, rollout_id: str, decision: str, *, full: bool = False, reason: str | None = None
+    ) -> Any:
+        """``POST /v1/rollouts/{id}/promote|abort|retry``: the service checks the caller
+        (its key's name, a person's groups) against the environment's approvers."""
+        body: dict[str, Any] | None = None
+        if decision == "promote":
+            body = {"full": full}
+        elif decision == "abort":
+            body = {"reason": reason}
+        path = f"/v1/rollouts/{quote(rollout_id, safe='')}/{quote(decision, safe='')}"
+        return self.request("POST", path, json=body)
 
     # ------------------------------------------------------------------ policies
 

@@ -45,6 +45,7 @@ from kneo.console.paths import (
 )
 from kneo.console.promotions import add_promotion_routes
 from kneo.console.registry import add_registry_routes
+from kneo.console.rollouts import add_rollout_routes
 from kneo.console.runs import add_answer_route, add_run_routes, add_session_routes
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.console.signin import add_signin_routes
@@ -78,7 +79,8 @@ class _NoSniffStatic(StaticFiles):
 
 def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
-    one group per resource: sign-in, inbox, human tasks, promotions, runs, registry."""
+    one group per resource: sign-in, inbox, human tasks, promotions, runs, registry,
+    rollouts."""
     router = APIRouter()
     for add in (
         add_signin_routes,
@@ -91,6 +93,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         add_answer_route,
         add_session_routes,
         add_registry_routes,
+        add_rollout_routes,
     ):
         add(router, auth, render)
     return router

@@ -76,6 +76,12 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/pin"),
         ("POST", "/v1/registry/blocked-digests"),
     ),
+    "rollout": (("GET", "/v1/rollouts/{rollout_id}"),),
+    "rollout_ops": (
+        ("POST", "/v1/rollouts/{rollout_id}/promote"),
+        ("POST", "/v1/rollouts/{rollout_id}/abort"),
+        ("POST", "/v1/rollouts/{rollout_id}/retry"),
+    ),
 }
 
 

@@ -40,6 +40,7 @@ def add_registry_routes(router: APIRouter, auth: ConsoleAuth, render: Render) ->
                 "overview": overview,
                 "cells": {(c["bundle"], c["environment"]): c for c in overview["cells"]},
                 "controller": controller_view(store, config, controller),
+                "rollouts": {(r.bundle_name, r.environment): r for r in store.rollouts.active()},
             },
         )
 
@@ -137,6 +138,7 @@ def _bundle_page(
             "blocked": {d: operations.blocked_view(b) for d, b in blocked.items()},
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
+            "rollout": view.manager.store.rollouts.current_rollout(bundle, environment),
             "notice": notice,
         },
         status_code=status_code,

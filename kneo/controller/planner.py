@@ -21,8 +21,9 @@ Rules, in the order they are applied to each (bundle, environment):
    applier re-checks it inside the activating transaction.
    ``require_human_approval``: ``min_approvals`` distinct members of ``approvers`` approved
    (M-of-N); a single rejection stops the promotion.
-5. Otherwise activate. A registry changed outside the controller (drift) is put back to
-   what the controller applied, or to what Git now asks for.
+5. Otherwise activate (under a ``rollout:`` policy, with the steps it will roll out by:
+   :mod:`kneo.controller.rollout_plan`). A registry changed outside the controller (drift)
+   is put back to what the controller applied, or to what Git now asks for.
 
 No I/O, no clock (``PlanOptions.now`` is the moment freezes are judged at): the same inputs
 always give the same actions.
@@ -53,6 +54,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.controller.rollout_plan import with_rollout
 from kneo.errors import ErrorCode
 from kneo.people import counted
 from kneo.policy.evals import judge_evals
@@ -233,7 +235,8 @@ def _plan_key(
         stopped = gate(check)
         if stopped is not None:
             return _with_drift_fix(key, entry, stopped)
-    return [_activate(key, revision, entry, check.pending, _approved_by(check))]
+    activate = _activate(key, revision, entry, check.pending, _approved_by(check))
+    return [with_rollout(activate, env, entry)]  # the steps, when it rolls out
 
 
 # --------------------------------------------------------------------------- gates

@@ -46,6 +46,7 @@ from kneo.controller.ratchet import (
     PolicyRecord,
     record_key,
 )
+from kneo.controller.rollout_plan import rollout_steps
 from kneo.policy.ratchet import TIGHTENED, compare
 from kneo.projects import DEFAULT_PROJECT_ID
 
@@ -277,6 +278,8 @@ def _item(
             "upstream": rules.require_approved_in if rules else None,
         },
         "spec_diff": _diff(active_spec, rev.spec if rev is not None else None, action),
+        # the steps a promotion will roll out by (None: every new run at once)
+        "rollout": rollout_steps(action, env, entry),
     }
 
 
@@ -338,7 +341,7 @@ def render_markdown(data: Mapping[str, Any]) -> str:
         ]
         for b in env["bundles"]:
             out.append(
-                f"| `{b['bundle']}` | {_VERDICT.get(b['reason'], _VERDICT.get(b['action']))} "
+                f"| `{b['bundle']}` | {_outcome(b)} "
                 f"| `{short(b['from'])}` | `{short(b['to'])}` | {_verdict(b)} | {_approvals(b)} |"
             )
         out.append("")
@@ -404,6 +407,12 @@ def _needs(needs: Mapping[str, Any]) -> str:
     if needs.get("as_for"):
         parts.append(f"as {needs['as_for']} demands")
     return "; ".join(parts)
+
+
+def _outcome(b: Mapping[str, Any]) -> str:
+    if b.get("rollout"):
+        return f"🚦 rolls out ({len(b['rollout'])} steps)"
+    return str(_VERDICT.get(b["reason"], _VERDICT.get(b["action"])))
 
 
 def _cell(text: str) -> str:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+from kneo.controller import rollout_history
 from kneo.controller.rollouts import (
     FINAL,
     Figures,
@@ -34,6 +35,7 @@ from kneo.controller.rollouts import (
 )
 from kneo.errors import Conflict, ErrorCode, Forbidden
 from kneo.ids import new_id
+from kneo.people import caller_entry
 from kneo.policy.environment import EnvironmentPolicy, FreezeWindow
 from kneo.policy.rollout import RolloutPolicy
 
@@ -152,23 +154,49 @@ def step_all(store: ControllerStore, now: datetime) -> list[dict[str, Any]]:
 
 
 def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:
-    """One step of every rollout still moving; what changed (one entry per rollout)."""
+    """One step of every rollout still moving; what changed (one entry per rollout). A
+    rollout that does not move may still add a point to its figures' history
+    (:mod:`kneo.controller.rollout_history`)."""
     changed = []
     for record in store.rollouts.active():
         policy = policy_of(record)
         state = state_of(record)
         verdict: Verdict | None = None
-        figures: dict[str, Figures] | None = None
+        figures = figures_of(store, record)
         if state.step < len(policy.steps):
             rule = policy.steps[state.step].analysis
             if rule is not None:
-                figures = figures_of(store, record)
                 verdict = judge(rule, figures["canary"], figures["stable"])
         moved = advance(policy, state, now, verdict=verdict, held=_held(store, record, now))
         if moved == state:
+            _sample(store, record, figures, verdict, now)
             continue
         changed.append(_write(store, record, moved, verdict, figures, actor=ACTOR, now=now))
     return changed
+
+
+def _sample(
+    store: RolloutStore,
+    record: RolloutRecord,
+    figures: Mapping[str, Figures],
+    verdict: Verdict | None,
+    now: datetime,
+) -> None:
+    """A point of the figures' history for a rollout that did not move, when one is due,
+    with the figures and the analysis' verdict now (no audit event: nothing changed but the
+    figures)."""
+    if not rollout_history.due(record.figures, now):
+        return
+    shown = {side: f.to_dict() for side, f in figures.items()}
+    kept = {**dict(record.figures or {}), "sides": shown}
+    if verdict is not None:
+        kept["verdict"] = verdict.to_dict()
+    sampled = rollout_history.with_point(kept, shown, weight=record.weight, now=now)
+    try:
+        with store.transaction() as tx:
+            tx.move_rollout(record, figures=sampled)
+    except Conflict:  # moved by someone else meanwhile: the next pass samples it
+        return
 
 
 def _write(
@@ -191,7 +219,13 @@ def _write(
         "step_started_at": moved.step_started_at,
     }
     if shown is not None:
-        changes["figures"] = {"sides": shown, "verdict": verdict.to_dict() if verdict else None}
+        last = dict(record.figures or {})
+        kept = {**last, "sides": shown, "verdict": verdict.to_dict() if verdict else None}
+        if verdict is None and last.get("verdict"):
+            kept["verdict"] = last["verdict"]  # the last analysis' verdict until the next
+        if rollout_history.due(record.figures, now):
+            kept = rollout_history.with_point(kept, shown, weight=moved.weight, now=now)
+        changes["figures"] = kept
     if moved.status in FINAL:
         changes["finished_at"] = now
     event = {
@@ -239,18 +273,24 @@ def _audit(
 
 def _may_decide(record: RolloutRecord, actor: str, groups: frozenset[str]) -> None:
     """Only the environment's approvers (and a pause step's own) decide by hand; anyone
-    when the policy names none."""
+    when the policy names none. An entry names the caller as a promotion's approvers do
+    (:func:`kneo.people.caller_entry`: a key by its name, a person by their proven user
+    claim or ``group:G``); ``groups``: more groups the caller is known to be in.
+    ``403 not_an_approver`` otherwise."""
     allowed = set(record.policy.get("approvers") or [])
     policy = policy_of(record)
     if record.step < len(policy.steps):
         pause = policy.steps[record.step].pause
         if pause is not None:
             allowed |= set(pause.approvers)
-    if allowed and actor not in allowed and not (groups & allowed):
+    named = {*groups, *(f"group:{g}" for g in groups)}
+    if not allowed or named & allowed:
+        return
+    if caller_entry(actor, sorted(allowed)) is None:  # a key by name, a person as proven
         raise Forbidden(
             f"{actor} is not an approver of {record.environment} "
             f"({', '.join(sorted(allowed))} are)",
-            code=ErrorCode.forbidden,
+            code=ErrorCode.not_an_approver,
         )
 
 
@@ -282,6 +322,10 @@ def decide(
                              reason or f"aborted by {actor}")  # fmt: skip
     elif full:
         moved = RolloutState(len(policy.steps), 100, "promoted", now, f"promoted by {actor}")
-    else:
-        moved = advance(policy, state, now, verdict=Verdict("pass"), approved=True)
+    else:  # past the one step it stands at: a pause further on waits for its own approvers
+        at = policy.steps[state.step] if state.step < len(policy.steps) else None
+        if at is not None and at.pause is not None:
+            moved = advance(policy, state, now, verdict=None, approved=True)
+        else:
+            moved = advance(policy, state, now, verdict=Verdict("pass"))
     return _write(store, record, moved, None, None, actor=actor, now=now, decided=decision)

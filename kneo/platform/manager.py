@@ -16,7 +16,8 @@ hands each responsibility to one collaborator with explicit dependencies:
 * :class:`~kneo.platform.admin.Administration` — the audit log, environment policies,
   notification deliveries and idempotency records;
 * :class:`~kneo.platform.gitops.GitOps` — controller requests and the registry's reads and
-  day-two writes.
+  day-two writes;
+* :class:`~kneo.platform.rollouts.RolloutOps` — rollouts, read and decided by people.
 
 The facade's run, human-task, inspection, sweep, administration and GitOps methods are the
 collaborators' own, forwarded by name (:class:`_Forward`: one signature and one docstring, in
@@ -75,6 +76,7 @@ from kneo.platform.policy_preview import run_impact
 from kneo.platform.preparation import SpecPreparation
 from kneo.platform.projects import ProjectCatalog, ProjectManagers
 from kneo.platform.results import RunResult
+from kneo.platform.rollouts import RolloutOps
 from kneo.platform.runs import Runs
 from kneo.platform.sweeps import Sweeps
 from kneo.platform.worker import DEFAULT_MAX_ATTEMPTS, Worker
@@ -278,6 +280,11 @@ class PlatformManager:
         """Controller requests and the registry's reads and day-two writes."""
         return GitOps(store=self.store)
 
+    @functools.cached_property
+    def rollout_ops(self) -> RolloutOps:
+        """The project's rollouts as people read and decide them."""
+        return RolloutOps(store=self.store, clock=self.clock)
+
     @property
     def lease_seconds(self) -> float:
         """How long a run's execution lease lasts unless renewed (``KNEO_SERV_WORKER_LEASE_SECONDS``,
@@ -423,6 +430,10 @@ class PlatformManager:
     resume_bundle = _Forward("gitops", GitOps.resume_bundle)
     block_digest = _Forward("gitops", GitOps.block_digest)
     unblock_digest = _Forward("gitops", GitOps.unblock_digest)
+
+    list_rollouts = _Forward("rollout_ops", RolloutOps.list_rollouts)
+    get_rollout = _Forward("rollout_ops", RolloutOps.get_rollout)
+    decide_rollout = _Forward("rollout_ops", RolloutOps.decide_rollout)
 
     # ================================================================== sweeps, maintenance
 

@@ -327,6 +327,9 @@ class Sweeps:
                 tx.add_trace_event(
                     run.run_id, "human_escalated", payload={"request_ids": sorted(ids)}
                 )
+                rollout = (run.metadata or {}).get("rollout")
+                if rollout:  # the rollout's escalation rate (kneo.store.rollouts)
+                    tx.note_rollout_decisions(run.run_id, rollout, [], escalated=len(requests))
         except (Conflict, NotFound):
             return 0
         return 1

@@ -46,6 +46,7 @@ from kneo.service.routes import (
     human,
     notifications,
     projects,
+    rollouts,
     runs,
     schedules,
     security,
@@ -118,7 +119,7 @@ def _routers() -> list[Any]:
     (no two routes here overlap, so the order only decides how many are tried first)."""
     routes = (
         runs, human, specs, controller, audit, security, notifications, sessions, skills,
-        schedules, triggers,
+        schedules, triggers, rollouts,
     )  # fmt: skip
     return [r.router for r in routes]
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kneo.service.responses import WorkflowGraphView
+from kneo.service.responses_rollouts import ROLLOUT_RESPONSES
 
 
 class _Open(BaseModel):
@@ -438,6 +439,7 @@ PLATFORM_RESPONSES: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
     "schedules-resume": ((_OK, ScheduleDetail),),
     "schedules-trigger": (("202", ScheduleTrigger),),
     "triggers-deliver": ((_OK, TriggerDelivery), ("202", TriggerDelivery)),
+    **ROLLOUT_RESPONSES,
 }
 
 __all__ = ["PLATFORM_RESPONSES"]

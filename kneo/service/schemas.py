@@ -199,3 +199,17 @@ class ProjectDefinitionRequest(_Strict):
     """``PUT /v1/projects/{project}``: the project's new definition (replaces the old)."""
 
     definition: dict[str, Any] | None
+
+
+class PromoteRolloutRequest(_Strict):
+    """Body of ``POST /v1/rollouts/{rollout_id}/promote`` (optional)."""
+
+    full: bool = Field(
+        False, description="true: to 100 % at once; false: past the step it stands at."
+    )
+
+
+class AbortRolloutRequest(_Strict):
+    """Body of ``POST /v1/rollouts/{rollout_id}/abort``: why (audited with the decision)."""
+
+    reason: str = Field(..., min_length=1, max_length=2000)

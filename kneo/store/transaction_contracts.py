@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Condition,
         ContinuationRecord,
         ControllerStatus,
+        Page,
         Pin,
         PromotionApproval,
         QueueRecord,
@@ -324,8 +325,15 @@ class RolloutReads(Protocol):
     ) -> tuple[BundleRevision | None, RolloutRoute | None]: ...
     def get_rollout(self, rollout_id: str) -> RolloutRecord: ...
     def list_rollouts(
-        self, *, bundle_name: str | None = None, environment: str | None = None, limit: int = 50
-    ) -> list[RolloutRecord]: ...
+        self,
+        *,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> Page[RolloutRecord]: ...
     def active(self) -> list[RolloutRecord]: ...
     def figures(self, rollout_id: str) -> dict[str, SideFigures]: ...
 

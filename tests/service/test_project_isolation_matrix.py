@@ -23,7 +23,7 @@ PLATFORM_WIDE = {"/metrics", "/v1/projects", "/v1/projects/{project}"}
 #: A path parameter that names an object of the project (404 when it is another's). A bundle
 #: or a digest is a name: suspending, pinning or blocking it acts on the caller's own project's
 #: registry (checked below: the default project's is untouched).
-OBJECT = re.compile(r"\{(run_id|continuation_id|event_id|session_id|request_id)\}")
+OBJECT = re.compile(r"\{(run_id|continuation_id|event_id|session_id|request_id|rollout_id)\}")
 
 
 ROLES = sorted(ROLE_SCOPES)
@@ -45,12 +45,14 @@ def _client(make_client: Any) -> TestClient:
 
 
 def _defaults(client: TestClient) -> set[str]:
-    """The default project's identifiers a leak would show: runs, tasks, requests, bundles."""
+    """The default project's identifiers a leak would show: runs, tasks, requests, rollouts,
+    bundles."""
     store = client.app.state.manager.store
     runs = store.runs.list_runs(limit=500).items
     tasks = store.tasks.list_continuations(limit=500, status=None).items
     ids = {r.run_id for r in runs} | {c.continuation_id for c in tasks}
     ids |= {str(q.get("request_id")) for c in tasks for q in c.requests}
+    ids |= {r.rollout_id for r in store.rollouts.list_rollouts(limit=500).items}
     return ids | {"sha256:" + "0" * 64}
 
 

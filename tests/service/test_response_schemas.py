@@ -164,7 +164,36 @@ def test_every_platform_answer_matches_the_service(make_client) -> None:
     ]
     unblock = f"/v1/registry/blocked-digests/{digest}"
     call("registry-blocked-digests-unblock", "DELETE", unblock, admin)
+    _rollouts(call, client, operator)
     assert seen - {"runs-create"} == set(PLATFORM_RESPONSES) - CONTROLLER_ONLY
+
+
+def _rollouts(call: Any, client: Any, operator: dict[str, str]) -> None:
+    """A rollout with figures and a history, read, promoted, aborted and retried."""
+    from kneo.controller.rollout_pass import step_rollouts
+
+    store = client.app.state.manager.store
+    with store.transaction() as tx:
+        tx.begin_rollout(
+            "ro_schema", bundle_name="demo", environment="qa", stable_revision=1,
+            canary_revision=2, canary_digest=None, commit=None, weight=10, step=1,
+            policy={"rollout": {"steps": [
+                {"set_weight": 10}, {"analysis": {"min_runs": 2}}, {"pause": {}},
+                {"set_weight": 100},
+            ]}},
+        )  # fmt: skip
+        tx.note_rollout_run({"id": "ro_schema", "track": "canary"})
+        tx.note_rollout_outcome({"id": "ro_schema", "track": "canary"}, "succeeded", 50, 0.1)
+    step_rollouts(store, store.clock.now())  # waits: a point of history and a verdict
+    assert call("rollouts-list", "GET", "/v1/rollouts", operator)["count"] == 1
+    assert call("rollouts-get", "GET", "/v1/rollouts/ro_schema", operator)["history"]
+    promoted = call("rollouts-promote", "POST", "/v1/rollouts/ro_schema/promote", operator, json={})
+    assert promoted["status"] == "paused"
+    abort = {"reason": "schema"}
+    stopped = call("rollouts-abort", "POST", "/v1/rollouts/ro_schema/abort", operator, json=abort)
+    assert stopped["status"] == "aborted"
+    retried = call("rollouts-retry", "POST", "/v1/rollouts/ro_schema/retry", operator)
+    assert retried["status"] == "progressing"
 
 
 #: Answered only where a controller has applied bundles (tests/controller).

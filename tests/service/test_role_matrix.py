@@ -234,6 +234,27 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
             )
             for verb in ("pause", "resume", "trigger")
         },
+        ("GET", "/v1/rollouts"): lambda: ("GET", "/v1/rollouts", None),
+        ("GET", "/v1/rollouts/{rollout_id}"): lambda: (
+            "GET",
+            f"/v1/rollouts/{_rollout(client)}",
+            None,
+        ),
+        ("POST", "/v1/rollouts/{rollout_id}/promote"): lambda: (
+            "POST",
+            f"/v1/rollouts/{_rollout(client)}/promote",
+            {"full": True},
+        ),
+        ("POST", "/v1/rollouts/{rollout_id}/abort"): lambda: (
+            "POST",
+            f"/v1/rollouts/{_rollout(client)}/abort",
+            {"reason": "matrix"},
+        ),
+        ("POST", "/v1/rollouts/{rollout_id}/retry"): lambda: (
+            "POST",
+            f"/v1/rollouts/{_rollout(client, aborted=True)}/retry",
+            None,
+        ),
         ("GET", "/v1/notifications"): lambda: ("GET", "/v1/notifications", None),
         ("POST", "/v1/notifications/retry"): lambda: (
             "POST",
@@ -244,6 +265,30 @@ def _requests(client) -> dict[tuple[str, str], Callable[[], Request]]:
 
 
 BLOCKED = "sha256:" + "1" * 64
+_ROLLOUTS = itertools.count(1)
+
+
+def _rollout(client: Any, *, aborted: bool = False) -> str:
+    """A fresh rollout of demo in prod in the default project (no approvers: any key that
+    may change the registry decides it); ``aborted``: one to retry."""
+    rollout_id = f"ro_matrix_{next(_ROLLOUTS)}"
+    with client.app.state.manager.store.transaction() as tx:
+        record = tx.begin_rollout(
+            rollout_id,
+            bundle_name="demo",
+            environment="prod",
+            stable_revision=1,
+            canary_revision=2,
+            canary_digest=None,
+            commit=None,
+            weight=10,
+            step=1,
+            policy={"rollout": {"steps": [{"set_weight": 10}, {"set_weight": 100}]}},
+        )
+        if aborted:
+            tx.move_rollout(record, status="aborted")
+    return rollout_id
+
 
 #: Authorized but answering something other than 2xx by design in this fixture.
 NOT_2XX_WHEN_ALLOWED = {

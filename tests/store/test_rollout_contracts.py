@@ -35,7 +35,7 @@ def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
     assert reads.rollouts.current_rollout("helper", "dev") == begun
     assert reads.rollouts.get_rollout("ro_contract") == begun
     assert [r.rollout_id for r in reads.rollouts.active()] == ["ro_contract"]
-    assert [r.rollout_id for r in reads.rollouts.list_rollouts(bundle_name="helper")] == [
+    assert [r.rollout_id for r in reads.rollouts.list_rollouts(bundle_name="helper").items] == [
         "ro_contract"
     ]
     # no revision of the bundle is registered here: nothing serves (the split reads both)
@@ -60,4 +60,4 @@ def test_another_projects_rollout_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         other.rollouts.get_rollout("ro_mine")
     assert other.rollouts.current_rollout("helper", "dev") is None
-    assert other.rollouts.list_rollouts() == []
+    assert other.rollouts.list_rollouts().items == []

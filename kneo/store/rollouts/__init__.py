@@ -35,8 +35,8 @@ import sqlalchemy as sa
 from kneo.errors import Conflict, ErrorCode, NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet
-from kneo.store.records import BundleRevision
+from kneo.store.base import Facet, check_page, keyset_page
+from kneo.store.records import BundleRevision, Page
 from kneo.store.registry.statements import ACTIVE
 from kneo.store.transaction_base import TransactionBase
 
@@ -326,16 +326,33 @@ class RolloutFacet(Facet):
         return _record(dict(row))
 
     def list_rollouts(
-        self, *, bundle_name: str | None = None, environment: str | None = None, limit: int = 50
-    ) -> list[RolloutRecord]:
-        stmt = sa.select(rollouts).where(_R.project_id == self.project_id)
-        if bundle_name is not None:
-            stmt = stmt.where(_R.bundle_name == bundle_name)
-        if environment is not None:
-            stmt = stmt.where(_R.environment == environment)
-        stmt = stmt.order_by(_R.started_at.desc()).limit(max(1, min(limit, 1000)))
+        self,
+        *,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        count: bool = False,
+    ) -> Page[RolloutRecord]:
+        """Rollouts newest first (``started_at``, then id), filtered by bundle, environment
+        and status; paged by ``cursor`` (a page's ``next_cursor``); ``count``: the
+        matching total too (up to the count cap)."""
+        check_page(limit, 0)
+        where = [_R.project_id == self.project_id]
+        for column, value in (
+            (_R.bundle_name, bundle_name), (_R.environment, environment), (_R.status, status),
+        ):  # fmt: skip
+            if value is not None:
+                where.append(column == value)
+        columns = (_R.started_at, _R.rollout_id)
         with self._read() as conn:
-            return [_record(dict(r)) for r in conn.execute(stmt).mappings()]
+            found, total, capped, next_cursor = keyset_page(
+                conn, rollouts, where, columns, "started_at desc", limit=min(limit, 1000),
+                cursor=cursor, count=count, cap=self.settings.limits.max_list_count or None,
+            )  # fmt: skip
+        items = [_record(dict(r)) for r in found]
+        return Page(items, total, limit, 0, "started_at", "desc", next_cursor, capped)
 
     def active(self) -> list[RolloutRecord]:
         """Rollouts still moving (progressing or paused), oldest first."""

@@ -5,6 +5,18 @@ export type ClientOptions = {
 };
 
 /**
+ * AbortRolloutRequest
+ *
+ * Body of ``POST /v1/rollouts/{rollout_id}/abort``: why (audited with the decision).
+ */
+export type AbortRolloutRequest = {
+    /**
+     * Reason
+     */
+    reason: string;
+};
+
+/**
  * AuditEventList
  */
 export type AuditEventList = {
@@ -1688,6 +1700,20 @@ export type ProjectView = {
 };
 
 /**
+ * PromoteRolloutRequest
+ *
+ * Body of ``POST /v1/rollouts/{rollout_id}/promote`` (optional).
+ */
+export type PromoteRolloutRequest = {
+    /**
+     * Full
+     *
+     * true: to 100 % at once; false: past the step it stands at.
+     */
+    full?: boolean;
+};
+
+/**
  * ReasonRequest
  *
  * Body of the pin and suspend operations (optional).
@@ -2034,6 +2060,276 @@ export type RollbackRequest = {
      * The earlier revision to restore.
      */
     to: number;
+};
+
+/**
+ * RolloutDetail
+ *
+ * One rollout: its steps, both sides' figures now, the verdict and the history.
+ */
+export type RolloutDetail = {
+    /**
+     * Approvers
+     */
+    approvers: Array<string>;
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Canary Digest
+     */
+    canary_digest?: string | null;
+    /**
+     * Canary Revision
+     */
+    canary_revision: number;
+    /**
+     * Commit
+     */
+    commit?: string | null;
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Figures
+     *
+     * canary and stable: their figures.
+     */
+    figures: {
+        [key: string]: {
+            [key: string]: unknown;
+        };
+    };
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * History
+     *
+     * The figures over time, oldest first.
+     */
+    history: Array<{
+        [key: string]: unknown;
+    }>;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Rollout Id
+     */
+    rollout_id: string;
+    /**
+     * Stable Revision
+     */
+    stable_revision: number;
+    /**
+     * Standing
+     *
+     * Where it stands, in a sentence.
+     */
+    standing: string;
+    /**
+     * Started At
+     */
+    started_at: string;
+    /**
+     * Status
+     *
+     * progressing, paused, promoted, aborted or superseded.
+     */
+    status: string;
+    /**
+     * Step
+     *
+     * The index of the step it stands at (step_count: done).
+     */
+    step: number;
+    /**
+     * Step Count
+     */
+    step_count: number;
+    /**
+     * Step Started At
+     */
+    step_started_at: string;
+    /**
+     * Steps
+     */
+    steps: Array<RolloutStepView>;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+    /**
+     * Verdict
+     *
+     * The last analysis' verdict.
+     */
+    verdict?: {
+        [key: string]: unknown;
+    } | null;
+    /**
+     * Version
+     */
+    version: number;
+    /**
+     * Weight
+     *
+     * The canary's share of new runs, in %.
+     */
+    weight: number;
+    [key: string]: unknown;
+};
+
+/**
+ * RolloutList
+ */
+export type RolloutList = {
+    /**
+     * Count
+     */
+    count: number;
+    /**
+     * Limit
+     */
+    limit?: number | null;
+    /**
+     * Next Cursor
+     *
+     * Pass as cursor for the next page.
+     */
+    next_cursor?: string | null;
+    /**
+     * Rollouts
+     */
+    rollouts: Array<RolloutSummary>;
+    /**
+     * Total
+     *
+     * All matching rollouts (with include=counts).
+     */
+    total?: number | null;
+    /**
+     * Total Capped
+     */
+    total_capped?: boolean | null;
+    [key: string]: unknown;
+};
+
+/**
+ * RolloutStepView
+ */
+export type RolloutStepView = {
+    /**
+     * Describe
+     */
+    describe: string;
+    /**
+     * Index
+     */
+    index: number;
+    /**
+     * Kind
+     *
+     * set_weight, analysis or pause.
+     */
+    kind: string;
+    /**
+     * State
+     *
+     * done, current or pending.
+     */
+    state: string;
+    [key: string]: unknown;
+};
+
+/**
+ * RolloutSummary
+ *
+ * A rollout as a listing shows it.
+ */
+export type RolloutSummary = {
+    /**
+     * Bundle
+     */
+    bundle: string;
+    /**
+     * Canary Digest
+     */
+    canary_digest?: string | null;
+    /**
+     * Canary Revision
+     */
+    canary_revision: number;
+    /**
+     * Commit
+     */
+    commit?: string | null;
+    /**
+     * Environment
+     */
+    environment: string;
+    /**
+     * Finished At
+     */
+    finished_at?: string | null;
+    /**
+     * Reason
+     */
+    reason?: string | null;
+    /**
+     * Rollout Id
+     */
+    rollout_id: string;
+    /**
+     * Stable Revision
+     */
+    stable_revision: number;
+    /**
+     * Standing
+     *
+     * Where it stands, in a sentence.
+     */
+    standing: string;
+    /**
+     * Started At
+     */
+    started_at: string;
+    /**
+     * Status
+     *
+     * progressing, paused, promoted, aborted or superseded.
+     */
+    status: string;
+    /**
+     * Step
+     *
+     * The index of the step it stands at (step_count: done).
+     */
+    step: number;
+    /**
+     * Step Count
+     */
+    step_count: number;
+    /**
+     * Updated At
+     */
+    updated_at: string;
+    /**
+     * Version
+     */
+    version: number;
+    /**
+     * Weight
+     *
+     * The canary's share of new runs, in %.
+     */
+    weight: number;
+    [key: string]: unknown;
 };
 
 /**
@@ -5886,6 +6182,381 @@ export type RegistryBundlesSuspendResponses = {
 };
 
 export type RegistryBundlesSuspendResponse = RegistryBundlesSuspendResponses[keyof RegistryBundlesSuspendResponses];
+
+export type RolloutsListData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path?: never;
+    query?: {
+        /**
+         * Bundle
+         *
+         * Only this bundle's rollouts.
+         */
+        bundle?: string | null;
+        /**
+         * Environment
+         *
+         * Only this environment's rollouts.
+         */
+        environment?: string | null;
+        /**
+         * Status
+         *
+         * Only rollouts with this status.
+         */
+        status?: 'progressing' | 'paused' | 'promoted' | 'aborted' | 'superseded' | null;
+        /**
+         * Limit
+         *
+         * Page size (capped).
+         */
+        limit?: number | null;
+        /**
+         * Cursor
+         *
+         * A page's next_cursor: the page after it (opaque; do not combine with offset).
+         */
+        cursor?: string | null;
+        /**
+         * Include
+         *
+         * counts: on the inbox, add counts_by_assignee (each counted up to KNEO_SERV_MAX_LIST_COUNT, then listed in counts_capped). total is always there.
+         */
+        include?: string | null;
+    };
+    url: '/v1/rollouts';
+};
+
+export type RolloutsListErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RolloutsListError = RolloutsListErrors[keyof RolloutsListErrors];
+
+export type RolloutsListResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolloutList;
+};
+
+export type RolloutsListResponse = RolloutsListResponses[keyof RolloutsListResponses];
+
+export type RolloutsGetData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Rollout Id
+         */
+        rollout_id: string;
+    };
+    query?: never;
+    url: '/v1/rollouts/{rollout_id}';
+};
+
+export type RolloutsGetErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RolloutsGetError = RolloutsGetErrors[keyof RolloutsGetErrors];
+
+export type RolloutsGetResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolloutDetail;
+};
+
+export type RolloutsGetResponse = RolloutsGetResponses[keyof RolloutsGetResponses];
+
+export type RolloutsAbortData = {
+    body: AbortRolloutRequest;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Rollout Id
+         */
+        rollout_id: string;
+    };
+    query?: never;
+    url: '/v1/rollouts/{rollout_id}/abort';
+};
+
+export type RolloutsAbortErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RolloutsAbortError = RolloutsAbortErrors[keyof RolloutsAbortErrors];
+
+export type RolloutsAbortResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolloutDetail;
+};
+
+export type RolloutsAbortResponse = RolloutsAbortResponses[keyof RolloutsAbortResponses];
+
+export type RolloutsPromoteData = {
+    /**
+     * Body
+     */
+    body?: PromoteRolloutRequest | null;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Rollout Id
+         */
+        rollout_id: string;
+    };
+    query?: never;
+    url: '/v1/rollouts/{rollout_id}/promote';
+};
+
+export type RolloutsPromoteErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RolloutsPromoteError = RolloutsPromoteErrors[keyof RolloutsPromoteErrors];
+
+export type RolloutsPromoteResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolloutDetail;
+};
+
+export type RolloutsPromoteResponse = RolloutsPromoteResponses[keyof RolloutsPromoteResponses];
+
+export type RolloutsRetryData = {
+    body?: never;
+    headers?: {
+        /**
+         * The project (tenant) the request acts in; absent: the caller's home project (the first its roles name, else `default`). One the caller holds no grant in is `404 project_not_found`. The path form `/v1/projects/{name}/...` names it too.
+         */
+        'X-Kneo-Project'?: string;
+    };
+    path: {
+        /**
+         * Rollout Id
+         */
+        rollout_id: string;
+    };
+    query?: never;
+    url: '/v1/rollouts/{rollout_id}/retry';
+};
+
+export type RolloutsRetryErrors = {
+    /**
+     * Invalid request
+     */
+    400: Error;
+    /**
+     * Missing or invalid API key
+     */
+    401: Error;
+    /**
+     * The API key lacks the required scope
+     */
+    403: Error;
+    /**
+     * Not found
+     */
+    404: Error;
+    /**
+     * Conflict (idempotency key, lock, already resolved)
+     */
+    409: Error;
+    /**
+     * Payload too large
+     */
+    413: Error;
+    /**
+     * Validation error
+     */
+    422: Error;
+    /**
+     * Too many failed sign-in attempts from this client, or the project is at one of its limits (project_limit_reached); Retry-After says when to try again
+     */
+    429: Error;
+    /**
+     * Not ready
+     */
+    503: Error;
+};
+
+export type RolloutsRetryError = RolloutsRetryErrors[keyof RolloutsRetryErrors];
+
+export type RolloutsRetryResponses = {
+    /**
+     * Successful Response
+     */
+    200: RolloutDetail;
+};
+
+export type RolloutsRetryResponse = RolloutsRetryResponses[keyof RolloutsRetryResponses];
 
 export type RunsListData = {
     body?: never;

@@ -1,0 +1,170 @@
+"""``kneo rollout``: where a progressive delivery stands, and deciding it by hand
+(docs/gitops.md, "Progressive delivery: rollouts").
+
+``status`` lists the project's rollouts (newest first, by bundle, environment, status) or,
+given an id, shows one: its steps, where it stands, both sides' figures and the last
+verdict. ``promote``, ``abort`` and ``retry`` decide, under the environment's approvers:
+against a service the caller is the key's name (or the signed-in person), locally
+``--actor`` (default: the OS user). Each goes through the same platform method as the
+``/v1/rollouts`` routes, so both print one shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from kneo.cli.client import LocalClient
+from kneo.cli.output import ClientOptions, cells, console, next_page, options, print_table
+from kneo.cli.platform_client import PlatformClient
+
+app = typer.Typer(no_args_is_help=True, help="Progressive delivery: rollouts")
+
+ActorOpt = typer.Option(
+    None,
+    "--actor",
+    help="Who decides, in local mode (default: the OS user); a service records its API key's name",
+)
+#: the figures a side shows, and their labels
+FIGURES = (
+    ("runs", "runs"),
+    ("finished", "finished"),
+    ("failure_rate", "failure"),
+    ("rejection_rate", "rejection"),
+    ("edit_rate", "edit rate"),
+    ("p95_latency_ms", "p95 ms"),
+    ("cost_per_run", "cost/run"),
+)
+
+
+#: a listing's columns
+COLUMNS = ("rollout_id", "bundle", "environment", "stable_revision", "canary_revision", "status",
+           "weight", "standing")  # fmt: skip
+
+
+def _number(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+    return str(value)
+
+
+def show(data: dict[str, Any]) -> None:
+    """One rollout as a person reads it."""
+    out = console()
+    out.print(
+        f"rollout {data['rollout_id']}  {data['bundle']}@{data['environment']}  "
+        f"revision {data['stable_revision']} -> {data['canary_revision']}"
+    )
+    out.print(data["standing"])
+    if data.get("reason"):
+        out.print(f"reason: {data['reason']}")
+    print_table(
+        "steps",
+        ["#", "step", "state"],
+        [[s["index"] + 1, s["describe"], s["state"]] for s in data["steps"]],
+    )
+    sides = data.get("figures") or {}
+    print_table(
+        "figures",
+        ["side", *(label for _, label in FIGURES)],
+        [
+            [side, *(_number((sides.get(side) or {}).get(name)) for name, _ in FIGURES)]
+            for side in ("stable", "canary")
+        ],
+    )
+    verdict = data.get("verdict")
+    if verdict:
+        out.print(f"last verdict: {verdict.get('outcome')}: {verdict.get('reason')}")
+    if data.get("approvers"):
+        out.print(f"approvers: {', '.join(data['approvers'])}")
+
+
+@app.command("status")
+@options
+def status(
+    rollout_id: str | None = typer.Argument(None, help="One rollout (else: a listing)"),
+    bundle: str | None = typer.Option(None, "--bundle"),
+    environment: str | None = typer.Option(None, "--environment", "-e"),
+    state: str | None = typer.Option(
+        None, "--status", help="progressing, paused, promoted, aborted or superseded"
+    ),
+    limit: int = typer.Option(50, "--limit"),
+    cursor: str | None = typer.Option(None, "--cursor", help="A listing's next_cursor"),
+    opts: ClientOptions = ClientOptions(),
+) -> None:
+    """The project's rollouts, newest first; or one rollout: its steps, where it stands,
+    both sides' figures and the last verdict."""
+    client = opts.client()
+    if rollout_id is not None:
+        data = client.get_rollout(rollout_id)
+        if not opts.printed_json(data):
+            show(data)
+        return
+    data = client.list_rollouts(
+        bundle=bundle, environment=environment, status=state, limit=limit, cursor=cursor
+    )
+    if opts.printed_json(data):
+        return
+    print_table(
+        f"rollouts ({data['count']} shown{next_page(data)})",
+        ["rollout", "bundle", "environment", "stable", "canary", "status", "weight", "standing"],
+        [cells(r, *COLUMNS) for r in data["rollouts"]],
+    )
+
+
+def _decide(
+    opts: ClientOptions,
+    rollout_id: str,
+    decision: str,
+    actor: str | None,
+    *,
+    full: bool = False,
+    reason: str | None = None,
+) -> None:
+    client: PlatformClient = opts.client()
+    if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
+        from kneo.platform.bundles import default_actor
+
+        client._actor = actor or default_actor()
+    data = client.decide_rollout(rollout_id, decision, full=full, reason=reason)
+    if not opts.printed_json(data):
+        show(data)
+
+
+@app.command("promote")
+@options
+def promote(
+    rollout_id: str,
+    full: bool = typer.Option(False, "--full", help="To 100 % at once"),
+    actor: str | None = ActorOpt,
+    opts: ClientOptions = ClientOptions(),
+) -> None:
+    """Promote ROLLOUT_ID past the step it stands at (a pause, an analysis still waiting),
+    or with --full to 100 % at once. The environment's approvers only."""
+    _decide(opts, rollout_id, "promote", actor, full=full)
+
+
+@app.command("abort")
+@options
+def abort(
+    rollout_id: str,
+    reason: str = typer.Option(..., "--reason", help="Why (recorded with the decision)"),
+    actor: str | None = ActorOpt,
+    opts: ClientOptions = ClientOptions(),
+) -> None:
+    """Abort ROLLOUT_ID: every new run takes the stable revision at once. The environment's
+    approvers only."""
+    _decide(opts, rollout_id, "abort", actor, reason=reason)
+
+
+@app.command("retry")
+@options
+def retry(
+    rollout_id: str, actor: str | None = ActorOpt, opts: ClientOptions = ClientOptions()
+) -> None:
+    """Start an aborted ROLLOUT_ID again from its first step. The environment's approvers
+    only."""
+    _decide(opts, rollout_id, "retry", actor)
