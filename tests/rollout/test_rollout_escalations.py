@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.rollout.test_rollout_journey import World, flow
-from tests.rollout.test_rollout_journey import store as store
+from tests.rollout.world import World, flow
 
 
 class Escalating(World):
