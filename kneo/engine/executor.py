@@ -59,8 +59,6 @@ from kneo.tools import ToolRegistry
 #: callers have always taken it from.
 __all__ = ["EngineOptions", "WorkflowEngine"]
 
-# --------------------------------------------------------------------------- engine
-
 
 class WorkflowEngine:
     """Executes compiled workflows. Stateless between runs; all I/O is injected."""

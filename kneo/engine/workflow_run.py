@@ -54,8 +54,8 @@ def _agent_of(step: Any) -> dict[str, Any]:
 
 class WorkflowRun:
     """One run (or a nested workflow's part of it): executes units, records them in the
-    execution state, talks to the journal. Made per call by ``WorkflowEngine``; stateless
-    beyond ``state`` apart from the usage already summed (:meth:`spent`)."""
+    execution state, talks to the journal. Made per call by ``WorkflowEngine``; all it
+    remembers is in ``state``, but for the usage it already summed (:meth:`spent`)."""
 
     def __init__(
         self,
