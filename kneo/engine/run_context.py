@@ -84,7 +84,9 @@ class RunContext(Protocol):
     state and journal, who it runs for, and the few operations that change them.
 
     A nested workflow (one backing an agent) is a run context of its own over the same state:
-    its unit keys start with :attr:`prefix` and its input is its unit's."""
+    its unit keys start with :attr:`prefix` and its input is its unit's. Keyword fields
+    (a unit's position, a boundary's metadata, a request's fields) are ``object``: they go
+    into JSON records as given."""
 
     engine: EngineServices
     workflow: CompiledWorkflow
