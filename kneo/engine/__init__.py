@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from kneo.engine.builder import WorkflowBuilder
     from kneo.engine.cancellation import CancellationToken, RunCancelled
     from kneo.engine.conditions import register_predicate
-    from kneo.engine.executor import EngineOptions, WorkflowEngine
+    from kneo.engine.executor import WorkflowEngine
     from kneo.engine.functions import StepContext
     from kneo.engine.human import (
         HumanDecision,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
     from kneo.engine.lifecycle import RunStatus, transition
     from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused, Superseded
+    from kneo.engine.run_context import EngineOptions
     from kneo.engine.sdk_workflow import SdkWorkflow
     from kneo.engine.state import ExecutionState
 
@@ -43,7 +44,8 @@ _EXPORTS: dict[str, str] = {
     "SdkWorkflow": "kneo.engine.sdk_workflow",
     **dict.fromkeys(["CancellationToken", "RunCancelled"], "kneo.engine.cancellation"),
     "register_predicate": "kneo.engine.conditions",
-    **dict.fromkeys(["EngineOptions", "WorkflowEngine"], "kneo.engine.executor"),
+    "EngineOptions": "kneo.engine.run_context",
+    "WorkflowEngine": "kneo.engine.executor",
     "StepContext": "kneo.engine.functions",
     **dict.fromkeys(
         [

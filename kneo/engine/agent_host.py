@@ -1,4 +1,4 @@
-"""The engine side of :class:`~kneo.engine.agent.AgentHost` for one agent unit.
+"""The engine side of :class:`~kneo.engine.agent_seam.AgentHost` for one agent unit.
 
 The agent loop is written against that protocol so it never sees the run's state, journal or
 locks directly; this adapter maps each call onto the unit's run (events and boundaries under
@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from kneo.engine.budgets import usage_of
 from kneo.engine.human import QUESTION_TOOL, HumanRequest
 from kneo.engine.remote_tools import LazySessions
-from kneo.engine.signals import _Pause
+from kneo.engine.signals import RunPaused
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 
 class UnitAgentHost:
-    """One agent unit's view of its run (:class:`~kneo.engine.agent.AgentHost`)."""
+    """One agent unit's view of its run (:class:`~kneo.engine.agent_seam.AgentHost`)."""
 
-    def __init__(self, run: _Run, unit_key: str, step: CompiledStep) -> None:
+    def __init__(self, run: RunContext, unit_key: str, step: CompiledStep) -> None:
         self._run = run
         self.unit_key = unit_key
         self.step_id = step.id
@@ -59,7 +59,7 @@ class UnitAgentHost:
         return None
 
     def pause(self, requests: Sequence[HumanRequest]) -> NoReturn:
-        raise _Pause(list(requests))
+        raise RunPaused(list(requests))
 
     def mcp(self) -> LazySessions | None:
         return self._run.mcp

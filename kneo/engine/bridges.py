@@ -35,7 +35,7 @@ from kneo.engine import budgets as run_budgets
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
 from kneo.engine.providers.base import ToolCall
-from kneo.engine.signals import _Pause
+from kneo.engine.signals import RunPaused
 from kneo.engine.tool_guard import ToolGuard, ToolOutcome, describe_for_trace
 from kneo.errors import ErrorCode, KneoError
 from kneo.kernel import resolve_callable
@@ -46,7 +46,7 @@ from kneo.tools import ToolDefinition, ToolRegistry
 from kneo.usage import count_spent
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
     from kneo.policy.access import HostAccess
 
 __all__ = ["AgentBridges", "BridgeSession", "BridgeStopped", "run_bridged_agent"]
@@ -81,7 +81,7 @@ class AgentBridges(Protocol):
 class BridgeSession:
     """One bridged unit's checkpointed model turns and guarded tool calls."""
 
-    def __init__(self, run: _Run, key: str, step: CompiledStep) -> None:
+    def __init__(self, run: RunContext, key: str, step: CompiledStep) -> None:
         assert step.agent is not None
         self.agent = step.agent
         self.step = step
@@ -100,7 +100,7 @@ class BridgeSession:
         self._tools = 0
         self._lock = threading.Lock()
         #: the pause the framework was stopped for, if any
-        self.pending: _Pause | None = None
+        self.pending: RunPaused | None = None
         #: the limit that failed the step, if any (raised again past the framework)
         self.failure: KneoError | None = None
 
@@ -130,7 +130,7 @@ class BridgeSession:
             return
 
         def ask(fields: dict[str, Any]) -> None:
-            self.pending = _Pause([self._host.new_request(**fields)])
+            self.pending = RunPaused([self._host.new_request(**fields)])
             raise BridgeStopped("waiting for a person's decision on the agent's token_budget")
 
         used = agent_limits.tokens_of(self._host.run_usage_of(agent.name))
@@ -222,7 +222,7 @@ class BridgeSession:
         wait_key = f"{self.key}:tool:{call.id}"
         decision = self._run.decision(wait_key)
         if decision is None:
-            self.pending = _Pause(
+            self.pending = RunPaused(
                 [
                     self._run.new_request(
                         kind="tool_approval",
@@ -269,7 +269,7 @@ class BridgeSession:
             raise BridgeStopped("the session is stopped")
 
 
-def run_bridged_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str:
+def run_bridged_agent(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
     """Unit ``key``: the bridged agent's answer (pausing where its session stopped it)."""
     assert step.agent is not None and step.agent.implementation is not None
     bridges = run.engine.bridges

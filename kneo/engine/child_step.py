@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.engine.functions import as_text
 from kneo.engine.outcomes import StepFailure
-from kneo.engine.signals import _Pause
+from kneo.engine.signals import RunPaused
 from kneo.errors import ErrorCode
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 #: the request kind of a wait on a child run
 CHILD_RUN = "child_run"
@@ -29,13 +29,13 @@ CHILD_DECISIONS = ("provided", "rejected")
 
 
 def execute_workflow_step(
-    run: _Run, key: str, step: CompiledStep, text: str
+    run: RunContext, key: str, step: CompiledStep, text: str
 ) -> tuple[str, dict[str, Any]]:
     """The child run's output once the platform recorded its outcome; before, a pause that
     asks the platform to start it (bundle ``step.ref``, input ``text``)."""
     decision = run.decision(key)
     if decision is None:
-        raise _Pause(
+        raise RunPaused(
             [
                 run.new_request(
                     kind=CHILD_RUN,

@@ -17,15 +17,15 @@ from kneo.engine import conditions, gates
 from kneo.engine.cancellation import RunCancelled
 from kneo.engine.human import HumanRequest
 from kneo.engine.journal import RunSuperseded
-from kneo.engine.signals import _Failure, _Pause, _ProbeStop
+from kneo.engine.signals import ProbeStop, RunFailed, RunPaused
 from kneo.errors import ErrorCode, KneoError
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 
-def _sequential(ctx: _Run) -> str:
+def _sequential(ctx: RunContext) -> str:
     text = ctx.input_text
     steps = ctx.workflow.steps
     last = len(steps) - 1
@@ -41,7 +41,7 @@ def _sequential(ctx: _Run) -> str:
     return text
 
 
-def _graph(ctx: _Run) -> str:
+def _graph(ctx: RunContext) -> str:
     wf = ctx.workflow
     if not wf.steps:
         return ctx.input_text
@@ -111,14 +111,14 @@ def _route(wf: CompiledWorkflow, node: str, output: str) -> str | None:
     return None
 
 
-def _record_route(ctx: _Run, key: str, node: str, target: str | None) -> None:
+def _record_route(ctx: RunContext, key: str, node: str, target: str | None) -> None:
     with ctx.state.lock:
         if any(r.get("unit_key") == key for r in ctx.state.routes):
             return
         ctx.state.routes.append({"unit_key": key, "from": node, "to": target})
 
 
-def _concurrent(ctx: _Run) -> str:
+def _concurrent(ctx: RunContext) -> str:
     steps = ctx.workflow.steps
     text = ctx.input_text
     results: dict[str, str] = {}
@@ -129,9 +129,9 @@ def _concurrent(ctx: _Run) -> str:
     def branch(index: int, step: CompiledStep) -> None:
         try:
             results[step.id] = ctx.unit(f"branch:{step.id}", step, text, branch=step.id)
-        except _Pause as pause:
+        except RunPaused as pause:
             pauses.extend(pause.requests)
-        except _ProbeStop as stop:
+        except ProbeStop as stop:
             probes.extend(stop.units)
         except BaseException as exc:  # collected; raised in declaration order below
             errors.append((index, exc))
@@ -153,19 +153,19 @@ def _concurrent(ctx: _Run) -> str:
             for future in [pool.submit(branch, i, s) for i, s in pending]:
                 future.result()
     if probes:
-        raise _ProbeStop(probes)
+        raise ProbeStop(probes)
     for _, exc in sorted(errors, key=lambda item: item[0]):
-        if isinstance(exc, RunSuperseded | RunCancelled | _Failure):
+        if isinstance(exc, RunSuperseded | RunCancelled | RunFailed):
             raise exc
     if errors:
         raise sorted(errors, key=lambda item: item[0])[0][1]
     if pauses:
         order = {s.id: i for i, s in enumerate(steps)}
-        raise _Pause(sorted(pauses, key=lambda r: order.get(r.step_id, 0)))
+        raise RunPaused(sorted(pauses, key=lambda r: order.get(r.step_id, 0)))
     return "\n\n".join(f"## {s.id}\n{results[s.id]}" for s in steps)
 
 
-def _handoff(ctx: _Run) -> str:
+def _handoff(ctx: RunContext) -> str:
     wf = ctx.workflow
     by_id = {s.id: s for s in wf.steps}
     selector = wf.selector
@@ -187,7 +187,7 @@ def _handoff(ctx: _Run) -> str:
     return text
 
 
-def _group_chat(ctx: _Run) -> str:
+def _group_chat(ctx: RunContext) -> str:
     wf = ctx.workflow
     topic = ctx.input_text
     lines: list[str] = []
@@ -205,7 +205,7 @@ def _group_chat(ctx: _Run) -> str:
     return "\n\n".join(lines)
 
 
-_PROGRAMS: dict[str, Callable[[_Run], str]] = {
+PROGRAMS: dict[str, Callable[[RunContext], str]] = {
     "sequential": _sequential,
     "graph": _graph,
     "concurrent": _concurrent,

@@ -23,7 +23,7 @@ from kneo.kernel.code import LoadedCode
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 StepFunction = Callable[..., Any]
 
@@ -109,7 +109,7 @@ def call_function(fn: StepFunction, arity: int, text: str, context: StepContext 
 
 
 def execute_function_step(
-    run: _Run,
+    run: RunContext,
     key: str,
     step: CompiledStep,
     text: str,

@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 from kneo.engine.functions import as_text
 from kneo.engine.human import HumanDecision, HumanInterventionRequest
 from kneo.engine.outcomes import HumanRejected
-from kneo.engine.signals import _Pause
+from kneo.engine.signals import RunPaused
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 _PREVIEW_CHARS = 2000
 
 
 def execute_human_step(
-    run: _Run, key: str, step: CompiledStep, text: str
+    run: RunContext, key: str, step: CompiledStep, text: str
 ) -> tuple[str, dict[str, Any]]:
     """The step's output from the decision recorded for it (or an inline resolver's answer);
     without one, pause with an approval (or, in a graph, a route) request."""
@@ -45,7 +45,7 @@ def execute_human_step(
         and set(options) <= set(run.workflow.step_ids)
     )
     if decision is None:
-        raise _Pause(
+        raise RunPaused(
             [
                 run.new_request(
                     kind="route" if route else "approval",
@@ -67,7 +67,7 @@ def execute_human_step(
 
 
 def _resolve_inline(
-    run: _Run, key: str, step: CompiledStep, prompt: str, text: str
+    run: RunContext, key: str, step: CompiledStep, prompt: str, text: str
 ) -> dict[str, Any] | None:
     resolver = run.engine.resolvers.get(step.id)
     if resolver is None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kneo.engine import agent_limits
 from kneo.engine.agent_host import UnitAgentHost
 from kneo.engine.outcomes import StepFailure
-from kneo.engine.signals import _Pause
+from kneo.engine.signals import RunPaused
 from kneo.errors import ErrorCode, KneoError
 from kneo.policy.access import HostAccess
 from kneo.spec.compiled import CompiledStep
@@ -33,7 +33,7 @@ from kneo.spec.models import RemoteAgentSpec
 from kneo.usage import count_spent
 
 if TYPE_CHECKING:
-    from kneo.engine.executor import _Run
+    from kneo.engine.run_context import RunContext
 
 __all__ = [
     "RemoteAgentError",
@@ -96,7 +96,7 @@ class RemoteAgents(Protocol):
         ...
 
 
-def run_remote_agent(run: _Run, key: str, step: CompiledStep, text: str) -> str:
+def run_remote_agent(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
     """Unit ``key`` of ``run``: the remote agent's answer to ``text`` (pausing for a person
     whenever the remote task asks)."""
     assert step.agent is not None and step.agent.remote is not None
@@ -216,7 +216,7 @@ def _progress(host: UnitAgentHost, state: dict[str, Any], event: dict[str, Any])
 
 
 def _answer(
-    run: _Run, key: str, step: CompiledStep, state: Mapping[str, Any]
+    run: RunContext, key: str, step: CompiledStep, state: Mapping[str, Any]
 ) -> str | Mapping[str, Any]:
     """The person's answer to the remote's current question (pausing until there is one)."""
     assert step.agent is not None and step.agent.remote is not None
@@ -233,7 +233,7 @@ def _answer(
         }
         if state.get("question_data"):
             context["remote_request"] = state.get("question_data")
-        raise _Pause(
+        raise RunPaused(
             [
                 run.new_request(
                     kind="question",
