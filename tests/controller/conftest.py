@@ -68,6 +68,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) ->
                 "schedule_ticks",
                 "schedule_states",
                 "trigger_events",
+                "queue",  # an earlier test's queued runs would be a worker's next claim here
             ):
                 conn.execute(sa.delete(tables.metadata.tables[table]))
             conn.execute(sa.delete(tables.audit_events))

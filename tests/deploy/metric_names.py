@@ -30,7 +30,7 @@ def exposed(tmp_path: Path) -> dict[str, str]:
 
 def metrics_named(expression: str) -> set[str]:
     """The ``kneo_*`` metric names a PromQL expression reads."""
-    return set(re.findall(r"\bkneo_[a-z_]+\b", expression))
+    return set(re.findall(r"\bkneo_[a-z0-9_]+\b", expression))
 
 
 __all__ = ["exposed", "metrics_named"]

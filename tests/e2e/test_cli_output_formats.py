@@ -124,6 +124,12 @@ CASES = [
     ),
     Case("registry blocks", reads_only=True),
     Case("schedules list", reads_only=True),
+    Case("rollout status", reads_only=True),
+    # no rollout of that id: each names it not_found, in the envelope
+    Case("rollout status ro_none", code=1, envelope=True, reads_only=True),
+    Case("rollout promote ro_none --actor ci", code=1, envelope=True),
+    Case("rollout abort ro_none --reason bad --actor ci", code=1, envelope=True),
+    Case("rollout retry ro_none --actor ci", code=1, envelope=True),
     # helper declares no schedule: each names it not_found, in the envelope
     Case("schedules get helper tick --env dev", code=1, envelope=True, reads_only=True),
     Case("schedules pause helper tick --env dev", code=1, envelope=True),

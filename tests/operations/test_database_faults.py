@@ -203,6 +203,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/notifications/retry"): {"status": "dead"},
     ("POST", "/v1/registry/bundles/{bundle}/{environment}/rollback"): {"to": 1},
     ("POST", "/v1/registry/blocked-digests"): {"digest": "sha256:" + "1" * 64, "reason": "x"},
+    ("POST", "/v1/rollouts/{rollout_id}/abort"): {"reason": "x"},
 }
 #: query parameters a route requires (without them it is a 422 before the database)
 QUERIES = {("GET", "/v1/registry/bundles/{bundle}/{environment}/diff"): "?from=1&to=2"}
@@ -217,6 +218,7 @@ PARAMS = {
     "digest": "sha256:" + "1" * 64,
     "project": "team-x",
     "name": "tick",  # a schedule's or a trigger's
+    "rollout_id": "ro_x",
 }
 
 
