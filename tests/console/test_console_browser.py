@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from console_helpers import (
     console_env,
     promotion_setup,
 )
+from live_server import LiveServer
 from svc_helpers import headers
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -48,8 +47,6 @@ class LiveConsole:
     """The real app on uvicorn in this process, over a store with a promotion pending."""
 
     def __init__(self, root: Path) -> None:
-        import uvicorn
-
         from kneo.platform import create_platform
         from kneo.service import create_app
         from kneo.settings import Settings
@@ -68,20 +65,9 @@ class LiveConsole:
             controller=self.controller,
             run_controller=True,
         )
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the console server did not start")
-            time.sleep(0.02)
+        self.live = LiveServer(app)
+        self.url = self.live.url
 
     def api(self, method: str, path: str, role: str = "admin", **kw: Any) -> Any:
         import httpx2
@@ -96,9 +82,7 @@ class LiveConsole:
         return dict(body)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
+        self.live.stop()
         self.store.close()
 
 

@@ -8,7 +8,6 @@ the real app on uvicorn, with the scripted model slowed down so the answer takes
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 from console_helpers import CHROMIUM, KEYS, VIEWPORT, browser_skip_reason, console_env
+from live_server import LiveServer
 from svc_helpers import build_manager, headers
 
 from kneo.engine.providers.base import ChatMessage, ModelReply
@@ -68,25 +68,13 @@ class LiveService:
     """The real app (API and console) on uvicorn in this process, over SQLite."""
 
     def __init__(self, root: Path) -> None:
-        import uvicorn
-
         settings = Settings.from_env(
             {**console_env(), "KNEO_SERV_PROFILES_PATH": str(root / "profiles.json")}
         )
         self.manager = build_manager(settings, root)
         app = create_app(False, settings=settings, manager=self.manager, start_worker=False)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
+        self.live = LiveServer(app)
+        self.url = self.live.url
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
         return httpx2.request(method, self.url + path, headers=headers("admin"), timeout=60, **kw)
@@ -109,9 +97,7 @@ class LiveService:
         raise AssertionError("the run did not start")
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
+        self.live.stop()
         self.manager.close()
 
 

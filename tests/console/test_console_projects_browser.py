@@ -10,17 +10,14 @@ module; it runs in the ``browser`` xdist group, serially.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from console_helpers import CHROMIUM, VIEWPORT, browser_skip_reason
+from live_server import LiveServer
 from projects_helpers import APPROVAL, KEYS, ROOT, TEAMS, auth, teams_env
 
 from kneo.platform import create_platform
@@ -42,19 +39,8 @@ class LiveTeams:
         context = ProjectContext.discover(settings=settings)
         self.manager = create_platform(settings, context, store=store)
         app = create_app(False, settings=settings, manager=self.manager, start_worker=False)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the console server did not start")
-            time.sleep(0.02)
+        self.live = LiveServer(app)
+        self.url = self.live.url
         for name in TEAMS:
             created = self.api("POST", "/v1/projects", json={"name": name})
             assert created.status_code == 201, created.text
@@ -71,9 +57,7 @@ class LiveTeams:
         return dict(answer.json())
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.sock.close()
+        self.live.stop()
         self.manager.close()
 
 
