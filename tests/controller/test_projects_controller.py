@@ -402,7 +402,9 @@ def test_the_standby_takes_over_every_project(teams: tuple[Service, Team, Team])
         assert eventually(lambda: results)
         assert results[0].leader is False and results[0].stats["leader"] == leader.owner
         leader.leadership.step_down = lambda: None  # type: ignore[method-assign]
-        service.runner.stop()  # it dies: its loop ends, its lock stays until the lease lapses
+        # it dies: its loop ends (a pass in progress first), its lock stays until the lease lapses
+        service.runner.stop(timeout=60)
+        assert not service.runner.is_alive()
         a.publish("alpha", "A two")
         b.publish("beta", "B two")
         assert eventually(
