@@ -37,6 +37,13 @@ FIGURES = (
     ("cost_per_run", "cost/run"),
 )
 
+#: the figures of each kind of human request, and their labels
+KIND_FIGURES = (
+    ("decided", "decided"),
+    ("rejection_rate", "rejection"),
+    ("edit_rate", "edit rate"),
+    ("escalation_rate", "escalation"),
+)
 
 #: a listing's columns
 COLUMNS = ("rollout_id", "bundle", "environment", "stable_revision", "canary_revision", "status",
@@ -49,6 +56,15 @@ def _number(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
     return str(value)
+
+
+def _pair(sides: dict[str, Any], kind: str, name: str) -> str:
+    """A kind's figure on both sides: ``stable / canary``."""
+    shown = [
+        _number(((sides.get(side) or {}).get("by_kind") or {}).get(kind, {}).get(name))
+        for side in ("stable", "canary")
+    ]
+    return " / ".join(shown)
 
 
 def show(data: dict[str, Any]) -> None:
@@ -75,6 +91,13 @@ def show(data: dict[str, Any]) -> None:
             for side in ("stable", "canary")
         ],
     )
+    kinds = sorted({k for side in sides.values() for k in (side or {}).get("by_kind") or {}})
+    if kinds:
+        print_table(
+            "decisions by kind of request (stable / canary)",
+            ["kind", *(label for _, label in KIND_FIGURES)],
+            [[kind, *(_pair(sides, kind, name) for name, _ in KIND_FIGURES)] for kind in kinds],
+        )
     verdict = data.get("verdict")
     if verdict:
         out.print(f"last verdict: {verdict.get('outcome')}: {verdict.get('reason')}")
@@ -93,6 +116,9 @@ def status(
     ),
     limit: int = typer.Option(50, "--limit"),
     cursor: str | None = typer.Option(None, "--cursor", help="A listing's next_cursor"),
+    counts: bool = typer.Option(
+        False, "--counts", help="The matching total too (up to the service's count cap)"
+    ),
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """The project's rollouts, newest first; or one rollout: its steps, where it stands,
@@ -104,12 +130,15 @@ def status(
             show(data)
         return
     data = client.list_rollouts(
-        bundle=bundle, environment=environment, status=state, limit=limit, cursor=cursor
-    )
+        bundle=bundle, environment=environment, status=state, limit=limit, cursor=cursor,
+        counts=counts,
+    )  # fmt: skip
     if opts.printed_json(data):
         return
+    total = data.get("total")
+    of = "" if total is None else f" of {total}{'+' if data.get('total_capped') else ''}"
     print_table(
-        f"rollouts ({data['count']} shown{next_page(data)})",
+        f"rollouts ({data['count']} shown{of}{next_page(data)})",
         ["rollout", "bundle", "environment", "stable", "canary", "status", "weight", "standing"],
         [cells(r, *COLUMNS) for r in data["rollouts"]],
     )

@@ -2,7 +2,7 @@
 
 The page shows the rollout's steps and the one it stands at, the stable and canary sides
 next to each other (runs, failure, rejection and edit rates, p95 latency, cost per run, a
-judge score where the figures carry one), the last analysis' verdict, a small chart of the
+judge score where the figures carry one) and their decisions by kind of human request, the last analysis' verdict, a small chart of the
 figures over time (:mod:`kneo.console.rollout_chart`) and, to whoever may decide
 (``rollout_ops``: the API's ``controller:write``), promote, abort and retry buttons. A
 decision goes through :meth:`~kneo.platform.rollouts.RolloutOps.decide_rollout`, as the
@@ -32,6 +32,13 @@ FIGURES = (
     ("p95_latency_ms", "p95 latency", "ms"),
     ("cost_per_run", "cost per run", "money"),
     ("judge_score", "judge score", "score"),
+)
+#: what the page shows of each kind of human request on each side
+KIND_FIGURES = (
+    ("decided", "decided", "n"),
+    ("rejection_rate", "rejection rate", "rate"),
+    ("edit_rate", "edit rate", "rate"),
+    ("escalation_rate", "escalation rate", "rate"),
 )
 
 
@@ -82,6 +89,7 @@ def rollout_page(
         {
             "r": shown,
             "figures": FIGURES,
+            "kind_figures": KIND_FIGURES,
             "chart": chart(shown["history"]),
             "moving": shown["status"] in ("progressing", "paused"),
             "notice": notice,

@@ -134,7 +134,10 @@ def policy_of(record: RolloutRecord) -> RolloutPolicy:
 
 def figures_of(store: HasRollouts, record: RolloutRecord) -> dict[str, Figures]:
     sides = store.rollouts.figures(record.rollout_id)
-    return {side: Figures(**vars(f)) for side, f in sides.items()}
+    return {
+        side: Figures(**vars(f) | {"kinds": {k: vars(c) for k, c in f.kinds.items()}})
+        for side, f in sides.items()
+    }
 
 
 def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | None:

@@ -8,8 +8,8 @@ were rejected, edited or escalated, the p95 latency of finished runs and their c
 (:class:`~kneo.policy.rollout.AnalysisRule`):
 
 * nothing is decided before both revisions have ``min_runs`` finished runs (``wait``);
-* a rate (failures per finished run; rejections, edits, escalations per decided request)
-  is compared by the difference *canary - stable* and its Newcombe hybrid score interval
+* a rate (failures per finished run; rejections, edits, escalations per decided request,
+  of the step's ``request_kinds`` when it names some, else of every kind) is compared by the difference *canary - stable* and its Newcombe hybrid score interval
   (Newcombe 1998, method 10: from the two Wilson score intervals) at the one-sided
   ``confidence``: **fail** when the lower bound is above the step's ``max_*_increase``
   (the canary is worse by more than the margin, with that confidence), **pass** when the
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from statistics import NormalDist
@@ -96,19 +96,54 @@ class Figures:
     #: finished runs whose cost is known: a run with an unpriced model call has no cost,
     #: and counts in neither ``cost`` nor the mean (never as 0)
     priced: int = 0
+    #: the decision counts (``decided``, ``rejected``, ``edited``, ``escalated``) by kind of
+    #: human request (``approval``, ``review`` ...)
+    kinds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def cost_per_run(self) -> float | None:
         return self.cost / self.priced if self.priced else None
 
+    def of_kinds(self, kinds: Sequence[str]) -> Figures:
+        """These figures with the decision counts of ``kinds`` of request only."""
+
+        def total(name: str) -> int:
+            return sum(int(self.kinds.get(kind, {}).get(name, 0)) for kind in kinds)
+
+        return replace(
+            self,
+            decided=total("decided"),
+            rejected=total("rejected"),
+            edited=total("edited"),
+            escalated=total("escalated"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out.pop("kinds")
         out["failure_rate"] = self.failed / self.finished if self.finished else None
-        out["rejection_rate"] = self.rejected / self.decided if self.decided else None
-        out["edit_rate"] = self.edited / self.decided if self.decided else None
-        out["escalation_rate"] = self.escalated / self.decided if self.decided else None
+        out.update(_decision_rates(out))
         out["cost_per_run"] = self.cost_per_run
+        out["by_kind"] = {
+            kind: {n: int(c.get(n, 0)) for n in _DECISION_COUNTS} | _decision_rates(c)
+            for kind, c in sorted(self.kinds.items())
+        }
         return out
+
+
+_DECISION_COUNTS = ("decided", "rejected", "edited", "escalated")
+
+
+def _decision_rates(counts: Mapping[str, Any]) -> dict[str, float | None]:
+    decided = counts.get("decided") or 0
+    return {
+        f"{name}_rate": (counts.get(count) or 0) / decided if decided else None
+        for name, count in (
+            ("rejection", "rejected"),
+            ("edit", "edited"),
+            ("escalation", "escalated"),
+        )
+    }
 
 
 @dataclass(frozen=True)
@@ -182,6 +217,8 @@ def judge(rule: AnalysisRule, canary: Figures, stable: Figures) -> Verdict:
     ]
     if short:
         return Verdict("wait", {}, f"too few runs: {', '.join(short)} of {rule.min_runs} needed")
+    if rule.request_kinds is not None:
+        canary, stable = canary.of_kinds(rule.request_kinds), stable.of_kinds(rule.request_kinds)
     z = NormalDist().inv_cdf(rule.confidence)
     checks: dict[str, dict[str, Any]] = {}
     for spec in _RATES:

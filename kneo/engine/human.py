@@ -30,21 +30,6 @@ from kneo.documents import DocumentError, parse_json
 from kneo.errors import ErrorCode, InvalidDecision, KneoError, ValidationFailed
 from kneo.redaction import redact_mapping
 
-RequestKind = Literal[
-    "approval",
-    "confirmation",
-    "input",
-    "review",
-    "route",
-    "iteration",
-    "tool_approval",
-    "tool_input",
-    "external_tool",
-    "question",
-    "error",
-    "budget",
-    "child_run",
-]
 DecisionKind = Literal["approved", "rejected", "edited", "selected", "provided"]
 DECISIONS: tuple[str, ...] = ("approved", "rejected", "edited", "selected", "provided")
 

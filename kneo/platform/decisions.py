@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.child_step import CHILD_RUN
-from kneo.engine.human import Decision, HumanDecision, HumanRequest, RequestKind, validate_decision
+from kneo.engine.human import Decision, HumanDecision, HumanRequest, validate_decision
 from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
@@ -60,6 +60,7 @@ from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult, task_view
 from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_bodies_many
 from kneo.settings import Settings
+from kneo.spec.models import RequestKind
 from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
 from kneo.store.tasks.inbox import input_preview, listed
@@ -527,7 +528,7 @@ class Decisions:
         by_id = {request.request_id: (request, answer) for request, answer in answers}
         rollout = (run.metadata or {}).get("rollout")
         if rollout:  # counted for the rollout's analysis (kneo.store.rollouts)
-            tx.note_rollout_decisions(run.run_id, rollout, [a.decision for _, a in answers])
+            tx.note_rollout_decisions(rollout, [(r.kind, a.decision) for r, a in answers])
         with state.lock:
             for request, answer in answers:
                 state.decisions[request.wait_key] = answer.to_dict()

@@ -329,7 +329,8 @@ class Sweeps:
                 )
                 rollout = (run.metadata or {}).get("rollout")
                 if rollout:  # the rollout's escalation rate (kneo.store.rollouts)
-                    tx.note_rollout_decisions(run.run_id, rollout, [], escalated=len(requests))
+                    kinds = [str(r.get("kind") or "") for r in requests]
+                    tx.note_rollout_decisions(rollout, escalated=kinds)
         except (Conflict, NotFound):
             return 0
         return 1

@@ -32,11 +32,12 @@ pure.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.names import NAME_PATTERN
+from kneo.spec.models import RequestKind
 
 __all__ = [
     "AnalysisRule",
@@ -91,6 +92,10 @@ class AnalysisRule(_Model):
     max_latency_ratio: float | None = Field(default=None, ge=1.0)
     #: Canary cost per run over stable cost per run (in money), at most.
     max_cost_ratio: float | None = Field(default=None, ge=1.0)
+    #: The kinds of human request whose decisions the rejection, edit and escalation rates
+    #: count (``[approval, review]``: what people decide about the agent's work, not the
+    #: inputs it asks for); unset: every kind.
+    request_kinds: list[RequestKind] | None = Field(default=None, min_length=1)
 
 
 class PauseStep(_Model):
@@ -208,7 +213,13 @@ def _looser_analysis(where: str, old: AnalysisRule, new: AnalysisRule) -> list[s
         if was is not None and (now is None or now > was):
             shown = "unjudged" if now is None else str(now)
             out.append(f"{where}.{name} {was} → {shown}")
+    dropped = sorted(set(old.request_kinds or _ALL_KINDS) - set(new.request_kinds or _ALL_KINDS))
+    if dropped:
+        out.append(f"{where}.request_kinds no longer counts {', '.join(dropped)}")
     return out
+
+
+_ALL_KINDS: tuple[str, ...] = get_args(RequestKind)
 
 
 def _looser_pause(where: str, old: PauseStep, new: PauseStep) -> list[str]:

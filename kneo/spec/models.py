@@ -343,6 +343,23 @@ class SelectorSpec(_Model):
     max_turns: int | None = Field(default=None, ge=1)
 
 
+#: The kinds of human request a run pauses on (``kneo.engine.human.HumanRequest.kind``).
+RequestKind = Literal[
+    "approval",
+    "confirmation",
+    "input",
+    "review",
+    "route",
+    "iteration",
+    "tool_approval",
+    "tool_input",
+    "external_tool",
+    "question",
+    "error",
+    "budget",
+    "child_run",
+]
+
 WorkflowType = Literal["sequential", "graph", "concurrent", "handoff", "group-chat", "group_chat"]
 
 

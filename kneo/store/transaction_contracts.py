@@ -376,10 +376,9 @@ class RolloutTransaction(Protocol):
     ) -> None: ...
     def note_rollout_decisions(
         self,
-        run_id: str,
         rollout: Mapping[str, Any],
-        decisions: Sequence[str],
-        escalated: int = 0,
+        decisions: Sequence[tuple[str, str]] = (),
+        escalated: Sequence[str] = (),
     ) -> None: ...
 
 

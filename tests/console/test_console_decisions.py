@@ -408,7 +408,7 @@ def test_every_request_kind_is_in_the_inbox_filter_with_a_readable_label(
     API's name) and filters by it; rows show the readable label."""
     from typing import get_args
 
-    from kneo.engine.human import RequestKind
+    from kneo.spec.models import RequestKind
 
     app, api = service()
     runs = {spec: start(api, spec) for spec in ("hitl_iteration", "hitl_external")}

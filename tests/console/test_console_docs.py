@@ -29,7 +29,7 @@ def test_every_screenshot_exists_at_the_journeys_viewport() -> None:
 def test_every_request_kind_has_its_form_described() -> None:
     from typing import get_args
 
-    from kneo.engine.human import RequestKind
+    from kneo.spec.models import RequestKind
 
     doc = (ROOT / "docs" / "console.md").read_text()
     described = set(re.findall(r"^\| `(\w+)` \|", doc, re.M))

@@ -64,7 +64,8 @@ def count_runs(store: Any, rollout_id: str) -> None:
             for i in range(6):
                 tx.note_rollout_run(side)
                 tx.note_rollout_outcome(side, "succeeded", 100 + 10 * i, 0.02)
-            tx.note_rollout_decisions("run_x", side, ["rejected"] * rejected + ["approved"] * 2)
+            decided = ["rejected"] * rejected + ["approved"] * 2
+            tx.note_rollout_decisions(side, [("approval", d) for d in decided])
 
 
 def aborted(store: Any, rollout_id: str) -> None:

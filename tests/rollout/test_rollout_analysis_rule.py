@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import pytest
 
@@ -17,7 +18,8 @@ from kneo.controller.rollouts import (
     track_of,
     wilson,
 )
-from kneo.policy.rollout import AnalysisRule, RolloutPolicy
+from kneo.policy.rollout import AnalysisRule, RolloutPolicy, looser_parts
+from kneo.spec.models import RequestKind
 
 Z95 = 1.959964  # two-sided 95 %
 
@@ -144,3 +146,50 @@ def test_the_split_is_deterministic_sticky_and_near_its_share() -> None:
 def test_each_share_is_met(weight: int) -> None:
     n = sum(track_of(str(i), "ro_x", weight) == "canary" for i in range(20_000))
     assert abs(n / 20_000 - weight / 100) < 0.015
+
+
+def test_request_kinds_judge_only_the_decisions_of_those_kinds() -> None:
+    """The canary's reviews are rejected far more, its inputs never: judged over every kind
+    the input answers dilute the difference (wait); over ``review`` alone it fails, and over
+    ``input`` alone it passes. The figures show each kind's rates."""
+
+    def side(rejected_reviews: int) -> Figures:
+        kinds = {
+            "review": {"decided": 40, "rejected": rejected_reviews},
+            "input": {"decided": 400, "rejected": 0},
+        }
+        return Figures(runs=440, finished=440, decided=440, rejected=rejected_reviews, kinds=kinds)
+
+    canary, stable = side(20), side(2)
+    assert judge(RULE, canary, stable).checks["rejection"]["outcome"] == "wait"
+    reviews = RULE.model_copy(update={"request_kinds": ["review"]})
+    failed = judge(reviews, canary, stable)
+    assert failed.outcome == "fail" and failed.checks["rejection"]["why"] == (
+        "rejection rate 20/40 vs 2/40"
+    )
+    inputs = RULE.model_copy(update={"request_kinds": ["input"]})
+    assert judge(inputs, canary, stable).outcome == "pass"
+    shown = canary.to_dict()["by_kind"]
+    assert shown["review"]["rejection_rate"] == 0.5 and shown["input"]["rejection_rate"] == 0.0
+    assert "kinds" not in canary.to_dict()
+
+
+def test_a_request_kind_judged_no_more_is_looser() -> None:
+    def policy(kinds: list[str] | None) -> RolloutPolicy:
+        analysis: dict[str, object] = {"min_runs": 30}
+        if kinds is not None:
+            analysis["request_kinds"] = kinds
+        steps = [{"set_weight": 10}, {"analysis": analysis}, {"set_weight": 100}]
+        return RolloutPolicy.model_validate({"steps": steps})
+
+    assert looser_parts(policy(None), policy(["review"])) == [
+        "rollout.steps[1].analysis.request_kinds no longer counts "
+        + ", ".join(sorted(k for k in get_args(RequestKind) if k != "review"))
+    ]
+    assert looser_parts(policy(["review", "approval"]), policy(["review"])) == [
+        "rollout.steps[1].analysis.request_kinds no longer counts approval"
+    ]
+    assert looser_parts(policy(["review"]), policy(["review", "approval"])) == []
+    assert looser_parts(policy(["review"]), policy(None)) == []
+    with pytest.raises(ValueError, match="request_kinds"):
+        AnalysisRule.model_validate({"request_kinds": ["approvals"]})

@@ -5,6 +5,7 @@ the key's name the approver): the same shapes, the same refusals."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx2
@@ -87,3 +88,8 @@ def test_the_table_output_reads(service: Service, monkeypatch: pytest.MonkeyPatc
     assert shown.exit_code == 0, shown.output
     assert "helper@dev" in shown.output and "analysis" in shown.output
     assert "canary" in shown.output and "stable" in shown.output
+    # the decisions by kind of request, stable / canary: rejected 1 of 3, 3 of 5
+    assert "decisions by kind of request" in shown.output
+    assert re.search(r"approval\s+3 / 5\s+0\.333 / 0\.6\s", shown.output), shown.output
+    listed = CliRunner().invoke(rollout_cmd.app, ["status", "--counts"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "rollouts (1 shown of 1)" in listed.output, listed.output

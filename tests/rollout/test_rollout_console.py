@@ -65,6 +65,8 @@ def test_the_page_shows_where_it_stands_and_links_from_the_registry(service: Ser
     assert "stable r1" in text and "canary r2" in text
     assert "60.0 %" in text and "33.3 %" in text  # rejection rates, canary and stable
     assert "p95 latency" in text and "cost per run" in text
+    by_kind = text[text.index('id="by-kind"') :]
+    assert re.search(r"<th>approval</th><td>3 · 5</td><td>33\.3 % · 60\.0 %</td>", by_kind)
     assert "<svg" in text and "<polyline" in text and "3 points" in text
     assert "Last analysis" in text and "not conclusive yet" in text
     assert 'id="decide"' not in text  # a viewer may not decide: no buttons

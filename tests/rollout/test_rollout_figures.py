@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy.dialects import sqlite
 
-from kneo.store.rollouts import _serving, latency_bucket
+from kneo.store.rollouts import KindFigures, _serving, latency_bucket
 
 
 def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
@@ -18,7 +18,12 @@ def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
         for i in range(1, 101):  # latencies 10, 20, ... 1000 ms: p95 (nearest rank) 950
             tx.note_rollout_run(canary)
             tx.note_rollout_outcome(canary, "failed" if i % 10 == 0 else "succeeded", i * 10, 0.5)
-        tx.note_rollout_decisions("r", canary, ["rejected", "edited", "approved"], escalated=1)
+        tx.note_rollout_decisions(
+            canary,
+            [("approval", "rejected"), ("review", "edited"), ("approval", "approved")],
+            escalated=["input"],
+        )
+        tx.note_rollout_decisions(canary, [("approval", "rejected")])
         for _ in range(3):
             tx.note_rollout_run(stable)
         tx.note_rollout_outcome(stable, "cancelled", 5)  # neither finished nor failed
@@ -27,7 +32,12 @@ def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
     sides = store.rollouts.figures("ro_1")
     c, s = sides["canary"], sides["stable"]
     assert (c.runs, c.finished, c.failed) == (100, 100, 10)
-    assert (c.decided, c.rejected, c.edited, c.escalated) == (3, 1, 1, 1)
+    assert (c.decided, c.rejected, c.edited, c.escalated) == (4, 2, 1, 1)
+    assert c.kinds == {  # the same decisions by kind of request
+        "approval": KindFigures(decided=3, rejected=2),
+        "input": KindFigures(escalated=1),
+        "review": KindFigures(decided=1, edited=1),
+    }
     assert c.cost == pytest.approx(50.0) and c.priced == 100
     assert c.p95_latency_ms is not None and abs(c.p95_latency_ms - 950) / 950 < 0.025
     assert (s.runs, s.finished, s.cost, s.priced) == (3, 1, 0.0, 0)

@@ -55,6 +55,10 @@ def test_a_canary_reviewers_reject_is_aborted_and_new_runs_return_to_stable(
     assert "rejection" in (ro.reason or "")
     figures = ro.figures["sides"]
     assert figures["canary"]["rejection_rate"] == 1.0 and figures["stable"]["rejection_rate"] == 0
+    # the reviewers' decisions are counted by the kind of request they answered
+    assert list(figures["canary"]["by_kind"]) == ["approval"]
+    assert figures["canary"]["by_kind"]["approval"]["decided"] == figures["canary"]["decided"]
+    assert figures["canary"]["by_kind"]["approval"]["rejection_rate"] == 1.0
     assert figures["canary"]["finished"] >= MIN_RUNS and figures["stable"]["finished"] >= MIN_RUNS
     assert len(revisions) <= 4 * MIN_RUNS  # decided within the stated runs
     [event] = store.audit.list_audit(event_type="rollout.aborted", limit=10).items

@@ -44,7 +44,7 @@ def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
     with store.transaction() as tx:
         tx.note_rollout_run(side)
         tx.note_rollout_outcome(side, "failed", 120, 0.25)
-        tx.note_rollout_decisions("run_x", side, ["rejected"])
+        tx.note_rollout_decisions(side, [("approval", "rejected")])
         moved = tx.move_rollout(begun, status="aborted", reason="worse", weight=0)
     canary = reads.rollouts.figures("ro_contract")["canary"]
     assert (canary.runs, canary.failed, canary.rejected) == (1, 1, 1)

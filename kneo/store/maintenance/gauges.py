@@ -130,9 +130,9 @@ def _rollouts(
         key = keys[rollout_id] = (named(project_id), str(bundle), str(env))
         revisions[rollout_id] = {"stable": str(stable), "canary": str(canary)}
         weights[key] = int(weight)
-    rows: dict[str, list[tuple[Any, Any, Sequence[Any]]]] = {}
-    for rollout_id, track, bucket, *counts in conn.execute(moving_sums()):
-        rows.setdefault(rollout_id, []).append((track, bucket, counts))
+    rows: dict[str, list[Sequence[Any]]] = {}
+    for row in conn.execute(moving_sums()):
+        rows.setdefault(row[0], []).append(row)
     sides = {
         (*key, track, revisions[rollout_id][track]): figures
         for rollout_id, key in keys.items()

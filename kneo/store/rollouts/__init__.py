@@ -41,6 +41,7 @@ from kneo.store.registry.statements import ACTIVE
 from kneo.store.transaction_base import TransactionBase
 
 __all__ = [
+    "KindFigures",
     "RolloutFacet",
     "RolloutRecord",
     "RolloutRoute",
@@ -96,6 +97,8 @@ rollout_sums = sa.Table(
     sa.Column("rollout_id", sa.String(64), primary_key=True),
     sa.Column("track", sa.String(8), primary_key=True),  # canary | stable
     sa.Column("bucket", sa.Integer, primary_key=True),
+    # a human request's kind for its decisions' counters ('': starts and outcomes; 0035)
+    sa.Column("kind", sa.String(32), primary_key=True, server_default=""),
     sa.Column("shard", sa.Integer, primary_key=True),
     sa.Column("runs", sa.BigInteger, nullable=False),
     sa.Column("finished", sa.BigInteger, nullable=False),
@@ -112,6 +115,8 @@ rollout_sums = sa.Table(
 _COUNTERS = (
     "runs", "finished", "failed", "decided", "rejected", "edited", "escalated", "cost", "priced"
 )  # fmt: skip
+#: the counters a kind of human request has
+_DECISION_COUNTERS = ("decided", "rejected", "edited", "escalated")
 
 _R = rollouts.c
 #: rollout statuses whose canary still takes a share of new runs
@@ -163,6 +168,16 @@ class RolloutRecord:
 
 
 @dataclass(frozen=True)
+class KindFigures:
+    """The decisions on one kind of human request (``approval``, ``review`` ...)."""
+
+    decided: int = 0
+    rejected: int = 0
+    edited: int = 0
+    escalated: int = 0
+
+
+@dataclass(frozen=True)
 class SideFigures:
     """What the rows of one side (``canary``/``stable``) of a rollout add up to."""
 
@@ -177,6 +192,8 @@ class SideFigures:
     cost: float = 0.0
     #: finished runs whose cost is known (``cost`` sums theirs)
     priced: int = 0
+    #: the decision counters by kind of request (those counted before 0035 in none)
+    kinds: Mapping[str, KindFigures] = dataclasses.field(default_factory=dict)
 
 
 #: the ratio between a latency bucket's bounds
@@ -372,16 +389,13 @@ class RolloutFacet(Facet):
         )
         with self._read() as conn:
             rows = conn.execute(stmt, {"rollout_id": rollout_id}).all()
-        return fold_sums((track, bucket, counts) for _, track, bucket, *counts in rows)
+        return fold_sums(rows)
 
 
 def _sums() -> sa.Select[Any]:
-    """The counters of rollouts by ``(rollout_id, track, bucket)``, in that order."""
-    return (
-        sa.select(_S.rollout_id, _S.track, _S.bucket, *(sa.func.sum(_S[n]) for n in _COUNTERS))
-        .group_by(_S.rollout_id, _S.track, _S.bucket)
-        .order_by(_S.rollout_id, _S.track, _S.bucket)
-    )
+    """The counters of rollouts by ``(rollout_id, track, bucket, kind)``, in that order."""
+    key = (_S.rollout_id, _S.track, _S.bucket, _S.kind)
+    return sa.select(*key, *(sa.func.sum(_S[n]) for n in _COUNTERS)).group_by(*key).order_by(*key)
 
 
 def moving_sums() -> sa.Select[Any]:
@@ -390,15 +404,21 @@ def moving_sums() -> sa.Select[Any]:
     return _sums().where(_S.rollout_id.in_(moving))
 
 
-def fold_sums(rows: Iterable[tuple[Any, Any, Sequence[Any]]]) -> dict[str, SideFigures]:
-    """Each side's figures from one rollout's ``(track, bucket, counters)`` rows in bucket
-    order; a side without rows is all zero."""
+def fold_sums(rows: Iterable[Sequence[Any]]) -> dict[str, SideFigures]:
+    """Each side's figures from one rollout's :func:`_sums` rows (``rollout_id, track,
+    bucket, kind, *counters``) in bucket order; a side without rows is all zero."""
     sums: dict[str, list[float]] = {}
+    kinds: dict[str, dict[str, list[int]]] = {}
     buckets: dict[str, list[tuple[int, int]]] = {}
-    for track, bucket, counts in rows:
+    at = {n: i for i, n in enumerate(_COUNTERS)}
+    for _, track, bucket, kind, *counts in rows:
         into = sums.setdefault(str(track), [0.0] * len(_COUNTERS))
         for i, value in enumerate(counts):
             into[i] += float(value or 0)
+        if kind:
+            of_kind = kinds.setdefault(str(track), {}).setdefault(str(kind), [0] * 4)
+            for i, name in enumerate(_DECISION_COUNTERS):
+                of_kind[i] += int(counts[at[name]] or 0)
         if bucket != NO_LATENCY and counts[1]:
             buckets.setdefault(str(track), []).append((int(bucket), int(counts[1])))
     out: dict[str, SideFigures] = {"canary": SideFigures(), "stable": SideFigures()}
@@ -408,6 +428,7 @@ def fold_sums(rows: Iterable[tuple[Any, Any, Sequence[Any]]]) -> dict[str, SideF
             runs=int(runs), finished=int(done), failed=int(bad), decided=int(decided),
             rejected=int(rejected), edited=int(edited), escalated=int(escalated),
             p95_latency_ms=_p95(buckets.get(track, [])), cost=cost, priced=int(priced),
+            kinds={k: KindFigures(*v) for k, v in sorted(kinds.get(track, {}).items())},
         )  # fmt: skip
     return out
 
@@ -416,13 +437,16 @@ class RolloutRunWrites(TransactionBase):
     """A transaction's writes of rollouts and their counters (mixed into
     :class:`~kneo.store.transaction.Transaction`)."""
 
-    def _add_to_sums(self, rollout: Mapping[str, Any], bucket: int, **counts: float) -> None:
+    def _add_to_sums(
+        self, rollout: Mapping[str, Any], bucket: int, kind: str = "", **counts: float
+    ) -> None:
         """Add ``counts`` to one shard of ``rollout``'s side (``rollout``: the run's
-        ``metadata.rollout``) in latency ``bucket``."""
+        ``metadata.rollout``) in latency ``bucket``, for requests of ``kind``."""
         values: dict[str, Any] = {
             "rollout_id": str(rollout["id"]),
             "track": str(rollout["track"]),
             "bucket": bucket,
+            "kind": kind,
             "shard": random.randrange(SHARDS),
             **{n: counts.get(n, 0) for n in _COUNTERS},
         }
@@ -430,7 +454,7 @@ class RolloutRunWrites(TransactionBase):
         def build() -> Any:
             stmt = self._d.insert(rollout_sums).values({n: sa.bindparam(n) for n in values})
             return stmt.on_conflict_do_update(
-                index_elements=["rollout_id", "track", "bucket", "shard"],
+                index_elements=["rollout_id", "track", "bucket", "kind", "shard"],
                 set_={n: rollout_sums.c[n] + stmt.excluded[n] for n in _COUNTERS},
             )
 
@@ -462,19 +486,22 @@ class RolloutRunWrites(TransactionBase):
         )
 
     def note_rollout_decisions(
-        self, run_id: str, rollout: Mapping[str, Any], decisions: Sequence[str],
-        escalated: int = 0,
+        self, rollout: Mapping[str, Any], decisions: Sequence[tuple[str, str]] = (),
+        escalated: Sequence[str] = (),
     ) -> None:  # fmt: skip
-        """Count human decisions (``approved``, ``rejected``, ``edited`` ...) and
-        escalations on a rollout run's side."""
-        self._add_to_sums(
-            rollout,
-            NO_LATENCY,
-            decided=len(decisions),
-            rejected=sum(d == "rejected" for d in decisions),
-            edited=sum(d == "edited" for d in decisions),
-            escalated=escalated,
-        )
+        """Count human decisions (``(kind, decision)``: ``("approval", "rejected")`` ...)
+        and escalations (the escalated requests' kinds) on a rollout run's side, by kind."""
+        for kind in sorted({k for k, _ in decisions} | set(escalated)):
+            made = [d for k, d in decisions if k == kind]
+            self._add_to_sums(
+                rollout,
+                NO_LATENCY,
+                kind,
+                decided=len(made),
+                rejected=made.count("rejected"),
+                edited=made.count("edited"),
+                escalated=list(escalated).count(kind),
+            )
 
     def begin_rollout(
         self,
