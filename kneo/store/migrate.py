@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.errors import ErrorCode, KneoError, NotReady
+from kneo.store.head_schema import create_at_head
 from kneo.store.wire.dialects import StoreDialect
 
 #: Alembic's version table; the name the reference documents.
@@ -97,10 +98,12 @@ def upgrade(
     dialect: StoreDialect,
     target: str = "head",
     progress: MigrationProgress | None = None,
+    *,
+    replay: bool = False,
 ) -> str | None:
-    """Upgrade to ``target`` under the migration lock; returns the revision now recorded."""
-    from alembic import command
-
+    """Upgrade to ``target`` under the migration lock; returns the revision now recorded.
+    An empty SQLite database is made at head from its committed DDL
+    (:mod:`kneo.store.head_schema`) unless ``replay`` asks for every script."""
     try:
         with (
             dialect.connect_write(engine) as conn,
@@ -110,6 +113,17 @@ def upgrade(
             current = current_revision(conn)
             if target == "head" and current == HEAD_REVISION:
                 return current
+            if (
+                target == "head"
+                and current is None
+                and not replay
+                and create_at_head(conn, HEAD_REVISION, VERSION_TABLE)
+            ):
+                if progress is not None:
+                    progress(HEAD_REVISION)
+                return HEAD_REVISION
+            from alembic import command  # 0.3 s of imports, only when a script runs
+
             command.upgrade(_alembic_config(conn, progress), target)
             if conn.dialect.name == "postgresql":
                 # plans come from statistics: none made for the tables as they were before

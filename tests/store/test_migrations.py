@@ -717,8 +717,13 @@ def test_upgrade_reports_each_script_as_it_runs(tmp_path: Path) -> None:
     """``kneo db upgrade`` shows progress from this callback: every pending script, in order."""
     from kneo.store.migrate import pending_revisions
 
-    store = open_store(f"sqlite:///{tmp_path / 'progress.sqlite'}", migrate=False)
-    pending = pending_revisions(None)
+    url = sa.make_url(f"sqlite:///{tmp_path / 'progress.sqlite'}")
+    dialect = dialect_for(url)
+    engine = dialect.create_engine(url)
+    assert upgrade(engine, dialect, target="0030") == "0030"
+    engine.dispose()
+    store = open_store(str(url), migrate=False)
+    pending = pending_revisions("0030")
     seen: list[str] = []
     assert store.upgrade_schema(progress=seen.append) == HEAD_REVISION
     store.close()
