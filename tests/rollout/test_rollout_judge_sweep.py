@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from kneo.engine.judge import JUDGE_INSTRUCTION
 from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.kernel import NetworkGrant
+from kneo.platform.directory import ProjectDirectory
 from kneo.platform.rollout_judge import RolloutJudge
+from kneo.platform.sweeps import start_sweeper
 from kneo.spec.models import ModelSpec
 from kneo.store.rollouts import rollout_judgements
 from kneo.tools import ToolDefinition
@@ -171,3 +173,26 @@ def test_a_judge_the_grant_refuses_is_never_called(
     assert w.ctl.reconcile_once().ok
     ro = w.rollout()
     assert ro.status == "progressing"
+
+
+def test_the_sweeper_runs_the_judge_in_every_project_of_its_directory(
+    store: Any, tmp_path: Path
+) -> None:
+    w = World(store, tmp_path, env=JUDGED.format(model=GRADER))
+    w.release("good draft")
+    w.release("bad draft")
+    for _ in range(3):
+        w.review(w.start(), reject_revision=None)
+        w.clock.advance(1)
+    sweeper = start_sweeper(w.manager, w.manager.settings)
+    try:
+        assert sweeper.rollout_judge is not None  # a service's sweeper judges, every 30 s
+    finally:
+        sweeper.stop()
+    grader = Grader()
+    other = store.for_project(store.projects.create_project("team-b").name)
+    assert other.rollouts.active() == []
+    directory = ProjectDirectory(w.manager)
+    sweep = RolloutJudge(w.manager, directory, providers=providers(grader))
+    assert sweep.pass_once() == {"judged": 3}
+    assert len(grader.calls) == 3
