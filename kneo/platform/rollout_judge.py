@@ -10,7 +10,9 @@ Each pass, in each project: every rollout still moving whose next analysis (the 
 step's or a later one's) has a judge; its bundle's succeeded runs in its environment on the
 stable or canary revision, started since the rollout began, in the order they settled; those
 the rule samples (:func:`~kneo.controller.rollouts.sampled`: a stable hash of rollout and
-run, so every process picks the same), not judged yet, at most :data:`PER_PASS` per rollout.
+run, so every process picks the same), not judged yet, at most :data:`PER_PASS` per rollout
+(a cursor per rollout passes over the runs not sampled; it starts over every
+:data:`RESCAN_EVERY` passes).
 Each is sent to the judge model as the criterion and ``Input: ...\\nReply: ...`` (the run's
 input and output) and its verdict kept once (a second sweep writes nothing for it). The
 side is the canary's when the run ran the canary revision, else the stable's.
@@ -54,6 +56,9 @@ PASS_SECONDS = 30.0
 PER_PASS = 20
 #: candidate runs looked at per rollout and pass, at most (unsampled ones are passed over)
 SCAN = 2000
+#: every this many passes the cursors start over: a run whose commit landed behind one
+#: (settled while the pass read, committed after) is found again
+RESCAN_EVERY = 20
 _PAGE = 200
 
 
@@ -103,6 +108,8 @@ class RolloutJudge:
         self._cursors: dict[str, tuple[datetime, str]] = {}
         #: rollouts whose judge was refused or failed (warned once)
         self._warned: set[str] = set()
+        self._passes = 0
+        self._moving: set[str] = set()
 
     def pass_once(self) -> dict[str, int]:
         """One pass over every project's moving rollouts; how many runs were judged."""
@@ -111,6 +118,10 @@ class RolloutJudge:
             if self.directory is None
             else [e.id for e in self.directory.entries()]
         )
+        self._passes += 1
+        if self._passes % RESCAN_EVERY == 0:
+            self._cursors.clear()
+        self._moving = set()
         judged = 0
         for project_id in ids:
             try:
@@ -120,12 +131,16 @@ class RolloutJudge:
                 judged += self.judge_project(platform)
             except Exception:  # one project's failure must not stop the others' judging
                 log.exception("rollout judge pass failed in project %s", project_id)
+        # forget the rollouts that stopped moving
+        self._cursors = {k: v for k, v in self._cursors.items() if k in self._moving}
+        self._warned &= self._moving
         return {"judged": judged}
 
     def judge_project(self, platform: JudgedPlatform) -> int:
         """Judge the sampled runs of one project's moving rollouts (module docstring)."""
         count = 0
         for record in platform.store.rollouts.active():
+            self._moving.add(record.rollout_id)
             try:
                 rule = judge_rule(record)
                 if rule is not None:

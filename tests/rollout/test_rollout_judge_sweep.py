@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from kneo.controller.rollouts import sampled
 from kneo.engine.judge import JUDGE_INSTRUCTION
 from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.kernel import NetworkGrant
@@ -196,3 +197,26 @@ def test_the_sweeper_runs_the_judge_in_every_project_of_its_directory(
     sweep = RolloutJudge(w.manager, directory, providers=providers(grader))
     assert sweep.pass_once() == {"judged": 3}
     assert len(grader.calls) == 3
+
+
+def test_only_the_sampled_runs_are_judged(store: Any, tmp_path: Path) -> None:
+    env = JUDGED.format(model=GRADER).replace("sample: 1.0", "sample: 0.5")
+    w = World(store, tmp_path, env=env)
+    w.release("good draft")
+    w.release("bad draft")
+    runs = []
+    for _ in range(16):
+        paused = w.start()
+        runs.append(paused.run_id)
+        w.review(paused, reject_revision=None)
+        w.clock.advance(1)
+    rollout_id = w.rollout().rollout_id
+    picked = {r for r in runs if sampled(rollout_id, r, 0.5)}
+    assert 0 < len(picked) < len(runs)
+    grader = Grader()
+    sweep = RolloutJudge(w.manager, providers=providers(grader), per_pass=3)
+    total = 0
+    for _ in range(10):  # at most 3 a pass; the cursor passes over the runs not sampled
+        total += sweep.pass_once()["judged"]
+    assert total == len(picked)
+    assert {run_id for run_id, _, _ in judgements(store)} == picked
