@@ -35,6 +35,7 @@ FIGURES = (
     ("edit_rate", "edit rate"),
     ("p95_latency_ms", "p95 ms"),
     ("cost_per_run", "cost/run"),
+    ("judge_score", "judge"),
 )
 
 #: the figures of each kind of human request, and their labels

@@ -15,6 +15,9 @@ were rejected, edited or escalated, the p95 latency of finished runs and their c
   (the canary is worse by more than the margin, with that confidence), **pass** when the
   upper bound is at or below it, **wait** otherwise. A decision rate with no decided
   request on either side bears no evidence and passes (the workflow asks nobody);
+* a model judge (the step's ``judge``) of a sample of finished runs: its FAIL rate is a
+  rate like the others (``judge.max_failure_increase``), decided once each side has
+  ``judge.min_judged`` judged runs (:mod:`kneo.platform.rollout_judge` judges them);
 * latency and cost compare the canary's p95 (cost: mean per run of known cost) to the stable's, each
   ``max_*_ratio`` at most (a point estimate, once ``min_runs`` is met);
 * the step fails when any figure fails, passes when every figure passes, waits otherwise.
@@ -47,6 +50,7 @@ __all__ = [
     "advance",
     "judge",
     "newcombe",
+    "sampled",
     "wilson",
 ]
 
@@ -99,6 +103,10 @@ class Figures:
     #: the decision counts (``decided``, ``rejected``, ``edited``, ``escalated``) by kind of
     #: human request (``approval``, ``review`` ...)
     kinds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: finished runs a model judge judged (the analysis' ``judge`` sample), and how many of
+    #: them it passed
+    judged: int = 0
+    judge_passed: int = 0
 
     @property
     def cost_per_run(self) -> float | None:
@@ -124,6 +132,7 @@ class Figures:
         out["failure_rate"] = self.failed / self.finished if self.finished else None
         out.update(_decision_rates(out))
         out["cost_per_run"] = self.cost_per_run
+        out["judge_score"] = self.judge_passed / self.judged if self.judged else None
         out["by_kind"] = {
             kind: {n: int(c.get(n, 0)) for n in _DECISION_COUNTS} | _decision_rates(c)
             for kind, c in sorted(self.kinds.items())
@@ -191,6 +200,38 @@ def _rate_check(
     }
 
 
+def _judge_check(rule: AnalysisRule, z: float, canary: Figures, stable: Figures) -> (
+    dict[str, Any] | None
+):  # fmt: skip
+    """The judge FAIL rate, canary - stable, by the rates' rule once each side has
+    ``min_judged`` judgements."""
+    judged = rule.judge
+    if judged is None:
+        return None
+    short = [
+        f"{side} {f.judged}" for side, f in (("canary", canary), ("stable", stable))
+        if f.judged < judged.min_judged
+    ]  # fmt: skip
+    if short:
+        return {
+            "outcome": "wait",
+            "why": f"too few judged runs: {', '.join(short)} of {judged.min_judged} needed",
+        }
+    k1, n1 = canary.judged - canary.judge_passed, canary.judged
+    k2, n2 = stable.judged - stable.judge_passed, stable.judged
+    low, high = newcombe(k1, n1, k2, n2, z)
+    margin = judged.max_failure_increase
+    outcome: Outcome = "fail" if low > margin else "pass" if high <= margin else "wait"
+    return {
+        "outcome": outcome,
+        "canary": k1 / n1,
+        "stable": k2 / n2,
+        "difference_bounds": [round(low, 6), round(high, 6)],
+        "max_increase": margin,
+        "why": f"judge FAIL rate {k1}/{n1} vs {k2}/{n2}",
+    }
+
+
 def _ratio_check(limit: float | None, canary: float | None, stable: float | None, what: str) -> (
     dict[str, Any] | None
 ):  # fmt: skip
@@ -232,6 +273,9 @@ def judge(rule: AnalysisRule, canary: Figures, stable: Figures) -> Verdict:
         found = _ratio_check(limit, c, s, name)
         if found is not None:
             checks[name] = found
+    found = _judge_check(rule, z, canary, stable)
+    if found is not None:
+        checks["judge"] = found
     failed = [n for n, c in checks.items() if c["outcome"] == "fail"]
     if failed:
         return Verdict("fail", checks, f"the canary is worse: {', '.join(failed)}")
@@ -318,3 +362,11 @@ def track_of(key: str, rollout_id: str, weight: int) -> Literal["canary", "stabl
     digest = hashlib.blake2b(f"{rollout_id}\0{key}".encode(), digest_size=8).digest()
     bucket = int.from_bytes(digest, "big") % 10_000
     return "canary" if bucket < weight * 100 else "stable"
+
+
+def sampled(rollout_id: str, run_id: str, share: float) -> bool:
+    """Whether a model judge judges run ``run_id`` of a rollout: a stable hash of the
+    rollout and the run into 10,000 buckets, the first ``share`` of them (every process,
+    every pass, picks the same runs)."""
+    digest = hashlib.blake2b(f"{rollout_id}\0{run_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000 < round(share * 10_000)

@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.bundle.digest import canonical_json, sha256_digest, spec_digest
 from kneo.bundle.format import EvalAttestation
 from kneo.documents import DocumentError, parse_json
-from kneo.engine.providers import create_provider_registry
-from kneo.engine.providers.base import ChatMessage
+from kneo.engine.judge import ModelJudge, transcript
 from kneo.errors import BundleError, ErrorCode, KneoError
 from kneo.evals.suite import EvalCase, EvalSuite, Expectations
 from kneo.platform.factory import create_platform
@@ -52,11 +51,6 @@ if TYPE_CHECKING:
 #: Default number of cases in flight at once: up to 4, no more than the machine's CPUs (with
 #: the dummy provider a case is CPU work; more threads than cores only contend, bench/evals.py).
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
-#: What the judge is told; its reply passes when it starts with PASS.
-JUDGE_INSTRUCTION = (
-    "You grade an AI agent's reply against one criterion. Answer PASS if the reply meets "
-    "the criterion, otherwise FAIL, then one sentence why."
-)
 
 
 @dataclass
@@ -243,7 +237,7 @@ def check_case(
             if limit is not None and value > limit:
                 failures.append(f"{what} {value} over the limit {limit}")
     if expect.judge and judge is not None and not failures:
-        ok, reason = judge(expect.judge, f"Input: {case_input}\nReply: {output}")
+        ok, reason = judge(expect.judge, transcript(case_input, output))
         if not ok:
             failures.append(f"judge: {expect.judge!r} not met ({reason})")
     return failures
@@ -406,41 +400,16 @@ class _Worker:
         self.manager.close()
 
 
-class Judge:
-    """Grades criteria with the suite's judge model through the provider registry, under
-    the grant the cases' runs have (:class:`~kneo.policy.access.HostAccess`): a suite is
-    untrusted input, so its judge reaches only declared secrets, allowed destinations, and
-    each secret only where it is bound. Refused at construction, before any case runs."""
-
-    def __init__(
-        self,
-        suite: EvalSuite,
-        settings: Settings,
-        project: ProjectContext | None,
-        grant: HostAccess,
-    ) -> None:
-        assert suite.judge is not None
-        self.grant = grant
-        self.model = suite.judge
-        grant.model_call(self.model, path="judge")  # refuse now: nothing is sent
-        secrets_map = project.config.secrets.providers if project is not None else None
-        self.provider = create_provider_registry(settings, secrets=secrets_map).get(
-            suite.judge.provider
-        )
-
-    def __call__(self, criterion: str, transcript: str) -> tuple[bool, str]:
-        model, reach = self.grant.model_call(self.model, path="judge")
-        reply = self.provider.complete(
-            model=model,
-            messages=[
-                ChatMessage("system", JUDGE_INSTRUCTION),
-                ChatMessage("user", f"Criterion: {criterion}\n\n{transcript}"),
-            ],
-            tools=[],
-            reach=reach,
-        )
-        text = (reply.text or "").strip()
-        return text.upper().startswith("PASS"), text[:200] or "empty reply"
+def suite_judge(
+    suite: EvalSuite, settings: Settings, project: ProjectContext | None, grant: HostAccess
+) -> ModelJudge:
+    """The suite's judge model under the grant the cases' runs have: a suite is untrusted
+    input, so its judge reaches only declared secrets, allowed destinations, and each secret
+    only where it is bound (:class:`~kneo.engine.judge.ModelJudge`). Refused here, before any
+    case runs."""
+    assert suite.judge is not None
+    secrets_map = project.config.secrets.providers if project is not None else None
+    return ModelJudge.build(suite.judge, grant, settings=settings, secrets=secrets_map)
 
 
 @contextlib.contextmanager
@@ -490,7 +459,7 @@ def run_suite(
     # isolated: a throwaway SQLite store per worker; tool arguments kept for expectations
     isolated = replace(base, database_url=None, otel_record_arguments=True)
     tools = project.tool_registry()
-    judge: Judge | None = None
+    judge: ModelJudge | None = None
     results: dict[str, CaseResult] = {}
     scratch = Path(tempfile.mkdtemp(prefix="kneo-eval-store-"))
     made: list[_Worker] = []
@@ -509,7 +478,7 @@ def run_suite(
                 idle.put(made[-1])
             if suite.needs_judge():  # the grant of the cases' runs
                 grant = made[0].manager.admission.host_access(env_name, "spec")
-                judge = Judge(suite, isolated, project, grant)
+                judge = suite_judge(suite, isolated, project, grant)
 
             def one(case: EvalCase) -> CaseResult:
                 worker = idle.get()

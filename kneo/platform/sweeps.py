@@ -49,6 +49,8 @@ from kneo.periodic import PeriodicTask
 from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.maintenance import retention_policy
+from kneo.platform.rollout_judge import PASS_SECONDS as JUDGE_PASS_SECONDS
+from kneo.platform.rollout_judge import RolloutJudge
 from kneo.platform.runs import end_run, paused_continuation
 from kneo.settings import RetentionDays, Settings
 from kneo.store import ContinuationRecord, RunRecord, Store
@@ -523,6 +525,8 @@ class Sweeper:
         self.dispatcher: Any = None
         #: the schedules' pass (:class:`kneo.platform.schedules.ScheduleLoop`), if any
         self.schedules: Callable[[], object] | None = None
+        #: the rollout judge's pass (:class:`kneo.platform.rollout_judge.RolloutJudge`), if any
+        self.rollout_judge: Callable[[], object] | None = None
         #: finished queue records (and sent or dead notifications) older than this many days
         #: are deleted every :data:`QUEUE_PRUNE_SECONDS` (``None``: never)
         self.queue_days: int | None = None
@@ -593,6 +597,16 @@ class Sweeper:
                         failure="schedule pass failed",
                     )
                 )
+            if self.rollout_judge is not None:
+                self._tasks.append(
+                    PeriodicTask(
+                        "kneo-rollout-judge",
+                        JUDGE_PASS_SECONDS,
+                        self.rollout_judge,
+                        logger=log,
+                        failure="rollout judge pass failed",
+                    )
+                )
             if self.recovery is not None:
                 self._tasks.append(
                     PeriodicTask(
@@ -656,6 +670,7 @@ def start_sweeper(
         from kneo.platform.schedules import ScheduleLoop  # the controller's modules
 
         sweeper.schedules = ScheduleLoop(cast(Any, manager), directory).pass_once
+        sweeper.rollout_judge = RolloutJudge(cast(Any, manager), directory).pass_once
     if hasattr(settings, "retention"):
         days = retention_policy(settings, manager.project).queue_days
         sweeper.queue_days = days

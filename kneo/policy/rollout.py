@@ -8,6 +8,8 @@ canary vocabulary where it fits)::
         - set_weight: 10          # Argo's setWeight: the canary's share of new runs, in %
         - analysis: {min_runs: 50, max_rejection_increase: 0.05}
         - pause: {approvers: [release-managers]}
+        - analysis:
+            judge: {model: {provider: openai, name: gpt-4o-mini}, criterion: "...", sample: 0.1}
         - set_weight: 50
         - analysis: {}
         - pause: {duration: 1h}
@@ -17,7 +19,9 @@ canary vocabulary where it fits)::
 Steps run in order. ``set_weight`` moves the canary's share of new runs; ``analysis`` judges
 the canary against the stable revision from the runs started since the rollout began
 (:mod:`kneo.controller.rollouts` holds the rule); ``pause`` waits for a ``duration`` or for
-one of ``approvers`` to promote by hand. The first step sets a weight, weights only grow, and
+one of ``approvers`` to promote by hand. An analysis' ``judge`` (:class:`JudgeRule`) has a
+model grade a sample of finished runs (:mod:`kneo.platform.rollout_judge` judges them, the
+analysis counts the FAIL rate). The first step sets a weight, weights only grow, and
 the last step is ``set_weight: 100``.
 
 A bundle may carry its own ``rollout:`` when ``bundle_override`` is ``stricter`` and the
@@ -37,10 +41,11 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kneo.names import NAME_PATTERN
-from kneo.spec.models import RequestKind
+from kneo.spec.models import ModelSpec, RequestKind
 
 __all__ = [
     "AnalysisRule",
+    "JudgeRule",
     "PauseStep",
     "RolloutPolicy",
     "RolloutStep",
@@ -67,6 +72,23 @@ def parse_duration(value: str | int) -> int:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JudgeRule(_Model):
+    """A model judge of a sample of finished runs: each sampled run's input and reply are
+    sent to ``model`` (through the environment's grant) with ``criterion``; it answers PASS
+    or FAIL. The judge FAIL rate is a rate like the others (canary - stable, Newcombe)."""
+
+    #: The judge model (any provider the environment's grant lets runs reach).
+    model: ModelSpec
+    #: What a reply must meet, in words.
+    criterion: str = Field(min_length=1, max_length=2000)
+    #: The share of finished runs judged (a run's bucket of the rollout's hash, stable).
+    sample: float = Field(default=0.1, gt=0.0, le=1.0)
+    #: Judged runs each side needs before the judge check decides.
+    min_judged: int = Field(default=10, ge=1, le=1_000_000)
+    #: The judge FAIL rate of the canary minus the stable's, at most.
+    max_failure_increase: float = Field(default=0.10, ge=0.0, le=1.0)
 
 
 class AnalysisRule(_Model):
@@ -96,6 +118,8 @@ class AnalysisRule(_Model):
     #: count (``[approval, review]``: what people decide about the agent's work, not the
     #: inputs it asks for); unset: every kind.
     request_kinds: list[RequestKind] | None = Field(default=None, min_length=1)
+    #: A model judge of a sample of finished runs (``None``: no judge).
+    judge: JudgeRule | None = None
 
 
 class PauseStep(_Model):
@@ -153,7 +177,8 @@ class RolloutStep(_Model):
         if self.set_weight is not None:
             return f"set_weight {self.set_weight}"
         if self.analysis is not None:
-            return f"analysis (min_runs {self.analysis.min_runs})"
+            judged = ", judged" if self.analysis.judge is not None else ""
+            return f"analysis (min_runs {self.analysis.min_runs}{judged})"
         pause = self.pause or PauseStep()
         wait = f"{pause.duration}s" if pause.duration else "approval"
         return f"pause ({wait}{' by ' + ', '.join(pause.approvers) if pause.approvers else ''})"
@@ -216,6 +241,32 @@ def _looser_analysis(where: str, old: AnalysisRule, new: AnalysisRule) -> list[s
     dropped = sorted(set(old.request_kinds or _ALL_KINDS) - set(new.request_kinds or _ALL_KINDS))
     if dropped:
         out.append(f"{where}.request_kinds no longer counts {', '.join(dropped)}")
+    if old.judge is not None:
+        out += _looser_judge(f"{where}.judge", old.judge, new.judge)
+    return out
+
+
+def _looser_judge(where: str, old: JudgeRule, new: JudgeRule | None) -> list[str]:
+    """A judge removed, sampling fewer runs, deciding on fewer, allowing more, or judging
+    otherwise (another model or criterion: no longer the judge the policy vetted)."""
+    if new is None:
+        return [f"{where} removed (no model judges the runs)"]
+    out = []
+    if new.sample < old.sample:
+        out.append(f"{where}.sample {old.sample} → {new.sample}")
+    if new.min_judged < old.min_judged:
+        out.append(f"{where}.min_judged {old.min_judged} → {new.min_judged}")
+    if new.max_failure_increase > old.max_failure_increase:
+        out.append(
+            f"{where}.max_failure_increase {old.max_failure_increase} → {new.max_failure_increase}"
+        )
+    if new.model != old.model:
+        out.append(
+            f"{where}.model {old.model.provider}/{old.model.name} → "
+            f"{new.model.provider}/{new.model.name} (another judge)"
+        )
+    if new.criterion != old.criterion:
+        out.append(f"{where}.criterion changed (another question)")
     return out
 
 

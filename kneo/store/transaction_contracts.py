@@ -29,7 +29,13 @@ if TYPE_CHECKING:
         Suspension,
         TraceEvent,
     )
-    from kneo.store.rollouts import RolloutChanges, RolloutRecord, RolloutRoute, SideFigures
+    from kneo.store.rollouts import (
+        JudgeCandidate,
+        RolloutChanges,
+        RolloutRecord,
+        RolloutRoute,
+        SideFigures,
+    )
     from kneo.store.runs.steps import StepCheckpoint, StepEvent, StepWritten
 
 
@@ -317,7 +323,8 @@ class RegistryTransaction(ApprovalReads, Protocol):
 
 class RolloutReads(Protocol):
     """A project's rollouts: which revision serves a bundle's new runs, each rollout's place
-    and its sides' figures (the counters its runs' transactions moved)."""
+    and its sides' figures (the counters its runs' transactions moved, and a model judge's
+    verdicts: the runs it may judge, and a verdict kept once per run, committed on its own)."""
 
     def current_rollout(self, bundle_name: str, environment: str) -> RolloutRecord | None: ...
     def serving(
@@ -336,6 +343,16 @@ class RolloutReads(Protocol):
     ) -> Page[RolloutRecord]: ...
     def active(self) -> list[RolloutRecord]: ...
     def figures(self, rollout_id: str) -> dict[str, SideFigures]: ...
+    def unjudged_runs(
+        self,
+        record: RolloutRecord,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> list[JudgeCandidate]: ...
+    def record_judgement(
+        self, rollout_id: str, run_id: str, *, track: str, passed: bool, reason: str
+    ) -> bool: ...
 
 
 class HasRollouts(Protocol):

@@ -61,3 +61,63 @@ def test_another_projects_rollout_is_not_found(store: Store) -> None:
         other.rollouts.get_rollout("ro_mine")
     assert other.rollouts.current_rollout("helper", "dev") is None
     assert other.rollouts.list_rollouts().items == []
+
+
+def _finished_run(store: Store, revision: int, *, status: str = "succeeded") -> str:
+    with store.transaction() as tx:
+        return tx.create_run(
+            target="bundle", input_text="hi", status=status, environment="dev",
+            bundle_name="helper", bundle_revision=revision,
+        ).run_id  # fmt: skip
+
+
+def test_a_judgement_is_kept_once_counted_per_side_and_in_its_project(store: Store) -> None:
+    reads: HasRollouts = store
+    begun = _begin(store, "ro_judged")
+    canary = [_finished_run(store, 2) for _ in range(3)]
+    stable = [_finished_run(store, 1) for _ in range(2)]
+    _finished_run(store, 3)  # another revision: not the rollout's
+    _finished_run(store, 2, status="failed")  # not succeeded: nothing to judge
+    waiting = reads.rollouts.unjudged_runs(begun)
+    assert sorted(c.run_id for c in waiting) == sorted(canary + stable)
+    first = reads.rollouts.unjudged_runs(begun, limit=2)
+    assert [c.run_id for c in first] == [c.run_id for c in waiting[:2]]
+    after = (first[-1].settled_at, first[-1].run_id)
+    assert [c.run_id for c in reads.rollouts.unjudged_runs(begun, after=after)] == [
+        c.run_id for c in waiting[2:]
+    ]
+
+    assert reads.rollouts.record_judgement(
+        "ro_judged", canary[0], track="canary", passed=False, reason="FAIL " + "x" * 300
+    )
+    # a second sweep judging the same run writes nothing: the first verdict stands
+    assert not reads.rollouts.record_judgement(
+        "ro_judged", canary[0], track="canary", passed=True, reason="PASS"
+    )
+    reads.rollouts.record_judgement(
+        "ro_judged", canary[1], track="canary", passed=True, reason="ok"
+    )
+    reads.rollouts.record_judgement(
+        "ro_judged", stable[0], track="stable", passed=True, reason="ok"
+    )
+    sides = reads.rollouts.figures("ro_judged")
+    assert (sides["canary"].judged, sides["canary"].judge_passed) == (2, 1)
+    assert (sides["stable"].judged, sides["stable"].judge_passed) == (1, 1)
+    assert {c.run_id for c in reads.rollouts.unjudged_runs(begun)} == {canary[2], stable[1]}
+    with pytest.raises(ValueError, match="track"):
+        reads.rollouts.record_judgement(
+            "ro_judged", canary[2], track="both", passed=True, reason=""
+        )
+
+    # another project's view sees none of it, and may not judge it
+    other = store.for_project(store.projects.create_project("elsewhere").name)
+    assert other.rollouts.unjudged_runs(begun) == []
+    assert other.rollouts.figures("ro_judged")["canary"].judged == 0
+    with pytest.raises(NotFound):
+        other.rollouts.record_judgement(
+            "ro_judged", canary[2], track="canary", passed=False, reason="theirs"
+        )
+    assert reads.rollouts.figures("ro_judged")["canary"].judged == 2
+    assert reads.rollouts.record_judgement(
+        "ro_judged", canary[2], track="canary", passed=True, reason="mine"
+    )

@@ -1,4 +1,5 @@
-"""Rollouts and their runs' figures: ``rollouts``, ``rollout_sums`` (migration 0030).
+"""Rollouts and their runs' figures: ``rollouts``, ``rollout_sums`` (migration 0030),
+``rollout_judgements`` (0036).
 
 ``rollouts``: one row per rollout of a bundle in an environment (the controller's: a
 promotion under a ``rollout:`` policy), where it stands (step, canary share, status) and
@@ -16,6 +17,10 @@ settled run's latency is counted in a bucket of a log scale (:func:`latency_buck
 wide; bucket ``-1``: no latency), and the p95 is the bucket where the running count passes
 95 % (nearest rank), reported at the bucket's geometric middle: within 2.5 % of the exact
 value.
+
+``rollout_judgements``: a model judge's verdict on a sampled finished run of a rollout
+(:mod:`kneo.platform.rollout_judge`), one row per rollout and run (a run is judged once: a
+second insert writes nothing), counted per side with the figures.
 
 The tables are defined here, with their only readers and writers, on the store's metadata.
 """
@@ -41,6 +46,8 @@ from kneo.store.registry.statements import ACTIVE
 from kneo.store.transaction_base import TransactionBase
 
 __all__ = [
+    "JUDGE_REASON_CHARS",
+    "JudgeCandidate",
     "KindFigures",
     "RolloutFacet",
     "RolloutRecord",
@@ -49,6 +56,7 @@ __all__ = [
     "SideFigures",
     "fold_sums",
     "moving_sums",
+    "rollout_judgements",
     "rollout_sums",
     "rollouts",
 ]
@@ -112,6 +120,23 @@ rollout_sums = sa.Table(
     sa.Column("priced", sa.BigInteger, nullable=False, server_default="0"),
     sqlite_with_rowid=False,
 )
+#: the longest reason a judgement keeps
+JUDGE_REASON_CHARS = 200
+
+rollout_judgements = sa.Table(
+    "rollout_judgements",
+    t.metadata,
+    sa.Column("rollout_id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("track", sa.String(8), nullable=False),  # canary | stable
+    sa.Column("passed", sa.Boolean, nullable=False),
+    # the judge's reply, redacted and cut to JUDGE_REASON_CHARS
+    sa.Column("reason", sa.String(JUDGE_REASON_CHARS), nullable=False),
+    sa.Column("judged_at", t.UTCDateTime, nullable=False),
+)
+_J = rollout_judgements.c
+
 _COUNTERS = (
     "runs", "finished", "failed", "decided", "rejected", "edited", "escalated", "cost", "priced"
 )  # fmt: skip
@@ -194,6 +219,20 @@ class SideFigures:
     priced: int = 0
     #: the decision counters by kind of request (those counted before 0035 in none)
     kinds: Mapping[str, KindFigures] = dataclasses.field(default_factory=dict)
+    #: runs a model judge judged, and how many it passed (``rollout_judgements``)
+    judged: int = 0
+    judge_passed: int = 0
+
+
+@dataclass(frozen=True)
+class JudgeCandidate:
+    """A finished run of a rollout's bundle a judge may judge: which, on what revision, and
+    when it settled (with ``run_id``, the keyset position of
+    :meth:`RolloutFacet.unjudged_runs`)."""
+
+    run_id: str
+    bundle_revision: int
+    settled_at: datetime
 
 
 #: the ratio between a latency bucket's bounds
@@ -387,9 +426,102 @@ class RolloutFacet(Facet):
             ("rollouts", "figures"),
             lambda: _sums().where(_S.rollout_id == sa.bindparam("rollout_id")),
         )
+        judged = self.dialect.memo(
+            ("rollouts", "judged"),
+            lambda: (
+                sa.select(
+                    _J.track,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((_J.passed, 1), else_=0)),
+                )
+                .where(
+                    _J.project_id == sa.bindparam("project_id"),
+                    _J.rollout_id == sa.bindparam("rollout_id"),
+                )
+                .group_by(_J.track)
+            ),
+        )
+        params = {"rollout_id": rollout_id, "project_id": self.project_id}
         with self._read() as conn:
             rows = conn.execute(stmt, {"rollout_id": rollout_id}).all()
-        return fold_sums(rows)
+            counts = conn.execute(judged, params).all()
+        out = fold_sums(rows)
+        for track, total, passed in counts:
+            if str(track) in out:
+                out[str(track)] = dataclasses.replace(
+                    out[str(track)], judged=int(total), judge_passed=int(passed or 0)
+                )
+        return out
+
+    def unjudged_runs(
+        self,
+        record: RolloutRecord,
+        *,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 200,
+    ) -> list[JudgeCandidate]:
+        """Succeeded runs of ``record``'s bundle and environment on its stable or canary
+        revision, started since it began, not judged for it yet, in the order they settled
+        (``updated_at``, then id: a run that settles later comes later), after the keyset
+        position ``after`` (``(settled_at, run_id)``); at most ``limit``."""
+        r = t.runs.c
+        judged = sa.exists().where(
+            _J.project_id == self.project_id,
+            _J.rollout_id == record.rollout_id,
+            _J.run_id == r.run_id,
+        )
+        where = [
+            r.project_id == self.project_id,
+            r.status == "succeeded",
+            r.created_at >= record.started_at,
+            r.bundle_name == record.bundle_name,
+            r.environment == record.environment,
+            r.bundle_revision.in_((record.stable_revision, record.canary_revision)),
+            ~judged,
+        ]
+        if after is not None:
+            at, run_id = after
+            where.append(sa.or_(r.updated_at > at, sa.and_(r.updated_at == at, r.run_id > run_id)))
+        stmt = (
+            sa.select(r.run_id, r.bundle_revision, r.updated_at)
+            .where(*where)
+            .order_by(r.updated_at, r.run_id)
+            .limit(max(1, min(limit, 1000)))
+        )
+        with self._read(snapshot=False) as conn:
+            return [JudgeCandidate(str(a), int(b), c) for a, b, c in conn.execute(stmt)]
+
+    def record_judgement(
+        self, rollout_id: str, run_id: str, *, track: str, passed: bool, reason: str
+    ) -> bool:
+        """Keep a judge's verdict on a run of a rollout (``reason`` already redacted; cut
+        to :data:`JUDGE_REASON_CHARS`); ``False`` when the run was judged before (nothing
+        written: a run is judged once). Commits on its own; another project's rollout is
+        ``not_found``."""
+        if track not in ("canary", "stable"):
+            raise ValueError(f"track must be canary or stable; got {track!r}")
+        values = {
+            "rollout_id": rollout_id,
+            "run_id": run_id,
+            "project_id": self.project_id,
+            "track": track,
+            "passed": passed,
+            "reason": reason[:JUDGE_REASON_CHARS],
+            "judged_at": self.clock.now(),
+        }
+        stmt = (
+            self.dialect.insert(rollout_judgements)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["rollout_id", "run_id"])
+            .returning(_J.run_id)
+        )
+        ours = sa.select(_R.rollout_id).where(
+            _R.project_id == self.project_id, _R.rollout_id == rollout_id
+        )
+        with self._write() as conn:
+            if conn.execute(ours).first() is None:
+                raise NotFound(f"rollout {rollout_id!r} not found", resource="rollout")
+            return conn.execute(stmt).first() is not None
 
 
 def _sums() -> sa.Select[Any]:
