@@ -5,14 +5,14 @@ under load, seen in ``bench/fleet.py``)."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from kneo.spec import refs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Cycle:
@@ -20,23 +20,10 @@ class _Cycle:
         pass
 
 
-@pytest.fixture
-def busy_switching() -> Iterator[None]:
-    """Threads switch as often as the interpreter allows (the race needs a switch mid-parse)."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
-def test_concurrent_parses_never_raise(tmp_path: Path, busy_switching: None) -> None:
-    source = tmp_path / "steps.py"
-    source.write_text(
-        "def step(text):\n"
-        + "".join(f"    x{i} = [{{'a': ({i}, [1, (3, 4)])}} for _ in y if z]\n" for i in range(150))
-    )
+def race(source: Path) -> list[str]:
+    """Six threads parse ``source`` while a seventh makes garbage with finalizers (collections,
+    and thread switches in them), switching as often as the interpreter allows (the race
+    needs a switch mid-parse); the problems the parses met."""
     analyse = refs._analyse.__wrapped__  # the parse itself, past the per-file cache
     problems: list[str] = []
     stop = threading.Event()
@@ -51,11 +38,13 @@ def test_concurrent_parses_never_raise(tmp_path: Path, busy_switching: None) -> 
             if found.problem or "step" not in found.functions:
                 problems.append(found.problem or "no 'step'")
 
-    def churn() -> None:  # garbage with finalizers: collections, and thread switches in them
+    def churn() -> None:
         while not stop.is_set():
             cycle = _Cycle()
             cycle.self = cycle  # type: ignore[attr-defined]
 
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
     churner = threading.Thread(target=churn)
     churner.start()
     parsers = [threading.Thread(target=parse) for _ in range(6)]
@@ -67,4 +56,26 @@ def test_concurrent_parses_never_raise(tmp_path: Path, busy_switching: None) -> 
     finally:
         stop.set()
         churner.join()
-    assert problems == []
+        sys.setswitchinterval(before)
+    return problems
+
+
+def test_concurrent_parses_never_raise(tmp_path: Path) -> None:
+    """In an interpreter of its own: with a switch every microsecond, every thread an earlier
+    test left in a test worker is scheduled as often as the parsers (4.5 minutes in CI
+    instead of seconds)."""
+    source = tmp_path / "steps.py"
+    source.write_text(
+        "def step(text):\n"
+        + "".join(f"    x{i} = [{{'a': ({i}, [1, (3, 4)])}} for _ in y if z]\n" for i in range(150))
+    )
+    code = (
+        "import sys; from pathlib import Path; from tests.spec.test_refs_threads import race; "
+        "print(repr(race(Path(sys.argv[1]))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(source)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
