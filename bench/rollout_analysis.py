@@ -23,7 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kneo.controller.rollouts import Figures, judge
+from kneo.controller.rollout_pass import analysed
+from kneo.controller.rollouts import judge
 from kneo.policy.rollout import AnalysisRule
 from kneo.store import open_store
 from kneo.store.rollouts import rollout_sums
@@ -39,15 +40,18 @@ def fill(store: Any, rollout_id: str, n: int, seed: int) -> None:
                 side = {"id": rollout_id, "track": "canary" if rng.random() < 0.1 else "stable"}
                 tx.note_rollout_run(side)
                 decisions = [
-                    "rejected"
-                    if rng.random() < 0.1
-                    else "edited"
-                    if rng.random() < 0.2
-                    else "approved"
+                    (
+                        "review" if rng.random() < 0.5 else "approval",
+                        "rejected"
+                        if rng.random() < 0.1
+                        else "edited"
+                        if rng.random() < 0.2
+                        else "approved",
+                    )
                     for _ in range(rng.randint(0, 2))
                 ]
                 if decisions:
-                    tx.note_rollout_decisions("run", side, decisions)
+                    tx.note_rollout_decisions(side, decisions)
                 if rng.random() < 0.97:
                     status = "failed" if rng.random() < 0.03 else "succeeded"
                     latency = int(rng.lognormvariate(7, 0.6))
@@ -78,9 +82,7 @@ def main() -> int:
             for _ in range(args.passes):
                 t0 = time.perf_counter()
                 sides = store.rollouts.figures("ro_bench")
-                verdict = judge(
-                    rule, Figures(**vars(sides["canary"])), Figures(**vars(sides["stable"]))
-                )
+                verdict = judge(rule, analysed(sides["canary"]), analysed(sides["stable"]))
                 times.append((time.perf_counter() - t0) * 1000)
             with store.engine.begin() as conn:
                 rows = conn.execute(sa.select(sa.func.count()).select_from(rollout_sums)).scalar()

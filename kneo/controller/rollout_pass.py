@@ -41,7 +41,7 @@ from kneo.policy.rollout import RolloutPolicy
 
 if TYPE_CHECKING:
     from kneo.store.contracts import ControllerStore
-    from kneo.store.rollouts import RolloutRecord
+    from kneo.store.rollouts import RolloutRecord, SideFigures
     from kneo.store.transaction_contracts import ControllerTransaction, HasRollouts
 
     class RolloutStore(ControllerStore, HasRollouts, Protocol):
@@ -133,11 +133,14 @@ def policy_of(record: RolloutRecord) -> RolloutPolicy:
 
 
 def figures_of(store: HasRollouts, record: RolloutRecord) -> dict[str, Figures]:
+    """Each side's figures of ``record``'s runs, as the analysis reads them."""
     sides = store.rollouts.figures(record.rollout_id)
-    return {
-        side: Figures(**vars(f) | {"kinds": {k: vars(c) for k, c in f.kinds.items()}})
-        for side, f in sides.items()
-    }
+    return {side: analysed(f) for side, f in sides.items()}
+
+
+def analysed(side: SideFigures) -> Figures:
+    """The analysis' :class:`Figures` of a side's stored counters."""
+    return Figures(**vars(side) | {"kinds": {k: vars(c) for k, c in side.kinds.items()}})
 
 
 def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | None:
