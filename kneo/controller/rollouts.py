@@ -9,7 +9,8 @@ were rejected, edited or escalated, the p95 latency of finished runs and their c
 
 * nothing is decided before both revisions have ``min_runs`` finished runs (``wait``);
 * a rate (failures per finished run; rejections, edits, escalations per decided request,
-  of the step's ``request_kinds`` when it names some, else of every kind) is compared by the difference *canary - stable* and its Newcombe hybrid score interval
+  of the step's ``request_kinds`` when it names some, else of every kind) is compared by
+  the difference *canary - stable* and its Newcombe hybrid score interval
   (Newcombe 1998, method 10: from the two Wilson score intervals) at the one-sided
   ``confidence``: **fail** when the lower bound is above the step's ``max_*_increase``
   (the canary is worse by more than the margin, with that confidence), **pass** when the
