@@ -97,6 +97,7 @@ SCOPED: dict[str, set[str]] = {
     "triggers": {"claim_event", "record_event", "event_outcome"},
     "rollouts": {
         "current_rollout", "serving", "get_rollout", "list_rollouts", "active", "figures",
+        "unjudged_runs", "record_judgement",
     },
 }  # fmt: skip
 

@@ -76,6 +76,7 @@ LATER_COLUMNS = {
     "schedule_ticks": {"tick_at", "created_at", "updated_at"},  # 0029
     "trigger_events": {"created_at"},  # 0029
     "rollouts": {"started_at", "step_started_at", "updated_at", "finished_at"},  # 0030
+    "rollout_judgements": {"judged_at"},  # 0036
 }
 
 
