@@ -12,7 +12,7 @@ stable or canary revision, started since the rollout began, in the order they se
 the rule samples (:func:`~kneo.controller.rollouts.sampled`: a stable hash of rollout and
 run, so every process picks the same), not judged yet, at most :data:`PER_PASS` per rollout
 (a cursor per rollout passes over the runs not sampled; it starts over every
-:data:`RESCAN_EVERY` passes).
+:data:`RESCAN_EVERY` passes). One sweeper judges at a time (a store lock, :data:`LOCK`).
 Each is sent to the judge model as the criterion and ``Input: ...\\nReply: ...`` (the run's
 input and output) and its verdict kept once (a second sweep writes nothing for it). The
 side is the canary's when the run ran the canary revision, else the stable's.
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 from kneo.controller.rollouts import sampled
 from kneo.engine.judge import ModelJudge, transcript
 from kneo.errors import KneoError
+from kneo.ids import new_id
 from kneo.logs import get_logger
 from kneo.policy.rollout import JudgeRule, RolloutPolicy
 from kneo.redaction import redact_text
@@ -60,6 +61,10 @@ SCAN = 2000
 #: (settled while the pass read, committed after) is found again
 RESCAN_EVERY = 20
 _PAGE = 200
+#: the store lock one sweeper holds while it judges (replicas take turns: a run is not sent
+#: to the judge model twice at the same moment), and how long it outlives a dead holder
+LOCK = "rollout-judge"
+LOCK_SECONDS = 600.0
 
 
 class JudgedPlatform(Protocol):
@@ -110,9 +115,20 @@ class RolloutJudge:
         self._warned: set[str] = set()
         self._passes = 0
         self._moving: set[str] = set()
+        self.owner = new_id("rollout-judge")
 
     def pass_once(self) -> dict[str, int]:
-        """One pass over every project's moving rollouts; how many runs were judged."""
+        """One pass over every project's moving rollouts, unless another sweeper holds the
+        judge's lock (:data:`LOCK`); how many runs were judged."""
+        locks = self.platform.store.locks
+        if not locks.acquire_lock(LOCK, self.owner, LOCK_SECONDS):
+            return {"judged": 0}
+        try:
+            return self._pass()
+        finally:
+            locks.release_lock(LOCK, self.owner)
+
+    def _pass(self) -> dict[str, int]:
         ids = (
             [self.platform.store.project_id]
             if self.directory is None

@@ -139,8 +139,11 @@ def test_a_run_is_judged_once_across_sweeps(store: Any, tmp_path: Path) -> None:
     # the same sweep again, and another process's (no cursor): nothing is judged twice
     assert RolloutJudge(w.manager, providers=providers(grader)).pass_once() == {"judged": 0}
     assert len(judgements(store)) == 6 and len(grader.calls) == 6
-    # a later run is judged by the next pass
+    # a later run is judged by the next pass, not while another sweeper judges
     w.review(w.start(), reject_revision=None)
+    assert store.locks.acquire_lock("rollout-judge", "another-replica", 60)
+    assert RolloutJudge(w.manager, providers=providers(grader)).pass_once() == {"judged": 0}
+    assert store.locks.release_lock("rollout-judge", "another-replica")
     assert RolloutJudge(w.manager, providers=providers(grader)).pass_once() == {"judged": 1}
     figures = store.rollouts.figures(w.rollout().rollout_id)
     assert figures["canary"].judged + figures["stable"].judged == 7
