@@ -2,8 +2,7 @@
 llama.cpp server reported (``KNEO_TEST_LLAMACPP=1`` after ``python -m tests.llamacpp_server
 prepare``; see ``test_llamacpp.py``). A recording proxy between Kneo and the server keeps
 the server's own ``usage`` of every answer, so the test compares Kneo's figures with the
-server's words, not with a number Kneo computed. (Written on a machine whose llama.cpp build
-did not finish: not run yet.)"""
+server's words, not with a number Kneo computed."""
 
 from __future__ import annotations
 
