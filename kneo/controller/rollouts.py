@@ -189,6 +189,14 @@ def _rate_check(
         return {"outcome": "pass", "why": "no decided request on either side"}
     if n1 == 0 or n2 == 0:
         return {"outcome": "wait", "why": f"no {total} on one side yet"}
+    return _difference_check(f"{name} rate", k1, n1, k2, n2, z, margin)
+
+
+def _difference_check(
+    what: str, k1: int, n1: int, k2: int, n2: int, z: float, margin: float
+) -> dict[str, Any]:
+    """``k1/n1 - k2/n2`` (canary - stable) by its Newcombe bounds at ``z``: fail above
+    ``margin`` with that confidence, pass within it, wait otherwise."""
     low, high = newcombe(k1, n1, k2, n2, z)
     outcome: Outcome = "fail" if low > margin else "pass" if high <= margin else "wait"
     return {
@@ -197,7 +205,7 @@ def _rate_check(
         "stable": k2 / n2,
         "difference_bounds": [round(low, 6), round(high, 6)],
         "max_increase": margin,
-        "why": f"{name} rate {k1}/{n1} vs {k2}/{n2}",
+        "why": f"{what} {k1}/{n1} vs {k2}/{n2}",
     }
 
 
@@ -218,19 +226,12 @@ def _judge_check(rule: AnalysisRule, z: float, canary: Figures, stable: Figures)
             "outcome": "wait",
             "why": f"too few judged runs: {', '.join(short)} of {judged.min_judged} needed",
         }
-    k1, n1 = canary.judged - canary.judge_passed, canary.judged
-    k2, n2 = stable.judged - stable.judge_passed, stable.judged
-    low, high = newcombe(k1, n1, k2, n2, z)
-    margin = judged.max_failure_increase
-    outcome: Outcome = "fail" if low > margin else "pass" if high <= margin else "wait"
-    return {
-        "outcome": outcome,
-        "canary": k1 / n1,
-        "stable": k2 / n2,
-        "difference_bounds": [round(low, 6), round(high, 6)],
-        "max_increase": margin,
-        "why": f"judge FAIL rate {k1}/{n1} vs {k2}/{n2}",
-    }
+    return _difference_check(
+        "judge FAIL rate",
+        canary.judged - canary.judge_passed, canary.judged,
+        stable.judged - stable.judge_passed, stable.judged,
+        z, judged.max_failure_increase,
+    )  # fmt: skip
 
 
 def _ratio_check(limit: float | None, canary: float | None, stable: float | None, what: str) -> (

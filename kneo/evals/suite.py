@@ -37,7 +37,7 @@ from kneo.spec.models import DummyScriptTurn, ModelSpec
 
 SUITE_VERSION: Literal["v1"] = "v1"
 
-#: Human pause kinds a case may expect (``kneo.engine.human.RequestKind``).
+#: Human pause kinds a case may expect (of ``kneo.spec.models.RequestKind``).
 PauseKind = Literal[
     "approval",
     "confirmation",
