@@ -9,8 +9,8 @@ Content-Security-Policy (scripts and styles only from ``/ui/static``), no framin
 The routes come in one group per resource, each module what its page shows, forms in and
 redirects out: :mod:`~kneo.console.signin`, :mod:`~kneo.console.oidc`,
 :mod:`~kneo.console.links`, :mod:`~kneo.console.inbox`, :mod:`~kneo.console.tasks`,
-:mod:`~kneo.console.promotions`, :mod:`~kneo.console.runs`, :mod:`~kneo.console.registry`;
-each draws through :class:`~kneo.console.view.PageView`.
+:mod:`~kneo.console.promotions`, :mod:`~kneo.console.runs`, :mod:`~kneo.console.registry`,
+:mod:`~kneo.console.rollouts`, :mod:`~kneo.console.schedules`; each draws through :class:`~kneo.console.view.PageView`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from kneo.console.promotions import add_promotion_routes
 from kneo.console.registry import add_registry_routes
 from kneo.console.rollouts import add_rollout_routes
 from kneo.console.runs import add_answer_route, add_run_routes, add_session_routes
+from kneo.console.schedules import add_schedule_routes
 from kneo.console.session import CSRF_FIELD, Session, SessionCodec
 from kneo.console.signin import add_signin_routes
 from kneo.console.tasks import add_task_routes, redraw_draft
@@ -80,7 +81,7 @@ class _NoSniffStatic(StaticFiles):
 def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
     """The console's routes over ``auth`` (sessions and scopes) and ``render`` (templates),
     one group per resource: sign-in, inbox, human tasks, promotions, runs, registry,
-    rollouts."""
+    rollouts, schedules."""
     router = APIRouter()
     for add in (
         add_signin_routes,
@@ -94,6 +95,7 @@ def build_router(auth: ConsoleAuth, render: Render) -> APIRouter:
         add_session_routes,
         add_registry_routes,
         add_rollout_routes,
+        add_schedule_routes,
     ):
         add(router, auth, render)
     return router

@@ -76,6 +76,11 @@ PAGES: dict[str, tuple[tuple[str, str], ...]] = {
         ("POST", "/v1/registry/bundles/{bundle}/{environment}/pin"),
         ("POST", "/v1/registry/blocked-digests"),
     ),
+    "schedules": (("GET", "/v1/schedules"),),
+    "schedule_ops": (
+        ("POST", "/v1/schedules/{bundle}/{environment}/{name}/pause"),
+        ("POST", "/v1/schedules/{bundle}/{environment}/{name}/resume"),
+    ),
     "rollout": (("GET", "/v1/rollouts/{rollout_id}"),),
     "rollout_ops": (
         ("POST", "/v1/rollouts/{rollout_id}/promote"),

@@ -15,9 +15,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from kneo.console.auth import ConsoleAuth, Posted, Viewer
+from kneo.console.schedules import schedule_rows
 from kneo.console.view import PageView, Render
 from kneo.errors import Conflict, InvalidRequest, NotFound
 from kneo.platform.reconcile import app_controller, controller_view
+from kneo.platform.schedule_ops import bundle_schedules
 
 
 def add_registry_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -118,7 +120,8 @@ def _bundle_page(
     notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    """One bundle in one environment: pin, conditions, history and its operations."""
+    """One bundle in one environment: pin, schedules, conditions, history and its
+    operations."""
     from kneo.controller import operations
     from kneo.platform.registry import CONDITION_TYPES, bundle_view
 
@@ -139,6 +142,9 @@ def _bundle_page(
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
             "rollout": view.manager.store.rollouts.current_rollout(bundle, environment),
+            "schedules": schedule_rows(
+                view.manager, bundle_schedules(view.manager, bundle, environment)
+            ),
             "notice": notice,
         },
         status_code=status_code,

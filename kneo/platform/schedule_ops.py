@@ -1,4 +1,4 @@
-"""What people do with schedules (API and CLI): list, get, pause, resume, trigger.
+"""What people do with schedules (API, CLI and console): list, get, pause, resume, trigger.
 
 All act in the platform's project (its store view reads and writes only that project's
 rows), on schedules of its active revisions: a schedule no active revision declares is 404
@@ -13,7 +13,7 @@ from typing import Any
 from kneo.errors import NotFound
 from kneo.names import check_name
 from kneo.platform.bundles import BundleRunner
-from kneo.platform.schedules import Declared, Scheduler, schedule_view
+from kneo.platform.schedules import Declared, Scheduler, schedule_view, schedules_of
 from kneo.store.schedules import ScheduleKey
 
 
@@ -40,6 +40,22 @@ def list_schedules(platform: BundleRunner, environment: str | None = None) -> li
         for key, item in sorted(Scheduler(platform).declared().items())
         if environment is None or key[1] == environment
     ]
+
+
+def bundle_schedules(platform: BundleRunner, bundle: str, environment: str) -> list[dict[str, Any]]:
+    """The schedules of one bundle's active revision in one environment, as
+    :func:`list_schedules` shows them (only that revision's spec is read)."""
+    store = platform.store
+    active = store.registry.get_active(bundle, environment)
+    if active is None:
+        return []
+    states, now = store.schedules.states(), store.clock.now()
+    views = []
+    for spec in schedules_of(active.spec):
+        key = (bundle, environment, spec.name)
+        item = Declared(spec, active.revision, active.digest)
+        views.append(schedule_view(key, item, states.get(key), now))
+    return views
 
 
 def get_schedule(platform: BundleRunner, key: ScheduleKey, *, ticks: int = 20) -> dict[str, Any]:
@@ -88,4 +104,4 @@ def trigger(platform: BundleRunner, key: ScheduleKey, *, actor: str) -> dict[str
             "detail": found.detail}  # fmt: skip
 
 
-__all__ = ["get_schedule", "list_schedules", "set_paused", "trigger"]
+__all__ = ["bundle_schedules", "get_schedule", "list_schedules", "set_paused", "trigger"]

@@ -89,7 +89,7 @@ class Scheduler:
             cached = self._specs.get(pair)
             if cached is None or cached[0] != digest:
                 stored = registry.get_revision(bundle, env, revision)
-                cached = (digest, _schedules_of(stored.spec))
+                cached = (digest, schedules_of(stored.spec))
             specs[pair] = cached
             for spec in cached[1]:
                 found[(*pair, spec.name)] = Declared(spec, revision, digest)
@@ -284,7 +284,7 @@ class ScheduleLoop:
         return totals
 
 
-def _schedules_of(spec: Mapping[str, Any] | None) -> tuple[ScheduleSpec, ...]:
+def schedules_of(spec: Mapping[str, Any] | None) -> tuple[ScheduleSpec, ...]:
     """The ``schedules:`` of a stored spec document (an invalid entry is left out and
     logged: the controller already validated the spec before it could become active)."""
     found: list[ScheduleSpec] = []
@@ -314,4 +314,4 @@ def schedule_view(
     }
 
 
-__all__ = ["PASS_SECONDS", "Declared", "ScheduleLoop", "Scheduler", "schedule_view"]
+__all__ = ["PASS_SECONDS", "Declared", "ScheduleLoop", "Scheduler", "schedule_view", "schedules_of"]

@@ -29,6 +29,7 @@ def _pages(api: Any) -> dict[str, str]:
         "run": f"/ui/runs/{paused['run_id']}",
         "session_chain": "/ui/sessions/pages",
         "registry": "/ui/registry",
+        "schedules": "/ui/schedules",
     }
 
 

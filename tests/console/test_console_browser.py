@@ -325,6 +325,24 @@ def test_two_reviewers_promote_and_the_registry_shows_it_active(
     bob.screenshot(path=str(shots / "console-registry.png"), full_page=True)
 
 
+def test_the_schedules_page_opens_from_the_nav_without_errors(
+    live: LiveConsole, as_person: Any
+) -> None:
+    """The nav's Schedules link opens the page under the console's CSP with no error in the
+    browser's console (a script or style refused, a failed request); no active revision of
+    the live project declares a schedule, so it says so."""
+    page = as_person("operator")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.locator("header nav a", has_text="Schedules").click()
+    page.wait_for_url("**/ui/schedules")
+    assert "No schedules" in page.inner_text("#schedules")
+    assert page.locator("link[rel=stylesheet]").count() == 1
+    assert page.evaluate("getComputedStyle(document.querySelector('.card')).borderRadius") != "0px"
+    assert errors == []
+
+
 def _expired_cookie(live: LiveConsole, name: str) -> str:
     """A session cookie for ``name`` as signing in nine hours ago made it (sessions last
     eight): what the browser holds when a reviewer comes back from lunch."""
@@ -437,6 +455,7 @@ def test_every_page_fits_a_phone(live: LiveConsole, as_person: Any, shots: Path)
         "/ui/inbox?q=phone",
         "/ui/registry",
         "/ui/registry/mailer/prod",
+        "/ui/schedules",
         f"/ui/promotions/{live.promotion}",
         "/ui/tasks/cont_does_not_exist",
         *(f"/ui/tasks/{t['continuation_id']}" for t in tasks.values()),

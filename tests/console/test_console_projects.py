@@ -130,7 +130,7 @@ def test_every_page_of_another_projects_object_is_a_404_page(teams: Teams) -> No
             assert page.status_code == 404 and error_of(page) == (404, "project_not_found")
             assert 'href="/ui/inbox"' in page.text  # its links leave the project
         assert foreign.text.replace("team-b", "ghost") == ghost.text  # nothing tells them apart
-    for page in ("inbox", "registry"):
+    for page in ("inbox", "registry", "schedules"):
         answer = admin.get(f"/ui/p/team-b/{page}")
         assert answer.status_code == 404 and error_of(answer)[1] == "project_not_found"
     assert admin.get("/ui/p/Not A Name/inbox").status_code == 404

@@ -19,7 +19,8 @@ shape):
 - ``test_original_clients.py``: every ``kneo-client`` 1.2.0 method and every ``kneo-dash``
   0.8.0 route (the drivers and checks of ``tests/service/test_original_clients.py``);
 - ``test_console.py``: every console page for every role, ``/ui/registry`` with and without
-  a controller, each project's registry page for its members only, a decision from a task page;
+  a controller, each project's registry and schedules pages for its members only, a decision
+  from a task page;
 - ``test_cli.py``: the tutorial's ``kneo run --service-url`` and ``kneo human``/``runs``/
   ``registry``/``controller`` with profiles, never touching a local database;
 - ``test_studio.py``: ``kneo-studio`` 0.9.0's import and review (its test runs gate on the

@@ -1,7 +1,8 @@
 """The console in every shape, for every role: each page (inbox, run, task, session chain,
-registry, a bundle's history) renders for each of the host's roles, ``/ui/registry`` shows the
-controller's bundle wherever a controller runs, each project's registry page is its members'
-and a 404 to others, and a reviewer's decision from the task page finishes the run.
+registry, a bundle's history, schedules) renders for each of the host's roles,
+``/ui/registry`` shows the controller's bundle wherever a controller runs, each project's
+registry and schedules pages are its members' and a 404 to others, and a reviewer's decision
+from the task page finishes the run.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def test_every_page_renders_for_every_role(shape: Shape, paused: dict[str, Any],
             f"/ui/sessions/{paused['session_id']}": paused["run_id"],
             "/ui/registry": "helper" if shape.controller else "",
             "/ui/registry/helper/dev": "helper",
+            "/ui/schedules": "Schedules",
         }
         for path, shows in pages.items():
             page = person.page(path)
@@ -99,10 +101,13 @@ def test_each_projects_registry_is_its_members(two_projects: Shape, who: str) ->
     try:
         for project in (*shape.projects, "nobody"):
             page = person.page(f"/ui/p/{project}/registry")
+            schedules = person.page(f"/ui/p/{project}/schedules")
             if project not in HOLDS[who]:
                 assert page.status_code == 404, (who, project, page.status_code)
+                assert schedules.status_code == 404, (who, project, schedules.status_code)
                 continue
             assert page.status_code == 200, (who, project, page.text[:800])
+            assert schedules.status_code == 200, (who, project, schedules.text[:800])
             bundle = "helper" if project == "default" else f"{project}-bot"
             assert bundle in page.text, (who, project)
     finally:
