@@ -18,6 +18,7 @@ from kneo.console.auth import ConsoleAuth, Posted, Viewer
 from kneo.console.view import PageView, Render
 from kneo.errors import InvalidRequest, NotFound
 from kneo.platform import schedule_ops as ops
+from kneo.platform.bundles import BundleRunner
 from kneo.platform.schedules import Scheduler
 
 
@@ -53,7 +54,7 @@ def _pause_or_resume(view: PageView, key: tuple[str, str, str], posted: Mapping[
     ops.set_paused(view.manager, key, operation == "pause", actor=view.viewer.name)
 
 
-def schedule_rows(platform: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def schedule_rows(platform: BundleRunner, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``items`` (the API's views of schedules), each with ``held``: why it does not tick now
     (none: it ticks), and ``latest``: its newest tick (instant, status, run), or ``None``."""
     if not items:
