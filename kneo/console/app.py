@@ -10,7 +10,8 @@ The routes come in one group per resource, each module what its page shows, form
 redirects out: :mod:`~kneo.console.signin`, :mod:`~kneo.console.oidc`,
 :mod:`~kneo.console.links`, :mod:`~kneo.console.inbox`, :mod:`~kneo.console.tasks`,
 :mod:`~kneo.console.promotions`, :mod:`~kneo.console.runs`, :mod:`~kneo.console.registry`,
-:mod:`~kneo.console.rollouts`, :mod:`~kneo.console.schedules`; each draws through :class:`~kneo.console.view.PageView`.
+:mod:`~kneo.console.rollouts`, :mod:`~kneo.console.schedules`; each draws through
+:class:`~kneo.console.view.PageView`.
 """
 
 from __future__ import annotations

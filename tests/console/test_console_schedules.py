@@ -1,8 +1,9 @@
 """The console's schedules page on SQLite and PostgreSQL: the real controller promotes a
 scheduled bundle from a real Git repository, the real scheduler ticks it, and the page shows
 the next and the last tick with its run; a pause by the page's button is held and audited as
-the API's; a second team sees only its own schedules; a key without ``registry:read`` gets
-the 403 page every page gives.
+the API's, and a freeze, a suspension and a pause each show why (escaped); a second team
+sees only its own schedules; a key without ``registry:read`` gets the 403 page every page
+gives.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ ROLES = {
     "narrow": "human:read,human:write",
 }
 ADMIN_KEY = "admin-schedules-key-0"
+#: dev freezes from five past midnight on the test's day, for an hour
+FROZEN = (
+    "version: v1\npromotion:\n  freeze:\n    - {reason: release week, "
+    "from: 2026-03-01T00:05:00Z, until: 2026-03-01T01:05:00Z}\n"
+)
 PAGE = "/ui/schedules"
 TICK = "/ui/schedules/nightly/dev/tick"
 
@@ -53,7 +59,8 @@ def nightly() -> dict[str, Any]:
             "name": "helper",
             "model": {"provider": "dummy", "name": "dummy", "script": [{"text": "done"}]},
         },
-        "workflow": {"type": "sequential", "steps": [{"id": "draft", "kind": "agent", "ref": "helper"}]},
+        "workflow": {"type": "sequential",
+                     "steps": [{"id": "draft", "kind": "agent", "ref": "helper"}]},
         "schedules": [{"name": "tick", "input": "nightly", "every_seconds": 60,
                        "catch_up": "all", "catch_up_limit": 3, "overlap": "queue"}],
     }  # fmt: skip
@@ -86,8 +93,8 @@ def scheduled(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Scheduled]:
     """The app over a store whose default project has ``nightly`` in ``dev`` promoted by the
-    controller (its schedule not ticked yet) and whose ``team-b`` has ``b-bot`` with a
-    schedule ``hourly``."""
+    controller (its schedule not ticked yet; dev freezes at 00:05) and whose ``team-b`` has
+    ``b-bot`` with a schedule ``hourly``."""
     monkeypatch.chdir(ROOT)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
     url = (
@@ -97,7 +104,7 @@ def scheduled(
     )
     store = open_store(url, clock=clock)
     repo, keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
-    for env, text in ENV_FILES.items():
+    for env, text in {**ENV_FILES, "dev": FROZEN}.items():
         repo.write(f"environments/{env}.yaml", text)
     repo.write("bundles/nightly/dev.json", keys.bundle("nightly", "dev", nightly()))
     repo.commit("nightly")
@@ -183,8 +190,14 @@ def test_an_operator_pauses_and_resumes_and_holds_show_why(scheduled: Scheduled)
     assert "ticking" in text(viewer.get(PAGE))
     assert scheduled.store.audit.list_audit(event_type="schedule.resumed").items[0].actor == "ops"
 
+    scheduled.clock.set(datetime(2026, 3, 1, 0, 30, tzinfo=UTC))
+    frozen = text(viewer.get(PAGE))
+    assert "dev is frozen: release week (from 2026-03-01T00:05:00+00:00" in frozen
+    assert "if no longer held" in frozen
     operations.suspend(scheduled.store, "nightly", "dev", actor="ops", reason="incident")
     assert "its bundle is suspended here" in text(viewer.get(PAGE))
+    scheduled.store.schedules.set_paused(("nightly", "dev", "tick"), True, "<b>mallory</b>")
+    assert "paused by &lt;b&gt;mallory&lt;/b&gt;" in viewer.get(PAGE).text  # escaped
 
 
 def test_a_second_team_sees_only_its_own_schedules(scheduled: Scheduled) -> None:
