@@ -213,6 +213,15 @@ def test_a_second_team_sees_only_its_own_schedules(scheduled: Scheduled) -> None
     for prefix in ("/ui/p/default", "/ui/p/team-b"):
         assert team_b.post(prefix + TICK[3:], {"operation": "pause"}).status_code == 404
     assert not scheduled.store.schedules.states().get(("nightly", "dev", "tick"))
+    # their own, through their project's URL: its form posts there, and pauses only theirs
+    own = text(team_b.get("/ui/p/team-b/schedules"))
+    assert 'action="/ui/p/team-b/schedules/b-bot/dev/hourly"' in own
+    paused = team_b.post("/ui/p/team-b/schedules/b-bot/dev/hourly", {"operation": "pause"})
+    assert paused.status_code == 303
+    assert paused.headers["location"] == "/ui/p/team-b/schedules"
+    states = scheduled.store.for_project("team-b").schedules.states()
+    assert states[("b-bot", "dev", "hourly")].paused_by == "b-op"
+    assert scheduled.store.schedules.states() == {}
 
 
 def test_a_key_without_registry_read_gets_the_403_page(scheduled: Scheduled) -> None:
