@@ -22,8 +22,8 @@ from kneo.clock import Clock
 from kneo.documents import DocumentError, parse_json
 from kneo.errors import InvalidRequest, NotFound
 from kneo.settings import Settings
+from kneo.store.column_types import UTCDateTime, epoch_micros
 from kneo.store.coordination.wakeups import Wakeups
-from kneo.store.tables import UTCDateTime, epoch_micros
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.driver_errors import db_errors

@@ -2,15 +2,22 @@
 
 :class:`~kneo.store.api.Store` is one class over SQLite and PostgreSQL; its lifecycle is its
 own (:class:`StoreLifecycle`) and each concern is a facet attribute (``store.runs``,
-``store.registry``, ...) whose class implements one protocol here, named by a ``Has*``
-protocol for a store holding it. A caller depends on the few concerns it uses (the controller on registry reads and registry
-writes, a lease keeper on run leases, ...), named here, so what it touches is visible to
-mypy and a second implementation (or a narrower fake) knows what to provide. Store-side
-protocols are reads and the coordination primitives that must commit on their own (claims,
-leases, locks, idempotency keys); the ``*Transaction`` protocols
+``store.registry``, ...) whose class implements one protocol, named by a ``Has*`` protocol
+for a store holding it. A caller depends on the few concerns it uses (the controller on
+registry reads and registry writes, a lease keeper on run leases, ...), named here, so what
+it touches is visible to mypy and a second implementation (or a narrower fake) knows what to
+provide. Store-side protocols are reads and the coordination primitives that must commit on
+their own (claims, leases, locks, idempotency keys); the ``*Transaction`` protocols
 (:mod:`kneo.store.transaction_contracts`, re-exported here) are the writes of one unit of
 work, reached through :class:`Transactional`'s ``transaction()``. A write is the
 transaction's only (the Store has no shorthand of it): one way to write, one signature.
+
+This module holds the store's own: its lifecycle, the reads of runs, human tasks, audit and
+metadata, maintenance, the ``Has*`` holders and their combinations. The other rooms'
+protocols are each in a module of their own, re-exported here:
+:mod:`kneo.store.coordination_contracts`, :mod:`kneo.store.registry_contracts`,
+:mod:`kneo.store.outbox_contracts` and :mod:`kneo.store.project_contracts` (schedules' and
+triggers' are :mod:`kneo.store.start_contracts`').
 
 :func:`_conformance` and its two siblings below are checked by ``mypy --strict``: they fail
 when ``Store``, a facet or ``Transaction`` stops satisfying a protocol;
@@ -20,12 +27,23 @@ when ``Store``, a facet or ``Transaction`` stops satisfying a protocol;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from kneo.store.coordination_contracts import (
+    CallbackReplays,
+    IdempotencyKeys,
+    NamedLocks,
+    ProjectLimitCounts,
+    RunLeases,
+    RunQueue,
+)
+from kneo.store.outbox_contracts import A2aPushConfigs, NotificationOutbox
+from kneo.store.project_contracts import CodeFiles, ConsoleSessions, Projects
+from kneo.store.registry_contracts import ControllerRequests, RegistryReads
 from kneo.store.transaction_contracts import (
     ApprovalReads,
     AuditTransaction,
@@ -44,43 +62,18 @@ if TYPE_CHECKING:
     from kneo.periodic import PeriodicTask
     from kneo.settings import RetentionDays, Settings
     from kneo.store.api import Store, Transaction
-    from kneo.store.coordination.controller_requests import ControllerWakeups
-    from kneo.store.coordination.limits import DayUsage
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.outbox.a2a_push import DuePush, PushConfig
-    from kneo.store.outbox.notifications import (
-        DeliveryOutcome,
-        NotificationEvent,
-        NotificationRecord,
-    )
-    from kneo.store.projects import ProjectRecord
     from kneo.store.records import (
         AuditEvent,
-        BlockedDigest,
-        BundleRevision,
         CheckpointRecord,
-        Condition,
         ContinuationRecord,
-        ControllerRequest,
-        ControllerRequestCounts,
-        ControllerStatus,
-        IdempotencyOutcome,
-        LockRecord,
         Page,
-        Pin,
-        PromotionApproval,
-        QueueRecord,
-        RevisionHead,
-        RunLease,
         RunRecord,
-        StrandedRun,
-        Suspension,
         TraceEvent,
     )
     from kneo.store.runs.filters import RunFilter
-    from kneo.store.sessions import ConsoleSession
     from kneo.store.wire.executor import HeldConnection
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
@@ -223,270 +216,6 @@ class ProjectMetadata(Protocol):
         self, keys: Sequence[str], tx: AuditTransaction | None = None
     ) -> AbstractContextManager[None]: ...
     def list_metadata(self, prefix: str = "") -> dict[str, Any]: ...
-
-
-class RunLeases(Protocol):
-    """Per-run leases: which process is executing a run, so a run whose process stopped
-    renewing is found (``stranded_runs``) and taken over."""
-
-    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool: ...
-    def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int: ...
-    def stranded_runs(self, idle_seconds: float, limit: int = 100) -> list[StrandedRun]: ...
-    def release_run_lease(self, run_id: str, owner: str) -> bool: ...
-    def run_lease(self, run_id: str) -> RunLease | None: ...
-
-
-class RunQueue(RunLeases, Protocol):
-    """The run queue and the per-run leases: at-least-once delivery to workers through leases that expire, so a run
-    whose worker died is claimed again. A run is queued in a transaction, with the change
-    that queues it (:class:`RunTransaction`'s ``enqueue``)."""
-
-    def claim(
-        self, owner: str, lease_seconds: float, *, excluded_projects: Collection[int] = ()
-    ) -> QueueRecord | None: ...
-    def renew_lease(self, queue_id: int, owner: str, lease_seconds: float) -> bool: ...
-    def complete(self, queue_id: int, owner: str) -> bool: ...
-    def fail(self, queue_id: int, owner: str, error: Mapping[str, Any]) -> bool: ...
-    def release(self, queue_id: int, owner: str, *, delay_seconds: float = 0.0) -> bool: ...
-    def get_queue_record(self, queue_id: int) -> QueueRecord: ...
-    def queue_records_for_run(self, run_id: str) -> list[QueueRecord]: ...
-    def queue_stats(self) -> dict[str, int]: ...
-
-
-class NamedLocks(Protocol):
-    """Named locks with an owner and a time to live (the controller's leadership,
-    maintenance jobs): at most one live holder per name."""
-
-    def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
-    def renew_lock(self, name: str, owner: str, ttl_seconds: float) -> bool: ...
-    def release_lock(self, name: str, owner: str) -> bool: ...
-    def get_lock(self, name: str) -> LockRecord | None: ...
-    def lock(self, name: str, owner: str, ttl_seconds: float) -> AbstractContextManager[None]: ...
-
-
-class CallbackReplays(Protocol):
-    """Signed callbacks already accepted (a Slack click), so a replay is refused by every
-    process sharing the database, until the callback's window has passed."""
-
-    def first_callback(self, key: str, expires_at: datetime) -> bool: ...
-
-
-class IdempotencyKeys(CallbackReplays, Protocol):
-    """Idempotency keys for the service's POSTs: the first request with a key runs, a repeat
-    with the same body gets the first's response, a different body a conflict; and the
-    signed callbacks already accepted."""
-
-    def begin_idempotent(
-        self, scope: str, key: str, request_hash: str, *, stale_after_seconds: float = 300.0
-    ) -> IdempotencyOutcome: ...
-    def finish_idempotent(self, scope: str, key: str, status_code: int, response: Any) -> None: ...
-    def release_idempotent(self, scope: str, key: str) -> None: ...
-
-
-class RegistryReads(ApprovalReads, Protocol):
-    """The GitOps registry as the controller, the service and the platform read it:
-    revisions, conditions, suspensions, pins, blocked digests, promotion approvals and the
-    change feed of an incremental reconcile."""
-
-    def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
-    def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None: ...
-    def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]: ...
-    def list_registry(
-        self,
-        environment: str | None = None,
-        *,
-        status: str | None = "active",
-        limit: int | None = None,
-        cursor: str | None = None,
-        count: bool = False,
-    ) -> Page[BundleRevision]: ...
-    def list_revision_heads(
-        self, environment: str | None = None, *, names: Collection[str] | None = None
-    ) -> list[RevisionHead]: ...
-    def registry_changes_since(self, seq: int | None) -> tuple[int, set[str]]: ...
-    def pending_promotion_names(self) -> set[str]: ...
-    def find_revision(
-        self, bundle_name: str, environment: str, digest: str
-    ) -> BundleRevision | None: ...
-    def list_conditions(
-        self, bundle_name: str | None = None, environment: str | None = None
-    ) -> list[Condition]: ...
-    def list_condition_heads(
-        self, *, names: Collection[str] | None = None
-    ) -> list[tuple[str, str, str, str, str, str]]: ...
-    def is_suspended(self, bundle_name: str, environment: str) -> bool: ...
-    def list_suspensions(
-        self, environment: str | None = None, *, names: Collection[str] | None = None
-    ) -> list[Suspension]: ...
-    def get_pin(self, bundle_name: str, environment: str) -> Pin | None: ...
-    def list_pins(
-        self, environment: str | None = None, *, names: Collection[str] | None = None
-    ) -> list[Pin]: ...
-    def list_blocked_digests(self) -> list[BlockedDigest]: ...
-    def get_controller_status(self, name: str = "default") -> ControllerStatus: ...
-    def list_subject_approvals(
-        self, prefix: str, names: Collection[str] | None = None
-    ) -> list[PromotionApproval]: ...
-
-
-class ControllerRequests(Protocol):
-    """Requests to a named controller (reconcile now, rescan) and its wake-ups: the service
-    queues, the controller takes and finishes them, a waiter polls one."""
-
-    def queue_controller_request(
-        self,
-        name: str,
-        kind: str,
-        *,
-        actor: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> ControllerRequest: ...
-    def take_controller_requests(
-        self, name: str, owner: str, *, plans: bool = False
-    ) -> list[int]: ...
-    def finish_controller_requests(
-        self, name: str, ids: Sequence[int], result: dict[str, Any]
-    ) -> None: ...
-    def get_controller_request(self, request_id: int) -> ControllerRequest: ...
-    def has_queued_controller_requests(self, name: str) -> bool: ...
-    def controller_request_counts(self, name: str) -> ControllerRequestCounts: ...
-    def notify_controller(self, name: str) -> None: ...
-    def controller_wakeups(
-        self, name: str, wake: Callable[[], None], *, poll_seconds: float
-    ) -> ControllerWakeups: ...
-    def queued_controller_sources(self) -> set[tuple[int, str]]: ...
-    def all_controller_wakeups(
-        self, wake: Callable[[int | None, str | None], None], *, poll_seconds: float
-    ) -> ControllerWakeups: ...
-
-
-class NotificationOutbox(Protocol):
-    """The notification outbox: events written with the change that caused them, routed to
-    receivers, claimed under a lease and finished by the dispatchers."""
-
-    def add_notification_event(
-        self,
-        event_id: str,
-        event_type: str,
-        *,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: dict[str, Any] | None = None,
-        actor: str | None = None,
-    ) -> bool: ...
-    def route_notifications(
-        self, receivers_for: Callable[[NotificationEvent], Sequence[str]], limit: int = 100
-    ) -> int: ...
-    def claim_notifications(
-        self,
-        owner: str,
-        lease_seconds: float,
-        limit: int = 10,
-        *,
-        receivers: Sequence[str] | None = None,
-    ) -> list[NotificationRecord]: ...
-    def finish_notification(
-        self,
-        notification_id: int,
-        owner: str,
-        *,
-        sent: bool,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> bool: ...
-    def finish_notifications(self, owner: str, outcomes: Sequence[DeliveryOutcome]) -> int: ...
-    def list_notifications(
-        self,
-        *,
-        status: str | None = None,
-        receiver: str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> Page[NotificationRecord]: ...
-    def notification_counts(self) -> dict[tuple[str, str], int]: ...
-    def unrouted_notification_events(self) -> int: ...
-    def retry_notifications(
-        self, ids: Sequence[int] | None = None, *, status: str = "dead"
-    ) -> int: ...
-
-
-class A2aPushConfigs(Protocol):
-    """A2A push notification configs, each its owner's, and the outbox rows of their pushes
-    (:mod:`kneo.store.outbox.a2a_push`)."""
-
-    def put_push_config(
-        self,
-        *,
-        push_id: str,
-        run_id: str,
-        config_id: str,
-        owner: str,
-        origin: str,
-        auth_scheme: str | None,
-        sealed: str,
-        sees_requests: bool,
-        limit: int,
-    ) -> PushConfig: ...
-    def push_configs(self, run_id: str, owner: str) -> list[PushConfig]: ...
-    def push_config(self, push_id: str) -> PushConfig | None: ...
-    def delete_push_config(self, run_id: str, owner: str, config_id: str) -> bool: ...
-    def due_pushes(self, limit: int = 100) -> list[DuePush]: ...
-    def record_push(
-        self, config: PushConfig, *, status: str, done: bool, payload: dict[str, Any]
-    ) -> bool: ...
-
-
-class ProjectLimitCounts(Protocol):
-    """What a project's ``limits:`` are checked against: its runs executing and queued,
-    counted up to the limit, and its usage per UTC day (``project_usage``)."""
-
-    def count_runs(self, status: str, cap: int, *, executing_only: bool = False) -> int: ...
-    def executing_runs(self, project_ids: Sequence[int]) -> dict[int, int]: ...
-    def day_usage(self, day: str) -> DayUsage: ...
-    def add_usage(self, day: str, *, model_calls: int, tokens: int, cost: int = 0) -> None: ...
-    def raise_day_limit(self, day: str, counter: str, limit: int) -> DayUsage: ...
-
-
-class CodeFiles(Protocol):
-    """Project code files by sha256 (``code_files``): content-addressed, never changed."""
-
-    def missing(self, digests: Iterable[str]) -> list[str]: ...
-    def put(self, files: Mapping[str, bytes]) -> None: ...
-    def get(self, digests: Iterable[str]) -> dict[str, bytes]: ...
-    def one(self, digest: str) -> bytes | None: ...
-
-
-class ConsoleSessions(Protocol):
-    """Console sign-in sessions, keyed by a hash of the cookie (never the cookie itself)."""
-
-    def open_console_session(
-        self,
-        session_hash: str,
-        *,
-        principal: str,
-        method: str,
-        lifetime_seconds: float,
-        person: dict[str, Any] | None = None,
-    ) -> None: ...
-    def console_session(self, session_hash: str) -> ConsoleSession | None: ...
-    def end_console_session(self, session_hash: str) -> bool: ...
-    def set_console_project(self, session_hash: str, project_id: int | None) -> bool: ...
-
-
-class Projects(Protocol):
-    """The projects (the unit of tenancy): created, read, defined and archived by a platform
-    administrator; the same on every project's view."""
-
-    def create_project(
-        self, name: str, *, definition: dict[str, Any] | None = None
-    ) -> ProjectRecord: ...
-    def get_project(self, project: str | int) -> ProjectRecord: ...
-    def list_projects(self, *, status: str | None = None) -> list[ProjectRecord]: ...
-    def update_project_definition(
-        self, name: str, definition: dict[str, Any] | None
-    ) -> ProjectRecord: ...
-    def archive_project(self, name: str) -> ProjectRecord: ...
 
 
 class Maintenance(Protocol):
@@ -746,6 +475,7 @@ def _transaction_conformance(tx: Transaction) -> list[object]:
 
 
 __all__ = [
+    "A2aPushConfigs",
     "ApprovalReads",
     "AuditLog",
     "AuditTransaction",

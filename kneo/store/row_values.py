@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kneo.errors import InvalidRequest
@@ -52,6 +52,30 @@ NOT_RECORD_FIELDS = frozenset(
 def spec_ref(text: str) -> str:
     """A spec's key in ``specs``: the sha256 of its JSON text (:func:`steps.json_text`)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def new_run_columns(
+    now: datetime, project_id: int, *, trace_seq: int, lease: tuple[str, float] | None
+) -> dict[str, Any]:
+    """The columns of a new run that the store sets, not its caller: no outcome yet, the spec
+    kept apart (``{}``: it is in ``specs`` under ``spec_ref``), version 1, the counters
+    (``trace_seq``: the first trace events written with it), the timestamps and the lease of
+    the process executing it now (``(owner, ttl_seconds)``)."""
+    return {
+        "output_text": None,
+        "error": None,
+        "spec": {},
+        "version": 1,
+        "cancel_requested": False,
+        "created_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "checkpoint_seq": 0,
+        "trace_seq": trace_seq,
+        "lease_owner": lease[0] if lease else None,
+        "lease_expires_at": now + timedelta(seconds=lease[1]) if lease else None,
+        "project_id": project_id,
+    }
 
 
 def check_trace_events(events: Sequence[Mapping[str, Any]]) -> None:

@@ -44,6 +44,7 @@ from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
     audit_values,
     check_trace_events,
+    new_run_columns,
     outbox_values,
     spec_ref,
     trace_values,
@@ -118,43 +119,37 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             "workflow_kind": workflow_kind,
             "agent_name": agent_name,
             "input_text": input_text,
-            "output_text": None,
-            "error": None,
             "environment": environment,
-            "spec": {},
             "spec_digest": spec_digest,
             "spec_ref": self._put_spec(spec, spec_text),
             "bundle_name": bundle_name,
             "bundle_revision": bundle_revision,
             "bundle_commit": bundle_commit,
             "state": dict(state or {}),
-            "version": 1,
-            "cancel_requested": False,
             "deadline_at": deadline_at,
-            "created_at": self.now,
-            "updated_at": self.now,
             "started_at": started_at,
-            "finished_at": None,
             "metadata": dict(metadata or {}),
-            "checkpoint_seq": 0,
-            "trace_seq": len(events),
-            "lease_owner": lease[0] if lease else None,
-            "lease_expires_at": self.now + timedelta(seconds=lease[1]) if lease else None,
             "session_id": session_id,
-            "project_id": self._pid,
+            **new_run_columns(self.now, self._pid, trace_seq=len(events), lease=lease),
         }
         if not self._insert_run(values, checked=run_id is not None):
             raise Conflict(
                 f"run {values['run_id']!r} already exists", code=ErrorCode.already_exists
             )
-        run_id = str(values["run_id"])
+        self._new_run_written(str(values["run_id"]), metadata, events)
+        return row_records.run({**values, "spec": dict(spec or {})})
+
+    def _new_run_written(
+        self, run_id: str, metadata: Mapping[str, Any] | None, events: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """What follows a new run's row: its counters held for this transaction, its start
+        counted on its rollout's side (``metadata.rollout``), its first trace events."""
         self._seq[run_id] = [0, len(events)]
         rollout = (metadata or {}).get("rollout")
         if rollout:
             self.note_rollout_run(rollout)
         if events:
             self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
-        return row_records.run({**values, "spec": dict(spec or {})})
 
     def _put_spec(self, spec: Mapping[str, Any] | None, text: str | None = None) -> str | None:
         """Store ``spec`` once in ``specs`` (keyed by the sha256 of its JSON text); its

@@ -161,7 +161,9 @@ def test_a_platform_process_loads_no_module_only_a_rare_path_needs() -> None:
         "from kneo.platform import create_platform\n"
         "import kneo.platform.bundles, kneo.platform.decisions, kneo.spec.suggest\n"
         "import kneo.platform.events, kneo.platform.tasks\n"
-        "rare = ('difflib', 'getpass', 'kneo.store.contracts', 'kneo.store.transaction_contracts')\n"
+        "rare = ('difflib', 'getpass', 'kneo.store.contracts', 'kneo.store.transaction_contracts',\n"
+        "  'kneo.store.coordination_contracts', 'kneo.store.registry_contracts',\n"
+        "  'kneo.store.outbox_contracts', 'kneo.store.project_contracts')\n"
         "print(json.dumps({'loaded': [m for m in rare if m in sys.modules]}))"
     )
     assert out == {"loaded": []}

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy.dialects import sqlite
 
-from kneo.store.rollouts import KindFigures, _serving, latency_bucket
+from kneo.store.rollouts import KindFigures, latency_bucket
+from kneo.store.rollouts.facet import serving_statement
 
 
 def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
@@ -54,5 +55,5 @@ def test_the_serving_read_names_the_active_status_as_a_literal() -> None:
     """A bound value a partial index's predicate depends on (``status = 'active'``) makes
     SQLite prepare the statement again at every execution (5x the read's cost here): the
     split every bundle run's start makes writes it as a literal, as the registry's reads do."""
-    sql = str(_serving().compile(dialect=sqlite.dialect()))
+    sql = str(serving_statement().compile(dialect=sqlite.dialect()))
     assert "bundle_revisions.status = 'active'" in sql

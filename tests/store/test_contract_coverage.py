@@ -1,4 +1,5 @@
-"""The store's contract (``kneo.store.contracts``) covers its public API, member by member.
+"""The store's contract (``kneo.store.contracts`` and its rooms' ``*_contracts`` modules)
+covers its public API, member by member.
 
 ``mypy --strict`` checks that ``Store``, each of its facets and ``Transaction`` satisfy each
 protocol (the module's ``_conformance``); these tests check the other direction: a public
@@ -14,10 +15,33 @@ from typing import Protocol
 
 import pytest
 
-from kneo.store import Store, Transaction, contracts, start_contracts, transaction_contracts
+from kneo.store import (
+    Store,
+    Transaction,
+    contracts,
+    coordination_contracts,
+    outbox_contracts,
+    project_contracts,
+    registry_contracts,
+    start_contracts,
+    transaction_contracts,
+)
 from kneo.store.base import Facet
 
-MODULES = (contracts.__name__, transaction_contracts.__name__, start_contracts.__name__)
+#: Where the protocols are defined: the store's own and one module per room
+#: (``contracts`` re-exports the rooms' and the transaction's).
+MODULES = tuple(
+    module.__name__
+    for module in (
+        contracts,
+        coordination_contracts,
+        outbox_contracts,
+        project_contracts,
+        registry_contracts,
+        transaction_contracts,
+        start_contracts,
+    )
+)
 
 PROTOCOLS = {
     name: value

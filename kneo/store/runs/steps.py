@@ -18,7 +18,7 @@ from kneo import jsontext
 from kneo.store import tables as t
 from kneo.store.wire import statements as st
 
-#: Compact JSON text exactly as :class:`~kneo.store.tables.JSONText` stores it.
+#: Compact JSON text exactly as :class:`~kneo.store.column_types.JSONText` stores it.
 json_text: Callable[[Any], str] = jsontext.dumps
 
 

@@ -162,7 +162,8 @@ class StatementCache:
 
     def _procs(self, table: sa.Table) -> dict[str, _Proc]:
         """``table``'s bind processors by column (``None``: pass as is), resolved once: the
-        column types' own, as Core's statements bind (:func:`~kneo.store.tables.value_binder`)."""
+        column types' own, as Core's statements bind
+        (:func:`~kneo.store.column_types.value_binder`)."""
         found = self._binds.get(table.name)
         if found is None:
             db = self.db
