@@ -21,6 +21,7 @@ from kneo.bundle import (
     BundleSource,
     Keyring,
     PolicyReportSummary,
+    SigningKey,
     TrustedKey,
     cosign,
     dump_bundle,
@@ -186,39 +187,14 @@ def sign_command(
                 "--approved-by and --name are part of what the first signature covers; "
                 "co-signing keeps them as they are"
             )
-        bundle = cosign(read_bundle_bytes(cosign_path), key)
-        if env is not None and env != bundle.environment:
-            raise BundleError(
-                f"{cosign_path} is a bundle for {bundle.environment!r}, not {env!r}",
-                code=ErrorCode.bundle_environment_mismatch,
-            )
-        if spec_path is not None:
-            data, _, _ = prepare_spec(spec_path, env or bundle.environment)
-            if spec_digest(data) != bundle.digest:
-                raise BundleError(
-                    f"{spec_path} does not resolve to the spec in {cosign_path} "
-                    f"(digest {spec_digest(data)} vs {bundle.digest})",
-                    code=ErrorCode.bundle_digest_mismatch,
-                )
+        bundle = _cosigned(cosign_path, key, spec_path, env)
         target = output or cosign_path
     else:
         if spec_path is None or output is None or approved_by is None:
             raise typer.BadParameter(
                 "SPEC_PATH, --output and --approved-by are required (or use --cosign BUNDLE)"
             )
-        name = check_name(name or _bundle_name(spec_path), kind="bundle name", field="name")
-        data, environment, summary = prepare_spec(spec_path, env)
-        bundle = sign_bundle(
-            data,
-            key,
-            name=name,
-            environment=environment,
-            approved_by=approved_by,
-            approved_at=now(),
-            source=git_source(spec_path),
-            policy_report=summary,
-            evals=[attestation_file(path) for path in evals or []],
-        )
+        bundle = _first_signed(spec_path, key, approved_by, env, name, evals or [])
         target = output
     write_atomic(target, dump_bundle(bundle))
     if not out.printed_json({"output": str(target), **_summary(bundle)}):
@@ -227,6 +203,53 @@ def sign_command(
             f"signed {target}: {bundle.name} for {bundle.environment}, {bundle.digest}, "
             f"signatures: {signers}"
         )
+
+
+def _first_signed(
+    spec_path: Path,
+    key: SigningKey,
+    approved_by: str,
+    env: str | None,
+    name: str | None,
+    evals: list[Path],
+) -> Bundle:
+    """A new bundle of the spec resolved for ``env``, approved by ``approved_by``, with its
+    Git source, policy report and eval attestations under the first signature."""
+    name = check_name(name or _bundle_name(spec_path), kind="bundle name", field="name")
+    data, environment, summary = prepare_spec(spec_path, env)
+    return sign_bundle(
+        data,
+        key,
+        name=name,
+        environment=environment,
+        approved_by=approved_by,
+        approved_at=now(),
+        source=git_source(spec_path),
+        policy_report=summary,
+        evals=[attestation_file(path) for path in evals],
+    )
+
+
+def _cosigned(
+    cosign_path: Path, key: SigningKey, spec_path: Path | None, env: str | None
+) -> Bundle:
+    """The bundle at ``cosign_path`` with one more signature; an error when it is for another
+    environment than ``env`` or when ``spec_path`` no longer resolves to its spec."""
+    bundle = cosign(read_bundle_bytes(cosign_path), key)
+    if env is not None and env != bundle.environment:
+        raise BundleError(
+            f"{cosign_path} is a bundle for {bundle.environment!r}, not {env!r}",
+            code=ErrorCode.bundle_environment_mismatch,
+        )
+    if spec_path is not None:
+        data, _, _ = prepare_spec(spec_path, env or bundle.environment)
+        if spec_digest(data) != bundle.digest:
+            raise BundleError(
+                f"{spec_path} does not resolve to the spec in {cosign_path} "
+                f"(digest {spec_digest(data)} vs {bundle.digest})",
+                code=ErrorCode.bundle_digest_mismatch,
+            )
+    return bundle
 
 
 def _verification_keyring(

@@ -117,6 +117,18 @@ class LocalClient:
             )
             return create_tool_registry(include_examples=True)
 
+    @property
+    def actor(self) -> str:
+        """Who this client's runs and decisions are recorded under."""
+        return self._actor
+
+    def decide_as(self, actor: str | None) -> None:
+        """Record the decisions this client makes under ``actor``, or the OS user when none
+        is given (a service records its API key's name instead)."""
+        from kneo.platform.bundles import default_actor
+
+        self._actor = actor or default_actor()
+
     def close(self) -> None:
         if self._root is not None:
             self._root.close()

@@ -1,7 +1,7 @@
 """``kneo human``: list, inspect and resume human-in-the-loop tasks.
 
-The default actor (:func:`kneo.platform.bundles.default_actor`, +0.30 s with SQLAlchemy)
-is imported where a local decision needs it: a command sent to a service never does.
+A local decision is recorded under ``--actor`` or the OS user
+(:meth:`kneo.cli.client.LocalClient.decide_as`); a service records its caller.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def get(continuation_id: str, opts: ClientOptions = ClientOptions()) -> None:
 def _chosen(
     approve: bool, reject: bool, edit: str | None, provide: str | None, select: str | None
 ) -> list[str]:
+    """The decisions whose flags are set, named as they are recorded."""
     flags = (
         ("approved", approve),
         ("rejected", reject),
@@ -153,6 +154,21 @@ def _chosen(
         ("selected", select is not None),
     )
     return [name for name, on in flags if on]
+
+
+def _one_decision(
+    chosen: list[str], request_ids: list[str] | None, *, interactive: bool
+) -> str | None:
+    """The one decision the flags give (``None``: answered interactively instead); an error
+    for none or several, or for a decision without the requests it decides."""
+    if len(chosen) > 1 or (not chosen and not interactive):
+        raise InvalidDecision(
+            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select "
+            "OPTION (or --interactive)"
+        )
+    if chosen and not request_ids:
+        raise InvalidDecision("a decision needs --request-id REQUEST_ID", field="request_id")
+    return chosen[0] if chosen else None
 
 
 def _pending(client: PlatformClient, continuation_id: str) -> dict[str, Any]:
@@ -210,21 +226,13 @@ def resume(
 ) -> None:
     """Resume a paused run, or decide a promotion task, with exactly one decision (for
     every request given), or, with --interactive, the answers you type."""
-    chosen = _chosen(approve, reject, edit, provide, select)
-    if len(chosen) > 1 or (not chosen and not interactive):
-        raise InvalidDecision(
-            "give exactly one of --approve, --reject, --edit TEXT, --provide TEXT, --select "
-            "OPTION (or --interactive)"
-        )
-    if chosen and not request_id:
-        raise InvalidDecision("a decision needs --request-id REQUEST_ID", field="request_id")
+    decision = _one_decision(
+        _chosen(approve, reject, edit, provide, select), request_id, interactive=interactive
+    )
     client = opts.client()
-    if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
-        from kneo.platform.bundles import default_actor
-
-        client._actor = actor or default_actor()
-    if chosen:
-        decision = chosen[0]
+    if isinstance(client, LocalClient):
+        client.decide_as(actor)
+    if decision is not None:
         content = {"edited": edit, "provided": provide}.get(decision, comment)
         with progress(f"resuming {continuation_id}", enabled=not opts.structured):
             data = _decide(

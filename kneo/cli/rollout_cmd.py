@@ -155,10 +155,8 @@ def _decide(
     reason: str | None = None,
 ) -> None:
     client: PlatformClient = opts.client()
-    if isinstance(client, LocalClient):  # local mode: the decision is recorded under this name
-        from kneo.platform.bundles import default_actor
-
-        client._actor = actor or default_actor()
+    if isinstance(client, LocalClient):
+        client.decide_as(actor)
     data = client.decide_rollout(rollout_id, decision, full=full, reason=reason)
     if not opts.printed_json(data):
         show(data)

@@ -159,7 +159,7 @@ def _run_bundle(
         environment=env,
         input_text=input_text,
         target=target,
-        actor=getattr(client, "_actor", None),
+        actor=client.actor,
     )
     return dict(result.to_dict())
 

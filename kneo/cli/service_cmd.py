@@ -6,8 +6,12 @@ uvicorn starts, so they reach the user as one ``error[config_error]: ...`` line.
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
-from dataclasses import replace
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +19,7 @@ import typer
 
 from kneo import startup
 from kneo.cli.controller_cmd import controller_config
-from kneo.cli.output import TrustedHmacKeysOpt
+from kneo.cli.output import TrustedHmacKeysOpt, options
 from kneo.cli.stop_signals import on_stop_signals
 from kneo.controller.runner import build_controllers
 from kneo.errors import InvalidRequest
@@ -85,36 +89,60 @@ ForwardedHeaderOpt = Annotated[
 ]
 
 
-@app.command("serve")
-def serve(
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (dev)")] = False,
+@dataclass(frozen=True)
+class ControllerFlags:
+    """``serve``'s GitOps controller flags, over the project's ``controller:`` block: whether
+    it runs here, which repository and branch it reconciles how often, whose signatures it
+    trusts, where the webhook's secret is and whether a removed file deactivates."""
+
     controller: Annotated[
         bool,
         typer.Option(
             "--controller/--no-controller",
             help="Run the GitOps controller when one is configured (the default)",
         ),
-    ] = True,
+    ] = True
     controller_repo: Annotated[
         str | None,
         typer.Option(
             "--controller-repo", help="Git URL or local path to reconcile (else controller.repo)"
         ),
-    ] = None,
-    controller_branch: Annotated[str | None, typer.Option("--controller-branch")] = None,
+    ] = None
+    controller_branch: Annotated[str | None, typer.Option("--controller-branch")] = None
     controller_interval: Annotated[
         float | None, typer.Option("--controller-interval", help="Poll seconds")
-    ] = None,
+    ] = None
     trusted_keys: Annotated[
         Path | None, typer.Option("--trusted-keys", help="Controller keyring directory")
-    ] = None,
-    trusted_hmac_key_env: TrustedHmacKeysOpt = None,
+    ] = None
+    trusted_hmac_key_env: TrustedHmacKeysOpt = None
     webhook_secret_env: Annotated[
         str | None, typer.Option("--webhook-secret-env", help="Variable holding the webhook secret")
-    ] = None,
-    prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None,
+    ] = None
+    prune: Annotated[bool | None, typer.Option("--prune/--no-prune")] = None
+
+    def config(self, settings: Settings) -> ControllerConfig:
+        """The ``controller:`` block with these flags over it (a controller runs here only
+        when it names a repository)."""
+        return controller_config(
+            ProjectContext.discover(settings=settings),
+            repo=self.controller_repo,
+            branch=self.controller_branch,
+            interval=self.controller_interval,
+            trusted_keys=self.trusted_keys,
+            trusted_hmac_key_env=self.trusted_hmac_key_env,
+            webhook_secret_env=self.webhook_secret_env,
+            prune=self.prune,
+        )
+
+
+@app.command("serve")
+@options
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes (dev)")] = False,
+    controller: ControllerFlags = ControllerFlags(),
     factory: FactoryOpt = None,
     mcp: Annotated[
         bool, typer.Option("--mcp", help="Also serve the MCP tools at /mcp (API key required)")
@@ -136,7 +164,7 @@ def serve(
             "--mcp": mcp,
             "--a2a": a2a,
             "--factory": factory is not None,
-            "--controller-repo": controller_repo is not None,
+            "--controller-repo": controller.controller_repo is not None,
             "--forwarded-allow-ips": forwarded_allow_ips is not None,
             "--forwarded-header": forwarded_header is not None,
         }
@@ -144,20 +172,10 @@ def serve(
         return
     # read with --no-controller too: the webhook and reconcile routes of an API-only replica
     # queue requests for a controller running elsewhere under this name and secret variable
-    ctl_config = _controller_config(
-        settings,
-        repo=controller_repo,
-        branch=controller_branch,
-        interval=controller_interval,
-        trusted_keys=trusted_keys,
-        trusted_hmac_key_env=trusted_hmac_key_env,
-        webhook_secret_env=webhook_secret_env,
-        prune=prune,
-    )
     _serve_platform(
         settings,
-        ctl_config,
-        run_controller=controller,
+        controller.config(settings),
+        run_controller=controller.controller,
         host=host,
         port=port,
         worker=worker,
@@ -342,22 +360,12 @@ def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
 
 def _exit_after(stopping: Callable[[], bool], limit: float) -> None:
     """Once ``stopping()`` turns true, give the process ``limit`` seconds, then end it."""
-    import os
-    import sys
-    import time
-
     while not stopping():
         time.sleep(0.2)
     time.sleep(limit)
     sys.stderr.write(f"kneo: shutdown still not done {limit:g}s after the signal; exiting\n")
     sys.stderr.flush()
     os._exit(1)
-
-
-def _controller_config(settings: Settings, **flags: object) -> ControllerConfig:
-    """The ``controller:`` block with the flags over it (a controller runs here only when it
-    names a repository)."""
-    return controller_config(ProjectContext.discover(settings=settings), **flags)
 
 
 def worker(
@@ -384,8 +392,6 @@ def worker(
 
     SIGTERM/SIGINT stop claiming; runs in flight get ``--grace-seconds`` to finish, then
     their leases are released so another worker continues them at once."""
-    import signal
-
     _install_factory(factory)
     settings = Settings.from_env()
     # its runs, plus its lease, sweep and notification threads
@@ -406,31 +412,38 @@ def worker(
             count = runner.run_until_empty()
             typer.echo(f"processed {count} queued run(s)")
             return
-        stopped = threading.Event()
-
-        def _stop() -> None:
-            if not stopped.is_set():
-                stopped.set()
-                threading.Thread(
-                    target=_exit_after,
-                    args=(lambda: True, grace_seconds + 10.0),
-                    name="kneo-shutdown-limit",
-                    daemon=True,
-                ).start()
-
-        on_stop_signals(_stop, signal.SIGTERM, signal.SIGINT)
-        runner.start()
-        typer.echo(f"worker {runner.owner} running with concurrency {concurrency}", err=True)
-        while not stopped.wait(1.0):
-            if not runner.is_alive():
-                break
-        handed = runner.stop(timeout=grace_seconds)
-        note = f"; handed over {len(handed)} run(s) in flight" if handed else ""
-        typer.echo(f"worker stopped after {runner.processed} run(s){note}", err=True)
+        _work_until_stopped(runner, concurrency=concurrency, grace_seconds=grace_seconds)
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
         manager.close()
+
+
+def _work_until_stopped(runner: Worker, *, concurrency: int, grace_seconds: float) -> None:
+    """Run the worker until SIGTERM/SIGINT (or until its threads die), then hand the runs
+    still in flight after ``grace_seconds`` over; the process ends 10 s after that whatever
+    hangs."""
+    stopped = threading.Event()
+
+    def stop() -> None:
+        if not stopped.is_set():
+            stopped.set()
+            threading.Thread(
+                target=_exit_after,
+                args=(lambda: True, grace_seconds + 10.0),
+                name="kneo-shutdown-limit",
+                daemon=True,
+            ).start()
+
+    on_stop_signals(stop, signal.SIGTERM, signal.SIGINT)
+    runner.start()
+    typer.echo(f"worker {runner.owner} running with concurrency {concurrency}", err=True)
+    while not stopped.wait(1.0):
+        if not runner.is_alive():
+            break
+    handed = runner.stop(timeout=grace_seconds)
+    note = f"; handed over {len(handed)} run(s) in flight" if handed else ""
+    typer.echo(f"worker stopped after {runner.processed} run(s){note}", err=True)
 
 
 def register_worker(root: typer.Typer) -> None:

@@ -43,33 +43,10 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         shown = {"viewer": None, "csrf": None, "token": token, **context}
         return render(request, "decision_link.html", shown, status_code=status)
 
-    def claim_and_entry(token: str) -> tuple[LinkClaim, Any, dict[str, Any]]:
-        """The link's claim, the manager of its project and the request it decides (with
-        ``task``: the task's workflow, environment and console path, for context)."""
-        if auth.links is None:
-            raise NotFound("Decision links are off")
-        claim = auth.links.read(token)
-        manager = _manager_of(auth, claim)
-        try:
-            task = manager.get_human_task(claim.continuation_id, show_personal=True)
-        except NotFound:  # its timeout deleted it: too late, not "never existed"
-            late = swept_late(manager.store, claim.continuation_id, [claim.request_id])
-            if late is not None:
-                raise late from None
-            raise
-        entry = next(
-            (r for r in task.get("requests", []) if r.get("request_id") == claim.request_id),
-            None,
-        )
-        if entry is None:
-            raise NotFound("The request of this link no longer exists")
-        about = {k: task.get(k) for k in ("workflow_name", "environment", "workflow_kind")}
-        return claim, manager, {**entry, "task": about}
-
     @router.get("/decide/{token}", name="decision_link")
     def confirm(request: Request, token: str) -> Response:
         try:
-            claim, _, entry = claim_and_entry(token)
+            claim, _, entry = _claim_and_entry(auth, token)
         except KneoError as exc:
             return page(request, token, {"error": exc.message}, _status(exc))
         return page(request, token, {"claim": claim, "entry": entry})
@@ -77,7 +54,7 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
     @router.post("/decide/{token}", name="decision_link_decide")
     def decide(request: Request, token: str, decision: str = Form("")) -> Response:
         try:
-            claim, manager, entry = claim_and_entry(token)
+            claim, manager, entry = _claim_and_entry(auth, token)
             if decision not in ("approved", "rejected"):
                 return page(
                     request,
@@ -86,26 +63,55 @@ def add_link_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                     400,
                 )
             project = str(manager.store.project)  # the task's: checked and decided there only
-            people = people_of(auth.parent, project)
-            try:
-                who = check_decider(
-                    auth.authenticator, _recipient(claim.recipient), people, project=project
-                )
-            except Forbidden:  # their right may come from their provider's groups
-                who = _signed_in_as(auth, request, claim.recipient, people, project)
-            acting(who)
+            acting(_decider(auth, request, claim, project))
             manager.resume(
                 claim.continuation_id, Decision(claim.request_id, decision), actor=claim.recipient
             )
         except Conflict as exc:
             try:
-                shown = {"entry": claim_and_entry(token)[2], "error": exc.message}
+                shown = {"entry": _claim_and_entry(auth, token)[2], "error": exc.message}
             except KneoError:  # the task is gone (its timeout deleted it)
                 shown = {"error": exc.message}
             return page(request, token, shown, 409)
         except KneoError as exc:
             return page(request, token, {"error": exc.message}, _status(exc))
         return page(request, token, {"done": decision, "claim": claim, "entry": entry})
+
+
+def _claim_and_entry(auth: ConsoleAuth, token: str) -> tuple[LinkClaim, Any, dict[str, Any]]:
+    """The link's claim, the manager of its project and the request it decides (with
+    ``task``: the task's workflow, environment and console path, for context)."""
+    if auth.links is None:
+        raise NotFound("Decision links are off")
+    claim = auth.links.read(token)
+    manager = _manager_of(auth, claim)
+    try:
+        task = manager.get_human_task(claim.continuation_id, show_personal=True)
+    except NotFound:  # its timeout deleted it: too late, not "never existed"
+        late = swept_late(manager.store, claim.continuation_id, [claim.request_id])
+        if late is not None:
+            raise late from None
+        raise
+    entry = next(
+        (r for r in task.get("requests", []) if r.get("request_id") == claim.request_id),
+        None,
+    )
+    if entry is None:
+        raise NotFound("The request of this link no longer exists")
+    about = {k: task.get(k) for k in ("workflow_name", "environment", "workflow_kind")}
+    return claim, manager, {**entry, "task": about}
+
+
+def _decider(auth: ConsoleAuth, request: Request, claim: LinkClaim, project: str) -> Identity:
+    """Who decides by the link in ``project``: its recipient when they hold the right by key,
+    role map or people directory, else the console session signed in as them."""
+    people = people_of(auth.parent, project)
+    try:
+        return check_decider(
+            auth.authenticator, _recipient(claim.recipient), people, project=project
+        )
+    except Forbidden:  # their right may come from their provider's groups
+        return _signed_in_as(auth, request, claim.recipient, people, project)
 
 
 def _manager_of(auth: ConsoleAuth, claim: LinkClaim) -> Any:

@@ -39,47 +39,18 @@ log = get_logger("kneo_serv.auth")
 def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
     """``/oidc/login`` and ``/oidc/callback`` (404 when no OpenID client is configured)."""
 
-    def tokens() -> TokenVerifier:
-        verifier = auth.authenticator.tokens
-        if verifier is None or not verifier.settings.client_id:
-            raise NotFound("OpenID sign-in is not configured (KNEO_SERV_OIDC_CLIENT_ID)")
-        return verifier
-
-    def redirect_uri(request: Request) -> str:
-        public = auth.public_url or f"{request.url.scheme}://{request.url.netloc}"
-        return public + console_path(request, "oidc_callback")
-
     @router.get("/oidc/login", name="oidc_login")
     def oidc_login(request: Request, next: str = "") -> Response:
-        from authlib.common.security import generate_token
-        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
-        from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
-        verifier = tokens()
-        flow = {
-            "state": generate_token(32),
-            "nonce": generate_token(32),
-            "verifier": generate_token(64),
-            "next": safe_next(request, next),
-        }
-        target = prepare_grant_uri(
-            verifier.endpoint("authorization_endpoint"),
-            client_id=verifier.settings.client_id,
-            response_type="code",
-            redirect_uri=redirect_uri(request),
-            scope=" ".join(verifier.settings.scopes),
-            state=flow["state"],
-            nonce=flow["nonce"],
-            code_challenge=create_s256_code_challenge(flow["verifier"]),
-            code_challenge_method="S256",
-        )
+        verifier = _configured_verifier(auth)
+        flow = _new_flow(request, next)
+        target = _authorization_url(verifier, flow, _redirect_uri(auth, request))
         response = RedirectResponse(target, status_code=303)
         _set_flow(request, response, auth.codec.dumps_flow(flow))
         return response
 
     @router.get("/oidc/callback", name="oidc_callback")
     def oidc_callback(request: Request) -> Response:
-        verifier = tokens()
+        verifier = _configured_verifier(auth)
         flow = auth.codec.loads_flow(request.cookies.get(FLOW_COOKIE))
         try:
             if flow is None:
@@ -87,21 +58,13 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
                     "The sign-in took too long or started elsewhere; start it again",
                     code=ErrorCode.oidc_flow_expired,
                 )
-            claims = _finish(request, verifier, flow, redirect_uri(request), auth.client_secret)
+            redirect_uri = _redirect_uri(auth, request)
+            claims = _finish(request, verifier, flow, redirect_uri, auth.client_secret)
             person = auth.authenticator.person_from_claims(claims)
             principal = auth.authenticator.principal_of(person, method="oidc_session")
         except (Unauthorized, Forbidden) as exc:
             log.warning("console OpenID sign-in refused: %s", exc.code)
-            fresh = Session.anonymous()
-            page = render(
-                request,
-                "login.html",
-                {"next": "", "csrf": fresh.csrf, "error": exc.message},
-                status_code=exc.http_status,
-                session=fresh,
-            )
-            page.delete_cookie(FLOW_COOKIE, path=cookie_path(request))
-            return page
+            return _refused_page(request, render, exc)
         kept = {k: claims[k] for k in _kept_claims(verifier) if k in claims}
         session = auth.open_session(principal, claims=kept)
         target = (flow or {}).get("next") or console_path(request, "inbox")
@@ -110,6 +73,68 @@ def add_oidc_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> Non
         set_session(request, page, auth, session)
         page.delete_cookie(FLOW_COOKIE, path=cookie_path(request))
         return page
+
+
+def _configured_verifier(auth: ConsoleAuth) -> TokenVerifier:
+    """The token verifier of the configured OpenID client (404 when there is none)."""
+    verifier = auth.authenticator.tokens
+    if verifier is None or not verifier.settings.client_id:
+        raise NotFound("OpenID sign-in is not configured (KNEO_SERV_OIDC_CLIENT_ID)")
+    return verifier
+
+
+def _redirect_uri(auth: ConsoleAuth, request: Request) -> str:
+    """Where the provider sends the browser back: the callback under the public URL."""
+    public = auth.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    return public + console_path(request, "oidc_callback")
+
+
+def _new_flow(request: Request, next: str) -> dict[str, str]:
+    """A sign-in's fresh secrets (``state``, ``nonce``, PKCE verifier) and the page to
+    return to, kept in the flow cookie until the provider answers."""
+    from authlib.common.security import generate_token
+
+    return {
+        "state": generate_token(32),
+        "nonce": generate_token(32),
+        "verifier": generate_token(64),
+        "next": safe_next(request, next),
+    }
+
+
+def _authorization_url(verifier: TokenVerifier, flow: dict[str, str], redirect_uri: str) -> str:
+    """The provider's authorization endpoint asking for a code for ``flow`` (PKCE ``S256``)."""
+    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    return str(
+        prepare_grant_uri(
+            verifier.endpoint("authorization_endpoint"),
+            client_id=verifier.settings.client_id,
+            response_type="code",
+            redirect_uri=redirect_uri,
+            scope=" ".join(verifier.settings.scopes),
+            state=flow["state"],
+            nonce=flow["nonce"],
+            code_challenge=create_s256_code_challenge(flow["verifier"]),
+            code_challenge_method="S256",
+        )
+    )
+
+
+def _refused_page(request: Request, render: Render, exc: Unauthorized | Forbidden) -> Response:
+    """The sign-in page again with why the provider's answer was refused, under a fresh
+    anonymous session and without the spent flow cookie."""
+    fresh = Session.anonymous()
+    page = render(
+        request,
+        "login.html",
+        {"next": "", "csrf": fresh.csrf, "error": exc.message},
+        status_code=exc.http_status,
+        session=fresh,
+    )
+    page.delete_cookie(FLOW_COOKIE, path=cookie_path(request))
+    return page
 
 
 def _set_flow(request: Request, response: Response, value: str) -> None:
@@ -140,11 +165,24 @@ def _finish(
     client_secret: str,
 ) -> dict[str, Any]:
     """The verified ID token's claims of the provider's answer to ``flow``."""
-    import httpx2
+    code = _authorization_code(request, flow)
+    id_token = _exchange_code(verifier, code, flow, redirect_uri, client_secret)
+    try:
+        return verifier.claims(id_token, audience=verifier.settings.client_id, nonce=flow["nonce"])
+    except KneoError:
+        raise
+    except Exception:  # pragma: no cover - the verifier translates its own errors
+        raise Unauthorized(
+            "The ID token could not be verified", code=ErrorCode.token_malformed
+        ) from None
+
+
+def _authorization_code(request: Request, flow: dict[str, str]) -> str:
+    """The code in the provider's redirect back, once it is no refusal and its ``state`` is
+    the flow's."""
     from authlib.oauth2.rfc6749.errors import OAuth2Error
     from authlib.oauth2.rfc6749.parameters import parse_authorization_code_response
 
-    settings = verifier.settings
     if "error" in request.query_params:
         raise Unauthorized(
             f"The identity provider refused the sign-in: "
@@ -158,7 +196,21 @@ def _finish(
             "The sign-in's state does not match (a replayed or forged answer); start again",
             code=ErrorCode.oidc_state_mismatch,
         ) from None
-    secret = client_secret
+    return str(params["code"])
+
+
+def _exchange_code(
+    verifier: TokenVerifier,
+    code: str,
+    flow: dict[str, str],
+    redirect_uri: str,
+    client_secret: str,
+) -> str:
+    """The ID token the token endpoint issues for ``code`` and the flow's PKCE verifier
+    (the client authenticates with its secret when it has one)."""
+    import httpx2
+
+    settings = verifier.settings
     token_endpoint = verifier.endpoint("token_endpoint")
     try:
         # the kernel's client: the token endpoint only, no redirect followed (the code, the
@@ -167,16 +219,16 @@ def _finish(
             Origins.of(token_endpoint),
             path="oidc.token_endpoint",
             timeout=10.0,
-            auth=(settings.client_id, secret) if secret else None,
+            auth=(settings.client_id, client_secret) if client_secret else None,
         ) as http:
             answer = http.post(
                 token_endpoint,
                 data={
                     "grant_type": "authorization_code",
-                    "code": params["code"],
+                    "code": code,
                     "redirect_uri": redirect_uri,
                     "code_verifier": flow["verifier"],
-                    **({} if secret else {"client_id": settings.client_id}),
+                    **({} if client_secret else {"client_id": settings.client_id}),
                 },
             )
     except httpx2.HTTPError as exc:
@@ -192,14 +244,7 @@ def _finish(
             f"({body.get('error') or answer.status_code})",
             code=ErrorCode.oidc_token_exchange_failed,
         )
-    try:
-        return verifier.claims(body["id_token"], audience=settings.client_id, nonce=flow["nonce"])
-    except KneoError:
-        raise
-    except Exception:  # pragma: no cover - the verifier translates its own errors
-        raise Unauthorized(
-            "The ID token could not be verified", code=ErrorCode.token_malformed
-        ) from None
+    return str(body["id_token"])
 
 
 __all__ = ["add_oidc_routes"]

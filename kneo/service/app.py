@@ -124,6 +124,9 @@ def _routers() -> list[Any]:
     return [r.router for r in routes]
 
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
 def create_app(
     configure_default_manager: bool = True,
     *,
@@ -167,7 +170,17 @@ def create_app(
             continuations or settings.continuations, run_worker or api_only
         ),
     )
-    app = FastAPI(
+    app = _fastapi_app(lifespan)
+    _set_state(app, settings, authenticator, manager, controller, controller_config)
+    _observe_and_guard(app, settings)
+    _mount(app, settings, mcp=mcp, a2a=a2a)
+    _document(app)
+    return app
+
+
+def _fastapi_app(lifespan: Lifespan) -> FastAPI:
+    """The bare app: its title, description and operation ids for the OpenAPI document."""
+    return FastAPI(
         title="Kneo service",
         version=__version__,
         description="Run AI agent workflows with durable human approval. "
@@ -180,6 +193,18 @@ def create_app(
         # is the request middleware's, under the one redaction policy (kneo.tracing).
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+
+
+def _set_state(
+    app: FastAPI,
+    settings: Settings,
+    authenticator: Authenticator,
+    manager: PlatformManager | None,
+    controller: Controller | ProjectControllers | None,
+    controller_config: ControllerConfig | None,
+) -> None:
+    """What the routes read from ``app.state``: the settings, who may call, the sign-in
+    throttle, the platform and the controller (the worker is the lifespan's to set)."""
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.sign_in_throttle = SignInThrottle(
@@ -189,6 +214,11 @@ def create_app(
     app.state.worker = None
     app.state.controller = controller
     app.state.controller_config = controller_config or getattr(controller, "config", None)
+
+
+def _observe_and_guard(app: FastAPI, settings: Settings) -> None:
+    """Logging, metrics and tracing on; error envelopes; the request middleware (body limit,
+    request log) and, outermost, the forwarded-header reading."""
     configure_logging(settings)
     metrics.enable()
     tracing.configure(settings)
@@ -199,12 +229,6 @@ def create_app(
         request_logs=settings.request_logs,
     )
     add_forwarded(app, settings)  # outermost: the request log sees the real client too
-    _mount(app, settings, mcp=mcp, a2a=a2a)
-    _document(app)
-    return app
-
-
-Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def _report_deciders(app: FastAPI, manager: PlatformManager | None) -> None:

@@ -28,7 +28,12 @@ from kneo.service.spec_source import registries
 from kneo.spec.project import SecretsConfig
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.applications import Starlette
+
+    from kneo.platform.manager import PlatformManager
+    from kneo.settings import Settings
 
 _URL_CREDENTIALS = re.compile(r"://[^@/\s]+@")
 
@@ -53,71 +58,85 @@ def readiness_checks(app: Starlette) -> dict[str, dict[str, Any]]:
     """Every readiness check by name; blocking (called in a worker thread)."""
     settings = app.state.settings
     manager = current_manager(app)
-    checks: dict[str, dict[str, Any]] = {}
-    if manager is None:
-        missing = {"ok": False, "message": "no platform manager configured"}
-        for name in ("run_state_store", "continuation_store", "queue"):
-            checks[name] = {"name": name, **missing}
-    else:
-        store = manager.store
-
-        def ping() -> dict[str, Any]:
-            store.ping()
-            return {}
-
-        def queue() -> dict[str, Any]:
-            store.ping()
-            worker = getattr(app.state, "worker", None)
-            if worker is None:
-                return {}
-            alive = worker.is_alive()
-            return {"ok": alive, "worker": "running" if alive else "stopped"}
-
-        checks["run_state_store"] = _check("run_state_store", ping)
-        checks["continuation_store"] = _check("continuation_store", ping)
-        checks["queue"] = _check("queue", queue)
-
-    def registry(attr: str) -> Any:
-        def fn() -> dict[str, Any]:
-            tools, runtimes = registries(manager) if manager is not None else (None, None)
-            reg = tools if attr == "tool_registry" else runtimes
-            if reg is None:
-                return {"ok": False, "message": f"platform manager has no {attr}"}
-            names = _names(reg)
-            return {"count": len(names), "names": names}
-
-        return fn
-
-    checks["runtime_registry"] = _check("runtime_registry", registry("runtime_registry"))
-    checks["tool_registry"] = _check("tool_registry", registry("tool_registry"))
-
-    def secrets(configured: tuple[str, ...], names: dict[str, str]) -> Any:
-        """Each entry is a reference name from ``names`` (a provider, an ``extra`` secret)
-        or else a variable name; ``missing`` lists entries whose variable is unset."""
-
-        def fn() -> dict[str, Any]:
-            variables = {entry: names.get(entry, entry) for entry in configured}
-            missing = [e for e, var in variables.items() if not settings.secret(var)]
-            out: dict[str, Any] = {"configured": list(configured)}
-            if missing:
-                out.update(
-                    ok=False,
-                    missing=missing,
-                    message="missing: "
-                    + ", ".join(
-                        e if variables[e] == e else f"{e} ({variables[e]})" for e in missing
-                    ),
-                )
-            return out
-
-        return fn
-
+    checks = _store_checks(app, manager)
+    checks["runtime_registry"] = _check(
+        "runtime_registry", _registry_check(manager, "runtime_registry")
+    )
+    checks["tool_registry"] = _check("tool_registry", _registry_check(manager, "tool_registry"))
     project = getattr(manager, "project", None)
     refs = project.config.secrets if project is not None else SecretsConfig()
     providers = {**SecretsConfig().providers, **refs.providers}  # the defaults, then the project's
-    checks["providers"] = _check("providers", secrets(settings.health_providers, providers))
-    checks["mcp"] = _check("mcp", secrets(settings.health_mcp_secrets, dict(refs.extra)))
+    checks["providers"] = _check(
+        "providers", _secrets_check(settings, settings.health_providers, providers)
+    )
+    checks["mcp"] = _check(
+        "mcp", _secrets_check(settings, settings.health_mcp_secrets, dict(refs.extra))
+    )
     return checks
+
+
+def _store_checks(app: Starlette, manager: PlatformManager | None) -> dict[str, dict[str, Any]]:
+    """The run state and continuation stores answer, and the queue's worker (when this
+    process runs one) is alive."""
+    if manager is None:
+        missing = {"ok": False, "message": "no platform manager configured"}
+        names = ("run_state_store", "continuation_store", "queue")
+        return {name: {"name": name, **missing} for name in names}
+    store = manager.store
+
+    def ping() -> dict[str, Any]:
+        store.ping()
+        return {}
+
+    def queue() -> dict[str, Any]:
+        store.ping()
+        worker = getattr(app.state, "worker", None)
+        if worker is None:
+            return {}
+        alive = worker.is_alive()
+        return {"ok": alive, "worker": "running" if alive else "stopped"}
+
+    return {
+        "run_state_store": _check("run_state_store", ping),
+        "continuation_store": _check("continuation_store", ping),
+        "queue": _check("queue", queue),
+    }
+
+
+def _registry_check(manager: PlatformManager | None, attr: str) -> Callable[[], dict[str, Any]]:
+    """The manager's tool or runtime registry (``attr``) and the names it holds."""
+
+    def check() -> dict[str, Any]:
+        tools, runtimes = registries(manager) if manager is not None else (None, None)
+        reg = tools if attr == "tool_registry" else runtimes
+        if reg is None:
+            return {"ok": False, "message": f"platform manager has no {attr}"}
+        names = _names(reg)
+        return {"count": len(names), "names": names}
+
+    return check
+
+
+def _secrets_check(
+    settings: Settings, configured: tuple[str, ...], names: dict[str, str]
+) -> Callable[[], dict[str, Any]]:
+    """Each entry is a reference name from ``names`` (a provider, an ``extra`` secret) or
+    else a variable name; ``missing`` lists entries whose variable is unset."""
+
+    def check() -> dict[str, Any]:
+        variables = {entry: names.get(entry, entry) for entry in configured}
+        missing = [e for e, var in variables.items() if not settings.secret(var)]
+        out: dict[str, Any] = {"configured": list(configured)}
+        if missing:
+            out.update(
+                ok=False,
+                missing=missing,
+                message="missing: "
+                + ", ".join(e if variables[e] == e else f"{e} ({variables[e]})" for e in missing),
+            )
+        return out
+
+    return check
 
 
 @router.get("/livez", summary="Process liveness")

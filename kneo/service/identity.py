@@ -355,9 +355,6 @@ class TokenVerifier:
         self, token: str, *, audience: str | None = None, nonce: str | None = None
     ) -> dict[str, Any]:
         """The verified claims of ``token`` (401 with a precise code otherwise)."""
-        from joserfc import jwt
-        from joserfc.errors import BadSignatureError, JoseError
-
         wanted = audience or self.audience
         remembered = (hashlib.sha256(token.encode("utf-8")).digest(), wanted)
         if nonce is None and self._keys is not None and self._fresh():
@@ -365,6 +362,19 @@ class TokenVerifier:
             if hit is not None and hit[0] in self._kids:
                 self._check_times(hit[1])
                 return hit[1]
+        header = self._accepted_header(token)
+        if self.needs_fetch(token):
+            self.refresh()
+        kid = self._signing_kid(header)
+        claims = self._decoded(token, kid, header["alg"])
+        self._check_claims(claims, wanted, nonce)
+        if nonce is None:
+            self._verified.put(remembered, (kid, claims))
+        return claims
+
+    def _accepted_header(self, token: str) -> dict[str, Any]:
+        """The header of a well-formed JWT whose algorithm is accepted and whose (still
+        unverified) issuer is the configured one: worth fetching keys for."""
         try:
             header_text, payload_text, _ = token.split(".")
             header = _segment(header_text)
@@ -386,8 +396,10 @@ class TokenVerifier:
                 f"the configured issuer {self.issuer!r} (KNEO_SERV_OIDC_ISSUER)",
                 code=ErrorCode.token_issuer_mismatch,
             )
-        if self.needs_fetch(token):
-            self.refresh()
+        return header
+
+    def _signing_kid(self, header: dict[str, Any]) -> str:
+        """The issuer's key the token names (or its only key, when the token names none)."""
         kid = header.get("kid")
         if kid is None and len(self._kids) == 1:
             kid = next(iter(self._kids))
@@ -397,6 +409,13 @@ class TokenVerifier:
                 "JWKS does not list",
                 code=ErrorCode.token_key_unknown,
             )
+        return str(kid)
+
+    def _decoded(self, token: str, kid: str, alg: str) -> dict[str, Any]:
+        """The claims of ``token`` once its signature verifies with key ``kid``."""
+        from joserfc import jwt
+        from joserfc.errors import BadSignatureError, JoseError
+
         try:
             verified = jwt.decode(token, self._keys.get_by_kid(kid), algorithms=[alg])
         except BadSignatureError:
@@ -408,13 +427,17 @@ class TokenVerifier:
             raise Unauthorized(
                 "The bearer token is not a well-formed JWT", code=ErrorCode.token_malformed
             ) from None
-        claims = dict(verified.claims)
+        return dict(verified.claims)
+
+    def _check_claims(self, claims: dict[str, Any], audience: str, nonce: str | None) -> None:
+        """The signed claims are current, for ``audience``, of the sign-in's ``nonce`` (an
+        ID token) and name a subject."""
         self._check_times(claims)
         aud = claims.get("aud")
         auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if wanted not in auds:
+        if audience not in auds:
             raise Unauthorized(
-                f"The bearer token is for audience {aud!r}, not {wanted!r} "
+                f"The bearer token is for audience {aud!r}, not {audience!r} "
                 "(KNEO_SERV_OIDC_AUDIENCE)",
                 code=ErrorCode.token_audience_mismatch,
             )
@@ -426,9 +449,6 @@ class TokenVerifier:
             raise Unauthorized(
                 "The bearer token names no subject", code=ErrorCode.token_claims_invalid
             )
-        if nonce is None:
-            self._verified.put(remembered, (str(kid), claims))
-        return claims
 
     def _check_times(self, claims: dict[str, Any]) -> None:
         now = self._clock()

@@ -68,23 +68,13 @@ def list_human_tasks(
     ``KNEO_SERV_MAX_LIST_COUNT=N`` up to N past the page, then ``total_capped``), ``counts_by_assignee`` with
     ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
     input."""
-    if status not in (None, "pending", "escalated"):
-        raise InvalidRequest(
-            f"status must be 'pending' or 'escalated', got {status!r}: the inbox lists "
-            "pending tasks",
-            field="status",
-        )
-    if status == "escalated":
-        escalated = True
-    who: str | tuple[str, ...] | None = assignee
-    if assignee == "mine":
-        who = assignee_names(request.app, caller.principal.identity(), caller.principal.project)
+    escalated = _escalated_filter(status, escalated)  # a wrong status is refused first
     listed = caller.manager.list_human_tasks(
         run_id=run_id,
         workflow_kind=workflow_kind,
         workflow=workflow,
         environment=environment,
-        assignee=who,
+        assignee=_assignee_filter(request, caller, assignee),
         kind=kind,
         escalated=escalated,
         older_than_seconds=older_than_seconds,
@@ -104,6 +94,27 @@ def list_human_tasks(
         **page.metadata(listed["count"], listed["total"], capped=listed["total_capped"]),
         "window": page.window,
     }
+
+
+def _escalated_filter(status: str | None, escalated: bool | None) -> bool | None:
+    """``escalated`` as asked, or ``True`` for ``status=escalated`` (the inbox lists pending
+    tasks only, so ``pending`` filters nothing more)."""
+    if status not in (None, "pending", "escalated"):
+        raise InvalidRequest(
+            f"status must be 'pending' or 'escalated', got {status!r}: the inbox lists "
+            "pending tasks",
+            field="status",
+        )
+    return True if status == "escalated" else escalated
+
+
+def _assignee_filter(
+    request: Request, caller: Caller, assignee: str | None
+) -> str | tuple[str, ...] | None:
+    """The assignee as given, or for ``mine`` every name the caller is listed under."""
+    if assignee != "mine":
+        return assignee
+    return assignee_names(request.app, caller.principal.identity(), caller.principal.project)
 
 
 @router.get("/human-tasks/{continuation_id}")
