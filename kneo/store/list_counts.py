@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from kneo.store import tables as t
 
-__all__ = ["RUNS", "TASKS", "counted", "list_counts"]
+__all__ = ["RUNS", "TASKS", "counted", "counted_total", "list_counts"]
 
 #: the list of runs (``GET /v1/runs``)
 RUNS = "runs"
@@ -64,3 +64,20 @@ def counted(
         where.append(c.kind == kind)
     total = sa.select(sa.func.coalesce(sa.func.sum(c.n), 0)).where(*where)
     return int(conn.execute(total).scalar_one())
+
+
+def counted_total(
+    conn: Connection,
+    project_id: int,
+    room: str,
+    status: str | Sequence[str] | None,
+    kind: str | None,
+    cap: int | None,
+) -> tuple[int, bool]:
+    """:func:`counted` as a list's ``total`` and whether it is capped: above ``cap`` (the
+    listing's reach, :func:`kneo.store.base.count_reach`), ``(cap, True)``, as a count
+    that stopped there says."""
+    total = counted(conn, project_id, room, status, kind)
+    if cap is not None and total > cap:
+        return cap, True
+    return total, False

@@ -66,11 +66,15 @@ def test_0037_counts_the_rows_there_are_and_back(fresh_url: str) -> None:
         conn.execute(sa.update(t.runs).where(r.run_id == "r1").values(version=2))  # no change
         conn.execute(sa.delete(t.runs).where(r.run_id == "r2"))
     with engine.connect() as conn:
-        assert counters(conn) == counted_rows(conn) == {
-            (1, "runs", "running", ""): 1,
-            (2, "runs", "succeeded", ""): 1,
-            (1, "tasks", "decided", ""): 1,
-        }
+        assert (
+            counters(conn)
+            == counted_rows(conn)
+            == {
+                (1, "runs", "running", ""): 1,
+                (2, "runs", "succeeded", ""): 1,
+                (1, "tasks", "decided", ""): 1,
+            }
+        )
     with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
         command.downgrade(_alembic_config(conn), "0036")
     assert not sa.inspect(engine).has_table("list_counts")

@@ -25,7 +25,11 @@ depends_on = None
 #: whose change moves its count
 _COUNTED = {
     "runs": ("runs", "''", ("status", "project_id")),
-    "continuations": ("tasks", "COALESCE({row}.workflow_kind, '')", ("status", "project_id", "workflow_kind")),  # fmt: skip
+    "continuations": (
+        "tasks",
+        "COALESCE({row}.workflow_kind, '')",
+        ("status", "project_id", "workflow_kind"),
+    ),
 }
 _KEY = "project_id, room, status, kind, shard"
 
