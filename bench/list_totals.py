@@ -1,8 +1,9 @@
 """What an exact ``total`` costs: the count of ``/v1/runs``, ``/v1/human-tasks`` and
 ``/v1/audit-events`` at 100,000 runs (each paused on one task), exact against the count
 capped at 1,000 rows past the page (``KNEO_SERV_MAX_LIST_COUNT=1000``, the old default), and
-against the sum of the project's counters (``list_counts``, migration 0037: what the first
-two answer from), and the whole first page with each, on SQLite and PostgreSQL.
+against the sum of the project's counters (``list_counts``, migration 0037: what the runs'
+and the pending tasks' first pages take ``total`` from), and the whole first page with
+each, on SQLite and PostgreSQL.
 
     python bench/list_totals.py [--size 100000] [--requests 30] [--pg URL]
 
