@@ -1,7 +1,9 @@
 """What an exact ``total`` costs: the count of ``/v1/runs``, ``/v1/human-tasks`` and
 ``/v1/audit-events`` at 100,000 runs (each paused on one task), exact against the count
 capped at 1,000 rows past the page (``KNEO_SERV_MAX_LIST_COUNT=1000``, the old default), and
-the whole first page with each, on SQLite and PostgreSQL.
+against the sum of the project's counters (``list_counts``, migration 0037: what the runs'
+and the pending tasks' first pages take ``total`` from), and the whole first page with
+each, on SQLite and PostgreSQL.
 
     python bench/list_totals.py [--size 100000] [--requests 30] [--pg URL]
 
@@ -36,6 +38,10 @@ ROUTES = (
     ("/v1/audit-events", {}),
 )
 
+#: the counts the project's counters answer: room, status
+COUNTED = {"runs": ("runs", None), "runs status=paused": ("runs", "paused"),
+           "tasks pending": ("tasks", "pending")}  # fmt: skip
+
 
 def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[str, Any]]:
     from starlette.testclient import TestClient
@@ -47,6 +53,7 @@ def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[
     from kneo.store import open_store
     from kneo.store import tables as t
     from kneo.store.base import count_rows
+    from kneo.store.list_counts import counted
 
     rows: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="kneo-totals-bench-"))
@@ -73,6 +80,14 @@ def measure(label: str, url: str | None, size: int, requests: int) -> list[dict[
                     total, _ = count_rows(conn, table, clause, cap)
                     samples.append((time.perf_counter() - began) * 1000)
             rows.append(_row(label, size, f"count {what}", f"{kind} ({total:,})", samples[3:]))
+        if what in COUNTED:  # the same total from the project's counters (migration 0037)
+            samples = []
+            with store.engine.connect() as conn:
+                for _ in range(3 + requests):
+                    began = time.perf_counter()
+                    total = counted(conn, 1, *COUNTED[what])
+                    samples.append((time.perf_counter() - began) * 1000)
+            rows.append(_row(label, size, f"count {what}", f"counters ({total:,})", samples[3:]))
     for setting, value in (("exact (default)", "0"), ("KNEO_SERV_MAX_LIST_COUNT=1000", "1000")):
         env = {"KNEO_SERV_ADMIN_API_KEY": KEY, "KNEO_SERV_MAX_LIST_COUNT": value}
         chosen = Settings.from_env(env)  # the store counts as its own settings say

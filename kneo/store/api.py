@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -59,6 +59,7 @@ from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.limits import LimitsFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
 from kneo.store.coordination.wakeups import Wakeups
+from kneo.store.list_counts import RUNS, counted_total
 from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
 from kneo.store.outbox.a2a_push import A2aPushFacet
@@ -150,6 +151,18 @@ def _runs_by_update(
     return found, total, capped, next_cursor
 
 
+class _RunPaging(NamedTuple):
+    """What :meth:`RunsFacet.list_runs` pages by: the order's columns, the cursor's tag, the
+    ``sort_by`` it came from, and the page asked for."""
+
+    columns: tuple[Any, ...]
+    tag: str
+    sort_by: str
+    limit: int
+    offset: int
+    cursor: str | None
+
+
 class RunsFacet(Facet):
     """Runs, their checkpoints and their trace (``store.runs``: :class:`~kneo.store.contracts.RunReads`)."""
 
@@ -192,10 +205,11 @@ class RunsFacet(Facet):
         by ``created_at``, ``updated_at`` or ``status`` (then ``created_at``), ties by
         ``run_id``: each order is an index's. The page's ``next_cursor``, passed back as
         ``cursor``, continues after its last row (keyset paging, see
-        :meth:`list_continuations`); ``count=False`` leaves ``total`` out."""
+        :meth:`list_continuations`); ``count=False`` leaves ``total`` out. By status alone,
+        ``total`` is the project's counters' (:mod:`kneo.store.list_counts`): flat in the
+        number of runs; another filter counts the runs it keeps."""
         check_page(limit, offset)
         order = check_order(sort_order)
-        c = t.runs.c
         keys = _RUN_ORDERS.get(sort_by)
         if keys is None:
             raise InvalidRequest(
@@ -203,54 +217,82 @@ class RunsFacet(Facet):
                 field="sort_by",
             )
         one_of_cursor_offset(cursor, offset)
-        columns = tuple(c[k] for k in keys)
-        tag = f"{sort_by} {order}"
+        c = t.runs.c
         where = [c.project_id == self.project_id]
         if isinstance(status, str):
             where.append(c.status == status)
         elif status is not None:
             where.append(c.status.in_(list(status)))
+        filtered = filters is not None and filters.any()
         if filters is not None:
             where += run_where(filters)
         cap = count_reach(self.settings.limits.max_list_count, offset, limit)
+        paging = _RunPaging(
+            tuple(c[k] for k in keys), f"{sort_by} {order}", sort_by, limit, offset, cursor
+        )
         with self._read() as conn:
-            table: sa.FromClause = t.runs
-            counted: tuple[sa.FromClause, list[Any]] | None = None
-            if filters is not None and filters.q is not None:
-                by_created = sort_by == "created_at"
-                unsearched = where
-                table, where, columns = searched(
-                    conn, where, filters.q, columns, by_created, self.project_id
-                )
-                if table is t.runs and not by_created and count:  # every word common:
-                    made = (c.created_at, c.run_id)  # counted by the rarest's rows (issue 73)
-                    counted = searched(conn, unsearched, filters.q, made, True, self.project_id)[:2]
-            elif sort_by != "created_at" and len(where) > 1:  # a filter, another order
-                table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
-            if sort_by == "updated_at" and table is t.runs:
-                found, total, capped, next_cursor = _runs_by_update(
-                    conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
-                    count=count and counted is None, cap=cap,
-                )  # fmt: skip
-            else:
-                searching = filters is not None and filters.q is not None
-                by: tuple[Any, ...] | None = (c.created_at, c.run_id) if table is t.runs else ()
-                by = None if searching and table is t.runs else by  # (a search: its words')
-                found, total, capped, next_cursor = keyset_page(
-                    conn, table, where, columns, tag, limit=limit, offset=offset,
-                    cursor=cursor, count=count and counted is None, cap=cap, count_order=by,
-                )  # fmt: skip
-
-                if table is not t.runs:  # a rare word's runs, paged by their keys
-                    found = whole_rows(conn, found)
-            if counted is not None:
+            found, total, capped, next_cursor = self._runs_page(
+                conn, where, paging, status, filters, count=count and filtered, cap=cap
+            )
+            if count and not filtered:  # the project's counters
                 total = page_total(len(found), next_cursor is not None, offset, cursor)
                 if total is None:
-                    walk = (t.run_terms.c.created_at, t.run_terms.c.run_id)
-                    total, capped = count_rows(conn, counted[0], counted[1], cap, walk)
+                    total, capped = counted_total(conn, self.project_id, RUNS, status, None, cap)
             spec_text = row_records.spec_reader(self.dialect, conn)
             items = [row_records.run(r, spec_text) for r in found]
         return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
+
+    def _runs_page(
+        self,
+        conn: Connection,
+        where: list[Any],
+        paging: _RunPaging,
+        status: str | Sequence[str] | None,
+        filters: RunFilter | None,
+        *,
+        count: bool,
+        cap: int | None,
+    ) -> tuple[list[Any], int | None, bool, str | None]:
+        """:meth:`list_runs`' page, and its ``total`` counted when ``count`` asks: a search
+        walks its words' rows (a common word's by the rarest's), a filter in another order
+        its few runs (:func:`few_runs`), ``updated_at`` two walks (:func:`_runs_by_update`)."""
+        c = t.runs.c
+        columns, tag = paging.columns, paging.tag
+        limit, offset, cursor = paging.limit, paging.offset, paging.cursor
+        table: sa.FromClause = t.runs
+        counted: tuple[sa.FromClause, list[Any]] | None = None
+        if filters is not None and filters.q is not None:
+            by_created = paging.sort_by == "created_at"
+            unsearched = where
+            table, where, columns = searched(
+                conn, where, filters.q, columns, by_created, self.project_id
+            )
+            if table is t.runs and not by_created and count:  # every word common:
+                made = (c.created_at, c.run_id)  # counted by the rarest's rows (issue 73)
+                counted = searched(conn, unsearched, filters.q, made, True, self.project_id)[:2]
+        elif paging.sort_by != "created_at" and len(where) > 1:  # a filter, another order
+            table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
+        if paging.sort_by == "updated_at" and table is t.runs:
+            found, total, capped, next_cursor = _runs_by_update(
+                conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
+                count=count and counted is None, cap=cap,
+            )  # fmt: skip
+        else:
+            searching = filters is not None and filters.q is not None
+            by: tuple[Any, ...] | None = (c.created_at, c.run_id) if table is t.runs else ()
+            by = None if searching and table is t.runs else by  # (a search: its words')
+            found, total, capped, next_cursor = keyset_page(
+                conn, table, where, columns, tag, limit=limit, offset=offset,
+                cursor=cursor, count=count and counted is None, cap=cap, count_order=by,
+            )  # fmt: skip
+            if table is not t.runs:  # a rare word's runs, paged by their keys
+                found = whole_rows(conn, found)
+        if counted is not None:
+            total = page_total(len(found), next_cursor is not None, offset, cursor)
+            if total is None:
+                walk = (t.run_terms.c.created_at, t.run_terms.c.run_id)
+                total, capped = count_rows(conn, counted[0], counted[1], cap, walk)
+        return found, total, capped, next_cursor
 
     # -- checkpoints and trace --------------------------------------------------------
     def _owned(self, run_id: Any) -> Any:

@@ -23,7 +23,7 @@ from kneo.store.wire.dialects import StoreDialect
 #: Alembic's version table; the name the reference documents.
 VERSION_TABLE = "schema_migrations"
 #: The newest revision shipped; a test keeps it equal to the scripts' head.
-HEAD_REVISION = "0036"
+HEAD_REVISION = "0037"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 

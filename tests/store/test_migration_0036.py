@@ -52,5 +52,5 @@ def test_0036_adds_the_judgements_and_back(fresh_url: str) -> None:
     with dialect.connect_write(engine) as conn, conn.begin(), dialect.migration_lock(conn):
         command.downgrade(_alembic_config(conn), "0035")
     assert not sa.inspect(engine).has_table("rollout_judgements")
-    assert upgrade(engine, dialect) == "0036"
+    assert upgrade(engine, dialect) == "0037"
     engine.dispose()

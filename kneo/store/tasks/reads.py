@@ -9,7 +9,7 @@ rows: :mod:`kneo.store.tasks.search`); the writes that keep those rows are
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -34,11 +34,15 @@ from kneo.store.base import (
     page_total,
     page_walk,
 )
+from kneo.store.list_counts import TASKS, counted_total
 from kneo.store.records import ContinuationRecord, Page
 from kneo.store.tasks.search import ASSIGNEE, KIND, PROMOTION, label, scoped_term
 from kneo.store.wire.pg_hooks import PLAN_PER_CALL
 
 _GET_CONTINUATION = get_by_key(t.continuations, "continuation_id")
+#: a list's ``total`` (and whether capped) from the counters, on the page's connection,
+#: given the page's rows and whether more follow
+_Counter = Callable[[Connection, int, bool], tuple[int, bool]]
 
 
 def _filter_labels(
@@ -139,6 +143,34 @@ def _rarity(conn: Connection, words: Sequence[str], *, once: bool = False) -> di
         if once or min(counted.values()) < bound:
             return counted
         bound *= _RARER
+
+
+def _lead_walk(
+    where: list[Any], lead: str, rest: Sequence[str], reach: tuple[SortOrder, str | None, int]
+) -> tuple[list[Any], tuple[Any, ...]]:
+    """``where`` narrowed to the tasks among ``lead``'s first rows after the cursor (as many
+    as ``reach`` says, in its order) holding every word of ``rest`` (probed per task by its
+    ``(continuation_id, term)`` index), and the order to page them by: the bounded walk of
+    :meth:`TasksFacet._searched`."""
+    c = t.continuations.c
+    k = t.continuation_terms
+    order, cursor, rows = reach
+    key = (k.c.created_at, k.c.continuation_id)
+    first = (
+        sa.select(*key)
+        .where(k.c.term == lead, *keyset_after(cursor, order, key))
+        .order_by(*(ordered(col, order) for col in key))
+        .limit(rows)
+        .subquery("lead_rows")
+    )
+    narrowed = [*where, first.c.continuation_id == c.continuation_id]
+    for word in rest:
+        other = k.alias()
+        probe = sa.select(other.c.term).where(
+            other.c.continuation_id == first.c.continuation_id, other.c.term == word
+        )
+        narrowed.append(sa.exists(probe.offset(0)))
+    return narrowed, (first.c.created_at, first.c.continuation_id)
 
 
 def _check_sort(sort: str) -> None:
@@ -268,38 +300,82 @@ class TasksFacet(Facet):
         one_of_cursor_offset(cursor, offset)
         order: SortOrder = "asc" if sort in ("oldest", "expiring") else "desc"
         where = self._continuation_filters(
-            status=status,
-            run_id=run_id,
-            workflow_kind=workflow_kind,
-            assignee=assignee,
-            kind=kind,
-            escalated=escalated,
-            older_than=older_than,
-            expires_before=expires_before,
-            workflow_name=workflow_name,
-            environment=environment,
-        )
+            status=status, run_id=run_id, workflow_kind=workflow_kind, assignee=assignee,
+            kind=kind, escalated=escalated, older_than=older_than,
+            expires_before=expires_before, workflow_name=workflow_name, environment=environment,
+        )  # fmt: skip
         labels, either, search = _filter_labels(self.project_id, status, assignee, kind, search)
-        if sort in ("expiring", "expiring_last"):  # by deadline
-            return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count)  # fmt: skip
-        others = (run_id, workflow_kind, escalated, older_than, expires_before, workflow_name,
-                  environment)  # fmt: skip
+        others = (run_id, escalated, older_than, expires_before, workflow_name, environment)
         cap = count_reach(self.settings.limits.max_list_count, offset, limit)
+        quiet = not search and all(o is None for o in others)
+        counted = count and quiet and assignee is None
+        counter = self._counter(counted, status, workflow_kind, kind, (offset, cursor, cap))
+        if sort in ("expiring", "expiring_last"):  # by deadline
+            return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count, counter)  # fmt: skip
+        by_label = quiet and len(labels) == 1 and workflow_kind is None
         with self._read(snapshot=False) as conn:  # page and count need no shared snapshot
-            if either:
-                found, total, capped, next_cursor = self._either_page(
-                    conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
-                    cursor=cursor, count=count, cap=cap,
-                )  # fmt: skip
-            else:
-                by_label = not search and len(labels) == 1 and all(o is None for o in others)
-                found, total, capped, next_cursor = self._term_page(
-                    conn, where, [*labels, *search], labels[0] if labels and not search else None,
-                    order, limit=limit, offset=offset, cursor=cursor, count=count, cap=cap,
-                    by_label=by_label,
-                )  # fmt: skip
+            found, total, capped, next_cursor = self._inbox_page(
+                conn, where, (labels, either, search), order, (limit, offset, cursor),
+                count=count and counter is None, cap=cap, by_label=by_label,
+            )  # fmt: skip
+            if counter is not None:  # the project's counters, unless the page tells
+                total, capped = counter(conn, len(found), next_cursor is not None)
         items = [row_records.continuation(r) for r in found]
         return Page(items, total, limit, offset, "created_at", order, next_cursor, capped)
+
+    def _counter(
+        self,
+        counted: bool,
+        status: str | None,
+        workflow_kind: str | None,
+        kind: str | None,
+        page: tuple[int, str | None, int | None],
+    ) -> _Counter | None:
+        """The ``total`` of tasks filtered by ``status`` and kind alone (when ``counted``),
+        from the project's counters (:mod:`kneo.store.list_counts`: by ``workflow_kind``;
+        ``kind="promotion"`` is one), unless the page (at ``page``'s offset and cursor, and
+        counted up to its cap) tells it; ``None`` for a request's kind, which only the tasks'
+        labels tell."""
+        if not counted or (kind is not None and kind != PROMOTION):
+            return None
+        by = workflow_kind if kind is None else PROMOTION
+        if workflow_kind == "" or (workflow_kind is not None and workflow_kind != by):
+            return None  # (``''``: the counters' key for no kind; both kinds: a count)
+        project_id, (offset, cursor, cap) = self.project_id, page
+
+        def total(conn: Connection, rows: int, more: bool) -> tuple[int, bool]:
+            known = page_total(rows, more, offset, cursor)
+            if known is not None:
+                return known, False
+            return counted_total(conn, project_id, TASKS, status, by, cap)
+
+        return total
+
+    def _inbox_page(
+        self,
+        conn: Connection,
+        where: list[Any],
+        terms: tuple[list[str], list[str], list[str]],
+        order: SortOrder,
+        page: tuple[int, int, str | None],
+        *,
+        count: bool,
+        cap: int | None,
+        by_label: bool,
+    ) -> tuple[list[Any], int | None, bool, str | None]:
+        """A page in the inbox's order of the tasks ``where`` keeps holding the labels and
+        words of ``terms`` (every one of the first and third lists, any one of the second)."""
+        (labels, either, search), (limit, offset, cursor) = terms, page
+        if either:
+            return self._either_page(
+                conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
+                cursor=cursor, count=count, cap=cap,
+            )  # fmt: skip
+        return self._term_page(
+            conn, where, [*labels, *search], labels[0] if labels and not search else None,
+            order, limit=limit, offset=offset, cursor=cursor, count=count, cap=cap,
+            by_label=by_label,
+        )  # fmt: skip
 
     def _by_expiry(
         self,
@@ -310,6 +386,7 @@ class TasksFacet(Facet):
         offset: int,
         cursor: str | None,
         count: bool,
+        counter: _Counter | None = None,
     ) -> Page[ContinuationRecord]:
         """Tasks by deadline (``expires_at``, earliest first for ``asc``), those without one
         last: two walks of the ``(project_id, status, expires_at, created_at, continuation_id)`` index
@@ -341,7 +418,9 @@ class TasksFacet(Facet):
                 )  # fmt: skip
                 found = [*found, *rest]
             total, capped = None, False
-            if count:
+            if count and counter is not None:  # the project's counters
+                total, capped = counter(conn, len(found), len(found) >= limit)
+            elif count:
                 total = page_total(len(found), len(found) >= limit, offset, None)
                 if total is None:  # (no ORDER BY: the filter's index, in no order)
                     total, capped = count_rows(conn, t.continuations, where, cap)
@@ -480,23 +559,7 @@ class TasksFacet(Facet):
             common = found[words[0]] >= _RARE
         lead, rest = words[0], words[1:]
         if common and reach is not None:
-            order, cursor, rows = reach
-            key = (k.c.created_at, k.c.continuation_id)
-            first = (
-                sa.select(*key)
-                .where(k.c.term == lead, *keyset_after(cursor, order, key))
-                .order_by(*(ordered(col, order) for col in key))
-                .limit(rows)
-                .subquery("lead_rows")
-            )
-            narrowed = [*where, first.c.continuation_id == c.continuation_id]
-            for word in rest:
-                other = k.alias()
-                probe = sa.select(other.c.term).where(
-                    other.c.continuation_id == first.c.continuation_id, other.c.term == word
-                )
-                narrowed.append(sa.exists(probe.offset(0)))
-            return narrowed, (first.c.created_at, first.c.continuation_id), True
+            return (*_lead_walk(where, lead, rest, reach), True)
         narrowed = [*where, k.c.term == lead, k.c.continuation_id == c.continuation_id]
         for word in rest:
             other = k.alias()
