@@ -53,6 +53,8 @@ from kneo.store.records import (
     TraceEvent,
 )
 from kneo.store.runs.filters import RunFilter
+from kneo.store.tables import metadata
+from kneo.store.wire import tenancy
 from kneo.store.wire.dialects import dialect_for
 from kneo.store.wire.urls import parse_database_url
 
@@ -257,4 +259,6 @@ def open_store(
         except BaseException:
             engine.dispose()
             raise
+    tenancy.learn_tables(metadata.tables.values())
+    tenancy.watch(engine)
     return store

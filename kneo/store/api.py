@@ -286,7 +286,7 @@ class RunsFacet(Facet):
                 cursor=cursor, count=count and counted is None, cap=cap, count_order=by,
             )  # fmt: skip
             if table is not t.runs:  # a rare word's runs, paged by their keys
-                found = whole_rows(conn, found)
+                found = whole_rows(conn, found, self.project_id)
         if counted is not None:
             total = page_total(len(found), next_cursor is not None, offset, cursor)
             if total is None:

@@ -25,6 +25,7 @@ from kneo.settings import Settings
 from kneo.store.column_types import UTCDateTime, epoch_micros
 from kneo.store.coordination.wakeups import Wakeups
 from kneo.store.wire import statements as st
+from kneo.store.wire import tenancy
 from kneo.store.wire.dialects import StoreDialect
 from kneo.store.wire.driver_errors import db_errors
 from kneo.store.wire.executor import LoneRead
@@ -59,11 +60,13 @@ class StoreBase:
     project_id: int
 
     @contextlib.contextmanager
-    def _read(self, *, snapshot: bool = True) -> Iterator[Connection]:
+    def _read(self, *, snapshot: bool = True, everywhere: str = "") -> Iterator[Connection]:
         """A read on a pooled connection: one transaction, so its statements share a snapshot.
         ``snapshot=False``: they need none (one statement, or rows that never change), so on
-        PostgreSQL none is opened, which saves the ``BEGIN`` and ``COMMIT`` round trips."""
+        PostgreSQL none is opened, which saves the ``BEGIN`` and ``COMMIT`` round trips.
+        ``everywhere``: why its statements see every project (:mod:`~kneo.store.wire.tenancy`)."""
         with self._db_errors(), self.engine.connect() as conn:
+            conn.execution_options(**tenancy.judged(everywhere))
             if not snapshot and self.dialect.autocommits_one_statement:
                 yield conn.execution_options(isolation_level="AUTOCOMMIT")
                 return
@@ -89,21 +92,25 @@ class StoreBase:
             return d.rows(table, ex, found)
 
     @contextlib.contextmanager
-    def _write(self, *, one_statement: bool = False) -> Iterator[Connection]:
+    def _write(self, *, one_statement: bool = False, everywhere: str = "") -> Iterator[Connection]:
         """A bare write transaction for primitives that commit on their own (claims, locks).
         ``one_statement``: the caller runs a single statement, which on PostgreSQL is then its
-        own transaction (autocommit: one round trip instead of three)."""
+        own transaction (autocommit: one round trip instead of three). ``everywhere``: why
+        its statements see every project (:mod:`~kneo.store.wire.tenancy`)."""
+        options = tenancy.judged(everywhere)
         if one_statement and self.dialect.autocommits_one_statement:
             with (
                 self._db_errors(),
-                self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn,
+                self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT", **options
+                ) as conn,
             ):
                 yield conn
             return
         with (
             self._db_errors(),
             self.dialect.write_lock(self.engine),
-            self.dialect.connect_write(self.engine) as conn,
+            self.dialect.connect_write(self.engine).execution_options(**options) as conn,
             conn.begin(),
         ):
             yield conn

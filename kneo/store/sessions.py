@@ -18,6 +18,9 @@ import sqlalchemy as sa
 from kneo.store import tables as t
 from kneo.store.base import Facet
 
+#: why console sessions are read and written in every project
+SESSIONS = "a console session is the service's, found by its hash; it says its project"
+
 
 @dataclass(frozen=True)
 class ConsoleSession:
@@ -46,7 +49,7 @@ class SessionsFacet(Facet):
         person: dict[str, Any] | None = None,
     ) -> None:
         now = self.clock.now()
-        with self._write() as conn:
+        with self._write(everywhere=SESSIONS) as conn:
             conn.execute(
                 sa.delete(t.console_sessions).where(t.console_sessions.c.expires_at <= now)
             )
@@ -65,7 +68,7 @@ class SessionsFacet(Facet):
     def console_session(self, session_hash: str) -> ConsoleSession | None:
         """The session if it exists, is not ended and has not expired; else ``None``."""
         c = t.console_sessions.c
-        with self._read(snapshot=False) as conn:
+        with self._read(snapshot=False, everywhere=SESSIONS) as conn:
             row = conn.execute(
                 sa.select(
                     c.principal,
@@ -84,7 +87,7 @@ class SessionsFacet(Facet):
     def set_console_project(self, session_hash: str, project_id: int | None) -> bool:
         """Remember the project a live session last viewed; ``True`` when it was live."""
         c = t.console_sessions.c
-        with self._write(one_statement=True) as conn:
+        with self._write(one_statement=True, everywhere=SESSIONS) as conn:
             changed = conn.execute(
                 sa.update(t.console_sessions)
                 .where(c.session_hash == session_hash, c.ended_at.is_(None))
@@ -95,7 +98,7 @@ class SessionsFacet(Facet):
     def end_console_session(self, session_hash: str) -> bool:
         """Sign out: ``True`` when a live session was ended."""
         c = t.console_sessions.c
-        with self._write(one_statement=True) as conn:
+        with self._write(one_statement=True, everywhere=SESSIONS) as conn:
             ended = conn.execute(
                 sa.update(t.console_sessions)
                 .where(c.session_hash == session_hash, c.ended_at.is_(None))

@@ -66,7 +66,7 @@ def metadata_read(keys: Sequence[str]) -> tuple[Any, Callable[[], Any], dict[str
     m, names = t.project_metadata, [f"k{i}" for i in range(len(keys))]
 
     def build() -> Any:
-        return st.select_in(m, ["key", "value"], "key", names, scoped=True)
+        return st.select_in(m, ["key", "value"], "key", names)
 
     return ("metadata", len(names)), build, dict(zip(names, keys, strict=True))
 

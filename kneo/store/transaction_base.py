@@ -247,7 +247,7 @@ class TransactionBase:
 
     def _run_version(self, run_id: str) -> int | None:
         """The version of the project's run ``run_id`` (``None``: no such run in it)."""
-        select = functools.partial(st.select, t.runs, ["version"], "run_id", "run_id", scoped=True)
+        select = functools.partial(st.select, t.runs, ["version"], "run_id", "run_id")
         found = self._first("select_version", select, {"run_id": run_id})
         return found[0] if found else None
 

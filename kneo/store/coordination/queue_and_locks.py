@@ -30,6 +30,7 @@ from kneo.store.records import (
     StrandedRun,
 )
 from kneo.store.wire.dialects import StoreDialect
+from kneo.store.wire.tenancy import everywhere
 
 
 def _positive(name: str, value: float) -> None:
@@ -40,6 +41,10 @@ def _positive(name: str, value: float) -> None:
 # The queue's hot statements are built once per store (StoreDialect.memo): SQLAlchemy
 # builds and cache-keys a statement made per call at every call, which cost a worker more
 # than the statements' round trips.
+#: why the queue's and run leases' statements see every project
+WORKERS = "a worker claims and leases the queue and runs of every project, by id"
+
+
 def _claim_statement(dialect: StoreDialect, *, excluding: bool = False) -> Any:
     """One statement: the subquery picks and locks the oldest due record (skipping those
     other claims hold; ``excluding``: and those of the projects ``excluded``), the update
@@ -68,7 +73,9 @@ def _claim_statement(dialect: StoreDialect, *, excluding: bool = False) -> Any:
             .returning(*t.queue.c)
         )
 
-    return dialect.memo("claim_excluding" if excluding else "claim", build)
+    return dialect.memo(
+        "claim_excluding" if excluding else "claim", lambda: everywhere(build(), WORKERS)
+    )
 
 
 def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
@@ -87,7 +94,7 @@ def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
             .values({name: sa.bindparam(f"v_{name}") for name in ("updated_at", *names)})
         )
 
-    return dialect.memo(("lease_update", names), build)
+    return dialect.memo(("lease_update", names), lambda: everywhere(build(), WORKERS))
 
 
 class QueueFacet(Facet):
@@ -215,9 +222,14 @@ class QueueFacet(Facet):
         free = sa.or_(r.lease_owner.is_(None), r.lease_owner == owner, r.lease_expires_at <= now)
         with self._write() as conn:
             taken = conn.execute(
-                sa.update(t.runs)
-                .where(r.run_id == run_id, free)
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds))
+                everywhere(
+                    sa.update(t.runs)
+                    .where(r.run_id == run_id, free)
+                    .values(
+                        lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds)
+                    ),
+                    WORKERS,
+                )
             )
             return taken.rowcount == 1
 
@@ -229,11 +241,16 @@ class QueueFacet(Facet):
         r = t.runs.c
         with self._write(one_statement=True) as conn:
             renewed = conn.execute(
-                sa.update(t.runs)
-                .where(
-                    r.run_id.in_(list(run_ids)), r.lease_owner == owner, r.lease_expires_at > now
+                everywhere(
+                    sa.update(t.runs)
+                    .where(
+                        r.run_id.in_(list(run_ids)),
+                        r.lease_owner == owner,
+                        r.lease_expires_at > now,
+                    )
+                    .values(lease_expires_at=now + timedelta(seconds=ttl_seconds)),
+                    WORKERS,
                 )
-                .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
             )
             return int(renewed.rowcount)
 
@@ -259,6 +276,7 @@ class QueueFacet(Facet):
             .order_by(r.updated_at)
             .limit(limit)
         )
+        stmt = everywhere(stmt, "the sweeper finds stranded runs of every project")
         with self._read(snapshot=False) as conn:
             return [StrandedRun(row[0], row[1]) for row in conn.execute(stmt)]
 
@@ -267,9 +285,12 @@ class QueueFacet(Facet):
         r = t.runs.c
         with self._write() as conn:
             released = conn.execute(
-                sa.update(t.runs)
-                .where(r.run_id == run_id, r.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None)
+                everywhere(
+                    sa.update(t.runs)
+                    .where(r.run_id == run_id, r.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None),
+                    WORKERS,
+                )
             )
             return released.rowcount == 1
 
@@ -278,10 +299,13 @@ class QueueFacet(Facet):
         r = t.runs.c
         with self._read() as conn:
             row = conn.execute(
-                sa.select(r.lease_owner, r.lease_expires_at).where(
-                    r.run_id == run_id,
-                    r.lease_owner.is_not(None),
-                    r.lease_expires_at > self.clock.now(),
+                everywhere(
+                    sa.select(r.lease_owner, r.lease_expires_at).where(
+                        r.run_id == run_id,
+                        r.lease_owner.is_not(None),
+                        r.lease_expires_at > self.clock.now(),
+                    ),
+                    WORKERS,
                 )
             ).first()
         return None if row is None else RunLease(row[0], row[1])

@@ -72,7 +72,7 @@ class GaugeReadsMixin(StoreBase):
         moment = now or self.clock.now()
         pending, depth, oldest_due, bundles, pins, blocked = _statements(moment)
         p = t.projects.c
-        with self._read() as conn:
+        with self._read(everywhere="the gauges count every project's records, by project") as conn:
             names: dict[int, str] = {}
             active: list[str] = []
             for project_id, name, status in conn.execute(sa.select(p.id, p.name, p.status)):

@@ -172,7 +172,7 @@ class MaintenanceFacet(GaugeReadsMixin, Facet):
         moment = now or self.clock.now()
         counts: dict[str, int] = {}
         try:
-            with self._write() as conn:
+            with self._write(everywhere="retention prunes every project's old records") as conn:
                 counts = _prune(conn, retention, moment)
                 if dry_run:
                     raise _DryRun

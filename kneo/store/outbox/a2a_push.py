@@ -24,6 +24,9 @@ from kneo.store import tables as t
 from kneo.store.base import Facet, not_found_error
 from kneo.store.row_records import from_row
 
+#: why the push sweep's statements see every project (each config says its project)
+PUSHERS = "the push sweep reads and records the push configs of every project"
+
 #: The outbox receiver of push deliveries (``kneo.platform.a2a_push.RECEIVER``).
 PUSH_RECEIVER = "a2a"
 #: The outbox event type of a push.
@@ -159,7 +162,7 @@ class A2aPushFacet(Facet):
         last (never pushed: due at once), oldest change first; a config whose run is gone is
         deleted. Each config says its project (``project_id``)."""
         c, r = t.a2a_push_configs.c, t.runs.c
-        with self._read() as conn:
+        with self._read(everywhere=PUSHERS) as conn:
             found = conn.execute(
                 sa.select(t.a2a_push_configs, r.status.label("run_status"))
                 .join_from(t.a2a_push_configs, t.runs, r.run_id == c.run_id, isouter=True)
@@ -177,7 +180,7 @@ class A2aPushFacet(Facet):
             rows = list(found)
         orphans = [row["push_id"] for row in rows if row["run_status"] is None]
         if orphans:
-            with self._write(one_statement=True) as conn:
+            with self._write(one_statement=True, everywhere=PUSHERS) as conn:
                 conn.execute(sa.delete(t.a2a_push_configs).where(c.push_id.in_(orphans)))
         return [
             DuePush(_config(row), str(row["run_status"]))
@@ -202,7 +205,7 @@ class A2aPushFacet(Facet):
         now = self.clock.now()
         seq = config.pushed_seq + 1
         event_id = f"a2ap_{config.push_id}_{seq}"
-        with self._write() as conn:
+        with self._write(everywhere=PUSHERS) as conn:
             moved = conn.execute(
                 sa.update(t.a2a_push_configs)
                 .where(c.push_id == config.push_id, c.pushed_seq == config.pushed_seq)

@@ -28,6 +28,9 @@ from kneo.store.records import Page
 from kneo.store.row_records import from_row
 from kneo.store.row_values import notification_event_values
 
+#: why the dispatchers' statements see every project (each row says its project)
+DISPATCHERS = "a dispatcher routes, claims and finishes the deliveries of every project"
+
 #: A delivery row's statuses, in lifecycle order.
 NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
 
@@ -147,7 +150,7 @@ class NotificationsFacet(Facet):
             .order_by(e.created_at)
             .limit(limit)
         )
-        with self._write() as conn:
+        with self._write(everywhere=DISPATCHERS) as conn:
             events = [_event(row) for row in conn.execute(pick).mappings()]
             if not events:
                 return 0
@@ -217,7 +220,7 @@ class NotificationsFacet(Facet):
         pick = self.dialect.for_claim(
             sa.select(n.id).where(due, sa.or_(n.task.is_(None), ~waits)).order_by(n.id).limit(limit)
         )
-        with self._write() as conn:
+        with self._write(everywhere=DISPATCHERS) as conn:
             ids = [row[0] for row in conn.execute(pick)]
             if not ids:
                 return []
@@ -267,7 +270,7 @@ class NotificationsFacet(Facet):
         held = (n.lease_owner == owner, n.status == "sending")
         sent = [o.id for o in outcomes if o.sent]
         recorded = 0
-        with self._write() as conn:
+        with self._write(everywhere=DISPATCHERS) as conn:
             if sent:
                 result = conn.execute(
                     sa.update(t.notifications)
@@ -340,7 +343,7 @@ class NotificationsFacet(Facet):
     def unrouted_notification_events(self) -> int:
         """Events written but not yet routed by any dispatcher, in every project."""
         e = t.notification_events.c
-        with self._read() as conn:
+        with self._read(everywhere=DISPATCHERS) as conn:
             return int(
                 conn.execute(
                     sa.select(sa.func.count())

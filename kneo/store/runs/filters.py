@@ -142,15 +142,14 @@ def few_runs(
     return found, [], tuple(found.c[col.name] for col in columns)
 
 
-def whole_rows(conn: Connection, found: list[Any]) -> list[Any]:
-    """The runs rows of a page of keys (``run_id`` each), in the page's order."""
+def whole_rows(conn: Connection, found: list[Any], project_id: int) -> list[Any]:
+    """The project's runs rows of a page of keys (``run_id`` each), in the page's order."""
     c = t.runs.c
     ids = [row["run_id"] for row in found]
     if not ids:
         return []
-    rows = {
-        r["run_id"]: r for r in conn.execute(sa.select(t.runs).where(c.run_id.in_(ids))).mappings()
-    }
+    page = sa.select(t.runs).where(c.project_id == project_id, c.run_id.in_(ids))
+    rows = {r["run_id"]: r for r in conn.execute(page).mappings()}
     return [rows[run_id] for run_id in ids if run_id in rows]
 
 

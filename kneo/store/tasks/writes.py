@@ -227,7 +227,7 @@ class ContinuationWritesMixin(TransactionBase):
         found = cur.fetchall()
         if not found:
             select = functools.partial(
-                st.select, t.continuations, ["version"], "continuation_id", "k_id", scoped=True
+                st.select, t.continuations, ["version"], "continuation_id", "k_id"
             )
             if self._first("continuation_version", select, params) is None:
                 raise not_found_error("continuation", continuation_id)
@@ -258,9 +258,7 @@ class ContinuationWritesMixin(TransactionBase):
         """Remove the project's continuation, its request index and its search words;
         ``False`` if it did not exist (in this project)."""
         # RETURNING, not rowcount: in psycopg's pipeline a rowcount is known only once synced
-        delete = functools.partial(
-            st.delete, t.continuations, "continuation_id", returning=True, scoped=True
-        )
+        delete = functools.partial(st.delete, t.continuations, "continuation_id", returning=True)
         if self._first("delete_continuation", delete, {"k_id": continuation_id}) is None:
             return False
         self._delete_requests(continuation_id)  # (its key's cascade took them already)
@@ -310,7 +308,6 @@ class ContinuationWritesMixin(TransactionBase):
                     ["workflow_kind", "workflow_name", "environment"],
                     "run_id",
                     "run_id",
-                    scoped=True,
                 ),
                 {"run_id": run_id},
             )

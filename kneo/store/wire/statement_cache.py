@@ -24,6 +24,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
 from kneo.store import tables as t
+from kneo.store.wire import tenancy
 
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 _flatten = itertools.chain.from_iterable
@@ -128,6 +129,7 @@ class StatementCache:
         if found is None:
             stmt = build()
             sql = stmt if isinstance(stmt, str) else named_sql(stmt, self.db)
+            tenancy.check(stmt, sql)
             names: list[str] = []
 
             def mark(match: re.Match[str]) -> str:

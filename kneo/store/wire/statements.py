@@ -86,6 +86,12 @@ def mine(table: sa.Table) -> ColumnElement[bool]:
     return table.c.project_id == p(PROJECT)
 
 
+def _own(stmt: Any, table: sa.Table) -> Any:
+    """``stmt`` limited to the project's rows when ``table`` holds rows of projects
+    (:mod:`~kneo.store.wire.tenancy` refuses it otherwise)."""
+    return stmt.where(mine(table)) if "project_id" in table.c else stmt
+
+
 def select(
     table: sa.Table,
     names: Sequence[str],
@@ -93,32 +99,28 @@ def select(
     param: str,
     *,
     lock: bool = False,
-    scoped: bool = False,
 ) -> Any:
-    """``names`` of ``table``'s rows whose ``key`` is ``param`` (``scoped``: of the project
-    :data:`PROJECT`); ``lock``: row-locked where the database has row locks (SQLite's write
+    """``names`` of the project's rows of ``table`` whose ``key`` is ``param`` (see
+    :func:`_own`); ``lock``: row-locked where the database has row locks (SQLite's write
     lock does)."""
     stmt = sa.select(*(table.c[name] for name in names)).where(table.c[key] == p(param))
-    if scoped:
-        stmt = stmt.where(mine(table))
+    stmt = _own(stmt, table)
     return stmt.with_for_update() if lock else stmt
 
 
-def select_in(
-    table: sa.Table, names: Sequence[str], key: str, params: Sequence[str], *, scoped: bool = False
-) -> Any:
-    """``names`` of ``table``'s rows whose ``key`` is one of the parameters ``params``
-    (``scoped``: of the project :data:`PROJECT`)."""
+def select_in(table: sa.Table, names: Sequence[str], key: str, params: Sequence[str]) -> Any:
+    """``names`` of the project's rows of ``table`` whose ``key`` is one of the parameters
+    ``params``."""
     stmt = sa.select(*(table.c[name] for name in names)).where(
         table.c[key].in_([p(param) for param in params])
     )
-    return stmt.where(mine(table)) if scoped else stmt
+    return _own(stmt, table)
 
 
 def select_row(table: sa.Table, key: str, *, lock: bool = False) -> Any:
     """All of ``table``'s columns of the project's row whose ``key`` is ``k``, see
     :func:`select`."""
-    return select(table, [c.name for c in table.c], key, "k", lock=lock, scoped=True)
+    return select(table, [c.name for c in table.c], key, "k", lock=lock)
 
 
 def select_run_and_task() -> Any:
@@ -136,13 +138,10 @@ def delete(
     *,
     returning: bool = False,
     labels: bool = False,
-    scoped: bool = False,
 ) -> Any:
-    """Delete the rows whose ``key`` is ``k_id`` (``scoped``: of the project
-    :data:`PROJECT`; ``labels``: only the terms that start with ``k_label``)."""
-    stmt = sa.delete(table).where(table.c[key] == p("k_id"))
-    if scoped:
-        stmt = stmt.where(mine(table))
+    """Delete the project's rows whose ``key`` is ``k_id`` (``labels``: only the terms that
+    start with ``k_label``)."""
+    stmt = _own(sa.delete(table).where(table.c[key] == p("k_id")), table)
     if labels:
         term, label = table.c.term, sa.bindparam("k_label", type_=sa.String())
         stmt = stmt.where(sa.func.substr(term, n(1), sa.func.length(label)) == label)
@@ -150,8 +149,10 @@ def delete(
 
 
 def set_status(table: sa.Table, key: str) -> Any:
-    """Set ``status`` to ``v_status`` on the rows whose ``key`` is ``k_id``."""
-    return sa.update(table).where(table.c[key] == p("k_id")).values(status=p("v_status"))
+    """Set ``status`` to ``v_status`` on the project's rows whose ``key`` is ``k_id``."""
+    return _own(sa.update(table).where(table.c[key] == p("k_id")), table).values(
+        status=p("v_status")
+    )
 
 
 def run_update(
