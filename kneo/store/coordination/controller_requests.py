@@ -210,7 +210,9 @@ class ControllerFacet(Facet):
         """Every project's controllers with a queued request, as ``(project id, name)``
         (global: the ``(status, project_id, name)`` index answers it)."""
         r = t.controller_requests.c
-        with self._read(snapshot=False) as conn:
+        with self._read(
+            snapshot=False, everywhere="the elected controller serves every project's sources"
+        ) as conn:
             rows = conn.execute(
                 sa.select(r.project_id, r.name).where(r.status == "queued").distinct()
             )
