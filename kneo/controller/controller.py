@@ -30,12 +30,13 @@ from kneo.bundle.keys import Keyring
 from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
 from kneo.controller import incremental, operations, prune_gate, rollout_pass
-from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
+from kneo.controller.apply import ACTOR, Applier, Outcome
 from kneo.controller.config import ControllerConfig
 from kneo.controller.leadership import LeaderLock, Leadership
 from kneo.controller.loader import DesiredStateLoader
 from kneo.controller.loop import ControllerLoop
 from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptions
+from kneo.controller.observe import Snapshot, observe
 from kneo.controller.operations import TRUST_METADATA_KEY
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
 from kneo.controller.promotion import PromotionGate, close_task

@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.policy_approval import approval_path
-from kneo.controller.apply import observe
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -36,6 +35,7 @@ from kneo.controller.model import (
     PlanOptions,
     RevisionRef,
 )
+from kneo.controller.observe import observe
 from kneo.controller.planner import environment_order, plan, short
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
