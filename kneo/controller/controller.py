@@ -39,15 +39,9 @@ from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptio
 from kneo.controller.observe import Snapshot, observe
 from kneo.controller.operations import TRUST_METADATA_KEY
 from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
+from kneo.controller.policy_record import PolicyOutcome, PolicyRecord, record_key
 from kneo.controller.promotion import PromotionGate, close_task
-from kneo.controller.ratchet import (
-    POLICY_NAME,
-    PolicyOutcome,
-    PolicyRatchet,
-    PolicyRecord,
-    open_policy_task,
-    record_key,
-)
+from kneo.controller.ratchet import POLICY_NAME, PolicyRatchet, open_policy_task
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.controller.spec_checks import SpecChecker, default_spec_checker

@@ -37,15 +37,10 @@ from kneo.controller.model import (
 )
 from kneo.controller.observe import observe
 from kneo.controller.planner import environment_order, plan, short
+from kneo.controller.policy_record import PolicyOutcome, PolicyRecord, record_key
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
-from kneo.controller.ratchet import (
-    POLICY_NAME,
-    PolicyOutcome,
-    PolicyRatchet,
-    PolicyRecord,
-    record_key,
-)
+from kneo.controller.ratchet import POLICY_NAME, PolicyRatchet
 from kneo.controller.rollout_plan import rollout_steps
 from kneo.policy.ratchet import TIGHTENED, compare
 from kneo.projects import DEFAULT_PROJECT_ID
