@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.clock import Clock, SystemClock
 from kneo.controller import promotion, prune_gate, rollout_pass
+from kneo.controller.conditions import conditions_for
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -36,7 +37,7 @@ from kneo.controller.model import (
     ObservedEntry,
 )
 from kneo.controller.observe import Snapshot
-from kneo.controller.planner import EVALS, conditions_for
+from kneo.controller.plan_actions import EVALS
 from kneo.errors import ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.policy.evals import eval_summary

@@ -38,7 +38,8 @@ from kneo.controller.loop import ControllerLoop
 from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptions
 from kneo.controller.observe import Snapshot, observe
 from kneo.controller.operations import TRUST_METADATA_KEY
-from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
+from kneo.controller.plan_actions import EMPTY_DESIRED_STATE
+from kneo.controller.planner import plan
 from kneo.controller.policy_record import PolicyOutcome, PolicyRecord, record_key
 from kneo.controller.promotion import PromotionGate, close_task
 from kneo.controller.ratchet import POLICY_NAME, PolicyRatchet, open_policy_task

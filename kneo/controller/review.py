@@ -36,7 +36,8 @@ from kneo.controller.model import (
     RevisionRef,
 )
 from kneo.controller.observe import observe
-from kneo.controller.planner import environment_order, plan, short
+from kneo.controller.plan_actions import short
+from kneo.controller.planner import environment_order, plan
 from kneo.controller.policy_record import PolicyOutcome, PolicyRecord, record_key
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
