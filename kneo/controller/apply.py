@@ -28,6 +28,7 @@ from kneo.clock import Clock, SystemClock
 from kneo.controller import promotion, prune_gate, rollout_pass
 from kneo.controller.conditions import conditions_for
 from kneo.controller.model import (
+    ACTOR,
     Action,
     ActionKind,
     BundleKey,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 log = get_logger("kneo.controller")
 
-ACTOR = "kneo-controller"
 #: Keys written per shared transaction: enough that commits stop mattering, few enough that
 #: SQLite's write lock is held for tens of milliseconds, not seconds.
 BATCH_KEYS = 100

@@ -20,6 +20,9 @@ from kneo.policy.environment import EnvironmentPolicy, EvalRequirement, run_limi
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
 BundleKey = tuple[str, str]
 
+#: The actor of the controller's own audit events (what it applies, records, decides).
+ACTOR = "kneo-controller"
+
 
 @dataclass(frozen=True)
 class Problem:
