@@ -1,8 +1,9 @@
 """Values the reconcile core works on: desired state (Git), observed state (registry), actions.
 
-Plain frozen data, no I/O. The loader builds :class:`DesiredState` from one commit, the store
-adapter builds :class:`ObservedState` from the registry, :func:`kneo.controller.planner.plan`
-turns the pair into :class:`Action` values, and the applier writes them.
+Plain frozen data, no I/O. The loader builds :class:`DesiredState` from one commit, the
+registry is observed as :class:`ObservedState` (:mod:`kneo.controller.observe`),
+:func:`kneo.controller.planner.plan` turns the pair into :class:`Action` values, and the
+applier writes them.
 """
 
 from __future__ import annotations
