@@ -1,8 +1,8 @@
-"""Observe the registry, and apply planned actions to it, each bundle revision all or nothing.
+"""Apply planned actions to the registry, each bundle revision all or nothing.
 
-:func:`observe` reads the registry into the planner's :class:`ObservedState` (plus the stored
-conditions, so unchanged ones are not rewritten). :class:`Applier` writes each key's actions,
-its changed conditions and its audit events together: up to :data:`BATCH_KEYS` keys share a
+The plan was made from :mod:`kneo.controller.observe`'s :class:`Snapshot`, whose stored
+conditions say which ones changed. :class:`Applier` writes each key's actions, its changed
+conditions and its audit events together: up to :data:`BATCH_KEYS` keys share a
 transaction (a cold pass of 10,000 bundles would otherwise spend a third of its writing in
 commits). When a shared transaction fails, none of it lands and each of its keys is written
 again in a transaction of its own, so only the key at fault fails: nothing of it lands, the
@@ -20,27 +20,25 @@ recorded, see :mod:`kneo.controller.promotion`).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import Clock, SystemClock
 from kneo.controller import promotion, prune_gate, rollout_pass
+from kneo.controller.conditions import conditions_for
 from kneo.controller.model import (
+    ACTOR,
     Action,
     ActionKind,
-    Approvals,
     BundleKey,
     ConditionValue,
     DesiredRevision,
     DesiredState,
     ObservedEntry,
-    ObservedState,
-    PinRef,
-    RevisionRef,
 )
-from kneo.controller.planner import EVALS, conditions_for
+from kneo.controller.observe import Snapshot
+from kneo.controller.plan_actions import EVALS
 from kneo.errors import ErrorCode, KneoError
 from kneo.logs import get_logger
 from kneo.policy.evals import eval_summary
@@ -48,140 +46,13 @@ from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from kneo.store import BundleRevision, ControllerStatus
-    from kneo.store.contracts import (
-        ControllerReads,
-        ControllerStore,
-        ControllerTransaction,
-        RegistryReads,
-    )
+    from kneo.store.contracts import ControllerStore, ControllerTransaction
 
 log = get_logger("kneo.controller")
 
-ACTOR = "kneo-controller"
-_APPLIED_STATUSES = ("active", "inactive", "pruned")
 #: Keys written per shared transaction: enough that commits stop mattering, few enough that
 #: SQLite's write lock is held for tens of milliseconds, not seconds.
 BATCH_KEYS = 100
-
-
-@dataclass
-class Snapshot:
-    """The registry as read at the start of a reconcile."""
-
-    observed: ObservedState
-    conditions: dict[tuple[str, str, str], tuple[str, str, str]] = field(default_factory=dict)
-    #: Ids of every pending approval task (promotion, freeze override, rollback) when a
-    #: full pass read them all; ``None``: not read (the applier asks the store).
-    open_tasks: frozenset[str] | None = None
-
-
-def observe(
-    store: ControllerReads,
-    gate: promotion.PromotionGate,
-    names: Collection[str] | None = None,
-    desired: Collection[BundleKey] | None = None,
-) -> Snapshot:
-    """Read revisions, suspensions, approvals, open promotion tasks and conditions; of the
-    bundles ``names`` only, if given (an incremental reconcile's scope). Decisions on
-    removals are read only when an active revision has no file (``desired``: the keys Git
-    has; ``None``: read them)."""
-    registry = store.registry
-    active: dict[BundleKey, RevisionRef] = {}
-    applied: dict[BundleKey, RevisionRef] = {}
-    pending: dict[BundleKey, RevisionRef] = {}
-    rejected: dict[BundleKey, set[str]] = defaultdict(set)
-    first_in_force: dict[BundleKey, dict[str, int]] = defaultdict(dict)
-    for head in registry.list_revision_heads(names=names):
-        name, env, number, digest, status, commit, diagnostics = head
-        key = (name, env)
-        ref = RevisionRef(number, digest, status, commit)
-        if status == "active":
-            active[key] = ref
-        if status in _APPLIED_STATUSES:
-            applied[key] = ref
-            first_in_force[key].setdefault(digest, number)  # heads come in revision order
-        elif status == "pending_approval":
-            pending[key] = ref
-        elif status == "rejected":
-            for d in diagnostics or ():
-                if d.get("fingerprint"):
-                    rejected[key].add(str(d["fingerprint"]))
-    suspended = {(s.bundle_name, s.environment) for s in registry.list_suspensions(names=names)}
-    pins = {
-        (p.bundle_name, p.environment): PinRef(p.revision, p.digest, p.pinned_by, p.reason)
-        for p in registry.list_pins(names=names)
-    }
-    blocked = {
-        b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
-        for b in registry.list_blocked_digests()
-    }
-    if names is None:  # all of them (one read when none is pending): see Snapshot.open_tasks
-        open_tasks = gate.open_tasks(store)
-    else:
-        wanted = [gate.task_id(*k, p.digest) for k, p in pending.items()]
-        open_tasks = gate.open_tasks(store, wanted) if pending else set()
-    keys = set(active) | set(applied) | set(pending) | set(rejected) | suspended | set(pins)
-    entries: dict[BundleKey, ObservedEntry] = {}
-    for key in keys:
-        p = pending.get(key)
-        entries[key] = ObservedEntry(
-            active=active.get(key),
-            applied=applied.get(key),
-            pending=p,
-            rejected_fingerprints=frozenset(rejected.get(key, ())),
-            suspended=key in suspended,
-            approvals=_promotion_approvals(registry, key, p),
-            task_open=p is not None and gate.task_id(key[0], key[1], p.digest) in open_tasks,
-            pin=pins.get(key),
-            first_in_force=first_in_force.get(key, {}),
-        )
-    overrides = {
-        (n, e, subject.removeprefix(promotion.OVERRIDE_PREFIX)): decided
-        for (n, e, subject), decided in _decisions(
-            registry, promotion.OVERRIDE_PREFIX, names
-        ).items()
-    }
-    conditions = {
-        (n, e, ty): (st, re, msg)
-        for n, e, ty, st, re, msg in registry.list_condition_heads(names=names)
-    }
-    removed = desired is None or any(key not in desired for key in active)
-    prunes = _decisions(registry, prune_gate.PRUNE_PREFIX, names) if removed else {}
-    return Snapshot(
-        ObservedState(entries, blocked, overrides, prunes),
-        conditions,
-        frozenset(open_tasks) if names is None else None,
-    )
-
-
-def _promotion_approvals(
-    registry: RegistryReads, key: BundleKey, pending: RevisionRef | None
-) -> Approvals:
-    """Decisions on promoting the pending revision of ``key`` (none without one)."""
-    if pending is None:
-        return Approvals()
-    decisions = registry.list_promotion_approvals(key[0], key[1], pending.digest)
-    return Approvals(
-        frozenset(a.approver for a in decisions if a.decision == "approved"),
-        frozenset(a.approver for a in decisions if a.decision == "rejected"),
-    )
-
-
-def _decisions(
-    registry: RegistryReads, prefix: str, names: Collection[str] | None
-) -> dict[tuple[str, str, str], Approvals]:
-    """Decisions recorded under subjects starting with ``prefix`` (freeze overrides,
-    removals), by ``(bundle, environment, subject)``."""
-    out: dict[tuple[str, str, str], Approvals] = {}
-    for a in registry.list_subject_approvals(prefix, names):
-        key = (a.bundle_name, a.environment, a.digest)
-        had = out.get(key, Approvals())
-        out[key] = (
-            Approvals(had.approved_by | {a.approver}, had.rejected_by)
-            if a.decision == "approved"
-            else Approvals(had.approved_by, had.rejected_by | {a.approver})
-        )
-    return out
 
 
 @dataclass

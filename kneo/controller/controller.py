@@ -7,6 +7,13 @@ are values, not exceptions: :meth:`Controller.reconcile_once` always returns a
 is new, as a ``controller.reconcile_failed`` audit event. Previously active revisions keep
 serving whatever happens here.
 
+The sub-steps live where they are named: the scope of an incremental pass
+(:mod:`kneo.controller.pass_scope`), loading (:mod:`kneo.controller.loader`) through the
+policy in force (:mod:`kneo.controller.policy_pass`), observing
+(:mod:`kneo.controller.observe`), planning (:mod:`kneo.controller.planner`), applying
+(:mod:`kneo.controller.apply`) and recording the status (:mod:`kneo.controller.status`);
+this module runs them in order, as the leader.
+
 Leader election: a reconcile that writes first takes (or renews) the store lock
 ``controller:<name>``; a process that cannot get it stands by and reports so. A leader
 that dies stops renewing, its lock lapses after ``lease_seconds``, and a standby takes over.
@@ -27,45 +34,38 @@ from typing import TYPE_CHECKING, Any
 
 from kneo import __version__, metrics, tracing
 from kneo.bundle.keys import Keyring
-from kneo.bundle.policy_approval import approval_path
 from kneo.clock import Clock, SystemClock, utc_iso
-from kneo.controller import incremental, operations, prune_gate, rollout_pass
-from kneo.controller.apply import ACTOR, Applier, Outcome, Snapshot, observe
+from kneo.controller import incremental, prune_gate, rollout_pass
+from kneo.controller.apply import Applier, Outcome
 from kneo.controller.config import ControllerConfig
 from kneo.controller.leadership import LeaderLock, Leadership
 from kneo.controller.loader import DesiredStateLoader
 from kneo.controller.loop import ControllerLoop
-from kneo.controller.model import ActionKind, Approvals, DesiredState, PlanOptions
+from kneo.controller.model import ActionKind, DesiredState, PlanOptions
+from kneo.controller.observe import Snapshot, observe
 from kneo.controller.operations import TRUST_METADATA_KEY
-from kneo.controller.planner import EMPTY_DESIRED_STATE, plan
-from kneo.controller.promotion import PromotionGate, close_task
-from kneo.controller.ratchet import (
-    POLICY_NAME,
-    PolicyOutcome,
-    PolicyRatchet,
-    PolicyRecord,
-    open_policy_task,
-    record_key,
-)
+from kneo.controller.pass_scope import pass_scope, saved_state
+from kneo.controller.plan_actions import EMPTY_DESIRED_STATE
+from kneo.controller.planner import plan
+from kneo.controller.policy_pass import PolicyStep, publish_run_policies
+from kneo.controller.policy_record import record_key
+from kneo.controller.promotion import PromotionGate
+from kneo.controller.ratchet import PolicyRatchet
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.controller.source import Source
 from kneo.controller.spec_checks import SpecChecker, default_spec_checker
+from kneo.controller.status import record_status, status_dict
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.logs import get_logger
 from kneo.policy.floors import NO_FLOORS, Floors
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.redaction import redact_text, reduce_url
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from pathlib import Path
 
-    from kneo.controller.loader import PolicyHook
-    from kneo.controller.model import Action, DesiredEnvironment
-    from kneo.controller.source import TreeFile
+    from kneo.controller.model import Action
     from kneo.controller.watch import Triggerable
-    from kneo.store import ControllerStatus, LockRecord
     from kneo.store.contracts import ControllerStore
     from kneo.store.coordination.controller_requests import ControllerWakeups
     from kneo.tools import ToolRegistry
@@ -148,8 +148,7 @@ class _Pass:
     previous: Any = None
     state: incremental.ReconcileState | None = None
     #: The policy in force as stored, and this pass's decision about it.
-    record: PolicyRecord | None = None
-    policy: PolicyOutcome | None = None
+    policy: PolicyStep | None = None
 
     def lap(self, name: str) -> None:
         """Seconds since the last lap, recorded under ``name``."""
@@ -344,11 +343,15 @@ class Controller:
                 metrics.record_reconcile(
                     "ok" if result.ok else "error", result.duration_seconds, project=self.project
                 )
-                self._record(
-                    result,
-                    run.previous,
-                    run.state if result.ok else None,
-                    run.policy if result.ok else None,
+                record_status(
+                    self.store,
+                    self.config,
+                    source=self.source.describe(),
+                    leader=self.owner,
+                    result=result,
+                    previous=run.previous,
+                    state=run.state if result.ok else None,
+                    run_policy=run.policy.outcome if result.ok and run.policy else None,
                 )
             self._last = result
             return result
@@ -370,7 +373,16 @@ class Controller:
         if not dry_run:
             run.previous = self.store.registry.get_controller_status(self.config.name)
         previous = run.previous
-        scope, change_seq = self._scope(previous, result.commit, result.stats, full)
+        scope, change_seq = pass_scope(
+            self.store,
+            self.source,
+            previous,
+            result.commit,
+            result.stats,
+            full=full,
+            fingerprint=self._fingerprint(),
+            now=self.clock.now(),
+        )
         with self.store.metadata.metadata_snapshot(self._metadata_keys):
             self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
         if not dry_run:
@@ -392,30 +404,59 @@ class Controller:
         change_seq: int,
     ) -> None:
         """Load (through the policy in force), observe, plan and apply (unless ``dry_run``)."""
-        assert result.commit is not None
-        previous = run.previous
-        run.record = PolicyRecord.from_dict(
-            self.store.metadata.get_metadata(record_key(self.config.name))
-        )
-        run.stage = "load"
-        desired = self.loader.load(
-            self.source,
-            result.commit,
-            progress=self._loading(progress, renew=not dry_run),
-            scope=None if scope is None else scope.names,
-            bundle_count=None if scope is None else scope.bundle_count,
-            policy=self._policy_hook(run, result.commit),
-        )
-        if scope is not None and desired.scope is None:
-            result.stats.update(mode="full", full_reason=incremental.POLICY_CHANGED)
-        result.problems = [
-            p.to_dict() for p in (run.policy.problems if run.policy else ())
-        ] + desired.findings(previous.details.get("problems") or () if previous else ())
-        run.lap("load")
+        desired = self._load(run, result, progress, scope, renew=not dry_run)
         run.stage = "observe"
         snapshot = observe(self.store, self.gate, desired.scope, desired.revisions.keys())
         run.lap("observe")
         run.stage = "plan"
+        actions = self._plan(run, result, desired, snapshot)
+        run.lap("plan")
+        if dry_run:
+            result.outcomes = [Outcome(a, False) for a in actions]
+        else:
+            run.stage = "apply"
+            self._apply_plan(run, result, desired, snapshot, actions, progress, change_seq)
+        stats = self.loader.last_stats
+        result.stats.update(files=stats.files, verified=stats.judged, cached=stats.cached)
+        result.stats["seconds"] = run.timings
+
+    def _load(
+        self,
+        run: _Pass,
+        result: ReconcileResult,
+        progress: ProgressCallback | None,
+        scope: incremental.Scope | None,
+        *,
+        renew: bool,
+    ) -> DesiredState:
+        """Desired state at the fetched commit, judged by the policy in force; the
+        problems people read (the policy's, then the commit's)."""
+        assert result.commit is not None
+        previous = run.previous
+        run.policy = PolicyStep(self.store, self.ratchet, self.source, self.clock, self.config.name)
+        run.stage = "load"
+        desired = self.loader.load(
+            self.source,
+            result.commit,
+            progress=self._loading(progress, renew=renew),
+            scope=None if scope is None else scope.names,
+            bundle_count=None if scope is None else scope.bundle_count,
+            policy=run.policy.hook(result.commit),
+        )
+        if scope is not None and desired.scope is None:
+            result.stats.update(mode="full", full_reason=incremental.POLICY_CHANGED)
+        outcome = run.policy.outcome
+        result.problems = [
+            p.to_dict() for p in (outcome.problems if outcome else ())
+        ] + desired.findings(previous.details.get("problems") or () if previous else ())
+        run.lap("load")
+        return desired
+
+    def _plan(
+        self, run: _Pass, result: ReconcileResult, desired: DesiredState, snapshot: Snapshot
+    ) -> list[Action]:
+        """The actions that make the registry match; an empty commit and the removals the
+        policy in force holds back are problems too."""
         actions = plan(
             desired,
             snapshot.observed,
@@ -431,84 +472,45 @@ class Controller:
             )
         result.prunes = prune_gate.held(actions, desired.environments, self.project)
         result.problems += prune_gate.problems(result.prunes)
-        run.lap("plan")
-        if dry_run:
-            result.outcomes = [Outcome(a, False) for a in actions]
-        else:
-            run.stage = "apply"
-            if not self.still_leader():
-                raise KneoError("lost the leader lock before applying", code=ErrorCode.not_leader)
-            result.outcomes = self._apply(desired, snapshot, actions, progress)
-            self.applier.withdraw_prunes(previous, result.prunes, desired.scope)
-            self._publish_run_policies(desired)
-            if run.policy is not None:
-                self._record_policy(run.record, run.policy)
-            run.lap("apply")
-            run.state = incremental.next_state(
-                self._saved_state(previous),
-                desired,
-                {  # not settled: planned again next pass
-                    o.action.name
-                    for o in result.outcomes
-                    if o.error
-                    or o.action.reason == EMPTY_DESIRED_STATE
-                    # a refusal lifts without a registry change (unblock, a window ending)
-                    or o.action.kind is ActionKind.REFUSE
-                },
-                fingerprint=self._fingerprint(),
-                change_seq=change_seq,
-                now=run.started,
-            )
-        stats = self.loader.last_stats
-        result.stats.update(files=stats.files, verified=stats.judged, cached=stats.cached)
-        result.stats["seconds"] = run.timings
+        return actions
 
-    def _policy_hook(self, run: _Pass, commit: str) -> PolicyHook:
-        """The loader's step from the commit's environments to those in force."""
-
-        def in_force(
-            candidates: dict[str, DesiredEnvironment], files: Mapping[str, TreeFile]
-        ) -> tuple[dict[str, DesiredEnvironment], bool]:
-            def read_approval(environment: str) -> bytes | None:
-                found = files.get(approval_path(environment))
-                return None if found is None else self.source.read_blob(found.blob_sha)
-
-            run.policy = self.ratchet.decide(
-                run.record,
-                candidates,
-                commit=commit,
-                now=self.clock.now(),
-                read_approval=read_approval,
-                decisions=self._policy_decisions,
-            )
-            return run.policy.environments, run.policy.changed
-
-        return in_force
-
-    def _policy_decisions(self, environment: str, subject: str) -> Approvals:
-        decided = self.store.registry.list_promotion_approvals(POLICY_NAME, environment, subject)
-        return Approvals(
-            frozenset(a.approver for a in decided if a.decision == "approved"),
-            frozenset(a.approver for a in decided if a.decision == "rejected"),
+    def _apply_plan(
+        self,
+        run: _Pass,
+        result: ReconcileResult,
+        desired: DesiredState,
+        snapshot: Snapshot,
+        actions: list[Action],
+        progress: ProgressCallback | None,
+        change_seq: int,
+    ) -> None:
+        """Apply as the leader, then what follows from it: removals no longer held, the
+        environments' run rules, the policy decision, and the state the next pass
+        continues from."""
+        previous = run.previous
+        if not self.still_leader():
+            raise KneoError("lost the leader lock before applying", code=ErrorCode.not_leader)
+        result.outcomes = self._apply(desired, snapshot, actions, progress)
+        self.applier.withdraw_prunes(previous, result.prunes, desired.scope)
+        publish_run_policies(self.store, self.loader.keyring, desired)
+        if run.policy is not None:
+            run.policy.store_decision(self.clock.now())
+        run.lap("apply")
+        run.state = incremental.next_state(
+            saved_state(previous),
+            desired,
+            {  # not settled: planned again next pass
+                o.action.name
+                for o in result.outcomes
+                if o.error
+                or o.action.reason == EMPTY_DESIRED_STATE
+                # a refusal lifts without a registry change (unblock, a window ending)
+                or o.action.kind is ActionKind.REFUSE
+            },
+            fingerprint=self._fingerprint(),
+            change_seq=change_seq,
+            now=run.started,
         )
-
-    def _record_policy(self, stored: PolicyRecord | None, outcome: PolicyOutcome) -> None:
-        """Store the policy in force when it changed, with its audit events, and open (or
-        close) the approval tasks of changes waiting for people, in one transaction."""
-        record = outcome.record.to_dict()
-        changed = stored is None or stored.to_dict() != record
-        tasks = [p for p in outcome.record.pending.values() if p.task]
-        if not (changed or outcome.events or tasks or outcome.closed_tasks):
-            return
-        with self.store.transaction() as tx:
-            if changed:
-                tx.set_metadata(record_key(self.config.name), record)
-            for event, payload in outcome.events:
-                tx.add_audit(event, actor=ACTOR, payload=payload)
-            for pending in tasks:
-                open_policy_task(tx, pending, now=self.clock.now())
-            for cid in outcome.closed_tasks:
-                close_task(tx, cid, "superseded")
 
     def _fingerprint(self) -> str:
         """What verdicts depend on besides the files: a change forces a full pass."""
@@ -521,42 +523,6 @@ class Controller:
             allow_empty=self.config.allow_empty,
             tools=self._tool_names,
         )
-
-    @staticmethod
-    def _saved_state(previous: ControllerStatus | None) -> incremental.ReconcileState | None:
-        details = previous.details if previous is not None else {}
-        return incremental.ReconcileState.from_dict(details.get("reconciled"))
-
-    def _scope(
-        self, previous: ControllerStatus | None, commit: str, stats: dict[str, Any], full: bool
-    ) -> tuple[incremental.Scope | None, int]:
-        """The bundles this pass must plan (``None``: all of them), and the registry change
-        number to save; ``stats`` learns which and why (see :mod:`kneo.controller.incremental`).
-        A dry run (``previous`` None) is always a full pass."""
-        if previous is None:
-            stats.update(mode="full", full_reason="dry_run")
-            return None, 0
-        saved = self._saved_state(previous)
-        reason = (
-            incremental.REQUESTED
-            if full
-            else incremental.full_reason(saved, self._fingerprint(), self.clock.now())
-        )
-        change_seq, changed = self.store.registry.registry_changes_since(
-            saved.change_seq if saved is not None and reason is None else None
-        )
-        scope = None
-        if saved is not None and reason is None:
-            files = (
-                [] if saved.commit == commit else self.source.changed_paths(saved.commit, commit)
-            )
-            also = changed | self.store.registry.pending_promotion_names()
-            scope, reason = incremental.scope_of(saved, files, also)
-        if scope is None:
-            stats.update(mode="full", full_reason=reason)
-        else:
-            stats.update(mode="incremental", scope=len(scope.names))
-        return scope, change_seq
 
     def _apply(
         self,
@@ -580,24 +546,6 @@ class Controller:
                 progress("apply", done, total)
 
         return self.applier.apply(desired, snapshot, actions, progress=on_progress)
-
-    def _publish_run_policies(self, desired: DesiredState) -> None:
-        """Record each environment's ``runs.require_approved_bundle``, ``resources:`` and
-        ``budgets:`` (:func:`kneo.policy.environment.run_limits`) for the runtime, and
-        today's trust for rollbacks (:func:`kneo.controller.operations.publish_trust`).
-
-        Written only when it changes (a repeated commit writes nothing). An environment whose
-        file is now missing or invalid keeps its last known rule, so breaking or deleting a
-        file never opens an environment to ad-hoc specs.
-        """
-        usable = {name: env for name, env in desired.environments.items() if not env.problems}
-        stored = self.store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
-        current = {**stored, **{name: env.run_rules() for name, env in usable.items()}}
-        if current != stored:
-            with self.store.transaction() as tx:
-                tx.set_metadata(POLICY_METADATA_KEY, current)
-        trust = {name: env.trust() for name, env in usable.items()}
-        operations.publish_trust(self.store, self.loader.keyring, trust)
 
     def _loading(
         self, progress: ProgressCallback | None, *, renew: bool
@@ -623,71 +571,6 @@ class Controller:
 
     def still_leader(self) -> bool:
         return self.leadership.still_leader()
-
-    def _record(
-        self,
-        result: ReconcileResult,
-        previous: ControllerStatus | None,
-        state: incremental.ReconcileState | None,
-        run_policy: PolicyOutcome | None = None,
-    ) -> None:
-        """Controller status every time, with the reconcile ``state`` to continue from (the
-        last one kept when this pass failed); an audit event when the error or problems
-        change."""
-        error_text = f"{result.error['code']}: {result.error['message']}" if result.error else None
-        try:
-            previous = previous or self.store.registry.get_controller_status(self.config.name)
-            saved = previous.details.get("reconciled")
-            details = {
-                "source": self.source.describe(),
-                "leader": self.owner,
-                # what any API replica needs to take webhooks for this controller, and its
-                # timing (a variable's name, never a secret)
-                "webhook_secret_env": self.config.webhook_secret_env,
-                "interval": self.config.interval,
-                "lease_seconds": self.config.lease_seconds,
-                "poll_seconds": self.config.poll_seconds,
-                "counts": result.counts(),
-                "problems": result.problems if result.ok else previous.details.get("problems"),
-                "stats": result.stats,
-                "last_error_stage": result.error["stage"] if result.error else None,
-                "last_success_at": utc_iso(result.started_at)
-                if result.ok
-                else previous.details.get("last_success_at"),
-                "reconciled": state.to_dict() if state is not None else saved,
-                "policy": run_policy.status()
-                if run_policy is not None
-                else previous.details.get("policy"),
-                "prunes": result.prunes if result.ok else previous.details.get("prunes"),
-            }
-            with self.store.transaction() as tx:
-                fields: dict[str, Any] = {
-                    "last_reconcile_started_at": result.started_at,
-                    "last_reconcile_duration_seconds": result.duration_seconds,
-                    "last_error": error_text,
-                    "details": details,
-                }
-                if result.commit:
-                    fields["last_fetched_commit"] = result.commit
-                tx.set_controller_status(name=self.config.name, **fields)
-                if error_text and error_text != previous.last_error:
-                    tx.add_audit(
-                        "controller.reconcile_failed",
-                        actor=ACTOR,
-                        payload={"commit": result.commit, **(result.error or {})},
-                    )
-                if (
-                    result.ok
-                    and result.problems
-                    and result.problems != previous.details.get("problems")
-                ):
-                    tx.add_audit(
-                        "controller.problems",
-                        actor=ACTOR,
-                        payload={"commit": result.commit, "problems": result.problems},
-                    )
-        except Exception as exc:  # e.g. the database is down; the next pass retries
-            log.warning("recording controller status failed: %s", exc)
 
     # ---------------------------------------------------------------- status and loop
 
@@ -745,35 +628,3 @@ class Controller:
     @property
     def last_result(self) -> ReconcileResult | None:
         return self._last
-
-
-def status_dict(
-    stored: ControllerStatus,
-    lock: LockRecord | None,
-    source: str | None,
-    *,
-    self_owner: str | None = None,
-) -> dict[str, Any]:
-    """The controller status document shared by the CLI and the service."""
-    shown = source or stored.details.get("source")
-    return {
-        # reduced again: a row written before sources were (a URL with its token)
-        "source": reduce_url(shown) if isinstance(shown, str) else None,
-        "last_fetched_commit": stored.last_fetched_commit,
-        "last_reconcile_started_at": utc_iso(stored.last_reconcile_started_at),
-        "last_reconcile_duration_seconds": stored.last_reconcile_duration_seconds,
-        "last_error": redact_text(stored.last_error) if stored.last_error else None,
-        "last_success_at": stored.details.get("last_success_at"),
-        "counts": stored.details.get("counts", {}),
-        "problems": stored.details.get("problems", []),
-        "stats": stored.details.get("stats", {}),
-        # each environment's policy in force and the change waiting, if any (issue 53)
-        "policy": stored.details.get("policy") or {},
-        "prunes": stored.details.get("prunes") or [],  # removals held (prune_gate)
-        "timing": {
-            key: stored.details.get(key) for key in ("interval", "lease_seconds", "poll_seconds")
-        },
-        "leader": lock.owner if lock is not None else None,
-        "leader_expires_at": utc_iso(lock.expires_at) if lock is not None else None,
-        "is_leader": bool(lock is not None and self_owner and lock.owner == self_owner),
-    }

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kneo.clock import utc_iso
-from kneo.controller.loader import identity_from_path, results_identity
+from kneo.controller.bundle_paths import identity_from_path, results_identity
 from kneo.controller.model import DesiredState
 
 #: Bumped when what a saved state vouches for changes: old states then force a full pass.

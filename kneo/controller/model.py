@@ -1,8 +1,9 @@
 """Values the reconcile core works on: desired state (Git), observed state (registry), actions.
 
-Plain frozen data, no I/O. The loader builds :class:`DesiredState` from one commit, the store
-adapter builds :class:`ObservedState` from the registry, :func:`kneo.controller.planner.plan`
-turns the pair into :class:`Action` values, and the applier writes them.
+Plain frozen data, no I/O. The loader builds :class:`DesiredState` from one commit, the
+registry is observed as :class:`ObservedState` (:mod:`kneo.controller.observe`),
+:func:`kneo.controller.planner.plan` turns the pair into :class:`Action` values, and the
+applier writes them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from kneo.policy.environment import EnvironmentPolicy, EvalRequirement, run_limi
 
 #: ``(bundle name, environment)``: the unit the registry keeps one active revision for.
 BundleKey = tuple[str, str]
+
+#: The actor of the controller's own audit events (what it applies, records, decides).
+ACTOR = "kneo-controller"
 
 
 @dataclass(frozen=True)

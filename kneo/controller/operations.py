@@ -24,10 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.digest import spec_digest
 from kneo.clock import utc_iso
-from kneo.controller.promotion import open_approval_task, scoped_id
-from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, InvalidRequest, NotFound
+from kneo.controller.promotion import (
+    check_decision,
+    open_approval_task,
+    outcome_of,
+    resolve_task,
+    scoped_id,
+    take_task,
+)
+from kneo.errors import Conflict, ErrorCode, InvalidRequest, NotFound
 from kneo.names import check_name
-from kneo.people import caller_entry, counted
+from kneo.people import counted
 from kneo.projects import DEFAULT_PROJECT_ID
 
 if TYPE_CHECKING:
@@ -47,10 +54,6 @@ if TYPE_CHECKING:
 #: environment's signature and approval rules, published by every pass that changes them,
 #: so a rollback on any replica is judged against today's trust.
 TRUST_METADATA_KEY = "registry.trust"
-
-#: A rollback task is a promotion task (``workflow_kind``) whose context ``type`` is
-#: ``rollback``: it shows in the same inbox and is decided through the same resume.
-ROLLBACK_KIND = "promotion"
 
 _IN_FORCE = ("active", "inactive", "pruned")
 
@@ -493,28 +496,16 @@ def decide_rollback(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """One approver's decision on a rollback task; the approval reaching ``min_approvals``
-    performs the rollback in the same transaction (if the bundle has not moved since)."""
-    if decision not in ("approved", "rejected"):
-        raise InvalidDecision(
-            f"a rollback accepts 'approved' or 'rejected', got {decision!r}", decision=decision
-        )
+    performs the rollback in the same transaction (if the bundle has not moved since).
+
+    A rollback task is a promotion task (``workflow_kind``) whose context ``type`` is
+    ``rollback``: it shows in the same inbox and is decided through the same resume."""
+    check_decision(decision, "rollback")
     with store.transaction() as tx:
-        task = tx.get_continuation(continuation_id, for_update=True)
+        task, _ = take_task(tx, continuation_id, kind="rollback", approver=approver)
         context = task.context
-        if task.workflow_kind != ROLLBACK_KIND or context.get("type") != "rollback":
-            raise InvalidDecision(f"{continuation_id} is not a rollback task")
-        if task.status != "pending":
-            raise Conflict(
-                f"rollback task {continuation_id} is already {task.status}",
-                code=ErrorCode.request_already_resolved,
-            )
         name, env, subject = context["bundle"], context["environment"], context["subject"]
         approvers = list(context.get("approvers") or [])
-        if approvers and caller_entry(approver, approvers) is None:  # names or groups
-            raise Forbidden(
-                f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
-                code=ErrorCode.not_an_approver,
-            )
         tx.add_promotion_approval(
             name, env, subject, approver=approver, decision=decision, comment=comment
         )
@@ -523,13 +514,7 @@ def decide_rollback(
             counted([a.approver for a in decisions if a.decision == "approved"], approvers)
         )
         required = int(context.get("min_approvals") or 1)
-        outcome = (
-            "rejected"
-            if decision == "rejected"
-            else "approved"
-            if len(approved) >= required
-            else None
-        )
+        outcome = outcome_of(decision, len(approved), required)
         result: dict[str, Any] = {
             "continuation_id": continuation_id,
             "bundle": name,
@@ -547,15 +532,7 @@ def decide_rollback(
             payload={k: v for k, v in result.items() if k != "continuation_id"},
         )
         if outcome is not None:
-            tx.put_continuation(
-                continuation_id,
-                run_id=None,
-                requests=[{**r, "status": "resolved"} for r in task.requests],
-                context={**context, "outcome": outcome},
-                status="resolved",
-                workflow_kind=ROLLBACK_KIND,
-                expected_version=task.version,
-            )
+            resolve_task(tx, continuation_id, task, outcome)
         if outcome == "approved":
             result["rollback"] = _approved_rollback(tx, context, approved, approver)
     return result

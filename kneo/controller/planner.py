@@ -1,4 +1,4 @@
-"""``plan(desired, observed) -> actions`` and the status conditions that follow. Pure.
+"""``plan(desired, observed) -> actions``: what makes the registry match Git. Pure.
 
 Rules, in the order they are applied to each (bundle, environment):
 
@@ -11,11 +11,12 @@ Rules, in the order they are applied to each (bundle, environment):
    (:mod:`kneo.controller.prune_gate`: held for its approvers, or refused).
 3. A bundle that failed verification, or a digest a person rejected: reject it once (per
    fingerprint); the active revision keeps serving.
-4. The :data:`PROMOTION_GATES`, in order: a blocked digest, with ``refuse_downgrade`` a
-   digest first in force before the active one, with ``require_evals`` a bundle without a
-   signed, passing result of each required suite, and inside a freeze window a promotion
-   without an approved override are refused (not rejected: lifting the block or fixing the
-   spec lets it through); then the upstream and approval gates below.
+4. The promotion gates (:data:`~kneo.controller.promotion_gates.PROMOTION_GATES`), in
+   order: a blocked digest, with ``refuse_downgrade`` a digest first in force before the
+   active one, with ``require_evals`` a bundle without a signed, passing result of each
+   required suite, and inside a freeze window a promotion without an approved override are
+   refused (not rejected: lifting the block or fixing the spec lets it through); then the
+   upstream and approval gates below.
    ``require_approved_in``: the same digest must be active upstream, judged on the state
    *after* this plan's upstream actions (environments are planned upstream first), and the
    applier re-checks it inside the activating transaction.
@@ -26,14 +27,14 @@ Rules, in the order they are applied to each (bundle, environment):
    is put back to what the controller applied, or to what Git now asks for.
 
 No I/O, no clock (``PlanOptions.now`` is the moment freezes are judged at): the same inputs
-always give the same actions.
+always give the same actions. The status conditions that follow from them are
+:mod:`kneo.controller.conditions`'s; the reasons actions state,
+:mod:`kneo.controller.plan_actions`'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
 
 from kneo.controller import prune_gate
 from kneo.controller.model import (
@@ -41,8 +42,6 @@ from kneo.controller.model import (
     ActionKind,
     Approvals,
     BundleKey,
-    ConditionType,
-    ConditionValue,
     DesiredEnvironment,
     DesiredRevision,
     DesiredState,
@@ -54,59 +53,17 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
+from kneo.controller.plan_actions import (
+    EMPTY_DESIRED_STATE,
+    PINNED,
+    PRUNE_DISABLED,
+    SUSPENDED,
+    UP_TO_DATE,
+    reject,
+    short,
+)
+from kneo.controller.promotion_gates import PROMOTION_GATES, GateInput, approved_by
 from kneo.controller.rollout_plan import with_rollout
-from kneo.errors import ErrorCode
-from kneo.people import counted
-from kneo.policy.evals import judge_evals
-
-# Action reasons (stable strings; the CLI and audit events carry them).
-UP_TO_DATE = "up_to_date"
-SUSPENDED = "suspended"
-PRUNE_DISABLED = "prune_disabled"
-EMPTY_DESIRED_STATE = ErrorCode.empty_desired_state
-ALREADY_REJECTED = "already_rejected"
-PROMOTION_REJECTED = ErrorCode.promotion_rejected
-PINNED = ErrorCode.pinned
-BLOCKED = "blocked"
-DOWNGRADE = "downgrade"
-FROZEN = "frozen"
-EVALS = "evals_failed"
-
-# Problem codes of refusals.
-DIGEST_BLOCKED = "digest_blocked"
-DOWNGRADE_REFUSED = "downgrade_refused"
-PROMOTION_FROZEN = "promotion_frozen"
-EVALS_FAILED = "evals_failed"
-
-# Condition reasons.
-R_VERIFIED = "Verified"
-R_NOT_IN_GIT = "NotInGit"
-R_PROMOTED = "Promoted"
-R_AWAITING_APPROVAL = "AwaitingApproval"
-R_AWAITING_UPSTREAM = "AwaitingUpstream"
-R_REJECTED = "Rejected"
-R_PRUNED = "Pruned"
-R_PRUNE_SKIPPED = "PruneSkipped"
-R_SUSPENDED = "Suspended"
-R_READY = "Ready"
-R_SERVING_PREVIOUS = "ServingPrevious"
-R_NO_ACTIVE = "NoActiveRevision"
-R_DRIFT = "DriftDetected"
-
-#: Condition reason (``Promoted=False``) of each refusal, by action reason.
-REFUSAL_REASONS = {
-    PINNED: "Pinned",
-    BLOCKED: "Blocked",
-    DOWNGRADE: "DowngradeRefused",
-    FROZEN: "Frozen",
-    EVALS: "EvalsFailed",
-    **prune_gate.CONDITION_REASONS,
-}
-
-
-def short(digest: str | None) -> str:
-    """``sha256:0123456789ab`` for messages; full digests live in the data."""
-    return "none" if digest is None else digest[:19]
 
 
 def environment_order(environments: Mapping[str, DesiredEnvironment]) -> dict[str, int]:
@@ -204,7 +161,7 @@ def _plan_key(
     if revision is None:
         return _plan_removed(key, entry, options, empty_guard, env, observed.prunes)
     if not revision.ok:
-        return _with_drift_fix(key, entry, _reject(revision, entry, revision.problems))
+        return _with_drift_fix(key, entry, reject(revision, entry, revision.problems))
     if entry.active is not None and entry.active.digest == revision.digest:
         name, environment = key
         return [
@@ -219,7 +176,7 @@ def _plan_key(
             )
         ]
     if revision.fingerprint in entry.rejected_fingerprints:
-        return _with_drift_fix(key, entry, _reject(revision, entry, ()))
+        return _with_drift_fix(key, entry, reject(revision, entry, ()))
     check = GateInput(
         key,
         revision,
@@ -235,158 +192,8 @@ def _plan_key(
         stopped = gate(check)
         if stopped is not None:
             return _with_drift_fix(key, entry, stopped)
-    activate = _activate(key, revision, entry, check.pending, _approved_by(check))
+    activate = _activate(key, revision, entry, check.pending, approved_by(check))
     return [with_rollout(activate, env, entry)]  # the steps, when it rolls out
-
-
-# --------------------------------------------------------------------------- gates
-
-
-@dataclass(frozen=True)
-class GateInput:
-    """What a promotion gate judges: a valid revision that is not yet active."""
-
-    key: BundleKey
-    revision: DesiredRevision
-    entry: ObservedEntry
-    rules: PromotionRules
-    #: What will be active per key once this plan's earlier (upstream) actions apply.
-    projected: Mapping[BundleKey, str | None]
-    #: Blocked digests -> why.
-    blocked: Mapping[str, str]
-    #: The pending (approval) revision of this very digest, if any.
-    pending: RevisionRef | None
-    #: When freeze windows are judged (``None``: none applies).
-    now: datetime | None = None
-    #: Decisions on overriding a freeze for this digest.
-    override: Approvals = field(default_factory=Approvals)
-
-
-#: A gate returns the action that stops the promotion (refuse, reject, wait), or ``None``.
-Gate = Callable[[GateInput], "Action | None"]
-
-
-def _refuse(
-    check: GateInput, reason: str, code: str, message: str, *, request_task: bool = False
-) -> Action:
-    name, environment = check.key
-    entry = check.entry
-    serving = (
-        f"; revision {entry.active.number} ({short(entry.active.digest)}) keeps serving"
-        if entry.active
-        else ""
-    )
-    return Action(
-        ActionKind.REFUSE,
-        name,
-        environment,
-        reason,
-        f"{message}{serving}",
-        revision=check.revision,
-        reasons=(Problem(code, message),),
-        request_task=request_task,
-    )
-
-
-def _block_gate(check: GateInput) -> Action | None:
-    """A blocked digest is never promoted, in any environment."""
-    why = check.blocked.get(check.revision.digest or "")
-    if why is None:
-        return None
-    return _refuse(check, BLOCKED, DIGEST_BLOCKED, f"{short(check.revision.digest)} is {why}")
-
-
-def _downgrade_gate(check: GateInput) -> Action | None:
-    """``refuse_downgrade``: a digest first in force before the active one stays out (a
-    force-push to an older commit); a rollback is the way back."""
-    entry, digest = check.entry, check.revision.digest or ""
-    if not check.rules.refuse_downgrade or entry.active is None:
-        return None
-    was = entry.first_in_force.get(digest)
-    now = entry.first_in_force.get(entry.active.digest, entry.active.number)
-    if was is None or was >= now:
-        return None
-    return _refuse(
-        check,
-        DOWNGRADE,
-        DOWNGRADE_REFUSED,
-        f"{short(digest)} (first active as revision {was}) is older than the active "
-        f"{short(entry.active.digest)} (revision {now}); {check.key[1]} refuses downgrades "
-        "(use kneo registry rollback)",
-    )
-
-
-def _evals_gate(check: GateInput) -> Action | None:
-    """``require_evals``: the bundle carries a signed result of every required suite, for this
-    digest, at or above its minimum pass rate (docs/evals.md). A fixed spec is a new digest
-    with a new result, so nothing is recorded as rejected."""
-    if not check.rules.require_evals:
-        return None
-    verdicts = judge_evals(
-        check.rules.require_evals, check.revision.evals, check.revision.digest or ""
-    )
-    failed = [v for v in verdicts if not v.passed]
-    if not failed:
-        return None
-    return _refuse(check, EVALS, EVALS_FAILED, "; ".join(v.message() for v in failed))
-
-
-def _freeze_gate(check: GateInput) -> Action | None:
-    """Inside a freeze window, only an override the environment's approvers approved
-    (``min_approvals`` of them, one rejection ends it) lets the promotion through; the
-    refusal asks the applier to open the override task."""
-    if check.now is None or not check.rules.freeze:
-        return None
-    windows = [w for w in check.rules.freeze if w.active_at(check.now)]
-    if not windows:
-        return None
-    rules, override = check.rules, check.override
-    frozen = f"{check.key[1]} is frozen: " + "; ".join(w.describe() for w in windows)
-    if override.rejected_by:
-        who = ", ".join(sorted(override.rejected_by))
-        return _refuse(check, FROZEN, PROMOTION_FROZEN, f"{frozen}; override rejected by {who}")
-    people = counted(override.approved_by, rules.approvers)  # approvers may name groups
-    if len(people) >= rules.min_approvals:
-        return None
-    return _refuse(
-        check,
-        FROZEN,
-        PROMOTION_FROZEN,
-        f"{frozen}; override: {len(people)} of {rules.min_approvals} approvals"
-        + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
-        request_task=True,
-    )
-
-
-def _upstream_gate(check: GateInput) -> Action | None:
-    return _upstream_wait(check.key, check.revision, check.rules, check.projected)
-
-
-def _approval_gate(check: GateInput) -> Action | None:
-    if not check.rules.require_human_approval:
-        return None
-    return _approval(check.key, check.revision, check.entry, check.rules, check.pending)[0]
-
-
-#: The checks a valid, changed revision passes before it is activated, in this order; the
-#: first that stops it decides. Cheap, people-independent refusals come first, so no one is
-#: asked to approve what would be refused anyway. Add a gate here (and its condition reason
-#: in :data:`REFUSAL_REASONS` when it refuses).
-PROMOTION_GATES: tuple[Gate, ...] = (
-    _block_gate,
-    _downgrade_gate,
-    _evals_gate,
-    _freeze_gate,
-    _upstream_gate,
-    _approval_gate,
-)
-
-
-def _approved_by(check: GateInput) -> tuple[str, ...]:
-    """Who approved the promotion (the approval gate let it pass)."""
-    if not check.rules.require_human_approval or check.pending is None:
-        return ()
-    return tuple(sorted(counted(check.entry.approvals.approved_by, check.rules.approvers)))
 
 
 def _pinned(
@@ -463,67 +270,6 @@ def _suspended(key: BundleKey, revision: DesiredRevision | None, entry: Observed
         target=entry.active,
         drift=entry.drifted,
     )
-
-
-def _upstream_wait(
-    key: BundleKey,
-    revision: DesiredRevision,
-    rules: PromotionRules | None,
-    projected: Mapping[BundleKey, str | None],
-) -> Action | None:
-    """A wait while the digest is not (about to be) active in the upstream environment."""
-    if rules is None or rules.require_approved_in is None:
-        return None
-    name, environment = key
-    upstream = rules.require_approved_in
-    upstream_digest = projected.get((name, upstream))
-    if upstream_digest == revision.digest:
-        return None
-    return Action(
-        ActionKind.WAIT_FOR_UPSTREAM,
-        name,
-        environment,
-        "awaiting_upstream",
-        f"{short(revision.digest)} must be active in {upstream} first "
-        f"(active there: {short(upstream_digest)})",
-        revision=revision,
-        upstream=upstream,
-    )
-
-
-def _approval(
-    key: BundleKey,
-    revision: DesiredRevision,
-    entry: ObservedEntry,
-    rules: PromotionRules,
-    pending: RevisionRef | None,
-) -> tuple[Action | None, tuple[str, ...]]:
-    """People's say on the promotion: ``(reject or wait, ())`` when it blocks, else
-    ``(None, who approved)``. Only approvals of the pending revision count, and only from
-    the listed approvers when there is a list."""
-    name, environment = key
-    approvals = entry.approvals if pending is not None else Approvals()
-    if approvals.rejected_by:
-        who = ", ".join(sorted(approvals.rejected_by))
-        problem = Problem(PROMOTION_REJECTED, f"promotion to {environment} rejected by {who}")
-        return _reject(revision, entry, (problem,), pending), ()
-    people = counted(approvals.approved_by, rules.approvers)  # approvers may name groups
-    if len(people) >= rules.min_approvals:
-        return None, tuple(sorted(people))
-    wait = Action(
-        ActionKind.WAIT_FOR_APPROVAL,
-        name,
-        environment,
-        "awaiting_approval",
-        f"Promote {name}@{revision.digest} to {environment}? "
-        f"{len(people)} of {rules.min_approvals} approvals"
-        + (f" from {', '.join(rules.approvers)}" if rules.approvers else ""),
-        revision=revision,
-        target=pending,
-        approved_by=tuple(sorted(people)),
-        request_task=not (pending is not None and entry.task_open),
-    )
-    return wait, ()
 
 
 def _activate(
@@ -621,42 +367,6 @@ def _plan_removed(
     ]
 
 
-def _reject(
-    revision: DesiredRevision,
-    entry: ObservedEntry,
-    problems: tuple[Problem, ...],
-    pending: RevisionRef | None = None,
-) -> Action:
-    """A rejection, or a ``noop`` when this exact content was already rejected."""
-    serving = (
-        f"; revision {entry.active.number} ({short(entry.active.digest)}) keeps serving"
-        if entry.active
-        else ""
-    )
-    if revision.fingerprint in entry.rejected_fingerprints:
-        return Action(
-            ActionKind.NOOP,
-            revision.name,
-            revision.environment,
-            ALREADY_REJECTED,
-            f"{revision.path} was already rejected{serving}",
-            revision=revision,
-            target=entry.active,
-            reasons=revision.problems,
-        )
-    summary = "; ".join(p.message for p in problems)
-    return Action(
-        ActionKind.REJECT,
-        revision.name,
-        revision.environment,
-        problems[0].code if problems else "rejected",
-        f"{summary}{serving}",
-        revision=revision,
-        target=pending,
-        reasons=problems,
-    )
-
-
 def _drift_fix(key: BundleKey, entry: ObservedEntry) -> Action | None:
     if not entry.drifted:
         return None
@@ -691,93 +401,3 @@ def _drift_revert(key: BundleKey, entry: ObservedEntry, target: RevisionRef | No
 def _with_drift_fix(key: BundleKey, entry: ObservedEntry, action: Action) -> list[Action]:
     fix = _drift_fix(key, entry)
     return [action] if fix is None else [action, fix]
-
-
-# --------------------------------------------------------------------------- conditions
-
-
-def conditions_for(
-    revision: DesiredRevision | None,
-    entry: ObservedEntry,
-    actions: Iterable[Action],
-) -> list[ConditionValue]:
-    """Verified, Promoted and Ready for one key once ``actions`` are applied.
-
-    Pure: the applier persists them (the store moves ``last_transition_time`` only when
-    status, reason or message change) and overrides them when applying fails.
-    """
-    acts = list(actions)
-    main = next((a for a in acts if a.kind is not ActionKind.DRIFT_REVERT), None)
-    drift = next((a for a in acts if a.kind is ActionKind.DRIFT_REVERT), None)
-    serving: RevisionRef | str | None = entry.active
-    if main is not None and main.kind is ActionKind.ACTIVATE:
-        serving = main.digest or ""
-    elif main is not None and main.kind is ActionKind.PRUNE:
-        serving = None
-    if drift is not None:
-        serving = drift.target
-    return [
-        _verified(revision),
-        _promoted(revision, main, drift),
-        _ready(revision, main, serving),
-    ]
-
-
-def _verified(revision: DesiredRevision | None) -> ConditionValue:
-    t = ConditionType.VERIFIED
-    if revision is None:
-        return ConditionValue(t, "Unknown", R_NOT_IN_GIT, "no bundle file at the commit")
-    if revision.ok:
-        signers = ", ".join(revision.signer_key_ids) or "-"
-        return ConditionValue(
-            t, "True", R_VERIFIED, f"{short(revision.digest)} signed by {signers}"
-        )
-    problem = (
-        revision.problems[0] if revision.problems else Problem(ErrorCode.invalid, ErrorCode.invalid)
-    )
-    return ConditionValue(t, "False", problem.code, "; ".join(p.message for p in revision.problems))
-
-
-def _promoted(
-    revision: DesiredRevision | None, main: Action | None, drift: Action | None
-) -> ConditionValue:
-    t = ConditionType.PROMOTED
-    if main is None:
-        if drift is not None:
-            return ConditionValue(t, "False", R_DRIFT, drift.message)
-        return ConditionValue(t, "Unknown", R_NOT_IN_GIT, "nothing to promote")
-    kind, message = main.kind, main.message
-    if kind is ActionKind.ACTIVATE or (kind is ActionKind.NOOP and main.reason == UP_TO_DATE):
-        return ConditionValue(t, "True", R_PROMOTED, f"{short(main.digest)} is active")
-    if kind is ActionKind.WAIT_FOR_APPROVAL:
-        return ConditionValue(t, "False", R_AWAITING_APPROVAL, message)
-    if kind is ActionKind.REFUSE:
-        return ConditionValue(t, "False", REFUSAL_REASONS.get(main.reason, "Refused"), message)
-    if kind is ActionKind.WAIT_FOR_UPSTREAM:
-        return ConditionValue(t, "False", R_AWAITING_UPSTREAM, message)
-    if kind is ActionKind.PRUNE:
-        return ConditionValue(t, "False", R_PRUNED, message)
-    if kind is ActionKind.REJECT or main.reason == ALREADY_REJECTED:
-        return ConditionValue(t, "False", R_REJECTED, message)
-    if main.reason == SUSPENDED:
-        return ConditionValue(t, "Unknown", R_SUSPENDED, message)
-    return ConditionValue(t, "False", R_PRUNE_SKIPPED, message)
-
-
-def _ready(
-    revision: DesiredRevision | None, main: Action | None, serving: RevisionRef | str | None
-) -> ConditionValue:
-    t = ConditionType.READY
-    if main is not None and main.reason == SUSPENDED:
-        return ConditionValue(t, "Unknown", R_SUSPENDED, main.message)
-    digest = serving.digest if isinstance(serving, RevisionRef) else serving
-    if not digest:
-        return ConditionValue(t, "False", R_NO_ACTIVE, "no active revision")
-    if revision is not None and revision.ok and digest == revision.digest:
-        return ConditionValue(t, "True", R_READY, f"serving {short(digest)} as in Git")
-    return ConditionValue(
-        t,
-        "False",
-        R_SERVING_PREVIOUS,
-        f"serving {short(digest)}; Git asks for {short(revision.digest if revision else None)}",
-    )

@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import SystemClock
-from kneo.controller.apply import ACTOR
 from kneo.controller.config import ControllerConfig, project_source
 from kneo.controller.controller import Controller, ReconcileResult
 from kneo.controller.leadership import LeaderLock, SharedLeadership
 from kneo.controller.loop import ControllerLoop
+from kneo.controller.model import ACTOR
 from kneo.controller.runner import build_controller
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id

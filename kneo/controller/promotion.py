@@ -32,6 +32,7 @@ from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
 if TYPE_CHECKING:
+    from kneo.store import ContinuationRecord
     from kneo.store.contracts import (
         ApprovalReads,
         ControllerTransaction,
@@ -292,15 +293,21 @@ def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
         return
     if existing.status != "pending":
         return
-    requests = [{**r, "status": "resolved"} for r in existing.requests]
+    resolve_task(tx, cid, existing, outcome)
+
+
+def resolve_task(
+    tx: ControllerTransaction, cid: str, task: ContinuationRecord, outcome: str
+) -> None:
+    """Resolve the pending approval task ``cid`` (as read: ``task``) with ``outcome``."""
     tx.put_continuation(
         cid,
         run_id=None,
-        requests=requests,
-        context={**existing.context, "outcome": outcome},
+        requests=[{**r, "status": "resolved"} for r in task.requests],
+        context={**task.context, "outcome": outcome},
         status="resolved",
         workflow_kind=WORKFLOW_KIND,
-        expected_version=existing.version,
+        expected_version=task.version,
     )
 
 
@@ -328,6 +335,48 @@ class PromotionDecisionResult:
         return self.__dict__.copy()
 
 
+def check_decision(decision: str, what: str) -> None:
+    """A decision on a ``what`` (promotion, rollback) task is ``approved`` or ``rejected``."""
+    if decision not in ("approved", "rejected"):
+        raise InvalidDecision(
+            f"a {what} accepts 'approved' or 'rejected', got {decision!r}", decision=decision
+        )
+
+
+def take_task(
+    tx: ControllerTransaction, continuation_id: str, *, kind: str, approver: str
+) -> tuple[ContinuationRecord, str | None]:
+    """The pending approval task ``continuation_id`` whose context ``type`` is ``kind``
+    (``promotion``, ``rollback``), locked for the decision, and the entry of its
+    ``approvers`` that lets ``approver`` decide it (``None`` when it lists none)."""
+    task = tx.get_continuation(continuation_id, for_update=True)
+    context = task.context
+    if task.workflow_kind != WORKFLOW_KIND or context.get("type") != kind:
+        raise InvalidDecision(f"{continuation_id} is not a {kind} task")
+    if task.status != "pending":
+        raise Conflict(
+            f"{kind} task {continuation_id} is already {task.status}",
+            code=ErrorCode.request_already_resolved,
+        )
+    approvers = list(context.get("approvers") or [])
+    matched = caller_entry(approver, approvers)  # names or groups
+    if approvers and matched is None:
+        raise Forbidden(
+            f"{approver!r} is not an approver for {context['environment']} "
+            f"(approvers: {', '.join(approvers)})",
+            code=ErrorCode.not_an_approver,
+        )
+    return task, matched
+
+
+def outcome_of(decision: str, approvals: int, required: int) -> str | None:
+    """A task's outcome once this decision counts: one rejection ends it, ``required``
+    approvals resolve it; ``None`` while more are needed."""
+    if decision == "rejected":
+        return "rejected"
+    return "approved" if approvals >= required else None
+
+
 def record_promotion_decision(
     store: RegistryAdmin,
     continuation_id: str,
@@ -344,50 +393,22 @@ def record_promotion_decision(
     audit event (``promotion.approved`` / ``promotion.rejected``); the controller performs
     the activation on its next reconcile.
     """
-    if decision not in ("approved", "rejected"):
-        raise InvalidDecision(
-            f"a promotion accepts 'approved' or 'rejected', got {decision!r}", decision=decision
-        )
+    check_decision(decision, "promotion")
     if store.tasks.get_continuation(continuation_id).context.get("type") == "rollback":
         return _decide_rollback(store, continuation_id, approver, decision, comment)
     with store.transaction() as tx:
-        task = tx.get_continuation(continuation_id, for_update=True)
+        task, matched = take_task(tx, continuation_id, kind="promotion", approver=approver)
         context = task.context
-        if task.workflow_kind != WORKFLOW_KIND or context.get("type") != "promotion":
-            raise InvalidDecision(f"{continuation_id} is not a promotion task")
-        if task.status != "pending":
-            raise Conflict(
-                f"promotion task {continuation_id} is already {task.status}",
-                code=ErrorCode.request_already_resolved,
-            )
         name, env, digest = context["bundle"], context["environment"], context["digest"]
-        approvers = list(context.get("approvers") or [])
-        matched = caller_entry(approver, approvers)
-        if approvers and matched is None:
-            raise Forbidden(
-                f"{approver!r} is not an approver for {env} (approvers: {', '.join(approvers)})",
-                code=ErrorCode.not_an_approver,
-            )
         subject = context.get("subject") or digest  # a freeze override's are its own
         tx.add_promotion_approval(
             name, env, subject, approver=approver, decision=decision, comment=comment
         )
-        tally = count_approvals(tx, name, env, subject, approvers)
+        tally = count_approvals(tx, name, env, subject, list(context.get("approvers") or []))
         required = int(context.get("min_approvals") or 1)
-        outcome = (
-            "rejected" if decision == "rejected" else "approved" if tally >= required else None
-        )
+        outcome = outcome_of(decision, tally, required)
         if outcome is not None:
-            requests = [{**r, "status": "resolved"} for r in task.requests]
-            tx.put_continuation(
-                continuation_id,
-                run_id=None,
-                requests=requests,
-                context={**context, "outcome": outcome},
-                status="resolved",
-                workflow_kind=WORKFLOW_KIND,
-                expected_version=task.version,
-            )
+            resolve_task(tx, continuation_id, task, outcome)
         tx.add_audit(
             f"{_decided_what(context)}.{decision}",  # policy.*, prune.* or promotion.*
             actor=approver,

@@ -24,7 +24,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kneo.bundle.policy_approval import approval_path
-from kneo.controller.apply import observe
 from kneo.controller.model import (
     Action,
     ActionKind,
@@ -36,16 +35,13 @@ from kneo.controller.model import (
     PlanOptions,
     RevisionRef,
 )
-from kneo.controller.planner import environment_order, plan, short
+from kneo.controller.observe import observe
+from kneo.controller.plan_actions import short
+from kneo.controller.planner import environment_order, plan
+from kneo.controller.policy_record import PolicyOutcome, PolicyRecord, record_key
 from kneo.controller.promotion import PromotionGate
 from kneo.controller.prune_gate import PRUNE_HELD, PRUNE_REFUSED
-from kneo.controller.ratchet import (
-    POLICY_NAME,
-    PolicyOutcome,
-    PolicyRatchet,
-    PolicyRecord,
-    record_key,
-)
+from kneo.controller.ratchet import POLICY_NAME, PolicyRatchet
 from kneo.controller.rollout_plan import rollout_steps
 from kneo.policy.ratchet import TIGHTENED, compare
 from kneo.projects import DEFAULT_PROJECT_ID

@@ -1,7 +1,7 @@
 """The spec check a bundle passes once its signatures verify: the same check ``kneo spec
 bundle sign`` and ``kneo spec lint`` ran, with what depends on the environment only computed
-once per policy (:func:`default_spec_checker`); the loader (:mod:`kneo.controller.loader`)
-calls it for each verified bundle file."""
+once per policy (:func:`default_spec_checker`); the loader's judge
+(:mod:`kneo.controller.verdicts`) calls it for each verified bundle file."""
 
 from __future__ import annotations
 
@@ -35,6 +35,38 @@ SpecChecker = Callable[
 GRANT_SECONDS = 1.0
 
 
+class _Grants:
+    """Each policy's grant (:class:`~kneo.policy.access.HostAccess`) and the import roots,
+    computed once and renewed every :data:`GRANT_SECONDS` with the import caches (so a
+    module added since is seen). Shared by the threads that check specs."""
+
+    def __init__(self, context: ProjectContext | None) -> None:
+        self.context = context
+        self.base_dir = context.root if context is not None else None
+        self.renewed_at = -GRANT_SECONDS
+        self.roots: list[Path] = []
+        #: id(policy) -> (policy, its grant); the policy is kept so its id is not reused
+        self.grants: dict[int, tuple[EnvironmentPolicy, HostAccess]] = {}
+        self.lock = threading.Lock()
+
+    def of(self, policy: EnvironmentPolicy) -> tuple[HostAccess, list[Path]]:
+        """``policy``'s grant and the import roots, as they are now."""
+        with self.lock:
+            if time.monotonic() - self.renewed_at > GRANT_SECONDS:
+                refresh_import_caches()
+                self.roots = import_roots(self.base_dir)
+                self.grants.clear()
+                self.renewed_at = time.monotonic()
+            found = self.grants.get(id(policy))
+            if found is None or found[0] is not policy:
+                env = policy.environment
+                if env is None and self.context is not None:
+                    env = self.context.env
+                access = host_access(self.context, env, origin="bundle", resources=policy.resources)
+                found = self.grants[id(policy)] = (policy, access)
+            return found[1], self.roots
+
+
 def default_spec_checker(
     tools: ToolRegistry | None = None, context: ProjectContext | None = None
 ) -> SpecChecker:
@@ -51,29 +83,7 @@ def default_spec_checker(
     if tools is None:
         tools = load_tool_registry(None)
     runtimes = create_runtime_registry()
-    base_dir = context.root if context is not None else None
-    renewed_at = -GRANT_SECONDS
-    roots: list[Path] = []
-    #: id(policy) -> (policy, its grant); the policy is kept so its id is not reused
-    grants: dict[int, tuple[EnvironmentPolicy, HostAccess]] = {}
-    lock = threading.Lock()
-
-    def grant(policy: EnvironmentPolicy) -> tuple[HostAccess, list[Path]]:
-        nonlocal renewed_at, roots
-        with lock:
-            if time.monotonic() - renewed_at > GRANT_SECONDS:
-                refresh_import_caches()
-                roots = import_roots(base_dir)
-                grants.clear()
-                renewed_at = time.monotonic()
-            found = grants.get(id(policy))
-            if found is None or found[0] is not policy:
-                env = policy.environment
-                if env is None and context is not None:
-                    env = context.env
-                access = host_access(context, env, origin="bundle", resources=policy.resources)
-                found = grants[id(policy)] = (policy, access)
-            return found[1], roots
+    grants = _Grants(context)
 
     def check(
         spec: Mapping[str, Any], policy: EnvironmentPolicy
@@ -82,7 +92,7 @@ def default_spec_checker(
             model = load_spec_data(dict(spec), source="bundle spec")
         except KneoError as exc:
             return [exc.to_dict()], [Problem(ErrorCode.spec_invalid, exc.message)]
-        access, spec_roots = grant(policy)
+        access, spec_roots = grants.of(policy)
         report = check_spec(
             model,
             env=policy.environment,

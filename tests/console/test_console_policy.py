@@ -17,8 +17,9 @@ from console_helpers import ALL_KEYS, ROOT, Console, console_env
 from gitops_fixtures import Keys, Repo, make_controller, sign_policy, spec
 
 from kneo.clock import ManualClock
+from kneo.controller.policy_record import PolicyRecord, record_key
 from kneo.controller.promotion import record_promotion_decision, task_id
-from kneo.controller.ratchet import PolicyRecord, policy_subject, policy_task_id, record_key
+from kneo.controller.ratchet import policy_subject, policy_task_id
 from kneo.settings import Settings
 from kneo.store import open_store
 from tests.service.svc_helpers import serving_app

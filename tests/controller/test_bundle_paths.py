@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from kneo.controller.loader import identity_from_path, results_identity
+from kneo.controller.bundle_paths import identity_from_path, results_identity
 
 PATHS = [
     "bundles/agent/prod.json",

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from kneo.controller.conditions import conditions_for
 from kneo.controller.model import (
     ActionKind,
     Approvals,
@@ -19,7 +20,7 @@ from kneo.controller.model import (
     PromotionRules,
     RevisionRef,
 )
-from kneo.controller.planner import conditions_for, environment_order, plan
+from kneo.controller.planner import environment_order, plan
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -145,7 +145,7 @@ class Service:
             repo.write(f"bundles/b/{env}.json", keys.bundle("b", env, world.spec()))
         repo.commit("bundle b in prod and canary")
         ctl = make_controller(self.store, repo, keys, self.clock, tmp_path)
-        ctl.loader._spec_checker = default_spec_checker(self.project.tool_registry(), self.project)
+        ctl.loader.spec_checker = default_spec_checker(self.project.tool_registry(), self.project)
         assert ctl.reconcile_once().ok
         assert {e for e in ("prod", "canary") if self.store.registry.get_active("b", e)} == {
             "prod",

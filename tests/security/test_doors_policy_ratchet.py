@@ -73,7 +73,7 @@ def keys(tmp_path: Path) -> Keys:
 
 def prod_in_force(world: World) -> str:
     """The digest of prod's policy in force, as the controller stored it."""
-    from kneo.controller.ratchet import PolicyRecord, record_key
+    from kneo.controller.policy_record import PolicyRecord, record_key
 
     record = PolicyRecord.from_dict(world.store.metadata.get_metadata(record_key("default")))
     assert record is not None

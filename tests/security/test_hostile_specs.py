@@ -332,7 +332,7 @@ def gitops(world: World, tmp_path: Path) -> Iterator[tuple[Any, Repo, Keys]]:
     store = open_store(f"sqlite:///{tmp_path / 'registry.sqlite'}", clock=clock)
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     project = ProjectContext.discover(cwd=world.root, settings=Settings.from_env({}))
-    ctl.loader._spec_checker = default_spec_checker(project.tool_registry(), project)
+    ctl.loader.spec_checker = default_spec_checker(project.tool_registry(), project)
     yield ctl, repo, keys
     store.close()
 

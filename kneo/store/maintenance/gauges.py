@@ -59,7 +59,7 @@ _CO = t.continuations.c
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
 #: The Verified condition's reason when the watched commit has no file for the bundle
-#: (``kneo.controller.planner.R_NOT_IN_GIT``; the store sits below the controller).
+#: (``kneo.controller.conditions.R_NOT_IN_GIT``; the store sits below the controller).
 NOT_IN_GIT = "NotInGit"
 
 
