@@ -63,7 +63,7 @@ def test_env_wins_per_field_over_project_config(project: Path) -> None:
 
 
 def test_every_process_prunes_finished_queue_records_by_default(project: Path, db_url: str) -> None:
-    from kneo.platform.sweeps import start_sweeper
+    from kneo.platform.sweeper import start_sweeper
 
     clock = ManualClock()
     manager = open_manager(project, db_url, clock=clock)
