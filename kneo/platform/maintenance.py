@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kneo.errors import ConfigError
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext

@@ -21,7 +21,8 @@ from kneo.platform.maintenance import retention_policy
 from kneo.platform.rollout_judge import PASS_SECONDS as JUDGE_PASS_SECONDS
 from kneo.platform.rollout_judge import RolloutJudge
 from kneo.platform.sweeps import Sweeps, expired_continuations, timed_out_runs
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 from kneo.store import Store
 
 if TYPE_CHECKING:

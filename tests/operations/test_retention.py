@@ -16,7 +16,8 @@ from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import ConfigError
 from kneo.platform.maintenance import prune_files, retention_policy
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.worker import Worker
 
