@@ -27,6 +27,25 @@ from kneo.setting_groups import (
     RetentionDays,
 )
 
+#: The groups are :mod:`kneo.setting_groups`' and named here too: a :class:`Settings` holds them.
+__all__ = [
+    "CONTINUATION_MODES",
+    "DEFAULT_PROVIDER_TIMEOUT_SECONDS",
+    "FORWARDED_HEADERS",
+    "ROLE_POOL_SIZES",
+    "SEMICOLON_LISTS",
+    "A2aPushSettings",
+    "CheckpointLimits",
+    "Limits",
+    "NotificationSettings",
+    "OidcSettings",
+    "RetentionDays",
+    "Settings",
+    "forwarded_allow_ips",
+    "forwarded_header",
+    "semicolon_list",
+]
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -42,8 +42,7 @@ from kneo.store.transaction_contracts import (
 if TYPE_CHECKING:
     from kneo.clock import Clock
     from kneo.periodic import PeriodicTask
-    from kneo.setting_groups import RetentionDays
-    from kneo.settings import Settings
+    from kneo.settings import RetentionDays, Settings
     from kneo.store.api import Store, Transaction
     from kneo.store.coordination.controller_requests import ControllerWakeups
     from kneo.store.coordination.limits import DayUsage
