@@ -86,7 +86,8 @@ from kneo.remote.a2a import A2AAgents
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
-from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.project import ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.store import Store
 
 Providers = Callable[[str], Any]

@@ -26,7 +26,8 @@ from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.pinning import pinned_code
-from kneo.spec.project import PolicyEnforcement, ProjectConfig, ProjectContext
+from kneo.spec.project import ProjectConfig, ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.spec.refs import import_roots, project_root
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry

@@ -2,7 +2,7 @@
 
 Runs after overlays and project defaults are applied and after :func:`validate_spec`, so a
 gate sees the spec that would actually run in that environment. The policy *model* lives
-in the contract layer (:class:`kneo.spec.project.PolicyEnforcement`, part of the project
+in the contract layer (:class:`kneo.spec.project_blocks.PolicyEnforcement`, part of the project
 config); this module only evaluates it. Pure function.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, has_human_approval
 from kneo.spec.models import Spec
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 
 __all__ = ["PolicyEnforcement", "enforce"]
 
