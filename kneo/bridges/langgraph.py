@@ -146,23 +146,27 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
                 body["temperature"] = spec.model.temperature
             reply = client.chat.completions.create(**body)
             choice = reply.choices[0].message
-            calls = [
-                {
-                    "name": c.function.name,
-                    "args": json.loads(c.function.arguments or "{}"),
-                    "id": c.id,
-                }
-                for c in choice.tool_calls or []
-            ]
-            usage = {
-                "input_tokens": int(getattr(reply.usage, "prompt_tokens", 0) or 0),
-                "output_tokens": int(getattr(reply.usage, "completion_tokens", 0) or 0),
-            }
-            message = AIMessage(content=choice.content or "", tool_calls=calls)
-            session.record_model({"message": messages_to_dict([message])[0]}, usage)
+            message = AIMessage(content=choice.content or "", tool_calls=_tool_calls(choice))
+            session.record_model({"message": messages_to_dict([message])[0]}, _usage(reply))
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     return KneoChatModel()
+
+
+def _tool_calls(choice: Any) -> list[dict[str, Any]]:
+    """An OpenAI reply message's tool calls as LangChain's ``tool_calls`` entries."""
+    return [
+        {"name": c.function.name, "args": json.loads(c.function.arguments or "{}"), "id": c.id}
+        for c in choice.tool_calls or []
+    ]
+
+
+def _usage(reply: Any) -> dict[str, int]:
+    """An OpenAI reply's token counts, as the bridge session records them."""
+    return {
+        "input_tokens": int(getattr(reply.usage, "prompt_tokens", 0) or 0),
+        "output_tokens": int(getattr(reply.usage, "completion_tokens", 0) or 0),
+    }
 
 
 def _client(
