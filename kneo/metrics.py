@@ -42,7 +42,7 @@ from kneo.projects import DEFAULT_PROJECT
 from kneo.version import version_info
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
     from kneo.settings import Settings
 
@@ -142,7 +142,9 @@ class _Metrics:
         self._operations_metrics(counter, histogram)
         self._service_metrics(counter, histogram)
 
-    def _run_metrics(self, counter: Any, histogram: Any) -> None:
+    def _run_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
         """What runs count: their ends and durations, steps, model tokens and cost, and how
         long human requests waited."""
         self.runs = counter(
@@ -180,7 +182,9 @@ class _Metrics:
             buckets=_WAIT_BUCKETS,
         )
 
-    def _operations_metrics(self, counter: Any, histogram: Any) -> None:
+    def _operations_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
         """What the operators' machinery counts: controller reconciles, promotion decisions,
         notification deliveries."""
         self.reconciles = counter(
@@ -207,7 +211,9 @@ class _Metrics:
             "outcome",
         )
 
-    def _service_metrics(self, counter: Any, histogram: Any) -> None:
+    def _service_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
         """What the HTTP doors count: requests and refused sign-ins (no ``project``: a request
         is counted before its project is known)."""
         self.auth_failures = counter(

@@ -136,37 +136,39 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
             if recorded is not None:
                 [message] = messages_from_dict([recorded["message"]])
                 return ChatResult(generations=[ChatGeneration(message=message)])
-            body: dict[str, Any] = {
-                "model": spec.model.name,
-                "messages": convert_to_openai_messages(messages),
-            }
-            if self.offered:
-                body["tools"] = self.offered
-            if spec.model.temperature is not None:
-                body["temperature"] = spec.model.temperature
+            body = _request(spec, convert_to_openai_messages(messages), self.offered)
             reply = client.chat.completions.create(**body)
             choice = reply.choices[0].message
-            message = AIMessage(content=choice.content or "", tool_calls=_tool_calls(choice))
-            session.record_model({"message": messages_to_dict([message])[0]}, _usage(reply))
+            calls = [
+                {
+                    "name": c.function.name,
+                    "args": json.loads(c.function.arguments or "{}"),
+                    "id": c.id,
+                }
+                for c in choice.tool_calls or []
+            ]
+            usage = {
+                "input_tokens": int(getattr(reply.usage, "prompt_tokens", 0) or 0),
+                "output_tokens": int(getattr(reply.usage, "completion_tokens", 0) or 0),
+            }
+            message = AIMessage(content=choice.content or "", tool_calls=calls)
+            session.record_model({"message": messages_to_dict([message])[0]}, usage)
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     return KneoChatModel()
 
 
-def _tool_calls(choice: Any) -> list[dict[str, Any]]:
-    """An OpenAI reply message's tool calls as LangChain's ``tool_calls`` entries."""
-    return [
-        {"name": c.function.name, "args": json.loads(c.function.arguments or "{}"), "id": c.id}
-        for c in choice.tool_calls or []
-    ]
-
-
-def _usage(reply: Any) -> dict[str, int]:
-    """An OpenAI reply's token counts, as the bridge session records them."""
-    return {
-        "input_tokens": int(getattr(reply.usage, "prompt_tokens", 0) or 0),
-        "output_tokens": int(getattr(reply.usage, "completion_tokens", 0) or 0),
-    }
+def _request(
+    spec: AgentSpec, messages: list[dict[str, Any]], offered: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The chat completion request for the spec's model: its name and temperature, the
+    conversation, and the tools the graph bound (none when it bound none)."""
+    body: dict[str, Any] = {"model": spec.model.name, "messages": messages}
+    if offered:
+        body["tools"] = offered
+    if spec.model.temperature is not None:
+        body["temperature"] = spec.model.temperature
+    return body
 
 
 def _client(

@@ -19,6 +19,7 @@ from kneo.spec.migrate_kneo_serv import is_kneo_serv_field
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
+    from pydantic_core import ErrorDetails
 
     _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -209,7 +210,9 @@ def validation_error_to_spec_error(
     )
 
 
-def _hint(err: Any, loc: Loc, path: str, model: type[BaseModel] | None, kind: str) -> str | None:
+def _hint(
+    err: ErrorDetails, loc: Loc, path: str, model: type[BaseModel] | None, kind: str
+) -> str | None:
     """What the author probably meant: the known field or value nearest to a wrong one, or,
     for a field of the original platform's specs, how to convert the file."""
     if kind == "spec" and is_kneo_serv_field(path):
