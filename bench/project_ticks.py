@@ -40,7 +40,7 @@ from kneo.platform.notifications import (  # noqa: E402
     ProjectAudiences,
     load_receivers,
 )
-from kneo.platform.sweeps import Sweeper  # noqa: E402
+from kneo.platform.sweeper import Sweeper  # noqa: E402
 from kneo.platform.worker import Worker  # noqa: E402
 from kneo.settings import Settings  # noqa: E402
 from kneo.spec.project import ProjectContext  # noqa: E402

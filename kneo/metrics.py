@@ -42,7 +42,7 @@ from kneo.projects import DEFAULT_PROJECT
 from kneo.version import version_info
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
     from kneo.settings import Settings
 
@@ -138,6 +138,15 @@ class _Metrics:
         ) -> Histogram:
             return Histogram(name, documentation, labels, buckets=buckets, registry=r)
 
+        self._run_metrics(counter, histogram)
+        self._operations_metrics(counter, histogram)
+        self._service_metrics(counter, histogram)
+
+    def _run_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
+        """What runs count: their ends and durations, steps, model tokens and cost, and how
+        long human requests waited."""
         self.runs = counter(
             "kneo_runs", "Runs that reached a final status, by project.", "project", "status"
         )
@@ -172,6 +181,12 @@ class _Metrics:
             "project",
             buckets=_WAIT_BUCKETS,
         )
+
+    def _operations_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
+        """What the operators' machinery counts: controller reconciles, promotion decisions,
+        notification deliveries."""
         self.reconciles = counter(
             "kneo_reconcile", "Controller reconciles by result.", "project", "result"
         )
@@ -195,9 +210,10 @@ class _Metrics:
             "receiver",
             "outcome",
         )
-        self._service_metrics(counter, histogram)
 
-    def _service_metrics(self, counter: Any, histogram: Any) -> None:
+    def _service_metrics(
+        self, counter: Callable[..., Counter], histogram: Callable[..., Histogram]
+    ) -> None:
         """What the HTTP doors count: requests and refused sign-ins (no ``project``: a request
         is counted before its project is known)."""
         self.auth_failures = counter(

@@ -18,6 +18,33 @@ from typing import Any, TypeVar, overload
 
 from kneo.errors import ConfigError
 from kneo.redaction import redact_text
+from kneo.setting_groups import (
+    A2aPushSettings,
+    CheckpointLimits,
+    Limits,
+    NotificationSettings,
+    OidcSettings,
+    RetentionDays,
+)
+
+#: The groups are :mod:`kneo.setting_groups`' and named here too: a :class:`Settings` holds them.
+__all__ = [
+    "CONTINUATION_MODES",
+    "DEFAULT_PROVIDER_TIMEOUT_SECONDS",
+    "FORWARDED_HEADERS",
+    "ROLE_POOL_SIZES",
+    "SEMICOLON_LISTS",
+    "A2aPushSettings",
+    "CheckpointLimits",
+    "Limits",
+    "NotificationSettings",
+    "OidcSettings",
+    "RetentionDays",
+    "Settings",
+    "forwarded_allow_ips",
+    "forwarded_header",
+    "semicolon_list",
+]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -204,144 +231,6 @@ class _AskedNames(dict[str, str]):
         raise KeyError(key)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Request limits (``KNEO_SERV_MAX_*``)."""
-
-    max_body_bytes: int = 1_048_576
-    max_input_chars: int = 20_000
-    max_human_content_chars: int = 20_000
-    max_inline_spec_bytes: int = 262_144
-    max_overrides_bytes: int = 65_536
-    max_metadata_bytes: int = 32_768
-    max_list_items: int = 100
-    #: the deepest ``offset`` of the keyset listings (runs, human tasks, audit events)
-    max_list_offset: int = 10_000
-    #: ``0`` (the default): a listing's ``total`` is exact. ``N``: counted up to ``N`` rows
-    #: past the page's end, then capped (``total_capped``), for a store so large that the
-    #: count would cost more than the page (docs/performance.md#list-totals)
-    max_list_count: int = 0
-    max_path_chars: int = 4_096
-    #: the longest ``Prefer: wait=N`` a decision or continue handed to the workers waits for
-    #: its run's pause or end before answering ``202`` (a longer one is cut to this)
-    max_wait_seconds: int = 60
-    #: how long a decision or continue handed to the workers waits for its run's pause or end
-    #: when the caller states no preference (the seed's synchronous answer); ``0``: ``202`` at
-    #: once. At most ``max_wait_seconds``.
-    decision_wait_seconds: int = 30
-
-
-@dataclass(frozen=True)
-class CheckpointLimits:
-    """Checkpoint storage limits (``KNEO_SERV_CHECKPOINT_*``)."""
-
-    compress_bytes: int = 65_536
-    max_bytes: int = 1_048_576
-    preview_chars: int = 1_200
-    max_list_items: int = 20
-    max_dict_items: int = 50
-
-
-@dataclass(frozen=True)
-class RetentionDays:
-    """Retention windows in days; ``None`` disables pruning for that category."""
-
-    runs_days: int | None = None
-    checkpoints_days: int | None = None
-    queue_days: int | None = None
-    continuations_days: int | None = None
-    artifacts_days: int | None = None
-    logs_days: int | None = None
-
-    def overlay(self, base: RetentionDays) -> RetentionDays:
-        """Field by field, a value set here wins over ``base`` (env var > project config)."""
-        return RetentionDays(
-            **{
-                f.name: getattr(self, f.name)
-                if getattr(self, f.name) is not None
-                else getattr(base, f.name)
-                for f in fields(self)
-            }
-        )
-
-
-@dataclass(frozen=True)
-class NotificationSettings:
-    """Notification delivery (``KNEO_SERV_NOTIFICATIONS_*``; see docs/notifications.md)."""
-
-    #: how often a dispatcher looks for due deliveries; 0: this process delivers nothing
-    poll_seconds: float = 0.5
-    #: attempts before a delivery is ``dead``
-    max_attempts: int = 8
-    #: first retry delay; doubles per attempt (full jitter), capped at ``backoff_max_seconds``
-    backoff_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-    #: a claimed delivery's lease: a process killed mid-delivery loses it after this
-    lease_seconds: float = 30.0
-    #: one HTTP attempt's timeout (keep it below the lease)
-    timeout_seconds: float = 10.0
-    #: deliveries one dispatcher has in flight at once, over all its receivers
-    concurrency: int = 64
-    #: deliveries in flight to one receiver (per dispatcher): a receiver that hangs holds
-    #: these, never the others'
-    receiver_concurrency: int = 32
-    #: ``human.expiring`` is sent this long before a pending request's ``expires_at``
-    expiring_lead_seconds: float = 900.0
-    #: receivers as JSON (a list, the project config's ``notifications.receivers`` schema)
-    receivers: str = field(default="", repr=False)
-    #: people as JSON (a list, the project config's ``notifications.people`` schema)
-    people: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class A2aPushSettings:
-    """A2A push notifications (``KNEO_SERV_A2A_PUSH_*``; docs/a2a.md#push-notifications)."""
-
-    #: the origins an A2A client may name as its push URL (the network grant of push
-    #: notifications: :class:`kneo.kernel.AllowList`); empty: no push notifications
-    destinations: tuple[str, ...] = ()
-    #: seals a push config's token and credentials in the store (AES-GCM); needed with
-    #: ``destinations``, the same on every process
-    secret: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class OidcSettings:
-    """Sign-in through an OpenID provider (``KNEO_SERV_OIDC_*``; see docs/identity.md)."""
-
-    #: the provider's issuer URL (``iss``); empty: no OIDC, API keys only
-    issuer: str = ""
-    #: the ``aud`` an API bearer token must carry (the console's client id when empty)
-    audience: str = ""
-    #: the console's OAuth client
-    client_id: str = ""
-    #: the *name* of the variable holding the client secret (never the secret itself)
-    client_secret_env: str = ""
-    scopes: tuple[str, ...] = ("openid", "email", "profile")
-    #: the claim naming the person (``email``; ``sub`` when the token lacks it or, for
-    #: ``email``, when ``email_verified`` is not true)
-    user_claim: str = "email"
-    #: take ``email`` without ``email_verified: true`` (providers that issue only addresses
-    #: they own and omit the flag); off: an unverified address names nobody
-    trust_unverified_email: bool = False
-    #: the claim listing the person's groups
-    groups_claim: str = "groups"
-    #: claims -> roles: ``group:NAME=role[,role];user:EMAIL=role;*=role``
-    roles: str = ""
-    #: tolerated clock difference for ``exp``/``nbf``/``iat``
-    clock_skew_seconds: float = 60.0
-    #: how long fetched signing keys are trusted before they are fetched again
-    jwks_cache_seconds: float = 300.0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.issuer)
-
-    @property
-    def token_audience(self) -> str:
-        return self.audience or self.client_id
-
-
 def _oidc(env: Mapping[str, str]) -> OidcSettings:
     """``KNEO_SERV_OIDC_*``; the issuer must be an https URL (http only on loopback)."""
     o = OidcSettings()
@@ -426,6 +315,110 @@ def _a2a_push(env: Mapping[str, str]) -> A2aPushSettings:
     return A2aPushSettings(
         _list(env, "KNEO_SERV_A2A_PUSH_DESTINATIONS"), env.get("KNEO_SERV_A2A_PUSH_SECRET", "")
     )
+
+
+def _access_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The project, and who may call: API keys, OpenID, webhooks, Git, proxies."""
+    keys = semicolon_list(env, "KNEO_SERV_API_KEYS")
+    admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
+    oidc = _oidc(env)
+    auth_default = bool(keys.strip() or admin.strip() or oidc.enabled)
+    project_config = env.get("KNEO_PROJECT_CONFIG")
+    return {
+        "project_config": Path(project_config) if project_config else None,
+        "default_env": env.get("KNEO_ENV") or "dev",
+        "spec_signing_key": env.get("KNEO_SERV_SPEC_SIGNING_KEY") or None,
+        "auth_enabled": _bool(env, "KNEO_SERV_AUTH_ENABLED", auth_default),
+        "api_keys": keys,
+        "admin_api_key": admin,
+        "client_api_key": env.get("KNEO_SERV_API_KEY", ""),
+        "client_project": env.get("KNEO_SERV_PROJECT", ""),
+        "oidc": oidc,
+        "idempotency_key": env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
+        "webhook_secret": env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
+        "git_token_file": _path(env, "KNEO_SERV_GIT_TOKEN_FILE"),
+        "policy_floors": _path(env, "KNEO_SERV_POLICY_FLOORS"),
+        "git_token": env.get("KNEO_SERV_GIT_TOKEN", ""),
+        "git_username": (env.get("KNEO_SERV_GIT_USERNAME") or "").strip(),
+        "auth_max_failures": _int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
+        "auth_failure_window_seconds": _float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
+        or 60.0,
+        "forwarded_allow_ips": forwarded_allow_ips(env.get("KNEO_SERV_FORWARDED_ALLOW_IPS", "")),
+        "forwarded_header": forwarded_header(env.get("KNEO_SERV_FORWARDED_HEADER", "")),
+    }
+
+
+def _persistence_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The database, the CLI's profiles, the directories specs may come from."""
+    return {
+        "database_url": env.get("KNEO_SERV_DATABASE_URL") or None,
+        "sqlite_synchronous": _sqlite_synchronous(env),
+        "database_pool_size": _int(env, "KNEO_SERV_DATABASE_POOL_SIZE", None) or None,
+        "database_pooler": _pooler(env),
+        "profiles_path": _profiles(env),
+        "spec_roots": tuple(Path(p) for p in _list(env, "KNEO_SERV_SPEC_ROOTS")),
+    }
+
+
+def _runtime_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Limits, and how model calls, MCP calls and the CLI's client retry and time out."""
+    return {
+        "limits": _counts(env, Limits, ""),
+        "checkpoint": _counts(env, CheckpointLimits, "CHECKPOINT_"),
+        "retention": _counts(env, RetentionDays, "RETENTION_"),
+        "provider_retries": _int(env, "KNEO_SERV_PROVIDER_RETRIES", 0),
+        "provider_retry_backoff_seconds": _float(
+            env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
+        )
+        or 0.0,
+        "provider_timeout_seconds": _limit(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS"),
+        "mcp_retries": _int(env, "KNEO_SERV_MCP_RETRIES", 0),
+        "mcp_retry_backoff_seconds": _float(env, "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS", 0.25)
+        or 0.0,
+        "mcp_timeout_seconds": _float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
+        "require_provider_secrets": _bool(env, "KNEO_SERV_REQUIRE_PROVIDER_SECRETS", False),
+        "dummy_call_log": _path(env, "KNEO_DUMMY_CALL_LOG"),
+        "client_timeout": _float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
+        "client_retries": _int(env, "KNEO_SERV_CLIENT_RETRIES", 2),
+        "client_retry_backoff_seconds": _float(env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25)
+        or 0.0,
+    }
+
+
+def _observability_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Logs, traces, metrics, health checks and the build's revision."""
+    return {
+        "request_logs": _bool(env, "KNEO_SERV_REQUEST_LOGS", True),
+        "log_level": (env.get("KNEO_SERV_LOG_LEVEL") or "INFO").upper(),
+        "otel_enabled": _bool(env, "KNEO_SERV_OTEL_ENABLED", False),
+        "otel_record_arguments": _bool(env, "KNEO_SERV_OTEL_RECORD_ARGUMENTS", False),
+        "otel_record_results": _bool(env, "KNEO_SERV_OTEL_RECORD_RESULTS", False),
+        "metrics_port": _port(env, "KNEO_SERV_METRICS_PORT"),
+        "metrics_host": env.get("KNEO_SERV_METRICS_HOST") or "0.0.0.0",
+        "prometheus_multiproc_dir": env.get("PROMETHEUS_MULTIPROC_DIR") or None,
+        "build_revision": (env.get("KNEO_SERV_BUILD_REVISION") or "").strip(),
+        "health_providers": _list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
+        "health_mcp_secrets": _list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
+    }
+
+
+def _background_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Notifications, sweeps, workers, continuations, the spec cache and the console."""
+    return {
+        "notifications": _notifications(env),
+        "public_url": env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
+        "decision_links": _bool(env, "KNEO_SERV_DECISION_LINKS", False),
+        "decision_link_seconds": _int(env, "KNEO_SERV_DECISION_LINK_SECONDS", 86_400) or 86_400,
+        "a2a_push": _a2a_push(env),
+        "sweep_interval_seconds": _float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
+        "worker_lease_seconds": _float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
+        "worker_poll_seconds": _float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
+        "continuations": _continuations(env),
+        "spec_cache_entries": max(1, _int(env, "KNEO_SERV_SPEC_CACHE_ENTRIES", 256) or 256),
+        "console_enabled": _bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
+        "console_session_seconds": _int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800) or 28_800,
+        "console_secret": env.get("KNEO_SERV_CONSOLE_SECRET", ""),
+    }
 
 
 @dataclass(frozen=True)
@@ -553,82 +546,12 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env: Mapping[str, str] = dict(os.environ) if environ is None else environ
-        keys = semicolon_list(env, "KNEO_SERV_API_KEYS")
-        admin = env.get("KNEO_SERV_ADMIN_API_KEY", "")
-        oidc = _oidc(env)
-        auth_default = bool(keys.strip() or admin.strip() or oidc.enabled)
-        project_config = env.get("KNEO_PROJECT_CONFIG")
         return cls(
-            project_config=Path(project_config) if project_config else None,
-            default_env=env.get("KNEO_ENV") or "dev",
-            spec_signing_key=env.get("KNEO_SERV_SPEC_SIGNING_KEY") or None,
-            auth_enabled=_bool(env, "KNEO_SERV_AUTH_ENABLED", auth_default),
-            api_keys=keys,
-            admin_api_key=admin,
-            client_api_key=env.get("KNEO_SERV_API_KEY", ""),
-            client_project=env.get("KNEO_SERV_PROJECT", ""),
-            oidc=oidc,
-            idempotency_key=env.get("KNEO_SERV_IDEMPOTENCY_KEY", ""),
-            webhook_secret=env.get("KNEO_SERV_WEBHOOK_SECRET") or None,
-            git_token_file=_path(env, "KNEO_SERV_GIT_TOKEN_FILE"),
-            policy_floors=_path(env, "KNEO_SERV_POLICY_FLOORS"),
-            git_token=env.get("KNEO_SERV_GIT_TOKEN", ""),
-            git_username=(env.get("KNEO_SERV_GIT_USERNAME") or "").strip(),
-            auth_max_failures=_int(env, "KNEO_SERV_AUTH_MAX_FAILURES", 10),
-            auth_failure_window_seconds=_float(env, "KNEO_SERV_AUTH_FAILURE_WINDOW_SECONDS", 60.0)
-            or 60.0,
-            forwarded_allow_ips=forwarded_allow_ips(env.get("KNEO_SERV_FORWARDED_ALLOW_IPS", "")),
-            forwarded_header=forwarded_header(env.get("KNEO_SERV_FORWARDED_HEADER", "")),
-            database_url=env.get("KNEO_SERV_DATABASE_URL") or None,
-            sqlite_synchronous=_sqlite_synchronous(env),
-            database_pool_size=_int(env, "KNEO_SERV_DATABASE_POOL_SIZE", None) or None,
-            database_pooler=_pooler(env),
-            profiles_path=_profiles(env),
-            spec_roots=tuple(Path(p) for p in _list(env, "KNEO_SERV_SPEC_ROOTS")),
-            limits=_counts(env, Limits, ""),
-            checkpoint=_counts(env, CheckpointLimits, "CHECKPOINT_"),
-            retention=_counts(env, RetentionDays, "RETENTION_"),
-            provider_retries=_int(env, "KNEO_SERV_PROVIDER_RETRIES", 0),
-            provider_retry_backoff_seconds=_float(
-                env, "KNEO_SERV_PROVIDER_RETRY_BACKOFF_SECONDS", 0.25
-            )
-            or 0.0,
-            provider_timeout_seconds=_limit(env, "KNEO_SERV_PROVIDER_TIMEOUT_SECONDS"),
-            mcp_retries=_int(env, "KNEO_SERV_MCP_RETRIES", 0),
-            mcp_retry_backoff_seconds=_float(env, "KNEO_SERV_MCP_RETRY_BACKOFF_SECONDS", 0.25)
-            or 0.0,
-            mcp_timeout_seconds=_float(env, "KNEO_SERV_MCP_TIMEOUT_SECONDS", None),
-            require_provider_secrets=_bool(env, "KNEO_SERV_REQUIRE_PROVIDER_SECRETS", False),
-            dummy_call_log=_path(env, "KNEO_DUMMY_CALL_LOG"),
-            client_timeout=_float(env, "KNEO_SERV_CLIENT_TIMEOUT", 120.0) or 120.0,
-            client_retries=_int(env, "KNEO_SERV_CLIENT_RETRIES", 2),
-            client_retry_backoff_seconds=_float(env, "KNEO_SERV_CLIENT_RETRY_BACKOFF_SECONDS", 0.25)
-            or 0.0,
-            request_logs=_bool(env, "KNEO_SERV_REQUEST_LOGS", True),
-            log_level=(env.get("KNEO_SERV_LOG_LEVEL") or "INFO").upper(),
-            otel_enabled=_bool(env, "KNEO_SERV_OTEL_ENABLED", False),
-            otel_record_arguments=_bool(env, "KNEO_SERV_OTEL_RECORD_ARGUMENTS", False),
-            otel_record_results=_bool(env, "KNEO_SERV_OTEL_RECORD_RESULTS", False),
-            metrics_port=_port(env, "KNEO_SERV_METRICS_PORT"),
-            metrics_host=env.get("KNEO_SERV_METRICS_HOST") or "0.0.0.0",
-            prometheus_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
-            build_revision=(env.get("KNEO_SERV_BUILD_REVISION") or "").strip(),
-            health_providers=_list(env, "KNEO_SERV_HEALTH_PROVIDERS"),
-            health_mcp_secrets=_list(env, "KNEO_SERV_HEALTH_MCP_SECRETS"),
-            notifications=_notifications(env),
-            public_url=env.get("KNEO_SERV_PUBLIC_URL", "").strip().rstrip("/"),
-            decision_links=_bool(env, "KNEO_SERV_DECISION_LINKS", False),
-            decision_link_seconds=_int(env, "KNEO_SERV_DECISION_LINK_SECONDS", 86_400) or 86_400,
-            a2a_push=_a2a_push(env),
-            sweep_interval_seconds=_float(env, "KNEO_SERV_SWEEP_INTERVAL_SECONDS", None),
-            worker_lease_seconds=_float(env, "KNEO_SERV_WORKER_LEASE_SECONDS", 60.0) or 60.0,
-            worker_poll_seconds=_float(env, "KNEO_SERV_WORKER_POLL_SECONDS", 0.5) or 0.5,
-            continuations=_continuations(env),
-            spec_cache_entries=max(1, _int(env, "KNEO_SERV_SPEC_CACHE_ENTRIES", 256) or 256),
-            console_enabled=_bool(env, "KNEO_SERV_CONSOLE_ENABLED", True),
-            console_session_seconds=_int(env, "KNEO_SERV_CONSOLE_SESSION_SECONDS", 28_800)
-            or 28_800,
-            console_secret=env.get("KNEO_SERV_CONSOLE_SECRET", ""),
+            **_access_settings(env),
+            **_persistence_settings(env),
+            **_runtime_settings(env),
+            **_observability_settings(env),
+            **_background_settings(env),
             environ=dict(env),
         )
 

@@ -43,7 +43,7 @@ GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         "Documents, specs and project config",
-        ("kneo/documents.py", "kneo/spec/", "kneo/names", "kneo/kernel/"),
+        ("kneo/documents/", "kneo/spec/", "kneo/names", "kneo/kernel/"),
     ),
     ("The command line", ("kneo/cli/", "kneo/tools/factory.py")),
     ("Runs, steps, tools and providers", ("kneo/engine/", "kneo/tools/", "kneo/mcp/")),

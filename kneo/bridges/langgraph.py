@@ -136,14 +136,7 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
             if recorded is not None:
                 [message] = messages_from_dict([recorded["message"]])
                 return ChatResult(generations=[ChatGeneration(message=message)])
-            body: dict[str, Any] = {
-                "model": spec.model.name,
-                "messages": convert_to_openai_messages(messages),
-            }
-            if self.offered:
-                body["tools"] = self.offered
-            if spec.model.temperature is not None:
-                body["temperature"] = spec.model.temperature
+            body = _request(spec, convert_to_openai_messages(messages), self.offered)
             reply = client.chat.completions.create(**body)
             choice = reply.choices[0].message
             calls = [
@@ -163,6 +156,19 @@ def chat_model(session: BridgeSession, access: HostAccess, settings: Settings) -
             return ChatResult(generations=[ChatGeneration(message=message)])
 
     return KneoChatModel()
+
+
+def _request(
+    spec: AgentSpec, messages: list[dict[str, Any]], offered: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The chat completion request for the spec's model: its name and temperature, the
+    conversation, and the tools the graph bound (none when it bound none)."""
+    body: dict[str, Any] = {"model": spec.model.name, "messages": messages}
+    if offered:
+        body["tools"] = offered
+    if spec.model.temperature is not None:
+        body["temperature"] = spec.model.temperature
+    return body
 
 
 def _client(

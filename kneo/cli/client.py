@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from kneo.engine.human import Decision
     from kneo.platform.manager import PlatformManager
     from kneo.platform.projects import ProjectCatalog
-    from kneo.spec.project import PolicyEnforcement, ProjectContext
+    from kneo.spec.project import ProjectContext
+    from kneo.spec.project_blocks import PolicyEnforcement
     from kneo.tools import ToolRegistry
 
 

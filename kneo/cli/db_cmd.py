@@ -15,7 +15,8 @@ import typer
 from kneo.cli.output import Output, console, options
 from kneo.errors import ErrorCode, InvalidRequest, KneoError
 from kneo.platform.maintenance import prune_retention, retention_policy
-from kneo.settings import ROLE_POOL_SIZES, RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import ROLE_POOL_SIZES, Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store, resolve_url, restore_sqlite_database
 from kneo.store.maintenance.doctor import as_dict, diagnose

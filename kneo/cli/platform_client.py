@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
-    from kneo.spec.project import PolicyEnforcement
+    from kneo.spec.project_blocks import PolicyEnforcement
 
 __all__ = ["PlatformClient"]
 

@@ -24,7 +24,7 @@ from kneo.cli.output import ClientOptions, Output, options
 from kneo.documents import read_file
 from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 
 app = typer.Typer(no_args_is_help=True, help="Sign policy changes for the GitOps controller")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP 
 
     from kneo.cli.profiles import Connection
     from kneo.engine.human import Decision
-    from kneo.spec.project import PolicyEnforcement
+    from kneo.spec.project_blocks import PolicyEnforcement
 
 RETRY_STATUSES = frozenset({408, 429})
 #: Routes whose POSTs the service de-duplicates by ``Idempotency-Key``.

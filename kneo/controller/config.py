@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from kneo.documents import load_yaml_file
 from kneo.errors import ConfigError, SpecError
-from kneo.spec.project import ControllerConfigBlock
+from kneo.spec.project_blocks import ControllerConfigBlock
 
 #: The typed ``controller:`` block (one model for the project config schema and here).
 _Block = ControllerConfigBlock

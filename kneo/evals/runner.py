@@ -479,22 +479,7 @@ def run_suite(
             if suite.needs_judge():  # the grant of the cases' runs
                 grant = made[0].manager.admission.host_access(env_name, "spec")
                 judge = suite_judge(suite, isolated, project, grant)
-
-            def one(case: EvalCase) -> CaseResult:
-                worker = idle.get()
-                try:
-                    result = _run_case(worker, resolved, data, case, judge)
-                finally:
-                    idle.put(worker)
-                if on_case is not None:
-                    on_case(result)
-                return result
-
-            if count == 1:
-                outcomes = [one(case) for case in suite.cases]
-            else:
-                with ThreadPoolExecutor(count, thread_name_prefix="kneo-eval") as pool:
-                    outcomes = list(pool.map(one, suite.cases))
+            outcomes = _run_cases(suite.cases, idle, count, (resolved, data), judge, on_case)
             results = {r.case_id: r for r in outcomes}
     finally:
         for worker in made:
@@ -511,6 +496,34 @@ def run_suite(
         seconds=time.perf_counter() - started,
         kneo_version=kneo_version(),
     )
+
+
+def _run_cases(
+    cases: Sequence[EvalCase],
+    idle: queue.SimpleQueue[_Worker],
+    count: int,
+    spec: tuple[Path, Mapping[str, Any]],
+    judge: ModelJudge | None,
+    on_case: Callable[[CaseResult], None] | None,
+) -> list[CaseResult]:
+    """Each case's result, in the cases' order: run on ``count`` threads, each case on an
+    idle worker (``spec``: the resolved file and its data)."""
+    resolved, data = spec
+
+    def one(case: EvalCase) -> CaseResult:
+        worker = idle.get()
+        try:
+            result = _run_case(worker, resolved, data, case, judge)
+        finally:
+            idle.put(worker)
+        if on_case is not None:
+            on_case(result)
+        return result
+
+    if count == 1:
+        return [one(case) for case in cases]
+    with ThreadPoolExecutor(count, thread_name_prefix="kneo-eval") as pool:
+        return list(pool.map(one, cases))
 
 
 def _run_case(

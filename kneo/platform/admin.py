@@ -19,7 +19,7 @@ from kneo.platform.admission import POLICY_PREFIX, stored_policy
 from kneo.platform.idempotency import idempotent
 from kneo.platform.results import audit_listing, audit_to_dict
 from kneo.redaction import redact
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.store import AuditEvent, Store
 from kneo.store.base import check_offset
 

@@ -67,11 +67,11 @@ from kneo.spec.loader import load_spec_data
 from kneo.spec.models import Spec
 from kneo.spec.project import (
     IMPLICIT_ENVIRONMENT,
-    PolicyEnforcement,
     ProjectContext,
     declared_environments,
     judge_environment,
 )
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
-"""Human tasks: listing them, validating a person's decision, applying it to a paused run.
+"""Human tasks: validating a person's decision, applying it to a paused run.
 
-:class:`Decisions` holds them. :meth:`~Decisions.list_human_tasks` is the inbox query;
+:class:`Decisions` holds them (the inbox's reads are :class:`kneo.platform.inbox.Inbox`'s).
 :meth:`~Decisions.resume` replays an idempotent decision or goes on to
 :meth:`~Decisions.resume_decision`, which in one transaction reads the continuation and its
 run row-locked, checks the decision against them (request pending, run paused, answer valid)
@@ -17,9 +17,6 @@ the worker that claims the run the same transaction queued.
 Of two racing decisions the second waits for the first's locks and reads what it wrote: the
 request decided (``request_already_resolved``), the run being resumed by the winner
 (``resource_locked``), or its own request still pending, which it applies.
-
-:func:`kneo.platform.registry.promotion_tally` is imported where a promotion is decided
-(+42 ms with the bundle's cryptography), which a platform that only runs runs never needs.
 """
 
 from __future__ import annotations
@@ -28,8 +25,7 @@ import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
@@ -42,7 +38,6 @@ from kneo.errors import (
     IllegalTransition,
     InvalidDecision,
     InvalidRequest,
-    KneoError,
     NotFound,
     RequestAlreadyResolved,
     ResourceLocked,
@@ -51,20 +46,15 @@ from kneo.jsontext import content_hash
 from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.child_links import CHILD_ACTOR
-from kneo.platform.context import task_context
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
 from kneo.platform.handoff import HANDOFF_KEY, HandOff
 from kneo.platform.idempotency import idempotent
 from kneo.platform.recipients import load_people
-from kneo.platform.results import RunResult, task_view
-from kneo.platform.tasks import next_expiry, resolved_entry, with_bodies, with_bodies_many
+from kneo.platform.results import RunResult
+from kneo.platform.tasks import next_expiry, resolved_entry
 from kneo.settings import Settings
-from kneo.spec.models import RequestKind
-from kneo.spec.suggest import one_of
 from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
-from kneo.store.tasks.inbox import input_preview, listed
-from kneo.store.tasks.search import query_terms
 
 if TYPE_CHECKING:
     from kneo.controller.watch import Triggerable
@@ -74,14 +64,6 @@ if TYPE_CHECKING:
 
 #: who decides a request its timeout took (``on_timeout: continue`` / ``reject``)
 TIMEOUT_ACTOR = "system:timeout"
-#: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
-MAX_AGE_SECONDS = 100 * 365 * 86_400
-#: Where each assignee's pending count stops (``include=counts``; shown "N+" beyond) when
-#: ``KNEO_SERV_MAX_LIST_COUNT`` sets no cap: a per-assignee count is a summary, not a
-#: listing's ``total``, and visits every pending task of every assignee uncapped.
-ASSIGNEE_COUNT_CAP = 1_000
-#: What ``kind`` filters on: a request's kind, or ``promotion`` for promotions.
-TASK_KINDS = (*get_args(RequestKind), "promotion")
 
 
 def legacy_decision(
@@ -116,9 +98,8 @@ def legacy_decision(
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class Decisions:
-    """Human tasks and the decisions on them: the inbox, one task, and resume (a run's
-    request, or a GitOps promotion's approval). The driver continues a run once no request
-    is left pending."""
+    """The decisions on human tasks: resume (a run's request, or a GitOps promotion's
+    approval). The driver continues a run once no request is left pending."""
 
     store: Store
     clock: Clock
@@ -136,161 +117,6 @@ class Decisions:
     #: applies a task's timeout now (the manager's sweeps): called with the continuation id
     #: when a decision came after its deadline and no sweep has applied it yet
     on_late: Callable[[str], object] | None = field(default=None, init=False)
-
-    def list_human_tasks(
-        self,
-        *,
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        workflow: str | None = None,
-        environment: str | None = None,
-        assignee: str | tuple[str, ...] | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        sort: str = "oldest",
-        older_than_seconds: float | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-        by_assignee: bool = True,
-        show_personal: bool = False,
-        q: str | None = None,
-        counts_cap: int | None = None,
-    ) -> dict[str, Any]:
-        """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
-        environment, assignee, request kind (``promotion``: promotions), escalation and age
-        (created more than ``older_than_seconds`` ago); oldest or newest first, or by deadline
-        (``expiring``, ``expiring_last``: the undated after either).
-        ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
-        ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
-        (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
-        asked for. Like ``total``, each assignee's count is exact up to ``counts_cap``
-        (default ``KNEO_SERV_MAX_LIST_COUNT``): beyond it the count shows the cap and the
-        assignee is in ``counts_capped``, so counting costs at most (assignees) x (cap)
-        index rows, not every pending task.
-        ``show_personal`` for a decider. ``q`` keeps the tasks holding every word of it in
-        their prompts, run input, workflow (or bundle) name or assignees
-        (:mod:`kneo.store.tasks.search`). Each task has ``input_preview``, the first words of its
-        run's input."""
-        one_of(kind, TASK_KINDS, "kind")
-        if older_than_seconds is not None and not 0 <= older_than_seconds <= MAX_AGE_SECONDS:
-            raise InvalidRequest(
-                f"older_than_seconds must be between 0 and {MAX_AGE_SECONDS}",
-                field="older_than_seconds",
-            )
-        older = (
-            self.clock.now() - timedelta(seconds=older_than_seconds)
-            if older_than_seconds is not None
-            else None
-        )
-        page = self.store.tasks.list_continuations(
-            run_id=run_id,
-            workflow_kind=workflow_kind,
-            workflow_name=workflow,
-            environment=environment,
-            assignee=assignee,
-            kind=kind,
-            escalated=escalated,
-            older_than=older,
-            sort=sort,  # type: ignore[arg-type]
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            count=count,
-            search=query_terms(q) if q and q.strip() else (),
-        )
-        counts = capped = None
-        if by_assignee:
-            top = counts_cap or self.settings.limits.max_list_count or ASSIGNEE_COUNT_CAP
-            pending = self.store.tasks.pending_counts_by_assignee(top)
-            counts = {a or "(unassigned)": min(n, top) for a, n in pending.items()}
-            capped = sorted(a or "(unassigned)" for a, n in pending.items() if n > top)
-        return {
-            "tasks": self._list_views(page.items, show_personal),
-            "count": len(page.items),
-            "total": page.total,
-            "total_capped": page.total_capped,
-            "limit": page.limit,
-            "offset": page.offset,
-            "next_cursor": page.next_cursor,
-            "counts_by_assignee": counts,
-            "counts_capped": capped,
-        }
-
-    def _list_views(
-        self, tasks: Sequence[ContinuationRecord], show_personal: bool
-    ) -> list[dict[str, Any]]:
-        """The list's views of ``tasks``: each from its ``list_row``, written with the task
-        (:mod:`kneo.store.tasks.inbox`); a task without one (written by an older version, or with
-        a body missing) is built from its run's state as the task page builds it."""
-        unlisted = [c for c in tasks if c.list_row is None]
-        states = self.store.runs.run_states([c.run_id for c in unlisted if c.run_id])
-        built = {c.continuation_id: c for c in with_bodies_many(self.store, unlisted, states)}
-        views = []
-        for cont in tasks:
-            if cont.list_row is not None:
-                row = listed(cont.list_row, show_personal=show_personal)
-                view = task_view(cont, show_personal=show_personal, shown=list(row["requests"]))
-                view["input_preview"] = row["input_preview"]
-            else:
-                view = task_view(built[cont.continuation_id], show_personal=show_personal)
-                text = str((states.get(cont.run_id or "") or {}).get("input_text") or "")
-                view["input_preview"] = input_preview(text, show_personal=show_personal)
-            views.append(view)
-        return views
-
-    def get_human_task(
-        self,
-        continuation_id: str,
-        *,
-        show_personal: bool = False,
-        include_context: bool = False,
-    ) -> dict[str, Any]:
-        """One task with every request (answered ones with who decided and when); a
-        promotion task also with its approvals so far. ``show_personal`` for a decider.
-        ``include_context`` adds ``context``: the run's input, the agents' conversations up
-        to the pause, the workflow position, earlier decisions and each request's own
-        context (:func:`kneo.platform.context.task_context`); ``None`` for a task of no
-        run (a promotion) or whose run is gone."""
-        cont = self.store.tasks.get_continuation(continuation_id)
-        run = self._run_of(cont) if include_context else None
-        task = with_bodies(self.store, cont, state=run.state if run is not None else None)
-        view = task_view(task, pending_only=False, show_personal=show_personal)
-        rule = self.assignment_rule(task.environment)
-        for request in view.get("requests", []) if rule.binding else []:
-            if (request.get("status") or "pending") == "pending":  # who alone may decide it
-                request["deciders"] = list(rule.deciders(request.get("assignee")))
-        if task.workflow_kind == "promotion":
-            from kneo.platform.registry import promotion_tally
-
-            view["promotion"] = promotion_tally(
-                self.store.registry, task, show_personal=show_personal
-            )
-        if include_context:
-            view["context"] = self._context(run, task.requests, show_personal)
-        return view
-
-    def _run_of(self, cont: ContinuationRecord) -> RunRecord | None:
-        if cont.run_id is None:
-            return None
-        try:
-            return self.store.runs.get_run(cont.run_id)
-        except NotFound:
-            return None
-
-    def _context(
-        self, run: RunRecord | None, requests: list[dict[str, Any]], show_personal: bool
-    ) -> dict[str, Any] | None:
-        """The task's context in ``run``, with the run's compiled workflow for its steps
-        (left out when the stored spec no longer compiles here)."""
-        if run is None:
-            return None
-        try:
-            workflow = self.driver.workflow_for(run)
-        except KneoError:
-            workflow = None
-        return task_context(run, requests, workflow, show_personal=show_personal)
 
     def resume(
         self,

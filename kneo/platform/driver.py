@@ -168,19 +168,7 @@ class RunDriver:
         )
         self._tokens[run.run_id] = token
         released = False
-        observer = None
-        if metrics.enabled() or tracing.tracer() is not None:
-            links, parent = [], None
-            if tracing.tracer() is not None:
-                # one trace across the wait: the resumed run continues the pause's trace
-                # (a child of the pause, linked to it) and links to the request resuming it
-                links = tracing.links_to(resumed_from)
-                parent = tracing.stored_span(resumed_from)
-                if parent is not None:
-                    links += tracing.link_to_current("resumed_by")
-            observer = RunObserver(
-                journal, run=run, links=links, parent=parent, project=self.store.project
-            )
+        observer = self._observer(run, journal, resumed_from)
         result: RunResult | None = None
         ended: RunRecord | None = None
         outcome: Outcome | None = None
@@ -210,6 +198,23 @@ class RunDriver:
             # a wait it answered at once (a child refused) continued the run: its result
             return self.after_outcome(ended) or result
         return result
+
+    def _observer(
+        self, run: RunRecord, journal: StoreJournal, resumed_from: Mapping[str, Any] | None
+    ) -> RunObserver | None:
+        """The run's metrics and trace over ``journal``; ``None`` when neither is on (the
+        engine then writes to the journal directly)."""
+        if not metrics.enabled() and tracing.tracer() is None:
+            return None
+        links, parent = [], None
+        if tracing.tracer() is not None:
+            # one trace across the wait: the resumed run continues the pause's trace
+            # (a child of the pause, linked to it) and links to the request resuming it
+            links = tracing.links_to(resumed_from)
+            parent = tracing.stored_span(resumed_from)
+            if parent is not None:
+                links += tracing.link_to_current("resumed_by")
+        return RunObserver(journal, run=run, links=links, parent=parent, project=self.store.project)
 
     def _finish(
         self,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
 from kneo.redaction import may_need_redaction, redact_mapping
-from kneo.settings import CheckpointLimits
+from kneo.setting_groups import CheckpointLimits
 from kneo.store.runs import delta, payloads
 from kneo.store.runs.steps import StepCheckpoint, StepEvent, json_text
 

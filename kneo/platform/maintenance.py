@@ -8,7 +8,7 @@ by modification time. Windows come from the project config's ``retention:`` bloc
 
 Call :func:`prune_retention` (or ``PlatformManager.prune_retention`` / ``kneo maintenance
 prune``) from cron or a timer. Finished queue records alone are pruned without one: every
-service and worker process deletes them hourly (:meth:`kneo.platform.sweeps.Sweeper.prune_queue`),
+service and worker process deletes them hourly (:meth:`kneo.platform.sweeper.Sweeper.prune_queue`),
 kept :data:`QUEUE_DAYS_DEFAULT` days unless a window is set.
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kneo.errors import ConfigError
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext

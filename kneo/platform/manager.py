@@ -10,9 +10,11 @@ hands each responsibility to one collaborator with explicit dependencies:
 * :class:`~kneo.platform.driver.RunDriver` — drive a run through the engine and write its
   outcome (engine, leases, compiled workflows, cancellation tokens);
 * :class:`~kneo.platform.runs.Runs` — start, execute, cancel, continue and replay runs;
-* :class:`~kneo.platform.decisions.Decisions` — the inbox, one task, and resume;
+* :class:`~kneo.platform.decisions.Decisions` — resume: a decision on a human task;
+* :class:`~kneo.platform.inbox.Inbox` — the inbox and one task;
 * :class:`~kneo.platform.inspect.Inspection` — runs, traces, checkpoints, replay, recovery;
-* :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs;
+* :class:`~kneo.platform.sweeps.Sweeps` — timeouts and stranded runs (run on threads by
+  :mod:`kneo.platform.sweeper`);
 * :class:`~kneo.platform.admin.Administration` — the audit log, environment policies,
   notification deliveries and idempotency records;
 * :class:`~kneo.platform.gitops.GitOps` — controller requests and the registry's reads and
@@ -70,6 +72,7 @@ from kneo.platform.driver import RunDriver
 from kneo.platform.events import answer_text, iter_events
 from kneo.platform.gitops import GitOps
 from kneo.platform.handoff import HandOff
+from kneo.platform.inbox import Inbox
 from kneo.platform.inspect import Inspection
 from kneo.platform.maintenance import prune_retention
 from kneo.platform.policy_preview import run_impact
@@ -86,7 +89,8 @@ from kneo.remote.a2a import A2AAgents
 from kneo.settings import Settings
 from kneo.spec.compiler import SpecCompiler
 from kneo.spec.models import McpImport
-from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.project import ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.store import Store
 
 Providers = Callable[[str], Any]
@@ -162,8 +166,17 @@ class PlatformManager:
         providers = providers or _default_providers(self.settings, project)
         self.engine = self._engine(compiler, providers, sleep)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        # Every input-keyed cache is bounded, so distinct specs cannot grow the process
-        # (``KNEO_SERV_SPEC_CACHE_ENTRIES``).
+        self._compose_run_path(compiler, project, providers)
+        self._compose_run_work(project)
+        self._worker: Worker | None = None
+        self._sleep = sleep
+
+    def _compose_run_path(
+        self, compiler: SpecCompiler, project: ProjectContext | None, providers: Providers
+    ) -> None:
+        """What a run goes through to start and execute: the admission gate, the driver,
+        the spec preparation. Every input-keyed cache is bounded, so distinct specs cannot
+        grow the process (``KNEO_SERV_SPEC_CACHE_ENTRIES``)."""
         entries = self.settings.spec_cache_entries
         self.admission = RunAdmission(
             store=self.store, compiler=compiler, project=project, cache_entries=entries
@@ -185,6 +198,10 @@ class PlatformManager:
             cache_entries=entries,
             check_spec=functools.partial(require_spec_secrets, self.settings, providers),
         )
+
+    def _compose_run_work(self, project: ProjectContext | None) -> None:
+        """What acts on runs once they exist: runs, decisions and the inbox, inspection,
+        sweeps and child runs (the driver calls the children after each outcome)."""
         #: decisions and continues go on in the caller, or on workers (kneo.platform.handoff)
         self.handoff = HandOff()
         self.runs = Runs(
@@ -201,6 +218,13 @@ class PlatformManager:
         )
         self.decisions.handoff = self.handoff
         self.decisions.assign_by(project.config if project is not None else None)
+        self.inbox = Inbox(
+            store=self.store,
+            clock=self.clock,
+            settings=self.settings,
+            driver=self.driver,
+            assignment_rule=self.decisions.assignment_rule,
+        )
         self.inspection = Inspection(store=self.store, driver=self.driver)
         self.sweeps = Sweeps(
             store=self.store, clock=self.clock, driver=self.driver, decisions=self.decisions
@@ -210,8 +234,6 @@ class PlatformManager:
         self.driver.after_outcome = self.children.after_outcome
         self.driver.after_cancel = self.children.after_cancel
         self.sweeps.children = self.children.sweep
-        self._worker: Worker | None = None
-        self._sleep = sleep
 
     def _engine(
         self, compiler: SpecCompiler, providers: Providers, sleep: Callable[[float], None]
@@ -306,8 +328,8 @@ class PlatformManager:
 
     resume = _Forward("decisions", Decisions.resume)
     decide = _Forward("decisions", Decisions.decide)
-    list_human_tasks = _Forward("decisions", Decisions.list_human_tasks)
-    get_human_task = _Forward("decisions", Decisions.get_human_task)
+    list_human_tasks = _Forward("inbox", Inbox.list_human_tasks)
+    get_human_task = _Forward("inbox", Inbox.get_human_task)
 
     # ================================================================== inspection
 

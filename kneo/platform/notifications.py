@@ -73,7 +73,8 @@ if TYPE_CHECKING:
 
     from kneo.clock import Clock
     from kneo.platform.directory import ProjectDirectory, ProjectEntry
-    from kneo.settings import NotificationSettings, Settings
+    from kneo.setting_groups import NotificationSettings
+    from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
     from kneo.store.contracts import HasNotifications, HasRuns, HasTasks, MetadataStore

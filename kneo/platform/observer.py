@@ -125,62 +125,76 @@ class RunObserver:
     def _see(self, event: TraceEvent) -> None:
         kind = event.event_type
         if kind == "step_started":
-            if self.span is None:  # units carry spans; a step's end event names its kind
-                return
-            with self._lock:
-                unit = self._units[event.unit_key] = _Unit(
-                    str(event.data.get("kind") or "step"), event.step_id, time.time_ns()
-                )
-                if self.span is not None:
-                    unit.span = tracing.start_span(
-                        f"step {event.step_id}",
-                        parent=self.span,
-                        attrs={
-                            "kneo.step.id": event.step_id,
-                            "kneo.step.kind": unit.kind,
-                            "kneo.unit_key": event.unit_key,
-                            "kneo.step.attempt": event.data.get("attempt"),
-                        },
-                        start_time=unit.mark,
-                    )
-                    if unit.kind == "agent" and not self._agent_run:
-                        unit.agent = self._agent_span(unit, event.data.get("agent"))
+            if self.span is not None:  # units carry spans; a step's end event names its kind
+                self._step_started(event)
             return
         if kind in _STEP_END:
-            ended = None
-            if self.span is not None:
-                with self._lock:
-                    ended = self._units.pop(event.unit_key, None)
-            status = "continued" if event.data.get("continued") else _STEP_END[kind]
-            if self._record:  # every step end event names the step's kind
-                metrics.record_step(
-                    str(event.data.get("kind") or "step"), status, project=self._project
-                )
-            if ended is not None and ended.span is not None:
-                _end_agent(ended, failed=kind == "step_failed")
-                ended.span.set_attribute("kneo.step.status", status)
-                if kind == "step_failed":
-                    error = event.data.get("error") or {}
-                    tracing.fail(ended.span, str(error.get("code") or "step_failed"))
-                ended.span.end()
+            self._step_ended(event, kind)
             return
         if kind == "model_turn_completed" and self._record:
-            metrics.record_model_tokens(
-                str(event.data.get("provider") or ""),
-                str(event.data.get("model") or ""),
-                event.data.get("usage") or {},
+            self._count_model_turn(event.data)
+        if self.span is not None:
+            self._unit_event(event, kind)
+
+    def _step_started(self, event: TraceEvent) -> None:
+        """A unit for the step, and its span (an agent step's ``invoke_agent`` under it)."""
+        with self._lock:
+            unit = self._units[event.unit_key] = _Unit(
+                str(event.data.get("kind") or "step"), event.step_id, time.time_ns()
+            )
+            if self.span is not None:
+                unit.span = tracing.start_span(
+                    f"step {event.step_id}",
+                    parent=self.span,
+                    attrs={
+                        "kneo.step.id": event.step_id,
+                        "kneo.step.kind": unit.kind,
+                        "kneo.unit_key": event.unit_key,
+                        "kneo.step.attempt": event.data.get("attempt"),
+                    },
+                    start_time=unit.mark,
+                )
+                if unit.kind == "agent" and not self._agent_run:
+                    unit.agent = self._agent_span(unit, event.data.get("agent"))
+
+    def _step_ended(self, event: TraceEvent, kind: str) -> None:
+        """The step's count by kind and status, and its unit's spans ended."""
+        ended = None
+        if self.span is not None:
+            with self._lock:
+                ended = self._units.pop(event.unit_key, None)
+        status = "continued" if event.data.get("continued") else _STEP_END[kind]
+        if self._record:  # every step end event names the step's kind
+            metrics.record_step(
+                str(event.data.get("kind") or "step"), status, project=self._project
+            )
+        if ended is not None and ended.span is not None:
+            _end_agent(ended, failed=kind == "step_failed")
+            ended.span.set_attribute("kneo.step.status", status)
+            if kind == "step_failed":
+                error = event.data.get("error") or {}
+                tracing.fail(ended.span, str(error.get("code") or "step_failed"))
+            ended.span.end()
+
+    def _count_model_turn(self, data: Mapping[str, Any]) -> None:
+        """A model turn's tokens, and its cost when it has one."""
+        metrics.record_model_tokens(
+            str(data.get("provider") or ""),
+            str(data.get("model") or ""),
+            data.get("usage") or {},
+            project=self._project,
+        )
+        if isinstance(cost := data.get("cost"), float | int):
+            metrics.record_model_cost(
+                str(data.get("provider") or ""),
+                str(data.get("model") or ""),
+                float(cost),
+                str(data.get("currency") or ""),
                 project=self._project,
             )
-            if isinstance(cost := event.data.get("cost"), float | int):
-                metrics.record_model_cost(
-                    str(event.data.get("provider") or ""),
-                    str(event.data.get("model") or ""),
-                    float(cost),
-                    str(event.data.get("currency") or ""),
-                    project=self._project,
-                )
-        if self.span is None:
-            return
+
+    def _unit_event(self, event: TraceEvent, kind: str) -> None:
+        """A model turn's or a tool call's span under its unit's (when the unit has one)."""
         with self._lock:
             current = self._units.get(event.unit_key)
             if current is None or current.span is None:

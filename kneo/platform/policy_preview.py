@@ -20,7 +20,8 @@ from kneo.spec.loader import load_spec_data
 
 if TYPE_CHECKING:
     from kneo.spec.compiler import SpecCompiler
-    from kneo.spec.project import PolicyEnforcement, ProjectContext
+    from kneo.spec.project import ProjectContext
+    from kneo.spec.project_blocks import PolicyEnforcement
     from kneo.store import RunRecord
     from kneo.store.contracts import HasRuns
 

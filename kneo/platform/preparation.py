@@ -148,23 +148,7 @@ class SpecPreparation:
             raise InvalidRequest("give exactly one of spec_path or spec", field="spec_path")
         admitted = self.admission.admit(spec_path=spec_path, spec=spec, environment=environment)
         pinned = admitted.bundle
-        key = (
-            prepare_key(
-                self.project,
-                spec_path,
-                spec,
-                target,
-                environment,
-                overrides={"overrides": overrides, "skills": skills.model_dump()}
-                if skills is not None
-                else overrides,
-                policy_key=admitted.policy_key,
-            )
-            if pinned is None
-            else None
-        )
-        if key is not None and request.origin != "spec":
-            key = (*key, request.origin)  # an inline spec is checked by a narrower grant
+        key = self._cache_key(request, skills, admitted.policy_key) if pinned is None else None
         cached = self.prepared.get(key) if key is not None else None
         if cached is not None and (
             pinned is not None or unchanged(cached.workflow.code, cached.workflow.code_root)
@@ -212,6 +196,28 @@ class SpecPreparation:
         if key is not None:
             self.prepared.put(key, prepared)
         return prepared
+
+    def _cache_key(
+        self, request: RunRequest, skills: SkillsOverlay | None, policy_key: str | None
+    ) -> tuple[Any, ...] | None:
+        """Where the prepared spec of an unpinned ``request`` is cached: its files,
+        overrides, skills, environment, the stored policy, and an inline spec's origin (it is
+        checked by a narrower grant). ``None``: not cached (:func:`prepare_key`)."""
+        overrides = request.overrides
+        key = prepare_key(
+            self.project,
+            request.spec_path,
+            request.spec,
+            request.target,
+            request.environment,
+            overrides={"overrides": overrides, "skills": skills.model_dump()}
+            if skills is not None
+            else overrides,
+            policy_key=policy_key,
+        )
+        if key is None or request.origin == "spec":
+            return key
+        return (*key, request.origin)
 
     def _load(
         self,
@@ -344,6 +350,30 @@ def _run_metadata(prepared: PreparedSpec, given: Mapping[str, Any] | None) -> di
     }
 
 
+def _creation_records(
+    prepared: PreparedSpec, *, started_by: str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``run.created`` audit payload and the run's first events (``run_started`` too
+    when ``started_by``, the owner, runs it at once)."""
+    workflow = prepared.workflow
+    audit = {
+        "target": prepared.target,
+        "workflow_name": workflow.name,
+        "workflow_kind": workflow.family,
+        "environment": prepared.environment,
+        "spec_path": prepared.spec_path,
+    }
+    events = [
+        {
+            "event_type": "run_created",
+            "payload": {"workflow_kind": workflow.family, "target": prepared.target},
+        }
+    ]
+    if started_by is not None:
+        events.append({"event_type": "run_started", "payload": {"owner": started_by}})
+    return audit, events
+
+
 def create_run(
     store: Transactional[WorkflowTransaction],
     prepared: PreparedSpec,
@@ -376,21 +406,7 @@ def create_run(
     # holds the database's one write lock, which the other request threads wait for.
     state = dict(ExecutionState.initial(input_text), decisions=dict(decisions or {}))
     target = prepared.target
-    audit = {
-        "target": target,
-        "workflow_name": workflow.name,
-        "workflow_kind": workflow.family,
-        "environment": prepared.environment,
-        "spec_path": prepared.spec_path,
-    }
-    events = [
-        {
-            "event_type": "run_created",
-            "payload": {"workflow_kind": workflow.family, "target": target},
-        }
-    ]
-    if start:
-        events.append({"event_type": "run_started", "payload": {"owner": lease[0]}})
+    audit, events = _creation_records(prepared, started_by=lease[0] if start else None)
     with store.transaction(connection) as tx:
         if start and slot is not None:
             slot(tx)

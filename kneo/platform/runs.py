@@ -328,6 +328,25 @@ class Runs:
                 return replace(self.driver.result(run), handed_off=True)
             return self._take_over(run, marker, actor)
         workflow = None if queue else self.driver.workflow_for(run)
+        updated = self._restart(run, queue=queue, actor=actor, metadata=metadata)
+        if workflow is None:
+            self.handoff.woken()
+            self.store.wakeups.queued(run_id)
+            return replace(self.driver.result(updated), handed_off=True)
+        return self.driver.drive(updated, workflow)
+
+    def _restart(
+        self,
+        run: RunRecord,
+        *,
+        queue: bool,
+        actor: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> RunRecord:
+        """Move ``run`` back to ``running`` from its last boundary (its failure cleared) and
+        record the continue (trace and audit); ``queue``: marked and queued for a worker,
+        else held by this process's owner."""
+        run_id = run.run_id
         state = ExecutionState(run.state)
         state.failure = None
         snapshot = state.snapshot()
@@ -362,12 +381,7 @@ class Runs:
             )
             if queue:
                 tx.enqueue(run_id)
-            updated = tx.current(updated)
-        if workflow is None:
-            self.handoff.woken()
-            self.store.wakeups.queued(run_id)
-            return replace(self.driver.result(updated), handed_off=True)
-        return self.driver.drive(updated, workflow)
+            return tx.current(updated)
 
     def _check_not_held(self, run_id: str) -> None:
         """``resource_locked`` while a live process executes the run; a lease left by a

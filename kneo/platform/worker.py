@@ -61,7 +61,7 @@ from kneo.platform.directory import ProjectDirectory, ProjectSlots
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.leases import LeaseKeeper
 from kneo.platform.results import RunResult
-from kneo.platform.sweeps import Sweeper, SweptPlatform, start_sweeper
+from kneo.platform.sweeper import Sweeper, SweptPlatform, start_sweeper
 from kneo.redaction import redact_text
 from kneo.settings import Settings
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord

@@ -62,7 +62,8 @@ from kneo.spec.inventory import agent_locations, function_refs
 from kneo.spec.models import McpImport, ModelSpec, Spec
 from kneo.spec.pinning import pinned_code
 from kneo.spec.prices import PriceTable
-from kneo.spec.project import McpServerConfig, ProjectConfig
+from kneo.spec.project import ProjectConfig
+from kneo.spec.project_blocks import McpServerConfig
 from kneo.spec.refs import find_origin
 
 #: Where a spec comes from. ``spec``: a file run by the CLI, a spec path on the server, or

@@ -26,7 +26,8 @@ from kneo.spec.inventory import ToolCatalog, agent_locations, workflow_members
 from kneo.spec.loader import LoadedSpec
 from kneo.spec.models import AgentSpec, Spec
 from kneo.spec.pinning import pinned_code
-from kneo.spec.project import PolicyEnforcement, ProjectConfig, ProjectContext
+from kneo.spec.project import ProjectConfig, ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.spec.refs import import_roots, project_root
 from kneo.spec.validation import validate_spec
 from kneo.tools import ToolRegistry
@@ -125,17 +126,8 @@ def check_spec(
         resources = resolved.resources
     if access is None:
         access = host_access(context, env, origin=origin, resources=resources)
-    # what the spec may not reach comes first: a refused ref is refused, not "unresolved"
-    listed = import_roots(base_dir) if roots is None else roots
-    diagnostics = access.check(spec, listed)
-    roots, mismatch = _pinned_roots(spec, listed, roots)
-    diagnostics += mismatch
-    diagnostics += validate_spec(
-        spec,
-        tool_registry=tool_registry,
-        runtime_registry=runtime_registry,
-        base_dir=base_dir,
-        roots=roots,
+    diagnostics = _spec_diagnostics(
+        spec, access, tool_registry, runtime_registry, base_dir=base_dir, roots=roots
     )
     if probe is not None:
         diagnostics += probe(spec, access)
@@ -152,6 +144,31 @@ def check_spec(
         policy=policy,
         spec=spec,
     )
+
+
+def _spec_diagnostics(
+    spec: Spec,
+    access: HostAccess,
+    tool_registry: ToolRegistry,
+    runtime_registry: RuntimeRegistry,
+    *,
+    base_dir: Path | None,
+    roots: list[Path] | None,
+) -> list[Diagnostic]:
+    """What is wrong with ``spec`` under ``access``: what it may not reach first (a refused
+    ref is refused, not "unresolved"), then pinned code that differs, then validation."""
+    listed = import_roots(base_dir) if roots is None else roots
+    diagnostics = access.check(spec, listed)
+    roots, mismatch = _pinned_roots(spec, listed, roots)
+    diagnostics += mismatch
+    diagnostics += validate_spec(
+        spec,
+        tool_registry=tool_registry,
+        runtime_registry=runtime_registry,
+        base_dir=base_dir,
+        roots=roots,
+    )
+    return diagnostics
 
 
 def host_access(

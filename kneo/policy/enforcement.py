@@ -2,7 +2,7 @@
 
 Runs after overlays and project defaults are applied and after :func:`validate_spec`, so a
 gate sees the spec that would actually run in that environment. The policy *model* lives
-in the contract layer (:class:`kneo.spec.project.PolicyEnforcement`, part of the project
+in the contract layer (:class:`kneo.spec.project_blocks.PolicyEnforcement`, part of the project
 config); this module only evaluates it. Pure function.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from kneo.spec.diagnostics import Diagnostic, diag
 from kneo.spec.inventory import agent_locations, has_human_approval
-from kneo.spec.models import Spec
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.models import AgentSpec, Spec
+from kneo.spec.project_blocks import PolicyEnforcement
 
 __all__ = ["PolicyEnforcement", "enforce"]
 
@@ -25,6 +25,24 @@ def enforce(
     """
     if policy is None or not policy.enabled:
         return []
+    out = _diagnostic_gates(diagnostics, policy)
+    if policy.require_human_review and not has_human_approval(spec):
+        out.append(
+            diag(
+                "E_POLICY_HUMAN_REVIEW_REQUIRED",
+                "workflow" if spec.workflow is not None else "agent",
+                "This environment requires human review, and the spec has no human step, "
+                "review gate or tool-call approval.",
+                "add a 'kind: human' step, a step 'human_review', or 'agent.approval_required'",
+            )
+        )
+    for agent, at in agent_locations(spec):
+        out += _agent_gates(agent, at, policy)
+    return out
+
+
+def _diagnostic_gates(diagnostics: list[Diagnostic], policy: PolicyEnforcement) -> list[Diagnostic]:
+    """A finding whose code the environment blocks, or a warning where warnings fail."""
     out: list[Diagnostic] = []
     blocked = set(policy.blocked_diagnostic_codes)
     for d in diagnostics:
@@ -46,46 +64,42 @@ def enforce(
                     d.suggestion,
                 )
             )
-    if policy.require_human_review and not has_human_approval(spec):
+    return out
+
+
+def _agent_gates(agent: AgentSpec, at: str, policy: PolicyEnforcement) -> list[Diagnostic]:
+    """What the environment requires of one agent (at ``at``): tool permissions, no
+    unrestricted tools, guardrails."""
+    out: list[Diagnostic] = []
+    has_tools = agent.tools_unrestricted or bool(agent.tool_names())
+    if policy.require_tool_permissions and has_tools and agent.policies.tool is None:
         out.append(
             diag(
-                "E_POLICY_HUMAN_REVIEW_REQUIRED",
-                "workflow" if spec.workflow is not None else "agent",
-                "This environment requires human review, and the spec has no human step, "
-                "review gate or tool-call approval.",
-                "add a 'kind: human' step, a step 'human_review', or 'agent.approval_required'",
+                "E_POLICY_TOOL_PERMISSIONS_REQUIRED",
+                f"{at}.policies.tool",
+                f"Agent '{agent.name}' has tools but no 'policies.tool'.",
+                "declare policies.tool (allow, network, filesystem, shell, allowed_domains)",
             )
         )
-    for agent, at in agent_locations(spec):
-        has_tools = agent.tools_unrestricted or bool(agent.tool_names())
-        if policy.require_tool_permissions and has_tools and agent.policies.tool is None:
-            out.append(
-                diag(
-                    "E_POLICY_TOOL_PERMISSIONS_REQUIRED",
-                    f"{at}.policies.tool",
-                    f"Agent '{agent.name}' has tools but no 'policies.tool'.",
-                    "declare policies.tool (allow, network, filesystem, shell, allowed_domains)",
-                )
+    unrestricted = agent.tools_unrestricted or (
+        agent.tools_shorthand and bool(agent.tool_names()) and agent.policies.tool is None
+    )
+    if policy.deny_unrestricted_tools and unrestricted:
+        out.append(
+            diag(
+                "E_POLICY_UNRESTRICTED_TOOLS",
+                f"{at}.tools",
+                f"Agent '{agent.name}' selects tools without restriction.",
+                "use 'tools: {include: [...]}' with 'policies.tool'",
             )
-        unrestricted = agent.tools_unrestricted or (
-            agent.tools_shorthand and bool(agent.tool_names()) and agent.policies.tool is None
         )
-        if policy.deny_unrestricted_tools and unrestricted:
-            out.append(
-                diag(
-                    "E_POLICY_UNRESTRICTED_TOOLS",
-                    f"{at}.tools",
-                    f"Agent '{agent.name}' selects tools without restriction.",
-                    "use 'tools: {include: [...]}' with 'policies.tool'",
-                )
+    if policy.require_guardrails and not agent.has_guardrails:
+        out.append(
+            diag(
+                "E_POLICY_GUARDRAILS_REQUIRED",
+                f"{at}.guardrails",
+                f"Agent '{agent.name}' declares no guardrails.",
+                "add at least one guardrail (input, output or tool stage)",
             )
-        if policy.require_guardrails and not agent.has_guardrails:
-            out.append(
-                diag(
-                    "E_POLICY_GUARDRAILS_REQUIRED",
-                    f"{at}.guardrails",
-                    f"Agent '{agent.name}' declares no guardrails.",
-                    "add at least one guardrail (input, output or tool stage)",
-                )
-            )
+        )
     return out

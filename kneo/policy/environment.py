@@ -42,7 +42,8 @@ from kneo.errors import ConfigError, ErrorCode
 from kneo.names import NAME_PATTERN
 from kneo.policy.rollout import RolloutPolicy, looser_parts
 from kneo.spec.project import ENVIRONMENTS_DIR as ENVIRONMENTS_DIR  # the project's to say
-from kneo.spec.project import PolicyEnforcement, ProjectContext
+from kneo.spec.project import ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.spec.yaml_io import read_yaml_mapping, validate_mapping
 from kneo.usage import to_nanos
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from kneo.policy.environment import EnvironmentPolicy
 from kneo.policy.ratchet import LOOSENED, TIGHTENED, GateChange, compare
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 
 #: Where the policy in force comes from: stored through the API, the project (its config
 #: and environment file), or nowhere (nothing is enforced).

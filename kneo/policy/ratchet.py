@@ -51,14 +51,8 @@ from kneo.policy.environment import (
 )
 from kneo.policy.rollout import RolloutPolicy, looser_parts
 from kneo.spec.notifications_config import ReceiverConfig
-from kneo.spec.project import (
-    CONFIG_DIR,
-    CONFIG_FILE,
-    EnvironmentConfig,
-    PolicyEnforcement,
-    ProjectConfig,
-    load_project_config,
-)
+from kneo.spec.project import CONFIG_DIR, CONFIG_FILE, ProjectConfig, load_project_config
+from kneo.spec.project_blocks import EnvironmentConfig, PolicyEnforcement
 
 Direction = Literal["loosened", "tightened"]
 LOOSENED: Direction = "loosened"

@@ -29,7 +29,7 @@ from kneo.platform.handoff import settled
 from kneo.platform.results import RunResult
 from kneo.redaction import shows_personal_data
 from kneo.service.dependencies import Caller
-from kneo.settings import Limits
+from kneo.setting_groups import Limits
 
 #: how often a waiting request reads the run when no wake-up comes (one lost, SQLite across
 #: processes): after this at first, doubling to :data:`MAX_POLL_SECONDS`

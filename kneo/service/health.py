@@ -25,7 +25,7 @@ from kneo.service.dependencies import current_manager
 from kneo.service.errors import error_headers
 from kneo.service.query_params import StrictQueryRoute
 from kneo.service.spec_source import registries
-from kneo.spec.project import SecretsConfig
+from kneo.spec.project_blocks import SecretsConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable

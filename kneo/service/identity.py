@@ -38,7 +38,7 @@ from kneo.lrucache import LRUCache
 from kneo.people import Identity, names_of, proven_claim
 from kneo.projects import is_valid_project_name
 from kneo.service.grants import PLATFORM_ADMIN, split_grant
-from kneo.settings import OidcSettings
+from kneo.setting_groups import OidcSettings
 
 log = get_logger("kneo_serv.auth")
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from kneo.errors import PayloadTooLarge, ValidationFailed
-from kneo.settings import Limits
+from kneo.setting_groups import Limits
 from kneo.spec.extensions import SkillsOverlay
 
 Decision = Literal["approved", "rejected", "edited", "selected", "provided"]

@@ -18,12 +18,8 @@ from typing import Any
 from kneo.documents import parse_yaml
 from kneo.errors import ErrorCode, SpecError
 from kneo.spec.models import SPEC_VERSION, Spec
-from kneo.spec.project import (
-    DEFAULT_OVERLAY_PATTERN,
-    ProjectConfig,
-    declared_environments,
-    judge_environment,
-)
+from kneo.spec.project import ProjectConfig, declared_environments, judge_environment
+from kneo.spec.project_blocks import DEFAULT_OVERLAY_PATTERN
 from kneo.spec.yaml_io import read_yaml_mapping, validation_error_to_spec_error
 
 

@@ -19,6 +19,7 @@ from kneo.spec.migrate_kneo_serv import is_kneo_serv_field
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
+    from pydantic_core import ErrorDetails
 
     _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -166,13 +167,7 @@ def validation_error_to_spec_error(
         loc = clean_loc(err["loc"], data)
         path = format_path(loc)
         message = _message(err)
-        hint = _did_you_mean(err, loc, model)
-        if kind == "spec" and is_kneo_serv_field(path):
-            hint = (
-                "a field of the original platform's (kneo-serv) specs: "
-                "`kneo spec migrate --from kneo-serv FILE` converts the file and reports what "
-                "changed"
-            )
+        hint = _hint(err, loc, path, model, kind)
         if hint:
             message = f"{message}; {hint}"
         key = f"{path}:{message}"
@@ -181,14 +176,7 @@ def validation_error_to_spec_error(
         ):
             continue
         seen.add(key)
-        where_file, line = file, None
-        for source, text in texts:
-            found = line_of(text, loc)
-            if found is not None and _has_exact(text, loc):
-                where_file, line = source, found
-                break
-            if line is None:
-                where_file, line = source, found
+        where_file, line = _located(loc, file, texts)
         diagnostics.append(
             {
                 "code": ErrorCode.E_SCHEMA,
@@ -220,6 +208,35 @@ def validation_error_to_spec_error(
         diagnostics=diagnostics,
         kind=kind,
     )
+
+
+def _hint(
+    err: ErrorDetails, loc: Loc, path: str, model: type[BaseModel] | None, kind: str
+) -> str | None:
+    """What the author probably meant: the known field or value nearest to a wrong one, or,
+    for a field of the original platform's specs, how to convert the file."""
+    if kind == "spec" and is_kneo_serv_field(path):
+        return (
+            "a field of the original platform's (kneo-serv) specs: "
+            "`kneo spec migrate --from kneo-serv FILE` converts the file and reports what "
+            "changed"
+        )
+    return _did_you_mean(err, loc, model)
+
+
+def _located(
+    loc: Loc, file: str | None, texts: Sequence[tuple[str, str]]
+) -> tuple[str | None, int | None]:
+    """The file and line of ``loc``: the first text holding all of it, else the first that
+    holds a part of it (``file`` and no line when none does)."""
+    where_file, line = file, None
+    for source, text in texts:
+        found = line_of(text, loc)
+        if found is not None and _has_exact(text, loc):
+            return source, found
+        if line is None:
+            where_file, line = source, found
+    return where_file, line
 
 
 def _has_exact(text: str, loc: Loc) -> bool:

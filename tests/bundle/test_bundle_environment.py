@@ -15,7 +15,7 @@ from kneo.policy.environment import (
     merge_stricter,
     resolve_environment,
 )
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 
 REPO = Path(__file__).resolve().parents[2]
 

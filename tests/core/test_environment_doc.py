@@ -6,7 +6,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
-from kneo import settings
+from kneo import setting_groups, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,11 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def _variables_read() -> set[str]:
     source = Path(settings.__file__).read_text()
     names = set(re.findall(r'"(KNEO_[A-Z0-9_]+)"', source))
-    names |= {f"KNEO_SERV_{f.name.upper()}" for f in fields(settings.Limits)}
-    names |= {f"KNEO_SERV_CHECKPOINT_{f.name.upper()}" for f in fields(settings.CheckpointLimits)}
-    names |= {f"KNEO_SERV_RETENTION_{f.name.upper()}" for f in fields(settings.RetentionDays)}
+    names |= {f"KNEO_SERV_{f.name.upper()}" for f in fields(setting_groups.Limits)}
     names |= {
-        f"KNEO_SERV_NOTIFICATIONS_{f.name.upper()}" for f in fields(settings.NotificationSettings)
+        f"KNEO_SERV_CHECKPOINT_{f.name.upper()}" for f in fields(setting_groups.CheckpointLimits)
+    }
+    names |= {f"KNEO_SERV_RETENTION_{f.name.upper()}" for f in fields(setting_groups.RetentionDays)}
+    names |= {
+        f"KNEO_SERV_NOTIFICATIONS_{f.name.upper()}"
+        for f in fields(setting_groups.NotificationSettings)
     }
     return names
 

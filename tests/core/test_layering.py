@@ -65,6 +65,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "kneo.errors",
             "kneo.settings",
+            "kneo.setting_groups",
             "kneo.clock",
             "kneo.ids",
             "kneo.redaction",

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from kneo.errors import ConfigError
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 
 
 def test_defaults_match_documentation() -> None:

@@ -271,7 +271,7 @@ def test_the_documented_config_and_verification_snippet_work() -> None:
 
 
 def test_retention_prunes_finished_deliveries_and_the_events_done_with(platform: Any) -> None:
-    from kneo.settings import RetentionDays
+    from kneo.setting_groups import RetentionDays
 
     store = platform().store
     for event_id in ("e1", "e2", "e3"):

@@ -12,7 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.clock import ManualClock
-from kneo.settings import CheckpointLimits, Settings
+from kneo.setting_groups import CheckpointLimits
+from kneo.settings import Settings
 from kneo.store import open_store
 from kneo.store import tables as t
 

@@ -16,7 +16,8 @@ from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import ConfigError
 from kneo.platform.maintenance import prune_files, retention_policy
-from kneo.settings import RetentionDays, Settings
+from kneo.setting_groups import RetentionDays
+from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.worker import Worker
 
@@ -63,7 +64,7 @@ def test_env_wins_per_field_over_project_config(project: Path) -> None:
 
 
 def test_every_process_prunes_finished_queue_records_by_default(project: Path, db_url: str) -> None:
-    from kneo.platform.sweeps import start_sweeper
+    from kneo.platform.sweeper import start_sweeper
 
     clock = ManualClock()
     manager = open_manager(project, db_url, clock=clock)

@@ -25,7 +25,8 @@ from kneo.policy.ratchet import (
     summary,
     unclassified,
 )
-from kneo.spec.project import ProjectConfig, SecretsConfig
+from kneo.spec.project import ProjectConfig
+from kneo.spec.project_blocks import SecretsConfig
 
 WINDOW = {"reason": "holidays", "from": "2026-12-20T00:00:00Z", "until": "2027-01-05T00:00:00Z"}
 WEEKLY = {"reason": "weekend", "days": ["sat", "sun"], "start": "00:00", "end": "23:59"}

@@ -20,7 +20,7 @@ from teams_helpers import APPROVAL, headers, paused_run
 from kneo.platform.a2a_push import push_sender, seal
 from kneo.platform.directory import ProjectDirectory
 from kneo.platform.notifications import start_dispatcher
-from kneo.platform.sweeps import Sweeper
+from kneo.platform.sweeper import Sweeper
 from kneo.platform.worker import Worker
 from kneo.store import NotificationEvent
 from tests.notifications.receiver import Receiver

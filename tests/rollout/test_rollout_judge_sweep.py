@@ -21,7 +21,7 @@ from kneo.engine.providers.base import ChatMessage, ModelReply
 from kneo.kernel import NetworkGrant
 from kneo.platform.directory import ProjectDirectory
 from kneo.platform.rollout_judge import RolloutJudge
-from kneo.platform.sweeps import start_sweeper
+from kneo.platform.sweeper import start_sweeper
 from kneo.spec.models import ModelSpec
 from kneo.store.rollouts import rollout_judgements
 from kneo.tools import ToolDefinition

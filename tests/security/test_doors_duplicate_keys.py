@@ -33,7 +33,8 @@ from starlette.testclient import TestClient
 from kneo.clock import ManualClock
 from kneo.errors import KneoError
 from kneo.service import create_app
-from kneo.settings import OidcSettings, Settings
+from kneo.setting_groups import OidcSettings
+from kneo.settings import Settings
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller
 from tests.service.svc_helpers import auth_env, build_manager, headers
 

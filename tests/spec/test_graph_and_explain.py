@@ -19,7 +19,7 @@ from kneo.spec.compiler import describe
 from kneo.spec.explain import explain
 from kneo.spec.graph import describe_condition, with_position, workflow_graph
 from kneo.spec.models import EdgeCondition
-from kneo.spec.project import PolicyEnforcement
+from kneo.spec.project_blocks import PolicyEnforcement
 
 from .conftest import EXAMPLES, REPO, CliResult, write_yaml
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
-from kneo.settings import RetentionDays
+from kneo.setting_groups import RetentionDays
 from kneo.store import Store
 from kneo.store import tables as t
 from kneo.store.outbox.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig

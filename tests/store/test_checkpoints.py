@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kneo.errors import InvalidRequest, NotFound
-from kneo.settings import CheckpointLimits, Settings
+from kneo.setting_groups import CheckpointLimits
+from kneo.settings import Settings
 from kneo.store import Store
 
 from .conftest import StoreFactory

@@ -19,7 +19,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
-from kneo.settings import RetentionDays
+from kneo.setting_groups import RetentionDays
 from kneo.store import DeliveryOutcome, Store
 from kneo.store.contracts import (
     ApprovalReads,

@@ -12,7 +12,8 @@ from kneo.clock import ManualClock
 from kneo.engine.journal import Boundary
 from kneo.platform.journal import KEYFRAME_EVERY, StoreJournal
 from kneo.redaction import redact
-from kneo.settings import CheckpointLimits, RetentionDays, Settings
+from kneo.setting_groups import CheckpointLimits, RetentionDays
+from kneo.settings import Settings
 from kneo.store import Store
 from kneo.store import tables as t
 from kneo.store.runs import chains, payloads

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
-from kneo.settings import RetentionDays
+from kneo.setting_groups import RetentionDays
 from kneo.store import Store, open_store
 from kneo.store import tables as t
 from kneo.store.migrate import upgrade

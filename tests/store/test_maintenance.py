@@ -10,7 +10,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest, NotFound
-from kneo.settings import RetentionDays
+from kneo.setting_groups import RetentionDays
 from kneo.store import Store, backup_sqlite_database, open_store, restore_sqlite_database
 
 from .helpers import new_run

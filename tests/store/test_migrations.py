@@ -355,7 +355,7 @@ def _at_revision(fresh_url: str, revision: str) -> tuple[sa.URL, Any, sa.Engine]
 def test_0004_rebuilds_tables_with_rows_intact(fresh_url: str) -> None:
     """Rows written at 0003 read back identically after 0004 (which rebuilds three tables
     WITHOUT ROWID on SQLite and drops two indexes on both backends)."""
-    from kneo.settings import CheckpointLimits
+    from kneo.setting_groups import CheckpointLimits
     from kneo.store.runs import payloads
 
     url, _, engine = _at_revision(fresh_url, "0003")

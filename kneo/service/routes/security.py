@@ -21,7 +21,8 @@ from kneo.service.auth import Principal, parse_api_keys, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.query_params import StrictQueryRoute
 from kneo.settings import Settings
-from kneo.spec.project import PolicyEnforcement, ProjectContext, SecretsConfig
+from kneo.spec.project import ProjectContext
+from kneo.spec.project_blocks import PolicyEnforcement, SecretsConfig
 
 router = APIRouter(route_class=StrictQueryRoute)
 

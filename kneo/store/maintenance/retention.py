@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kneo.errors import ErrorCode, InvalidRequest, NotFound
-from kneo.settings import RetentionDays
+from kneo.setting_groups import RetentionDays
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.maintenance.gauges import GaugeReadsMixin

@@ -1,7 +1,7 @@
 """Checkpoint payload encoding: compression at a threshold, a bounded preview above the cap.
 
 Pure functions (no database), so both backends store byte-for-byte the same thing. Limits
-come from :class:`~kneo.settings.CheckpointLimits` (``KNEO_SERV_CHECKPOINT_*``).
+come from :class:`~kneo.setting_groups.CheckpointLimits` (``KNEO_SERV_CHECKPOINT_*``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from kneo import jsontext
 from kneo.errors import ErrorCode, InvalidRequest
-from kneo.settings import CheckpointLimits
+from kneo.setting_groups import CheckpointLimits
 
 ENCODING_JSON = "json"
 ENCODING_ZLIB = "zlib+json"
