@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.settings import Settings
 from kneo.store import row_records, transaction
 from kneo.store import tables as t
+from kneo.store.audit_log import AuditFacet
 from kneo.store.base import (
     Facet,
     StoreBase,
@@ -64,9 +65,9 @@ from kneo.store.maintenance.retention import MaintenanceFacet
 from kneo.store.migrate import current_revision, upgrade
 from kneo.store.outbox.a2a_push import A2aPushFacet
 from kneo.store.outbox.notifications import NotificationsFacet
+from kneo.store.project_metadata import MetadataFacet
 from kneo.store.projects import ProjectsFacet
 from kneo.store.records import (
-    AuditEvent,
     CheckpointRecord,
     Page,
     RunRecord,
@@ -86,9 +87,6 @@ from kneo.store.wire.executor import HeldConnection
 
 if TYPE_CHECKING:
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.transaction_contracts import AuditTransaction
-
-_UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
 _GET_RUN = get_by_key(t.runs, "run_id")
@@ -379,112 +377,6 @@ class RunsFacet(Facet):
             ).mappings()
             items = [row_records.trace(r) for r in result]
         return Page(items, total, limit, offset, "sequence", order)
-
-
-class AuditFacet(Facet):
-    """The audit log (``store.audit``: :class:`~kneo.store.contracts.AuditLog`)."""
-
-    # -- audit ---------------------------------------------------------------------
-    def list_audit(
-        self,
-        *,
-        event_type: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> Page[AuditEvent]:
-        """Audit events, newest first (by ``id``: an index's order under every filter);
-        ``next_cursor``/``cursor`` and ``count`` as in :meth:`list_runs`."""
-        check_page(limit, offset)
-        one_of_cursor_offset(cursor, offset)
-        a = t.audit_events.c
-        where = [a.project_id == self.project_id]
-        if event_type is not None:
-            where.append(a.event_type == event_type)
-        if run_id is not None:
-            where.append(a.run_id == run_id)
-        if continuation_id is not None:
-            where.append(a.continuation_id == continuation_id)
-        columns = (a.id,)
-        with self._read() as conn:
-            found, total, capped, next_cursor = keyset_page(
-                conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
-                cursor=cursor, count=count,
-                cap=count_reach(self.settings.limits.max_list_count, offset, limit),
-            )  # fmt: skip
-        items = [row_records.audit(r) for r in found]
-        return Page(items, total, limit, offset, "created_at", "desc", next_cursor, capped)
-
-    def get_audit(self, event_id: str) -> AuditEvent:
-        """One audit event by its ``event_id``; ``NotFound`` when there is none."""
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.audit_events).where(
-                        t.audit_events.c.event_id == event_id,
-                        t.audit_events.c.project_id == self.project_id,
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise not_found_error("audit event", event_id)
-        return row_records.audit(row)
-
-
-class MetadataFacet(Facet):
-    """Project metadata (``store.metadata``: :class:`~kneo.store.contracts.ProjectMetadata`)."""
-
-    def __init__(self, store: StoreBase) -> None:
-        super().__init__(store)
-        self._snapshots = threading.local()  # see :meth:`metadata_snapshot`
-
-    def get_metadata(self, key: str, default: Any = None) -> Any:
-        """One project metadata value, or ``default`` when unset."""
-        snapshot: dict[str, Any] | None = getattr(self._snapshots, "values", None)
-        if snapshot is not None and key in snapshot:
-            value = snapshot[key]
-            return default if value is _UNSET else value
-        m = t.project_metadata.c
-        with self._read() as conn:
-            row = conn.execute(
-                sa.select(m.value).where(m.project_id == self.project_id, m.key == key)
-            ).first()
-        return default if row is None else row[0]
-
-    @contextlib.contextmanager
-    def metadata_snapshot(
-        self, keys: Sequence[str], tx: AuditTransaction | None = None
-    ) -> Iterator[None]:
-        """Read ``keys`` in one query (``tx``: in that transaction); until exit,
-        :meth:`get_metadata` answers them from that read in this thread. For one request that
-        consults several keys (a run naming an environment checks two policy keys): a read
-        per request, no cache to invalidate."""
-        if tx is not None:
-            found = tx.metadata(keys)
-        else:
-            key, build, params = transaction.metadata_read(keys)
-            rows = self._read_alone(t.project_metadata, key, build, params)
-            found = {row["key"]: row["value"] for row in rows}
-        previous = getattr(self._snapshots, "values", None)
-        self._snapshots.values = {**(previous or {}), **{k: found.get(k, _UNSET) for k in keys}}
-        try:
-            yield
-        finally:
-            self._snapshots.values = previous
-
-    def list_metadata(self, prefix: str = "") -> dict[str, Any]:
-        """All metadata whose key starts with ``prefix``."""
-        m = t.project_metadata.c
-        stmt = sa.select(m.key, m.value).where(m.project_id == self.project_id).order_by(m.key)
-        if prefix:
-            stmt = stmt.where(m.key.startswith(prefix, autoescape=True))
-        with self._read() as conn:
-            return {k: v for k, v in conn.execute(stmt)}
 
 
 class Store(StoreBase):

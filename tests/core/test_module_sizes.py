@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LIMIT = 800
+LIMIT = 650
 EXEMPT = "kneo/store/migrations/"
 
 #: Tighter limits (issue 35: the store's transaction keeps only the domain writes, the
@@ -75,12 +75,13 @@ def test_the_check_sees_a_long_module_and_exempts_migrations(tmp_path: Path) -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x = 1\n" * lines, encoding="utf-8")
     sizes = module_sizes(tmp_path)
-    assert sizes == {"kneo/big.py": 801, "kneo/fits.py": 800, "kneo/store/wire/dialects.py": 351}
+    big = LIMIT + 1
+    assert sizes == {"kneo/big.py": big, "kneo/fits.py": LIMIT, "kneo/store/wire/dialects.py": 351}
     assert too_long(sizes, {}) == [
-        "kneo/big.py: 801 lines (at most 800)",
+        f"kneo/big.py: {big} lines (at most {LIMIT})",
         "kneo/store/wire/dialects.py: 351 lines (at most 350)",
     ]
-    assert too_long(sizes, {"kneo/big.py": 801, "kneo/store/wire/dialects.py": 351}) == []
+    assert too_long(sizes, {"kneo/big.py": big, "kneo/store/wire/dialects.py": 351}) == []
     real = module_sizes(ROOT)
     assert "kneo/engine/executor.py" in real
     assert not any(path.startswith(EXEMPT) for path in real)
