@@ -13,7 +13,7 @@ project and the statement cache does not grow with their number.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -21,6 +21,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from kneo.store import tables as t
 from kneo.store.wire.statement_cache import ROW
 
+#: a statement with a WHERE clause (:func:`_own`)
+_Where = TypeVar("_Where", sa.Select[Any], sa.Update, sa.Delete)
 #: A dialect's ``INSERT`` construct with ``ON CONFLICT`` (:meth:`StoreDialect.insert
 #: <kneo.store.wire.dialects.StoreDialect.insert>`).
 DialectInsert = Callable[[sa.Table], Any]
@@ -86,7 +88,7 @@ def mine(table: sa.Table) -> ColumnElement[bool]:
     return table.c.project_id == p(PROJECT)
 
 
-def _own(stmt: Any, table: sa.Table) -> Any:
+def _own(stmt: _Where, table: sa.Table) -> _Where:
     """``stmt`` limited to the project's rows when ``table`` holds rows of projects
     (:mod:`~kneo.store.wire.tenancy` refuses it otherwise)."""
     return stmt.where(mine(table)) if "project_id" in table.c else stmt

@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import Compiled
@@ -42,6 +43,7 @@ _COLUMN = "project_id"
 #: the alias of an upsert's proposed row (``ON CONFLICT ... DO UPDATE SET x = excluded.x``)
 _EXCLUDED = "excluded"
 _EQUAL = (operators.eq, operators.in_op, operators.is_not_distinct_from)
+_Statement = TypeVar("_Statement", bound=Executable)
 
 
 class UnscopedStatement(RuntimeError):
@@ -96,7 +98,10 @@ def unscoped(stmt: ClauseElement, sql: str) -> list[str]:
 
 
 def _compared(
-    side: Any, value: Any, bound: set[sa.FromClause], joined: list[tuple[Any, Any]]
+    side: ClauseElement,
+    value: ClauseElement,
+    bound: set[sa.FromClause],
+    joined: list[tuple[sa.FromClause, sa.FromClause]],
 ) -> None:
     """Record what ``side = value`` scopes: a bound value compared with ``side``'s
     ``project_id`` binds its table; another table's ``project_id``, or a column of another
@@ -116,12 +121,14 @@ def _compared(
             joined.append((column.table, value.table))
 
 
-def _is_value(value: Any) -> bool:
+def _is_value(value: object) -> bool:
+    """Whether ``value`` is bound: a parameter, or a grouping or tuple of parameters."""
     if isinstance(value, BindParameter):
         return True
-    if isinstance(value, sa.Grouping | Tuple) or hasattr(value, "clauses"):
-        return all(_is_value(part) for part in getattr(value, "clauses", (value.element,)))
-    return False
+    if isinstance(value, sa.Grouping):
+        return _is_value(value.element)
+    parts = getattr(value, "clauses", None)
+    return parts is not None and all(_is_value(part) for part in parts)
 
 
 def _writes_project(insert: sa.Insert, sql: str) -> bool:
@@ -192,7 +199,14 @@ def watch(engine: sa.Engine) -> None:
     statement costs one lookup)."""
 
     @sa.event.listens_for(engine, "before_cursor_execute")
-    def _judge(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+    def _judge(
+        conn: sa.Connection,
+        cursor: object,
+        sql: str,
+        params: object,
+        context: DefaultExecutionContext,
+        many: bool,
+    ) -> None:
         options = context.execution_options
         compiled = getattr(context, "compiled", None)
         if compiled is None or not options.get(VIEW) or compiled in _judged:
@@ -206,6 +220,6 @@ def watch(engine: sa.Engine) -> None:
         _judged[compiled] = True
 
 
-def everywhere(stmt: Any, why: str) -> Any:
+def everywhere(stmt: _Statement, why: str) -> _Statement:
     """``stmt`` declared global (:data:`GLOBAL`): it sees every project, because ``why``."""
     return stmt.execution_options(**{GLOBAL: why})
