@@ -86,7 +86,9 @@ def test_a_statement_with_an_anonymous_parameter_is_refused_when_built(make: Any
 def test_row_parameters_must_come_last() -> None:
     cache = _cache(sqlite.pysqlite.dialect(), False)
     stmt = sa.select(t.runs.c.run_id).where(
-        t.runs.c.run_id == sa.bindparam("row_x"), t.runs.c.version == sa.bindparam("k_v")
+        t.runs.c.run_id == sa.bindparam("row_x"),
+        t.runs.c.version == sa.bindparam("k_v"),
+        t.runs.c.project_id == sa.bindparam(st.PROJECT),
     )
     with pytest.raises(ValueError, match="must come last"):
         cache.text("bad", lambda: stmt)
