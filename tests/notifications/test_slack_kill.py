@@ -92,6 +92,16 @@ def test_kill_9_between_click_and_decision_decides_once(tmp_path: Path) -> None:
         assert task["status"] == "pending"  # the interrupted click decided nothing
         again = click(server.url, value).json()
         assert again == {"ok": True, "decided": "approved", "by": "ann@example.com"}
+        # The click is answered at once and its run goes on on the worker: a click while the
+        # run is still being resumed is ``resource_locked`` (documented); once it has ended,
+        # the request is resolved.
+        deadline = time.monotonic() + 60
+        while (
+            httpx2.get(f"{server.url}/v1/runs/{run['run_id']}", timeout=30).json()["status"]
+            == "running"
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
         third = click(server.url, value).json()
         assert third["ok"] is False and third["error"] == "request_already_resolved"
         audit = httpx2.get(f"{server.url}/v1/audit-events", timeout=30,
