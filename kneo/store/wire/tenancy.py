@@ -10,8 +10,9 @@ and refuse one that reaches a project-owned table without binding its project, u
 statement (or the connection running it) is declared global with :data:`GLOBAL`.
 
 A table is project-owned when it has a ``project_id`` column. It is scoped in a statement
-when some condition compares its ``project_id`` with a bound value (``=`` or ``IN``), or with
-the ``project_id`` of a table that is scoped (a join on the project); an ``INSERT`` into it
+when some condition compares its ``project_id`` with a bound value (``=`` or ``IN``), or
+joins it to a scoped table on the project or on a primary-key column of either (a row
+reached through a scoped row's key is that row's parent or child); an ``INSERT`` into it
 writes ``project_id``. Child tables without the column (checkpoints, trace events) are
 reached by a key of their parent that the caller found in its project first.
 """
