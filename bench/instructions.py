@@ -26,12 +26,14 @@ cancels out:
   commands it starts are other processes, not counted), after a cold pass and two warm-up
   passes of the same controller.
 
-    python bench/instructions.py --baseline /path/to/other/checkout
+    python bench/instructions.py --baseline /path/to/other/checkout [--pairs N]
         [--what drain post post-pg import setup step pause pause-pg resume resume-pg
                 reconcile-noop reconcile-one]
         [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 
-Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
+``--pairs N`` measures each side N times in turn and prints the median of the pairs' ratios:
+one pair of the same code moves by up to ~4 % (the GC, temporary paths), so a budget of a few
+percent wants three or more. Needs ``valgrind``; each side runs with ``PYTHONPATH`` at its checkout and this venv's
 Python. About a minute per process. Not part of the test run.
 """
 
@@ -43,6 +45,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -356,6 +359,13 @@ def main() -> None:
         default=os.environ.get("KNEO_TEST_DATABASE_URL")
         or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="measure each side this many times, in turn, and print the median of the pairs' "
+        "ratios (one run moves by up to ~4 %%: a budget of a few percent needs 3 or more)",
+    )
     args = parser.parse_args()
     measures = {
         "drain": ("per queued run, PostgreSQL", lambda c: drain(c, args.database_url)),
@@ -382,12 +392,16 @@ def main() -> None:
     }
     for what in args.what:
         label, measure = measures[what]
-        mine, theirs = measure(REPO), measure(args.baseline.resolve())
-        print(
-            f"{what:7s} {label}: {mine / 1e6:,.3f} M instructions against "
-            f"{theirs / 1e6:,.3f} M ({mine / theirs:.3f}x)",
-            flush=True,
+        pairs = [(measure(REPO), measure(args.baseline.resolve())) for _ in range(args.pairs)]
+        mine, theirs = pairs[0]
+        line = (
+            f"{mine / 1e6:,.3f} M instructions against {theirs / 1e6:,.3f} M ({mine / theirs:.3f}x)"
         )
+        if len(pairs) > 1:
+            ratios = [m / t for m, t in pairs]
+            listed = ", ".join(f"{r:.3f}x" for r in ratios)
+            line = f"median of {len(pairs)} pairs {statistics.median(ratios):.3f}x ({listed})"
+        print(f"{what:7s} {label}: {line}", flush=True)
 
 
 if __name__ == "__main__":
