@@ -19,14 +19,11 @@ from sqlalchemy.engine import Connection, Engine
 from kneo.errors import ErrorCode, KneoError, NotReady
 from kneo.store.head_schema import create_at_head
 from kneo.store.wire.dialects import StoreDialect
-from kneo.store.wire.tenancy import GLOBAL
 
 #: Alembic's version table; the name the reference documents.
 VERSION_TABLE = "schema_migrations"
 #: The newest revision shipped; a test keeps it equal to the scripts' head.
 HEAD_REVISION = "0037"
-#: a migration rewrites every project's rows (:mod:`~kneo.store.wire.tenancy`)
-MIGRATION = {GLOBAL: "a migration rewrites every project's rows"}
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 

@@ -30,7 +30,6 @@ from kneo.store.records import (
     StrandedRun,
 )
 from kneo.store.wire.dialects import StoreDialect
-from kneo.store.wire.tenancy import everywhere
 
 
 def _positive(name: str, value: float) -> None:
@@ -38,13 +37,13 @@ def _positive(name: str, value: float) -> None:
         raise InvalidRequest(f"{name} must be greater than zero, got {value}", field=name)
 
 
-# The queue's hot statements are built once per store (StoreDialect.memo): SQLAlchemy
-# builds and cache-keys a statement made per call at every call, which cost a worker more
-# than the statements' round trips.
-#: why the queue's and run leases' statements see every project
+#: why the queue's and the run leases' statements see every project (each record says its own)
 WORKERS = "a worker claims and leases the queue and runs of every project, by id"
 
 
+# The queue's hot statements are built once per store (StoreDialect.memo): SQLAlchemy
+# builds and cache-keys a statement made per call at every call, which cost a worker more
+# than the statements' round trips.
 def _claim_statement(dialect: StoreDialect, *, excluding: bool = False) -> Any:
     """One statement: the subquery picks and locks the oldest due record (skipping those
     other claims hold; ``excluding``: and those of the projects ``excluded``), the update
@@ -73,9 +72,7 @@ def _claim_statement(dialect: StoreDialect, *, excluding: bool = False) -> Any:
             .returning(*t.queue.c)
         )
 
-    return dialect.memo(
-        "claim_excluding" if excluding else "claim", lambda: everywhere(build(), WORKERS)
-    )
+    return dialect.memo("claim_excluding" if excluding else "claim", build)
 
 
 def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
@@ -94,7 +91,7 @@ def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
             .values({name: sa.bindparam(f"v_{name}") for name in ("updated_at", *names)})
         )
 
-    return dialect.memo(("lease_update", names), lambda: everywhere(build(), WORKERS))
+    return dialect.memo(("lease_update", names), build)
 
 
 class QueueFacet(Facet):
@@ -118,7 +115,7 @@ class QueueFacet(Facet):
         if excluded_projects:
             params["excluded"] = sorted(excluded_projects)
         statement = _claim_statement(self.dialect, excluding=bool(excluded_projects))
-        with self._write(one_statement=True) as conn:
+        with self._write(one_statement=True, everywhere=WORKERS) as conn:
             row = conn.execute(statement, params).mappings().first()
         return None if row is None else row_records.queue(row)
 
@@ -126,7 +123,7 @@ class QueueFacet(Facet):
         now = self.clock.now()
         params = {f"v_{name}": value for name, value in values.items()}
         params |= {"k_id": queue_id, "k_owner": owner, "k_now": now, "v_updated_at": now}
-        with self._write(one_statement=True) as conn:
+        with self._write(one_statement=True, everywhere=WORKERS) as conn:
             result = conn.execute(_lease_update(self.dialect, tuple(sorted(values))), params)
             return result.rowcount == 1
 
@@ -220,16 +217,11 @@ class QueueFacet(Facet):
         now = self.clock.now()
         r = t.runs.c
         free = sa.or_(r.lease_owner.is_(None), r.lease_owner == owner, r.lease_expires_at <= now)
-        with self._write() as conn:
+        with self._write(everywhere=WORKERS) as conn:
             taken = conn.execute(
-                everywhere(
-                    sa.update(t.runs)
-                    .where(r.run_id == run_id, free)
-                    .values(
-                        lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds)
-                    ),
-                    WORKERS,
-                )
+                sa.update(t.runs)
+                .where(r.run_id == run_id, free)
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds))
             )
             return taken.rowcount == 1
 
@@ -239,18 +231,13 @@ class QueueFacet(Facet):
         _positive("ttl_seconds", ttl_seconds)
         now = self.clock.now()
         r = t.runs.c
-        with self._write(one_statement=True) as conn:
+        with self._write(one_statement=True, everywhere=WORKERS) as conn:
             renewed = conn.execute(
-                everywhere(
-                    sa.update(t.runs)
-                    .where(
-                        r.run_id.in_(list(run_ids)),
-                        r.lease_owner == owner,
-                        r.lease_expires_at > now,
-                    )
-                    .values(lease_expires_at=now + timedelta(seconds=ttl_seconds)),
-                    WORKERS,
+                sa.update(t.runs)
+                .where(
+                    r.run_id.in_(list(run_ids)), r.lease_owner == owner, r.lease_expires_at > now
                 )
+                .values(lease_expires_at=now + timedelta(seconds=ttl_seconds))
             )
             return int(renewed.rowcount)
 
@@ -276,36 +263,31 @@ class QueueFacet(Facet):
             .order_by(r.updated_at)
             .limit(limit)
         )
-        stmt = everywhere(stmt, "the sweeper finds stranded runs of every project")
-        with self._read(snapshot=False) as conn:
+        with self._read(
+            snapshot=False, everywhere="the sweeper finds stranded runs of every project"
+        ) as conn:
             return [StrandedRun(row[0], row[1]) for row in conn.execute(stmt)]
 
     def release_run_lease(self, run_id: str, owner: str) -> bool:
         """Give up the lease ``owner`` holds on ``run_id``; ``False`` if it was not theirs."""
         r = t.runs.c
-        with self._write() as conn:
+        with self._write(everywhere=WORKERS) as conn:
             released = conn.execute(
-                everywhere(
-                    sa.update(t.runs)
-                    .where(r.run_id == run_id, r.lease_owner == owner)
-                    .values(lease_owner=None, lease_expires_at=None),
-                    WORKERS,
-                )
+                sa.update(t.runs)
+                .where(r.run_id == run_id, r.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
             )
             return released.rowcount == 1
 
     def run_lease(self, run_id: str) -> RunLease | None:
         """Who executes ``run_id`` under an unexpired lease, or ``None``."""
         r = t.runs.c
-        with self._read() as conn:
+        with self._read(everywhere=WORKERS) as conn:
             row = conn.execute(
-                everywhere(
-                    sa.select(r.lease_owner, r.lease_expires_at).where(
-                        r.run_id == run_id,
-                        r.lease_owner.is_not(None),
-                        r.lease_expires_at > self.clock.now(),
-                    ),
-                    WORKERS,
+                sa.select(r.lease_owner, r.lease_expires_at).where(
+                    r.run_id == run_id,
+                    r.lease_owner.is_not(None),
+                    r.lease_expires_at > self.clock.now(),
                 )
             ).first()
         return None if row is None else RunLease(row[0], row[1])

@@ -14,13 +14,12 @@ from typing import Any
 from alembic import context
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 
-from kneo.store.migrate import MIGRATION, VERSION_TABLE
+from kneo.store.migrate import VERSION_TABLE
 from kneo.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only reachable by running alembic by hand
     raise RuntimeError("run migrations through `kneo db upgrade` or kneo.store.migrate")
-connection.execution_options(**MIGRATION)  # whoever opened it: scripts rewrite every project
 
 progress = context.config.attributes.get("progress")
 

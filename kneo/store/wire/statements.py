@@ -20,6 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kneo.store import tables as t
 from kneo.store.wire.statement_cache import ROW
+from kneo.store.wire.tenancy import owned
 
 #: a statement with a WHERE clause (:func:`_own`)
 _Where = TypeVar("_Where", sa.Select[Any], sa.Update, sa.Delete)
@@ -91,7 +92,7 @@ def mine(table: sa.Table) -> ColumnElement[bool]:
 def _own(stmt: _Where, table: sa.Table) -> _Where:
     """``stmt`` limited to the project's rows when ``table`` holds rows of projects
     (:mod:`~kneo.store.wire.tenancy` refuses it otherwise)."""
-    return stmt.where(mine(table)) if "project_id" in table.c else stmt
+    return stmt.where(mine(table)) if owned(table) else stmt
 
 
 def select(

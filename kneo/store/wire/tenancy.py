@@ -57,6 +57,12 @@ def owned(table: sa.FromClause) -> bool:
     return _COLUMN in table.c and isinstance(_base(table), sa.Table)
 
 
+def _judged_table(table: sa.FromClause) -> bool:
+    """Whether ``table`` is owned and not an upsert's proposed row (``excluded``: the inserted
+    row itself, judged as the insert)."""
+    return owned(table) and not (isinstance(table, sa.Alias) and table.name == _EXCLUDED)
+
+
 def _base(table: sa.FromClause) -> sa.FromClause:
     while isinstance(table, sa.Alias):
         table = table.element
@@ -72,12 +78,10 @@ def unscoped(stmt: ClauseElement, sql: str) -> list[str]:
     bound: set[sa.FromClause] = set()
     joined: list[tuple[sa.FromClause, sa.FromClause]] = []
     for element in visitors.iterate(stmt):
-        if getattr(element, "name", None) == _EXCLUDED and isinstance(element, sa.Alias):
-            continue  # an upsert's proposed row: the inserted one, judged as the insert
-        if isinstance(element, sa.FromClause) and owned(element):
+        if isinstance(element, sa.FromClause) and _judged_table(element):
             reached[element] = None
         elif isinstance(element, sa.ColumnClause) and element.table is not None:
-            if owned(element.table) and getattr(element.table, "name", None) != _EXCLUDED:
+            if _judged_table(element.table):
                 reached[element.table] = None
         elif isinstance(element, BinaryExpression) and element.operator in _EQUAL:
             _compared(element.left, element.right, bound, joined)
