@@ -175,22 +175,28 @@ PG_ENV = "KNEO_TEST_DATABASE_URL"
 
 class PgDatabases:
     """Fresh PostgreSQL databases on the server ``KNEO_TEST_DATABASE_URL`` names, each dropped
-    by ``drop_all`` (``WITH (FORCE)``: a test's leftover connections do not keep one alive)."""
+    by ``drop_all`` (``WITH (FORCE)``: a test's leftover connections do not keep one alive).
 
-    def __init__(self, base_url: str, prefix: str) -> None:
+    With a ``template`` (:func:`pg_template`, the schema at head), ``new()`` is a copy of it:
+    a tenth of a second where migrating an empty database takes one to two, and a suite that
+    made ~300 fresh databases spent minutes of both cores on migrations no test was about.
+    ``new(empty=True)`` is an empty database, for the tests of migrating one."""
+
+    def __init__(self, base_url: str, prefix: str, template: str | None = None) -> None:
         import sqlalchemy as sa
 
         self._url = sa.make_url(base_url)
         self._admin = sa.create_engine(self._url, isolation_level="AUTOCOMMIT")
         self._prefix = prefix
+        self._template = template
         self._names: list[str] = []
 
-    def new(self, template: str | None = None) -> str:
-        """An empty database, or a copy of ``template`` (a database no one is connected to)."""
+    def new(self, *, empty: bool = False) -> str:
+        """A copy of the template (the schema at head), or an empty database."""
         import sqlalchemy as sa
 
         name = f"{self._prefix}_{secrets.token_hex(4)}"
-        copy = f' TEMPLATE "{template}"' if template else ""
+        copy = f' TEMPLATE "{self._template}"' if self._template and not empty else ""
         with self._admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
         self._names.append(name)
@@ -221,39 +227,40 @@ def pg_base_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_session_databases: PgDatabases) -> str:
+def pg_template() -> Iterator[str]:
     """A database migrated to head once per session (per xdist worker), never connected to
-    again: the template of :func:`pg_migrated_database`'s copies."""
+    again: the template of every fresh database below (``CREATE DATABASE ... TEMPLATE``
+    needs one no one is connected to)."""
     from kneo.store import open_store
 
-    url = pg_session_databases.new()
+    databases = PgDatabases(pg_base_url(), "kneo_h")
+    url = databases.new()
     open_store(url).close()
-    database = url.rsplit("/", 1)[1]
-    return database
-
-
-@pytest.fixture
-def pg_migrated_database(pg_template: str) -> Iterator[Callable[[], str]]:
-    """``new()`` -> URL of a fresh PostgreSQL database already at the schema's head (a copy
-    of :func:`pg_template`, a tenth of a second where migrating one takes one to two), for
-    tests about what runs on a database, not about migrating it (those use
-    :func:`pg_database`)."""
-    databases = PgDatabases(pg_base_url(), "kneo_m")
-    yield lambda: databases.new(template=pg_template)
+    yield url.rsplit("/", 1)[1]
     databases.drop_all()
 
 
 @pytest.fixture
-def pg_database() -> Iterator[Callable[[], str]]:
-    """``new()`` -> URL of a fresh, empty PostgreSQL database (dropped after the test)."""
-    databases = PgDatabases(pg_base_url(), "kneo_t")
+def pg_database(pg_template: str) -> Iterator[Callable[[], str]]:
+    """``new()`` -> URL of a fresh PostgreSQL database at the schema's head (a copy of
+    :func:`pg_template`; dropped after the test), for tests about what runs on a database."""
+    databases = PgDatabases(pg_base_url(), "kneo_t", template=pg_template)
     yield databases.new
     databases.drop_all()
 
 
+@pytest.fixture
+def pg_empty_database() -> Iterator[Callable[[], str]]:
+    """``new()`` -> URL of a fresh, empty PostgreSQL database, for the tests of migrating one
+    (dropped after the test)."""
+    databases = PgDatabases(pg_base_url(), "kneo_e")
+    yield lambda: databases.new(empty=True)
+    databases.drop_all()
+
+
 @pytest.fixture(scope="session")
-def pg_session_databases() -> Iterator[PgDatabases]:
-    """Fresh databases that live for the whole test session (dropped at its end)."""
-    databases = PgDatabases(pg_base_url(), "kneo_s")
+def pg_session_databases(pg_template: str) -> Iterator[PgDatabases]:
+    """Fresh databases at head that live for the whole test session (dropped at its end)."""
+    databases = PgDatabases(pg_base_url(), "kneo_s", template=pg_template)
     yield databases
     databases.drop_all()

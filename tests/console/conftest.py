@@ -55,7 +55,7 @@ def teams(
     """Two teams on one service (``projects_helpers.open_teams``), on SQLite and on
     PostgreSQL."""
     monkeypatch.chdir(ROOT)
-    url = request.getfixturevalue("pg_migrated_database")() if request.param == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if request.param == "postgres" else None
     opened = open_teams(tmp_path, url)
     yield opened
     opened.close()

@@ -54,7 +54,7 @@ def slack_teams(
 ) -> Iterator[Teams]:
     """:func:`open_teams` with a Slack app receiver and its people's Slack ids."""
     monkeypatch.chdir(ROOT)
-    url = request.getfixturevalue("pg_migrated_database")() if request.param == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if request.param == "postgres" else None
     opened = open_teams(tmp_path, url, **SLACK_ENV)
     yield opened
     opened.close()

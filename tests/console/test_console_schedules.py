@@ -98,7 +98,7 @@ def scheduled(
     monkeypatch.chdir(ROOT)
     clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
     url = (
-        request.getfixturevalue("pg_migrated_database")()
+        request.getfixturevalue("pg_database")()
         if request.param == "postgres"
         else f"sqlite:///{tmp_path / 'kneo.sqlite'}"
     )

@@ -159,7 +159,7 @@ class Service:
 
 def _database(request: pytest.FixtureRequest) -> str | None:
     if request.param == "postgres":
-        return str(request.getfixturevalue("pg_migrated_database")())
+        return str(request.getfixturevalue("pg_database")())
     return None
 
 

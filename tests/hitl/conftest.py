@@ -42,7 +42,7 @@ def backend(request: pytest.FixtureRequest) -> str | None:
     """``None`` (SQLite under the project's ``.kneo``) or a fresh PostgreSQL URL."""
     if request.param == "sqlite":
         return None
-    new: Callable[[], str] = request.getfixturevalue("pg_migrated_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
     return new()
 
 

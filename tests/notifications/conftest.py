@@ -34,7 +34,7 @@ def receivers_env(*receivers: dict[str, Any]) -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'kneo.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_migrated_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
     return new()
 
 

@@ -32,5 +32,5 @@ def db_url(request: pytest.FixtureRequest, project: Path) -> str:
     """A database URL per backend (SQLite inside the project's state dir)."""
     if request.param == "sqlite":
         return f"sqlite:///{project / '.kneo' / 'kneo_runs.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_migrated_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
     return new()

@@ -54,7 +54,7 @@ def _spec(model: str, url: str) -> dict[str, Any]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest) -> str | None:
     if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_migrated_database")()
+        url: str = request.getfixturevalue("pg_database")()
         return url
     return None
 

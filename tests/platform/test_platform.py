@@ -209,13 +209,13 @@ def test_a_resume_writes_the_decision_and_the_outcome(
 
 
 def test_a_run_start_and_a_resume_each_take_one_pooled_connection(
-    project: Path, pg_migrated_database: Any
+    project: Path, pg_database: Any
 ) -> None:
     """PostgreSQL: a run's creation and its steps share one checkout from the pool, as do a
     decision and the run's steps after it (the policy read at admission takes its own), and
     none stays checked out after the call."""
 
-    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": pg_migrated_database()})
+    settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": pg_database()})
     platform = create_platform(settings, ProjectContext.discover(cwd=project, settings=settings))
     engine = platform.store.engine
     checkouts: list[int] = []

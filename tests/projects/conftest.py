@@ -26,7 +26,7 @@ def two_teams(
     """A started service with projects ``team-a`` and ``team-b`` (created by the platform
     administrator over the API) beside ``default``."""
     monkeypatch.chdir(ROOT)
-    url = request.getfixturevalue("pg_migrated_database")() if request.param == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if request.param == "postgres" else None
     env = {
         "KNEO_SERV_AUTH_ENABLED": "true",
         "KNEO_SERV_API_KEYS": ";".join(f"{n}:{k}:{r}" for n, (k, r) in KEYS.items()),

@@ -101,7 +101,7 @@ def teams_service(
     no worker of its own: the test drives one) with ``team-a`` and ``team-b`` created by the
     platform administrator with the given definitions, on a manual clock."""
     monkeypatch.chdir(ROOT)
-    url = request.getfixturevalue("pg_migrated_database")() if request.param == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if request.param == "postgres" else None
     with ExitStack() as stack:
 
         def make(definitions: dict[str, Any] | None = None, **extra: str) -> Service:

@@ -230,7 +230,7 @@ def test_the_default_project_takes_its_limits_from_the_host_config(
     (tmp_path / ".kneo" / "config.yaml").write_text(
         "version: v1\nname: host\nlimits:\n  max_queued_runs: 1\n"
     )
-    url = request.getfixturevalue("pg_migrated_database")() if backend == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if backend == "postgres" else None
     settings = Settings.from_env({})
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     store = open_store(url, settings=settings, state_dir=tmp_path / "state")

@@ -152,7 +152,7 @@ def test_a_reader_sees_the_deltas_while_the_turn_runs(
     from kneo.engine.providers.dummy import DummyProvider
     from kneo.store import open_store
 
-    url = request.getfixturevalue("pg_migrated_database")() if database == "postgres" else None
+    url = request.getfixturevalue("pg_database")() if database == "postgres" else None
     settings = Settings.from_env({})
     store = open_store(url, settings=settings, state_dir=tmp_path / "state")
     (tmp_path / ".kneo").mkdir()

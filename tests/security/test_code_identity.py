@@ -270,7 +270,7 @@ def _forget_loaded_code() -> None:
 @pytest.fixture(params=["sqlite", "postgres"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres":
-        return str(request.getfixturevalue("pg_migrated_database")())
+        return str(request.getfixturevalue("pg_database")())
     return f"sqlite:///{tmp_path / 'runs.sqlite'}"
 
 

@@ -24,7 +24,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         (tmp_path / "fresh").mkdir()
         return f"sqlite:///{tmp_path / 'fresh' / 'kneo_runs.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_empty_database")
     return new()
 
 

@@ -45,7 +45,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def database_url(request: pytest.FixtureRequest, project: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{project / 'kneo.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_migrated_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_database")
     return new()
 
 

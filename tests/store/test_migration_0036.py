@@ -25,7 +25,7 @@ JUDGED = sa.table(
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'kneo_runs.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_empty_database")
     return new()
 
 

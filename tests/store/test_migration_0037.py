@@ -22,7 +22,7 @@ from .list_count_rows import counted_rows, counters, run_row, task_row
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'kneo_runs.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_empty_database")
     return new()
 
 

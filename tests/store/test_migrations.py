@@ -196,7 +196,7 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database with no schema at all."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'fresh' / 'kneo_runs.sqlite'}"
-    new: Callable[[], str] = request.getfixturevalue("pg_database")
+    new: Callable[[], str] = request.getfixturevalue("pg_empty_database")
     return new()
 
 

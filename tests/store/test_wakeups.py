@@ -59,10 +59,10 @@ def _within(event: threading.Event, what: str, seconds: float = 5.0) -> None:
     assert event.wait(seconds), what
 
 
-def test_across_processes_on_postgresql(pg_migrated_database: Callable[[], str]) -> None:
+def test_across_processes_on_postgresql(pg_database: Callable[[], str]) -> None:
     """Two stores on one database stand for two processes: the API's decision wakes the
     worker's store, the worker's move wakes the API's watcher, each in milliseconds."""
-    url = pg_migrated_database()
+    url = pg_database()
     api, worker = _store(url), _store(url)
     try:
         claimed, answered = threading.Event(), threading.Event()
