@@ -10,8 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from kneo.settings import Settings
 from kneo.store import Store, open_store
+from kneo.store.coordination import wakeups
 
 
 def _store(url: str) -> Store:
@@ -82,6 +85,29 @@ def test_across_processes_on_postgresql(pg_database: Callable[[], str]) -> None:
     finally:
         api.close()
         worker.close()
+
+
+def test_a_stop_ends_the_listeners_wait_at_once(
+    pg_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a store does not wait out the listener's poll: the stop's own ``NOTIFY`` ends
+    it (with a 30 s poll, a stop that waited for it would take 30 s)."""
+    monkeypatch.setattr(wakeups, "LISTEN_SECONDS", 30.0)
+    store = _store(pg_database())
+    try:
+        heard = threading.Event()
+        store.wakeups.on_queued(heard.set)
+        store.wakeups.start()
+        while not heard.is_set():  # listening once its own NOTIFY comes back
+            store.wakeups._send(wakeups.QUEUED, "")
+            heard.wait(0.2)
+        listener = store.wakeups._listener
+        started = time.perf_counter()
+        store.wakeups.stop()
+        assert listener is not None and not listener.is_alive()
+        assert time.perf_counter() - started < 10
+    finally:
+        store.close()
 
 
 def test_sqlite_starts_no_listener(tmp_path: Path) -> None:

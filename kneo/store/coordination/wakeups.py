@@ -17,6 +17,7 @@ anyway, never a wrong answer; one delivered twice costs a read.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +37,8 @@ QUEUED = "kneo_queued"
 MOVED = "kneo_run_moved"
 #: the channel of "a notification was written" (sent by the database at the insert's commit)
 OUTBOX = "kneo_outbox"
-#: how long the listener waits for a notification before checking it should stop
+#: how long the listener waits for a notification before checking it should stop (a stop
+#: sends a ``NOTIFY`` on the listener's own channel, so it rarely waits this long)
 LISTEN_SECONDS = 1.0
 #: the longest pause between two attempts to (re)connect the listener
 MAX_RECONNECT_SECONDS = 30.0
@@ -64,6 +66,9 @@ class Wakeups:
         self._recent: OrderedDict[str, float] = OrderedDict()
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        #: this listener's own channel: a ``NOTIFY`` on it ends the listener's wait at once
+        #: (a closing store, a test's teardown, waited up to :data:`LISTEN_SECONDS` before)
+        self._stop_channel = f"kneo_stop_{secrets.token_hex(8)}"
 
     # ------------------------------------------------------------------ subscribing
 
@@ -172,10 +177,12 @@ class Wakeups:
             self._listener.start()
 
     def stop(self) -> None:
-        """Stop listening (within :data:`LISTEN_SECONDS`)."""
+        """Stop listening: at once, or within :data:`LISTEN_SECONDS` when the stop's own
+        ``NOTIFY`` cannot reach the listener (the database is gone)."""
         self._stop.set()
         listener, self._listener = self._listener, None
-        if listener is not None:
+        if listener is not None and listener.is_alive():
+            self._send(self._stop_channel, "")
             listener.join(timeout=LISTEN_SECONDS * 3)
 
     def _listen(self) -> None:
@@ -198,8 +205,11 @@ class Wakeups:
             conn.execute(f"LISTEN {QUEUED}")
             conn.execute(f"LISTEN {MOVED}")
             conn.execute(f"LISTEN {OUTBOX}")
+            conn.execute(f"LISTEN {self._stop_channel}")
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=LISTEN_SECONDS):
+                    if note.channel == self._stop_channel:
+                        return
                     self._deliver(note.channel, note.payload)
         finally:
             conn.close()
