@@ -205,26 +205,17 @@ class LocalClient:
     def list_runs(
         self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
     ) -> dict[str, Any]:
-        """``filters``: ``sort_by`` and the fields of :class:`~kneo.platform.RunFilter`
-        (times as ISO 8601 text, as the service takes them)."""
+        """``filters``: the fields of :class:`~kneo.platform.RunQuery` the command line
+        gives (times as ISO 8601 text, as the service takes them)."""
         from datetime import datetime
 
-        from kneo.platform import RunFilter
+        from kneo.platform import RunQuery
 
-        sort_by = filters.pop("sort_by", None) or "created_at"
         for name in ("created_after", "created_before"):
             if isinstance(filters.get(name), str):
                 filters[name] = datetime.fromisoformat(filters[name])
-        return dict(
-            self.reader.list_runs(
-                status=status,
-                limit=limit,
-                cursor=cursor,
-                count=False,
-                sort_by=sort_by,
-                filters=RunFilter(**filters),
-            )
-        )
+        query = RunQuery(status=status, limit=limit, cursor=cursor, count=False, **filters)
+        return dict(self.reader.list_runs(query))
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
         order = filters.pop("sort_order", "asc")

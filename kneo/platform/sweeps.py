@@ -46,7 +46,7 @@ from kneo.logs import get_logger
 from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.store import ContinuationRecord, RunRecord, Store
+from kneo.store import ContinuationRecord, RunQuery, RunRecord, Store
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
@@ -120,10 +120,10 @@ def timed_out_runs(store: Store, now: datetime) -> list[str]:
     """The project's queued, running or paused runs past their ``deadline_at``."""
     due: list[str] = []
     cursor: str | None = None
-    live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+    live = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value)
     while True:  # keyset pages: each costs the same however many live runs there are
         page = store.runs.list_runs(
-            status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
+            RunQuery(status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False)
         )
         due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
         cursor = page.next_cursor

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
+    from kneo.store.queries import RunQuery
     from kneo.store.records import (
         AuditEvent,
         CheckpointRecord,
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
         RunRecord,
         TraceEvent,
     )
-    from kneo.store.runs.filters import RunFilter
     from kneo.store.wire.executor import HeldConnection
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
@@ -122,18 +122,7 @@ class RunReads(Protocol):
 
     def get_run(self, run_id: str) -> RunRecord: ...
     def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
-    def list_runs(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-        filters: RunFilter | None = None,
-    ) -> Page[RunRecord]: ...
+    def list_runs(self, query: RunQuery = ...) -> Page[RunRecord]: ...
     def list_checkpoints(
         self,
         run_id: str,

@@ -30,7 +30,7 @@ from kneo.platform.child_links import child_run_id
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import open_store
+from kneo.store import RunQuery, open_store
 
 
 def agent(text: str) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def test_a_parent_waits_across_a_restart_and_takes_the_childs_output(
     # no second child however often the wait is looked at again
     assert first.children.sweep() == 0
     first.children.after_outcome(first.store.runs.get_run(parent_id))
-    children = [r for r in first.store.runs.list_runs(limit=1000).items
+    children = [r for r in first.store.runs.list_runs(RunQuery(limit=1000)).items
                 if (r.metadata.get("parent") or {}).get("run_id") == parent_id]  # fmt: skip
     assert [r.run_id for r in children] == [child_id]
 
@@ -209,7 +209,7 @@ def test_a_child_outside_the_gates_is_refused(
     assert manager.get_run(parent.run_id)["children"] == [
         {"run_id": None, "step_id": "call", "status": "not_started"}
     ]
-    names = {r.bundle_name for r in promoted.runs.list_runs(limit=100).items}
+    names = {r.bundle_name for r in promoted.runs.list_runs(RunQuery(limit=100)).items}
     assert not names & {"elsewhere", "unapproved"}
 
 

@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.setting_groups import RetentionDays
-from kneo.store import DeliveryOutcome, Store
+from kneo.store import DeliveryOutcome, RunQuery, Store
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -119,11 +119,11 @@ def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
 
     with units.transaction() as tx:
         tx.create_run(run_id="run_c2", target="workflow", input_text="x", status="succeeded")
-    assert [r.run_id for r in reads.list_runs(status="succeeded").items] == ["run_c2"]
-    first = reads.list_runs(limit=1, sort_order="asc", sort_by="created_at")
+    assert [r.run_id for r in reads.list_runs(RunQuery(status="succeeded")).items] == ["run_c2"]
+    first = reads.list_runs(RunQuery(limit=1, sort_order="asc", sort_by="created_at"))
     assert first.next_cursor is not None and first.total == 2
     rest = reads.list_runs(
-        limit=1, sort_order="asc", sort_by="created_at", cursor=first.next_cursor
+        RunQuery(limit=1, sort_order="asc", sort_by="created_at", cursor=first.next_cursor)
     )
     assert {first.items[0].run_id, rest.items[0].run_id} == {"run_c1", "run_c2"}
     assert set(reads.run_states(["run_c1", "run_missing"])) == {"run_c1"}

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import Store, open_store
+from kneo.store import RunQuery, Store, open_store
 from kneo.store.tasks import reads as task_reads
 from kneo.store.tasks.reads import _rarity
 
@@ -94,7 +94,7 @@ def test_search_and_list_statements_are_never_prepared(filled: Store) -> None:
     _probing_statements(filled, ["approve", "g5"])
     for _ in range(RUNS):
         filled.tasks.list_continuations(assignee="a7", limit=20)
-        filled.runs.list_runs(status="running", limit=20)
+        filled.runs.list_runs(RunQuery(status="running", limit=20))
         filled.tasks.get_continuation("cont_000003")
     with filled.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
@@ -192,9 +192,9 @@ def test_listings_past_warm_up_scan_no_big_table(filled: Store) -> None:
         lambda: filled.tasks.list_continuations(kind="input"),
         lambda: filled.tasks.list_continuations(search=["approve", "g3"]),
         lambda: filled.tasks.list_continuations(search=["w000003"]),
-        lambda: filled.runs.list_runs(limit=50),
-        lambda: filled.runs.list_runs(status="running", limit=50),
-        lambda: filled.runs.list_runs(status=["paused", "failed"], limit=50),
+        lambda: filled.runs.list_runs(RunQuery(limit=50)),
+        lambda: filled.runs.list_runs(RunQuery(status="running", limit=50)),
+        lambda: filled.runs.list_runs(RunQuery(status=("paused", "failed"), limit=50)),
     ]
     before = _seq_scans(filled)
     for _ in range(RUNS):

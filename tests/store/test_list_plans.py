@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import RunFilter, Store, open_store
+from kneo.store import RunQuery, Store, open_store
 from kneo.store import tables as t
 from kneo.store.tasks.search import task_labels
 
@@ -185,37 +186,43 @@ def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
 
 
 LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
-    "runs": lambda s, c: s.runs.list_runs(limit=50, cursor=c, count=False),
-    "runs status": lambda s, c: s.runs.list_runs(status="paused", limit=50, cursor=c, count=False),
-    "runs by update": lambda s, c: s.runs.list_runs(sort_by="updated_at", cursor=c, count=False),
-    "runs by update running": lambda s, c: s.runs.list_runs(
-        status="running", sort_by="updated_at", limit=5, cursor=c, count=False
+    "runs": lambda s, c: s.runs.list_runs(RunQuery(limit=50, cursor=c, count=False)),
+    "runs status": lambda s, c: s.runs.list_runs(
+        RunQuery(status="paused", limit=50, cursor=c, count=False)
     ),
-    "runs by status": lambda s, c: s.runs.list_runs(sort_by="status", cursor=c, count=False),
-    "runs oldest": lambda s, c: s.runs.list_runs(sort_order="asc", cursor=c, count=False),
+    "runs by update": lambda s, c: s.runs.list_runs(
+        RunQuery(sort_by="updated_at", cursor=c, count=False)
+    ),
+    "runs by update running": lambda s, c: s.runs.list_runs(
+        RunQuery(status="running", sort_by="updated_at", limit=5, cursor=c, count=False)
+    ),
+    "runs by status": lambda s, c: s.runs.list_runs(
+        RunQuery(sort_by="status", cursor=c, count=False)
+    ),
+    "runs oldest": lambda s, c: s.runs.list_runs(RunQuery(sort_order="asc", cursor=c, count=False)),
     **{
         f"runs {name}{' by update' if by == 'updated_at' else ''}": (
             lambda s, c, by=by, found=found: s.runs.list_runs(
-                sort_by=by, filters=found, limit=20, cursor=c, count=False
+                replace(found, sort_by=by, limit=20, cursor=c, count=False)
             )
         )
         for by in ("created_at", "updated_at")
         for name, found in {
-            "session": RunFilter(session_id="s70"),
-            "failed": RunFilter(has_error=True),
-            "without error": RunFilter(has_error=False),
-            "workflow": RunFilter(workflow_name="wf2"),
-            "kind": RunFilter(workflow_kind="graph"),
-            "created after": RunFilter(created_after=datetime(2026, 1, 1, 0, 40, tzinfo=UTC)),
-            "search common": RunFilter(q="done"),
-            "search rare": RunFilter(q="w000005"),
-            "search absent": RunFilter(q="zeppelin"),
-            "search two": RunFilter(q="done g7"),
-            "search rare and common": RunFilter(q="g7 w000007"),
+            "session": RunQuery(session_id="s70"),
+            "failed": RunQuery(has_error=True),
+            "without error": RunQuery(has_error=False),
+            "workflow": RunQuery(workflow_name="wf2"),
+            "kind": RunQuery(workflow_kind="graph"),
+            "created after": RunQuery(created_after=datetime(2026, 1, 1, 0, 40, tzinfo=UTC)),
+            "search common": RunQuery(q="done"),
+            "search rare": RunQuery(q="w000005"),
+            "search absent": RunQuery(q="zeppelin"),
+            "search two": RunQuery(q="done g7"),
+            "search rare and common": RunQuery(q="g7 w000007"),
         }.items()
     },
     "runs search rare by status": lambda s, c: s.runs.list_runs(
-        sort_by="status", filters=RunFilter(q="g7"), limit=20, cursor=c, count=False
+        RunQuery(sort_by="status", q="g7", limit=20, cursor=c, count=False)
     ),
     "tasks": lambda s, c: s.tasks.list_continuations(cursor=c, count=False),
     "tasks newest": lambda s, c: s.tasks.list_continuations(sort="newest", cursor=c, count=False),
@@ -385,6 +392,9 @@ def _counting(store: Store, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
 
 
 def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``listing`` asked to count: its query value (a first argument) or its keyword."""
+    if args and isinstance(args[0], RunQuery):
+        return listing(dataclasses.replace(args[0], count=True), *args[1:], **kwargs)
     return listing(*args, **{**kwargs, "count": True})
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.settings import Settings
-from kneo.store import Store
+from kneo.store import RunQuery, Store
 
 FILTERS: list[dict[str, Any]] = [
     {},
@@ -55,7 +55,7 @@ def test_total_is_exact_by_default(store: Store, clock: ManualClock) -> None:
     # a filter matching nothing is exact too
     assert store.tasks.list_continuations(limit=2, assignee="bob").total == 0
     # so is a run listing and the audit (every list counts the same way)
-    assert store.runs.list_runs(limit=2).total == 0
+    assert store.runs.list_runs(RunQuery(limit=2)).total == 0
 
 
 @pytest.mark.timeout(120)

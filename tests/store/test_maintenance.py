@@ -11,7 +11,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest, NotFound
 from kneo.setting_groups import RetentionDays
-from kneo.store import Store, backup_sqlite_database, open_store, restore_sqlite_database
+from kneo.store import RunQuery, Store, backup_sqlite_database, open_store, restore_sqlite_database
 
 from .helpers import new_run
 
@@ -71,7 +71,7 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
         "artifacts": 0,
         "logs": 0,
     }
-    remaining = {r.run_id for r in store.runs.list_runs(limit=100).items}
+    remaining = {r.run_id for r in store.runs.list_runs(RunQuery(limit=100)).items}
     assert remaining == {ids["paused"], ids["running"], fresh}
     assert store.runs.list_checkpoints(ids["paused"]).total == 1
     assert store.tasks.get_continuation("cont_live").status == "pending"
@@ -87,7 +87,7 @@ def test_prune_dry_run_counts_without_deleting(store: Store, clock: ManualClock)
     _populate_old(store, clock)
     planned = store.maintenance.prune_retention(ALL_30, dry_run=True)
     assert planned["runs"] == 2 and planned["queue"] == 1
-    assert store.runs.list_runs(limit=100).total == 4
+    assert store.runs.list_runs(RunQuery(limit=100)).total == 4
     assert store.maintenance.prune_retention(ALL_30) == planned
 
 

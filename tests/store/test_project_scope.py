@@ -12,6 +12,7 @@ maintenance) see every project and say whose each record is. :data:`GLOBAL` and
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import RunFilter, Store, Transaction
+from kneo.store import RunQuery, Store, Transaction
 from kneo.store import tables as t
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
@@ -209,10 +210,10 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
             other.runs.get_run(run_id)
         assert other.runs.run_states([run_id]) == {}
         for sort_by in ("created_at", "updated_at", "status"):
-            assert other.runs.list_runs(sort_by=sort_by).total == 0
-            for found in (RunFilter(q="zeppelin"), RunFilter(session_id="s1")):
-                assert other.runs.list_runs(sort_by=sort_by, filters=found).items == []
-        assert other.runs.list_runs(filters=RunFilter(has_error=True)).items == []
+            assert other.runs.list_runs(RunQuery(sort_by=sort_by)).total == 0
+            for found in (RunQuery(q="zeppelin"), RunQuery(session_id="s1")):
+                assert other.runs.list_runs(replace(found, sort_by=sort_by)).items == []
+        assert other.runs.list_runs(RunQuery(has_error=True)).items == []
         page = other.runs.list_checkpoints(run_id)
         assert (page.items, page.total) == ([], 0)
         with pytest.raises(NotFound):
@@ -222,8 +223,8 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
         assert (trace.items, trace.total) == ([], 0)
     assert a.runs.get_run(run_id).output_text == "zeppelin landed"
     assert list(a.runs.run_states([run_id])) == [run_id]
-    assert [r.run_id for r in a.runs.list_runs(filters=RunFilter(q="zeppelin")).items] == [run_id]
-    assert [r.run_id for r in a.runs.list_runs(sort_by="status").items] == [run_id]
+    assert [r.run_id for r in a.runs.list_runs(RunQuery(q="zeppelin")).items] == [run_id]
+    assert [r.run_id for r in a.runs.list_runs(RunQuery(sort_by="status")).items] == [run_id]
     assert a.runs.get_checkpoint(run_id, 1).payload == {"x": 1}
     assert a.runs.list_trace(run_id).total == 1
 
@@ -360,9 +361,7 @@ def test_the_same_words_in_two_projects_are_two_searches(a: Store, b: Store) -> 
         assert [
             c.continuation_id for c in view.tasks.list_continuations(assignee="alice").items
         ] == [cid]
-        assert [r.run_id for r in view.runs.list_runs(filters=RunFilter(q="rocket")).items] == [
-            run_id
-        ]
+        assert [r.run_id for r in view.runs.list_runs(RunQuery(q="rocket")).items] == [run_id]
     with a.engine.connect() as conn:  # the default project's terms as they are, others' prefixed
         terms = set(conn.execute(sa.select(t.continuation_terms.c.term)).scalars())
     scoped = {scoped_term(a.project_id, "rocket"), scoped_term(b.project_id, "rocket")}
@@ -584,7 +583,7 @@ def _workload(view: Store, clock: ManualClock) -> None:
     _task_of(view, new_run(view, status="paused"), f"cont_{view.project}")
     _registry_of(view)
     view.runs.get_run(run_id)
-    view.runs.list_runs(filters=RunFilter(q="zeppelin"))
+    view.runs.list_runs(RunQuery(q="zeppelin"))
     view.tasks.list_continuations(assignee="alice", search=["rocket"])
     view.tasks.pending_counts_by_assignee(cap=5)
     view.registry.list_revisions("bot", "dev")

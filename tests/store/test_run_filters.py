@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
-from kneo.store import RunFilter, Store, open_store
+from kneo.store import RunQuery, Store, open_store
 from kneo.store import tables as t
 from kneo.store.migrate import upgrade
 from kneo.store.tasks.search import outcome_terms
@@ -23,8 +23,8 @@ from .helpers import new_run
 
 def _ids(store: Store, sort_by: str = "created_at", **filters: object) -> list[str]:
     page = store.runs.list_runs(
-        limit=50, sort_by=sort_by, sort_order="asc", filters=RunFilter(**filters)
-    )  # type: ignore[arg-type]
+        RunQuery(limit=50, sort_by=sort_by, sort_order="asc", **filters)  # type: ignore[arg-type]
+    )
     return [r.run_id for r in page.items]
 
 
@@ -103,10 +103,8 @@ def test_search_pages_by_cursor_in_order(store: Store, clock: ManualClock, sort_
     seen: list[str] = []
     cursor = None
     while True:
-        page = store.runs.list_runs(
-            limit=2, sort_by=sort_by, sort_order="desc", cursor=cursor,
-            filters=RunFilter(q="common word"),
-        )  # fmt: skip
+        page = store.runs.list_runs(RunQuery(limit=2, sort_by=sort_by, sort_order="desc", cursor=cursor,
+            q="common word"))  # fmt: skip
         seen += [r.run_id for r in page.items]
         assert page.total == 5
         cursor = page.next_cursor
