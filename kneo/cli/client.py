@@ -218,17 +218,23 @@ class LocalClient:
         return dict(self.reader.list_runs(query))
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
+        """``filters``: the fields of :class:`~kneo.platform.TaskQuery` the command line
+        gives, its ``sort_order``, ``include`` and ``older_than_seconds``."""
+        from kneo.platform import TaskQuery
+
         order = filters.pop("sort_order", "asc")
         counts = filters.pop("include", None) == "counts"
+        older = filters.pop("older_than_seconds", None)
+        query = TaskQuery(
+            run_id=run_id,
+            limit=limit,
+            sort="oldest" if order == "asc" else "newest",
+            count=counts,
+            **filters,
+        )
         return dict(
             self.reader.list_human_tasks(
-                run_id=run_id,
-                limit=limit,
-                sort="oldest" if order == "asc" else "newest",
-                count=counts,
-                by_assignee=counts,
-                show_personal=True,
-                **filters,
+                query, older_than_seconds=older, by_assignee=counts, show_personal=True
             )
         )
 

@@ -46,7 +46,7 @@ from kneo.logs import get_logger
 from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.store import ContinuationRecord, RunQuery, RunRecord, Store
+from kneo.store import ContinuationRecord, RunQuery, RunRecord, Store, TaskQuery
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def expired_continuations(store: Store, now: datetime) -> list[str]:
     cursor = None
     while True:  # collect first: acting changes the pages
         page = store.tasks.list_continuations(
-            status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
+            TaskQuery(status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False)
         )
         due += [c.continuation_id for c in page.items]
         cursor = page.next_cursor

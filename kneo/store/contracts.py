@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kneo.store.coordination_contracts import (
     CallbackReplays,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.queries import RunQuery
+    from kneo.store.queries import RunQuery, TaskQuery
     from kneo.store.records import (
         AuditEvent,
         CheckpointRecord,
@@ -153,26 +153,7 @@ class HumanTaskReads(Protocol):
 
     def get_continuation(self, continuation_id: str) -> ContinuationRecord: ...
     def find_continuation_by_request(self, request_id: str) -> ContinuationRecord: ...
-    def list_continuations(
-        self,
-        *,
-        status: str | None = "pending",
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        assignee: str | tuple[str, ...] | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        older_than: datetime | None = None,
-        expires_before: datetime | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-        sort: Literal["oldest", "newest"] = "oldest",
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-        search: Sequence[str] = (),
-    ) -> Page[ContinuationRecord]: ...
+    def list_continuations(self, query: TaskQuery = ...) -> Page[ContinuationRecord]: ...
     def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]: ...
     def inbox_version(self) -> int: ...
 

@@ -11,19 +11,17 @@ paging and order when built, so a value that exists is one the store can answer,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from kneo.errors import InvalidRequest
 from kneo.store.base import check_order, check_page, one_of_cursor_offset
+from kneo.store.tasks.search import query_terms
 
 #: The orders of a runs listing, each an index's (then ``created_at``, ties by ``run_id``).
 RUN_SORTS = ("created_at", "updated_at", "status")
 #: The orders of a human task inbox: by age, or by deadline (the undated after either).
-TaskSort = Literal["oldest", "newest", "expiring", "expiring_last"]
-TASK_SORTS: tuple[TaskSort, ...] = ("oldest", "newest", "expiring", "expiring_last")
+TASK_SORTS = ("oldest", "newest", "expiring", "expiring_last")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +75,9 @@ class TaskQuery:
     groups) or kind (``promotion``: promotions, whose assignee is an approver they name);
     ``workflow_name``/``environment`` the run's labels (a promotion's bundle and
     environment); ``older_than``/``expires_before`` bound ``created_at``/``expires_at``;
-    ``search`` words (:func:`kneo.store.tasks.search.query_terms`) keep the tasks holding
-    every one. Oldest or newest first, or by deadline."""
+    ``q`` keeps the tasks holding every word of it (:func:`kneo.store.tasks.search.query_terms`:
+    a blank one searches nothing, one of no word is refused naming ``q``). Oldest or newest
+    first, or by deadline."""
 
     status: str | None = "pending"
     run_id: str | None = None
@@ -90,15 +89,16 @@ class TaskQuery:
     expires_before: datetime | None = None
     workflow_name: str | None = None
     environment: str | None = None
-    sort: TaskSort = "oldest"
+    sort: str = "oldest"
     limit: int = 50
     offset: int = 0
     cursor: str | None = None
     count: bool = True
-    search: Sequence[str] = ()
+    q: str | None = None
 
     def __post_init__(self) -> None:
         check_page(self.limit, self.offset)
+        self.search()  # (a q of no word, or of too many, is refused here)
         if self.sort not in TASK_SORTS:
             raise InvalidRequest(
                 f"sort must be oldest, newest, expiring or expiring_last, got {self.sort!r}",
@@ -106,5 +106,9 @@ class TaskQuery:
             )
         one_of_cursor_offset(self.cursor, self.offset)
 
+    def search(self) -> list[str]:
+        """The words of ``q``, none when it is unset or blank."""
+        return query_terms(self.q) if self.q and self.q.strip() else []
 
-__all__ = ["RUN_SORTS", "TASK_SORTS", "RunQuery", "TaskQuery", "TaskSort"]
+
+__all__ = ["RUN_SORTS", "TASK_SORTS", "RunQuery", "TaskQuery"]

@@ -15,6 +15,7 @@ from kneo import Decision
 from kneo.errors import KneoError
 from kneo.platform import create_platform
 from kneo.settings import Settings
+from kneo.store import TaskQuery
 
 SPEC = (
     "version: v1\n"
@@ -181,6 +182,6 @@ def test_decisions_on_both_requests_of_one_task_at_once_are_both_applied(
             )
             assert audit.total == 2
             for person in ("one", "two"):
-                assert manager.store.tasks.list_continuations(assignee=person).total == 0
+                assert manager.store.tasks.list_continuations(TaskQuery(assignee=person)).total == 0
     finally:
         manager.store.close()

@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.setting_groups import RetentionDays
-from kneo.store import DeliveryOutcome, RunQuery, Store
+from kneo.store import DeliveryOutcome, RunQuery, Store, TaskQuery
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -210,10 +210,10 @@ def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTran
     assert reads.inbox_version() != before
     assert reads.get_continuation("cont_c1") == written and written.version == 1
     assert reads.find_continuation_by_request("req_c1").continuation_id == "cont_c1"
-    assert [c.continuation_id for c in reads.list_continuations(assignee="ops").items] == [
-        "cont_c1"
-    ]
-    assert reads.list_continuations(assignee="someone-else").items == []
+    assert [
+        c.continuation_id for c in reads.list_continuations(TaskQuery(assignee="ops")).items
+    ] == ["cont_c1"]
+    assert reads.list_continuations(TaskQuery(assignee="someone-else")).items == []
     assert reads.pending_counts_by_assignee() == {"ops": 1}
     with pytest.raises(Conflict), units.transaction() as tx:
         tx.put_continuation(
@@ -228,7 +228,7 @@ def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTran
             expected_version=1,
         )
     assert reads.list_continuations().items == []  # pending is the default filter
-    assert reads.list_continuations(status="resolved").total == 1
+    assert reads.list_continuations(TaskQuery(status="resolved")).total == 1
     with units.transaction() as tx:
         assert tx.delete_continuation("cont_c1") is True
     with pytest.raises(NotFound):
@@ -559,7 +559,7 @@ def check_controller_store(store: ControllerStore) -> None:
             "cont_promo", run_id=None, requests=[_request("req_p")], workflow_kind="promotion"
         )
     assert reads.registry.get_revision("svc", "prod", 1).status == "pending_approval"
-    assert reads.tasks.list_continuations(workflow_kind="promotion").total == 1
+    assert reads.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).total == 1
 
 
 def check_controller_state(state: ControllerStateReads) -> None:

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import RetentionDays, Settings
-from kneo.store import RunQuery, Store
+from kneo.store import RunQuery, Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.list_counts import list_counts
 
@@ -110,18 +110,18 @@ def test_list_totals_by_project_status_and_kind_are_the_counters(
     assert runs.list_runs(RunQuery(limit=1, has_error=False)).total == 3
     assert runs.list_runs(RunQuery(limit=1, count=False)).total is None
     tasks = store.tasks
-    assert tasks.list_continuations(limit=1).total == 501  # the kinds added up
-    assert tasks.list_continuations(limit=1, kind="promotion").total == 500
-    assert tasks.list_continuations(limit=1, workflow_kind="promotion").total == 500
-    assert tasks.list_continuations(limit=1, sort="expiring").total == 501
-    assert tasks.list_continuations(limit=1, run_id="r1").total == 1  # counted
-    assert tasks.list_continuations(limit=1, environment="prod").total == 0
-    assert tasks.list_continuations(limit=1, status=None, workflow_kind="x").total == 0
-    assert tasks.list_continuations(limit=5).total == 3
+    assert tasks.list_continuations(TaskQuery(limit=1)).total == 501  # the kinds added up
+    assert tasks.list_continuations(TaskQuery(limit=1, kind="promotion")).total == 500
+    assert tasks.list_continuations(TaskQuery(limit=1, workflow_kind="promotion")).total == 500
+    assert tasks.list_continuations(TaskQuery(limit=1, sort="expiring")).total == 501
+    assert tasks.list_continuations(TaskQuery(limit=1, run_id="r1")).total == 1  # counted
+    assert tasks.list_continuations(TaskQuery(limit=1, environment="prod")).total == 0
+    assert tasks.list_continuations(TaskQuery(limit=1, status=None, workflow_kind="x")).total == 0
+    assert tasks.list_continuations(TaskQuery(limit=5)).total == 3
     capped = make_store(Settings.from_env({"KNEO_SERV_MAX_LIST_COUNT": "10"}))
     page = capped.runs.list_runs(RunQuery(limit=1, offset=1))  # 10 past the page's end
     assert (page.total, page.total_capped) == (12, True)
-    page = capped.tasks.list_continuations(limit=1, kind="promotion")
+    page = capped.tasks.list_continuations(TaskQuery(limit=1, kind="promotion"))
     assert (page.total, page.total_capped) == (11, True)
 
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import RunQuery, Store, open_store
+from kneo.store import RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.tasks.search import task_labels
 
@@ -224,42 +224,50 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "runs search rare by status": lambda s, c: s.runs.list_runs(
         RunQuery(sort_by="status", q="g7", limit=20, cursor=c, count=False)
     ),
-    "tasks": lambda s, c: s.tasks.list_continuations(cursor=c, count=False),
-    "tasks newest": lambda s, c: s.tasks.list_continuations(sort="newest", cursor=c, count=False),
-    "tasks assignee": lambda s, c: s.tasks.list_continuations(assignee="a7", cursor=c, count=False),
-    "tasks kind": lambda s, c: s.tasks.list_continuations(kind="input", cursor=c, count=False),
-    "tasks assignee and kind": lambda s, c: s.tasks.list_continuations(
-        assignee="a7", kind="input", cursor=c, count=False
+    "tasks": lambda s, c: s.tasks.list_continuations(TaskQuery(cursor=c, count=False)),
+    "tasks newest": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(sort="newest", cursor=c, count=False)
     ),
-    "tasks mine": lambda s, c: s.tasks.list_continuations(  # a person and their groups
-        assignee=("a7", "a8", "a9"), cursor=c, count=False
+    "tasks assignee": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(assignee="a7", cursor=c, count=False)
+    ),
+    "tasks kind": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(kind="input", cursor=c, count=False)
+    ),
+    "tasks assignee and kind": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(assignee="a7", kind="input", cursor=c, count=False)
+    ),
+    "tasks mine": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(  # a person and their groups
+            assignee=("a7", "a8", "a9"), cursor=c, count=False
+        )
     ),
     "tasks promotion": lambda s, c: s.tasks.list_continuations(
-        kind="promotion", cursor=c, count=False
+        TaskQuery(kind="promotion", cursor=c, count=False)
     ),
     "tasks workflow kind": lambda s, c: s.tasks.list_continuations(
-        workflow_kind="sequential", cursor=c, count=False
+        TaskQuery(workflow_kind="sequential", cursor=c, count=False)
     ),
     "tasks environment": lambda s, c: s.tasks.list_continuations(
-        environment="env1", cursor=c, count=False
+        TaskQuery(environment="env1", cursor=c, count=False)
     ),
     "tasks workflow": lambda s, c: s.tasks.list_continuations(
-        workflow_name="wf", cursor=c, count=False
+        TaskQuery(workflow_name="wf", cursor=c, count=False)
     ),
     "tasks search common": lambda s, c: s.tasks.list_continuations(
-        search=["approve"], cursor=c, count=False
+        TaskQuery(q="approve", cursor=c, count=False)
     ),
     "tasks search rare": lambda s, c: s.tasks.list_continuations(
-        search=["w000003"], cursor=c, count=False
+        TaskQuery(q="w000003", cursor=c, count=False)
     ),
     "tasks search two": lambda s, c: s.tasks.list_continuations(
-        search=["approve", "g3"], cursor=c, count=False
+        TaskQuery(q="approve g3", cursor=c, count=False)
     ),
     "tasks search newest": lambda s, c: s.tasks.list_continuations(
-        search=["g3"], sort="newest", cursor=c, count=False
+        TaskQuery(q="g3", sort="newest", cursor=c, count=False)
     ),
     "tasks search assignee": lambda s, c: s.tasks.list_continuations(
-        search=["approve"], assignee="a7", cursor=c, count=False
+        TaskQuery(q="approve", assignee="a7", cursor=c, count=False)
     ),
     "audit": lambda s, c: s.audit.list_audit(cursor=c, count=False),
     "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
@@ -393,7 +401,7 @@ def _counting(store: Store, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
 
 def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``listing`` asked to count: its query value (a first argument) or its keyword."""
-    if args and isinstance(args[0], RunQuery):
+    if args and isinstance(args[0], (RunQuery, TaskQuery)):
         return listing(dataclasses.replace(args[0], count=True), *args[1:], **kwargs)
     return listing(*args, **{**kwargs, "count": True})
 
@@ -453,11 +461,15 @@ def test_list_total_counts_what_matches(
 def test_mine_counts_its_queue_not_the_inbox(big_store: Store) -> None:
     """``assignee=mine`` (several labels) counts its tasks exactly (a task of two labels
     once) from the labels' rows: what a single assignee's count reads, summed."""
-    mine = big_store.tasks.list_continuations(assignee=("a7", "a8", "a57"), limit=10)
-    single = [big_store.tasks.list_continuations(assignee=a, limit=10).total for a in ("a7", "a8")]
+    mine = big_store.tasks.list_continuations(TaskQuery(assignee=("a7", "a8", "a57"), limit=10))
+    single = [
+        big_store.tasks.list_continuations(TaskQuery(assignee=a, limit=10)).total
+        for a in ("a7", "a8")
+    ]
     assert mine.total == sum(t or 0 for t in single)  # (a57: nobody's)
     calls = selects_run_by(
-        big_store, lambda: big_store.tasks.list_continuations(assignee=("a7", "a8"), limit=10)
+        big_store,
+        lambda: big_store.tasks.list_continuations(TaskQuery(assignee=("a7", "a8"), limit=10)),
     )
     counts = [(s, p) for s, p in calls if re.match(r"\s*SELECT count\(\*\)", s)]
     assert counts

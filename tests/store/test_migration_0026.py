@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from kneo import Decision
 from kneo.clock import ManualClock
-from kneo.store import RunQuery, Store
+from kneo.store import RunQuery, Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.migrate import HEAD_REVISION, _alembic_config, current_revision, upgrade
 from tests.hitl.conftest import make_manager
@@ -89,8 +89,13 @@ def _seen(store: Store) -> dict[str, Any]:
     tasks = store.tasks
     return {
         "inbox": [c.continuation_id for c in tasks.list_continuations().items],
-        "search": [c.continuation_id for c in tasks.list_continuations(search=["zeppelin"]).items],
-        "mine": [c.continuation_id for c in tasks.list_continuations(assignee="reviewer").items],
+        "search": [
+            c.continuation_id for c in tasks.list_continuations(TaskQuery(q="zeppelin")).items
+        ],
+        "mine": [
+            c.continuation_id
+            for c in tasks.list_continuations(TaskQuery(assignee="reviewer")).items
+        ],
         "counts": tasks.pending_counts_by_assignee(cap=10),
         "runs": [r.run_id for r in store.runs.list_runs(RunQuery(q="airship")).items],
         "registry": [(r.bundle_name, r.environment) for r in store.registry.list_registry().items],

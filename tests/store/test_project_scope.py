@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import RunQuery, Store, Transaction
+from kneo.store import RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
@@ -282,14 +282,14 @@ def _inbox(view: Store) -> list[Any]:
     tasks = view.tasks
     return [
         tasks.list_continuations(),
-        tasks.list_continuations(assignee="alice"),
-        tasks.list_continuations(assignee=("alice", "group:x")),
-        tasks.list_continuations(kind="approval"),
-        tasks.list_continuations(search=["rocket"]),
-        tasks.list_continuations(search=["rocket", "launch"], assignee="alice"),
-        tasks.list_continuations(workflow_name="wf"),
-        tasks.list_continuations(sort="expiring"),
-        tasks.list_continuations(status=None, run_id=None),
+        tasks.list_continuations(TaskQuery(assignee="alice")),
+        tasks.list_continuations(TaskQuery(assignee=("alice", "group:x"))),
+        tasks.list_continuations(TaskQuery(kind="approval")),
+        tasks.list_continuations(TaskQuery(q="rocket")),
+        tasks.list_continuations(TaskQuery(q="rocket launch", assignee="alice")),
+        tasks.list_continuations(TaskQuery(workflow_name="wf")),
+        tasks.list_continuations(TaskQuery(sort="expiring")),
+        tasks.list_continuations(TaskQuery(status=None, run_id=None)),
     ]
 
 
@@ -327,12 +327,14 @@ def test_a_transaction_of_another_project_cannot_touch_a_task(a: Store, b: Store
         assert tx.delete_continuation(cid) is False
     kept = a.tasks.get_continuation(cid)
     assert (kept.status, kept.version) == ("pending", 1)
-    assert [c.continuation_id for c in a.tasks.list_continuations(search=["rocket"]).items] == [cid]
+    assert [c.continuation_id for c in a.tasks.list_continuations(TaskQuery(q="rocket")).items] == [
+        cid
+    ]
     assert a.tasks.pending_counts_by_assignee() == {"alice": 1}
     with a.transaction() as tx:  # its own project deletes it, words and labels too
         assert tx.delete_continuation(cid) is True
-    assert a.tasks.list_continuations(search=["rocket"]).items == []
-    assert a.tasks.list_continuations(assignee="alice").items == []
+    assert a.tasks.list_continuations(TaskQuery(q="rocket")).items == []
+    assert a.tasks.list_continuations(TaskQuery(assignee="alice")).items == []
 
 
 def test_a_scoped_term_names_its_project_in_base_36() -> None:
@@ -356,10 +358,11 @@ def test_the_same_words_in_two_projects_are_two_searches(a: Store, b: Store) -> 
     for view in (a, b):
         cid, run_id = cids[view.project]
         assert [
-            c.continuation_id for c in view.tasks.list_continuations(search=["rocket"]).items
+            c.continuation_id for c in view.tasks.list_continuations(TaskQuery(q="rocket")).items
         ] == [cid]
         assert [
-            c.continuation_id for c in view.tasks.list_continuations(assignee="alice").items
+            c.continuation_id
+            for c in view.tasks.list_continuations(TaskQuery(assignee="alice")).items
         ] == [cid]
         assert [r.run_id for r in view.runs.list_runs(RunQuery(q="rocket")).items] == [run_id]
     with a.engine.connect() as conn:  # the default project's terms as they are, others' prefixed
@@ -584,7 +587,7 @@ def _workload(view: Store, clock: ManualClock) -> None:
     _registry_of(view)
     view.runs.get_run(run_id)
     view.runs.list_runs(RunQuery(q="zeppelin"))
-    view.tasks.list_continuations(assignee="alice", search=["rocket"])
+    view.tasks.list_continuations(TaskQuery(assignee="alice", q="rocket"))
     view.tasks.pending_counts_by_assignee(cap=5)
     view.registry.list_revisions("bot", "dev")
     with view.metadata.metadata_snapshot(["k"]):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
-from kneo.store import RunQuery, Store, open_store
+from kneo.store import RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.migrate import upgrade
 from kneo.store.tasks.search import outcome_terms
@@ -158,14 +158,14 @@ def test_the_inbox_by_deadline_undated_last(store: Store, clock: ManualClock) ->
         clock.advance(1)
 
     def order(sort: str, offset: int = 0, limit: int = 10) -> list[str]:
-        page = store.tasks.list_continuations(sort=sort, offset=offset, limit=limit)  # type: ignore[arg-type]
+        page = store.tasks.list_continuations(TaskQuery(sort=sort, offset=offset, limit=limit))  # type: ignore[arg-type]
         return [c.continuation_id for c in page.items]
 
     assert order("expiring") == ["c_soon", "c_late", "c_none", "c_none2"]
     assert order("expiring_last") == ["c_late", "c_soon", "c_none2", "c_none"]
     assert order("expiring", offset=1, limit=2) == ["c_late", "c_none"]
     assert order("expiring", offset=3) == ["c_none2"]
-    assert store.tasks.list_continuations(sort="expiring", limit=1).total == 4  # type: ignore[arg-type]
+    assert store.tasks.list_continuations(TaskQuery(sort="expiring", limit=1)).total == 4  # type: ignore[arg-type]
 
 
 def test_migration_0023_indexes_the_outcomes_already_there(tmp_path: Path) -> None:
