@@ -30,7 +30,7 @@ from kneo.store.base import Facet
 
 #: The reads both have on purpose (the transaction's in its own view, with its writes).
 READS_ON_BOTH = frozenset(
-    {"get_continuation", "get_revision", "get_run", "list_promotion_approvals"}
+    {"get_active", "get_continuation", "get_revision", "get_run", "list_promotion_approvals"}
 )
 
 

@@ -310,8 +310,9 @@ class Sweeps:
                         on_timeout="escalate",
                         environment=run.environment,
                     )
-                tx.add_trace_event(
-                    run.run_id, "human_escalated", payload={"request_ids": sorted(ids)}
+                tx.add_trace_events(
+                    run.run_id,
+                    [{"event_type": "human_escalated", "payload": {"request_ids": sorted(ids)}}],
                 )
                 rollout = (run.metadata or {}).get("rollout")
                 if rollout:  # the rollout's escalation rate (kneo.store.rollouts)
@@ -457,8 +458,14 @@ class Sweeps:
                 try:  # (stranded runs are every project's: each is queued in its own)
                     with store.for_project(run_id.project_id).transaction() as tx:
                         tx.enqueue(run_id)
-                        tx.add_trace_event(
-                            run_id, "run_recovering", payload={"reason": "no live owner"}
+                        tx.add_trace_events(
+                            run_id,
+                            [
+                                {
+                                    "event_type": "run_recovering",
+                                    "payload": {"reason": "no live owner"},
+                                }
+                            ],
                         )
                         tx.add_audit(
                             "run.stranded",

@@ -325,11 +325,6 @@ class RunsFacet(Facet):
                 raise not_found_error("checkpoint", f"{run_id}#{sequence}")
             return chains.records(conn, run_id, [row])[0]
 
-    def latest_checkpoint(self, run_id: str, *, type: str | None = None) -> CheckpointRecord | None:
-        """The run's newest checkpoint (of ``type``), or ``None``."""
-        page = self.list_checkpoints(run_id, type=type, limit=1, sort_order="desc")
-        return page.items[0] if page.items else None
-
     def list_trace(
         self,
         run_id: str,

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from kneo.service.app import create_app
+from kneo.store import DeliveryOutcome
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -29,9 +30,8 @@ def _dead_row(store: Any, attempts: int = 3) -> int:
         [claimed] = store.notifications.claim_notifications("t", 30.0)
         last = attempt == attempts - 1
         retry_at = None if last else store.clock.now()
-        store.notifications.finish_notification(
-            claimed.id, "t", sent=False, error="HTTP 500", retry_at=retry_at
-        )
+        outcome = DeliveryOutcome(claimed.id, sent=False, error="HTTP 500", retry_at=retry_at)
+        store.notifications.finish_notifications("t", [outcome])
     return int(claimed.id)
 
 

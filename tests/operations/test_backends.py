@@ -86,7 +86,7 @@ def test_cli_backup_and_restore_keep_everything(project: Path) -> None:
         paused = manager.run_from_spec(input_text="waiting", spec_path=project / "human.yaml")
         with manager.store.transaction() as tx:
             tx.add_revision("ops-bundle", "prod", digest="sha256:abc", status="active")
-            tx.set_condition("ops-bundle", "prod", "Ready", status="True", reason="Promoted")
+            tx.set_conditions("ops-bundle", "prod", [("Ready", "True", "Promoted", "")])
     finally:
         manager.store.close()
     env = env_for(project)

@@ -33,7 +33,7 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
         ids[status] = run_id
         with store.transaction() as tx:
             tx.add_checkpoint(run_id, type="step", payload={})
-            tx.add_trace_event(run_id, "step.completed")
+            tx.add_trace_events(run_id, [{"event_type": "step.completed"}])
             tx.enqueue(run_id)
     with store.transaction() as tx:
         for status in ("succeeded", "failed"):
@@ -126,7 +126,7 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
         tx.add_audit("human.requested", run_id=run_id)
         tx.put_continuation("cont_b", run_id=run_id, requests=[{"request_id": "req_b"}])
         tx.add_revision("bundle", "dev", digest="d1", status="active")
-        tx.set_condition("bundle", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bundle", "dev", [("Ready", "True", "Promoted", "")])
     backup = store.maintenance.backup_sqlite(tmp_path / "backups" / "kneo.sqlite")
     new_run(store, run_id="run_after_backup")
     store.close()

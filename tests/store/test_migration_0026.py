@@ -73,7 +73,7 @@ def _write_0025_rows(manager: Any, project: Path) -> tuple[Any, str]:
         tx.update_run(done.run_id, status="succeeded", output_text="airship landed")
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
-        tx.set_condition("bot", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
         tx.pin_bundle("bot", "dev", 1)
         tx.block_digest("sha256:bad", reason="cve")
         tx.set_controller_status(last_fetched_commit="abc")

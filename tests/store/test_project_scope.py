@@ -42,7 +42,7 @@ GLOBAL: dict[str, set[str]] = {
     "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock", "lock"},
     "idempotency": {"first_callback"},  # a callback's key names its receiver
     "notifications": {
-        "route_notifications", "claim_notifications", "finish_notification",
+        "route_notifications", "claim_notifications",
         "finish_notifications", "unrouted_notification_events",
     },
     "a2a_push": {"due_pushes", "record_push"},
@@ -62,16 +62,15 @@ GLOBAL: dict[str, set[str]] = {
 #: The facet methods that read or write the view's project's rows only.
 SCOPED: dict[str, set[str]] = {
     "runs": {
-        "get_run", "run_states", "list_runs", "list_checkpoints", "get_checkpoint",
-        "latest_checkpoint", "list_trace",
+        "get_run", "run_states", "list_runs", "list_checkpoints", "get_checkpoint", "list_trace",
     },
     "tasks": {
-        "get_continuation", "find_continuation_by_request", "list_continuations",
+        "get_continuation", "list_continuations",
         "pending_counts_by_assignee", "inbox_version",
     },
     "audit": {"list_audit", "get_audit"},
     "metadata": {"get_metadata", "metadata_snapshot", "list_metadata"},
-    "queue": {"get_queue_record", "queue_records_for_run", "queue_stats"},
+    "queue": {"queue_records_for_run", "queue_stats"},
     "idempotency": {"begin_idempotent", "finish_idempotent", "release_idempotent"},
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
@@ -218,7 +217,7 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
         assert (page.items, page.total) == ([], 0)
         with pytest.raises(NotFound):
             other.runs.get_checkpoint(run_id, 1)
-        assert other.runs.latest_checkpoint(run_id) is None
+        assert other.runs.list_checkpoints(run_id, limit=1).items == []
         trace = other.runs.list_trace(run_id)
         assert (trace.items, trace.total) == ([], 0)
     assert a.runs.get_run(run_id).output_text == "zeppelin landed"
@@ -239,7 +238,7 @@ def test_a_transaction_of_another_project_cannot_touch_a_run(
         lambda tx: tx.get_run(run_id, for_update=True),
         lambda tx: tx.update_run(run_id, status="failed"),
         lambda tx: tx.update_run(run_id, expected_version=run.version, status="failed"),
-        lambda tx: tx.request_cancel(run_id),
+        lambda tx: tx.update_run(run_id, cancel_requested=True),
         lambda tx: tx.add_checkpoint(run_id, type="x", payload={}),
         lambda tx: tx.add_trace_events(run_id, [{"event_type": "x"}]),
         lambda tx: tx.write_step(
@@ -300,14 +299,11 @@ def test_tasks_are_their_projects(store: Store, a: Store, b: Store) -> None:
     for other, version in zip((b, store), before, strict=True):
         with pytest.raises(NotFound):
             other.tasks.get_continuation(cid)
-        with pytest.raises(NotFound):
-            other.tasks.find_continuation_by_request("req_a")
         assert all(page.items == [] and page.total == 0 for page in _inbox(other))
         assert other.tasks.pending_counts_by_assignee() == {}
         assert other.tasks.pending_counts_by_assignee(cap=10) == {}
         assert other.tasks.inbox_version() == version
     assert a.tasks.get_continuation(cid).run_id == run_id
-    assert a.tasks.find_continuation_by_request("req_a").continuation_id == cid
     assert all([c.continuation_id for c in page.items] == [cid] for page in _inbox(a))
     assert a.tasks.pending_counts_by_assignee() == {"alice": 1}
     assert a.tasks.pending_counts_by_assignee(cap=10) == {"alice": 1}
@@ -407,14 +403,12 @@ def test_queue_records_are_their_projects_and_a_claim_says_whose(
         queued = tx.enqueue(run_id)
     assert queued.project_id == a.project_id
     for other in (b, store):
-        with pytest.raises(NotFound):
-            other.queue.get_queue_record(queued.queue_id)
         assert other.queue.queue_records_for_run(run_id) == []
         assert other.queue.queue_stats()["queued"] == 0
     assert a.queue.queue_stats()["queued"] == 1
     claimed = b.queue.claim("worker", 30)  # global: any project's oldest due record
     assert claimed is not None and (claimed.run_id, claimed.project_id) == (run_id, a.project_id)
-    assert a.queue.get_queue_record(queued.queue_id).status == "leased"
+    assert [r.status for r in a.queue.queue_records_for_run(run_id)] == ["leased"]
 
 
 def test_idempotency_keys_are_their_projects(a: Store, b: Store) -> None:
@@ -436,7 +430,7 @@ def _registry_of(view: Store) -> None:
     with view.transaction() as tx:
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
-        tx.set_condition("bot", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
         tx.suspend_bundle("bot", "dev", reason="hold")
         tx.pin_bundle("bot", "dev", 1)
         tx.block_digest("sha256:bad", reason="cve")
@@ -471,8 +465,7 @@ def test_the_registry_is_its_projects(store: Store, a: Store, b: Store) -> None:
             tx.activate_revision("bot", "dev", 1)
         with pytest.raises(NotFound):
             tx.get_revision("bot", "dev", 1)
-        assert tx.active_digest("bot", "dev") is None
-        assert tx.active_revision_number("bot", "dev") is None
+        assert tx.get_active("bot", "dev") is None
         assert tx.resume_bundle("bot", "dev") is False
         assert tx.unpin_bundle("bot", "dev") is None
         assert tx.unblock_digest("sha256:bad") is False

@@ -108,10 +108,10 @@ def test_update_rejects_unknown_fields(store: Store) -> None:
 
 
 def test_cancel_request_invalidates_stale_writers(store: Store) -> None:
-    """request_cancel sets the flag and bumps the version, so a worker's finish CAS fails."""
+    """A cancel request sets the flag and bumps the version, so a worker's finish CAS fails."""
     run_id = new_run(store, status="running")
     with store.transaction() as tx:
-        cancelled = tx.request_cancel(run_id)
+        cancelled = tx.update_run(run_id, cancel_requested=True)
     assert cancelled.cancel_requested and cancelled.version == 2
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="succeeded")
@@ -123,7 +123,7 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})
         tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload={"out": 1})
-        tx.add_trace_event(run_id, "step.completed", step_id="s1")
+        tx.add_trace_events(run_id, [{"event_type": "step.completed", "step_id": "s1"}])
         tx.add_audit("run.step", run_id=run_id)
         tx.enqueue(run_id)
         raise RuntimeError("crash before commit")
@@ -161,7 +161,7 @@ def test_sequences_are_per_run_and_contiguous(store: Store) -> None:
         assert tx.add_checkpoint(b, type="t", payload={}).sequence == 1
         events = tx.add_trace_events(a, [{"event_type": f"e{i}"} for i in range(3)])
         assert [e.sequence for e in events] == [1, 2, 3]
-        assert tx.add_trace_event(a, "e3").sequence == 4
+        assert tx.add_trace_events(a, [{"event_type": "e3"}])[0].sequence == 4
     assert [e.event_type for e in store.runs.list_trace(a).items] == ["e0", "e1", "e2", "e3"]
     assert [c.sequence for c in store.runs.list_checkpoints(a, sort_order="desc").items] == [2, 1]
 
@@ -189,7 +189,7 @@ def test_checkpoint_for_missing_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound), store.transaction() as tx:
         tx.add_checkpoint("run_nope", type="t", payload={})
     with pytest.raises(NotFound), store.transaction() as tx:
-        tx.add_trace_event("run_nope", "x")
+        tx.add_trace_events("run_nope", [{"event_type": "x"}])
 
 
 def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> None:

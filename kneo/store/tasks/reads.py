@@ -182,19 +182,6 @@ class TasksFacet(Facet):
             raise not_found_error("continuation", continuation_id)
         return row_records.continuation(row)
 
-    def find_continuation_by_request(self, request_id: str) -> ContinuationRecord:
-        """The continuation holding ``request_id`` (request ids are unique by construction)."""
-        r = t.continuation_requests.c
-        with self._read() as conn:
-            cid = conn.execute(
-                sa.select(r.continuation_id).where(
-                    r.request_id == request_id, r.project_id == self.project_id
-                )
-            ).scalar()
-        if cid is None:
-            raise not_found_error("request", request_id)
-        return self.get_continuation(cid)
-
     def _continuation_filters(self, q: TaskQuery) -> list[Any]:
         """The conditions of every filter of ``q`` but the search (its labels are paged)."""
         status, run_id, workflow_kind, assignee, kind = (
