@@ -30,7 +30,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from kneo.store import TaskQuery
+from kneo.store import AuditQuery, TaskQuery
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
@@ -165,7 +165,7 @@ def soak(store: Store, rounds: int) -> None:
         lambda: store.runs.list_runs(limit=50),
         lambda: store.runs.list_runs(status="running", limit=50),
         lambda: store.runs.list_runs(status="paused", limit=50),
-        lambda: store.audit.list_audit(limit=50),
+        lambda: store.audit.list_audit(AuditQuery(limit=50)),
         store.tasks.pending_counts_by_assignee,
     ]
     before = seq_scans(store)

@@ -254,16 +254,15 @@ class LocalClient:
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
+        from kneo.platform import AuditQuery
         from kneo.platform.results import audit_listing
 
         page = self.reader.store.audit.list_audit(
-            event_type=event_type,
-            run_id=run_id,
-            continuation_id=continuation_id,
-            limit=limit,
-            cursor=cursor,
-            count=False,
-        )
+            AuditQuery(
+                event_type=event_type, run_id=run_id, continuation_id=continuation_id,
+                limit=limit, cursor=cursor, count=False,
+            )
+        )  # fmt: skip
         return audit_listing(page)
 
     def preview_environment_policy(

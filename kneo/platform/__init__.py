@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
     from kneo.platform.manager import PlatformManager
     from kneo.platform.results import RunResult
-    from kneo.store import ControllerRequest, RunQuery, TaskQuery
+    from kneo.store import AuditQuery, ControllerRequest, RunQuery, TaskQuery
 
-#: ``RunQuery``, ``TaskQuery`` and ``ControllerRequest`` are the store's records the manager's
+#: ``RunQuery``, ``TaskQuery``, ``AuditQuery`` and ``ControllerRequest`` are the store's records the manager's
 #: methods take and answer; routes name them from here, never from the store.
 __all__ = [
+    "AuditQuery",
     "ControllerRequest",
     "PlatformManager",
     "RunQuery",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "AuditQuery": "kneo.store",
     "ControllerRequest": "kneo.store",
     "RunQuery": "kneo.store",
     "TaskQuery": "kneo.store",

@@ -28,7 +28,7 @@ from kneo.store.maintenance.retention import (
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.projects import ProjectRecord
-from kneo.store.queries import RunQuery, TaskQuery
+from kneo.store.queries import AuditQuery, RunQuery, TaskQuery
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -118,6 +118,7 @@ __all__ = [
     "RETENTION_CATEGORIES",
     "TERMINAL_RUN_STATUSES",
     "AuditEvent",
+    "AuditQuery",
     "BlockedDigest",
     "BundleRevision",
     "CheckpointRecord",

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
-    from kneo.store.queries import RunQuery, TaskQuery
+    from kneo.store.queries import AuditQuery, RunQuery, TaskQuery
     from kneo.store.records import (
         AuditEvent,
         CheckpointRecord,
@@ -158,17 +158,7 @@ class AuditLog(Protocol):
     """The append-only audit log as the audit views read it; every change people or the
     controller make writes to it in its transaction (:class:`AuditTransaction`)."""
 
-    def list_audit(
-        self,
-        *,
-        event_type: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> Page[AuditEvent]: ...
+    def list_audit(self, query: AuditQuery = ...) -> Page[AuditEvent]: ...
     def get_audit(self, event_id: str) -> AuditEvent: ...
 
 

@@ -111,4 +111,22 @@ class TaskQuery:
         return query_terms(self.q) if self.q and self.q.strip() else []
 
 
-__all__ = ["RUN_SORTS", "TASK_SORTS", "RunQuery", "TaskQuery"]
+@dataclass(frozen=True, kw_only=True)
+class AuditQuery:
+    """An audit log listing, newest first: of one event type, run or continuation (each
+    optional); ``count=False`` leaves the page's ``total`` out."""
+
+    event_type: str | None = None
+    run_id: str | None = None
+    continuation_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+    cursor: str | None = None
+    count: bool = True
+
+    def __post_init__(self) -> None:
+        check_page(self.limit, self.offset)
+        one_of_cursor_offset(self.cursor, self.offset)
+
+
+__all__ = ["RUN_SORTS", "TASK_SORTS", "AuditQuery", "RunQuery", "TaskQuery"]

@@ -24,7 +24,7 @@ from kneo.platform.admission import PUBLISHED_TTL_SECONDS
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import RunQuery
+from kneo.store import AuditQuery, RunQuery
 
 TOKENS = {name: f"{name}-secret-token-{i}" for i, name in enumerate(("alice", "bob", "carol"))}
 ADMIN = "admin-secret-token-0"
@@ -251,7 +251,7 @@ def test_two_approvers_over_http_activate_a_promotion(
     assert sorted(active.approved_by) == ["alice", "bob", "ci-pipeline"]
     decided = [
         (e.actor, e.event_type)
-        for e in store.audit.list_audit(limit=100).items
+        for e in store.audit.list_audit(AuditQuery(limit=100)).items
         if e.event_type.startswith("promotion.")
     ]
     assert ("alice", "promotion.approved") in decided and ("bob", "promotion.approved") in decided

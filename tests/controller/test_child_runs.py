@@ -30,7 +30,7 @@ from kneo.platform.child_links import child_run_id
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import RunQuery, open_store
+from kneo.store import AuditQuery, RunQuery, open_store
 
 
 def agent(text: str) -> dict[str, Any]:
@@ -158,7 +158,9 @@ def test_a_parent_waits_across_a_restart_and_takes_the_childs_output(
         assert view["children"] == [{"run_id": child_id, "step_id": "call", "status": "succeeded"}]
         assert view["parent_run_id"] is None
         assert second.get_run(child_id)["parent_run_id"] == parent_id
-        audit = [e.actor for e in again.audit.list_audit(event_type="human.decision").items]
+        audit = [
+            e.actor for e in again.audit.list_audit(AuditQuery(event_type="human.decision")).items
+        ]
         assert "system:child-run" in audit and "alice" in audit
     finally:
         again.close()

@@ -16,7 +16,7 @@ from kneo.controller.controller import Controller
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.runtime import resolve_bundle_for_run
 from kneo.errors import Conflict, Forbidden, InvalidRequest
-from kneo.store import TaskQuery
+from kneo.store import AuditQuery, TaskQuery
 
 
 def promoted(store: Any, name: str, env: str) -> tuple[str, str, str]:
@@ -25,7 +25,7 @@ def promoted(store: Any, name: str, env: str) -> tuple[str, str, str]:
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(AuditQuery(event_type=event_type, limit=100)).items)
 
 
 def release(repo: Repo, keys: Keys, env: str, prompt: str) -> str:

@@ -13,7 +13,7 @@ from kneo.clock import ManualClock
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.runtime import require_approved_bundle, resolve_bundle_for_run
 from kneo.errors import BundleNotApproved, Conflict, Forbidden, NotFound
-from kneo.store import TaskQuery
+from kneo.store import AuditQuery, TaskQuery
 
 
 def kinds(result: Any) -> list[tuple[str, str, str]]:
@@ -25,7 +25,7 @@ def kinds(result: Any) -> list[tuple[str, str, str]]:
 
 
 def audit_types(store: Any) -> list[str]:
-    return [e.event_type for e in store.audit.list_audit(limit=1000).items]
+    return [e.event_type for e in store.audit.list_audit(AuditQuery(limit=1000)).items]
 
 
 def test_signed_bundle_for_dev_is_active_after_one_reconcile(
@@ -321,7 +321,7 @@ def test_plan_is_a_dry_run(
     assert result.dry_run and [o.action.kind.value for o in result.outcomes] == ["activate"]
     assert (
         store.registry.list_registry(status=None).items == []
-        and store.audit.list_audit(limit=10).items == []
+        and store.audit.list_audit(AuditQuery(limit=10)).items == []
     )
     with pytest.raises(NotFound):
         resolve_bundle_for_run(store, "helper", "dev")

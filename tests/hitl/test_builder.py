@@ -14,7 +14,7 @@ from kneo import Decision
 from kneo.engine import HumanInterventionRequiredError, WorkflowBuilder
 from kneo.errors import InvalidDecision, InvalidRequest, SpecError, ValidationFailed
 from kneo.spec.loader import load_spec
-from kneo.store import TaskQuery
+from kneo.store import AuditQuery, TaskQuery
 from tests.hitl.conftest import REPO, counter
 
 WB = WorkflowBuilder
@@ -341,7 +341,7 @@ def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -
 
 
 def _audit(manager: Any, run_id: str) -> set[str]:
-    return {a.event_type for a in manager.store.audit.list_audit(run_id=run_id).items}
+    return {a.event_type for a in manager.store.audit.list_audit(AuditQuery(run_id=run_id)).items}
 
 
 def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock: Any) -> None:

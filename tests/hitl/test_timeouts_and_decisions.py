@@ -12,7 +12,7 @@ import pytest
 from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import IdempotencyConflict, InvalidDecision, KneoError
-from kneo.store import TaskQuery
+from kneo.store import AuditQuery, TaskQuery
 from tests.hitl.conftest import counter
 
 
@@ -53,7 +53,10 @@ def start(manager: Any, project: Path, on_timeout: str, **kw: Any) -> Any:
 
 
 def audit(manager: Any, run_id: str) -> dict[str, dict[str, Any]]:
-    return {a.event_type: a.payload for a in manager.store.audit.list_audit(run_id=run_id).items}
+    return {
+        a.event_type: a.payload
+        for a in manager.store.audit.list_audit(AuditQuery(run_id=run_id)).items
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +134,7 @@ def test_escalate_fires_once_and_the_task_stays(
     request = task["requests"][0]
     assert task["escalated_at"] and request["escalated_at"]
     assert request["original_expires_at"] == request["expires_at"]
-    assert manager.store.audit.list_audit(event_type="human.escalated").total == 1
+    assert manager.store.audit.list_audit(AuditQuery(event_type="human.escalated")).total == 1
     assert audit(manager, paused.run_id)["human.escalated"]["assignee"] == "ann"
     assert manager.list_human_tasks(TaskQuery(escalated=True))["total"] == 1
     done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from kneo.service.app import create_app
-from kneo.store import DeliveryOutcome
+from kneo.store import AuditQuery, DeliveryOutcome
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -114,7 +114,7 @@ def test_api_lists_counts_and_retries(platform: Any) -> None:
         assert body["counts"]["pending"] == 1 and body["counts"]["dead"] == 0
         unknown = client.post("/v1/notifications/retry", json={"idz": [1]}, headers=admin)
         assert unknown.status_code == 422
-    audit = manager.store.audit.list_audit(event_type="notifications.retried").items
+    audit = manager.store.audit.list_audit(AuditQuery(event_type="notifications.retried")).items
     assert [a.actor for a in audit] == ["admin"]
 
 

@@ -25,7 +25,7 @@ from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.ratchet import policy_subject, policy_task_id
 from kneo.errors import Forbidden
 from kneo.policy.floors import parse_floors
-from kneo.store import TaskQuery, open_store
+from kneo.store import AuditQuery, TaskQuery, open_store
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller, sign_policy, spec
 
 BEFORE_FREEZE = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -81,7 +81,7 @@ def prod_in_force(world: World) -> str:
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(AuditQuery(event_type=event_type, limit=100)).items)
 
 
 def approve(store: Any, env: str, digest: str, *people: str) -> None:

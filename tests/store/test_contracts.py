@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.setting_groups import RetentionDays
-from kneo.store import DeliveryOutcome, RunQuery, Store, TaskQuery
+from kneo.store import AuditQuery, DeliveryOutcome, RunQuery, Store, TaskQuery
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -194,7 +194,9 @@ def check_step_boundaries(
     assert (read.status, read.output_text, read.version) == ("succeeded", "out", 3)
     assert (done.status, done.version, done.output_text) == (read.status, 3, read.output_text)
     assert [e.event_type for e in reads.list_trace("run_s1").items][-1] == "run_completed"
-    assert [e.event_type for e in log.list_audit(run_id="run_s1").items] == ["run.succeeded"]
+    assert [e.event_type for e in log.list_audit(AuditQuery(run_id="run_s1")).items] == [
+        "run.succeeded"
+    ]
 
 
 def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTransaction]) -> None:
@@ -245,12 +247,14 @@ def check_audit(log: AuditLog, units: Transactional[WorkflowTransaction]) -> Non
         tx.add_audit("other.thing")
     assert log.get_audit(event.event_id) == event
     assert (event.actor, event.payload) == ("alice", {"k": "v"})
-    assert [e.event_id for e in log.list_audit(run_id=units_run).items] == [event.event_id]
+    assert [e.event_id for e in log.list_audit(AuditQuery(run_id=units_run)).items] == [
+        event.event_id
+    ]
     assert log.list_audit().total == 2
     with pytest.raises(_Rollback), units.transaction() as tx:
         tx.add_audit("run.cancelled", run_id=units_run)
         raise _Rollback
-    assert log.list_audit(event_type="run.cancelled").total == 0
+    assert log.list_audit(AuditQuery(event_type="run.cancelled")).total == 0
     with pytest.raises(NotFound):
         log.get_audit("evt_missing")
 

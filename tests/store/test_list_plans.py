@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import RunQuery, Store, TaskQuery, open_store
+from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.tasks.search import task_labels
 
@@ -269,14 +269,18 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "tasks search assignee": lambda s, c: s.tasks.list_continuations(
         TaskQuery(q="approve", assignee="a7", cursor=c, count=False)
     ),
-    "audit": lambda s, c: s.audit.list_audit(cursor=c, count=False),
+    "audit": lambda s, c: s.audit.list_audit(AuditQuery(cursor=c, count=False)),
     "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
     "registry all": lambda s, c: s.registry.list_registry(None, status=None, limit=50, cursor=c),
     "registry environment": lambda s, c: s.registry.list_registry("env2", limit=50, cursor=c),
-    "audit type": lambda s, c: s.audit.list_audit(event_type="run.created", cursor=c, count=False),
-    "audit run": lambda s, c: s.audit.list_audit(run_id="run_000007", cursor=c, count=False),
+    "audit type": lambda s, c: s.audit.list_audit(
+        AuditQuery(event_type="run.created", cursor=c, count=False)
+    ),
+    "audit run": lambda s, c: s.audit.list_audit(
+        AuditQuery(run_id="run_000007", cursor=c, count=False)
+    ),
     "audit continuation": lambda s, c: s.audit.list_audit(
-        continuation_id="cont_000001", cursor=c, count=False
+        AuditQuery(continuation_id="cont_000001", cursor=c, count=False)
     ),
 }
 
@@ -401,7 +405,7 @@ def _counting(store: Store, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
 
 def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``listing`` asked to count: its query value (a first argument) or its keyword."""
-    if args and isinstance(args[0], (RunQuery, TaskQuery)):
+    if args and isinstance(args[0], (RunQuery, TaskQuery, AuditQuery)):
         return listing(dataclasses.replace(args[0], count=True), *args[1:], **kwargs)
     return listing(*args, **{**kwargs, "count": True})
 

@@ -11,7 +11,14 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest, NotFound
 from kneo.setting_groups import RetentionDays
-from kneo.store import RunQuery, Store, backup_sqlite_database, open_store, restore_sqlite_database
+from kneo.store import (
+    AuditQuery,
+    RunQuery,
+    Store,
+    backup_sqlite_database,
+    open_store,
+    restore_sqlite_database,
+)
 
 from .helpers import new_run
 
@@ -135,7 +142,10 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
     restored = open_store(f"sqlite:///{restored_path}", clock=clock)
     assert restored.runs.get_run(run_id).status == "paused"
     assert restored.runs.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
-    assert restored.audit.list_audit(run_id=run_id).items[0].event_type == "human.requested"
+    assert (
+        restored.audit.list_audit(AuditQuery(run_id=run_id)).items[0].event_type
+        == "human.requested"
+    )
     assert restored.tasks.get_continuation("cont_b").requests == [{"request_id": "req_b"}]
     active = restored.registry.get_active("bundle", "dev")
     assert active is not None and active.digest == "d1"

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import RunQuery, Store, TaskQuery, Transaction
+from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
@@ -377,7 +377,7 @@ def test_audit_and_metadata_are_their_projects(store: Store, a: Store, b: Store)
     for other in (b, store):
         for filters in ({}, {"event_type": "run.created"}, {"run_id": "run_x"},
                         {"continuation_id": "cont_x"}):  # fmt: skip
-            page = other.audit.list_audit(**filters)
+            page = other.audit.list_audit(AuditQuery(**filters))
             assert (page.items, page.total) == ([], 0)
         with pytest.raises(NotFound):
             other.audit.get_audit(event.event_id)
@@ -390,7 +390,7 @@ def test_audit_and_metadata_are_their_projects(store: Store, a: Store, b: Store)
     with b.transaction() as tx:  # the same key, B's own value
         tx.set_metadata("env_policy:dev", {"b": True})
     assert a.audit.get_audit(event.event_id) == event
-    assert a.audit.list_audit(run_id="run_x").total == 1
+    assert a.audit.list_audit(AuditQuery(run_id="run_x")).total == 1
     assert a.metadata.list_metadata() == {"env_policy:dev": {"a": True}}
     assert b.metadata.get_metadata("env_policy:dev") == {"b": True}
 

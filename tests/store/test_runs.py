@@ -9,7 +9,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
-from kneo.store import RunQuery, Store
+from kneo.store import AuditQuery, RunQuery, Store
 
 from .helpers import new_run
 
@@ -131,7 +131,7 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
     assert (run.version, run.status, run.state) == (1, "queued", {})
     assert store.runs.list_checkpoints(run_id).total == 0
     assert store.runs.list_trace(run_id).total == 0
-    assert store.audit.list_audit(run_id=run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 0
     assert store.queue.queue_records_for_run(run_id) == []
     # ...and the same unit of work commits everything together.
     with store.transaction() as tx:
@@ -322,12 +322,15 @@ def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClo
     assert first.event_id.startswith("evt_")
     page = store.audit.list_audit()
     assert [e.actor for e in page.items] == ["carol", "bob", "alice"] and page.total == 3
-    assert store.audit.list_audit(event_type="run.created", run_id=run_id).items == [
-        store.audit.list_audit(run_id=run_id).items[-1]
+    assert store.audit.list_audit(AuditQuery(event_type="run.created", run_id=run_id)).items == [
+        store.audit.list_audit(AuditQuery(run_id=run_id)).items[-1]
     ]
-    stored = store.audit.list_audit(run_id=run_id).items[-1]
+    stored = store.audit.list_audit(AuditQuery(run_id=run_id)).items[-1]
     assert stored.payload == {"api_key": "[REDACTED]", "note": "ok"}
-    assert store.audit.list_audit(continuation_id="cont_1").items[0].event_type == "human.decision"
+    assert (
+        store.audit.list_audit(AuditQuery(continuation_id="cont_1")).items[0].event_type
+        == "human.decision"
+    )
 
 
 def test_project_metadata_round_trip(store: Store) -> None:
