@@ -241,13 +241,15 @@ def settings_for(extra: dict[str, str] | None = None) -> Any:
 def inbox_and_decisions(bench: Bench, paused: list[dict[str, Any]], args: Any) -> float:
     """The inbox and task page at ``--tasks``; the form's decision against the API's
     (interleaved); returns the form's median over the API's."""
+    from kneo.platform import TaskQuery
+
     client, manager, n = bench.client, bench.manager, args.requests
     bench.measure(("inbox, first page", lambda: client.get("/ui/inbox")), n=n)
     bench.measure(("inbox, kind=input", lambda: client.get("/ui/inbox?kind=input")), n=n)
     bench.measure(("inbox, assignee=mine", lambda: client.get("/ui/inbox?assignee=mine")), n=n)
     cursor = None
     for _ in range(99):
-        cursor = manager.list_human_tasks(limit=50, cursor=cursor)["next_cursor"]
+        cursor = manager.list_human_tasks(TaskQuery(limit=50, cursor=cursor))["next_cursor"]
     if cursor:
         page_100 = lambda: client.get("/ui/inbox", params={"cursor": cursor})  # noqa: E731
         bench.measure(("inbox, 100th page (cursor)", page_100), n=n)

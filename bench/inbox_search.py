@@ -30,6 +30,8 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+from kneo.store import AuditQuery, TaskQuery
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
@@ -120,13 +122,15 @@ def main() -> int:
             times = []
             for _ in range(args.calls):
                 begun = time.perf_counter()
-                page = store.tasks.list_continuations(search=words, limit=50)
+                page = store.tasks.list_continuations(TaskQuery(q=" ".join(words), limit=50))
                 times.append((time.perf_counter() - begun) * 1000)
             early, late = statistics.median(times[:5]), statistics.median(times[10:] or times)
             print(f"  {name:34} {len(page.items):3} found: calls 1-5 p50 {early:8.2f} ms, "
                   f"11-{args.calls} p50 {late:8.2f} ms, max {max(times):8.2f} ms")  # fmt: skip
             if args.explain and store.dialect.name == "postgresql":
-                call = functools.partial(store.tasks.list_continuations, search=words, limit=50)
+                call = functools.partial(
+                    store.tasks.list_continuations, TaskQuery(q=" ".join(words), limit=50)
+                )
                 seen = selects_run_by(store, call)
                 for statement, params in seen:
                     if "LIMIT" in statement and "ORDER BY" in statement:
@@ -149,16 +153,19 @@ def seq_scans(store: Store) -> dict[str, int]:
 def soak(store: Store, rounds: int) -> None:
     """Every listing ``rounds`` times: the sequential scans each table took meanwhile."""
     listings = [
-        *(lambda w=words: store.tasks.list_continuations(search=w) for words in SEARCHES.values()),
+        *(
+            lambda w=words: store.tasks.list_continuations(TaskQuery(q=" ".join(w)))
+            for words in SEARCHES.values()
+        ),
         lambda: store.tasks.list_continuations(),
-        lambda: store.tasks.list_continuations(sort="newest"),
-        lambda: store.tasks.list_continuations(assignee="ops"),
-        lambda: store.tasks.list_continuations(kind="approval"),
-        lambda: store.tasks.list_continuations(assignee=("ops", "nobody")),
+        lambda: store.tasks.list_continuations(TaskQuery(sort="newest")),
+        lambda: store.tasks.list_continuations(TaskQuery(assignee="ops")),
+        lambda: store.tasks.list_continuations(TaskQuery(kind="approval")),
+        lambda: store.tasks.list_continuations(TaskQuery(assignee=("ops", "nobody"))),
         lambda: store.runs.list_runs(limit=50),
         lambda: store.runs.list_runs(status="running", limit=50),
         lambda: store.runs.list_runs(status="paused", limit=50),
-        lambda: store.audit.list_audit(limit=50),
+        lambda: store.audit.list_audit(AuditQuery(limit=50)),
         store.tasks.pending_counts_by_assignee,
     ]
     before = seq_scans(store)

@@ -205,39 +205,36 @@ class LocalClient:
     def list_runs(
         self, *, status: str | None, limit: int, cursor: str | None = None, **filters: Any
     ) -> dict[str, Any]:
-        """``filters``: ``sort_by`` and the fields of :class:`~kneo.platform.RunFilter`
-        (times as ISO 8601 text, as the service takes them)."""
+        """``filters``: the fields of :class:`~kneo.platform.RunQuery` the command line
+        gives (times as ISO 8601 text, as the service takes them)."""
         from datetime import datetime
 
-        from kneo.platform import RunFilter
+        from kneo.platform import RunQuery
 
-        sort_by = filters.pop("sort_by", None) or "created_at"
         for name in ("created_after", "created_before"):
             if isinstance(filters.get(name), str):
                 filters[name] = datetime.fromisoformat(filters[name])
-        return dict(
-            self.reader.list_runs(
-                status=status,
-                limit=limit,
-                cursor=cursor,
-                count=False,
-                sort_by=sort_by,
-                filters=RunFilter(**filters),
-            )
-        )
+        query = RunQuery(status=status, limit=limit, cursor=cursor, count=False, **filters)
+        return dict(self.reader.list_runs(query))
 
     def list_human_tasks(self, *, run_id: str | None, limit: int, **filters: Any) -> dict[str, Any]:
+        """``filters``: the fields of :class:`~kneo.platform.TaskQuery` the command line
+        gives, its ``sort_order``, ``include`` and ``older_than_seconds``."""
+        from kneo.platform import TaskQuery
+
         order = filters.pop("sort_order", "asc")
         counts = filters.pop("include", None) == "counts"
+        older = filters.pop("older_than_seconds", None)
+        query = TaskQuery(
+            run_id=run_id,
+            limit=limit,
+            sort="oldest" if order == "asc" else "newest",
+            count=counts,
+            **filters,
+        )
         return dict(
             self.reader.list_human_tasks(
-                run_id=run_id,
-                limit=limit,
-                sort="oldest" if order == "asc" else "newest",
-                count=counts,
-                by_assignee=counts,
-                show_personal=True,
-                **filters,
+                query, older_than_seconds=older, by_assignee=counts, show_personal=True
             )
         )
 
@@ -257,16 +254,15 @@ class LocalClient:
         limit: int,
         cursor: str | None,
     ) -> dict[str, Any]:
+        from kneo.platform import AuditQuery
         from kneo.platform.results import audit_listing
 
         page = self.reader.store.audit.list_audit(
-            event_type=event_type,
-            run_id=run_id,
-            continuation_id=continuation_id,
-            limit=limit,
-            cursor=cursor,
-            count=False,
-        )
+            AuditQuery(
+                event_type=event_type, run_id=run_id, continuation_id=continuation_id,
+                limit=limit, cursor=cursor, count=False,
+            )
+        )  # fmt: skip
         return audit_listing(page)
 
     def preview_environment_policy(

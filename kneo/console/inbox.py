@@ -16,6 +16,7 @@ from kneo.console.forms import KIND_LABELS
 from kneo.console.paths import console_path, query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import InvalidRequest
+from kneo.platform import TaskQuery
 from kneo.service.deciders import assignee_names
 
 #: Inbox page size (capped by ``KNEO_SERV_MAX_LIST_ITEMS``).
@@ -127,18 +128,21 @@ def _inbox_listing(
 ) -> dict[str, Any]:
     """The inbox page's tasks (the API listing's call, with the page's filters)."""
     mgr, kind, escalated = view.manager, filters["kind"], filters["escalated"]
-    listed = mgr.list_human_tasks(
+    query = TaskQuery(
         q=filters["q"].strip() or None,
         assignee=who,
         kind=kind or None,  # "promotion": the promotions (a kind of their own)
         environment=filters["environment"] or None,
-        workflow=filters["workflow"] or None,
+        workflow_name=filters["workflow"] or None,
         escalated={"yes": True, "no": False}.get(escalated),
-        older_than_seconds=AGES.get(filters["older_than"]),
         sort=filters["sort"],
         limit=min(INBOX_PAGE, mgr.settings.limits.max_list_items or INBOX_PAGE),
         cursor=cursor or None,
         count=False,  # the inbox shows the counts per assignee, not a total
+    )
+    listed = mgr.list_human_tasks(
+        query,
+        older_than_seconds=AGES.get(filters["older_than"]),
         # Each assignee's count stops at INBOX_COUNT_CAP (shown "N+"), so the counts cost
         # the same however many tasks are pending; a search shows its results without them.
         by_assignee=not filters["q"].strip(),

@@ -17,7 +17,7 @@ from kneo.console.graph_layout import Drawing, layout
 from kneo.console.paths import query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import ErrorCode, KneoError, NotFound
-from kneo.platform import RunFilter
+from kneo.platform import RunQuery
 from kneo.platform.events import OPT_IN
 from kneo.platform.handoff import handoff_of
 from kneo.service.event_stream import event_position, run_event_stream
@@ -162,11 +162,9 @@ def add_session_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> 
     ) -> Response:
         view = PageView(request, viewer, render)
         found = view.manager.list_runs(
-            limit=_CHAIN_PAGE,
-            sort_by="created_at",
-            sort_order="asc",
-            cursor=cursor or None,
-            filters=RunFilter(session_id=session_id),
+            RunQuery(
+                session_id=session_id, limit=_CHAIN_PAGE, sort_order="asc", cursor=cursor or None
+            )
         )
         runs = found["runs"]
         if not runs and not cursor:

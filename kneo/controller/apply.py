@@ -214,9 +214,7 @@ class Applier:
         text = f"{code}: {message}"
         try:
             with self.store.transaction() as tx:
-                tx.set_condition(
-                    name, env, "Ready", status="False", reason="ApplyFailed", message=text[:2000]
-                )
+                tx.set_conditions(name, env, [("Ready", "False", "ApplyFailed", text[:2000])])
                 tx.add_audit(
                     "bundle.apply_failed",
                     actor=ACTOR,
@@ -329,11 +327,13 @@ class Applier:
         upstream = env_state.promotion.require_approved_in if env_state else None
         # Re-verified at the moment of promotion, as this transaction sees the registry: what
         # this pass wrote upstream (committed, or earlier in this transaction), else what was.
-        if upstream and self.upstream_check and tx.active_digest(name, upstream) != rev.digest:
-            raise KneoError(
-                f"{rev.digest} is no longer active in {upstream}; not promoting",
-                code=ErrorCode.upstream_changed,
-            )
+        if upstream and self.upstream_check:
+            active = tx.get_active(name, upstream)
+            if active is None or active.digest != rev.digest:
+                raise KneoError(
+                    f"{rev.digest} is no longer active in {upstream}; not promoting",
+                    code=ErrorCode.upstream_changed,
+                )
         approved_by = _signed_off(rev)
         approved_by += [a for a in action.approved_by if a not in approved_by]
         previous = entry.active.number if entry.active else None

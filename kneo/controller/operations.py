@@ -545,8 +545,8 @@ def _approved_rollback(
     since it was asked (then ``stale_state``: ask again)."""
     name, env = context["bundle"], context["environment"]
     target = tx.get_revision(name, env, int(context["revision"]))
-    number = tx.active_revision_number(name, env)
-    active = tx.get_revision(name, env, number) if number is not None else None
+    active = tx.get_active(name, env)
+    number = active.revision if active is not None else None
     if (number or 0) != context.get("since_revision"):
         raise Conflict(
             f"{name} in {env} changed since the rollback was asked (now revision "

@@ -30,6 +30,7 @@ from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFoun
 from kneo.people import caller_entry, counted, current
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
+from kneo.store import TaskQuery
 
 if TYPE_CHECKING:
     from kneo.store import ContinuationRecord
@@ -225,11 +226,13 @@ class PromotionGate:
         cursor = None
         while True:
             page = store.tasks.list_continuations(
-                status="pending",
-                workflow_kind=WORKFLOW_KIND,
-                limit=1000,
-                cursor=cursor,
-                count=False,
+                TaskQuery(
+                    status="pending",
+                    workflow_kind=WORKFLOW_KIND,
+                    limit=1000,
+                    cursor=cursor,
+                    count=False,
+                )
             )
             ids.update(c.continuation_id for c in page.items)
             cursor = page.next_cursor

@@ -21,22 +21,26 @@ if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
     from kneo.platform.manager import PlatformManager
     from kneo.platform.results import RunResult
-    from kneo.store import ControllerRequest, RunFilter
+    from kneo.store import AuditQuery, ControllerRequest, RunQuery, TaskQuery
 
-#: ``RunFilter`` and ``ControllerRequest`` are the store's records the manager's methods take
-#: and answer; routes name them from here, never from the store.
+#: ``RunQuery``, ``TaskQuery``, ``AuditQuery`` and ``ControllerRequest`` are the store's records the manager's
+#: methods take and answer; routes name them from here, never from the store.
 __all__ = [
+    "AuditQuery",
     "ControllerRequest",
     "PlatformManager",
-    "RunFilter",
+    "RunQuery",
     "RunResult",
+    "TaskQuery",
     "create_persistence_stores",
     "create_platform",
 ]
 
 _EXPORTS = {
+    "AuditQuery": "kneo.store",
     "ControllerRequest": "kneo.store",
-    "RunFilter": "kneo.store",
+    "RunQuery": "kneo.store",
+    "TaskQuery": "kneo.store",
     "PlatformManager": "kneo.platform.manager",
     "RunResult": "kneo.platform.results",
     "create_persistence_stores": "kneo.platform.factory",

@@ -20,7 +20,7 @@ from kneo.platform.idempotency import idempotent
 from kneo.platform.results import audit_listing, audit_to_dict
 from kneo.redaction import redact
 from kneo.spec.project_blocks import PolicyEnforcement
-from kneo.store import AuditEvent, Store
+from kneo.store import AuditEvent, AuditQuery, Store
 from kneo.store.base import check_offset
 
 
@@ -51,27 +51,9 @@ class Administration:
                 payload=payload,
             )
 
-    def list_audit_events(
-        self,
-        *,
-        event_type: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> dict[str, Any]:
+    def list_audit_events(self, query: AuditQuery = AuditQuery()) -> dict[str, Any]:
         """One page of the audit log, newest first (``count=False`` leaves ``total`` out)."""
-        page = self.store.audit.list_audit(
-            event_type=event_type,
-            run_id=run_id,
-            continuation_id=continuation_id,
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            count=count,
-        )
+        page = self.store.audit.list_audit(query)
         return audit_listing(page)
 
     def get_audit_event(self, event_id: str) -> dict[str, Any]:

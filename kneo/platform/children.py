@@ -39,7 +39,7 @@ from kneo.platform.child_links import (
     waits,
 )
 from kneo.platform.results import RunResult
-from kneo.store import RunRecord
+from kneo.store import RunRecord, TaskQuery
 
 if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
@@ -104,7 +104,9 @@ class Children:
         or between a child's end and its report): started or reported now. Returns how
         many waits it moved."""
         moved = 0
-        page = self.manager.store.tasks.list_continuations(kind=CHILD_RUN, limit=limit, count=False)
+        page = self.manager.store.tasks.list_continuations(
+            TaskQuery(kind=CHILD_RUN, limit=limit, count=False)
+        )
         for cont in page.items:
             try:
                 parent = self.manager.store.runs.get_run(str(cont.run_id))

@@ -21,7 +21,7 @@ from datetime import datetime
 from kneo.clock import utc_iso
 from kneo.engine.human import HumanRequest
 from kneo.errors import HumanTaskExpired
-from kneo.store import Store
+from kneo.store import AuditQuery, Store
 
 #: the audit events a timeout sweep records when it takes a request out of a person's hands
 TIMEOUT_EVENTS = frozenset({"human.expired", "human.continued", "human.auto_rejected"})
@@ -52,7 +52,9 @@ def swept_late(
 ) -> HumanTaskExpired | None:
     """The refusal of a decision on one of ``request_ids`` that a timeout sweep already took
     (its audit event on the task), or ``None``."""
-    page = store.audit.list_audit(continuation_id=continuation_id, limit=_AUDIT_LOOK, count=False)
+    page = store.audit.list_audit(
+        AuditQuery(continuation_id=continuation_id, limit=_AUDIT_LOOK, count=False)
+    )
     for event in page.items:
         payload = event.payload or {}
         if event.event_type in TIMEOUT_EVENTS and payload.get("request_id") in request_ids:

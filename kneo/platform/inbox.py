@@ -12,7 +12,7 @@ promotion's approvals so far, and on request the context a decider reads.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
@@ -26,9 +26,8 @@ from kneo.platform.tasks import with_bodies, with_bodies_many
 from kneo.settings import Settings
 from kneo.spec.models import RequestKind
 from kneo.spec.suggest import one_of
-from kneo.store import ContinuationRecord, RunRecord, Store
+from kneo.store import ContinuationRecord, RunRecord, Store, TaskQuery
 from kneo.store.tasks.inbox import input_preview, listed
-from kneo.store.tasks.search import query_terms
 
 #: the oldest age a task filter may ask for (100 years; a larger one overflows a date)
 MAX_AGE_SECONDS = 100 * 365 * 86_400
@@ -36,6 +35,8 @@ MAX_AGE_SECONDS = 100 * 365 * 86_400
 #: ``KNEO_SERV_MAX_LIST_COUNT`` sets no cap: a per-assignee count is a summary, not a
 #: listing's ``total``, and visits every pending task of every assignee uncapped.
 ASSIGNEE_COUNT_CAP = 1_000
+#: The inbox a caller that asks nothing more lists: pending tasks, oldest first, a hundred.
+INBOX = TaskQuery(limit=100)
 #: What ``kind`` filters on: a request's kind, or ``promotion`` for promotions.
 TASK_KINDS = (*get_args(RequestKind), "promotion")
 
@@ -54,29 +55,18 @@ class Inbox:
 
     def list_human_tasks(
         self,
+        query: TaskQuery = INBOX,
         *,
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        workflow: str | None = None,
-        environment: str | None = None,
-        assignee: str | tuple[str, ...] | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        sort: str = "oldest",
         older_than_seconds: float | None = None,
-        limit: int = 100,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
         by_assignee: bool = True,
         show_personal: bool = False,
-        q: str | None = None,
         counts_cap: int | None = None,
     ) -> dict[str, Any]:
-        """Pending tasks filtered by run, workflow kind, workflow (or promoted bundle) name,
-        environment, assignee, request kind (``promotion``: promotions), escalation and age
-        (created more than ``older_than_seconds`` ago); oldest or newest first, or by deadline
-        (``expiring``, ``expiring_last``: the undated after either).
+        """Pending tasks of ``query`` (:class:`~kneo.store.TaskQuery`: by run, workflow kind,
+        workflow (or promoted bundle) name, environment, assignee, request kind
+        (``promotion``: promotions), escalation and words; oldest or newest first, or by
+        deadline, ``expiring``, ``expiring_last``: the undated after either), and created
+        more than ``older_than_seconds`` ago (the platform's clock's).
         ``next_cursor`` passed back as ``cursor`` gives the next page (keyset paging).
         ``count`` adds ``total``, ``by_assignee`` the count of pending requests per assignee
         (``"(unassigned)"`` for none) as ``counts_by_assignee``; each is ``None`` when not
@@ -88,23 +78,10 @@ class Inbox:
         their prompts, run input, workflow (or bundle) name or assignees
         (:mod:`kneo.store.tasks.search`). Each task has ``input_preview``, the first words of its
         run's input."""
-        one_of(kind, TASK_KINDS, "kind")
-        page = self.store.tasks.list_continuations(
-            run_id=run_id,
-            workflow_kind=workflow_kind,
-            workflow_name=workflow,
-            environment=environment,
-            assignee=assignee,
-            kind=kind,
-            escalated=escalated,
-            older_than=self._created_before(older_than_seconds),
-            sort=sort,  # type: ignore[arg-type]
-            limit=limit,
-            offset=offset,
-            cursor=cursor,
-            count=count,
-            search=query_terms(q) if q and q.strip() else (),
-        )
+        one_of(query.kind, TASK_KINDS, "kind")
+        if older_than_seconds is not None:
+            query = replace(query, older_than=self._created_before(older_than_seconds))
+        page = self.store.tasks.list_continuations(query)
         counts, capped = self._assignee_counts(counts_cap) if by_assignee else (None, None)
         return {
             "tasks": self._list_views(page.items, show_personal),

@@ -35,7 +35,7 @@ from kneo.platform.results import (
 )
 from kneo.redaction import redact_mapping
 from kneo.spec.suggest import one_of
-from kneo.store import RunFilter, RunRecord
+from kneo.store import RunQuery, RunRecord
 
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
@@ -235,39 +235,19 @@ class Inspection:
         (:func:`kneo.platform.events.read_events`; ``cache`` is the stream's)."""
         return read_events(self.store, run_id, after, cache, include)
 
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-        filters: RunFilter | None = None,
-    ) -> dict[str, Any]:
+    def list_runs(self, query: RunQuery = RunQuery()) -> dict[str, Any]:
         """Runs, one page; ``next_cursor`` passed back as ``cursor`` gives the next one;
         ``count=False`` leaves ``total`` out (``None``). ``status``: one status or several
         separated by commas (any of them), each also in the original platform's words
-        (:data:`STATUS_ALIASES`); ``filters``: sessions, workflows, errors, a time window and
-        a search (:class:`~kneo.store.RunFilter`)."""
-        wanted: str | tuple[str, ...] | None = None
-        if status is not None:  # one status, or several separated by commas
-            listed = [STATUS_ALIASES.get(s.strip(), s.strip()) for s in status.split(",")]
+        (:data:`STATUS_ALIASES`); the rest of the query (:class:`~kneo.store.RunQuery`):
+        sessions, workflows, errors, a time window and a search."""
+        if isinstance(query.status, str):  # one status, or several separated by commas
+            listed = [STATUS_ALIASES.get(s.strip(), s.strip()) for s in query.status.split(",")]
             for one in listed:
                 one_of(one, [s.value for s in RunStatus], "status")
             wanted = listed[0] if len(listed) == 1 else tuple(dict.fromkeys(listed))
-        page = self.store.runs.list_runs(
-            filters=filters if filters is not None and filters.any() else None,
-            status=wanted,
-            limit=limit,
-            offset=offset,
-            sort_by=sort_by,
-            sort_order=sort_order,
-            cursor=cursor,
-            count=count,
-        )
+            query = replace(query, status=wanted)
+        page = self.store.runs.list_runs(query)
         return {
             "runs": [run_summary(r) for r in page.items],
             **page_counts(page),

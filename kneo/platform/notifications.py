@@ -65,7 +65,7 @@ from kneo.platform.slack import deliver
 from kneo.platform.webhooks import EVENT_ID_HEADER
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
-from kneo.store import DeliveryOutcome
+from kneo.store import DeliveryOutcome, TaskQuery
 from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
 
 if TYPE_CHECKING:
@@ -117,12 +117,11 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
     written = 0
     cursor = None
     while True:
+        before = now + timedelta(seconds=lead_seconds)
         page = store.tasks.list_continuations(
-            status="pending",
-            expires_before=now + timedelta(seconds=lead_seconds),
-            limit=200,
-            cursor=cursor,
-            count=False,
+            TaskQuery(
+                status="pending", expires_before=before, limit=200, cursor=cursor, count=False
+            )
         )
         for cont in page.items:
             if cont.expires_at is None or cont.expires_at <= now:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import KneoError
 from kneo.policy.check import check_spec
 from kneo.spec.loader import load_spec_data
+from kneo.store.queries import RunQuery
 
 if TYPE_CHECKING:
     from kneo.spec.compiler import SpecCompiler
@@ -61,7 +62,7 @@ def run_impact(
     """``runs_evaluated``, ``affected_run_ids`` (the verdict differs) and ``newly_blocking``
     (admitted now, refused under ``proposed``), newest first, judged with ``compiler``'s
     registries in ``project``. A run whose stored spec no longer loads is not evaluated."""
-    runs = store.runs.list_runs(limit=limit, count=False).items
+    runs = store.runs.list_runs(RunQuery(limit=limit, count=False)).items
     verdicts: dict[str, tuple[bool, bool]] = {}
     evaluated, affected, blocking = 0, [], []
     for run in runs:

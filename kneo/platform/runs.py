@@ -77,7 +77,7 @@ def end_run(
     if continuation_id:
         tx.delete_continuation(continuation_id)
     payload = trace_payload if trace_payload is not None else {"previous_status": run.status}
-    tx.add_trace_event(run.run_id, event, step_id=step_id, payload=payload)
+    tx.add_trace_events(run.run_id, [{"event_type": event, "step_id": step_id, "payload": payload}])
     tx.add_checkpoint(
         run.run_id, type=event, status=status.value, payload=checkpoint_payload(run.state or {})
     )
@@ -367,7 +367,7 @@ class Runs:
                 finished_at=None,
                 state=snapshot,
             )
-            tx.add_trace_event(run_id, "run_continued", payload=event)
+            tx.add_trace_events(run_id, [{"event_type": "run_continued", "payload": event}])
             tx.add_audit(
                 "run.continued",
                 actor=actor,
@@ -413,7 +413,7 @@ class Runs:
                 status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
                 state=state.snapshot(),
             )
-            tx.add_trace_event(run.run_id, "run_claimed", payload=claimed)
+            tx.add_trace_events(run.run_id, [{"event_type": "run_claimed", "payload": claimed}])
             tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
             updated = tx.current(updated)
         trace = marker.get("trace")

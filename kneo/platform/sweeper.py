@@ -23,7 +23,7 @@ from kneo.platform.rollout_judge import RolloutJudge
 from kneo.platform.sweeps import Sweeps, expired_continuations, timed_out_runs
 from kneo.setting_groups import RetentionDays
 from kneo.settings import Settings
-from kneo.store import Store
+from kneo.store import Store, TaskQuery
 
 if TYPE_CHECKING:
     from kneo.platform.directory import ProjectDirectory
@@ -97,7 +97,9 @@ class Sweeper:
                     sweeps: Sweeps = self.directory.manager(entry.id).sweeps
                     expired += sweeps.expire_human_tasks(tasks, now)
                     timed_out += sweeps.time_out_runs(runs, now)
-                if store.tasks.list_continuations(kind=CHILD_RUN, limit=1, count=False).items:
+                if store.tasks.list_continuations(
+                    TaskQuery(kind=CHILD_RUN, limit=1, count=False)
+                ).items:
                     moved += self.directory.manager(entry.id).sweeps.sweep_children()
             except Exception:  # one project's failure must not stop the others' sweep
                 log.exception("timeout sweep failed in project %s", entry.name)

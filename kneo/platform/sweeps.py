@@ -46,7 +46,7 @@ from kneo.logs import get_logger
 from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
 from kneo.platform.runs import end_run, paused_continuation
-from kneo.store import ContinuationRecord, RunRecord, Store
+from kneo.store import ContinuationRecord, RunQuery, RunRecord, Store, TaskQuery
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def expired_continuations(store: Store, now: datetime) -> list[str]:
     cursor = None
     while True:  # collect first: acting changes the pages
         page = store.tasks.list_continuations(
-            status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False
+            TaskQuery(status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False)
         )
         due += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
@@ -120,10 +120,10 @@ def timed_out_runs(store: Store, now: datetime) -> list[str]:
     """The project's queued, running or paused runs past their ``deadline_at``."""
     due: list[str] = []
     cursor: str | None = None
-    live = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+    live = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.PAUSED.value)
     while True:  # keyset pages: each costs the same however many live runs there are
         page = store.runs.list_runs(
-            status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False
+            RunQuery(status=live, limit=_PAGE, cursor=cursor, sort_order="asc", count=False)
         )
         due += [r.run_id for r in page.items if r.deadline_at is not None and r.deadline_at <= now]
         cursor = page.next_cursor
@@ -310,8 +310,9 @@ class Sweeps:
                         on_timeout="escalate",
                         environment=run.environment,
                     )
-                tx.add_trace_event(
-                    run.run_id, "human_escalated", payload={"request_ids": sorted(ids)}
+                tx.add_trace_events(
+                    run.run_id,
+                    [{"event_type": "human_escalated", "payload": {"request_ids": sorted(ids)}}],
                 )
                 rollout = (run.metadata or {}).get("rollout")
                 if rollout:  # the rollout's escalation rate (kneo.store.rollouts)
@@ -457,8 +458,14 @@ class Sweeps:
                 try:  # (stranded runs are every project's: each is queued in its own)
                     with store.for_project(run_id.project_id).transaction() as tx:
                         tx.enqueue(run_id)
-                        tx.add_trace_event(
-                            run_id, "run_recovering", payload={"reason": "no live owner"}
+                        tx.add_trace_events(
+                            run_id,
+                            [
+                                {
+                                    "event_type": "run_recovering",
+                                    "payload": {"reason": "no live owner"},
+                                }
+                            ],
                         )
                         tx.add_audit(
                             "run.stranded",

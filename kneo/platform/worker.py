@@ -455,7 +455,7 @@ def fail_run(
         updated = tx.update_run(
             run_id, expected_version=run.version, status=status, error=error, finished_at=tx.now
         )
-        tx.add_trace_event(run_id, "run_failed", payload=error)
+        tx.add_trace_events(run_id, [{"event_type": "run_failed", "payload": error}])
         tx.add_checkpoint(
             run_id,
             type="run_failed",

@@ -1,5 +1,6 @@
-"""The query of ``GET /v1/runs`` beyond paging: sessions, workflows, errors, creation time
-and words, parsed into a :class:`~kneo.store.RunFilter`.
+"""The query of ``GET /v1/runs`` beyond paging: its status, sessions, workflows, errors,
+creation time and words, parsed into a :class:`~kneo.store.RunQuery` (the route adds its
+page).
 
 A time without an offset is UTC (as every time Kneo answers is); a malformed one is ``422
 validation_error`` naming the parameter, never a filter silently dropped.
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 
 from fastapi import Query
 
-from kneo.store import RunFilter
+from kneo.store import RunQuery
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -21,6 +22,11 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 async def run_filter(  # async: parsing needs no thread
+    status: str | None = Query(
+        None,
+        description="A run status, or several separated by commas (any of them); also the "
+        "original's `completed`, `blocked`.",
+    ),
     session_id: str | None = Query(
         None, max_length=128, description="Runs of this session (in `POST /v1/runs`)."
     ),
@@ -43,9 +49,11 @@ async def run_filter(  # async: parsing needs no thread
         description="Words (whole, case-insensitive, every one) of the run's output or "
         "error message.",
     ),
-) -> RunFilter:
-    """The filters a runs listing was asked for."""
-    return RunFilter(
+) -> RunQuery:
+    """The filters a runs listing was asked for (its status refined by the platform, its
+    page the route's)."""
+    return RunQuery(
+        status=status,
         session_id=session_id,
         workflow_name=workflow_name,
         workflow_kind=workflow_kind,

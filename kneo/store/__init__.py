@@ -28,6 +28,7 @@ from kneo.store.maintenance.retention import (
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.projects import ProjectRecord
+from kneo.store.queries import AuditQuery, RunQuery, TaskQuery
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -52,7 +53,6 @@ from kneo.store.records import (
     Suspension,
     TraceEvent,
 )
-from kneo.store.runs.filters import RunFilter
 from kneo.store.tables import metadata
 from kneo.store.wire import tenancy
 from kneo.store.wire.dialects import dialect_for
@@ -118,6 +118,7 @@ __all__ = [
     "RETENTION_CATEGORIES",
     "TERMINAL_RUN_STATUSES",
     "AuditEvent",
+    "AuditQuery",
     "BlockedDigest",
     "BundleRevision",
     "CheckpointRecord",
@@ -137,12 +138,13 @@ __all__ = [
     "PromotionApproval",
     "QueueRecord",
     "RevisionHead",
-    "RunFilter",
     "RunLease",
+    "RunQuery",
     "RunRecord",
     "Store",
     "StrandedRun",
     "Suspension",
+    "TaskQuery",
     "TraceEvent",
     "Transaction",
     "backup_sqlite_database",

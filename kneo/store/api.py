@@ -33,7 +33,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kneo.clock import Clock
-from kneo.errors import InvalidRequest
 from kneo.periodic import PeriodicTask
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.settings import Settings
@@ -50,7 +49,6 @@ from kneo.store.base import (
     get_by_key,
     keyset_page,
     not_found_error,
-    one_of_cursor_offset,
     ordered,
     page_total,
     page_walk,
@@ -67,6 +65,7 @@ from kneo.store.outbox.a2a_push import A2aPushFacet
 from kneo.store.outbox.notifications import NotificationsFacet
 from kneo.store.project_metadata import MetadataFacet
 from kneo.store.projects import ProjectsFacet
+from kneo.store.queries import RunQuery
 from kneo.store.records import (
     CheckpointRecord,
     Page,
@@ -76,7 +75,7 @@ from kneo.store.records import (
 from kneo.store.registry.reads import RegistryFacet
 from kneo.store.rollouts import RolloutFacet
 from kneo.store.runs import chains
-from kneo.store.runs.filters import RunFilter, few_runs, run_where, searched, whole_rows
+from kneo.store.runs.filters import few_runs, run_where, searched, whole_rows
 from kneo.store.schedules import SchedulesFacet
 from kneo.store.sessions import SessionsFacet
 from kneo.store.tasks.reads import TasksFacet
@@ -187,66 +186,48 @@ class RunsFacet(Facet):
             result = conn.execute(sa.select(c.run_id, c.state).where(c.run_id.in_(wanted), mine))
             return {r.run_id: r.state or {} for r in result}
 
-    def list_runs(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-        filters: RunFilter | None = None,
-    ) -> Page[RunRecord]:
-        """Runs, optionally by status and ``filters`` (:mod:`kneo.store.runs.filters`), sorted
+    def list_runs(self, query: RunQuery = RunQuery()) -> Page[RunRecord]:
+        """Runs of the query's status and filters (:mod:`kneo.store.runs.filters`), sorted
         by ``created_at``, ``updated_at`` or ``status`` (then ``created_at``), ties by
         ``run_id``: each order is an index's. The page's ``next_cursor``, passed back as
         ``cursor``, continues after its last row (keyset paging, see
         :meth:`list_continuations`); ``count=False`` leaves ``total`` out. By status alone,
         ``total`` is the project's counters' (:mod:`kneo.store.list_counts`): flat in the
         number of runs; another filter counts the runs it keeps."""
-        check_page(limit, offset)
-        order = check_order(sort_order)
-        keys = _RUN_ORDERS.get(sort_by)
-        if keys is None:
-            raise InvalidRequest(
-                f"sort_by must be created_at, updated_at or status, got {sort_by!r}",
-                field="sort_by",
-            )
-        one_of_cursor_offset(cursor, offset)
+        q = query
+        order = check_order(q.sort_order)
+        keys = _RUN_ORDERS[q.sort_by]
         c = t.runs.c
         where = [c.project_id == self.project_id]
-        if isinstance(status, str):
-            where.append(c.status == status)
-        elif status is not None:
-            where.append(c.status.in_(list(status)))
-        filtered = filters is not None and filters.any()
-        if filters is not None:
-            where += run_where(filters)
-        cap = count_reach(self.settings.limits.max_list_count, offset, limit)
+        if isinstance(q.status, str):
+            where.append(c.status == q.status)
+        elif q.status is not None:
+            where.append(c.status.in_(list(q.status)))
+        filtered = q.filtered()
+        where += run_where(q)
+        cap = count_reach(self.settings.limits.max_list_count, q.offset, q.limit)
         paging = _RunPaging(
-            tuple(c[k] for k in keys), f"{sort_by} {order}", sort_by, limit, offset, cursor
-        )
+            tuple(c[k] for k in keys), f"{q.sort_by} {order}", q.sort_by, q.limit, q.offset,
+            q.cursor,
+        )  # fmt: skip
         with self._read() as conn:
             found, total, capped, next_cursor = self._runs_page(
-                conn, where, paging, status, filters, count=count and filtered, cap=cap
+                conn, where, paging, q, count=q.count and filtered, cap=cap
             )
-            if count and not filtered:  # the project's counters
-                total = page_total(len(found), next_cursor is not None, offset, cursor)
+            if q.count and not filtered:  # the project's counters
+                total = page_total(len(found), next_cursor is not None, q.offset, q.cursor)
                 if total is None:
-                    total, capped = counted_total(conn, self.project_id, RUNS, status, None, cap)
+                    total, capped = counted_total(conn, self.project_id, RUNS, q.status, None, cap)
             spec_text = row_records.spec_reader(self.dialect, conn)
             items = [row_records.run(r, spec_text) for r in found]
-        return Page(items, total, limit, offset, sort_by, order, next_cursor, capped)
+        return Page(items, total, q.limit, q.offset, q.sort_by, order, next_cursor, capped)
 
     def _runs_page(
         self,
         conn: Connection,
         where: list[Any],
         paging: _RunPaging,
-        status: str | Sequence[str] | None,
-        filters: RunFilter | None,
+        query: RunQuery,
         *,
         count: bool,
         cap: int | None,
@@ -259,24 +240,24 @@ class RunsFacet(Facet):
         limit, offset, cursor = paging.limit, paging.offset, paging.cursor
         table: sa.FromClause = t.runs
         counted: tuple[sa.FromClause, list[Any]] | None = None
-        if filters is not None and filters.q is not None:
+        if query.q is not None:
             by_created = paging.sort_by == "created_at"
             unsearched = where
             table, where, columns = searched(
-                conn, where, filters.q, columns, by_created, self.project_id
+                conn, where, query.q, columns, by_created, self.project_id
             )
             if table is t.runs and not by_created and count:  # every word common:
                 made = (c.created_at, c.run_id)  # counted by the rarest's rows (issue 73)
-                counted = searched(conn, unsearched, filters.q, made, True, self.project_id)[:2]
+                counted = searched(conn, unsearched, query.q, made, True, self.project_id)[:2]
         elif paging.sort_by != "created_at" and len(where) > 1:  # a filter, another order
             table, where, columns = few_runs(conn, where, columns) or (t.runs, where, columns)
         if paging.sort_by == "updated_at" and table is t.runs:
             found, total, capped, next_cursor = _runs_by_update(
-                conn, where, status, tag, limit=limit, offset=offset, cursor=cursor,
+                conn, where, query.status, tag, limit=limit, offset=offset, cursor=cursor,
                 count=count and counted is None, cap=cap,
             )  # fmt: skip
         else:
-            searching = filters is not None and filters.q is not None
+            searching = query.q is not None
             by: tuple[Any, ...] | None = (c.created_at, c.run_id) if table is t.runs else ()
             by = None if searching and table is t.runs else by  # (a search: its words')
             found, total, capped, next_cursor = keyset_page(
@@ -343,11 +324,6 @@ class RunsFacet(Facet):
             if row is None:
                 raise not_found_error("checkpoint", f"{run_id}#{sequence}")
             return chains.records(conn, run_id, [row])[0]
-
-    def latest_checkpoint(self, run_id: str, *, type: str | None = None) -> CheckpointRecord | None:
-        """The run's newest checkpoint (of ``type``), or ``None``."""
-        page = self.list_checkpoints(run_id, type=type, limit=1, sort_order="desc")
-        return page.items[0] if page.items else None
 
     def list_trace(
         self,

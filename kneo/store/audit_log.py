@@ -10,12 +10,11 @@ from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import (
     Facet,
-    check_page,
     count_reach,
     keyset_page,
     not_found_error,
-    one_of_cursor_offset,
 )
+from kneo.store.queries import AuditQuery
 from kneo.store.records import AuditEvent, Page
 
 
@@ -23,34 +22,22 @@ class AuditFacet(Facet):
     """The audit log (``store.audit``: :class:`~kneo.store.contracts.AuditLog`)."""
 
     # -- audit ---------------------------------------------------------------------
-    def list_audit(
-        self,
-        *,
-        event_type: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> Page[AuditEvent]:
-        """Audit events, newest first (by ``id``: an index's order under every filter);
-        ``next_cursor``/``cursor`` and ``count`` as in :meth:`list_runs`."""
-        check_page(limit, offset)
-        one_of_cursor_offset(cursor, offset)
+    def list_audit(self, query: AuditQuery = AuditQuery()) -> Page[AuditEvent]:
+        """Audit events of ``query``, newest first (by ``id``: an index's order under every
+        filter); ``next_cursor``/``cursor`` and ``count`` as in :meth:`list_runs`."""
+        q = query
+        limit, offset, cursor = q.limit, q.offset, q.cursor
         a = t.audit_events.c
         where = [a.project_id == self.project_id]
-        if event_type is not None:
-            where.append(a.event_type == event_type)
-        if run_id is not None:
-            where.append(a.run_id == run_id)
-        if continuation_id is not None:
-            where.append(a.continuation_id == continuation_id)
+        for name in ("event_type", "run_id", "continuation_id"):
+            value = getattr(q, name)
+            if value is not None:
+                where.append(a[name] == value)
         columns = (a.id,)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
                 conn, t.audit_events, where, columns, "desc", limit=limit, offset=offset,
-                cursor=cursor, count=count,
+                cursor=cursor, count=q.count,
                 cap=count_reach(self.settings.limits.max_list_count, offset, limit),
             )  # fmt: skip
         items = [row_records.audit(r) for r in found]

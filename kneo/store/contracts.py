@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from kneo.store.coordination_contracts import (
     CallbackReplays,
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from kneo.store.coordination.wakeups import Wakeups
     from kneo.store.maintenance.gauges import Gauges
     from kneo.store.migrate import MigrationProgress
+    from kneo.store.queries import AuditQuery, RunQuery, TaskQuery
     from kneo.store.records import (
         AuditEvent,
         CheckpointRecord,
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
         RunRecord,
         TraceEvent,
     )
-    from kneo.store.runs.filters import RunFilter
     from kneo.store.wire.executor import HeldConnection
 
 _Tx_co = TypeVar("_Tx_co", covariant=True)
@@ -122,18 +122,7 @@ class RunReads(Protocol):
 
     def get_run(self, run_id: str) -> RunRecord: ...
     def run_states(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
-    def list_runs(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        sort_by: str = "created_at",
-        sort_order: str = "desc",
-        cursor: str | None = None,
-        count: bool = True,
-        filters: RunFilter | None = None,
-    ) -> Page[RunRecord]: ...
+    def list_runs(self, query: RunQuery = ...) -> Page[RunRecord]: ...
     def list_checkpoints(
         self,
         run_id: str,
@@ -144,9 +133,6 @@ class RunReads(Protocol):
         sort_order: str = "asc",
     ) -> Page[CheckpointRecord]: ...
     def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord: ...
-    def latest_checkpoint(
-        self, run_id: str, *, type: str | None = None
-    ) -> CheckpointRecord | None: ...
     def list_trace(
         self,
         run_id: str,
@@ -163,27 +149,7 @@ class HumanTaskReads(Protocol):
     counts per assignee and the number that changes whenever the inbox does."""
 
     def get_continuation(self, continuation_id: str) -> ContinuationRecord: ...
-    def find_continuation_by_request(self, request_id: str) -> ContinuationRecord: ...
-    def list_continuations(
-        self,
-        *,
-        status: str | None = "pending",
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        assignee: str | tuple[str, ...] | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        older_than: datetime | None = None,
-        expires_before: datetime | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-        sort: Literal["oldest", "newest"] = "oldest",
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-        search: Sequence[str] = (),
-    ) -> Page[ContinuationRecord]: ...
+    def list_continuations(self, query: TaskQuery = ...) -> Page[ContinuationRecord]: ...
     def pending_counts_by_assignee(self, cap: int | None = None) -> dict[str | None, int]: ...
     def inbox_version(self) -> int: ...
 
@@ -192,17 +158,7 @@ class AuditLog(Protocol):
     """The append-only audit log as the audit views read it; every change people or the
     controller make writes to it in its transaction (:class:`AuditTransaction`)."""
 
-    def list_audit(
-        self,
-        *,
-        event_type: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-    ) -> Page[AuditEvent]: ...
+    def list_audit(self, query: AuditQuery = ...) -> Page[AuditEvent]: ...
     def get_audit(self, event_id: str) -> AuditEvent: ...
 
 

@@ -6,7 +6,6 @@ notification outbox and A2A push configs with their pushes. Part of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -44,15 +43,6 @@ class NotificationOutbox(Protocol):
         *,
         receivers: Sequence[str] | None = None,
     ) -> list[NotificationRecord]: ...
-    def finish_notification(
-        self,
-        notification_id: int,
-        owner: str,
-        *,
-        sent: bool,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> bool: ...
     def finish_notifications(self, owner: str, outcomes: Sequence[DeliveryOutcome]) -> int: ...
     def list_notifications(
         self,

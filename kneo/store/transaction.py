@@ -189,14 +189,6 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             raise not_found_error("run", run_id)
         return self._locked_run(row) if for_update else row_records.run(row, self._spec_text)
 
-    def request_cancel(self, run_id: str) -> RunRecord:
-        """Flag a run for cooperative cancellation.
-
-        Bumps the version on purpose: a worker's next compare-and-set then fails, it re-reads
-        the run and sees the request, so a cancelled run is never overwritten as finished.
-        """
-        return self.update_run(run_id, cancel_requested=True)
-
     def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
         """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
         caller that knows every holder is gone (the run it moves out of ``queued`` or
@@ -326,18 +318,6 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         values = trace_values(run_id, first, events, self.now)
         self._insert_trace_rows(values)
         return [row_records.trace(v) for v in values]
-
-    def add_trace_event(
-        self,
-        run_id: str,
-        event_type: str,
-        *,
-        step_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> TraceEvent:
-        """Append one trace event; see :meth:`add_trace_events` for batches."""
-        event = {"event_type": event_type, "step_id": step_id, "payload": payload}
-        return self.add_trace_events(run_id, [event])[0]
 
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.trace_events, TRACE_COLUMNS, values)

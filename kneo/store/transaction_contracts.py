@@ -123,7 +123,6 @@ class RunTransaction(Protocol):
     def create_run(self, **fields: Unpack[NewRun]) -> RunRecord: ...
     def current(self, run: RunRecord) -> RunRecord: ...
     def get_run(self, run_id: str, *, for_update: bool = False) -> RunRecord: ...
-    def request_cancel(self, run_id: str) -> RunRecord: ...
     def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None: ...
     def run_slot_free(self, limit: int) -> bool: ...
     def update_run(
@@ -165,14 +164,6 @@ class RunTransaction(Protocol):
     def add_trace_events(
         self, run_id: str, events: Sequence[Mapping[str, Any]]
     ) -> list[TraceEvent]: ...
-    def add_trace_event(
-        self,
-        run_id: str,
-        event_type: str,
-        *,
-        step_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> TraceEvent: ...
     def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord: ...
 
 
@@ -254,16 +245,6 @@ class RegistryTransaction(ApprovalReads, Protocol):
         diagnostics: Sequence[Mapping[str, Any]] | None = None,
         approved_by: Sequence[str] | None = None,
     ) -> BundleRevision: ...
-    def set_condition(
-        self,
-        bundle_name: str,
-        environment: str,
-        type: str,
-        *,
-        status: str,
-        reason: str,
-        message: str = "",
-    ) -> Condition: ...
     def suspend_bundle(
         self,
         bundle_name: str,
@@ -286,7 +267,6 @@ class RegistryTransaction(ApprovalReads, Protocol):
         decision: str,
         comment: str | None = None,
     ) -> PromotionApproval: ...
-    def active_digest(self, bundle_name: str, environment: str) -> str | None: ...
     def reject_revision(
         self,
         bundle_name: str,
@@ -304,7 +284,7 @@ class RegistryTransaction(ApprovalReads, Protocol):
         conditions: Sequence[tuple[str, str, str, str]],
     ) -> list[Condition]: ...
     def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision: ...
-    def active_revision_number(self, bundle_name: str, environment: str) -> int | None: ...
+    def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None: ...
     def pin_bundle(
         self,
         bundle_name: str,

@@ -27,6 +27,7 @@ from kneo.service.a2a_tasks import skill_id
 from kneo.service.app import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 from tests.mcp_tests.conftest import REPO
 from tests.service.svc_helpers import serving_app
 
@@ -167,7 +168,7 @@ def test_tasks_are_started_read_listed_and_answered_in_the_callers_project(
 
     asyncio.run(journey())
     team_a = teams.manager.for_project("team-a").store
-    decisions = team_a.audit.list_audit(event_type="human.decision").items
+    decisions = team_a.audit.list_audit(AuditQuery(event_type="human.decision")).items
     assert [d.actor for d in decisions] == ["both"]
     assert teams.manager.for_project("team-b").get_run(in_b.run_id)["status"] == "paused"
 

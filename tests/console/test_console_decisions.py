@@ -14,6 +14,8 @@ import pytest
 from console_helpers import Console, start
 from svc_helpers import headers
 
+from kneo.store import AuditQuery
+
 
 def _request(paused: dict[str, Any]) -> dict[str, Any]:
     return dict(paused["metadata"]["pending_human_request"])
@@ -362,7 +364,7 @@ def test_one_redaction_rule_on_the_api_and_the_console(service: Callable[..., An
     assert "ann@example.com" not in viewer_view["output_text"]
     store = app.state.manager.store
     trace = json.dumps([e.payload for e in store.runs.list_trace(run_id).items])
-    audit = json.dumps([e.payload for e in store.audit.list_audit(run_id=run_id).items])
+    audit = json.dumps([e.payload for e in store.audit.list_audit(AuditQuery(run_id=run_id)).items])
     for record in (trace, audit):
         assert "ann@example.com" not in record and SECRET not in record
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from console_helpers import Console, promotion_setup
 
+from kneo.store import AuditQuery
+
 
 def test_promotion_page_shows_what_to_judge_and_takes_two_approvals(
     service: Callable[..., Any], tmp_path: Path
@@ -91,7 +93,7 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
     assert "pinned to r3" in page and "rollback to revision 1 by operator: bad" in page
     assert "pinned to r3 by operator" in html.unescape(operator.get("/ui/registry").text)
-    [event] = store.audit.list_audit(event_type="bundle.rolled_back", limit=5).items
+    [event] = store.audit.list_audit(AuditQuery(event_type="bundle.rolled_back", limit=5)).items
     assert event.actor == "operator"
     again = operator.post("/ui/registry/mailer/staging", {"operation": "rollback", "revision": "3"})
     assert again.status_code == 409 and "already active" in html.unescape(again.text)
@@ -129,7 +131,8 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
     )
     assert store.registry.is_suspended("mailer", "staging")
     assert (
-        store.audit.list_audit(event_type="bundle.suspended", limit=5).items[0].actor == "operator"
+        store.audit.list_audit(AuditQuery(event_type="bundle.suspended", limit=5)).items[0].actor
+        == "operator"
     )
     assert operator.post("/ui/registry/mailer/staging", {"operation": "resume"}).status_code == 303
 

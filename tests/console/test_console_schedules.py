@@ -27,7 +27,7 @@ from kneo.platform.schedules import Scheduler
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import open_store
+from kneo.store import AuditQuery, open_store
 
 KEYS = {
     "ops": "ops-schedules-key-1",
@@ -180,7 +180,7 @@ def test_an_operator_pauses_and_resumes_and_holds_show_why(scheduled: Scheduled)
     assert ops.post(TICK, {"operation": "explode"}).status_code == 400
     assert ops.post("/ui/schedules/nightly/dev/nope", {"operation": "pause"}).status_code == 404
     assert ops.post(TICK, {"operation": "pause"}).status_code == 303
-    [event] = scheduled.store.audit.list_audit(event_type="schedule.paused").items
+    [event] = scheduled.store.audit.list_audit(AuditQuery(event_type="schedule.paused")).items
     assert event.actor == "ops" and event.payload["schedule"] == "tick"
     page = text(viewer.get(PAGE))
     assert "held" in page and "paused by ops" in page and "ticking" not in page
@@ -188,7 +188,10 @@ def test_an_operator_pauses_and_resumes_and_holds_show_why(scheduled: Scheduled)
     assert 'value="resume"' in text(ops.get(PAGE))
     assert ops.post(TICK, {"operation": "resume"}).status_code == 303
     assert "ticking" in text(viewer.get(PAGE))
-    assert scheduled.store.audit.list_audit(event_type="schedule.resumed").items[0].actor == "ops"
+    assert (
+        scheduled.store.audit.list_audit(AuditQuery(event_type="schedule.resumed")).items[0].actor
+        == "ops"
+    )
 
     scheduled.clock.set(datetime(2026, 3, 1, 0, 30, tzinfo=UTC))
     frozen = text(viewer.get(PAGE))

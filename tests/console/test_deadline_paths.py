@@ -24,6 +24,7 @@ from svc_helpers import headers
 
 from kneo.platform.decision_links import DecisionLinks
 from kneo.platform.slack import BUTTONS
+from kneo.store import AuditQuery
 from tests.hitl.deadline_cases import CASES, TIMED_OUT, spec
 
 SIGNING = "planted-signing-secret-2b7e"
@@ -147,7 +148,7 @@ def test_each_way_to_decide_holds_the_deadline(
             assert "not_found" not in said and "no longer exists" not in said
             assert final == TIMED_OUT[on_timeout], (on_timeout, final)
             decided = manager.store.audit.list_audit(
-                run_id=run["run_id"], event_type="human.decision"
+                AuditQuery(run_id=run["run_id"], event_type="human.decision")
             ).items
             assert all(e.actor == "system:timeout" for e in decided)
         else:  # escalate: decided as ever

@@ -24,6 +24,7 @@ from kneo.platform.admission import PUBLISHED_TTL_SECONDS
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery, RunQuery
 
 TOKENS = {name: f"{name}-secret-token-{i}" for i, name in enumerate(("alice", "bob", "carol"))}
 ADMIN = "admin-secret-token-0"
@@ -160,7 +161,9 @@ def test_a_queued_spec_run_is_refused_when_its_environment_tightens(
     run = store.runs.get_run(queued.run_id)
     assert run.status == "failed" and run.error is not None
     assert run.error["type"] == "bundle_not_approved"
-    running = store.runs.list_runs(status="running", count=False).items  # the store may be shared
+    running = store.runs.list_runs(
+        RunQuery(status="running", count=False)
+    ).items  # the store may be shared
     assert [r.run_id for r in running if r.environment == "qa"] == []
 
 
@@ -248,7 +251,7 @@ def test_two_approvers_over_http_activate_a_promotion(
     assert sorted(active.approved_by) == ["alice", "bob", "ci-pipeline"]
     decided = [
         (e.actor, e.event_type)
-        for e in store.audit.list_audit(limit=100).items
+        for e in store.audit.list_audit(AuditQuery(limit=100)).items
         if e.event_type.startswith("promotion.")
     ]
     assert ("alice", "promotion.approved") in decided and ("bob", "promotion.approved") in decided

@@ -30,7 +30,7 @@ from kneo.platform.child_links import child_run_id
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import open_store
+from kneo.store import AuditQuery, RunQuery, open_store
 
 
 def agent(text: str) -> dict[str, Any]:
@@ -137,7 +137,7 @@ def test_a_parent_waits_across_a_restart_and_takes_the_childs_output(
     # no second child however often the wait is looked at again
     assert first.children.sweep() == 0
     first.children.after_outcome(first.store.runs.get_run(parent_id))
-    children = [r for r in first.store.runs.list_runs(limit=1000).items
+    children = [r for r in first.store.runs.list_runs(RunQuery(limit=1000)).items
                 if (r.metadata.get("parent") or {}).get("run_id") == parent_id]  # fmt: skip
     assert [r.run_id for r in children] == [child_id]
 
@@ -158,7 +158,9 @@ def test_a_parent_waits_across_a_restart_and_takes_the_childs_output(
         assert view["children"] == [{"run_id": child_id, "step_id": "call", "status": "succeeded"}]
         assert view["parent_run_id"] is None
         assert second.get_run(child_id)["parent_run_id"] == parent_id
-        audit = [e.actor for e in again.audit.list_audit(event_type="human.decision").items]
+        audit = [
+            e.actor for e in again.audit.list_audit(AuditQuery(event_type="human.decision")).items
+        ]
         assert "system:child-run" in audit and "alice" in audit
     finally:
         again.close()
@@ -209,7 +211,7 @@ def test_a_child_outside_the_gates_is_refused(
     assert manager.get_run(parent.run_id)["children"] == [
         {"run_id": None, "step_id": "call", "status": "not_started"}
     ]
-    names = {r.bundle_name for r in promoted.runs.list_runs(limit=100).items}
+    names = {r.bundle_name for r in promoted.runs.list_runs(RunQuery(limit=100)).items}
     assert not names & {"elsewhere", "unapproved"}
 
 

@@ -20,6 +20,7 @@ from kneo.controller.controller import Controller
 from kneo.controller.source import GitSource
 from kneo.controller.watch import RepositoryWatcher, verify_github_signature
 from kneo.errors import Unauthorized
+from kneo.store import AuditQuery
 
 
 def _unsigned(keys: Keys) -> str:
@@ -86,7 +87,7 @@ def test_bad_bundle_is_rejected_with_its_reason(
     assert store.registry.get_active("helper", "dev").revision == 1
     assert any(
         e.event_type == "bundle.rejected" and e.payload["reasons"][0]["code"] == code
-        for e in store.audit.list_audit(limit=100).items
+        for e in store.audit.list_audit(AuditQuery(limit=100)).items
     )
 
 
@@ -127,7 +128,7 @@ def test_unreachable_remote_is_reported_and_the_controller_keeps_running(
     assert status["last_error"].startswith("source_unreachable")
     assert store.registry.get_active("helper", "dev") is not None
     ctl.reconcile_once()  # the same error is audited once
-    assert [e.event_type for e in store.audit.list_audit(limit=100).items].count(
+    assert [e.event_type for e in store.audit.list_audit(AuditQuery(limit=100)).items].count(
         "controller.reconcile_failed"
     ) == 1
     moved.rename(repo.remote_path)

@@ -19,6 +19,7 @@ from gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.clock import ManualClock
 from kneo.controller import apply
+from kneo.store import AuditQuery
 
 GOOD = ["alpha", "beta", "gamma", "delta"]
 
@@ -68,7 +69,7 @@ def events(store: Any) -> Counter[tuple[str, str, str]]:
     """(event type, bundle, environment) of every controller audit event, counted."""
     return Counter(
         (e.event_type, e.payload.get("bundle", ""), e.payload.get("environment", ""))
-        for e in store.audit.list_audit(limit=1000).items
+        for e in store.audit.list_audit(AuditQuery(limit=1000)).items
     )
 
 

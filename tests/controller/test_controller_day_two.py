@@ -16,6 +16,7 @@ from kneo.controller.controller import Controller
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.runtime import resolve_bundle_for_run
 from kneo.errors import Conflict, Forbidden, InvalidRequest
+from kneo.store import AuditQuery, TaskQuery
 
 
 def promoted(store: Any, name: str, env: str) -> tuple[str, str, str]:
@@ -24,7 +25,7 @@ def promoted(store: Any, name: str, env: str) -> tuple[str, str, str]:
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(AuditQuery(event_type=event_type, limit=100)).items)
 
 
 def release(repo: Repo, keys: Keys, env: str, prompt: str) -> str:
@@ -209,7 +210,7 @@ def test_rollback_waits_for_the_environments_approvers(
     assert store.registry.get_active("helper", "live").revision == active.revision
     # the inbox shows it like any promotion, and its resume decides it
     assert cid in {
-        c.continuation_id for c in store.tasks.list_continuations(status="pending").items
+        c.continuation_id for c in store.tasks.list_continuations(TaskQuery(status="pending")).items
     }
     second = record_promotion_decision(store, cid, approver="carol", decision="approved")
     assert (second.outcome, second.approvals, second.required) == ("approved", 2, 2)

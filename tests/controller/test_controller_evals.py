@@ -20,6 +20,7 @@ from kneo.evals.runner import attestation
 from kneo.spec.loader import load_spec
 from kneo.spec.pinning import pin_code
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = "examples/support_agent.yaml"
@@ -125,7 +126,9 @@ def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
     assert (status, reason) == ("False", "EvalsFailed")
     assert "eval suite 'support-agent' failed: 82% (requires 100%)" in message
     assert "failing: refund-window, ticket-opened" in message
-    [event] = store.audit.list_audit(event_type="promotion.evals_failed", limit=10).items
+    [event] = store.audit.list_audit(
+        AuditQuery(event_type="promotion.evals_failed", limit=10)
+    ).items
     assert event.payload["environment"] == "prod"
     seen: list[Any] = []
     store.notifications.route_notifications(lambda e: seen.append(e) or [])
@@ -137,7 +140,10 @@ def test_prod_holds_back_a_change_that_fails_its_suite_until_it_is_fixed(
     clock.advance(30)  # pass after pass, the refusal holds and is audited once
     assert ctl.reconcile_once(full=True).ok
     assert _active(store, "prod") is None
-    assert len(store.audit.list_audit(event_type="promotion.evals_failed", limit=10).items) == 1
+    assert (
+        len(store.audit.list_audit(AuditQuery(event_type="promotion.evals_failed", limit=10)).items)
+        == 1
+    )
 
     fixed, passing = results["good"]
     repo.write("bundles/support/prod.json", _bundle(keys, "prod", fixed, passing))
@@ -190,7 +196,7 @@ def test_an_edited_attestation_is_refused_like_an_edited_bundle(
     status, reason, message = _promoted(store, "prod")
     assert (status, reason) == ("False", "Rejected")
     assert "bundle_signature_invalid" in message or "signature" in message
-    [rejected] = store.audit.list_audit(event_type="bundle.rejected", limit=10).items
+    [rejected] = store.audit.list_audit(AuditQuery(event_type="bundle.rejected", limit=10)).items
     assert rejected.payload["environment"] == "prod"
 
 
@@ -303,7 +309,7 @@ def test_a_tampered_or_mismatched_results_file_is_refused_like_a_tampered_bundle
     status, reason, message = _promoted(store, "prod")
     assert (status, reason) == ("False", "Rejected"), message
     assert message.startswith("bundles/support/evals/prod.json: "), message
-    [rejected] = store.audit.list_audit(event_type="bundle.rejected", limit=10).items
+    [rejected] = store.audit.list_audit(AuditQuery(event_type="bundle.rejected", limit=10)).items
     assert rejected.payload["environment"] == "prod"
     assert [r["code"] for r in rejected.payload["reasons"]] == [expected]
 

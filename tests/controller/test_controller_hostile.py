@@ -13,6 +13,7 @@ from gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.clock import ManualClock
 from kneo.errors import KneoError
+from kneo.store import AuditQuery
 
 
 def _verified(store: Any, name: str, env: str) -> Any:
@@ -23,7 +24,7 @@ def _rejections(store: Any) -> dict[str, str]:
     """Bundle name -> first rejection code, from the ``bundle.rejected`` audit events."""
     return {
         e.payload["bundle"]: e.payload["reasons"][0]["code"]
-        for e in store.audit.list_audit(event_type="bundle.rejected", limit=100).items
+        for e in store.audit.list_audit(AuditQuery(event_type="bundle.rejected", limit=100)).items
     }
 
 

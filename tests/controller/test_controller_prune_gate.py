@@ -21,10 +21,13 @@ from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.prune_gate import prune_subject, prune_task_id
 from kneo.errors import Forbidden, NotFound
 from kneo.projects import DEFAULT_PROJECT
+from kneo.store import AuditQuery
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return [e for e in store.audit.list_audit(limit=500).items if e.event_type == event_type]
+    return [
+        e for e in store.audit.list_audit(AuditQuery(limit=500)).items if e.event_type == event_type
+    ]
 
 
 def promoted(

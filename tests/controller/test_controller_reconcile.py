@@ -13,6 +13,7 @@ from kneo.clock import ManualClock
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.runtime import require_approved_bundle, resolve_bundle_for_run
 from kneo.errors import BundleNotApproved, Conflict, Forbidden, NotFound
+from kneo.store import AuditQuery, TaskQuery
 
 
 def kinds(result: Any) -> list[tuple[str, str, str]]:
@@ -24,7 +25,7 @@ def kinds(result: Any) -> list[tuple[str, str, str]]:
 
 
 def audit_types(store: Any) -> list[str]:
-    return [e.event_type for e in store.audit.list_audit(limit=1000).items]
+    return [e.event_type for e in store.audit.list_audit(AuditQuery(limit=1000)).items]
 
 
 def test_signed_bundle_for_dev_is_active_after_one_reconcile(
@@ -117,7 +118,7 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     first = ctl.reconcile_once()
     assert kinds(first) == []
     assert [o.action.kind.value for o in first.outcomes] == ["wait_for_upstream"]
-    assert store.tasks.list_continuations(workflow_kind="promotion").items == []
+    assert store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).items == []
 
     _promote_to_staging(repo, keys, spec())
     repo.commit("dev and staging")
@@ -127,7 +128,7 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
         ("activate", "helper", "staging"),
         ("wait_for_approval", "helper", "prod"),
     ]
-    tasks = store.tasks.list_continuations(workflow_kind="promotion").items
+    tasks = store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).items
     assert len(tasks) == 1 and tasks[0].run_id is None
     digest = store.registry.get_active("helper", "staging").digest
     assert tasks[0].requests[0]["prompt"] == f"Promote helper@{digest} to prod?"
@@ -146,7 +147,7 @@ def test_prod_waits_for_staging_then_a_human_task_then_activates(
     assert kinds(third) == [("activate", "helper", "prod")]
     active = store.registry.get_active("helper", "prod")
     assert active.digest == digest and "alice" in active.approved_by
-    assert store.tasks.list_continuations(workflow_kind="promotion").items == []
+    assert store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).items == []
     assert {"promotion.requested", "promotion.approved", "bundle.promoted"} <= set(
         audit_types(store)
     )
@@ -161,7 +162,9 @@ def test_rejected_promotion_leaves_the_old_revision(
     ctl.reconcile_once()
     record_promotion_decision(
         store,
-        store.tasks.list_continuations(workflow_kind="promotion").items[0].continuation_id,
+        store.tasks.list_continuations(TaskQuery(workflow_kind="promotion"))
+        .items[0]
+        .continuation_id,
         approver="bob",
         decision="approved",
     )
@@ -170,7 +173,7 @@ def test_rejected_promotion_leaves_the_old_revision(
     _promote_to_staging(repo, keys, spec("v2"))
     repo.commit("v2")
     ctl.reconcile_once()
-    (task,) = store.tasks.list_continuations(workflow_kind="promotion").items
+    (task,) = store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).items
     record_promotion_decision(store, task.continuation_id, approver="carol", decision="rejected")
     result = ctl.reconcile_once()
     assert kinds(result) == [("reject", "helper", "prod")]
@@ -192,7 +195,7 @@ def test_min_approvals_two_needs_two_different_approvers(
     repo.commit()
     ctl = make_controller(store, repo, keys, clock, tmp_path)
     ctl.reconcile_once()
-    (task,) = store.tasks.list_continuations(workflow_kind="promotion").items
+    (task,) = store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).items
     assert (
         record_promotion_decision(
             store, task.continuation_id, approver="alice", decision="approved"
@@ -318,7 +321,7 @@ def test_plan_is_a_dry_run(
     assert result.dry_run and [o.action.kind.value for o in result.outcomes] == ["activate"]
     assert (
         store.registry.list_registry(status=None).items == []
-        and store.audit.list_audit(limit=10).items == []
+        and store.audit.list_audit(AuditQuery(limit=10)).items == []
     )
     with pytest.raises(NotFound):
         resolve_bundle_for_run(store, "helper", "dev")

@@ -20,6 +20,7 @@ from kneo.controller.config import ControllerConfig
 from kneo.controller.controller import Controller
 from kneo.controller.credentials import CredentialSource
 from kneo.controller.source import GitSource
+from kneo.store import AuditQuery
 from tests.security.git_http import PrivateGitHost, have_git_http_backend
 
 pytestmark = pytest.mark.skipif(
@@ -185,11 +186,15 @@ def test_an_unsigned_prune_of_prod_waits_for_its_approvers_over_http(
     assert after.status_code >= 400 and after.status_code < 500, after.text
     # the status is recorded as the pass ends, just after the registry write
     _wait(lambda: client.get("/v1/controller/status", headers=_as("admin")).json()["prunes"] == [])
-    pruned = [e for e in store.audit.list_audit(limit=200).items if e.event_type == "bundle.pruned"]
+    pruned = [
+        e
+        for e in store.audit.list_audit(AuditQuery(limit=200)).items
+        if e.event_type == "bundle.pruned"
+    ]
     assert pruned[0].payload["approved_by"] == ["alice", "carol"]
     decided = {
         (e.actor, e.event_type)
-        for e in store.audit.list_audit(limit=200).items
+        for e in store.audit.list_audit(AuditQuery(limit=200)).items
         if e.event_type.startswith("prune.")
     }
     assert {("alice", "prune.approved"), ("carol", "prune.approved")} <= decided

@@ -18,6 +18,7 @@ from test_schedules import _platform, _promote
 
 from kneo.clock import ManualClock
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 
 TOKENS = {
     "ops": "ops-secret-token-0123456789",
@@ -69,7 +70,7 @@ def test_a_reviewer_reads_only_an_operator_changes(client: TestClient, store: An
     paused = client.post(f"{PATH}/pause", headers=_as("ops"))
     assert paused.status_code == 200 and documented("schedules-pause", paused)["paused"] is True
     assert paused.json()["paused_by"] == "ops"
-    events = store.audit.list_audit(event_type="schedule.paused").items
+    events = store.audit.list_audit(AuditQuery(event_type="schedule.paused")).items
     assert [e.actor for e in events] == ["ops"]
 
     started = client.post(f"{PATH}/trigger", headers=_as("ops"))

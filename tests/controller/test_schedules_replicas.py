@@ -24,6 +24,7 @@ from gitops_fixtures import Keys, Repo
 from test_schedules import _promote
 
 from kneo.clock import ManualClock
+from kneo.store import RunQuery
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = ("nightly", "dev", "tick")
@@ -107,7 +108,7 @@ def test_each_second_ticks_once_across_replicas_kills_and_an_outage(
     # exactly one run per started tick, at most one for a cut one, and none without its tick
     run_ids = [t.run_id for t in ticks if t.status == "started"]
     assert len(set(run_ids)) == len(run_ids)
-    runs = store.runs.list_runs(limit=1000, count=False).items
+    runs = store.runs.list_runs(RunQuery(limit=1000, count=False)).items
     scheduled = [r for r in runs if r.bundle_name == "nightly" and r.created_at >= begun]
     extra = [r for r in scheduled if r.run_id not in run_ids]
     cut_instants = {t.tick_at.isoformat() for t in cut}

@@ -29,6 +29,7 @@ from kneo.clock import ManualClock
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import RunQuery
 
 SECRET = "whsec_" + base64.b64encode(b"trigger-secret-0123456789abcdef").decode()
 FORGED = "whsec_" + base64.b64encode(b"someone-elses-secret-0123456789").decode()
@@ -81,7 +82,7 @@ def client(
     project = ProjectContext.discover(cwd=tmp_path, settings=settings)
     manager = create_platform(settings=settings, project=project, store=store, clock=clock)
     app = create_app(False, settings=settings, manager=manager, start_worker=False)
-    before = {r.run_id for r in store.runs.list_runs(limit=1000, count=False).items}
+    before = {r.run_id for r in store.runs.list_runs(RunQuery(limit=1000, count=False)).items}
     with TestClient(app, raise_server_exceptions=False) as c:
         c.app.state.runs_before = before  # (a PostgreSQL database keeps earlier tests' runs)
         yield c
@@ -112,7 +113,7 @@ def signed(message: Any, msg_id: str, secret: str = SECRET) -> tuple[dict[str, s
 def _runs(client: TestClient, store: Any) -> list[Any]:
     """The runs this test started."""
     before = client.app.state.runs_before
-    return [r for r in store.runs.list_runs(limit=1000, count=False).items
+    return [r for r in store.runs.list_runs(RunQuery(limit=1000, count=False)).items
             if r.run_id not in before]  # fmt: skip
 
 

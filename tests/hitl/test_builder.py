@@ -14,6 +14,7 @@ from kneo import Decision
 from kneo.engine import HumanInterventionRequiredError, WorkflowBuilder
 from kneo.errors import InvalidDecision, InvalidRequest, SpecError, ValidationFailed
 from kneo.spec.loader import load_spec
+from kneo.store import AuditQuery, TaskQuery
 from tests.hitl.conftest import REPO, counter
 
 WB = WorkflowBuilder
@@ -90,7 +91,7 @@ def test_typed_input(manager: Any) -> None:
     with pytest.raises(ValidationFailed) as bad:
         answer(manager, first, "provided", content='{"mode": "strict"}')
     assert bad.value.details["path"] == "threshold"
-    assert manager.list_human_tasks(run_id=first.run_id)["total"] == 1  # still pending
+    assert manager.list_human_tasks(TaskQuery(run_id=first.run_id))["total"] == 1  # still pending
     done = answer(manager, first, "provided", content='{"threshold": 0.8, "mode": "strict"}')
     assert done.output_text == 'Processed \'launch\' with {"mode": "strict", "threshold": 0.8}'
 
@@ -340,7 +341,7 @@ def test_ask_question_in_concurrent_branches_is_named_per_branch(manager: Any) -
 
 
 def _audit(manager: Any, run_id: str) -> set[str]:
-    return {a.event_type for a in manager.store.audit.list_audit(run_id=run_id).items}
+    return {a.event_type for a in manager.store.audit.list_audit(AuditQuery(run_id=run_id)).items}
 
 
 def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock: Any) -> None:
@@ -354,7 +355,7 @@ def test_timeout_continue_on_an_input_request_fails_the_run(manager: Any, clock:
     assert manager.prune_expired_human_tasks() == 1
     assert manager.store.runs.get_run(first.run_id).status == "failed"
     assert "human.continue_failed" in _audit(manager, first.run_id)
-    assert manager.list_human_tasks(run_id=first.run_id)["total"] == 0
+    assert manager.list_human_tasks(TaskQuery(run_id=first.run_id))["total"] == 0
 
 
 def test_timeout_continue_then_a_failing_step_is_an_ordinary_failure(

@@ -19,6 +19,7 @@ import pytest
 from kneo import Decision
 from kneo.engine.providers.dummy import read_call_log
 from kneo.errors import RequestAlreadyResolved
+from kneo.store import AuditQuery
 from tests.hitl.conftest import counter, finish, make_manager, start_cli
 
 #: spec, resume flags, documented end status, a snippet of the output, the request kind
@@ -221,7 +222,7 @@ def test_eight_processes_resume_one_continuation(project: Path, backend: str | N
         }
         assert counter(project) == ["publish"]
         decisions = manager.store.audit.list_audit(
-            run_id=paused.run_id, event_type="human.decision"
+            AuditQuery(run_id=paused.run_id, event_type="human.decision")
         )
         assert decisions.total == 1
         # A process holding the stale view cannot resume it again.

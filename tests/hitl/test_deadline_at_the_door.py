@@ -20,6 +20,7 @@ import pytest
 from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import HumanTaskExpired, KneoError
+from kneo.store import AuditQuery
 from tests.hitl.conftest import counter
 from tests.hitl.test_timeouts_and_decisions import start
 
@@ -44,7 +45,9 @@ def _counter(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _people(manager: Any, run_id: str) -> list[str]:
     """The actors of the run's ``human.decision`` audit events."""
-    events = manager.store.audit.list_audit(run_id=run_id, event_type="human.decision").items
+    events = manager.store.audit.list_audit(
+        AuditQuery(run_id=run_id, event_type="human.decision")
+    ).items
     return [e.actor or "" for e in events]
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from kneo import Decision
 from kneo.clock import ManualClock
+from kneo.store import TaskQuery
 from kneo.store import tables as t
 from tests.hitl.conftest import make_manager
 
@@ -79,7 +80,9 @@ def _listings(manager: Any) -> list[dict[str, Any]]:
             {"kind": "input"},
             {"assignee": "group:leads"},
         ):
-            listed = manager.list_human_tasks(show_personal=personal, **filters)
+            listed = manager.list_human_tasks(
+                TaskQuery(limit=100, **filters), show_personal=personal
+            )
             out.append({**listed, "filters": repr(filters), "personal": personal})
     return out
 

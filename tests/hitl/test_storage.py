@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from kneo import Decision
 from kneo.clock import ManualClock, utc_iso
 from kneo.engine.human import build_request, compact_request, complete_request
+from kneo.store import AuditQuery
 from tests.hitl.conftest import make_manager
 
 PROMPT = "Sign off the launch plan (prompt-marker-7f3a)?"
@@ -97,7 +98,7 @@ def stored_texts(manager: Any, run_id: str, cid: str) -> dict[str, str]:
         "continuations": json.dumps(store.tasks.get_continuation(cid).requests),
         "trace_events": json.dumps([e.payload for e in store.runs.list_trace(run_id).items]),
         "audit_events": json.dumps(
-            [a.payload for a in store.audit.list_audit(run_id=run_id).items]
+            [a.payload for a in store.audit.list_audit(AuditQuery(run_id=run_id)).items]
         ),
     }
 
@@ -140,7 +141,9 @@ def test_a_pending_request_body_is_stored_once(manager: Any) -> None:
         "continuation_id": cid,
         "requests": [{"request_id": paused.request_id, "kind": "approval"}],
     }
-    audit = manager.store.audit.list_audit(event_type="human.requested", run_id=paused.run_id).items
+    audit = manager.store.audit.list_audit(
+        AuditQuery(event_type="human.requested", run_id=paused.run_id)
+    ).items
     assert set(audit[0].payload) == {
         "request_id",
         "kind",

@@ -12,6 +12,7 @@ import pytest
 from kneo import Decision
 from kneo.clock import ManualClock
 from kneo.errors import IdempotencyConflict, InvalidDecision, KneoError
+from kneo.store import AuditQuery, TaskQuery
 from tests.hitl.conftest import counter
 
 
@@ -52,7 +53,10 @@ def start(manager: Any, project: Path, on_timeout: str, **kw: Any) -> Any:
 
 
 def audit(manager: Any, run_id: str) -> dict[str, dict[str, Any]]:
-    return {a.event_type: a.payload for a in manager.store.audit.list_audit(run_id=run_id).items}
+    return {
+        a.event_type: a.payload
+        for a in manager.store.audit.list_audit(AuditQuery(run_id=run_id)).items
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -130,9 +134,9 @@ def test_escalate_fires_once_and_the_task_stays(
     request = task["requests"][0]
     assert task["escalated_at"] and request["escalated_at"]
     assert request["original_expires_at"] == request["expires_at"]
-    assert manager.store.audit.list_audit(event_type="human.escalated").total == 1
+    assert manager.store.audit.list_audit(AuditQuery(event_type="human.escalated")).total == 1
     assert audit(manager, paused.run_id)["human.escalated"]["assignee"] == "ann"
-    assert manager.list_human_tasks(escalated=True)["total"] == 1
+    assert manager.list_human_tasks(TaskQuery(escalated=True))["total"] == 1
     done = manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert done.status == "succeeded"
 
@@ -145,15 +149,15 @@ def test_escalate_to_hands_the_task_to_a_group(
     and the audit says from whom to whom."""
     paused = start(manager, project, "escalate", escalate_to="group:release-managers")
     mine = ("user:bob@example.com", "group:release-managers")
-    assert manager.list_human_tasks(assignee=mine)["tasks"] == []
+    assert manager.list_human_tasks(TaskQuery(assignee=mine))["tasks"] == []
     clock.advance(61)
     assert manager.prune_expired_human_tasks() == 1
     request = manager.get_human_task(paused.continuation_id)["requests"][0]
     assert request["assignee"] == "group:release-managers"
     assert request["escalated_from"] == "ann" and request["escalated_at"]
-    found = manager.list_human_tasks(assignee=mine)["tasks"]
+    found = manager.list_human_tasks(TaskQuery(assignee=mine))["tasks"]
     assert [t["continuation_id"] for t in found] == [paused.continuation_id]
-    assert manager.list_human_tasks(assignee="ann")["tasks"] == []
+    assert manager.list_human_tasks(TaskQuery(assignee="ann"))["tasks"] == []
     escalated = audit(manager, paused.run_id)["human.escalated"]
     assert (escalated["assignee"], escalated["escalated_to"]) == (
         "ann",

@@ -24,6 +24,7 @@ from kneo.platform.decision_links import DecisionLinks
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = str(ROOT / "examples" / "hitl_approval.yaml")  # assigned to "reviewer"
@@ -116,7 +117,7 @@ def test_the_override_decides_a_bound_request(binding: dict[str, Any]) -> None:
     body = {"request_id": rid, "decision": "rejected", "content": "not now"}
     done = client.post(f"/v1/human-tasks/{cid}/resume", json=body, headers=key("ops"))
     assert done.status_code == 200, done.text
-    events = manager.store.audit.list_audit(event_type="human.decision").items
+    events = manager.store.audit.list_audit(AuditQuery(event_type="human.decision")).items
     assert [e.actor for e in events] == ["ops"]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 from tests.hitl.conftest import finish, start_cli
 from tests.mcp_tests.conftest import REPO, agent_spec, call, counted, stdio_import
 
@@ -187,7 +188,7 @@ def test_http_transport_sends_the_secret_and_never_records_it(
         default=str,
     )
     assert PLANTED not in dumped
-    audits = manager.store.audit.list_audit(run_id=result.run_id).items
+    audits = manager.store.audit.list_audit(AuditQuery(run_id=result.run_id)).items
     assert audits and PLANTED not in json.dumps([a.payload for a in audits], default=str)
     manager.store.close()
     # without the secret the server refuses: a tool error, not a crash

@@ -21,6 +21,7 @@ import pytest
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 from tests.mcp_tests.conftest import REPO
 from tests.mcp_tests.test_mcp_server import SMOKE, Served, error_text, payload, serve_mcp
 
@@ -144,9 +145,11 @@ def test_over_http_a_decision_resumes_the_run_in_its_project(
     )
     assert payload(resumed)["status"] == "succeeded"
     team_b = served.manager.for_project("team-b").store
-    decisions = team_b.audit.list_audit(event_type="human.decision").items
+    decisions = team_b.audit.list_audit(AuditQuery(event_type="human.decision")).items
     assert [a.actor for a in decisions] == ["both"]
-    assert served.manager.store.audit.list_audit(event_type="human.decision").items == []
+    assert (
+        served.manager.store.audit.list_audit(AuditQuery(event_type="human.decision")).items == []
+    )
 
 
 def _stdio(cwd: Path, key: str, *args: str, **env: str) -> Any:

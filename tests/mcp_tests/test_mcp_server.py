@@ -26,6 +26,7 @@ from kneo.service.auth import route_scopes
 from kneo.service.mcp import TOOLS
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 from tests.mcp_tests.conftest import REPO
 from tests.service.svc_helpers import serving_app
 
@@ -158,7 +159,7 @@ def test_a_reviewer_resumes_and_a_viewer_cannot(served: Served) -> None:
     assert payload(resumed)["status"] == "succeeded"
     assert payload(run)["status"] == "succeeded"
     assert "run_resumed" in {e["event_type"] for e in payload(trace)["events"]}
-    decisions = served.manager.store.audit.list_audit(event_type="human.decision").items
+    decisions = served.manager.store.audit.list_audit(AuditQuery(event_type="human.decision")).items
     assert [(a.actor, a.payload["decision"]) for a in decisions] == [("reviewer", "approved")]
     again = session(
         served.url,

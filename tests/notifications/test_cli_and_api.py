@@ -15,6 +15,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from kneo.service.app import create_app
+from kneo.store import AuditQuery, DeliveryOutcome
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -29,9 +30,8 @@ def _dead_row(store: Any, attempts: int = 3) -> int:
         [claimed] = store.notifications.claim_notifications("t", 30.0)
         last = attempt == attempts - 1
         retry_at = None if last else store.clock.now()
-        store.notifications.finish_notification(
-            claimed.id, "t", sent=False, error="HTTP 500", retry_at=retry_at
-        )
+        outcome = DeliveryOutcome(claimed.id, sent=False, error="HTTP 500", retry_at=retry_at)
+        store.notifications.finish_notifications("t", [outcome])
     return int(claimed.id)
 
 
@@ -114,7 +114,7 @@ def test_api_lists_counts_and_retries(platform: Any) -> None:
         assert body["counts"]["pending"] == 1 and body["counts"]["dead"] == 0
         unknown = client.post("/v1/notifications/retry", json={"idz": [1]}, headers=admin)
         assert unknown.status_code == 422
-    audit = manager.store.audit.list_audit(event_type="notifications.retried").items
+    audit = manager.store.audit.list_audit(AuditQuery(event_type="notifications.retried")).items
     assert [a.actor for a in audit] == ["admin"]
 
 

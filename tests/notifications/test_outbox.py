@@ -24,6 +24,7 @@ from kneo.platform.notifications import (
 )
 from kneo.settings import Settings
 from kneo.spec.project import NotificationsConfig
+from kneo.store import DeliveryOutcome
 
 from .conftest import REPO, receivers_env
 from .receiver import Receiver as LocalReceiver
@@ -283,9 +284,8 @@ def test_retention_prunes_finished_deliveries_and_the_events_done_with(platform:
         if (row.event.event_id, row.receiver) == ("e3", "b"):
             continue  # still being delivered: its event must stay
         dead = (row.event.event_id, row.receiver) == ("e2", "b")
-        store.notifications.finish_notification(
-            row.id, "me", sent=not dead, error="HTTP 500" if dead else None
-        )
+        outcome = DeliveryOutcome(row.id, sent=not dead, error="HTTP 500" if dead else None)
+        store.notifications.finish_notifications("me", [outcome])
     later = store.clock.now() + timedelta(days=2)
     kept = RetentionDays(queue_days=3)
     assert store.maintenance.prune_retention(kept, now=later)["queue"] == 0  # nothing old enough

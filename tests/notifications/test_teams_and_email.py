@@ -29,6 +29,7 @@ from kneo.platform.cards import mail_for, send_mail
 from kneo.platform.notifications import DeliveryFailed, Receiver, start_dispatcher
 from kneo.service import create_app  # imported first: its logger's wiring is set before tests
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 from tests.notifications.receiver import Receiver as Hook
 from tests.notifications.test_slack_app import wait_for
 from tests.npm_packages import node_modules_for, tool
@@ -202,7 +203,9 @@ def test_each_recipient_gets_a_mail_and_the_link_decides_in_chromium(
         assert "Already approved by" in page.content()
         browser.close()
     assert manager.store.runs.get_run(paused.run_id).status == "succeeded"
-    events = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
+    events = manager.store.audit.list_audit(
+        AuditQuery(run_id=paused.run_id, event_type="human.decision")
+    )
     assert [e.actor for e in events.items] == ["someone@example.com"]
     assert PASSWORD not in caplog.text
     assert PASSWORD.encode() not in world["db"].read_bytes()

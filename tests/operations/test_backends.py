@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.setting_groups import CheckpointLimits
 from kneo.settings import Settings
-from kneo.store import open_store
+from kneo.store import AuditQuery, open_store
 from kneo.store import tables as t
 
 from .helpers import env_for, kneo_json, open_manager
@@ -86,7 +86,7 @@ def test_cli_backup_and_restore_keep_everything(project: Path) -> None:
         paused = manager.run_from_spec(input_text="waiting", spec_path=project / "human.yaml")
         with manager.store.transaction() as tx:
             tx.add_revision("ops-bundle", "prod", digest="sha256:abc", status="active")
-            tx.set_condition("ops-bundle", "prod", "Ready", status="True", reason="Promoted")
+            tx.set_conditions("ops-bundle", "prod", [("Ready", "True", "Promoted", "")])
     finally:
         manager.store.close()
     env = env_for(project)
@@ -104,7 +104,7 @@ def test_cli_backup_and_restore_keep_everything(project: Path) -> None:
     assert checkpoints and checkpoints[-1]["type"] == "run_completed"
     store = open_store(f"sqlite:///{db}")
     try:
-        assert store.audit.list_audit(run_id=done.run_id).total >= 1
+        assert store.audit.list_audit(AuditQuery(run_id=done.run_id)).total >= 1
         assert store.tasks.get_continuation(paused.continuation_id).status == "pending"
         active = store.registry.get_active("ops-bundle", "prod")
         assert active is not None and active.digest == "sha256:abc"

@@ -29,6 +29,7 @@ from kneo.engine.providers import read_call_log
 from kneo.errors import RequestAlreadyResolved, ResourceLocked
 from kneo.platform.handoff import HANDOFF_KEY
 from kneo.platform.worker import fail_run
+from kneo.store import AuditQuery
 from kneo.worker import Worker
 
 from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, wait_for
@@ -115,7 +116,9 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         ]
         assert len(queued) == 1
         assert step_counts(project)[("d1", "s2")] == 0  # nothing after the decision ran here
-        [audit] = api.store.audit.list_audit(event_type="human.decision", continuation_id=cid).items
+        [audit] = api.store.audit.list_audit(
+            AuditQuery(event_type="human.decision", continuation_id=cid)
+        ).items
         assert audit.payload["handed_off"] is True and audit.payload["result_status"] == "running"
         with pytest.raises(ResourceLocked):  # a racing decision: 409 as while a request drove it
             api.resume(cid, Decision(rid, "rejected"), actor="bob")
@@ -132,7 +135,11 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         with pytest.raises(RequestAlreadyResolved):
             api.resume(cid, Decision(rid, "rejected"), actor="bob")
         assert (
-            len(api.store.audit.list_audit(event_type="human.decision", run_id=run.run_id).items)
+            len(
+                api.store.audit.list_audit(
+                    AuditQuery(event_type="human.decision", run_id=run.run_id)
+                ).items
+            )
             == 1
         )
     finally:
@@ -155,7 +162,9 @@ def test_a_continue_queues_the_run_once_and_stores_its_metadata(project: Path, d
         assert first.handed_off and again.handed_off and again.status == "running"
         queued = [r for r in api.store.queue.queue_records_for_run(run_id) if r.status == "queued"]
         assert len(queued) == 1  # the second continue found it waiting: nothing recorded
-        [audit] = api.store.audit.list_audit(event_type="run.continued", run_id=run_id).items
+        [audit] = api.store.audit.list_audit(
+            AuditQuery(event_type="run.continued", run_id=run_id)
+        ).items
         assert audit.actor == "ops" and audit.payload["metadata"] == {"reason": "db back"}
         [event] = _trace(api, run_id, "run_continued")
         assert event["handed_off"] is True and event["metadata"] == {"reason": "db back"}
@@ -239,7 +248,9 @@ def test_a_worker_killed_after_taking_a_decision_over_is_replaced(
         survivor = {w.pid for w in workers} - {victim_pid}
         finishers = {int(pid) for key, step, pid in counter_lines(project) if step == "s4"}
         assert finishers == survivor
-        decisions = api.store.audit.list_audit(event_type="human.decision", run_id=paused.run_id)
+        decisions = api.store.audit.list_audit(
+            AuditQuery(event_type="human.decision", run_id=paused.run_id)
+        )
         assert len(decisions.items) == 1
     finally:
         api.store.close()
@@ -348,7 +359,7 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
                 "the raced run",
             )
             decisions = manager.store.audit.list_audit(
-                event_type="human.decision", run_id=race["run_id"]
+                AuditQuery(event_type="human.decision", run_id=race["run_id"])
             ).items
             assert len(decisions) == 1
             assert step_counts(project)[(f"r{round_}", "s2")] == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kneo import Decision
+from kneo.store import TaskQuery
 from kneo.store import tables as t
 
 from .helpers import Procs, env_for, open_manager, step_counts, wait_for
@@ -71,7 +72,9 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             ]
             assert {run.status for run in paused} == {"paused"}
             for run in paused:
-                [task] = store.tasks.list_continuations(run_id=run.run_id, count=False).items
+                [task] = store.tasks.list_continuations(
+                    TaskQuery(run_id=run.run_id, count=False)
+                ).items
                 request = task.requests[0]["request_id"]
                 done = manager.resume(
                     task.continuation_id, Decision(request, "approved"), actor="bo"

@@ -23,6 +23,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import DatabaseUnavailable, ErrorCode, KneoError, NotReady, ProviderError
+from kneo.store import AuditQuery
 from kneo.worker import Worker
 
 from .helpers import env_for, open_manager, wait_for
@@ -149,7 +150,9 @@ def test_stranded_run_is_found_after_its_lease_and_continued(project: Path, db_u
         assert manager.recover_stranded_runs() == 0  # queued once: its record is open now
         events = [e.event_type for e in manager.store.runs.list_trace(run_id).items]
         assert events[-1] == "run_recovering"
-        [audit] = manager.store.audit.list_audit(event_type="run.stranded", run_id=run_id).items
+        [audit] = manager.store.audit.list_audit(
+            AuditQuery(event_type="run.stranded", run_id=run_id)
+        ).items
         assert audit.actor == "system:sweeper" and audit.payload["action"] == "resume"
         assert Worker(manager, lease_seconds=30.0).run_once()
         run = manager.store.runs.get_run(run_id)

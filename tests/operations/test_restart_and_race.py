@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx2
 
+from kneo.store import AuditQuery
+
 from .helpers import env_for, open_manager, step_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
@@ -91,7 +93,7 @@ def test_twenty_processes_resume_one_continuation(
         run = manager.store.runs.get_run(paused.run_id)
         assert run.status == "succeeded"
         decisions = manager.store.audit.list_audit(
-            event_type="human.decision", continuation_id=cid
+            AuditQuery(event_type="human.decision", continuation_id=cid)
         ).items
         assert len(decisions) == 1
         assert step_counts(project)[("race", "s2")] == 1

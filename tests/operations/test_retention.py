@@ -19,6 +19,7 @@ from kneo.platform.maintenance import prune_files, retention_policy
 from kneo.setting_groups import RetentionDays
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import RunQuery
 from kneo.worker import Worker
 
 from .helpers import HUMAN_SPEC, env_for, kneo_json, open_manager
@@ -137,7 +138,7 @@ def test_prune_retention_rows_and_files_with_injected_clock(project: Path, db_ur
         assert not (artifacts / "run1").exists() and (artifacts / "fresh.md").exists()
         assert not (logs / "old.log").exists() and (logs / "recent.log").exists()
         assert (artifacts / "kneo_runs.sqlite").exists()
-        remaining = {r["run_id"] for r in manager.list_runs(limit=50)["runs"]}
+        remaining = {r["run_id"] for r in manager.list_runs(RunQuery(limit=50))["runs"]}
         assert remaining == {old_paused.run_id, old_queued.run_id, new_done.run_id}
         assert old_done.run_id not in remaining
         # the paused run is still resumable after pruning

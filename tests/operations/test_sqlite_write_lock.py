@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import NotReady
-from kneo.store import Store, open_store
+from kneo.store import AuditQuery, Store, open_store
 from kneo.store.runs import steps
 from kneo.store.wire.dialects import SqliteDialect
 
@@ -131,5 +131,5 @@ def test_a_writer_that_failed_is_replaced(store: Store, monkeypatch: pytest.Monk
     with store.transaction() as tx:
         tx.add_audit("test.event", payload={})
     assert store.dialect.writer._writer is not broken
-    assert len(store.audit.list_audit(event_type="test.event").items) == 2
+    assert len(store.audit.list_audit(AuditQuery(event_type="test.event")).items) == 2
     assert seen[0] == seen[1] != seen[2]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.clock import ManualClock
+from kneo.store import AuditQuery
 from kneo.worker import Worker
 
 from .helpers import Procs, env_for, open_manager, step_counts, wait_for
@@ -35,7 +36,9 @@ def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: st
         assert record.status == "failed" and record.error["type"] == "too_many_attempts"
         events = [e.event_type for e in manager.store.runs.list_trace(run_id).items]
         assert events[-1] == "run_failed"
-        audit = manager.store.audit.list_audit(event_type="run.failed", run_id=run_id).items
+        audit = manager.store.audit.list_audit(
+            AuditQuery(event_type="run.failed", run_id=run_id)
+        ).items
         assert len(audit) == 1 and audit[0].payload["reason"] == "too_many_attempts"
         assert step_counts(project)[("doomed", "s1")] == 0
         # still continuable by an operator from its last boundary

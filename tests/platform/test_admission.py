@@ -23,7 +23,7 @@ from kneo.platform.admission import POLICY_PREFIX
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import open_store
+from kneo.store import RunQuery, open_store
 
 GUARDRAIL = {"name": "short-input", "stage": "input", "type": "length", "config": {"max_chars": 99}}
 
@@ -85,7 +85,9 @@ def test_a_stored_policy_gates_runs_started_through_the_platform(
                 start(input_text="x", environment="staging", **source)
             assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
             assert refused.value.http_status == 400
-    assert manager.store.runs.list_runs(count=True).total == 0  # refused before any run exists
+    assert (
+        manager.store.runs.list_runs(RunQuery(count=True)).total == 0
+    )  # refused before any run exists
     assert manager.run_from_spec(input_text="x", spec=flow(), environment="dev").status == (
         "succeeded"
     )
@@ -219,7 +221,9 @@ def test_a_bundle_run_meets_the_stored_policy_like_a_spec_run(manager: PlatformM
     with pytest.raises(SpecError) as refused:
         manager.execute_run(queued.run_id)
     assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
-    assert manager.store.runs.list_runs(count=True).total == 1  # only the one queued before
+    assert (
+        manager.store.runs.list_runs(RunQuery(count=True)).total == 1
+    )  # only the one queued before
     guarded = flow()
     guarded["agent"]["guardrails"] = [GUARDRAIL]
     add_bundle(manager, "prod", guarded)
@@ -269,7 +273,7 @@ def test_a_replay_meets_the_rules_of_a_start(manager: PlatformManager) -> None:
     with pytest.raises(BundleNotApproved) as denied:
         manager.replay_run(first.run_id)
     assert denied.value.code == "bundle_not_approved" and denied.value.http_status == 403
-    assert manager.store.runs.list_runs(count=True).total == 3
+    assert manager.store.runs.list_runs(RunQuery(count=True)).total == 3
 
 
 def test_a_replay_of_a_bundle_run_needs_its_revision_active(manager: PlatformManager) -> None:

@@ -15,6 +15,7 @@ from kneo import Decision
 from kneo.errors import KneoError
 from kneo.platform import create_platform
 from kneo.settings import Settings
+from kneo.store import AuditQuery, TaskQuery
 
 SPEC = (
     "version: v1\n"
@@ -137,7 +138,7 @@ def test_racing_decisions_and_cancels_on_one_task_end_it_once(
                 "illegal_transition", "not_found", "stale_state",
             }, outcomes  # fmt: skip
             published = manager.store.audit.list_audit(
-                run_id=paused.run_id, event_type="human.decision"
+                AuditQuery(run_id=paused.run_id, event_type="human.decision")
             )
             if run.status == "succeeded":
                 assert published.total == 1 and outcomes.count("succeeded") == 1, outcomes
@@ -177,10 +178,10 @@ def test_decisions_on_both_requests_of_one_task_at_once_are_both_applied(
             assert sorted(results) == ["paused", "succeeded"]
             assert manager.get_run_record(paused.run_id).status == "succeeded"
             audit = manager.store.audit.list_audit(
-                run_id=paused.run_id, event_type="human.decision"
+                AuditQuery(run_id=paused.run_id, event_type="human.decision")
             )
             assert audit.total == 2
             for person in ("one", "two"):
-                assert manager.store.tasks.list_continuations(assignee=person).total == 0
+                assert manager.store.tasks.list_continuations(TaskQuery(assignee=person)).total == 0
     finally:
         manager.store.close()

@@ -24,6 +24,7 @@ from kneo.kernel.code import collect_code, load_code
 from kneo.platform import PlatformManager, create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 
 STEPS = """
 
@@ -158,7 +159,8 @@ def test_pause_and_resume_never_repeat_completed_steps(
     assert done.status == "succeeded" and done.output_text == "better draft second"
     assert counter(project) == ["first", "second"]
     audit = {
-        a.event_type: a.payload for a in manager.store.audit.list_audit(run_id=paused.run_id).items
+        a.event_type: a.payload
+        for a in manager.store.audit.list_audit(AuditQuery(run_id=paused.run_id)).items
     }
     assert audit["human.decision"] == {
         "request_id": paused.request_id,
@@ -333,7 +335,9 @@ def test_a_resume_racing_one_that_executes_is_refused_then_resolved(
     with pytest.raises(RequestAlreadyResolved):
         manager.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
     assert counter(project) == ["first", "gated"]
-    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
+    decisions = manager.store.audit.list_audit(
+        AuditQuery(run_id=paused.run_id, event_type="human.decision")
+    )
     assert decisions.total == 1
 
 
@@ -349,7 +353,9 @@ def test_a_decision_on_a_finished_run_is_already_resolved_and_writes_nothing(
             paused.continuation_id, decision, actor="late", metadata=None
         )
     assert manager.store.runs.get_run(paused.run_id).version == before
-    decisions = manager.store.audit.list_audit(run_id=paused.run_id, event_type="human.decision")
+    decisions = manager.store.audit.list_audit(
+        AuditQuery(run_id=paused.run_id, event_type="human.decision")
+    )
     assert decisions.total == 1
 
 
@@ -433,7 +439,7 @@ def test_crashed_run_continues_from_its_last_step_boundary(
     done = manager.continue_run(run_id)
     assert done.status == "succeeded" and done.output_text == "go first crashy second"
     assert counter(project) == ["first", "crashy", "crashy", "second"]
-    audit = [a.event_type for a in manager.store.audit.list_audit(run_id=run_id).items]
+    audit = [a.event_type for a in manager.store.audit.list_audit(AuditQuery(run_id=run_id)).items]
     assert "run.continued" in audit
     assert manager.recovery(run_id)["can_continue"] is False
 

@@ -20,6 +20,7 @@ from kneo.platform import PlatformManager, create_platform
 from kneo.platform.preparation import RunRequest
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import AuditQuery
 
 STEPS = """
 def one(text):
@@ -187,7 +188,7 @@ def test_runs_sharing_a_prepared_spec_keep_their_own_actor_and_metadata(
     assert "tenant" not in manager.store.runs.get_run(second.run_id).metadata
     actors = {
         event.run_id: event.actor
-        for event in manager.store.audit.list_audit(event_type="run.created").items
+        for event in manager.store.audit.list_audit(AuditQuery(event_type="run.created")).items
     }
     assert actors == {first.run_id: "alice", second.run_id: "bob"}
 

@@ -21,7 +21,7 @@ from kneo.platform.limits import ProjectLimitsGate
 from kneo.platform.worker import Worker
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import open_store
+from kneo.store import RunQuery, open_store
 
 #: :data:`DRAFT` drafting twice: two model calls, each checked against the daily budgets
 TWO_CALLS = {
@@ -98,9 +98,9 @@ def test_a_start_that_passed_admission_in_a_race_counts_again_in_its_own_transac
     _executing(service, "team-a")  # the first start's run, still executing
     monkeypatch.setattr(ProjectLimitsGate, "admit", lambda self, *, queued: None)  # raced
     store = service.manager.for_project("team-a").store
-    before = len(store.runs.list_runs(limit=50).items)
+    before = len(store.runs.list_runs(RunQuery(limit=50)).items)
     _refused(service.start("a-op", DRAFT), "max_running_runs")
-    assert len(store.runs.list_runs(limit=50).items) == before  # nothing was created
+    assert len(store.runs.list_runs(RunQuery(limit=50)).items) == before  # nothing was created
     assert service.start("b-op", DRAFT).json()["status"] == "succeeded"
 
 

@@ -22,7 +22,7 @@ from kneo.platform.directory import ProjectDirectory
 from kneo.platform.notifications import start_dispatcher
 from kneo.platform.sweeper import Sweeper
 from kneo.platform.worker import Worker
-from kneo.store import NotificationEvent
+from kneo.store import AuditQuery, NotificationEvent
 from tests.notifications.receiver import Receiver
 
 PUSH_SECRET = "push-secret-0123456789-0123456789-abcd"
@@ -78,7 +78,9 @@ def test_team_b_tasks_and_deadlines_time_out_per_their_policies(
     assert worker.run_until_empty() == 2  # the late run's record settles: it timed out
     assert service.run("b-op", goes_on["run_id"])["status"] == "succeeded"
     assert service.run("a-op", escalates["run_id"])["status"] == "paused"  # not due yet
-    audit = service.manager.for_project("team-b").store.audit.list_audit(limit=100).items
+    audit = (
+        service.manager.for_project("team-b").store.audit.list_audit(AuditQuery(limit=100)).items
+    )
     assert {"human.expired", "human.continued"} <= {e.event_type for e in audit}
 
 

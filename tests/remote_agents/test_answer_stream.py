@@ -16,6 +16,7 @@ from kneo.platform import create_platform
 from kneo.service.app import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import RunQuery
 
 ANSWER = (
     "The report is ready: revenue grew in every region this quarter, and the token "
@@ -170,7 +171,7 @@ def test_a_reader_sees_the_deltas_while_the_turn_runs(
             on_text(text)
             sent.append(text)
             if len(sent) == 20:  # 100 characters in: read the running run's answer
-                [run] = manager.list_runs(limit=1)["runs"]
+                [run] = manager.list_runs(RunQuery(limit=1))["runs"]
                 assert run["status"] == "running"
                 halfway.append("".join(manager.stream(run["run_id"], follow=False)))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kneo.store import AuditQuery
 from tests.rollout.rollout_service import Service, aborted, auth, begin, count_runs
 from tests.rollout.rollout_service import service as service
 
@@ -93,7 +94,7 @@ def test_decisions_under_the_approvers(service: Service) -> None:
     full = post("/v1/rollouts/ro_1/promote", json={"full": True}, headers=auth("alice"))
     assert (full.json()["status"], full.json()["weight"]) == ("promoted", 100)
     assert [s["state"] for s in full.json()["steps"]] == ["done"] * 4
-    events = service.store.audit.list_audit(limit=50).items
+    events = service.store.audit.list_audit(AuditQuery(limit=50)).items
     kinds = {e.event_type for e in events if e.actor == "alice"}
     assert {"rollout.aborted", "rollout.retried", "rollout.promoted"} <= kinds
 

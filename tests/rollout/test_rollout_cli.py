@@ -17,6 +17,7 @@ from kneo.cli.client import LocalClient
 from kneo.cli.output import ClientOptions
 from kneo.cli.service_client import ServiceClient
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 from tests.rollout.rollout_service import KEYS, Service, begin, count_runs
 from tests.rollout.rollout_service import service as service
 
@@ -76,7 +77,9 @@ def test_status_and_decisions(service: Service, monkeypatch: pytest.MonkeyPatch,
     assert retried["status"] == "progressing"
     full = kneo(monkeypatch, approver, "promote", "ro_cli", "--full", *actor)
     assert (full["status"], full["weight"]) == ("promoted", 100)
-    events = service.store.audit.list_audit(event_type="rollout.promoted", limit=5).items
+    events = service.store.audit.list_audit(
+        AuditQuery(event_type="rollout.promoted", limit=5)
+    ).items
     assert [e.actor for e in events] == ["alice"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from kneo.controller.rollout_pass import step_rollouts
+from kneo.store import AuditQuery
 from tests.rollout.rollout_service import KEYS, Service, begin, count_runs
 from tests.rollout.rollout_service import service as service
 
@@ -114,5 +115,7 @@ def test_decisions_through_the_forms(service: Service) -> None:
     assert service.store.rollouts.get_rollout("ro_ui").status == "promoted"
     bad = alice.post("/ui/rollouts/ro_ui", {"decision": "explode"})
     assert bad.status_code == 400 and "choose promote, abort or retry" in bad.text
-    [event] = service.store.audit.list_audit(event_type="rollout.aborted", limit=5).items
+    [event] = service.store.audit.list_audit(
+        AuditQuery(event_type="rollout.aborted", limit=5)
+    ).items
     assert event.actor == "alice" and event.payload["reason"] == "too slow"

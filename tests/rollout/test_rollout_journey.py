@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from kneo.controller.rollout_pass import decide
 from kneo.errors import Forbidden
-from kneo.store import tables
+from kneo.store import AuditQuery, tables
 from tests.rollout.world import DEV, FROZEN, MIN_RUNS, World
 
 
@@ -61,7 +61,7 @@ def test_a_canary_reviewers_reject_is_aborted_and_new_runs_return_to_stable(
     assert figures["canary"]["by_kind"]["approval"]["rejection_rate"] == 1.0
     assert figures["canary"]["finished"] >= MIN_RUNS and figures["stable"]["finished"] >= MIN_RUNS
     assert len(revisions) <= 4 * MIN_RUNS  # decided within the stated runs
-    [event] = store.audit.list_audit(event_type="rollout.aborted", limit=10).items
+    [event] = store.audit.list_audit(AuditQuery(event_type="rollout.aborted", limit=10)).items
     assert event.payload["canary_revision"] == 2 and event.payload["verdict"]["outcome"] == "fail"
     with store.engine.connect() as conn:
         kinds = conn.execute(sa.select(tables.notification_events.c.event_type)).scalars().all()
@@ -93,7 +93,10 @@ def test_a_good_canary_walks_to_100_percent(store: Any, tmp_path: Path) -> None:
     w.drive(20 * MIN_RUNS, reject_revision=None)
     ro = w.rollout()
     assert (ro.status, ro.weight) == ("promoted", 100), ro
-    assert [e.event_type for e in store.audit.list_audit(event_type="rollout.promoted").items]
+    assert [
+        e.event_type
+        for e in store.audit.list_audit(AuditQuery(event_type="rollout.promoted")).items
+    ]
     for _ in range(5):
         run = w.start()
         assert store.runs.get_run(run.run_id).bundle_revision == 2
@@ -146,7 +149,7 @@ def test_by_hand_under_the_approvers(store: Any, tmp_path: Path) -> None:
     assert (retried["status"], retried["weight"], retried["step"]) == ("progressing", 50, 1)
     promoted = decide(store, ro.rollout_id, "promote", actor="alice", now=now, full=True)
     assert (promoted["status"], promoted["weight"]) == ("promoted", 100)
-    kinds = [e.event_type for e in store.audit.list_audit(limit=100).items]
+    kinds = [e.event_type for e in store.audit.list_audit(AuditQuery(limit=100)).items]
     assert {"rollout.started", "rollout.aborted", "rollout.retried", "rollout.promoted"} <= set(
         kinds
     )

@@ -29,6 +29,7 @@ from kneo.platform import PlatformManager, create_platform
 from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.project import ProjectConfig, ProjectContext
+from kneo.store import AuditQuery
 from kneo.store import code as code_module
 
 PROJECT_MODULE = "def {fn}(text):\n    return 'project {name}: ' + str(text)\n"
@@ -333,7 +334,7 @@ def test_a_paused_run_moves_to_current_code_only_on_purpose_and_audited(
         ]
         audit = [
             e
-            for e in platform.store.audit.list_audit(run_id=first.run_id).items
+            for e in platform.store.audit.list_audit(AuditQuery(run_id=first.run_id)).items
             if e.event_type == "run.code_moved"
         ]
     finally:

@@ -39,7 +39,7 @@ from kneo.platform import create_platform
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext, declared_environments
-from kneo.store import open_store
+from kneo.store import RunQuery, open_store
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller
 from tests.mcp_tests.test_mcp_server import error_text, payload, session
 from tests.service.svc_helpers import serving_app
@@ -158,7 +158,7 @@ class Service:
         )
 
     def runs(self) -> set[str]:
-        return {run.run_id for run in self.store.runs.list_runs(count=False).items}
+        return {run.run_id for run in self.store.runs.list_runs(RunQuery(count=False)).items}
 
 
 @pytest.fixture(scope="module")

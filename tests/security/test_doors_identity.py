@@ -24,6 +24,7 @@ from kneo.people import Identity, caller_entry, names_of, proven_claim
 from kneo.service.auth import ROLE_SCOPES
 from kneo.service.identity import parse_role_map, person_of
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 from tests.console.console_helpers import CSRF
 from tests.controller.gitops_fixtures import promotion_waiting
 from tests.identity.oidc_helpers import ADMIN, Live, console_over_http, person_token
@@ -110,7 +111,7 @@ def test_an_unverified_address_approves_no_promotion(live: tuple[Live, str]) -> 
     assert approved.status_code == 200, approved.text
     [event] = _admin(server, "/v1/audit-events", event_type="promotion.approved")["events"]
     assert event["actor"] == ALICE
-    [stored] = server.store.audit.list_audit(event_type="promotion.approved").items
+    [stored] = server.store.audit.list_audit(AuditQuery(event_type="promotion.approved")).items
     decided = stored.payload["decided_by"]  # e-mails in a payload are redacted on write
     assert decided["subject"] == "alice" and decided["method"] == "oidc_token"
     assert decided["matched"] == "user:[REDACTED_EMAIL]" and decided["matched_claim"] == "email"

@@ -25,7 +25,7 @@ from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.ratchet import policy_subject, policy_task_id
 from kneo.errors import Forbidden
 from kneo.policy.floors import parse_floors
-from kneo.store import open_store
+from kneo.store import AuditQuery, TaskQuery, open_store
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller, sign_policy, spec
 
 BEFORE_FREEZE = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -81,7 +81,7 @@ def prod_in_force(world: World) -> str:
 
 
 def audit(store: Any, event_type: str) -> list[Any]:
-    return list(store.audit.list_audit(event_type=event_type, limit=100).items)
+    return list(store.audit.list_audit(AuditQuery(event_type=event_type, limit=100)).items)
 
 
 def approve(store: Any, env: str, digest: str, *people: str) -> None:
@@ -210,7 +210,7 @@ def test_the_loosening_signed_and_approved_two_of_two_takes_effect_then_promotes
     assert task == policy_task_id("prod", policy_subject("prod", prod_in_force(world), digest))
     [cont] = [
         c
-        for c in store.tasks.list_continuations(status="pending").items
+        for c in store.tasks.list_continuations(TaskQuery(status="pending")).items
         if c.continuation_id == task
     ]
     question = cont.requests[0]["prompt"]
@@ -336,7 +336,9 @@ def test_a_floor_refuses_a_weaker_policy_whatever_signs_it(
     # no one is asked to approve what the floor refuses anyway
     assert world.policy()["task"] is None
     assert not [
-        c for c in store.tasks.list_continuations(status="pending").items if c.context.get("policy")
+        c
+        for c in store.tasks.list_continuations(TaskQuery(status="pending")).items
+        if c.context.get("policy")
     ]
     assert digest == world.policy()["digest"]
     # what meets the floor but loosens the rest still needs prod's signatures and approvers

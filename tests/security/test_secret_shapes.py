@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 
 from kneo.service import create_app
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 from tests.console.console_helpers import Console, console_env
 from tests.service.svc_helpers import ROOT, headers, project_declaring
 from tests.service.test_planted_secrets_everywhere import _columns_holding
@@ -155,7 +156,7 @@ def test_every_shape_of_secret_stays_out_of_every_view(
         outputs += _console(app, rid, None)
     outputs += [r.getMessage() for r in caplog.records]
     outputs += [str(e.payload) for e in store.runs.list_trace(rid, limit=1000).items]
-    outputs += [str(e.payload) for e in store.audit.list_audit(limit=1000).items]
+    outputs += [str(e.payload) for e in store.audit.list_audit(AuditQuery(limit=1000)).items]
     blob = "\n".join(outputs)
     leaked = {shape for shape, (_, secret) in SHAPES.items() if secret in blob}
     assert not leaked, f"shapes that left the service: {sorted(leaked)}"

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from svc_helpers import auth_env, headers
 
+from kneo.store import AuditQuery
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controller"))
 
 from gitops_fixtures import Keys, Repo, spec
@@ -265,12 +267,12 @@ def test_day_two_routes_roll_back_pin_block_and_suspend_as_the_keys_person(
     assert client.post(key + "/suspend", json={"reason": "x"}, headers=viewer).status_code == 403
     r = client.post(key + "/suspend", json={"reason": "incident 42"}, headers=op)
     assert r.status_code == 200 and r.json()["suspended_by"] == "operator"
-    [event] = store.audit.list_audit(event_type="bundle.suspended", limit=10).items
+    [event] = store.audit.list_audit(AuditQuery(event_type="bundle.suspended", limit=10)).items
     assert (event.actor, event.payload["reason"]) == ("operator", "incident 42")
     assert client.get(key, headers=viewer).json()["suspended"] is True
     r = client.post(key + "/resume", headers=op)
     assert r.status_code == 200 and r.json()["changed"] is True
-    [event] = store.audit.list_audit(event_type="bundle.resumed", limit=10).items
+    [event] = store.audit.list_audit(AuditQuery(event_type="bundle.resumed", limit=10)).items
     assert event.actor == "operator"
 
     r = client.post(key + "/rollback", json={"to": 1, "reason": "5xx"}, headers=op)

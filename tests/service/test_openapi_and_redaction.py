@@ -9,6 +9,8 @@ import sys
 
 from svc_helpers import KEYS, ROOT, auth_env, headers
 
+from kneo.store import AuditQuery
+
 SMOKE = "examples/smoke_human_workflow.yaml"
 
 
@@ -99,7 +101,7 @@ def test_stored_checkpoints_and_audit_are_redacted(make_client) -> None:
     store = client.app.state.manager.store
     stored = [cp.payload for cp in store.runs.list_checkpoints(run["run_id"]).items]
     stored += [e.payload for e in store.runs.list_trace(run["run_id"]).items]
-    stored += [e.payload for e in store.audit.list_audit(run_id=run["run_id"]).items]
+    stored += [e.payload for e in store.audit.list_audit(AuditQuery(run_id=run["run_id"])).items]
     blob = json.dumps(stored)
     for name, value in PLANTED.items():
         assert value.split("=")[-1].split(" ")[-1] not in blob, f"{name} stored unredacted"

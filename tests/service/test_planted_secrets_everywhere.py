@@ -22,6 +22,7 @@ from svc_helpers import ROOT, auth_env, headers, project_declaring
 
 from kneo.service import create_app
 from kneo.settings import Settings
+from kneo.store import AuditQuery
 
 INPUT_SECRET = "in-PLANTED-1111"  # in the input, and so in the tool call's arguments
 RESULT_SECRET = "result-PLANTED-3333"  # what the tool returns
@@ -145,7 +146,7 @@ def test_secrets_in_input_tool_calls_results_and_errors_never_leave(
     outputs.append(continued.text)
     outputs += [r.getMessage() for r in [*caplog.records, *request_log]]
     outputs += [str(e.payload) for e in store.runs.list_trace(rid, limit=1000).items]
-    outputs += [str(e.payload) for e in store.audit.list_audit(limit=1000).items]
+    outputs += [str(e.payload) for e in store.audit.list_audit(AuditQuery(limit=1000)).items]
     blob = "\n".join(outputs)
     for secret in SECRETS:
         assert secret not in blob, f"{secret} left the service"

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from kneo.service.auth import ROLE_SCOPES, SIGNED_IN, route_scopes
+from kneo.store import RunQuery, TaskQuery
 from tests.service.svc_helpers import auth_env, headers
 from tests.service.test_role_matrix import FAILING_SPEC, _requests
 
@@ -48,8 +49,8 @@ def _defaults(client: TestClient) -> set[str]:
     """The default project's identifiers a leak would show: runs, tasks, requests, rollouts,
     bundles."""
     store = client.app.state.manager.store
-    runs = store.runs.list_runs(limit=500).items
-    tasks = store.tasks.list_continuations(limit=500, status=None).items
+    runs = store.runs.list_runs(RunQuery(limit=500)).items
+    tasks = store.tasks.list_continuations(TaskQuery(limit=500, status=None)).items
     ids = {r.run_id for r in runs} | {c.continuation_id for c in tasks}
     ids |= {str(q.get("request_id")) for c in tasks for q in c.requests}
     ids |= {r.rollout_id for r in store.rollouts.list_rollouts(limit=500).items}

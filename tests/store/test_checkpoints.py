@@ -99,18 +99,18 @@ def test_non_json_payload_is_refused(store: Store) -> None:
 
 
 def test_list_by_type_latest_and_missing(store: Store) -> None:
-    """Checkpoints filter by type; latest_checkpoint finds the newest; unknown is NotFound."""
+    """Checkpoints filter by type; the newest first is the latest; unknown is NotFound."""
     run_id = new_run(store)
     with store.transaction() as tx:
         for kind in ("step", "turn", "step"):
             tx.add_checkpoint(run_id, type=kind, payload={"kind": kind})
     steps = store.runs.list_checkpoints(run_id, type="step")
     assert [c.sequence for c in steps.items] == [1, 3] and steps.total == 2
-    latest = store.runs.latest_checkpoint(run_id)
+    [latest] = store.runs.list_checkpoints(run_id, limit=1, sort_order="desc").items
     assert latest is not None and latest.sequence == 3
-    turn = store.runs.latest_checkpoint(run_id, type="turn")
+    [turn] = store.runs.list_checkpoints(run_id, type="turn", limit=1, sort_order="desc").items
     assert turn is not None and turn.sequence == 2
-    assert store.runs.latest_checkpoint(new_run(store)) is None
+    assert store.runs.list_checkpoints(new_run(store), limit=1).items == []
     with pytest.raises(NotFound):
         store.runs.get_checkpoint(run_id, 99)
     paged = store.runs.list_checkpoints(run_id, limit=1, offset=1)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
-from kneo.store import Store
+from kneo.store import Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.wire import executor
 from kneo.store.wire.executor import PostgresExecutor
@@ -46,7 +46,7 @@ def test_put_and_get_round_trip(store: Store, clock: ManualClock) -> None:
     assert read == written
     assert (read.status, read.version, read.workflow_kind) == ("pending", 1, "graph")
     assert read.requests[0]["prompt"] == "ok?" and read.expires_at == expires
-    assert store.tasks.find_continuation_by_request("req_1").continuation_id == "cont_1"
+    assert [r["request_id"] for r in read.requests] == ["req_1"]
 
 
 def test_continuation_without_run(store: Store) -> None:
@@ -56,7 +56,7 @@ def test_continuation_without_run(store: Store) -> None:
             "cont_p", run_id=None, requests=[_req("req_p")], workflow_kind="promotion"
         )
     assert store.tasks.get_continuation("cont_p").run_id is None
-    assert store.tasks.list_continuations(workflow_kind="promotion").total == 1
+    assert store.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).total == 1
 
 
 def test_versioned_replace_and_stale_writer(store: Store) -> None:
@@ -103,14 +103,14 @@ def test_a_replace_of_the_same_requests_keeps_their_index_rows_statuses_right(
             requests=[_req("req_1", status="approved"), _req("req_2")],
         )  # fmt: skip
     assert _index(store) == [("req_1", "approved"), ("req_2", "pending")]
-    assert store.tasks.list_continuations(assignee="ops").total == 1
+    assert store.tasks.list_continuations(TaskQuery(assignee="ops")).total == 1
     with store.transaction() as tx:
         tx.put_continuation(
             "cont_1", run_id=run_id, expected_version=2, same_requests=True, status="resolved",
             requests=[_req("req_1", status="approved"), _req("req_2", status="approved")],
         )  # fmt: skip
     assert _index(store) == [("req_1", "resolved"), ("req_2", "resolved")]
-    assert store.tasks.list_continuations(assignee="ops").total == 0
+    assert store.tasks.list_continuations(TaskQuery(assignee="ops")).total == 0
 
 
 def test_requests_need_unique_ids(store: Store) -> None:
@@ -140,8 +140,6 @@ def test_delete_continuation(store: Store) -> None:
         assert tx.delete_continuation("cont_1") is False
     with pytest.raises(NotFound):
         store.tasks.get_continuation("cont_1")
-    with pytest.raises(NotFound):
-        store.tasks.find_continuation_by_request("req_1")
 
 
 def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> None:
@@ -172,7 +170,7 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
         )
 
     def ids(**kw: object) -> list[str]:
-        return [c.continuation_id for c in store.tasks.list_continuations(**kw).items]  # type: ignore[arg-type]
+        return [c.continuation_id for c in store.tasks.list_continuations(TaskQuery(**kw)).items]  # type: ignore[arg-type]
 
     assert ids() == ["cont_a", "cont_b", "cont_c"]
     assert ids(sort="newest") == ["cont_c", "cont_b", "cont_a"]
@@ -185,11 +183,11 @@ def test_listing_filters_sorts_and_counts(store: Store, clock: ManualClock) -> N
     assert ids(escalated=False) == ["cont_a", "cont_b"]
     assert ids(older_than=start + timedelta(seconds=90)) == ["cont_a", "cont_b"]
     assert ids(status=None, run_id=seq) == ["cont_a", "cont_done"]
-    page = store.tasks.list_continuations(limit=1, offset=1)
+    page = store.tasks.list_continuations(TaskQuery(limit=1, offset=1))
     assert [c.continuation_id for c in page.items] == ["cont_b"] and page.total == 3
     assert store.tasks.pending_counts_by_assignee() == {"ann": 1, "bob": 2, None: 1}
     with pytest.raises(InvalidRequest):
-        store.tasks.list_continuations(sort="sideways")  # type: ignore[arg-type]
+        store.tasks.list_continuations(TaskQuery(sort="sideways"))  # type: ignore[arg-type]
 
 
 def test_listing_by_expiry(store: Store, clock: ManualClock) -> None:
@@ -207,7 +205,7 @@ def test_listing_by_expiry(store: Store, clock: ManualClock) -> None:
     run_id = new_run(store)
     with store.transaction() as tx:
         tx.put_continuation("cont_never", run_id=run_id, requests=[_req("req_never")])
-    due = store.tasks.list_continuations(expires_before=now)
+    due = store.tasks.list_continuations(TaskQuery(expires_before=now))
     assert sorted(c.continuation_id for c in due.items) == ["cont_due", "cont_now"]
     assert due.total == 2
     assert store.tasks.list_continuations().total == 4
@@ -251,7 +249,10 @@ def test_labels_come_from_the_run_and_survive_a_replace(store: Store) -> None:
     assert store.tasks.get_continuation("cont_p").environment == "staging"
 
     def ids(**kw: object) -> list[str]:
-        return [c.continuation_id for c in store.tasks.list_continuations(status=None, **kw).items]  # type: ignore[arg-type]
+        return [
+            c.continuation_id
+            for c in store.tasks.list_continuations(TaskQuery(status=None, **kw)).items
+        ]  # type: ignore[arg-type]
 
     assert ids(environment="prod") == ["cont_r"]
     assert ids(workflow_name="mailer") == ["cont_p"]
@@ -275,7 +276,7 @@ def test_keyset_pages_walk_every_row_once(store: Store, clock: ManualClock, sort
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = store.tasks.list_continuations(sort=sort, limit=3, cursor=cursor)  # type: ignore[arg-type]
+        page = store.tasks.list_continuations(TaskQuery(sort=sort, limit=3, cursor=cursor))  # type: ignore[arg-type]
         seen += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -295,16 +296,16 @@ def test_bad_cursors_are_invalid_requests(store: Store) -> None:
     with store.transaction() as tx:
         tx.put_continuation("cont_a", run_id=run_id, requests=[_req("ra")])
         tx.put_continuation("cont_b", run_id=run_id, requests=[_req("rb")])
-    cursor = store.tasks.list_continuations(limit=1).next_cursor
+    cursor = store.tasks.list_continuations(TaskQuery(limit=1)).next_cursor
     assert cursor is not None
     for bad in ("not-a-cursor", "W10", cursor[:-2]):
         with pytest.raises(InvalidRequest) as caught:
-            store.tasks.list_continuations(cursor=bad)
+            store.tasks.list_continuations(TaskQuery(cursor=bad))
         assert caught.value.details.get("field") == "cursor"
     with pytest.raises(InvalidRequest):
-        store.tasks.list_continuations(sort="newest", cursor=cursor)
+        store.tasks.list_continuations(TaskQuery(sort="newest", cursor=cursor))
     with pytest.raises(InvalidRequest):
-        store.tasks.list_continuations(cursor=cursor, offset=1)
+        store.tasks.list_continuations(TaskQuery(cursor=cursor, offset=1))
 
 
 def _pause(tx: Any, run: Any, continuation_id: str = "cont_w") -> None:
@@ -353,9 +354,8 @@ def test_a_pause_writes_its_task_with_the_run_outcome(
     cont = store.tasks.get_continuation("cont_w")
     assert (cont.run_id, cont.status, cont.version) == (run.run_id, "pending", 1)
     assert [r["request_id"] for r in cont.requests] == ["req_w", "req_v"]
-    assert store.tasks.find_continuation_by_request("req_v").continuation_id == "cont_w"
-    assert store.tasks.list_continuations(assignee="bob").total == 1
-    assert store.tasks.list_continuations(search=["zeppelin"]).total == 1
+    assert store.tasks.list_continuations(TaskQuery(assignee="bob")).total == 1
+    assert store.tasks.list_continuations(TaskQuery(q="zeppelin")).total == 1
     postgres = store.engine.dialect.name == "postgresql"
     assert alone == ([True] if postgres and not before else [])
 
@@ -369,7 +369,7 @@ def test_a_stale_pause_writes_no_task(store: Store) -> None:
     assert caught.value.code == "stale_state"
     with pytest.raises(NotFound):
         store.tasks.get_continuation("cont_w")
-    assert store.tasks.list_continuations(search=["zeppelin"]).total == 0
+    assert store.tasks.list_continuations(TaskQuery(q="zeppelin")).total == 0
     assert store.runs.get_run(run.run_id).status == "running"
 
 
@@ -385,7 +385,7 @@ def test_a_pause_whose_task_id_is_taken_is_already_exists_and_writes_nothing(
     assert caught.value.code == "already_exists"
     assert store.runs.get_run(run.run_id).status == "running"
     assert store.tasks.get_continuation("cont_w").run_id == other
-    assert store.tasks.list_continuations(search=["zeppelin"]).total == 0
+    assert store.tasks.list_continuations(TaskQuery(q="zeppelin")).total == 0
 
 
 def test_a_task_meant_for_an_outcome_that_never_came_is_written_at_commit(store: Store) -> None:

@@ -20,7 +20,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IdempotencyConflict, NotFound, ResourceLocked
 from kneo.setting_groups import RetentionDays
-from kneo.store import DeliveryOutcome, Store
+from kneo.store import AuditQuery, DeliveryOutcome, RunQuery, Store, TaskQuery
 from kneo.store.contracts import (
     ApprovalReads,
     AuditLog,
@@ -92,7 +92,7 @@ def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
     assert stale.value.code == "stale_state"
     assert reads.get_run("run_c1").status == "running"
     with units.transaction() as tx:
-        assert tx.request_cancel("run_c1").cancel_requested is True
+        assert tx.update_run("run_c1", cancel_requested=True).cancel_requested is True
 
     with units.transaction() as tx:
         tx.add_checkpoint("run_c1", type="step_completed", step_id="s1", payload={"n": 1})
@@ -103,7 +103,7 @@ def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
     assert [e.sequence for e in events] == [1, 2]
     checkpoints = reads.list_checkpoints("run_c1")
     assert [c.step_id for c in checkpoints.items] == ["s1", "s2"] and checkpoints.total == 2
-    latest = reads.latest_checkpoint("run_c1")
+    [latest] = reads.list_checkpoints("run_c1", limit=1, sort_order="desc").items
     assert latest is not None and latest.payload == {"n": 2}
     assert reads.get_checkpoint("run_c1", latest.sequence) == latest
     trace = reads.list_trace("run_c1", event_type="step.completed")
@@ -111,7 +111,7 @@ def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
 
     with pytest.raises(_Rollback), units.transaction() as tx:
         tx.create_run(run_id="run_gone", target="workflow", input_text="x")
-        tx.add_trace_event("run_c1", "never.written")
+        tx.add_trace_events("run_c1", [{"event_type": "never.written"}])
         raise _Rollback
     with pytest.raises(NotFound):
         reads.get_run("run_gone")
@@ -119,11 +119,11 @@ def check_runs(reads: RunReads, units: Transactional[RunTransaction]) -> None:
 
     with units.transaction() as tx:
         tx.create_run(run_id="run_c2", target="workflow", input_text="x", status="succeeded")
-    assert [r.run_id for r in reads.list_runs(status="succeeded").items] == ["run_c2"]
-    first = reads.list_runs(limit=1, sort_order="asc", sort_by="created_at")
+    assert [r.run_id for r in reads.list_runs(RunQuery(status="succeeded")).items] == ["run_c2"]
+    first = reads.list_runs(RunQuery(limit=1, sort_order="asc", sort_by="created_at"))
     assert first.next_cursor is not None and first.total == 2
     rest = reads.list_runs(
-        limit=1, sort_order="asc", sort_by="created_at", cursor=first.next_cursor
+        RunQuery(limit=1, sort_order="asc", sort_by="created_at", cursor=first.next_cursor)
     )
     assert {first.items[0].run_id, rest.items[0].run_id} == {"run_c1", "run_c2"}
     assert set(reads.run_states(["run_c1", "run_missing"])) == {"run_c1"}
@@ -152,7 +152,7 @@ def check_step_boundaries(
     nothing either (on PostgreSQL both are the one-statement writes)."""
     with units.transaction() as tx:
         run = tx.create_run(run_id="run_s1", target="workflow", input_text="x", status="running")
-        tx.add_trace_event("run_s1", "run_started")
+        tx.add_trace_events("run_s1", [{"event_type": "run_started"}])
     state: dict[str, object] = {"units": {"s1": {"output": "ü"}}, "order": ["s1"]}
     with units.transaction() as tx:
         written = tx.write_step(
@@ -194,7 +194,9 @@ def check_step_boundaries(
     assert (read.status, read.output_text, read.version) == ("succeeded", "out", 3)
     assert (done.status, done.version, done.output_text) == (read.status, 3, read.output_text)
     assert [e.event_type for e in reads.list_trace("run_s1").items][-1] == "run_completed"
-    assert [e.event_type for e in log.list_audit(run_id="run_s1").items] == ["run.succeeded"]
+    assert [e.event_type for e in log.list_audit(AuditQuery(run_id="run_s1")).items] == [
+        "run.succeeded"
+    ]
 
 
 def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTransaction]) -> None:
@@ -209,11 +211,11 @@ def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTran
         tx.add_audit("human.requested", continuation_id="cont_c1")
     assert reads.inbox_version() != before
     assert reads.get_continuation("cont_c1") == written and written.version == 1
-    assert reads.find_continuation_by_request("req_c1").continuation_id == "cont_c1"
-    assert [c.continuation_id for c in reads.list_continuations(assignee="ops").items] == [
-        "cont_c1"
-    ]
-    assert reads.list_continuations(assignee="someone-else").items == []
+    assert [r["request_id"] for r in written.requests] == ["req_c1"]
+    assert [
+        c.continuation_id for c in reads.list_continuations(TaskQuery(assignee="ops")).items
+    ] == ["cont_c1"]
+    assert reads.list_continuations(TaskQuery(assignee="someone-else")).items == []
     assert reads.pending_counts_by_assignee() == {"ops": 1}
     with pytest.raises(Conflict), units.transaction() as tx:
         tx.put_continuation(
@@ -228,7 +230,7 @@ def check_human_tasks(reads: HumanTaskReads, units: Transactional[ControllerTran
             expected_version=1,
         )
     assert reads.list_continuations().items == []  # pending is the default filter
-    assert reads.list_continuations(status="resolved").total == 1
+    assert reads.list_continuations(TaskQuery(status="resolved")).total == 1
     with units.transaction() as tx:
         assert tx.delete_continuation("cont_c1") is True
     with pytest.raises(NotFound):
@@ -245,12 +247,14 @@ def check_audit(log: AuditLog, units: Transactional[WorkflowTransaction]) -> Non
         tx.add_audit("other.thing")
     assert log.get_audit(event.event_id) == event
     assert (event.actor, event.payload) == ("alice", {"k": "v"})
-    assert [e.event_id for e in log.list_audit(run_id=units_run).items] == [event.event_id]
+    assert [e.event_id for e in log.list_audit(AuditQuery(run_id=units_run)).items] == [
+        event.event_id
+    ]
     assert log.list_audit().total == 2
     with pytest.raises(_Rollback), units.transaction() as tx:
         tx.add_audit("run.cancelled", run_id=units_run)
         raise _Rollback
-    assert log.list_audit(event_type="run.cancelled").total == 0
+    assert log.list_audit(AuditQuery(event_type="run.cancelled")).total == 0
     with pytest.raises(NotFound):
         log.get_audit("evt_missing")
 
@@ -298,8 +302,8 @@ def check_queue(queue: RunQueue, units: Transactional[RunTransaction], clock: Ma
     clock.advance(61)
     retaken = queue.claim("w3", 30)
     assert retaken is not None and queue.fail(retaken.queue_id, "w3", {"error": "boom"})
-    assert queue.get_queue_record(second.queue_id).error == {"error": "boom"}
-    assert [r.queue_id for r in queue.queue_records_for_run("run_q2")] == [second.queue_id]
+    [failed] = queue.queue_records_for_run("run_q2")
+    assert (failed.queue_id, failed.error) == (second.queue_id, {"error": "boom"})
     stats = queue.queue_stats()
     assert (stats["completed"], stats["failed"], stats["queued"]) == (1, 1, 0)
 
@@ -412,9 +416,9 @@ def check_registry(reads: RegistryReads, units: Transactional[RegistryTransactio
     assert reads.get_pin("helper", "dev") is None and reads.list_blocked_digests() == []
 
     with units.transaction() as tx:
-        tx.set_condition("helper", "dev", "Ready", status="False", reason="Verifying")
+        tx.set_conditions("helper", "dev", [("Ready", "False", "Verifying", "")])
     with units.transaction() as tx:
-        tx.set_condition("helper", "dev", "Ready", status="True", reason="Active")
+        tx.set_conditions("helper", "dev", [("Ready", "True", "Active", "")])
     [ready] = reads.list_conditions("helper", "dev")
     assert (ready.type, ready.status, ready.reason) == ("Ready", "True", "Active")
     with units.transaction() as tx:
@@ -479,7 +483,9 @@ def check_notifications(outbox: NotificationOutbox, clock: ManualClock) -> None:
     assert outbox.unrouted_notification_events() == 0
     claimed = outbox.claim_notifications("d1", 30, receivers=["chat"])
     assert [(n.receiver, n.event.event_id, n.attempts) for n in claimed] == [("chat", "evt_n1", 1)]
-    assert outbox.finish_notification(claimed[0].id, "d2", sent=True) is False  # not its lease
+    assert (
+        outbox.finish_notifications("d2", [DeliveryOutcome(claimed[0].id, sent=True)]) == 0
+    )  # not its lease
     retry_at = clock.now() + timedelta(seconds=60)
     assert (
         outbox.finish_notifications(
@@ -489,11 +495,11 @@ def check_notifications(outbox: NotificationOutbox, clock: ManualClock) -> None:
     )
     [mail] = outbox.claim_notifications("d1", 30)
     assert mail.receiver == "mail" and outbox.claim_notifications("d1", 30) == []
-    assert outbox.finish_notification(mail.id, "d1", sent=True) is True
+    assert outbox.finish_notifications("d1", [DeliveryOutcome(mail.id, sent=True)]) == 1
     clock.advance(61)
     [again] = outbox.claim_notifications("d1", 30)
     assert (again.receiver, again.attempts) == ("chat", 2)
-    assert outbox.finish_notification(again.id, "d1", sent=False, error="gone") is True
+    assert outbox.finish_notifications("d1", [DeliveryOutcome(again.id, False, "gone")]) == 1
     assert outbox.notification_counts() == {("chat", "dead"): 1, ("mail", "sent"): 1}
     assert [n.receiver for n in outbox.list_notifications(status="dead").items] == ["chat"]
     assert outbox.retry_notifications() == 1
@@ -559,7 +565,7 @@ def check_controller_store(store: ControllerStore) -> None:
             "cont_promo", run_id=None, requests=[_request("req_p")], workflow_kind="promotion"
         )
     assert reads.registry.get_revision("svc", "prod", 1).status == "pending_approval"
-    assert reads.tasks.list_continuations(workflow_kind="promotion").total == 1
+    assert reads.tasks.list_continuations(TaskQuery(workflow_kind="promotion")).total == 1
 
 
 def check_controller_state(state: ControllerStateReads) -> None:

@@ -41,8 +41,8 @@ def test_claim_is_fifo_and_counts_attempts(store: Store) -> None:
     assert store.queue.claim("w3", 30) is None
     assert store.queue.complete(first.queue_id, "w1") is True
     assert store.queue.fail(second.queue_id, "w2", {"error": "boom"}) is True
-    assert store.queue.get_queue_record(first.queue_id).status == "completed"
-    failed = store.queue.get_queue_record(second.queue_id)
+    assert [r.status for r in store.queue.queue_records_for_run(first.run_id)] == ["completed"]
+    [failed] = store.queue.queue_records_for_run(second.run_id)
     assert (failed.status, failed.error) == ("failed", {"error": "boom"})
     assert failed.finished_at is not None
     stats = store.queue.queue_stats()
@@ -76,12 +76,10 @@ def test_release_puts_record_back(store: Store) -> None:
     assert again is not None and again.queue_id == held.queue_id and again.attempts == 2
 
 
-def test_queue_rejects_bad_lease_and_unknown_record(store: Store) -> None:
-    """Zero leases are refused; unknown queue ids are NotFound."""
+def test_queue_rejects_bad_lease(store: Store) -> None:
+    """Zero leases are refused."""
     with pytest.raises(InvalidRequest):
         store.queue.claim("w", 0)
-    with pytest.raises(NotFound):
-        store.queue.get_queue_record(424242)
 
 
 def test_threads_claim_each_record_exactly_once(store: Store) -> None:

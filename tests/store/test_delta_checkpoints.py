@@ -73,7 +73,7 @@ def test_many_steps_fold_to_every_state(store: Store) -> None:
         assert store.runs.get_checkpoint(journal.run_id, sequence).payload == state
     page = store.runs.list_checkpoints(journal.run_id, limit=100)
     assert [c.payload for c in page.items] == states and page.total == 40
-    latest = store.runs.latest_checkpoint(journal.run_id)
+    [latest] = store.runs.list_checkpoints(journal.run_id, limit=1, sort_order="desc").items
     assert latest is not None and latest.payload == states[-1]
 
 
@@ -104,7 +104,9 @@ def test_type_filter_reads_through_other_types(store: Store) -> None:
         (s, states[s - 1]) for s in (7, 10, 13)
     ]
     assert steps.total == 7
-    turn = store.runs.latest_checkpoint(journal.run_id, type="turn")
+    [turn] = store.runs.list_checkpoints(
+        journal.run_id, type="turn", limit=1, sort_order="desc"
+    ).items
     assert turn is not None and (turn.sequence, turn.payload) == (21, states[20])
 
 

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import Store, open_store
+from kneo.store import RunQuery, Store, TaskQuery, open_store
 from kneo.store.tasks import reads as task_reads
 from kneo.store.tasks.reads import _rarity
 
@@ -59,8 +59,10 @@ def _hashes_a_word(plan: list[str]) -> bool:
 
 def _probing_statements(store: Store, search: list[str]) -> list[tuple[str, Any]]:
     for _ in range(RUNS):
-        assert store.tasks.list_continuations(search=search, limit=20).items
-    calls = selects_run_by(store, lambda: store.tasks.list_continuations(search=search, limit=20))
+        assert store.tasks.list_continuations(TaskQuery(q=" ".join(search), limit=20)).items
+    calls = selects_run_by(
+        store, lambda: store.tasks.list_continuations(TaskQuery(q=" ".join(search), limit=20))
+    )
     # the page and its bounded count: each joins the lead word's rows and probes the other
     return [(s, p) for s, p in calls if "continuation_terms_1" in s]
 
@@ -93,8 +95,8 @@ def test_search_and_list_statements_are_never_prepared(filled: Store) -> None:
         pytest.skip("SQLite plans each statement from the schema: no generic plans")
     _probing_statements(filled, ["approve", "g5"])
     for _ in range(RUNS):
-        filled.tasks.list_continuations(assignee="a7", limit=20)
-        filled.runs.list_runs(status="running", limit=20)
+        filled.tasks.list_continuations(TaskQuery(assignee="a7", limit=20))
+        filled.runs.list_runs(RunQuery(status="running", limit=20))
         filled.tasks.get_continuation("cont_000003")
     with filled.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
@@ -141,7 +143,8 @@ def _two_common_words(filled: Store, many: str, rarer: str) -> None:
     assert 100 < counts[rarer] < counts[many], counts
     for search in ([many, rarer], [rarer, many]):
         calls = selects_run_by(
-            filled, functools.partial(filled.tasks.list_continuations, search=search)
+            filled,
+            functools.partial(filled.tasks.list_continuations, TaskQuery(q=" ".join(search))),
         )
         page = [(s, p) for s, p in calls if "continuation_terms_1" in s]
         # the first walk is bounded (a few pages' rows of either word: issue 73), whichever
@@ -155,8 +158,8 @@ def _two_common_words(filled: Store, many: str, rarer: str) -> None:
             assert [v for v in values if v in (many, rarer)] == [rarer, many], params
     # every word common: the words' rows are joined by the inbox's order, with the same
     # answers (the two never together; the rarer with a word of every task: the rarer's)
-    assert not filled.tasks.list_continuations(search=[many, rarer]).items
-    both = filled.tasks.list_continuations(search=["approve", rarer], limit=1000)
+    assert not filled.tasks.list_continuations(TaskQuery(q=f"{many} {rarer}")).items
+    both = filled.tasks.list_continuations(TaskQuery(q=f"approve {rarer}", limit=1000))
     assert both.total == counts[rarer] == len(both.items)
     assert all(c.continuation_id.endswith("0") for c in both.items)
     assert both.items == sorted(both.items, key=lambda c: (c.created_at, c.continuation_id))
@@ -186,15 +189,15 @@ def test_listings_past_warm_up_scan_no_big_table(filled: Store) -> None:
         pytest.skip("pg_stat_user_tables is PostgreSQL's")
     listings = [
         lambda: filled.tasks.list_continuations(),
-        lambda: filled.tasks.list_continuations(sort="newest"),
-        lambda: filled.tasks.list_continuations(assignee="a7"),
-        lambda: filled.tasks.list_continuations(assignee=("a7", "a8")),
-        lambda: filled.tasks.list_continuations(kind="input"),
-        lambda: filled.tasks.list_continuations(search=["approve", "g3"]),
-        lambda: filled.tasks.list_continuations(search=["w000003"]),
-        lambda: filled.runs.list_runs(limit=50),
-        lambda: filled.runs.list_runs(status="running", limit=50),
-        lambda: filled.runs.list_runs(status=["paused", "failed"], limit=50),
+        lambda: filled.tasks.list_continuations(TaskQuery(sort="newest")),
+        lambda: filled.tasks.list_continuations(TaskQuery(assignee="a7")),
+        lambda: filled.tasks.list_continuations(TaskQuery(assignee=("a7", "a8"))),
+        lambda: filled.tasks.list_continuations(TaskQuery(kind="input")),
+        lambda: filled.tasks.list_continuations(TaskQuery(q="approve g3")),
+        lambda: filled.tasks.list_continuations(TaskQuery(q="w000003")),
+        lambda: filled.runs.list_runs(RunQuery(limit=50)),
+        lambda: filled.runs.list_runs(RunQuery(status="running", limit=50)),
+        lambda: filled.runs.list_runs(RunQuery(status=("paused", "failed"), limit=50)),
     ]
     before = _seq_scans(filled)
     for _ in range(RUNS):

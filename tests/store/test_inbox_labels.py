@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kneo.clock import ManualClock
-from kneo.store import Store
+from kneo.store import Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.tasks.search import LABEL, label
 
@@ -60,7 +60,7 @@ def _fill(store: Store, clock: ManualClock, tasks: int = 24) -> None:
 def _expected(store: Store, assignee: Any = None, kind: str | None = None) -> list[str]:
     """The filter's answer from the stored requests, as the filter is defined."""
     out = []
-    for cont in store.tasks.list_continuations(limit=100, count=False).items:
+    for cont in store.tasks.list_continuations(TaskQuery(limit=100, count=False)).items:
         if kind is not None and (cont.workflow_kind == "promotion") != (kind == "promotion"):
             continue
         who = assignee if isinstance(assignee, tuple) else (assignee,)
@@ -84,7 +84,7 @@ def _paged(store: Store, limit: int, **filters: Any) -> tuple[list[str], int | N
     ids: list[str] = []
     cursor, total = None, None
     while True:
-        page = store.tasks.list_continuations(limit=limit, cursor=cursor, **filters)
+        page = store.tasks.list_continuations(TaskQuery(limit=limit, cursor=cursor, **filters))
         total = page.total if total is None else total
         ids += [c.continuation_id for c in page.items]
         cursor = page.next_cursor

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
 from kneo.setting_groups import RetentionDays
-from kneo.store import Store, open_store
+from kneo.store import Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.migrate import upgrade
 from kneo.store.tasks.search import (
@@ -43,7 +43,7 @@ def _pause(store: Store, cid: str, text: str, *, assignee: str | None = "ops") -
 
 
 def _found(store: Store, query: str, **filters: object) -> list[str]:
-    page = store.tasks.list_continuations(search=query_terms(query), **filters)  # type: ignore[arg-type]
+    page = store.tasks.list_continuations(TaskQuery(q=query, **filters))  # type: ignore[arg-type]
     return [c.continuation_id for c in page.items]
 
 
@@ -85,7 +85,7 @@ def test_a_pending_task_is_found_by_its_text_workflow_and_assignee(
     assert _found(store, "acme holiday") == []  # every word must match
     assert _found(store, "acm") == []  # whole words, not prefixes
     assert _found(store, "draft", assignee="ops") == ["cont_b"]  # with the other filters
-    counted = store.tasks.list_continuations(search=["draft"], count=True)
+    counted = store.tasks.list_continuations(TaskQuery(q="draft", count=True))
     assert counted.total == 2
 
 
@@ -121,7 +121,7 @@ def test_a_search_pages_by_keyset(store: Store, clock: ManualClock) -> None:
         clock.advance(1)
     seen, cursor = [], None
     while True:
-        page = store.tasks.list_continuations(search=["common", "word0"], limit=2, cursor=cursor)
+        page = store.tasks.list_continuations(TaskQuery(q="common word0", limit=2, cursor=cursor))
         seen += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
         if cursor is None:
@@ -165,6 +165,6 @@ def test_migration_0013_indexes_the_pending_tasks_already_there(tmp_path: Path) 
     migrated = open_store(str(url))
     assert {"old", "prompt", "migrate", "me", "wf", "zed"} <= _terms(migrated, "cont_old")
     assert "hunter2" not in _terms(migrated, "cont_old")  # redacted before indexing
-    found = migrated.tasks.list_continuations(search=["zed", "prompt"]).items
+    found = migrated.tasks.list_continuations(TaskQuery(q="zed prompt")).items
     assert [c.continuation_id for c in found] == ["cont_old"]
     migrated.close()

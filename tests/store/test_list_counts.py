@@ -10,10 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import RetentionDays, Settings
-from kneo.store import Store
+from kneo.store import RunQuery, Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.list_counts import list_counts
-from kneo.store.runs.filters import RunFilter
 
 from .conftest import StoreFactory
 from .list_count_rows import AT, counted_rows, counters, run_row, task_row
@@ -101,28 +100,28 @@ def test_list_totals_by_project_status_and_kind_are_the_counters(
     _set_counter(store, "runs", "paused", "", 1000)
     _set_counter(store, "tasks", "pending", "promotion", 500)
     runs = store.runs
-    assert runs.list_runs(limit=1).total == 1000
-    assert runs.list_runs(status="paused", limit=1, sort_by="updated_at").total == 1000
-    assert runs.list_runs(status=["paused", "failed"], limit=1).total == 1000
-    assert runs.list_runs(status="failed", limit=1).total == 0
-    assert runs.list_runs(limit=5).total == 3  # the page ends the list
-    assert runs.list_runs(limit=1, filters=RunFilter(workflow_name=None)).total == 1000
-    assert runs.list_runs(limit=1, filters=RunFilter(session_id="s")).total == 0  # counted
-    assert runs.list_runs(limit=1, filters=RunFilter(has_error=False)).total == 3
-    assert runs.list_runs(limit=1, count=False).total is None
+    assert runs.list_runs(RunQuery(limit=1)).total == 1000
+    assert runs.list_runs(RunQuery(status="paused", limit=1, sort_by="updated_at")).total == 1000
+    assert runs.list_runs(RunQuery(status=("paused", "failed"), limit=1)).total == 1000
+    assert runs.list_runs(RunQuery(status="failed", limit=1)).total == 0
+    assert runs.list_runs(RunQuery(limit=5)).total == 3  # the page ends the list
+    assert runs.list_runs(RunQuery(limit=1, workflow_name=None)).total == 1000
+    assert runs.list_runs(RunQuery(limit=1, session_id="s")).total == 0  # counted
+    assert runs.list_runs(RunQuery(limit=1, has_error=False)).total == 3
+    assert runs.list_runs(RunQuery(limit=1, count=False)).total is None
     tasks = store.tasks
-    assert tasks.list_continuations(limit=1).total == 501  # the kinds added up
-    assert tasks.list_continuations(limit=1, kind="promotion").total == 500
-    assert tasks.list_continuations(limit=1, workflow_kind="promotion").total == 500
-    assert tasks.list_continuations(limit=1, sort="expiring").total == 501
-    assert tasks.list_continuations(limit=1, run_id="r1").total == 1  # counted
-    assert tasks.list_continuations(limit=1, environment="prod").total == 0
-    assert tasks.list_continuations(limit=1, status=None, workflow_kind="x").total == 0
-    assert tasks.list_continuations(limit=5).total == 3
+    assert tasks.list_continuations(TaskQuery(limit=1)).total == 501  # the kinds added up
+    assert tasks.list_continuations(TaskQuery(limit=1, kind="promotion")).total == 500
+    assert tasks.list_continuations(TaskQuery(limit=1, workflow_kind="promotion")).total == 500
+    assert tasks.list_continuations(TaskQuery(limit=1, sort="expiring")).total == 501
+    assert tasks.list_continuations(TaskQuery(limit=1, run_id="r1")).total == 1  # counted
+    assert tasks.list_continuations(TaskQuery(limit=1, environment="prod")).total == 0
+    assert tasks.list_continuations(TaskQuery(limit=1, status=None, workflow_kind="x")).total == 0
+    assert tasks.list_continuations(TaskQuery(limit=5)).total == 3
     capped = make_store(Settings.from_env({"KNEO_SERV_MAX_LIST_COUNT": "10"}))
-    page = capped.runs.list_runs(limit=1, offset=1)  # 10 past the page's end
+    page = capped.runs.list_runs(RunQuery(limit=1, offset=1))  # 10 past the page's end
     assert (page.total, page.total_capped) == (12, True)
-    page = capped.tasks.list_continuations(limit=1, kind="promotion")
+    page = capped.tasks.list_continuations(TaskQuery(limit=1, kind="promotion"))
     assert (page.total, page.total_capped) == (11, True)
 
 

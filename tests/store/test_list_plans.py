@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import RunFilter, Store, open_store
+from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.tasks.search import task_labels
 
@@ -185,83 +186,101 @@ def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
 
 
 LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
-    "runs": lambda s, c: s.runs.list_runs(limit=50, cursor=c, count=False),
-    "runs status": lambda s, c: s.runs.list_runs(status="paused", limit=50, cursor=c, count=False),
-    "runs by update": lambda s, c: s.runs.list_runs(sort_by="updated_at", cursor=c, count=False),
-    "runs by update running": lambda s, c: s.runs.list_runs(
-        status="running", sort_by="updated_at", limit=5, cursor=c, count=False
+    "runs": lambda s, c: s.runs.list_runs(RunQuery(limit=50, cursor=c, count=False)),
+    "runs status": lambda s, c: s.runs.list_runs(
+        RunQuery(status="paused", limit=50, cursor=c, count=False)
     ),
-    "runs by status": lambda s, c: s.runs.list_runs(sort_by="status", cursor=c, count=False),
-    "runs oldest": lambda s, c: s.runs.list_runs(sort_order="asc", cursor=c, count=False),
+    "runs by update": lambda s, c: s.runs.list_runs(
+        RunQuery(sort_by="updated_at", cursor=c, count=False)
+    ),
+    "runs by update running": lambda s, c: s.runs.list_runs(
+        RunQuery(status="running", sort_by="updated_at", limit=5, cursor=c, count=False)
+    ),
+    "runs by status": lambda s, c: s.runs.list_runs(
+        RunQuery(sort_by="status", cursor=c, count=False)
+    ),
+    "runs oldest": lambda s, c: s.runs.list_runs(RunQuery(sort_order="asc", cursor=c, count=False)),
     **{
         f"runs {name}{' by update' if by == 'updated_at' else ''}": (
             lambda s, c, by=by, found=found: s.runs.list_runs(
-                sort_by=by, filters=found, limit=20, cursor=c, count=False
+                replace(found, sort_by=by, limit=20, cursor=c, count=False)
             )
         )
         for by in ("created_at", "updated_at")
         for name, found in {
-            "session": RunFilter(session_id="s70"),
-            "failed": RunFilter(has_error=True),
-            "without error": RunFilter(has_error=False),
-            "workflow": RunFilter(workflow_name="wf2"),
-            "kind": RunFilter(workflow_kind="graph"),
-            "created after": RunFilter(created_after=datetime(2026, 1, 1, 0, 40, tzinfo=UTC)),
-            "search common": RunFilter(q="done"),
-            "search rare": RunFilter(q="w000005"),
-            "search absent": RunFilter(q="zeppelin"),
-            "search two": RunFilter(q="done g7"),
-            "search rare and common": RunFilter(q="g7 w000007"),
+            "session": RunQuery(session_id="s70"),
+            "failed": RunQuery(has_error=True),
+            "without error": RunQuery(has_error=False),
+            "workflow": RunQuery(workflow_name="wf2"),
+            "kind": RunQuery(workflow_kind="graph"),
+            "created after": RunQuery(created_after=datetime(2026, 1, 1, 0, 40, tzinfo=UTC)),
+            "search common": RunQuery(q="done"),
+            "search rare": RunQuery(q="w000005"),
+            "search absent": RunQuery(q="zeppelin"),
+            "search two": RunQuery(q="done g7"),
+            "search rare and common": RunQuery(q="g7 w000007"),
         }.items()
     },
     "runs search rare by status": lambda s, c: s.runs.list_runs(
-        sort_by="status", filters=RunFilter(q="g7"), limit=20, cursor=c, count=False
+        RunQuery(sort_by="status", q="g7", limit=20, cursor=c, count=False)
     ),
-    "tasks": lambda s, c: s.tasks.list_continuations(cursor=c, count=False),
-    "tasks newest": lambda s, c: s.tasks.list_continuations(sort="newest", cursor=c, count=False),
-    "tasks assignee": lambda s, c: s.tasks.list_continuations(assignee="a7", cursor=c, count=False),
-    "tasks kind": lambda s, c: s.tasks.list_continuations(kind="input", cursor=c, count=False),
+    "tasks": lambda s, c: s.tasks.list_continuations(TaskQuery(cursor=c, count=False)),
+    "tasks newest": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(sort="newest", cursor=c, count=False)
+    ),
+    "tasks assignee": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(assignee="a7", cursor=c, count=False)
+    ),
+    "tasks kind": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(kind="input", cursor=c, count=False)
+    ),
     "tasks assignee and kind": lambda s, c: s.tasks.list_continuations(
-        assignee="a7", kind="input", cursor=c, count=False
+        TaskQuery(assignee="a7", kind="input", cursor=c, count=False)
     ),
-    "tasks mine": lambda s, c: s.tasks.list_continuations(  # a person and their groups
-        assignee=("a7", "a8", "a9"), cursor=c, count=False
+    "tasks mine": lambda s, c: s.tasks.list_continuations(
+        TaskQuery(  # a person and their groups
+            assignee=("a7", "a8", "a9"), cursor=c, count=False
+        )
     ),
     "tasks promotion": lambda s, c: s.tasks.list_continuations(
-        kind="promotion", cursor=c, count=False
+        TaskQuery(kind="promotion", cursor=c, count=False)
     ),
     "tasks workflow kind": lambda s, c: s.tasks.list_continuations(
-        workflow_kind="sequential", cursor=c, count=False
+        TaskQuery(workflow_kind="sequential", cursor=c, count=False)
     ),
     "tasks environment": lambda s, c: s.tasks.list_continuations(
-        environment="env1", cursor=c, count=False
+        TaskQuery(environment="env1", cursor=c, count=False)
     ),
     "tasks workflow": lambda s, c: s.tasks.list_continuations(
-        workflow_name="wf", cursor=c, count=False
+        TaskQuery(workflow_name="wf", cursor=c, count=False)
     ),
     "tasks search common": lambda s, c: s.tasks.list_continuations(
-        search=["approve"], cursor=c, count=False
+        TaskQuery(q="approve", cursor=c, count=False)
     ),
     "tasks search rare": lambda s, c: s.tasks.list_continuations(
-        search=["w000003"], cursor=c, count=False
+        TaskQuery(q="w000003", cursor=c, count=False)
     ),
     "tasks search two": lambda s, c: s.tasks.list_continuations(
-        search=["approve", "g3"], cursor=c, count=False
+        TaskQuery(q="approve g3", cursor=c, count=False)
     ),
     "tasks search newest": lambda s, c: s.tasks.list_continuations(
-        search=["g3"], sort="newest", cursor=c, count=False
+        TaskQuery(q="g3", sort="newest", cursor=c, count=False)
     ),
     "tasks search assignee": lambda s, c: s.tasks.list_continuations(
-        search=["approve"], assignee="a7", cursor=c, count=False
+        TaskQuery(q="approve", assignee="a7", cursor=c, count=False)
     ),
-    "audit": lambda s, c: s.audit.list_audit(cursor=c, count=False),
+    "audit": lambda s, c: s.audit.list_audit(AuditQuery(cursor=c, count=False)),
     "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
     "registry all": lambda s, c: s.registry.list_registry(None, status=None, limit=50, cursor=c),
     "registry environment": lambda s, c: s.registry.list_registry("env2", limit=50, cursor=c),
-    "audit type": lambda s, c: s.audit.list_audit(event_type="run.created", cursor=c, count=False),
-    "audit run": lambda s, c: s.audit.list_audit(run_id="run_000007", cursor=c, count=False),
+    "audit type": lambda s, c: s.audit.list_audit(
+        AuditQuery(event_type="run.created", cursor=c, count=False)
+    ),
+    "audit run": lambda s, c: s.audit.list_audit(
+        AuditQuery(run_id="run_000007", cursor=c, count=False)
+    ),
     "audit continuation": lambda s, c: s.audit.list_audit(
-        continuation_id="cont_000001", cursor=c, count=False
+        AuditQuery(continuation_id="cont_000001", cursor=c, count=False)
     ),
 }
 
@@ -385,6 +404,9 @@ def _counting(store: Store, monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
 
 
 def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``listing`` asked to count: its query value (a first argument) or its keyword."""
+    if args and isinstance(args[0], (RunQuery, TaskQuery, AuditQuery)):
+        return listing(dataclasses.replace(args[0], count=True), *args[1:], **kwargs)
     return listing(*args, **{**kwargs, "count": True})
 
 
@@ -443,11 +465,15 @@ def test_list_total_counts_what_matches(
 def test_mine_counts_its_queue_not_the_inbox(big_store: Store) -> None:
     """``assignee=mine`` (several labels) counts its tasks exactly (a task of two labels
     once) from the labels' rows: what a single assignee's count reads, summed."""
-    mine = big_store.tasks.list_continuations(assignee=("a7", "a8", "a57"), limit=10)
-    single = [big_store.tasks.list_continuations(assignee=a, limit=10).total for a in ("a7", "a8")]
+    mine = big_store.tasks.list_continuations(TaskQuery(assignee=("a7", "a8", "a57"), limit=10))
+    single = [
+        big_store.tasks.list_continuations(TaskQuery(assignee=a, limit=10)).total
+        for a in ("a7", "a8")
+    ]
     assert mine.total == sum(t or 0 for t in single)  # (a57: nobody's)
     calls = selects_run_by(
-        big_store, lambda: big_store.tasks.list_continuations(assignee=("a7", "a8"), limit=10)
+        big_store,
+        lambda: big_store.tasks.list_continuations(TaskQuery(assignee=("a7", "a8"), limit=10)),
     )
     counts = [(s, p) for s, p in calls if re.match(r"\s*SELECT count\(\*\)", s)]
     assert counts

@@ -12,7 +12,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.settings import Settings
-from kneo.store import Store
+from kneo.store import RunQuery, Store, TaskQuery
 
 FILTERS: list[dict[str, Any]] = [
     {},
@@ -40,8 +40,10 @@ def _put(store: Store, clock: ManualClock, first: int, count: int) -> None:
 def _totals(store: Store) -> list[tuple[int | None, bool]]:
     out = []
     for filters in FILTERS:
-        first = store.tasks.list_continuations(limit=2, **filters)
-        after = store.tasks.list_continuations(limit=2, cursor=first.next_cursor, **filters)
+        first = store.tasks.list_continuations(TaskQuery(limit=2, **filters))
+        after = store.tasks.list_continuations(
+            TaskQuery(limit=2, cursor=first.next_cursor, **filters)
+        )
         assert (after.total, after.total_capped) == (first.total, first.total_capped), filters
         out.append((first.total, first.total_capped))
     return out
@@ -53,9 +55,9 @@ def test_total_is_exact_by_default(store: Store, clock: ManualClock) -> None:
     _put(store, clock, 0, 1_003)
     assert _totals(store) == [(1_003, False)] * len(FILTERS)
     # a filter matching nothing is exact too
-    assert store.tasks.list_continuations(limit=2, assignee="bob").total == 0
+    assert store.tasks.list_continuations(TaskQuery(limit=2, assignee="bob")).total == 0
     # so is a run listing and the audit (every list counts the same way)
-    assert store.runs.list_runs(limit=2).total == 0
+    assert store.runs.list_runs(RunQuery(limit=2)).total == 0
 
 
 @pytest.mark.timeout(120)

@@ -11,7 +11,14 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest, NotFound
 from kneo.setting_groups import RetentionDays
-from kneo.store import Store, backup_sqlite_database, open_store, restore_sqlite_database
+from kneo.store import (
+    AuditQuery,
+    RunQuery,
+    Store,
+    backup_sqlite_database,
+    open_store,
+    restore_sqlite_database,
+)
 
 from .helpers import new_run
 
@@ -33,7 +40,7 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
         ids[status] = run_id
         with store.transaction() as tx:
             tx.add_checkpoint(run_id, type="step", payload={})
-            tx.add_trace_event(run_id, "step.completed")
+            tx.add_trace_events(run_id, [{"event_type": "step.completed"}])
             tx.enqueue(run_id)
     with store.transaction() as tx:
         for status in ("succeeded", "failed"):
@@ -71,7 +78,7 @@ def test_prune_counts_and_spares_live_work(store: Store, clock: ManualClock) -> 
         "artifacts": 0,
         "logs": 0,
     }
-    remaining = {r.run_id for r in store.runs.list_runs(limit=100).items}
+    remaining = {r.run_id for r in store.runs.list_runs(RunQuery(limit=100)).items}
     assert remaining == {ids["paused"], ids["running"], fresh}
     assert store.runs.list_checkpoints(ids["paused"]).total == 1
     assert store.tasks.get_continuation("cont_live").status == "pending"
@@ -87,7 +94,7 @@ def test_prune_dry_run_counts_without_deleting(store: Store, clock: ManualClock)
     _populate_old(store, clock)
     planned = store.maintenance.prune_retention(ALL_30, dry_run=True)
     assert planned["runs"] == 2 and planned["queue"] == 1
-    assert store.runs.list_runs(limit=100).total == 4
+    assert store.runs.list_runs(RunQuery(limit=100)).total == 4
     assert store.maintenance.prune_retention(ALL_30) == planned
 
 
@@ -126,7 +133,7 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
         tx.add_audit("human.requested", run_id=run_id)
         tx.put_continuation("cont_b", run_id=run_id, requests=[{"request_id": "req_b"}])
         tx.add_revision("bundle", "dev", digest="d1", status="active")
-        tx.set_condition("bundle", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bundle", "dev", [("Ready", "True", "Promoted", "")])
     backup = store.maintenance.backup_sqlite(tmp_path / "backups" / "kneo.sqlite")
     new_run(store, run_id="run_after_backup")
     store.close()
@@ -135,7 +142,10 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
     restored = open_store(f"sqlite:///{restored_path}", clock=clock)
     assert restored.runs.get_run(run_id).status == "paused"
     assert restored.runs.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
-    assert restored.audit.list_audit(run_id=run_id).items[0].event_type == "human.requested"
+    assert (
+        restored.audit.list_audit(AuditQuery(run_id=run_id)).items[0].event_type
+        == "human.requested"
+    )
     assert restored.tasks.get_continuation("cont_b").requests == [{"request_id": "req_b"}]
     active = restored.registry.get_active("bundle", "dev")
     assert active is not None and active.digest == "d1"

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from kneo import Decision
 from kneo.clock import ManualClock
-from kneo.store import RunFilter, Store
+from kneo.store import RunQuery, Store, TaskQuery
 from kneo.store import tables as t
 from kneo.store.migrate import HEAD_REVISION, _alembic_config, current_revision, upgrade
 from tests.hitl.conftest import make_manager
@@ -73,7 +73,7 @@ def _write_0025_rows(manager: Any, project: Path) -> tuple[Any, str]:
         tx.update_run(done.run_id, status="succeeded", output_text="airship landed")
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
-        tx.set_condition("bot", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
         tx.pin_bundle("bot", "dev", 1)
         tx.block_digest("sha256:bad", reason="cve")
         tx.set_controller_status(last_fetched_commit="abc")
@@ -89,10 +89,15 @@ def _seen(store: Store) -> dict[str, Any]:
     tasks = store.tasks
     return {
         "inbox": [c.continuation_id for c in tasks.list_continuations().items],
-        "search": [c.continuation_id for c in tasks.list_continuations(search=["zeppelin"]).items],
-        "mine": [c.continuation_id for c in tasks.list_continuations(assignee="reviewer").items],
+        "search": [
+            c.continuation_id for c in tasks.list_continuations(TaskQuery(q="zeppelin")).items
+        ],
+        "mine": [
+            c.continuation_id
+            for c in tasks.list_continuations(TaskQuery(assignee="reviewer")).items
+        ],
         "counts": tasks.pending_counts_by_assignee(cap=10),
-        "runs": [r.run_id for r in store.runs.list_runs(filters=RunFilter(q="airship")).items],
+        "runs": [r.run_id for r in store.runs.list_runs(RunQuery(q="airship")).items],
         "registry": [(r.bundle_name, r.environment) for r in store.registry.list_registry().items],
         "pending": store.registry.pending_promotion_names(),
         "changes": store.registry.registry_changes_since(0),

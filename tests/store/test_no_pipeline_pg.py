@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from kneo.errors import Conflict
-from kneo.store import Store
+from kneo.store import AuditQuery, Store
 from kneo.store.runs import steps
 
 from .helpers import new_run
@@ -41,7 +41,7 @@ def test_writes_around_a_read_commit_together(unpipelined: Store) -> None:
         tx.add_audit("one", run_id=run_id)
         tx.add_trace_events(run_id, [{"event_type": "e"}])  # reads the run's counters
         tx.add_audit("two", run_id=run_id)
-    assert store.audit.list_audit(run_id=run_id).total == 2
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 2
     assert store.runs.get_run(run_id).trace_seq == 1
 
 
@@ -58,14 +58,14 @@ def test_a_failure_after_a_read_leaves_nothing_and_the_connection_transactional(
         if failure == "python":
             raise RuntimeError("boom")
         tx.create_run(target="workflow", input_text="x", run_id=run_id)  # duplicate key
-    assert store.audit.list_audit(run_id=run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 0
     assert store.runs.get_run(run_id).trace_seq == 0
     for _ in range(3):  # every pooled connection: still transactional, rolls back whole
         with pytest.raises(RuntimeError), store.transaction() as tx:
             tx.get_run(run_id)
             tx.add_audit("lost", run_id=run_id)
             raise RuntimeError("boom")
-    assert store.audit.list_audit(run_id=run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 0
 
 
 @ONLY_POSTGRESQL
@@ -95,7 +95,7 @@ def test_a_step_and_an_outcome_after_a_read_are_stored_whole(unpipelined: Store)
     stored = store.runs.get_run(run_id)
     assert (stored.status, stored.version, stored.trace_seq) == ("succeeded", done.version, 2)
     assert stored.state == {"n": 1}
-    assert store.audit.list_audit(run_id=run_id).total == 1
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 1
     with pytest.raises(Conflict), store.transaction() as tx:  # the compare-and-set holds
         tx.get_run(run_id)
         tx.finish_run(run, expected_version=run.version, status="failed")

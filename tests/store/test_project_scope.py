@@ -12,6 +12,7 @@ maintenance) see every project and say whose each record is. :data:`GLOBAL` and
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import RunFilter, Store, Transaction
+from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
@@ -41,7 +42,7 @@ GLOBAL: dict[str, set[str]] = {
     "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock", "lock"},
     "idempotency": {"first_callback"},  # a callback's key names its receiver
     "notifications": {
-        "route_notifications", "claim_notifications", "finish_notification",
+        "route_notifications", "claim_notifications",
         "finish_notifications", "unrouted_notification_events",
     },
     "a2a_push": {"due_pushes", "record_push"},
@@ -61,16 +62,15 @@ GLOBAL: dict[str, set[str]] = {
 #: The facet methods that read or write the view's project's rows only.
 SCOPED: dict[str, set[str]] = {
     "runs": {
-        "get_run", "run_states", "list_runs", "list_checkpoints", "get_checkpoint",
-        "latest_checkpoint", "list_trace",
+        "get_run", "run_states", "list_runs", "list_checkpoints", "get_checkpoint", "list_trace",
     },
     "tasks": {
-        "get_continuation", "find_continuation_by_request", "list_continuations",
+        "get_continuation", "list_continuations",
         "pending_counts_by_assignee", "inbox_version",
     },
     "audit": {"list_audit", "get_audit"},
     "metadata": {"get_metadata", "metadata_snapshot", "list_metadata"},
-    "queue": {"get_queue_record", "queue_records_for_run", "queue_stats"},
+    "queue": {"queue_records_for_run", "queue_stats"},
     "idempotency": {"begin_idempotent", "finish_idempotent", "release_idempotent"},
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
@@ -209,21 +209,21 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
             other.runs.get_run(run_id)
         assert other.runs.run_states([run_id]) == {}
         for sort_by in ("created_at", "updated_at", "status"):
-            assert other.runs.list_runs(sort_by=sort_by).total == 0
-            for found in (RunFilter(q="zeppelin"), RunFilter(session_id="s1")):
-                assert other.runs.list_runs(sort_by=sort_by, filters=found).items == []
-        assert other.runs.list_runs(filters=RunFilter(has_error=True)).items == []
+            assert other.runs.list_runs(RunQuery(sort_by=sort_by)).total == 0
+            for found in (RunQuery(q="zeppelin"), RunQuery(session_id="s1")):
+                assert other.runs.list_runs(replace(found, sort_by=sort_by)).items == []
+        assert other.runs.list_runs(RunQuery(has_error=True)).items == []
         page = other.runs.list_checkpoints(run_id)
         assert (page.items, page.total) == ([], 0)
         with pytest.raises(NotFound):
             other.runs.get_checkpoint(run_id, 1)
-        assert other.runs.latest_checkpoint(run_id) is None
+        assert other.runs.list_checkpoints(run_id, limit=1).items == []
         trace = other.runs.list_trace(run_id)
         assert (trace.items, trace.total) == ([], 0)
     assert a.runs.get_run(run_id).output_text == "zeppelin landed"
     assert list(a.runs.run_states([run_id])) == [run_id]
-    assert [r.run_id for r in a.runs.list_runs(filters=RunFilter(q="zeppelin")).items] == [run_id]
-    assert [r.run_id for r in a.runs.list_runs(sort_by="status").items] == [run_id]
+    assert [r.run_id for r in a.runs.list_runs(RunQuery(q="zeppelin")).items] == [run_id]
+    assert [r.run_id for r in a.runs.list_runs(RunQuery(sort_by="status")).items] == [run_id]
     assert a.runs.get_checkpoint(run_id, 1).payload == {"x": 1}
     assert a.runs.list_trace(run_id).total == 1
 
@@ -238,7 +238,7 @@ def test_a_transaction_of_another_project_cannot_touch_a_run(
         lambda tx: tx.get_run(run_id, for_update=True),
         lambda tx: tx.update_run(run_id, status="failed"),
         lambda tx: tx.update_run(run_id, expected_version=run.version, status="failed"),
-        lambda tx: tx.request_cancel(run_id),
+        lambda tx: tx.update_run(run_id, cancel_requested=True),
         lambda tx: tx.add_checkpoint(run_id, type="x", payload={}),
         lambda tx: tx.add_trace_events(run_id, [{"event_type": "x"}]),
         lambda tx: tx.write_step(
@@ -281,14 +281,14 @@ def _inbox(view: Store) -> list[Any]:
     tasks = view.tasks
     return [
         tasks.list_continuations(),
-        tasks.list_continuations(assignee="alice"),
-        tasks.list_continuations(assignee=("alice", "group:x")),
-        tasks.list_continuations(kind="approval"),
-        tasks.list_continuations(search=["rocket"]),
-        tasks.list_continuations(search=["rocket", "launch"], assignee="alice"),
-        tasks.list_continuations(workflow_name="wf"),
-        tasks.list_continuations(sort="expiring"),
-        tasks.list_continuations(status=None, run_id=None),
+        tasks.list_continuations(TaskQuery(assignee="alice")),
+        tasks.list_continuations(TaskQuery(assignee=("alice", "group:x"))),
+        tasks.list_continuations(TaskQuery(kind="approval")),
+        tasks.list_continuations(TaskQuery(q="rocket")),
+        tasks.list_continuations(TaskQuery(q="rocket launch", assignee="alice")),
+        tasks.list_continuations(TaskQuery(workflow_name="wf")),
+        tasks.list_continuations(TaskQuery(sort="expiring")),
+        tasks.list_continuations(TaskQuery(status=None, run_id=None)),
     ]
 
 
@@ -299,14 +299,11 @@ def test_tasks_are_their_projects(store: Store, a: Store, b: Store) -> None:
     for other, version in zip((b, store), before, strict=True):
         with pytest.raises(NotFound):
             other.tasks.get_continuation(cid)
-        with pytest.raises(NotFound):
-            other.tasks.find_continuation_by_request("req_a")
         assert all(page.items == [] and page.total == 0 for page in _inbox(other))
         assert other.tasks.pending_counts_by_assignee() == {}
         assert other.tasks.pending_counts_by_assignee(cap=10) == {}
         assert other.tasks.inbox_version() == version
     assert a.tasks.get_continuation(cid).run_id == run_id
-    assert a.tasks.find_continuation_by_request("req_a").continuation_id == cid
     assert all([c.continuation_id for c in page.items] == [cid] for page in _inbox(a))
     assert a.tasks.pending_counts_by_assignee() == {"alice": 1}
     assert a.tasks.pending_counts_by_assignee(cap=10) == {"alice": 1}
@@ -326,12 +323,14 @@ def test_a_transaction_of_another_project_cannot_touch_a_task(a: Store, b: Store
         assert tx.delete_continuation(cid) is False
     kept = a.tasks.get_continuation(cid)
     assert (kept.status, kept.version) == ("pending", 1)
-    assert [c.continuation_id for c in a.tasks.list_continuations(search=["rocket"]).items] == [cid]
+    assert [c.continuation_id for c in a.tasks.list_continuations(TaskQuery(q="rocket")).items] == [
+        cid
+    ]
     assert a.tasks.pending_counts_by_assignee() == {"alice": 1}
     with a.transaction() as tx:  # its own project deletes it, words and labels too
         assert tx.delete_continuation(cid) is True
-    assert a.tasks.list_continuations(search=["rocket"]).items == []
-    assert a.tasks.list_continuations(assignee="alice").items == []
+    assert a.tasks.list_continuations(TaskQuery(q="rocket")).items == []
+    assert a.tasks.list_continuations(TaskQuery(assignee="alice")).items == []
 
 
 def test_a_scoped_term_names_its_project_in_base_36() -> None:
@@ -355,14 +354,13 @@ def test_the_same_words_in_two_projects_are_two_searches(a: Store, b: Store) -> 
     for view in (a, b):
         cid, run_id = cids[view.project]
         assert [
-            c.continuation_id for c in view.tasks.list_continuations(search=["rocket"]).items
+            c.continuation_id for c in view.tasks.list_continuations(TaskQuery(q="rocket")).items
         ] == [cid]
         assert [
-            c.continuation_id for c in view.tasks.list_continuations(assignee="alice").items
+            c.continuation_id
+            for c in view.tasks.list_continuations(TaskQuery(assignee="alice")).items
         ] == [cid]
-        assert [r.run_id for r in view.runs.list_runs(filters=RunFilter(q="rocket")).items] == [
-            run_id
-        ]
+        assert [r.run_id for r in view.runs.list_runs(RunQuery(q="rocket")).items] == [run_id]
     with a.engine.connect() as conn:  # the default project's terms as they are, others' prefixed
         terms = set(conn.execute(sa.select(t.continuation_terms.c.term)).scalars())
     scoped = {scoped_term(a.project_id, "rocket"), scoped_term(b.project_id, "rocket")}
@@ -379,7 +377,7 @@ def test_audit_and_metadata_are_their_projects(store: Store, a: Store, b: Store)
     for other in (b, store):
         for filters in ({}, {"event_type": "run.created"}, {"run_id": "run_x"},
                         {"continuation_id": "cont_x"}):  # fmt: skip
-            page = other.audit.list_audit(**filters)
+            page = other.audit.list_audit(AuditQuery(**filters))
             assert (page.items, page.total) == ([], 0)
         with pytest.raises(NotFound):
             other.audit.get_audit(event.event_id)
@@ -392,7 +390,7 @@ def test_audit_and_metadata_are_their_projects(store: Store, a: Store, b: Store)
     with b.transaction() as tx:  # the same key, B's own value
         tx.set_metadata("env_policy:dev", {"b": True})
     assert a.audit.get_audit(event.event_id) == event
-    assert a.audit.list_audit(run_id="run_x").total == 1
+    assert a.audit.list_audit(AuditQuery(run_id="run_x")).total == 1
     assert a.metadata.list_metadata() == {"env_policy:dev": {"a": True}}
     assert b.metadata.get_metadata("env_policy:dev") == {"b": True}
 
@@ -405,14 +403,12 @@ def test_queue_records_are_their_projects_and_a_claim_says_whose(
         queued = tx.enqueue(run_id)
     assert queued.project_id == a.project_id
     for other in (b, store):
-        with pytest.raises(NotFound):
-            other.queue.get_queue_record(queued.queue_id)
         assert other.queue.queue_records_for_run(run_id) == []
         assert other.queue.queue_stats()["queued"] == 0
     assert a.queue.queue_stats()["queued"] == 1
     claimed = b.queue.claim("worker", 30)  # global: any project's oldest due record
     assert claimed is not None and (claimed.run_id, claimed.project_id) == (run_id, a.project_id)
-    assert a.queue.get_queue_record(queued.queue_id).status == "leased"
+    assert [r.status for r in a.queue.queue_records_for_run(run_id)] == ["leased"]
 
 
 def test_idempotency_keys_are_their_projects(a: Store, b: Store) -> None:
@@ -434,7 +430,7 @@ def _registry_of(view: Store) -> None:
     with view.transaction() as tx:
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
-        tx.set_condition("bot", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
         tx.suspend_bundle("bot", "dev", reason="hold")
         tx.pin_bundle("bot", "dev", 1)
         tx.block_digest("sha256:bad", reason="cve")
@@ -469,8 +465,7 @@ def test_the_registry_is_its_projects(store: Store, a: Store, b: Store) -> None:
             tx.activate_revision("bot", "dev", 1)
         with pytest.raises(NotFound):
             tx.get_revision("bot", "dev", 1)
-        assert tx.active_digest("bot", "dev") is None
-        assert tx.active_revision_number("bot", "dev") is None
+        assert tx.get_active("bot", "dev") is None
         assert tx.resume_bundle("bot", "dev") is False
         assert tx.unpin_bundle("bot", "dev") is None
         assert tx.unblock_digest("sha256:bad") is False
@@ -584,8 +579,8 @@ def _workload(view: Store, clock: ManualClock) -> None:
     _task_of(view, new_run(view, status="paused"), f"cont_{view.project}")
     _registry_of(view)
     view.runs.get_run(run_id)
-    view.runs.list_runs(filters=RunFilter(q="zeppelin"))
-    view.tasks.list_continuations(assignee="alice", search=["rocket"])
+    view.runs.list_runs(RunQuery(q="zeppelin"))
+    view.tasks.list_continuations(TaskQuery(assignee="alice", q="rocket"))
     view.tasks.pending_counts_by_assignee(cap=5)
     view.registry.list_revisions("bot", "dev")
     with view.metadata.metadata_snapshot(["k"]):

@@ -111,32 +111,24 @@ def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
 def test_condition_transition_time_moves_only_on_change(store: Store, clock: ManualClock) -> None:
     """last_transition_time changes only when status, reason or message change."""
     with store.transaction() as tx:
-        first = tx.set_condition(
-            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
-        )
+        [first] = tx.set_conditions("a", "dev", [("Ready", "True", "Promoted", "rev 1")])
     t0 = clock.now()
     assert first.last_transition_time == t0
     clock.advance(60)
     with store.transaction() as tx:
-        same = tx.set_condition(
-            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 1"
-        )
+        [same] = tx.set_conditions("a", "dev", [("Ready", "True", "Promoted", "rev 1")])
     assert same.last_transition_time == t0 and same.updated_at == clock.now()
     clock.advance(60)
     with store.transaction() as tx:
-        msg = tx.set_condition(
-            "a", "dev", "Ready", status="True", reason="Promoted", message="rev 2"
-        )
+        [msg] = tx.set_conditions("a", "dev", [("Ready", "True", "Promoted", "rev 2")])
     assert msg.last_transition_time == clock.now()
     clock.advance(60)
     with store.transaction() as tx:
-        flipped = tx.set_condition(
-            "a", "dev", "Ready", status="False", reason="Rejected", message="rev 2"
-        )
+        [flipped] = tx.set_conditions("a", "dev", [("Ready", "False", "Rejected", "rev 2")])
     assert flipped.last_transition_time == clock.now()
     with store.transaction() as tx:
-        tx.set_condition("a", "dev", "Verified", status="True", reason="SignatureValid")
-        tx.set_condition("b", "prod", "Ready", status="Unknown", reason="Waiting")
+        tx.set_conditions("a", "dev", [("Verified", "True", "SignatureValid", "")])
+        tx.set_conditions("b", "prod", [("Ready", "Unknown", "Waiting", "")])
     conds = store.registry.list_conditions("a", "dev")
     assert [(c.type, c.status) for c in conds] == [("Ready", "False"), ("Verified", "True")]
     assert conds[0].last_transition_time == clock.now()
@@ -207,7 +199,7 @@ def test_registry_decision_is_one_transaction(store: Store) -> None:
         tx.add_revision("a", "dev", digest="d1", status="active")
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.add_revision("a", "dev", digest="d2", status="active")
-        tx.set_condition("a", "dev", "Ready", status="True", reason="Promoted")
+        tx.set_conditions("a", "dev", [("Ready", "True", "Promoted", "")])
         tx.add_audit("bundle.promoted", payload={"bundle": "a"})
         raise RuntimeError("crash")
     active = store.registry.get_active("a", "dev")
@@ -275,7 +267,7 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
     with store.transaction() as tx:
         for name in ("a", "b", "c"):
             tx.add_revision(name, "dev", digest=f"d-{name}", status="active")
-            tx.set_condition(name, "dev", "Ready", status="True", reason="Ready")
+            tx.set_conditions(name, "dev", [("Ready", "True", "Ready", "")])
             tx.suspend_bundle(name, "dev")
         tx.add_revision("b", "prod", digest="d-b", status="pending_approval")
     heads = store.registry.list_revision_heads(names={"b", "c"})

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
-from kneo.store import RunFilter, Store, open_store
+from kneo.store import RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.migrate import upgrade
 from kneo.store.tasks.search import outcome_terms
@@ -23,8 +23,8 @@ from .helpers import new_run
 
 def _ids(store: Store, sort_by: str = "created_at", **filters: object) -> list[str]:
     page = store.runs.list_runs(
-        limit=50, sort_by=sort_by, sort_order="asc", filters=RunFilter(**filters)
-    )  # type: ignore[arg-type]
+        RunQuery(limit=50, sort_by=sort_by, sort_order="asc", **filters)  # type: ignore[arg-type]
+    )
     return [r.run_id for r in page.items]
 
 
@@ -103,10 +103,8 @@ def test_search_pages_by_cursor_in_order(store: Store, clock: ManualClock, sort_
     seen: list[str] = []
     cursor = None
     while True:
-        page = store.runs.list_runs(
-            limit=2, sort_by=sort_by, sort_order="desc", cursor=cursor,
-            filters=RunFilter(q="common word"),
-        )  # fmt: skip
+        page = store.runs.list_runs(RunQuery(limit=2, sort_by=sort_by, sort_order="desc", cursor=cursor,
+            q="common word"))  # fmt: skip
         seen += [r.run_id for r in page.items]
         assert page.total == 5
         cursor = page.next_cursor
@@ -160,14 +158,14 @@ def test_the_inbox_by_deadline_undated_last(store: Store, clock: ManualClock) ->
         clock.advance(1)
 
     def order(sort: str, offset: int = 0, limit: int = 10) -> list[str]:
-        page = store.tasks.list_continuations(sort=sort, offset=offset, limit=limit)  # type: ignore[arg-type]
+        page = store.tasks.list_continuations(TaskQuery(sort=sort, offset=offset, limit=limit))  # type: ignore[arg-type]
         return [c.continuation_id for c in page.items]
 
     assert order("expiring") == ["c_soon", "c_late", "c_none", "c_none2"]
     assert order("expiring_last") == ["c_late", "c_soon", "c_none2", "c_none"]
     assert order("expiring", offset=1, limit=2) == ["c_late", "c_none"]
     assert order("expiring", offset=3) == ["c_none2"]
-    assert store.tasks.list_continuations(sort="expiring", limit=1).total == 4  # type: ignore[arg-type]
+    assert store.tasks.list_continuations(TaskQuery(sort="expiring", limit=1)).total == 4  # type: ignore[arg-type]
 
 
 def test_migration_0023_indexes_the_outcomes_already_there(tmp_path: Path) -> None:

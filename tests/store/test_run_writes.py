@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.errors import Conflict
-from kneo.store import Store
+from kneo.store import AuditQuery, Store
 from kneo.store import tables as t
 from kneo.store import transaction as transaction_module
 from kneo.store.row_values import spec_ref
@@ -289,7 +289,7 @@ def test_an_outcome_writes_its_rows_audits_and_lease_in_one_commit(store: Store)
         (2, "run_completed", {"n": 1}),
         (3, "x", {}),
     ]
-    audits = store.audit.list_audit(run_id=run.run_id).items  # newest first
+    audits = store.audit.list_audit(AuditQuery(run_id=run.run_id)).items  # newest first
     assert [(a.event_type, a.actor, a.continuation_id) for a in audits] == [
         ("human.decision", "reviewer-key", None),
         ("human.requested", None, "cont_1"),
@@ -308,7 +308,7 @@ def test_a_stale_outcome_writes_none_of_its_rows(store: Store) -> None:
     assert store.runs.get_run(run.run_id).status == "running"
     assert store.runs.list_checkpoints(run.run_id).total == 0
     assert store.runs.list_trace(run.run_id, limit=10).total == 0
-    assert store.audit.list_audit(run_id=run.run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run.run_id)).total == 0
 
 
 @pytest.mark.parametrize("before", [False, True])
@@ -326,7 +326,7 @@ def test_an_outcome_commits_its_transaction_and_nothing_may_follow(
     after = store.runs.get_run(run.run_id)
     assert (after.status, after.version, after.trace_seq) == ("succeeded", 2, int(before))
     assert store.runs.list_trace(run.run_id, limit=10).total == int(before)
-    assert store.audit.list_audit(run_id=run.run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run.run_id)).total == 0
 
 
 @pytest.mark.parametrize("count", [3, 70])
@@ -347,4 +347,4 @@ def test_an_outcome_stores_every_row_in_order(store: Store, count: int) -> None:
     assert [(c.sequence, c.step_id) for c in cps] == [(i + 1, f"s{i}") for i in range(count)]
     trace = store.runs.list_trace(run.run_id, limit=100).items[1:]
     assert [(e.sequence, e.payload) for e in trace] == [(i + 2, {"i": i}) for i in range(count)]
-    assert store.audit.list_audit(run_id=run.run_id, limit=100).total == count
+    assert store.audit.list_audit(AuditQuery(run_id=run.run_id, limit=100)).total == count

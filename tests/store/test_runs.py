@@ -9,7 +9,7 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
-from kneo.store import Store
+from kneo.store import AuditQuery, RunQuery, Store
 
 from .helpers import new_run
 
@@ -108,10 +108,10 @@ def test_update_rejects_unknown_fields(store: Store) -> None:
 
 
 def test_cancel_request_invalidates_stale_writers(store: Store) -> None:
-    """request_cancel sets the flag and bumps the version, so a worker's finish CAS fails."""
+    """A cancel request sets the flag and bumps the version, so a worker's finish CAS fails."""
     run_id = new_run(store, status="running")
     with store.transaction() as tx:
-        cancelled = tx.request_cancel(run_id)
+        cancelled = tx.update_run(run_id, cancel_requested=True)
     assert cancelled.cancel_requested and cancelled.version == 2
     with pytest.raises(Conflict), store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="succeeded")
@@ -123,7 +123,7 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})
         tx.add_checkpoint(run_id, type="step_completed", step_id="s1", payload={"out": 1})
-        tx.add_trace_event(run_id, "step.completed", step_id="s1")
+        tx.add_trace_events(run_id, [{"event_type": "step.completed", "step_id": "s1"}])
         tx.add_audit("run.step", run_id=run_id)
         tx.enqueue(run_id)
         raise RuntimeError("crash before commit")
@@ -131,7 +131,7 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
     assert (run.version, run.status, run.state) == (1, "queued", {})
     assert store.runs.list_checkpoints(run_id).total == 0
     assert store.runs.list_trace(run_id).total == 0
-    assert store.audit.list_audit(run_id=run_id).total == 0
+    assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 0
     assert store.queue.queue_records_for_run(run_id) == []
     # ...and the same unit of work commits everything together.
     with store.transaction() as tx:
@@ -161,7 +161,7 @@ def test_sequences_are_per_run_and_contiguous(store: Store) -> None:
         assert tx.add_checkpoint(b, type="t", payload={}).sequence == 1
         events = tx.add_trace_events(a, [{"event_type": f"e{i}"} for i in range(3)])
         assert [e.sequence for e in events] == [1, 2, 3]
-        assert tx.add_trace_event(a, "e3").sequence == 4
+        assert tx.add_trace_events(a, [{"event_type": "e3"}])[0].sequence == 4
     assert [e.event_type for e in store.runs.list_trace(a).items] == ["e0", "e1", "e2", "e3"]
     assert [c.sequence for c in store.runs.list_checkpoints(a, sort_order="desc").items] == [2, 1]
 
@@ -189,7 +189,7 @@ def test_checkpoint_for_missing_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound), store.transaction() as tx:
         tx.add_checkpoint("run_nope", type="t", payload={})
     with pytest.raises(NotFound), store.transaction() as tx:
-        tx.add_trace_event("run_nope", "x")
+        tx.add_trace_events("run_nope", [{"event_type": "x"}])
 
 
 def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> None:
@@ -198,17 +198,20 @@ def test_list_runs_filters_sorts_and_pages(store: Store, clock: ManualClock) -> 
     for i in range(5):
         ids.append(new_run(store, run_id=f"run_{i}", status="paused" if i % 2 else "queued"))
         clock.advance(1)
-    page = store.runs.list_runs(limit=2, offset=1, sort_by="created_at", sort_order="asc")
+    page = store.runs.list_runs(RunQuery(limit=2, offset=1, sort_by="created_at", sort_order="asc"))
     assert [r.run_id for r in page.items] == ids[1:3] and page.total == 5
-    paused = store.runs.list_runs(status="paused", sort_order="desc")
+    paused = store.runs.list_runs(RunQuery(status="paused", sort_order="desc"))
     assert [r.run_id for r in paused.items] == ["run_3", "run_1"] and paused.total == 2
-    both = store.runs.list_runs(status=["paused", "queued"], limit=10)
+    both = store.runs.list_runs(RunQuery(status=("paused", "queued"), limit=10))
     assert both.total == 5 and (both.sort_by, both.sort_order) == ("created_at", "desc")
     clock.advance(5)
     with store.transaction() as tx:
         tx.update_run("run_0", status="running")
-    assert store.runs.list_runs(sort_by="updated_at").items[0].run_id == "run_0"
-    assert store.runs.list_runs(sort_by="status", sort_order="asc").items[0].status == "paused"
+    assert store.runs.list_runs(RunQuery(sort_by="updated_at")).items[0].run_id == "run_0"
+    assert (
+        store.runs.list_runs(RunQuery(sort_by="status", sort_order="asc")).items[0].status
+        == "paused"
+    )
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
@@ -228,7 +231,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
         clock.advance(1)
     with store.transaction() as tx:
         tx.update_run("run_01", status="running")  # settled -> running moves it again
-    every = store.runs.list_runs(limit=100, sort_by="updated_at", sort_order=order).items
+    every = store.runs.list_runs(RunQuery(limit=100, sort_by="updated_at", sort_order=order)).items
     expected = sorted(every, key=lambda r: (r.updated_at, r.run_id), reverse=order == "desc")
     assert [r.run_id for r in every] == [r.run_id for r in expected] and len(every) == 18
     assert every[0 if order == "desc" else -1].run_id == "run_01"
@@ -237,7 +240,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
         seen, cursor = [], None
         while True:
             page = store.runs.list_runs(
-                limit=4, sort_by="updated_at", sort_order=order, cursor=cursor, **filters
+                RunQuery(limit=4, sort_by="updated_at", sort_order=order, cursor=cursor, **filters)
             )  # type: ignore[arg-type]
             seen += [r.run_id for r in page.items]
             if page.next_cursor is None:
@@ -249,20 +252,20 @@ def test_runs_by_update_merge_running_and_settled_runs(
         r.run_id
         for offset in range(0, 18, 5)
         for r in store.runs.list_runs(
-            limit=5, offset=offset, sort_by="updated_at", sort_order=order
+            RunQuery(limit=5, offset=offset, sort_by="updated_at", sort_order=order)
         ).items
     ]
     assert by_offset == [r.run_id for r in expected]
-    for wanted in ("running", "paused", ["running", "failed"], ["succeeded", "queued"]):
+    for wanted in ("running", "paused", ("running", "failed"), ("succeeded", "queued")):
         names = {wanted} if isinstance(wanted, str) else set(wanted)
-        page = store.runs.list_runs(status=wanted, sort_by="updated_at", sort_order=order)
+        page = store.runs.list_runs(RunQuery(status=wanted, sort_by="updated_at", sort_order=order))
         assert (
             [r.run_id for r in page.items]
             == [r.run_id for r in expected if r.status in names]
             == walk(status=wanted)
         )
         assert page.total == len(page.items) > 0
-    none = store.runs.list_runs(status=[], sort_by="updated_at", sort_order=order)
+    none = store.runs.list_runs(RunQuery(status=(), sort_by="updated_at", sort_order=order))
     assert none.items == [] and none.total == 0
 
 
@@ -280,7 +283,7 @@ def test_runs_by_update_merge_running_and_settled_runs(
 def test_list_runs_rejects_bad_paging(store: Store, kwargs: dict[str, object]) -> None:
     """Bad sort or paging values are InvalidRequest, not a database error."""
     with pytest.raises(InvalidRequest):
-        store.runs.list_runs(**kwargs)  # type: ignore[arg-type]
+        store.runs.list_runs(RunQuery(**kwargs))  # type: ignore[arg-type]
 
 
 def test_trace_filter_by_event_type(store: Store) -> None:
@@ -319,12 +322,15 @@ def test_audit_newest_first_filtered_and_redacted(store: Store, clock: ManualClo
     assert first.event_id.startswith("evt_")
     page = store.audit.list_audit()
     assert [e.actor for e in page.items] == ["carol", "bob", "alice"] and page.total == 3
-    assert store.audit.list_audit(event_type="run.created", run_id=run_id).items == [
-        store.audit.list_audit(run_id=run_id).items[-1]
+    assert store.audit.list_audit(AuditQuery(event_type="run.created", run_id=run_id)).items == [
+        store.audit.list_audit(AuditQuery(run_id=run_id)).items[-1]
     ]
-    stored = store.audit.list_audit(run_id=run_id).items[-1]
+    stored = store.audit.list_audit(AuditQuery(run_id=run_id)).items[-1]
     assert stored.payload == {"api_key": "[REDACTED]", "note": "ok"}
-    assert store.audit.list_audit(continuation_id="cont_1").items[0].event_type == "human.decision"
+    assert (
+        store.audit.list_audit(AuditQuery(continuation_id="cont_1")).items[0].event_type
+        == "human.decision"
+    )
 
 
 def test_project_metadata_round_trip(store: Store) -> None:

@@ -54,7 +54,7 @@ def test_write_step_matches_the_generic_writes(store: Store) -> None:
     run_id = new_run(store)
     version = store.runs.get_run(run_id).version
     with store.transaction() as tx:
-        tx.add_trace_event(run_id, "run_started")
+        tx.add_trace_events(run_id, [{"event_type": "run_started"}])
         tx.add_checkpoint(run_id, type="started", payload={"n": 0})
     state = {"units": {"s1": {"output": "ü-x"}}, "order": ["s1"]}
     written = write_step(
@@ -120,20 +120,20 @@ def test_sequences_counted_in_one_transaction_persist(store: Store) -> None:
     are written before commit, so the next transaction continues the numbering."""
     with store.transaction() as tx:
         run = tx.create_run(target="workflow", input_text="x")
-        tx.add_trace_event(run.run_id, "a")
+        tx.add_trace_events(run.run_id, [{"event_type": "a"}])
         tx.add_checkpoint(run.run_id, type="c", payload={})
         run = tx.update_run(run.run_id, expected_version=run.version, status="running")
         tx.add_trace_events(run.run_id, [{"event_type": "b"}, {"event_type": "c"}])
         tx.add_checkpoint(run.run_id, type="c", payload={})
     with store.transaction() as tx:
-        tx.add_trace_event(run.run_id, "d")
+        tx.add_trace_events(run.run_id, [{"event_type": "d"}])
         tx.add_checkpoint(run.run_id, type="c", payload={})
         run = tx.update_run(run.run_id, expected_version=run.version, state={})
         tx.add_checkpoint(run.run_id, type="c", payload={})
-        tx.add_trace_event(run.run_id, "e")
-        tx.add_trace_event(run.run_id, "f")
+        tx.add_trace_events(run.run_id, [{"event_type": "e"}])
+        tx.add_trace_events(run.run_id, [{"event_type": "f"}])
     with store.transaction() as tx:
-        tx.add_trace_event(run.run_id, "g")
+        tx.add_trace_events(run.run_id, [{"event_type": "g"}])
     trace = store.runs.list_trace(run.run_id).items
     assert [(e.sequence, e.event_type) for e in trace] == [
         (1, "a"),

@@ -91,7 +91,7 @@ def test_one_statement_stores_what_the_stepwise_writes_store(store: Store) -> No
     mine, theirs = new_run(store), new_run(store)
     with store.transaction() as tx:
         for run_id in (mine, theirs):
-            tx.add_trace_event(run_id, "run_started")
+            tx.add_trace_events(run_id, [{"event_type": "run_started"}])
     follows: int | None = None
     for index, events in enumerate(_EVENTS):
         row = _row(f'{{"n":{index}}}'.encode(), None if index == 2 else "s", follows)

@@ -1,6 +1,6 @@
-"""One way to write (issue 57): a write is a transaction's method, never also the Store's,
-and the two classes' public surfaces stay at or below :data:`STORE_CEILING` and
-:data:`TRANSACTION_CEILING`.
+"""One way to write (issue 57): a write is a transaction's method, never also the Store's;
+one honest count (issue 74): the callable surface (the Store's own members, the
+Transaction's and every facet's methods) stays at or below :data:`SURFACE_CEILING`.
 
 The Store had a one-transaction shorthand of fourteen writes (``store.update_run(...)``
 beside ``tx.update_run(...)``): two ways to write, two signatures to keep alike. The
@@ -16,6 +16,11 @@ from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: At most this many callable members: the Store's own (not its facets), the Transaction's
+#: and every facet's methods (182 when the facets' methods were first counted, issue 74; the
+#: issue's target is 120; 174 after the one-of-many writes, the transaction's active read and
+#: the shorthands no caller used).
+SURFACE_CEILING = 174
 #: At most this many public members on the Store, a facet counting as one (110 with the
 #: shorthands, 96 before the facets; 22 before projects, which added the view's ``project``,
 #: ``project_id``, ``for_project`` and the ``projects`` facet, then the ``limits`` facet of
@@ -26,8 +31,9 @@ STORE_CEILING = 31
 #: At most this many public members on the Transaction (38 before ``run_slot_free``, the
 #: start of a run counted against its project's ``max_running_runs``: issue 61; 39 before a
 #: rollout's writes, each in the transaction of the promotion, run or decision it follows:
-#: issue 75).
-TRANSACTION_CEILING = 44
+#: issue 75; 40 after add_trace_event, set_condition, request_cancel and the active digest's
+#: and number's reads: issue 74).
+TRANSACTION_CEILING = 40
 
 
 def _script() -> ModuleType:
@@ -59,6 +65,15 @@ def test_the_surfaces_stay_at_or_below_their_ceilings() -> None:
     store, tx = store_surface.surface()
     assert len(store) <= STORE_CEILING, f"the Store grew: {len(store)} public members"
     assert len(tx) <= TRANSACTION_CEILING, f"the Transaction grew: {len(tx)} public members"
+
+
+def test_the_callable_surface_stays_at_or_below_its_ceiling() -> None:
+    """Facet methods counted: a facet is a way to reach its methods, not one member."""
+    found = store_surface.callable_surface()
+    assert found <= SURFACE_CEILING, f"the callable surface grew: {found}"
+    store, tx = store_surface.surface()
+    methods = sum(map(len, map(store_surface.facet_methods, store_surface.facets().values())))
+    assert found == len(store) - len(store_surface.facets()) + len(tx) + methods
 
 
 def test_the_count_sees_what_dir_lists_without_underscores() -> None:

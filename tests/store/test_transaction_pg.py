@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kneo.errors import Conflict
-from kneo.store import Store, Transaction
+from kneo.store import AuditQuery, Store, Transaction
 
 SPEC = {"version": "v1", "workflow": {"name": "w", "steps": [{"id": "a"}]}}
 
@@ -79,7 +79,7 @@ def test_a_new_run_is_one_statement_in_one_round_trip(store: Store, tmp_path: Pa
         "run_created",
         "run_started",
     ]
-    assert store.audit.list_audit(run_id=run.run_id).items[0].payload == {"a": 1}
+    assert store.audit.list_audit(AuditQuery(run_id=run.run_id)).items[0].payload == {"a": 1}
 
 
 @ONLY_POSTGRESQL
@@ -98,7 +98,7 @@ def test_an_outcome_alone_is_one_round_trip(store: Store, tmp_path: Path) -> Non
     assert _round_trips(trace) == 1 and len(_sent(trace)) == 1
     assert "BEGIN" not in trace
     assert store.runs.get_run(run.run_id).status == "succeeded"
-    [audit] = store.audit.list_audit(run_id=run.run_id).items
+    [audit] = store.audit.list_audit(AuditQuery(run_id=run.run_id)).items
     # the notifiable audit's outbox row is in that same statement
     routed = []
     assert store.notifications.route_notifications(lambda event: routed.append(event) or []) == 1
@@ -123,7 +123,7 @@ def test_a_read_opens_a_pipelined_transaction(store: Store, tmp_path: Path) -> N
     # BEGIN, the two audits as one statement, the counters' read, the event and the last
     # audit as one statement, COMMIT
     assert len(_sent(trace)) == 5 and "BEGIN" in trace and "COMMIT" in trace
-    assert store.audit.list_audit(run_id=run.run_id).total == 3
+    assert store.audit.list_audit(AuditQuery(run_id=run.run_id)).total == 3
     assert store.runs.get_run(run.run_id).trace_seq == 1
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from kneo.platform import PlatformManager
+from kneo.platform import AuditQuery, PlatformManager
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, OFFSET, keyset_params, list_cap
@@ -38,13 +38,11 @@ def list_audit_events(
         "sort_by": sort_by,
         "sort_order": sort_order,
     } | manager.list_audit_events(
-        event_type=event_type,
-        run_id=run_id,
-        continuation_id=continuation_id,
-        limit=list_cap(request, limit),
-        offset=offset,
-        cursor=cursor or None,
-    )
+        AuditQuery(
+            event_type=event_type, run_id=run_id, continuation_id=continuation_id,
+            limit=list_cap(request, limit), offset=offset, cursor=cursor or None,
+        )
+    )  # fmt: skip
 
 
 @router.get("/audit-events/{event_id}", dependencies=[Depends(require_scope("audit:read"))])

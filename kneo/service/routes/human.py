@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kneo.engine.human import Decision
 from kneo.errors import InvalidRequest
+from kneo.platform import TaskQuery
 from kneo.redaction import shows_personal_data
 from kneo.service.auth import missing_scope
 from kneo.service.continuations import HANDED_OFF, PREFER_WAIT, continuation_answer
@@ -69,23 +70,17 @@ def list_human_tasks(
     ``include=counts`` (each capped the same way: ``counts_capped``). Each task carries ``input_preview``, the first words of its run's
     input."""
     escalated = _escalated_filter(status, escalated)  # a wrong status is refused first
+    query = TaskQuery(
+        run_id=run_id, workflow_kind=workflow_kind, workflow_name=workflow,
+        environment=environment, assignee=_assignee_filter(request, caller, assignee),
+        kind=kind, escalated=escalated, sort=_SORTS[page.sort_by, page.sort_order],
+        limit=page.limit, offset=page.offset, cursor=page.cursor, q=q,
+    )  # fmt: skip
     listed = caller.manager.list_human_tasks(
-        run_id=run_id,
-        workflow_kind=workflow_kind,
-        workflow=workflow,
-        environment=environment,
-        assignee=_assignee_filter(request, caller, assignee),
-        kind=kind,
-        escalated=escalated,
+        query,
         older_than_seconds=older_than_seconds,
-        sort=_SORTS[page.sort_by, page.sort_order],
-        limit=page.limit,
-        offset=page.offset,
-        cursor=page.cursor,
-        count=True,
         by_assignee=page.counts,
         show_personal=shows_personal_data(caller.principal.scopes),
-        q=q,
     )
     for task in listed["tasks"]:  # the original's clients key a task by ``id``
         task.setdefault("id", task["continuation_id"])

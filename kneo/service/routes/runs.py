@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from kneo.errors import InvalidRequest
-from kneo.platform import PlatformManager, RunFilter, bundles
+from kneo.platform import PlatformManager, RunQuery, bundles
 from kneo.platform.events import OPT_IN
 from kneo.platform.preparation import RunRequest
 from kneo.policy.check import check_spec
@@ -129,30 +130,18 @@ def run_spec(
 
 @router.get("/runs", dependencies=[Depends(require_scope("runs:read"))])
 def list_runs(
-    status: str | None = Query(
-        None,
-        description="A run status, or several separated by commas (any of them); also the "
-        "original's `completed`, `blocked`.",
-    ),
-    filters: RunFilter = Depends(run_filter),
+    filters: RunQuery = Depends(run_filter),
     page: PageParams = Depends(listing(("created_at", "updated_at", "status"), "created_at")),
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """Runs, filtered by status, session, workflow, error, creation time and words, sorted;
     paged by ``cursor`` (flat however deep) or a bounded ``offset``; ``total`` counted up to
     the count cap past the page."""
-    return {
-        **manager.list_runs(
-            status=status,
-            limit=page.limit,
-            offset=page.offset,
-            sort_by=page.sort_by,
-            sort_order=page.sort_order,
-            cursor=page.cursor,
-            filters=filters,
-        ),
-        "window": page.window,
-    }
+    query = replace(
+        filters, limit=page.limit, offset=page.offset, sort_by=page.sort_by,
+        sort_order=page.sort_order, cursor=page.cursor,
+    )  # fmt: skip
+    return {**manager.list_runs(query), "window": page.window}
 
 
 @router.get("/runs/{run_id}")

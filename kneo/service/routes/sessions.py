@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from kneo.errors import ErrorCode, NotFound
-from kneo.platform import PlatformManager, RunFilter
+from kneo.platform import PlatformManager, RunQuery
 from kneo.service.auth import require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, list_cap
@@ -32,11 +32,9 @@ def get_session(
     """The session's runs in the order they were created (each with its status and
     whether it failed), paged by ``cursor``."""
     found = manager.list_runs(
-        limit=list_cap(request, limit),
-        sort_by="created_at",
-        sort_order="asc",
-        cursor=cursor,
-        filters=RunFilter(session_id=session_id),
+        RunQuery(
+            session_id=session_id, limit=list_cap(request, limit), sort_order="asc", cursor=cursor
+        )
     )
     if not found["runs"] and cursor is None:
         raise NotFound(

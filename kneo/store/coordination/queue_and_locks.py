@@ -160,21 +160,6 @@ class QueueFacet(Facet):
             values["available_at"] = self.clock.now() + timedelta(seconds=delay_seconds)
         return self._update_lease(queue_id, owner, **values)
 
-    def get_queue_record(self, queue_id: int) -> QueueRecord:
-        """One of the project's queue records (``NotFound``: none of that id in it)."""
-        q = t.queue.c
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.queue).where(q.id == queue_id, q.project_id == self.project_id)
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            raise NotFound(f"queue record {queue_id} not found", resource="queue", id=str(queue_id))
-        return row_records.queue(row)
-
     def queue_records_for_run(self, run_id: str) -> list[QueueRecord]:
         """Every queue record of one of the project's runs, oldest first."""
         q = t.queue.c

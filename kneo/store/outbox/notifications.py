@@ -238,20 +238,6 @@ class NotificationsFacet(Facet):
             found = conn.execute(_joined().where(n.id.in_(ids)).order_by(n.id)).mappings()
             return [_record(row) for row in found]
 
-    def finish_notification(
-        self,
-        notification_id: int,
-        owner: str,
-        *,
-        sent: bool,
-        error: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> bool:
-        """Record one attempt's outcome (:meth:`finish_notifications`); ``False`` when the
-        lease lapsed meanwhile (another dispatcher owns the row now)."""
-        outcome = DeliveryOutcome(notification_id, sent, error, retry_at)
-        return self.finish_notifications(owner, [outcome]) == 1
-
     def finish_notifications(self, owner: str, outcomes: Sequence[DeliveryOutcome]) -> int:
         """Record attempts' outcomes on rows ``owner`` still leases, in one transaction (a
         dispatcher records a batch: one connection, not one per delivery in flight):

@@ -115,10 +115,6 @@ def pending_promotion_names() -> Select[Any]:
     )
 
 
-def active_digest() -> Select[Any]:
-    return sa.select(_R.digest).where(*where(t.bundle_revisions), _R.status == ACTIVE)
-
-
 def deactivate() -> Update:
     """The key's active revision becomes inactive at ``:deactivated_at``."""
     return (

@@ -172,16 +172,6 @@ class RegistryWritesMixin(TransactionBase):
             {**values, **key},
         )
 
-    def active_digest(self, bundle_name: str, environment: str) -> str | None:
-        """The digest of the key's active revision as this transaction sees it (its own
-        writes included), or ``None``: the controller's upstream check at promotion."""
-        found = self._registry_first(
-            "active_digest",
-            lambda _: q.active_digest(),
-            {"bundle_name": bundle_name, "environment": environment},
-        )
-        return None if found is None else str(found[0])
-
     def add_revision(
         self,
         bundle_name: str,
@@ -335,37 +325,26 @@ class RegistryWritesMixin(TransactionBase):
         """One revision as this transaction sees it (``not_found`` when absent)."""
         return self._revision(bundle_name, environment, revision)
 
-    def active_revision_number(self, bundle_name: str, environment: str) -> int | None:
-        """The active revision's number as this transaction sees it, if any."""
-        key = {"bundle_name": bundle_name, "environment": environment}
-        found = self._registry_first("head", lambda _: q.head(), key)
-        return None if found is None or found[1] is None else int(found[1])
+    def get_active(self, bundle_name: str, environment: str) -> BundleRevision | None:
+        """The key's active revision as this transaction sees it (its own writes included),
+        or ``None``: the controller's upstream check at promotion, a rollback's base."""
+        key = {"bundle_name": bundle_name, "environment": environment, "status": "active"}
+        row = self._registry_row(t.bundle_revisions, "active", key)
+        return None if row is None else row_records.revision(row)
 
     # -- conditions --------------------------------------------------------------------
-    def set_condition(
-        self,
-        bundle_name: str,
-        environment: str,
-        type: str,
-        *,
-        status: str,
-        reason: str,
-        message: str = "",
-    ) -> Condition:
-        """Upsert a condition. ``last_transition_time`` moves only when status, reason or
-        message actually change; ``updated_at`` records every observation."""
-        return self.set_conditions(bundle_name, environment, [(type, status, reason, message)])[0]
-
     def set_conditions(
         self,
         bundle_name: str,
         environment: str,
         conditions: Sequence[tuple[str, str, str, str]],
     ) -> list[Condition]:
-        """Upsert several ``(type, status, reason, message)`` conditions of one key at once.
+        """Upsert ``(type, status, reason, message)`` conditions of one key at once (one,
+        or several). A condition's ``last_transition_time`` moves only when its status,
+        reason or message actually change; ``updated_at`` records every observation.
 
         One locked read of the key's conditions, one insert for the new types and one update
-        per existing type; transition times follow :meth:`set_condition`'s rule.
+        per existing type.
         """
         key = {"project_id": self._pid, "bundle_name": bundle_name, "environment": environment}
         cur = self._registry_exec(

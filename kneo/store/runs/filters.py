@@ -13,8 +13,6 @@ each probed per run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,30 +20,14 @@ from sqlalchemy.engine import Connection
 
 from kneo.store import tables as t
 from kneo.store.base import count_rows
+from kneo.store.queries import RunQuery
 from kneo.store.tasks.search import query_terms, scoped_term
 
 #: Rows of a word counted to tell which of a query's words is rarest (then it leads).
 _RARITY_CAP = 1000
 
 
-@dataclass(frozen=True)
-class RunFilter:
-    """What a runs listing keeps besides its status: exact values, a window on
-    ``created_at`` (``after`` exclusive, ``before`` exclusive) and a search."""
-
-    session_id: str | None = None
-    workflow_name: str | None = None
-    workflow_kind: str | None = None
-    has_error: bool | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    q: str | None = None
-
-    def any(self) -> bool:
-        return any(getattr(self, name) is not None for name in self.__dataclass_fields__)
-
-
-def run_where(found: RunFilter) -> list[Any]:
+def run_where(found: RunQuery) -> list[Any]:
     """The conditions of every filter but the search."""
     c = t.runs.c
     where: list[Any] = []
@@ -153,4 +135,4 @@ def whole_rows(conn: Connection, found: list[Any], project_id: int) -> list[Any]
     return [rows[run_id] for run_id in ids if run_id in rows]
 
 
-__all__ = ["RunFilter", "few_runs", "run_where", "searched", "whole_rows"]
+__all__ = ["few_runs", "run_where", "searched", "whole_rows"]

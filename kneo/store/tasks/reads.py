@@ -10,8 +10,7 @@ rows: :mod:`kneo.store.tasks.search`); the writes that keep those rows are
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,19 +21,18 @@ from kneo.store import tables as t
 from kneo.store.base import (
     Facet,
     SortOrder,
-    check_page,
     count_reach,
     count_rows,
     get_by_key,
     keyset_after,
     keyset_page,
     not_found_error,
-    one_of_cursor_offset,
     ordered,
     page_total,
     page_walk,
 )
 from kneo.store.list_counts import TASKS, counted_total
+from kneo.store.queries import TaskQuery
 from kneo.store.records import ContinuationRecord, Page
 from kneo.store.tasks.search import ASSIGNEE, KIND, PROMOTION, label, scoped_term
 from kneo.store.wire.pg_hooks import PLAN_PER_CALL
@@ -173,14 +171,6 @@ def _lead_walk(
     return narrowed, (first.c.created_at, first.c.continuation_id)
 
 
-def _check_sort(sort: str) -> None:
-    if sort not in ("oldest", "newest", "expiring", "expiring_last"):
-        raise InvalidRequest(
-            f"sort must be oldest, newest, expiring or expiring_last, got {sort!r}",
-            field="sort",
-        )
-
-
 class TasksFacet(Facet):
     """The inbox's reads (``store.tasks``)."""
 
@@ -192,33 +182,13 @@ class TasksFacet(Facet):
             raise not_found_error("continuation", continuation_id)
         return row_records.continuation(row)
 
-    def find_continuation_by_request(self, request_id: str) -> ContinuationRecord:
-        """The continuation holding ``request_id`` (request ids are unique by construction)."""
-        r = t.continuation_requests.c
-        with self._read() as conn:
-            cid = conn.execute(
-                sa.select(r.continuation_id).where(
-                    r.request_id == request_id, r.project_id == self.project_id
-                )
-            ).scalar()
-        if cid is None:
-            raise not_found_error("request", request_id)
-        return self.get_continuation(cid)
-
-    def _continuation_filters(
-        self,
-        *,
-        status: str | None,
-        run_id: str | None,
-        workflow_kind: str | None,
-        assignee: str | tuple[str, ...] | None,
-        kind: str | None,
-        escalated: bool | None,
-        older_than: datetime | None,
-        expires_before: datetime | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-    ) -> list[Any]:
+    def _continuation_filters(self, q: TaskQuery) -> list[Any]:
+        """The conditions of every filter of ``q`` but the search (its labels are paged)."""
+        status, run_id, workflow_kind, assignee, kind = (
+            q.status, q.run_id, q.workflow_kind, q.assignee, q.kind
+        )  # fmt: skip
+        workflow_name, environment, escalated = q.workflow_name, q.environment, q.escalated
+        older_than, expires_before = q.older_than, q.expires_before
         c = t.continuations.c
         r = t.continuation_requests.c
         where: list[Any] = [c.project_id == self.project_id]
@@ -262,55 +232,29 @@ class TasksFacet(Facet):
             where.append(found)
         return where
 
-    def list_continuations(
-        self,
-        *,
-        status: str | None = "pending",
-        run_id: str | None = None,
-        workflow_kind: str | None = None,
-        assignee: str | tuple[str, ...] | None = None,
-        kind: str | None = None,
-        escalated: bool | None = None,
-        older_than: datetime | None = None,
-        expires_before: datetime | None = None,
-        workflow_name: str | None = None,
-        environment: str | None = None,
-        sort: Literal["oldest", "newest", "expiring", "expiring_last"] = "oldest",
-        limit: int = 50,
-        offset: int = 0,
-        cursor: str | None = None,
-        count: bool = True,
-        search: Sequence[str] = (),
-    ) -> Page[ContinuationRecord]:
-        """Continuations (pending by default) filtered as the human task inbox needs.
+    def list_continuations(self, query: TaskQuery = TaskQuery()) -> Page[ContinuationRecord]:
+        """Continuations (pending by default) filtered as the human task inbox needs
+        (:class:`~kneo.store.queries.TaskQuery`).
 
-        ``assignee``/``kind`` match those with a *pending* request of that assignee/kind
-        (``kind="promotion"``: promotions; a promotion, an assignee its approvers name);
-        ``workflow_name``/``environment`` the run's labels (a promotion's bundle and env);
-        ``older_than``/``expires_before`` bound ``created_at``/``expires_at`` (timeouts).
         Keyset paging by ``(created_at, continuation_id)``: ``next_cursor`` as ``cursor``
         continues after the page at the same cost however deep (not with ``offset``);
-        ``count=False`` leaves ``total`` out. ``search`` words
-        (:func:`kneo.store.tasks.search.query_terms`) keep the tasks holding all of them, walking
-        the rarest word's index rows in this order; assignee and kind walk their labels' rows
-        the same way, an assignee tuple (a person, their groups) each one's, merged;
-        ``expiring``/``expiring_last`` by deadline (:meth:`_by_expiry`)."""
-        check_page(limit, offset)
-        _check_sort(sort)
-        one_of_cursor_offset(cursor, offset)
-        order: SortOrder = "asc" if sort in ("oldest", "expiring") else "desc"
-        where = self._continuation_filters(
-            status=status, run_id=run_id, workflow_kind=workflow_kind, assignee=assignee,
-            kind=kind, escalated=escalated, older_than=older_than,
-            expires_before=expires_before, workflow_name=workflow_name, environment=environment,
-        )  # fmt: skip
-        labels, either, search = _filter_labels(self.project_id, status, assignee, kind, search)
-        others = (run_id, escalated, older_than, expires_before, workflow_name, environment)
+        ``count=False`` leaves ``total`` out. The search's words keep the tasks holding all
+        of them, walking the rarest word's index rows in this order; assignee and kind walk
+        their labels' rows the same way, an assignee tuple (a person, their groups) each
+        one's, merged; ``expiring``/``expiring_last`` by deadline (:meth:`_by_expiry`)."""
+        q = query
+        status, assignee, kind, workflow_kind = q.status, q.assignee, q.kind, q.workflow_kind
+        limit, offset, cursor, count = q.limit, q.offset, q.cursor, q.count
+        order: SortOrder = "asc" if q.sort in ("oldest", "expiring") else "desc"
+        where = self._continuation_filters(q)
+        labels, either, search = _filter_labels(self.project_id, status, assignee, kind, q.search())
+        others = (q.run_id, q.escalated, q.older_than, q.expires_before, q.workflow_name,
+                  q.environment)  # fmt: skip
         cap = count_reach(self.settings.limits.max_list_count, offset, limit)
         quiet = not search and all(o is None for o in others)
         counted = count and quiet and assignee is None
         counter = self._counter(counted, status, workflow_kind, kind, (offset, cursor, cap))
-        if sort in ("expiring", "expiring_last"):  # by deadline
+        if q.sort in ("expiring", "expiring_last"):  # by deadline
             return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count, counter)  # fmt: skip
         by_label = quiet and len(labels) == 1 and workflow_kind is None
         with self._read(snapshot=False) as conn:  # page and count need no shared snapshot
