@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kneo import metrics
 from kneo.engine.human import build_request
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
+from kneo.lifecycle import TaskStatus, request_status, transition
 from kneo.people import caller_entry, counted, current
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
@@ -225,7 +226,7 @@ class PromotionGate:
         cursor = None
         while True:
             page = store.tasks.list_continuations(
-                status="pending",
+                status=TaskStatus.PENDING,
                 workflow_kind=WORKFLOW_KIND,
                 limit=1000,
                 cursor=cursor,
@@ -257,7 +258,7 @@ def open_approval_task(
         existing = tx.get_continuation(cid)
     except NotFound:
         existing = None
-    if existing is not None and existing.status == "pending":
+    if existing is not None and existing.status == TaskStatus.PENDING:
         return False
     request = build_request(
         request_id=f"req_{cid.removeprefix('cont_')}",
@@ -269,11 +270,15 @@ def open_approval_task(
         decisions=("approved", "rejected"),
         context=context,
     ).to_dict()
-    request["status"] = "pending"
+    request["status"] = TaskStatus.PENDING
+    again = "open the task again"
     tx.put_continuation(
         cid,
         run_id=None,
         requests=[request],
+        status=transition(existing.status, TaskStatus.PENDING, action=again)
+        if existing is not None
+        else TaskStatus.PENDING,
         context=context,
         workflow_kind=WORKFLOW_KIND,
         workflow_name=name,
@@ -291,7 +296,7 @@ def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
         existing = tx.get_continuation(cid)
     except NotFound:
         return
-    if existing.status != "pending":
+    if existing.status != TaskStatus.PENDING:
         return
     resolve_task(tx, cid, existing, outcome)
 
@@ -300,12 +305,16 @@ def resolve_task(
     tx: ControllerTransaction, cid: str, task: ContinuationRecord, outcome: str
 ) -> None:
     """Resolve the pending approval task ``cid`` (as read: ``task``) with ``outcome``."""
+    action, resolved = f"close the task as {outcome}", TaskStatus.RESOLVED
     tx.put_continuation(
         cid,
         run_id=None,
-        requests=[{**r, "status": "resolved"} for r in task.requests],
+        requests=[
+            {**r, "status": transition(request_status(r), resolved, action=action)}
+            for r in task.requests
+        ],
         context={**task.context, "outcome": outcome},
-        status="resolved",
+        status=transition(task.status, resolved, action=action),
         workflow_kind=WORKFLOW_KIND,
         expected_version=task.version,
     )
@@ -313,7 +322,7 @@ def resolve_task(
 
 def _pending(store: HasTasks, cid: str) -> bool:
     try:
-        return bool(store.tasks.get_continuation(cid).status == "pending")
+        return bool(store.tasks.get_continuation(cid).status == TaskStatus.PENDING)
     except NotFound:
         return False
 
@@ -353,7 +362,7 @@ def take_task(
     context = task.context
     if task.workflow_kind != WORKFLOW_KIND or context.get("type") != kind:
         raise InvalidDecision(f"{continuation_id} is not a {kind} task")
-    if task.status != "pending":
+    if task.status != TaskStatus.PENDING:
         raise Conflict(
             f"{kind} task {continuation_id} is already {task.status}",
             code=ErrorCode.request_already_resolved,

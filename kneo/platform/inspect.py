@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, KneoError, NotFound
+from kneo.lifecycle import PUBLIC_RUN_STATUSES, RunStatus
 from kneo.platform.child_links import children_of, parent_of
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
@@ -256,7 +256,7 @@ class Inspection:
         if status is not None:  # one status, or several separated by commas
             listed = [STATUS_ALIASES.get(s.strip(), s.strip()) for s in status.split(",")]
             for one in listed:
-                one_of(one, [s.value for s in RunStatus], "status")
+                one_of(one, PUBLIC_RUN_STATUSES, "status")
             wanted = listed[0] if len(listed) == 1 else tuple(dict.fromkeys(listed))
         page = self.store.runs.list_runs(
             filters=filters if filters is not None and filters.any() else None,

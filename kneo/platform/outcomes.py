@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 
 from kneo.engine.human import compact_request
 from kneo.engine.journal import Boundary
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused
 from kneo.ids import new_continuation_id
+from kneo.lifecycle import RunStatus, transition
 from kneo.platform.journal import StoreJournal
 from kneo.platform.tasks import pending_entry, search_text
 from kneo.store import RunRecord, Transaction

@@ -33,6 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from kneo.lifecycle import TaskStatus
 from kneo.store.coordination_contracts import (
     CallbackReplays,
     IdempotencyKeys,
@@ -167,7 +168,7 @@ class HumanTaskReads(Protocol):
     def list_continuations(
         self,
         *,
-        status: str | None = "pending",
+        status: str | None = TaskStatus.PENDING,
         run_id: str | None = None,
         workflow_kind: str | None = None,
         assignee: str | tuple[str, ...] | None = None,

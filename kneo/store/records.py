@@ -25,7 +25,6 @@ QUEUE_STATUSES: tuple[str, ...] = ("queued", "leased", "completed", "failed")
 REVISION_STATUSES: frozenset[str] = frozenset(
     {"active", "inactive", "rejected", "pending_approval", "pruned"}
 )
-CONTINUATION_STATUSES: frozenset[str] = frozenset({"pending", "resolved", "expired"})
 
 
 @dataclass(frozen=True)

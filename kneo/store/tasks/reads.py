@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kneo.errors import InvalidRequest
+from kneo.lifecycle import TaskStatus
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import (
@@ -265,7 +266,7 @@ class TasksFacet(Facet):
     def list_continuations(
         self,
         *,
-        status: str | None = "pending",
+        status: str | None = TaskStatus.PENDING,
         run_id: str | None = None,
         workflow_kind: str | None = None,
         assignee: str | tuple[str, ...] | None = None,
