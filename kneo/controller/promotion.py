@@ -270,15 +270,14 @@ def open_approval_task(
         decisions=("approved", "rejected"),
         context=context,
     ).to_dict()
-    request["status"] = TaskStatus.PENDING
-    again = "open the task again"
+    request["status"] = status = TaskStatus.PENDING  # a new task's
+    if existing is not None:  # a resolved one opened again
+        status = transition(existing.status, status, action="open the task again")
     tx.put_continuation(
         cid,
         run_id=None,
         requests=[request],
-        status=transition(existing.status, TaskStatus.PENDING, action=again)
-        if existing is not None
-        else TaskStatus.PENDING,
+        status=status,
         context=context,
         workflow_kind=WORKFLOW_KIND,
         workflow_name=name,

@@ -520,8 +520,7 @@ def _pending(
             lock=f"continuation:{cont.continuation_id}",
         )
     for request_id in request_ids:
-        pending = TaskStatus.PENDING
-        if cont.status != pending or request_status(stored[request_id]) is not pending:
+        if request_status(stored[request_id], cont.status) is not TaskStatus.PENDING:
             raise RequestAlreadyResolved(
                 f"request {request_id} was already resolved", request_id=request_id
             )
