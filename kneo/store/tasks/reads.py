@@ -58,7 +58,7 @@ def _filter_labels(
     ``search`` words. All three as project ``project_id``'s rows hold them."""
     labels: list[str] = []
     either: list[str] = []
-    if status == "pending":
+    if status == TaskStatus.PENDING:
         if isinstance(assignee, tuple):
             either = [scoped_term(project_id, label(ASSIGNEE, a)) for a in dict.fromkeys(assignee)]
         elif assignee is not None:
