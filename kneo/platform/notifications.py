@@ -37,7 +37,6 @@ from kneo.clock import jitter, utc_iso
 from kneo.errors import ErrorCode, KneoError
 from kneo.ids import new_id
 from kneo.kernel import Origins, http_client
-from kneo.lifecycle import TaskStatus, request_status
 from kneo.logs import get_logger
 from kneo.platform import a2a_push
 from kneo.platform.assignments import Rules, rules_of
@@ -119,7 +118,7 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
     cursor = None
     while True:
         page = store.tasks.list_continuations(
-            status=TaskStatus.PENDING,
+            status="pending",
             expires_before=now + timedelta(seconds=lead_seconds),
             limit=200,
             cursor=cursor,
@@ -128,7 +127,7 @@ def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> 
         for cont in page.items:
             if cont.expires_at is None or cont.expires_at <= now:
                 continue  # expired already: the timeout sweep's business
-            pending = [r for r in cont.requests if request_status(r) is TaskStatus.PENDING]
+            pending = [r for r in cont.requests if (r.get("status") or "pending") == "pending"]
             written += store.notifications.add_notification_event(
                 expiring_event_id(cont.continuation_id, cont.expires_at),
                 "human.expiring",
