@@ -152,7 +152,7 @@ def _parse(value: str | StrEnum, machine: type[S]) -> S:
 
 def transition(current: str | S, target: S, *, action: str = "") -> S:
     """Return ``target`` if the move ``current → target`` is legal in ``target``'s machine,
-    else raise with a reason. A ``HANDED`` target is written by :func:`hand_off`."""
+    else raise with a reason. ``HANDED`` is never stored: :func:`hand_off` moves a run there."""
     machine = type(target)
     if machine not in (RunStatus, TaskStatus):
         raise IllegalTransition(f"unknown status {target!r}", status=str(target))
@@ -197,8 +197,9 @@ def hand_off(
 def take_over(run: RunLike, state: dict[str, Any], *, action: str) -> RunStatus:
     """``handed → running``: a worker takes the run over; ``state`` (the state to write) loses
     the mark; returns the status to store."""
+    status = transition(phase_of(run), RunStatus.RUNNING, action=action)
     state.pop(HANDOFF_KEY, None)
-    return transition(phase_of(run), RunStatus.RUNNING, action=action)
+    return status
 
 
 def request_status(request: Mapping[str, Any], task: str = TaskStatus.PENDING) -> TaskStatus:

@@ -81,7 +81,13 @@ def status_writes(tree: ast.Module) -> list[tuple[int, str]]:
                 and isinstance(t.slice, ast.Constant)
                 and t.slice.value == "status"
             ]
-    return sorted((v.lineno, word) for v in values for word in _unjudged(v))
+    handed = [
+        (v.lineno, "RunStatus.HANDED")  # never stored, judged or not: hand_off moves a run there
+        for v in values
+        for n in ast.walk(v)
+        if isinstance(n, ast.Attribute) and n.attr == "HANDED"
+    ]
+    return sorted([(v.lineno, word) for v in values for word in _unjudged(v)] + handed)
 
 
 def _scanned() -> list[Path]:
@@ -111,6 +117,12 @@ def test_the_scan_finds_a_planted_write() -> None:
         'entry["status"] = "resolved"\n'
         "tx.put_continuation(cid, status=transition(c.status, TaskStatus.RESOLVED))\n"
         "tx.put_continuation(cid, status=TaskStatus.PENDING)\n"
+        "tx.update_run(rid, status=transition(run.status, RunStatus.HANDED))\n"
         'store.tasks.list_continuations(status="pending")\n'
     )
-    assert status_writes(planted) == [(1, "paused"), (2, "RunStatus.FAILED"), (3, "resolved")]
+    assert status_writes(planted) == [
+        (1, "paused"),
+        (2, "RunStatus.FAILED"),
+        (3, "resolved"),
+        (6, "RunStatus.HANDED"),
+    ]
