@@ -17,9 +17,9 @@ from kneo.console.graph_layout import Drawing, layout
 from kneo.console.paths import query_path
 from kneo.console.view import PageView, Render
 from kneo.errors import ErrorCode, KneoError, NotFound
+from kneo.lifecycle import handoff_of
 from kneo.platform import RunQuery
 from kneo.platform.events import OPT_IN
-from kneo.platform.handoff import handoff_of
 from kneo.service.event_stream import event_position, run_event_stream
 from kneo.store import RunRecord
 
@@ -127,13 +127,13 @@ def add_answer_route(router: APIRouter, auth: ConsoleAuth, render: Render) -> No
 def waiting_for_worker(run: RunRecord, now: datetime) -> dict[str, Any] | None:
     """Whether ``run`` waits for a worker none has claimed yet: queued (started with
     ``async_mode``), or decided or continued and handed to the workers
-    (:mod:`kneo.platform.handoff`: the mark stays until a worker takes the run over).
+    (:mod:`kneo.lifecycle`: handed until a worker takes the run over).
     ``{"kind": "start" | "decision" | "continue", "since": ISO time, "stale": bool}``,
     ``stale`` once it has waited :data:`UNCLAIMED_SECONDS` (a worker polls far more often:
     none may be running), else ``None`` (the run page then shows its status alone)."""
     if run.status == "queued":
         kind, since = "start", run.created_at
-    elif run.status == "running" and (mark := handoff_of(run)) is not None:
+    elif (mark := handoff_of(run)) is not None:  # handed (kneo.lifecycle): shown as running
         kind = str(mark.get("kind") or "decision")
         since = _time(mark.get("at")) or run.updated_at
     else:

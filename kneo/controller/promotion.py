@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kneo import metrics
 from kneo.engine.human import build_request
 from kneo.errors import Conflict, ErrorCode, Forbidden, InvalidDecision, NotFound
+from kneo.lifecycle import TaskStatus, request_status, transition
 from kneo.people import caller_entry, counted, current
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
@@ -227,7 +228,7 @@ class PromotionGate:
         while True:
             page = store.tasks.list_continuations(
                 TaskQuery(
-                    status="pending",
+                    status=TaskStatus.PENDING,
                     workflow_kind=WORKFLOW_KIND,
                     limit=1000,
                     cursor=cursor,
@@ -260,7 +261,7 @@ def open_approval_task(
         existing = tx.get_continuation(cid)
     except NotFound:
         existing = None
-    if existing is not None and existing.status == "pending":
+    if existing is not None and existing.status == TaskStatus.PENDING:
         return False
     request = build_request(
         request_id=f"req_{cid.removeprefix('cont_')}",
@@ -272,11 +273,14 @@ def open_approval_task(
         decisions=("approved", "rejected"),
         context=context,
     ).to_dict()
-    request["status"] = "pending"
+    request["status"] = status = TaskStatus.PENDING  # a new task's
+    if existing is not None:  # a resolved one opened again
+        status = transition(existing.status, status, action="open the task again")
     tx.put_continuation(
         cid,
         run_id=None,
         requests=[request],
+        status=status,
         context=context,
         workflow_kind=WORKFLOW_KIND,
         workflow_name=name,
@@ -294,7 +298,7 @@ def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
         existing = tx.get_continuation(cid)
     except NotFound:
         return
-    if existing.status != "pending":
+    if existing.status != TaskStatus.PENDING:
         return
     resolve_task(tx, cid, existing, outcome)
 
@@ -303,12 +307,16 @@ def resolve_task(
     tx: ControllerTransaction, cid: str, task: ContinuationRecord, outcome: str
 ) -> None:
     """Resolve the pending approval task ``cid`` (as read: ``task``) with ``outcome``."""
+    action, resolved = f"close the task as {outcome}", TaskStatus.RESOLVED
     tx.put_continuation(
         cid,
         run_id=None,
-        requests=[{**r, "status": "resolved"} for r in task.requests],
+        requests=[
+            {**r, "status": transition(request_status(r), resolved, action=action)}
+            for r in task.requests
+        ],
         context={**task.context, "outcome": outcome},
-        status="resolved",
+        status=transition(task.status, resolved, action=action),
         workflow_kind=WORKFLOW_KIND,
         expected_version=task.version,
     )
@@ -316,7 +324,7 @@ def resolve_task(
 
 def _pending(store: HasTasks, cid: str) -> bool:
     try:
-        return bool(store.tasks.get_continuation(cid).status == "pending")
+        return bool(store.tasks.get_continuation(cid).status == TaskStatus.PENDING)
     except NotFound:
         return False
 
@@ -356,7 +364,7 @@ def take_task(
     context = task.context
     if task.workflow_kind != WORKFLOW_KIND or context.get("type") != kind:
         raise InvalidDecision(f"{continuation_id} is not a {kind} task")
-    if task.status != "pending":
+    if task.status != TaskStatus.PENDING:
         raise Conflict(
             f"{kind} task {continuation_id} is already {task.status}",
             code=ErrorCode.request_already_resolved,

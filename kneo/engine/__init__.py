@@ -32,11 +32,11 @@ if TYPE_CHECKING:
         validate_decision,
     )
     from kneo.engine.journal import Boundary, Journal, MemoryJournal, RunSuperseded, TraceEvent
-    from kneo.engine.lifecycle import RunStatus, transition
     from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused, Superseded
     from kneo.engine.run_context import EngineOptions
     from kneo.engine.sdk_workflow import SdkWorkflow
     from kneo.engine.state import ExecutionState
+    from kneo.lifecycle import RunStatus, transition
 
 #: exported name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -61,7 +61,7 @@ _EXPORTS: dict[str, str] = {
         ["Boundary", "Journal", "MemoryJournal", "RunSuperseded", "TraceEvent"],
         "kneo.engine.journal",
     ),
-    **dict.fromkeys(["RunStatus", "transition"], "kneo.engine.lifecycle"),
+    **dict.fromkeys(["RunStatus", "transition"], "kneo.lifecycle"),
     **dict.fromkeys(
         ["Cancelled", "Completed", "Failed", "Outcome", "Paused", "Superseded"],
         "kneo.engine.outcomes",

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kneo.engine.child_step import CHILD_RUN
-from kneo.engine.lifecycle import RunStatus
+from kneo.lifecycle import RunStatus
 from kneo.store import RunRecord
 
 #: who records a child run's outcome on its parent's wait (audited as this actor)

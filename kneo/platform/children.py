@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision
-from kneo.engine.lifecycle import TERMINAL, RunStatus
 from kneo.errors import Conflict, ErrorCode, InvalidRequest, KneoError, NotFound
+from kneo.lifecycle import TERMINAL, RunStatus
 from kneo.platform.child_links import (
     CHILD_ACTOR,
     PARENT_KEY,

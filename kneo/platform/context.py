@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.redaction import redact, redact_text
 from kneo.spec.compiled import CompiledWorkflow
 from kneo.store import RunRecord
@@ -262,7 +263,7 @@ def task_context(
     ``run`` (input and labels), ``position``, ``conversations``, ``decisions`` and
     ``requests`` (:func:`request_context` of each), redacted for the reader."""
     state = run.state or {}
-    waiting = [str(r.get("step_id")) for r in requests if r.get("status", "pending") == "pending"]
+    waiting = [str(r.get("step_id")) for r in requests if request_status(r) is TaskStatus.PENDING]
     text, chars = _text(run.input_text or "", show_personal, INPUT_CHARS)
     return {
         "run": {

@@ -31,7 +31,6 @@ from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.child_step import CHILD_RUN
 from kneo.engine.human import Decision, HumanDecision, HumanRequest, validate_decision
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import (
     HumanTaskExpired,
@@ -43,12 +42,13 @@ from kneo.errors import (
     ResourceLocked,
 )
 from kneo.jsontext import content_hash
+from kneo.lifecycle import RunStatus, TaskStatus, hand_off, phase_of, request_status, transition
 from kneo.platform.assignments import AssignmentRule, Rules, check_assignee, rules_of
 from kneo.platform.bundles import resume_promotion
 from kneo.platform.child_links import CHILD_ACTOR
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
-from kneo.platform.handoff import HANDOFF_KEY, HandOff
+from kneo.platform.handoff import HandOff
 from kneo.platform.idempotency import idempotent
 from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult
@@ -409,7 +409,7 @@ class Decisions:
             metrics.record_human_wait(waited, project=self.store.project)
         if remaining:
             return self.driver.result(updated)
-        if HANDOFF_KEY in (updated.state or {}):  # queued for a worker in the decision's commit
+        if phase_of(updated) is RunStatus.HANDED:  # queued for a worker in the decision's commit
             self.handoff.woken()
             self.store.wakeups.queued(updated.run_id)
             return replace(self.driver.result(updated), handed_off=True)
@@ -449,13 +449,15 @@ class Decisions:
         lease and the events' counters go with it."""
         snapshot = state.snapshot()
         resumed: dict[str, Any] = {"continuation_id": cont.continuation_id}
+        action = "resume the run"
         if self.handoff.enabled:
-            snapshot[HANDOFF_KEY] = {
+            marker = {
                 "kind": "decision",
                 "continuation_id": cont.continuation_id,
                 "at": utc_iso(self.clock.now()),
                 **({"trace": cont.context["trace"]} if cont.context.get("trace") else {}),
             }
+            status = hand_off(run, snapshot, marker, action=action)
             resumed["handed_off"] = True
             tx.enqueue(run.run_id)
             for request, answer in answers:
@@ -471,13 +473,14 @@ class Decisions:
                     },
                 )
         else:
+            status = transition(run.status, RunStatus.RUNNING, action=action)
             tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
             requests=requests,
             context=cont.context,
-            status="resolved",
+            status=transition(cont.status, TaskStatus.RESOLVED, action="resolve the task"),
             expires_at=cont.expires_at,
             workflow_kind=cont.workflow_kind,
             expected_version=cont.version,
@@ -490,7 +493,7 @@ class Decisions:
             run.run_id,
             expected_version=run.version,
             state=snapshot,
-            status=transition(run.status, RunStatus.RUNNING, action="resume the run"),
+            status=status,
         )
 
 
@@ -517,9 +520,7 @@ def _pending(
             lock=f"continuation:{cont.continuation_id}",
         )
     for request_id in request_ids:
-        if cont.status != "pending" or (stored[request_id].get("status") or "pending") != (
-            "pending"
-        ):
+        if request_status(stored[request_id], cont.status) is not TaskStatus.PENDING:
             raise RequestAlreadyResolved(
                 f"request {request_id} was already resolved", request_id=request_id
             )

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from kneo import metrics, tracing
 from kneo.engine.cancellation import CancellationToken
 from kneo.engine.executor import WorkflowEngine
-from kneo.engine.lifecycle import RunStatus
 from kneo.engine.outcomes import Outcome, Paused, Superseded
 from kneo.engine.state import ExecutionState
 from kneo.errors import Conflict, ErrorCode
 from kneo.jsontext import content_hash
 from kneo.kernel.code import CodeSet, missing, remember
+from kneo.lifecycle import RunStatus
 from kneo.lrucache import LRUCache
 from kneo.platform.journal import StoreJournal
 from kneo.platform.leases import LeaseKeeper

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
+from kneo.lifecycle import TERMINAL, RunStatus
 from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
 
@@ -53,7 +54,6 @@ _FINAL = {
     "run_expired": "expired",
     "run_timed_out": "timed_out",
 }
-_END = frozenset({"succeeded", "failed", "cancelled", "expired", "timed_out"})
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class RunEvent:
 def stream_stops(status: str, *, through_pauses: bool = False) -> bool:
     """Whether a followed stream ends at a run ``status``: finished, or paused (the run will
     not move without someone) unless ``through_pauses``."""
-    return status in _END or (status == "paused" and not through_pauses)
+    return status in TERMINAL or (status == RunStatus.PAUSED and not through_pauses)
 
 
 def read_events(

@@ -18,6 +18,7 @@ from typing import Any, get_args
 
 from kneo.clock import Clock
 from kneo.errors import InvalidRequest, KneoError, NotFound
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.platform.assignments import AssignmentRule
 from kneo.platform.context import task_context
 from kneo.platform.driver import RunDriver
@@ -155,7 +156,7 @@ class Inbox:
         view = task_view(task, pending_only=False, show_personal=show_personal)
         rule = self.assignment_rule(task.environment)
         for request in view.get("requests", []) if rule.binding else []:
-            if (request.get("status") or "pending") == "pending":  # who alone may decide it
+            if request_status(request) is TaskStatus.PENDING:  # who alone may decide it
                 request["deciders"] = list(rule.deciders(request.get("assignee")))
         if task.workflow_kind == "promotion":
             from kneo.platform.registry import promotion_tally

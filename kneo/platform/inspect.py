@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kneo.engine.lifecycle import RunStatus
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, KneoError, NotFound
+from kneo.lifecycle import PUBLIC_RUN_STATUSES, RunStatus
 from kneo.platform.child_links import children_of, parent_of
 from kneo.platform.context import conversations, decisions
 from kneo.platform.driver import RunDriver
@@ -244,7 +244,7 @@ class Inspection:
         if isinstance(query.status, str):  # one status, or several separated by commas
             listed = [STATUS_ALIASES.get(s.strip(), s.strip()) for s in query.status.split(",")]
             for one in listed:
-                one_of(one, [s.value for s in RunStatus], "status")
+                one_of(one, PUBLIC_RUN_STATUSES, "status")
             wanted = listed[0] if len(listed) == 1 else tuple(dict.fromkeys(listed))
             query = replace(query, status=wanted)
         page = self.store.runs.list_runs(query)

@@ -29,7 +29,7 @@ functions over the store or this facade. No collaborator imports this module.
 
 Invariants kept by the collaborators:
 
-* every status change goes through :func:`kneo.engine.lifecycle.transition`;
+* every status change goes through :func:`kneo.lifecycle.transition`;
 * a step boundary is one store transaction (:class:`~kneo.platform.journal.StoreJournal`),
   and so is the outcome: status, output, continuation, checkpoint, trace and audit together;
 * every write to a run is a compare-and-set on its version, so a process holding a stale

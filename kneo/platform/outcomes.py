@@ -19,21 +19,21 @@ from typing import Any, NamedTuple
 
 from kneo.engine.human import compact_request
 from kneo.engine.journal import Boundary
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.outcomes import Cancelled, Completed, Failed, Outcome, Paused
 from kneo.ids import new_continuation_id
+from kneo.lifecycle import RunStatus, transition
 from kneo.platform.journal import StoreJournal
 from kneo.platform.tasks import pending_entry, search_text
 from kneo.store import RunRecord, Transaction
 
 
 class _Rows(NamedTuple):
-    """What an outcome of one kind adds to the run: its changes, the final checkpoint's type,
-    status and step, its trace events and its own audits ``(type, payload, continuation)``."""
+    """What an outcome of one kind adds to the run: its changes (the status the lifecycle
+    moved it to, which the final checkpoint records too), the final checkpoint's type and
+    step, its trace events and its own audits ``(type, payload, continuation)``."""
 
     changes: dict[str, Any]
     kind: str
-    status: str
     step_id: str | None = None
     events: tuple[dict[str, Any], ...] = ()
     audits: Sequence[tuple[str, dict[str, Any], str | None]] = ()
@@ -59,7 +59,7 @@ def write_outcome(
         state=state,
         # A completed run's state is the engine's last snapshot, unchanged: reuse its texts.
         parts=outcome.parts if isinstance(outcome, Completed) else None,
-        status=rows.status,
+        status=rows.changes["status"],
         step_id=rows.step_id,
     )
     checkpoints, events = journal.final_rows(
@@ -112,7 +112,7 @@ def _outcome_rows(
             "event_type": "run_completed",
             "payload": {"output_chars": len(outcome.output_text)},
         }
-        return _Rows(changes, "run_completed", "succeeded", events=(done,))
+        return _Rows(changes, "run_completed", events=(done,))
     if isinstance(outcome, Paused):
         return _paused(tx, run, outcome, state, trace_context)
     if isinstance(outcome, Failed):
@@ -120,7 +120,7 @@ def _outcome_rows(
     assert isinstance(outcome, Cancelled)
     changes = {"status": transition(run.status, RunStatus.CANCELLED), "finished_at": tx.now}
     cancelled = {"event_type": "run_cancelled", "payload": {}}
-    return _Rows(changes, "run_cancelled", "cancelled", events=(cancelled,))
+    return _Rows(changes, "run_cancelled", events=(cancelled,))
 
 
 def _paused(
@@ -172,7 +172,7 @@ def _paused(
     ]
     changes = {"status": transition(run.status, RunStatus.PAUSED)}
     step_id = outcome.requests[0].step_id if outcome.requests else None
-    return _Rows(changes, "paused", "paused", step_id, (paused,), audits)
+    return _Rows(changes, "paused", step_id, (paused,), audits)
 
 
 #: Provider failures that running offline avoids (a missing key, no route to the endpoint).
@@ -212,7 +212,6 @@ def _failed(tx: Transaction, run: RunRecord, outcome: Failed) -> _Rows:
     return _Rows(
         changes,
         "run_failed",
-        "failed",
         error.get("step_id"),
         (failed,),
         [("run.failed", audit, None)],

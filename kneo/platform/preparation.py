@@ -24,11 +24,11 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
 from kneo.kernel.code import code_record, missing, remember, unchanged
+from kneo.lifecycle import RunStatus, transition
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
 from kneo.platform.admission import RunAdmission, environment_files, file_stamp

@@ -15,6 +15,7 @@ from typing import Any
 
 from kneo.clock import utc_iso
 from kneo.engine.human import public_request
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.redaction import may_need_redaction, redact_mapping
 from kneo.store import (
     AuditEvent,
@@ -282,7 +283,7 @@ def task_view(
     if shown is None:
         requests: Sequence[Mapping[str, Any]] = cont.requests
         if pending_only:
-            requests = [r for r in requests if (r.get("status") or "pending") == "pending"]
+            requests = [r for r in requests if request_status(r) is TaskStatus.PENDING]
         shown = [public_request(r, show_personal=show_personal) for r in requests]  # redacted
     view: dict[str, Any] = {
         "continuation_id": cont.continuation_id,

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kneo.engine.lifecycle import RunStatus
 from kneo.errors import BundleNotApproved, IllegalTransition, InvalidRequest
 from kneo.kernel.code import CodeSet, code_record, load_code
+from kneo.lifecycle import RunStatus
 from kneo.platform.driver import RunDriver
 from kneo.spec.loader import load_spec_data
 from kneo.spec.pinning import spec_code

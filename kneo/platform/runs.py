@@ -4,7 +4,7 @@ Every new run is prepared first (:class:`~kneo.platform.preparation.SpecPreparat
 asks the admission gate), a replay asks the gate as a start does, a queued run is admitted
 again before it executes (:meth:`~kneo.platform.admission.RunAdmission.readmit`), and every
 run that executes here is driven by the :class:`~kneo.platform.driver.RunDriver`. Each status change is one
-compare-and-set transaction through :func:`kneo.engine.lifecycle.transition`.
+compare-and-set transaction through :func:`kneo.lifecycle.transition`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.engine.state import ExecutionState
 from kneo.errors import DatabaseUnavailable, IllegalTransition, InvalidRequest, ResourceLocked
 from kneo.jsontext import content_hash
 from kneo.kernel.code import load_code
+from kneo.lifecycle import RunStatus, hand_off, handoff_of, phase_of, take_over, transition
 from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
-from kneo.platform.handoff import HANDOFF_KEY, HandOff, handoff_of
+from kneo.platform.handoff import HandOff
 from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
@@ -272,7 +272,7 @@ class Runs:
         """Cancel a queued, running or paused run now. A step in flight finishes, but its
         result is never committed: the run's version moved on, so its write is refused."""
         run = self.store.runs.get_run(run_id)
-        status = transition(run.status, RunStatus.CANCELLED, action="cancel the run")
+        status = transition(phase_of(run), RunStatus.CANCELLED, action="cancel the run")
         with self.store.transaction() as tx:
             updated = end_run(tx, run, status, paused_continuation(run), cancel_requested=True)
             tx.add_audit(
@@ -322,7 +322,7 @@ class Runs:
         _check_continuable(run)
         self._check_not_held(run_id)
         queue = self.handoff.enabled if hand_off is None else hand_off
-        marker = handoff_of(run) if run.status == RunStatus.RUNNING else None
+        marker = handoff_of(run)
         if marker is not None:
             if queue:  # already waiting for a worker: nothing more to record
                 return replace(self.driver.result(run), handed_off=True)
@@ -351,10 +351,13 @@ class Runs:
         state.failure = None
         snapshot = state.snapshot()
         event: dict[str, Any] = {"previous_status": run.status}
+        action = "continue the run"
         if queue:
-            snapshot[HANDOFF_KEY] = {"kind": "continue", "at": utc_iso(self.clock.now())}
+            marker = {"kind": "continue", "at": utc_iso(self.clock.now())}
+            status = hand_off(run, snapshot, marker, action=action)
             event["handed_off"] = True
         else:
+            status = transition(phase_of(run), RunStatus.RUNNING, action=action)
             event |= _executor(self.driver.owner)
         if metadata:  # a trace row is written as given: redacted here (audit rows are)
             event["metadata"] = redact_mapping(dict(metadata))
@@ -362,7 +365,7 @@ class Runs:
             updated = tx.update_run(
                 run_id,
                 expected_version=run.version,
-                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
+                status=status,
                 error=None,
                 finished_at=None,
                 state=snapshot,
@@ -401,7 +404,8 @@ class Runs:
         ``stale_state``. The run's span links to the pause's trace context, as a resume in
         the request does."""
         workflow = self.driver.workflow_for(run)
-        state = ExecutionState(run.state)  # without the mark
+        state = ExecutionState(run.state).snapshot()
+        status = take_over(run, state, action="continue the run")
         claimed = {**_executor(self.driver.owner), "handed_off": marker.get("kind")}
         if actor is not None:
             claimed["actor"] = actor
@@ -410,8 +414,8 @@ class Runs:
             updated = tx.update_run(
                 run.run_id,
                 expected_version=run.version,
-                status=transition(run.status, RunStatus.RUNNING, action="continue the run"),
-                state=state.snapshot(),
+                status=status,
+                state=state,
             )
             tx.add_trace_events(run.run_id, [{"event_type": "run_claimed", "payload": claimed}])
             tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.human import Decision
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import Conflict, ErrorCode, IllegalTransition, KneoError, NotFound
+from kneo.lifecycle import RunStatus, TaskStatus, phase_of, request_status, transition
 from kneo.logs import get_logger
 from kneo.platform.decisions import TIMEOUT_ACTOR, Decisions
 from kneo.platform.driver import RunDriver
@@ -64,7 +64,7 @@ def _time(value: object) -> datetime | None:
 
 
 def _pending(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in requests if (r.get("status") or "pending") == "pending"]
+    return [r for r in requests if request_status(r) is TaskStatus.PENDING]
 
 
 RECOVERY_ACTOR = "system:sweeper"
@@ -108,7 +108,13 @@ def expired_continuations(store: Store, now: datetime) -> list[str]:
     cursor = None
     while True:  # collect first: acting changes the pages
         page = store.tasks.list_continuations(
-            TaskQuery(status="pending", expires_before=now, limit=_PAGE, cursor=cursor, count=False)
+            TaskQuery(
+                status=TaskStatus.PENDING,
+                expires_before=now,
+                limit=_PAGE,
+                cursor=cursor,
+                count=False,
+            )
         )
         due += [c.continuation_id for c in page.items]
         cursor = page.next_cursor
@@ -401,7 +407,7 @@ class Sweeps:
         store = self.store
         try:
             run = store.runs.get_run(run_id)
-            status = transition(run.status, RunStatus.TIMED_OUT, action="time out the run")
+            status = transition(phase_of(run), RunStatus.TIMED_OUT, action="time out the run")
         except (NotFound, IllegalTransition):
             return 0
         cid = paused_continuation(run)

@@ -29,6 +29,7 @@ from kneo.engine.human import (
     public_request,
 )
 from kneo.errors import NotFound
+from kneo.lifecycle import TaskStatus, request_status, transition
 from kneo.redaction import redact_mapping, redact_text
 from kneo.store import ContinuationRecord
 from kneo.store.tasks.inbox import has_body, task_requests
@@ -58,10 +59,13 @@ def resolved_entry(
             "decided_by": answer.actor,
             "decided_at": answer.decided_at,
         }
+    decided["status"] = transition(
+        request_status(entry), TaskStatus.RESOLVED, action="decide the request"
+    )
     if "prompt" in entry:  # the body is already here (rows written before this layout)
-        return dict(entry, status="resolved", **decided)
+        return {**entry, **decided}
     body = redact_mapping(compact_request(request.to_dict()))
-    return {**body, **entry, **decided, "status": "resolved"}
+    return {**body, **entry, **decided}
 
 
 def search_text(input_text: str, requests: Sequence[HumanRequest]) -> list[str]:
@@ -80,7 +84,7 @@ def next_expiry(
     left = [
         str(r["expires_at"])
         for r in task_requests(entries, {"pending": list(pending)})
-        if r["status"] == "pending" and r.get("expires_at") and not r.get("escalated_at")
+        if r["status"] == TaskStatus.PENDING and r.get("expires_at") and not r.get("escalated_at")
     ]
     return datetime.fromisoformat(min(left).replace("Z", "+00:00")) if left else None
 
@@ -154,6 +158,6 @@ def paused_requests(
         body = entry if has_body(entry) else {**(bodies.get(rid) or {}), **entry}
         if has_body(body):
             full = complete_request({**r, **body})
-            r = public_request(dict(full, status=entry.get("status") or "pending"))
+            r = public_request(dict(full, status=request_status(entry)))
         out.append(r)
     return out

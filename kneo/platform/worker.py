@@ -46,7 +46,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import metrics
-from kneo.engine.lifecycle import RunStatus, transition
 from kneo.errors import (
     Conflict,
     IllegalTransition,
@@ -55,6 +54,7 @@ from kneo.errors import (
     ProjectLimitReached,
     ResourceLocked,
 )
+from kneo.lifecycle import RunStatus, phase_of, transition
 from kneo.logs import get_logger
 from kneo.periodic import PeriodicTask
 from kneo.platform.directory import ProjectDirectory, ProjectSlots
@@ -445,12 +445,12 @@ def fail_run(
     """Mark ``run_id`` failed through the lifecycle, with ``error`` as the reason.
 
     One transaction, a compare-and-set on the run's version: status (via
-    :func:`~kneo.engine.lifecycle.transition`, so a terminal run is refused with
+    :func:`~kneo.lifecycle.transition`, so a terminal run is refused with
     ``illegal_transition``), error, trace event, checkpoint and audit event together. The
     run's state is kept, so ``continue_run`` can still pick it up from its last boundary.
     """
     run = store.runs.get_run(run_id)
-    status = transition(run.status, RunStatus.FAILED, action="fail the run")
+    status = transition(phase_of(run), RunStatus.FAILED, action="fail the run")
     with store.transaction() as tx:
         updated = tx.update_run(
             run_id, expected_version=run.version, status=status, error=error, finished_at=tx.now
@@ -459,7 +459,7 @@ def fail_run(
         tx.add_checkpoint(
             run_id,
             type="run_failed",
-            status="failed",
+            status=status,
             payload=checkpoint_payload(run.state or {}),
             metadata={"reason": error.get("type")},
         )

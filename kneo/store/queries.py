@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kneo.errors import InvalidRequest
+from kneo.lifecycle import TaskStatus
 from kneo.store.base import check_order, check_page, one_of_cursor_offset
 from kneo.store.tasks.search import query_terms
 
@@ -79,7 +80,7 @@ class TaskQuery:
     a blank one searches nothing, one of no word is refused naming ``q``). Oldest or newest
     first, or by deadline."""
 
-    status: str | None = "pending"
+    status: str | None = TaskStatus.PENDING
     run_id: str | None = None
     workflow_kind: str | None = None
     assignee: str | tuple[str, ...] | None = None

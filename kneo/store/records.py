@@ -11,21 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
 
+from kneo.lifecycle import TERMINAL
 from kneo.projects import DEFAULT_PROJECT_ID
 
 T = TypeVar("T")
 
 #: Run statuses after which nothing runs again (retention may delete these).
-TERMINAL_RUN_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "cancelled", "expired", "timed_out"}
-)
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset(s.value for s in TERMINAL)
 #: Statuses a queue record moves through: queued -> leased -> completed | failed.
 QUEUE_STATUSES: tuple[str, ...] = ("queued", "leased", "completed", "failed")
 #: Registry revision statuses; at most one ``active`` per (bundle, environment).
 REVISION_STATUSES: frozenset[str] = frozenset(
     {"active", "inactive", "rejected", "pending_approval", "pruned"}
 )
-CONTINUATION_STATUSES: frozenset[str] = frozenset({"pending", "resolved", "expired"})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kneo.errors import InvalidRequest
 from kneo.ids import new_id
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.notification_events import NOTIFICATION_EVENTS, NOTIFIED_AUDITS
 from kneo.people import current
 from kneo.projects import DEFAULT_PROJECT_ID
@@ -156,7 +157,7 @@ def new_continuation(
 def continuation_request_rows(
     continuation_id: str,
     request_list: list[dict[str, Any]],
-    status: str = "pending",
+    status: str = TaskStatus.PENDING,
     project_id: int = DEFAULT_PROJECT_ID,
 ) -> list[dict[str, Any]]:
     """``continuation_requests`` index rows of a continuation's requests (of project
@@ -169,7 +170,7 @@ def continuation_request_rows(
             "request_id": r["request_id"],
             "kind": r.get("kind"),
             "assignee": r.get("assignee"),
-            "status": (r.get("status") or "pending") if status == "pending" else "resolved",
+            "status": request_status(r, status),
             "project_id": project_id,
         }
         for r in request_list

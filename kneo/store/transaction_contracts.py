@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack
 
+from kneo.lifecycle import TaskStatus
+
 if TYPE_CHECKING:
     from kneo.store.records import (
         AuditEvent,
@@ -178,7 +180,7 @@ class HumanTaskTransaction(Protocol):
         run_id: str | None,
         requests: Sequence[Mapping[str, Any]],
         context: Mapping[str, Any] | None = None,
-        status: str = "pending",
+        status: str = TaskStatus.PENDING,
         expires_at: datetime | None = None,
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,

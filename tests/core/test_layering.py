@@ -64,6 +64,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "base",
         (
             "kneo.errors",
+            "kneo.lifecycle",
             "kneo.settings",
             "kneo.setting_groups",
             "kneo.clock",

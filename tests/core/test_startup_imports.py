@@ -39,7 +39,7 @@ def test_one_engine_module_does_not_load_the_whole_engine() -> None:
     )
     assert out["before"] is False
     assert out["builder"] == "kneo.engine.builder"
-    assert out["transition"] == "kneo.engine.lifecycle"
+    assert out["transition"] == "kneo.lifecycle"
     assert "WorkflowEngine" in out["all"] and out["dir"] == []  # type: ignore[operator]
 
 

@@ -21,7 +21,7 @@ from kneo.engine import (
     register_predicate,
 )
 from kneo.engine.providers import create_provider_registry
-from kneo.errors import IllegalTransition, KneoError
+from kneo.errors import KneoError
 from kneo.kernel.code import collect_code, load_code
 from kneo.runtimes import create_runtime_registry
 from kneo.settings import Settings
@@ -570,30 +570,3 @@ def test_next_units_probe_has_no_side_effects() -> None:
     state = ExecutionState.new("x")
     assert [u["step_id"] for u in eng.next_units(wf, state)] == ["a"]
     assert steps.CALLS == [] and state.units == {}
-
-
-@pytest.mark.parametrize(
-    ("current", "target", "ok"),
-    [
-        ("queued", "running", True),
-        ("running", "paused", True),
-        ("paused", "running", True),
-        ("running", "succeeded", True),
-        ("failed", "running", True),
-        ("paused", "expired", True),
-        ("running", "running", True),
-        ("succeeded", "running", False),
-        ("cancelled", "succeeded", False),
-        ("queued", "paused", False),
-        ("paused", "succeeded", False),
-    ],
-)
-def test_lifecycle_transitions(current: str, target: str, ok: bool) -> None:
-    from kneo.engine.lifecycle import transition
-
-    if ok:
-        assert transition(current, target) == target
-    else:
-        with pytest.raises(IllegalTransition) as info:
-            transition(current, target)
-        assert info.value.code == "illegal_transition" and current in info.value.message

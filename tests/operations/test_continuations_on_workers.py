@@ -27,7 +27,7 @@ from kneo import Decision
 from kneo.engine import functions
 from kneo.engine.providers import read_call_log
 from kneo.errors import RequestAlreadyResolved, ResourceLocked
-from kneo.platform.handoff import HANDOFF_KEY
+from kneo.lifecycle import HANDOFF_KEY, RunStatus, phase_of
 from kneo.platform.worker import fail_run
 from kneo.store import AuditQuery
 from kneo.worker import Worker
@@ -110,6 +110,10 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         assert done.to_dict()["status"] == "running" and "handed_off" not in done.to_dict()
         run = api.store.runs.get_run(paused.run_id)
         assert run.status == "running" and run.state[HANDOFF_KEY]["kind"] == "decision"
+        assert phase_of(run) is RunStatus.HANDED  # to the lifecycle; running to everyone else
+        listed = api.list_runs(status="running")
+        assert [r["run_id"] for r in listed["runs"]] == [run.run_id] and listed["total"] == 1
+        assert listed["runs"][0]["status"] == "running"
         assert api.store.queue.run_lease(paused.run_id) is None  # nobody executes it yet
         queued = [
             r for r in api.store.queue.queue_records_for_run(run.run_id) if r.status == "queued"
@@ -126,6 +130,7 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         assert Worker(worker_side).run_once()
         finished = api.store.runs.get_run(paused.run_id)
         assert finished.status == "succeeded" and HANDOFF_KEY not in finished.state
+        assert phase_of(finished) is RunStatus.SUCCEEDED
         assert step_counts(project)[("d1", "s1")] == 1 and step_counts(project)[("d1", "s2")] == 1
         [claimed] = _trace(api, paused.run_id, "run_claimed")
         assert claimed["owner"] == worker_side.owner and claimed["pid"] == os.getpid()

@@ -100,14 +100,14 @@ def test_a_replace_of_the_same_requests_keeps_their_index_rows_statuses_right(
     with store.transaction() as tx:
         tx.put_continuation(
             "cont_1", run_id=run_id, expected_version=1, same_requests=True,
-            requests=[_req("req_1", status="approved"), _req("req_2")],
+            requests=[_req("req_1", status="resolved"), _req("req_2")],
         )  # fmt: skip
-    assert _index(store) == [("req_1", "approved"), ("req_2", "pending")]
+    assert _index(store) == [("req_1", "resolved"), ("req_2", "pending")]
     assert store.tasks.list_continuations(TaskQuery(assignee="ops")).total == 1
     with store.transaction() as tx:
         tx.put_continuation(
             "cont_1", run_id=run_id, expected_version=2, same_requests=True, status="resolved",
-            requests=[_req("req_1", status="approved"), _req("req_2", status="approved")],
+            requests=[_req("req_1", status="resolved"), _req("req_2", status="resolved")],
         )  # fmt: skip
     assert _index(store) == [("req_1", "resolved"), ("req_2", "resolved")]
     assert store.tasks.list_continuations(TaskQuery(assignee="ops")).total == 0
@@ -425,7 +425,7 @@ def test_a_locked_task_and_run_are_written_without_reading_back(
         assert cont == store.tasks.get_continuation("cont_l")
         assert run == store.runs.get_run(run_id)
         task = tx.put_continuation(
-            "cont_l", run_id=run_id, requests=[_req("req_1", status="approved")],
+            "cont_l", run_id=run_id, requests=[_req("req_1", status="resolved")],
             context=cont.context, status="resolved", expected_version=cont.version,
             workflow_kind=cont.workflow_kind, same_requests=True,
         )  # fmt: skip

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kneo import jsontext
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.redaction import may_need_redaction, redact_mapping, redact_text
 
 #: Characters of an inbox row's line from the run's input.
@@ -61,7 +62,7 @@ def task_requests(
     for entry in entries:
         body = {} if has_body(entry) else bodies.get(entry.get("request_id")) or {}
         merged = complete_request({**body, **entry})
-        merged["status"] = entry.get("status") or "pending"
+        merged["status"] = request_status(entry)
         out.append(merged)
     return out
 
@@ -90,7 +91,7 @@ def encoded_list_row(
     if bodies is None and not all(has_body(e) for e in entries):
         return None, None
     requests = task_requests(entries, {"pending": list(bodies or ())})
-    pending = [r for r in requests if r["status"] == "pending"]
+    pending = [r for r in requests if r["status"] is TaskStatus.PENDING]
     if not all(has_body(r) for r in pending):
         return None, None
     views = [request_view(r) for r in pending]

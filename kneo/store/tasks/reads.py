@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from kneo.errors import InvalidRequest
+from kneo.lifecycle import TaskStatus
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import (
@@ -55,7 +56,7 @@ def _filter_labels(
     ``search`` words. All three as project ``project_id``'s rows hold them."""
     labels: list[str] = []
     either: list[str] = []
-    if status == "pending":
+    if status == TaskStatus.PENDING:
         if isinstance(assignee, tuple):
             either = [scoped_term(project_id, label(ASSIGNEE, a)) for a in dict.fromkeys(assignee)]
         elif assignee is not None:

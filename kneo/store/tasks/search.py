@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from kneo.errors import InvalidRequest
+from kneo.lifecycle import TaskStatus, request_status
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 
@@ -120,7 +121,7 @@ def task_labels(
     found: dict[str, None] = {}
     pending = False
     for r in requests:
-        if (r.get("status") or "pending") != "pending":
+        if request_status(r) is not TaskStatus.PENDING:
             continue
         pending = True
         if r.get("assignee"):

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from kneo.errors import Conflict, ErrorCode
+from kneo.lifecycle import TaskStatus
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import not_found_error
@@ -48,7 +49,7 @@ class ContinuationWritesMixin(TransactionBase):
         run_id: str | None,
         requests: Sequence[Mapping[str, Any]],
         context: Mapping[str, Any] | None = None,
-        status: str = "pending",
+        status: str = TaskStatus.PENDING,
         expires_at: datetime | None = None,
         escalated_at: datetime | None = None,
         workflow_kind: str | None = None,
@@ -98,7 +99,7 @@ class ContinuationWritesMixin(TransactionBase):
             return record
         record = row_records.continuation(values)
         requests = continuation_request_rows(continuation_id, request_list, status, self._pid)
-        terms = self._term_rows(record, search_text) if status == "pending" else []
+        terms = self._term_rows(record, search_text) if status == TaskStatus.PENDING else []
         task = NewTask(values, bound, requests, terms)
         if with_outcome and self._task is None:
             self._task = task
@@ -144,7 +145,7 @@ class ContinuationWritesMixin(TransactionBase):
         a second time)."""
         row, text = (
             inbox.encoded_list_row(request_list, bodies, input_text)
-            if values["status"] == "pending"
+            if values["status"] == TaskStatus.PENDING
             else (None, None)
         )
         bound = self._d.bind(t.continuations, values)
@@ -154,11 +155,12 @@ class ContinuationWritesMixin(TransactionBase):
     def _reindex_terms(self, cont: ContinuationRecord, search_text: Sequence[str]) -> None:
         """A replaced continuation's search rows: none unless pending; new words replace its
         words, else its words stay and its labels follow its requests."""
-        if cont.status != "pending" or search_text:
+        pending = cont.status == TaskStatus.PENDING
+        if not pending or search_text:
             self._delete_terms(cont.continuation_id)
         else:
             self._delete_labels(cont.continuation_id)
-        if cont.status == "pending":
+        if pending:
             self._insert_terms(cont, search_text, words=bool(search_text))
 
     def _insert_terms(
