@@ -29,7 +29,7 @@ from kneo.engine.providers import read_call_log
 from kneo.errors import RequestAlreadyResolved, ResourceLocked
 from kneo.lifecycle import HANDOFF_KEY, RunStatus, phase_of
 from kneo.platform.worker import fail_run
-from kneo.store import AuditQuery
+from kneo.store import AuditQuery, RunQuery
 from kneo.worker import Worker
 
 from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, wait_for
@@ -111,7 +111,7 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         run = api.store.runs.get_run(paused.run_id)
         assert run.status == "running" and run.state[HANDOFF_KEY]["kind"] == "decision"
         assert phase_of(run) is RunStatus.HANDED  # to the lifecycle; running to everyone else
-        listed = api.list_runs(status="running")
+        listed = api.list_runs(RunQuery(status="running"))
         assert [r["run_id"] for r in listed["runs"]] == [run.run_id] and listed["total"] == 1
         assert listed["runs"][0]["status"] == "running"
         assert api.store.queue.run_lease(paused.run_id) is None  # nobody executes it yet
