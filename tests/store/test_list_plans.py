@@ -185,7 +185,15 @@ def _bad_steps(store: Store, statement: str, plan: list[str]) -> list[str]:
     return bad
 
 
-LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
+Listing = Callable[[Store, str | None], Any]
+
+
+def _tasks(query: TaskQuery) -> Listing:
+    """The inbox listing ``query`` asks for, from cursor ``c``, without its count."""
+    return lambda s, c: s.tasks.list_continuations(replace(query, cursor=c, count=False))
+
+
+LISTINGS: dict[str, Listing] = {
     "runs": lambda s, c: s.runs.list_runs(RunQuery(limit=50, cursor=c, count=False)),
     "runs status": lambda s, c: s.runs.list_runs(
         RunQuery(status="paused", limit=50, cursor=c, count=False)
@@ -224,51 +232,21 @@ LISTINGS: dict[str, Callable[[Store, str | None], Any]] = {
     "runs search rare by status": lambda s, c: s.runs.list_runs(
         RunQuery(sort_by="status", q="g7", limit=20, cursor=c, count=False)
     ),
-    "tasks": lambda s, c: s.tasks.list_continuations(TaskQuery(cursor=c, count=False)),
-    "tasks newest": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(sort="newest", cursor=c, count=False)
-    ),
-    "tasks assignee": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(assignee="a7", cursor=c, count=False)
-    ),
-    "tasks kind": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(kind="input", cursor=c, count=False)
-    ),
-    "tasks assignee and kind": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(assignee="a7", kind="input", cursor=c, count=False)
-    ),
-    "tasks mine": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(  # a person and their groups
-            assignee=("a7", "a8", "a9"), cursor=c, count=False
-        )
-    ),
-    "tasks promotion": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(kind="promotion", cursor=c, count=False)
-    ),
-    "tasks workflow kind": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(workflow_kind="sequential", cursor=c, count=False)
-    ),
-    "tasks environment": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(environment="env1", cursor=c, count=False)
-    ),
-    "tasks workflow": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(workflow_name="wf", cursor=c, count=False)
-    ),
-    "tasks search common": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(q="approve", cursor=c, count=False)
-    ),
-    "tasks search rare": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(q="w000003", cursor=c, count=False)
-    ),
-    "tasks search two": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(q="approve g3", cursor=c, count=False)
-    ),
-    "tasks search newest": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(q="g3", sort="newest", cursor=c, count=False)
-    ),
-    "tasks search assignee": lambda s, c: s.tasks.list_continuations(
-        TaskQuery(q="approve", assignee="a7", cursor=c, count=False)
-    ),
+    "tasks": _tasks(TaskQuery()),
+    "tasks newest": _tasks(TaskQuery(sort="newest")),
+    "tasks assignee": _tasks(TaskQuery(assignee="a7")),
+    "tasks kind": _tasks(TaskQuery(kind="input")),
+    "tasks assignee and kind": _tasks(TaskQuery(assignee="a7", kind="input")),
+    "tasks mine": _tasks(TaskQuery(assignee=("a7", "a8", "a9"))),  # a person and their groups
+    "tasks promotion": _tasks(TaskQuery(kind="promotion")),
+    "tasks workflow kind": _tasks(TaskQuery(workflow_kind="sequential")),
+    "tasks environment": _tasks(TaskQuery(environment="env1")),
+    "tasks workflow": _tasks(TaskQuery(workflow_name="wf")),
+    "tasks search common": _tasks(TaskQuery(q="approve")),
+    "tasks search rare": _tasks(TaskQuery(q="w000003")),
+    "tasks search two": _tasks(TaskQuery(q="approve g3")),
+    "tasks search newest": _tasks(TaskQuery(q="g3", sort="newest")),
+    "tasks search assignee": _tasks(TaskQuery(q="approve", assignee="a7")),
     "audit": lambda s, c: s.audit.list_audit(AuditQuery(cursor=c, count=False)),
     "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
     "registry all": lambda s, c: s.registry.list_registry(None, status=None, limit=50, cursor=c),
