@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kneo import __version__, tracing
+from kneo.lifecycle import RunStatus
 from kneo.logs import get_logger
 from kneo.projects import DEFAULT_PROJECT
 from kneo.version import version_info
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from kneo.settings import Settings
 
 #: Run statuses that end a run (the label values of ``kneo_runs_total``).
-FINAL_RUN_STATUSES = ("succeeded", "failed", "cancelled", "expired", "timed_out")
+FINAL_RUN_STATUSES = tuple(s.value for s in RunStatus if s.terminal)
 
 
 class SharedGauges(Protocol):
