@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
 import sqlalchemy as sa
 from a2a.client import ClientConfig, ClientFactory
@@ -38,6 +37,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict
 
 from kneo.platform.webhooks import standard_signature
+from tests import http_calls
 from tests.a2a_tests.push_receiver import METADATA_URL, Receiver
 from tests.conftest import PG_ENV, PgDatabases, pg_base_url
 
@@ -119,7 +119,7 @@ def _reconciled(server: LiveServer) -> LiveServer:
     deadline = time.monotonic() + 60
     auth = {"Authorization": f"Bearer {KEYS['agent']}"}
     while True:  # the embedded controller reconciles at start-up
-        listed = httpx2.get(f"{server.url}/v1/registry/bundles", headers=auth).json()
+        listed = http_calls.get(f"{server.url}/v1/registry/bundles", headers=auth).json()
         if len(listed.get("revisions") or []) == 3:
             return server
         assert time.monotonic() < deadline, listed
@@ -223,7 +223,7 @@ def test_the_card_lists_the_skills_the_caller_may_start(served: LiveServer) -> N
     async def cards() -> tuple[Any, Any, Any]:
         agent, http = await _client(served.url, KEYS["agent"])
         viewer, http2 = await _client(served.url, KEYS["viewer"])
-        anonymous = httpx2.get(f"{served.url}/.well-known/agent-card.json").json()
+        anonymous = http_calls.get(f"{served.url}/.well-known/agent-card.json").json()
         extended = await agent.get_extended_agent_card(pb.GetExtendedAgentCardRequest())
         result = (agent._card, viewer._card, anonymous, extended)
         await http.aclose()
@@ -238,7 +238,7 @@ def test_the_card_lists_the_skills_the_caller_may_start(served: LiveServer) -> N
     interface = agent_card.supported_interfaces[0]
     assert interface.url == f"{served.url}/a2a" and interface.protocol_binding == "JSONRPC"
     assert agent_card.capabilities.streaming
-    wrong = httpx2.get(
+    wrong = http_calls.get(
         f"{served.url}/.well-known/agent-card.json", headers={"Authorization": "Bearer nope"}
     )
     assert wrong.status_code == 401 and KEYS["agent"] not in wrong.text
@@ -279,7 +279,7 @@ def test_stream_pauses_for_input_then_the_answer_completes_with_the_artifact(
     assert len(answered) == 1 or kinds[-2:] == ["artifact_update", "status_update"], kinds
     assert final.status.state == pb.TASK_STATE_COMPLETED
     assert final.artifacts[0].parts[0].text == artifact.parts[0].text
-    audit = httpx2.get(
+    audit = http_calls.get(
         f"{served.url}/v1/audit-events",
         params={"run_id": final.id, "event_type": "human.decision"},
         headers={"Authorization": f"Bearer {KEYS['agent']}"},
@@ -362,10 +362,12 @@ def test_refusals_keep_the_api_rules(served: LiveServer) -> None:
     assert wrong.data and wrong.data["status"] in ("400", "422"), wrong
     missing = _refusal(served, KEYS["agent"], _decision("run_nope", "approved"))
     assert isinstance(missing, TaskNotFoundError)
-    nobody = httpx2.post(f"{served.url}/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"})
+    nobody = http_calls.post(
+        f"{served.url}/a2a", json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"}
+    )
     assert nobody.status_code == 401 and nobody.headers["WWW-Authenticate"].startswith("Bearer")
     # the task still waits: nothing above decided it
-    state = httpx2.get(
+    state = http_calls.get(
         f"{served.url}/v1/runs/{task_id}", headers={"Authorization": f"Bearer {KEYS['agent']}"}
     ).json()["status"]
     assert state == "paused"
@@ -391,7 +393,7 @@ def test_cancel_ends_a_waiting_task(served: LiveServer) -> None:
     assert task.status.state == pb.TASK_STATE_CANCELED
     assert again is not None and "has ended" in again.message
     # the A2A 0.3 method names on the same endpoint (no A2A-Version header: 0.3)
-    legacy = httpx2.post(
+    legacy = http_calls.post(
         f"{served.url}/a2a",
         json={"jsonrpc": "2.0", "id": 7, "method": "tasks/get", "params": {"id": task_id}},
         headers={"Authorization": f"Bearer {KEYS['agent']}"},
@@ -747,7 +749,7 @@ def test_push_destinations_and_configs_are_refused_to_who_should_not_pass(
     for field, bad in out["fields"].items():
         assert isinstance(bad, InvalidParamsError) and bad.data["field"] == field, field
     assert isinstance(out["message"], InvalidParamsError)
-    runs = httpx2.get(
+    runs = http_calls.get(
         f"{served.url}/v1/runs", params={"session_id": context}, headers=_auth("agent")
     ).json()
     assert runs["runs"] == []
@@ -757,7 +759,7 @@ def test_push_destinations_and_configs_are_refused_to_who_should_not_pass(
     assert isinstance(out["get"], TaskNotFoundError)
     assert isinstance(out["delete"], TaskNotFoundError)
     assert [c.id for c in out["mine"].configs] == ["a"] and list(out["theirs"].configs) == []
-    legacy = httpx2.post(  # the A2A 0.3 name on the same endpoint
+    legacy = http_calls.post(  # the A2A 0.3 name on the same endpoint
         f"{served.url}/a2a",
         json={
             "jsonrpc": "2.0",
@@ -768,7 +770,7 @@ def test_push_destinations_and_configs_are_refused_to_who_should_not_pass(
         headers=_auth("agent"),
     ).json()
     assert legacy["result"]["pushNotificationConfig"] == {"id": "a", "url": f"{receiver.url}/hook"}
-    audit = httpx2.get(
+    audit = http_calls.get(
         f"{served.url}/v1/audit-events",
         params={"run_id": task_id, "event_type": "a2a.push_config.set"},
         headers=_auth("agent"),
@@ -798,7 +800,7 @@ def test_a_redirect_is_not_followed(served: LiveServer, receiver: Receiver) -> N
     )
     deadline = time.monotonic() + 30
     while True:
-        listed = httpx2.get(
+        listed = http_calls.get(
             f"{served.url}/v1/notifications",
             params={"receiver": "a2a", "status": "dead"},
             headers=_auth("admin"),

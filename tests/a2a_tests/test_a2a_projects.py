@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import httpx2
 import pytest
 import yaml
 from a2a.client import ClientConfig, ClientFactory
@@ -28,6 +27,7 @@ from kneo.service.app import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import AuditQuery
+from tests import http_calls
 from tests.mcp_tests.conftest import REPO
 from tests.service.svc_helpers import serving_app
 
@@ -104,7 +104,7 @@ def _message(**fields: Any) -> pb.Message:
 
 def test_the_card_lists_the_skills_of_the_callers_project(teams: Teams) -> None:
     def skills(who: str, project: str | None) -> list[str]:
-        card = httpx2.get(
+        card = http_calls.get(
             f"{teams.url}/.well-known/agent-card.json", headers=_headers(who, project)
         )
         assert card.status_code == 200, card.text
@@ -113,11 +113,11 @@ def test_the_card_lists_the_skills_of_the_callers_project(teams: Teams) -> None:
     assert skills("both", "team-a") == [skill_id("alpha", "dev")]
     assert skills("both", "team-b") == [skill_id("beta", "dev")]
     assert skills("b", None) == [skill_id("beta", "dev")]  # the key's home project
-    refused = httpx2.get(
+    refused = http_calls.get(
         f"{teams.url}/.well-known/agent-card.json", headers=_headers("a", "team-b")
     )
     assert refused.status_code == 404 and refused.json()["error"] == "project_not_found"
-    endpoint = httpx2.post(f"{teams.url}/a2a", json={}, headers=_headers("a", "team-b"))
+    endpoint = http_calls.post(f"{teams.url}/a2a", json={}, headers=_headers("a", "team-b"))
     assert endpoint.status_code == 404 and endpoint.json()["error"] == "project_not_found"
 
 

@@ -31,6 +31,8 @@ from console_helpers import (
 from live_server import LiveServer
 from svc_helpers import headers
 
+from tests import http_calls
+
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 PHONE = {"width": 390, "height": 844}
@@ -70,9 +72,8 @@ class LiveConsole:
         self.url = self.live.url
 
     def api(self, method: str, path: str, role: str = "admin", **kw: Any) -> Any:
-        import httpx2
 
-        return httpx2.request(method, self.url + path, headers=headers(role), timeout=30, **kw)
+        return http_calls.request(method, self.url + path, headers=headers(role), timeout=30, **kw)
 
     def start(self, example: str, text: str = "launch") -> dict[str, Any]:
         body = self.api(

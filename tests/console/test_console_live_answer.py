@@ -27,6 +27,7 @@ from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.models import ModelSpec
 from kneo.tools import ToolDefinition
+from tests import http_calls
 
 ANSWER = (
     "Quarterly summary: revenue grew in every region, costs held flat, the new support "
@@ -77,7 +78,9 @@ class LiveService:
         self.url = self.live.url
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        return httpx2.request(method, self.url + path, headers=headers("admin"), timeout=60, **kw)
+        return http_calls.request(
+            method, self.url + path, headers=headers("admin"), timeout=60, **kw
+        )
 
     def start_in_background(self) -> tuple[str, threading.Thread]:
         """A run of the slow writer, started by a request on another thread; its id once it

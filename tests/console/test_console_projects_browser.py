@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from console_helpers import CHROMIUM, VIEWPORT, browser_skip_reason
 from live_server import LiveServer
@@ -25,6 +24,7 @@ from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
+from tests import http_calls
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -47,7 +47,7 @@ class LiveTeams:
         self.runs = {p: self.start(p, f"note for {p}") for p in ("default", *TEAMS)}
 
     def api(self, method: str, path: str, project: str | None = None, **kw: Any) -> Any:
-        return httpx2.request(
+        return http_calls.request(
             method, self.url + path, headers=auth("plat", project), timeout=30, **kw
         )
 

@@ -26,6 +26,7 @@ import httpx2
 import pytest
 
 from kneo.envcheck import ROLE_SECRETS
+from tests import http_calls
 from tests.deploy import helm_chart
 from tests.deploy.prometheus_server import free_port
 
@@ -79,7 +80,7 @@ def _ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
         try:
-            if httpx2.get(url, timeout=1.0).status_code == 200:
+            if http_calls.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx2.TransportError:
             pass
@@ -168,11 +169,11 @@ def test_the_rendered_pods_start_ready_with_only_their_secrets(
             url = f"http://127.0.0.1:{port}" if role == "api" else f"http://127.0.0.1:{metrics}"
             _ready(url + "/readyz", proc, log)
             if role == "api":
-                whoami = httpx2.get(
+                whoami = http_calls.get(
                     url + "/v1/version", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=5
                 )
                 assert whoami.status_code == 200, whoami.text
-                assert httpx2.get(url + "/v1/runs", timeout=5).status_code == 401
+                assert http_calls.get(url + "/v1/runs", timeout=5).status_code == 401
     finally:
         for proc in started:
             if proc.poll() is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import httpx2
 
+from tests import http_calls
+
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
@@ -95,7 +97,7 @@ def serving(block: str, cwd: Path, env: dict[str, str], port: int) -> Iterator[P
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx2.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
+                if http_calls.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
                     break
             except httpx2.TransportError:
                 pass

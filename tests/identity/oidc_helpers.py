@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx2
 
 from kneo.service import create_app  # at import: the request logger's wiring is set once
+from tests import http_calls
 from tests.npm_packages import node_modules_for, tool
 
 PROJECT = Path(__file__).with_name("oidc_provider")
@@ -154,7 +155,7 @@ class OpenIdProvider:
             if self.proc.poll() is not None:
                 raise RuntimeError((self.work / "provider.log").read_text()[-3000:])
             try:
-                httpx2.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1)
+                http_calls.get(f"{self.issuer}/.well-known/openid-configuration", timeout=1)
                 return self
             except httpx2.TransportError:
                 time.sleep(0.1)
@@ -176,7 +177,7 @@ class OpenIdProvider:
 
     def client_credentials(self, *, resource: str = AUDIENCE) -> str:
         """An access token (JWT) for the ``ci-bot`` client, from the token endpoint."""
-        response = httpx2.post(
+        response = http_calls.post(
             f"{self.issuer}/token",
             data={"grant_type": "client_credentials", "resource": resource, "scope": "groups"},
             auth=(BOT_CLIENT, BOT_SECRET),
@@ -244,7 +245,7 @@ class Live:
             time.sleep(0.02)
 
     def start_run(self, example: str, text: str) -> dict[str, Any]:
-        body = httpx2.post(
+        body = http_calls.post(
             self.url + "/v1/runs",
             headers={"Authorization": f"Bearer {ADMIN}"},
             json={"input": text, "spec_path": f"examples/{example}.yaml"},
@@ -304,7 +305,7 @@ def person_token(provider: OpenIdProvider, login: str, redirect_uri: str) -> str
         )
         back = through_provider(client, start, login, redirect_uri)
     code = parse_qs(urlsplit(back).query)["code"][0]
-    answer = httpx2.post(
+    answer = http_calls.post(
         f"{provider.issuer}/token",
         data={
             "grant_type": "authorization_code",

@@ -13,6 +13,8 @@ import httpx2
 import pytest
 from oidc_helpers import ADMIN, CHROMIUM, Live, sign_in_at_provider
 
+from tests import http_calls
+
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,13 +52,13 @@ def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: 
     page.goto(live.url + f"/ui/tasks/{paused['continuation_id']}")
     page.click("form.a-approved button[type=submit]")
     page.wait_for_url(f"**/ui/runs/{paused['run_id']}")  # the decision landed (htmx swaps)
-    run = httpx2.get(
+    run = http_calls.get(
         live.url + f"/v1/runs/{paused['run_id']}",
         headers={"Authorization": f"Bearer {ADMIN}"},
         timeout=10,
     ).json()
     assert run["status"] != "paused", run
-    audit = httpx2.get(
+    audit = http_calls.get(
         live.url + "/v1/audit-events",
         params={"run_id": paused["run_id"]},
         headers={"Authorization": f"Bearer {ADMIN}"},
@@ -72,7 +74,7 @@ def test_a_reviewer_by_group_signs_in_decides_and_signs_out(browser: Any, live: 
     session = next(c for c in cookies if c["name"] == "kneo_console")
     page.click("form.who button[type=submit]")  # sign out
     page.wait_for_url("**/ui/login**")
-    copied = httpx2.get(
+    copied = http_calls.get(
         live.url + "/ui/inbox",
         cookies={"kneo_console": session["value"]},
         follow_redirects=False,
@@ -88,7 +90,7 @@ def test_mine_includes_what_my_groups_are_assigned(browser: Any, live: Live) -> 
     spec = yaml.safe_load((ROOT / "examples" / "hitl_approval.yaml").read_text())
     spec["components"]["humans"]["reviewer"]["assignee"] = "group:release-managers"
     spec["components"]["humans"]["reviewer"]["prompt"] = "Group-assigned draft?"
-    body = httpx2.post(
+    body = http_calls.post(
         live.url + "/v1/runs",
         headers={"Authorization": f"Bearer {ADMIN}"},
         json={"input": "for the group", "spec": spec},

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 from oidc_helpers import ADMIN, CHROMIUM, Live, sign_in_at_provider
+
+from tests import http_calls
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests" / "controller") not in sys.path:
@@ -78,7 +79,7 @@ def test_two_release_managers_complete_a_two_of_two_promotion(
     assert carol.locator("button[name=decision]").count() == 0  # no controls offered
     assert "not among this environment's approvers" in carol.inner_text("main")
     csrf = carol.locator("input[name=csrf_token]").first.get_attribute("value")
-    task = httpx2.get(
+    task = http_calls.get(
         server.url + f"/v1/human-tasks/{cid}",
         headers={"Authorization": f"Bearer {ADMIN}"},
         timeout=10,
@@ -101,13 +102,13 @@ def test_two_release_managers_complete_a_two_of_two_promotion(
     )
     deadline = time.monotonic() + 20
     while (server.store.registry.get_active("mailer", "prod") or None) is None:
-        assert time.monotonic() < deadline, httpx2.get(
+        assert time.monotonic() < deadline, http_calls.get(
             server.url + "/v1/registry/bundles/mailer/prod",
             headers={"Authorization": f"Bearer {ADMIN}"},
             timeout=10,
         ).text
         time.sleep(0.2)
-    events = httpx2.get(
+    events = http_calls.get(
         server.url + "/v1/audit-events",
         params={"event_type": "promotion.approved"},
         headers={"Authorization": f"Bearer {ADMIN}"},

@@ -18,6 +18,7 @@ import pytest
 from oidc_helpers import ADMIN, Live, console_over_http, free_port
 
 from kneo.platform.decision_links import DecisionLinks
+from tests import http_calls
 
 ROOT = Path(__file__).resolve().parents[2]
 LINK_SECRET = "console-secret-for-links-0123456789"
@@ -61,7 +62,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
 
 def link_path(live: Live) -> tuple[str, str]:
-    run = httpx2.post(
+    run = http_calls.post(
         live.url + "/v1/runs",
         headers={"Authorization": f"Bearer {ADMIN}"},
         json={"input": "notes", "spec": SPEC},
@@ -69,7 +70,7 @@ def link_path(live: Live) -> tuple[str, str]:
     ).json()
     assert run["status"] == "paused", run
     cid = run["continuation_id"]
-    task = httpx2.get(
+    task = http_calls.get(
         f"{live.url}/v1/human-tasks/{cid}", headers={"Authorization": f"Bearer {ADMIN}"}
     ).json()
     rid = task["requests"][0]["request_id"]
@@ -97,7 +98,7 @@ def test_a_group_derived_decider_decides_by_link_once_signed_in(live: Live) -> N
         assert decided.status_code == 200 and "Decided: approved" in decided.text
     finally:
         alice.close()
-    events = httpx2.get(
+    events = http_calls.get(
         f"{live.url}/v1/audit-events",
         params={"event_type": "human.decision"},
         headers={"Authorization": f"Bearer {ADMIN}"},

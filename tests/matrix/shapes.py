@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx2
 
+from tests import http_calls
 from tests.conftest import PgDatabases, pg_base_url
 from tests.controller.gitops_fixtures import Keys, Repo, spec
 from tests.service.svc_helpers import API_KEYS_ENV, KEYS, ROOT, LiveServer, auth_env
@@ -58,13 +59,13 @@ class Shape:
         self, path: str, role: str = "viewer", headers: dict[str, str] | None = None, **kw: Any
     ) -> httpx2.Response:
         sent = {**bearer(role), **(headers or {})}
-        return httpx2.get(self.url + path, headers=sent, timeout=60, **kw)
+        return http_calls.get(self.url + path, headers=sent, timeout=60, **kw)
 
     def post(
         self, path: str, role: str, body: Any, headers: dict[str, str] | None = None
     ) -> httpx2.Response:
         sent = {**bearer(role), **(headers or {})}
-        return httpx2.post(self.url + path, headers=sent, json=body, timeout=120)
+        return http_calls.post(self.url + path, headers=sent, json=body, timeout=120)
 
     def settled(self, run_id: str, timeout: float = 60) -> str:
         """The run's status once it is no longer ``running`` (a worker may be finishing it)."""
@@ -216,7 +217,7 @@ def _define_teams(shape: Shape, tmp: Path) -> None:
     shape.projects = ("default", "team-a", "team-b")
 
     def active(team: str) -> bool:
-        answer = httpx2.get(
+        answer = http_calls.get(
             f"{shape.url}/v1/registry/bundles/{team}-bot/dev",
             headers={**bearer("a-op" if team == "team-a" else "b-op"), "X-Kneo-Project": team},
             timeout=30,

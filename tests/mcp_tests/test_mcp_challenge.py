@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx2
 from mcp.client.auth.utils import (
     extract_field_from_www_auth,
     extract_resource_metadata_from_www_auth,
@@ -25,6 +24,7 @@ from kneo.platform import create_platform
 from kneo.service.app import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests import http_calls
 from tests.mcp_tests.test_mcp_server import AUTH, KEYS, payload, session
 from tests.service.svc_helpers import serving_app
 
@@ -47,8 +47,10 @@ def serving(tmp_path: Path, **env: str) -> Iterator[str]:
 
 def test_a_401_is_a_bearer_challenge_without_oauth_metadata(tmp_path: Path) -> None:
     with serving(tmp_path) as url:
-        missing = httpx2.post(url, json=LIST, headers=ACCEPT)
-        wrong = httpx2.post(url, json=LIST, headers={**ACCEPT, "Authorization": "Bearer nope-42"})
+        missing = http_calls.post(url, json=LIST, headers=ACCEPT)
+        wrong = http_calls.post(
+            url, json=LIST, headers={**ACCEPT, "Authorization": "Bearer nope-42"}
+        )
         listed = session(url, KEYS["viewer"], [("list_human_tasks", {})])[0]
     assert missing.status_code == wrong.status_code == 401
     for response in (missing, wrong):
@@ -68,11 +70,13 @@ def test_a_401_is_a_bearer_challenge_without_oauth_metadata(tmp_path: Path) -> N
 def test_mcp_guesses_are_throttled_like_the_api(tmp_path: Path) -> None:
     with serving(tmp_path, KNEO_SERV_AUTH_MAX_FAILURES="3") as url:
         guesses = [
-            httpx2.post(url, json=LIST, headers={**ACCEPT, "X-API-Key": f"guess-{n}"})
+            http_calls.post(url, json=LIST, headers={**ACCEPT, "X-API-Key": f"guess-{n}"})
             for n in range(3)
         ]
-        blocked = httpx2.post(url, json=LIST, headers={**ACCEPT, "X-API-Key": "guess-4"})
-        api = httpx2.get(url.removesuffix("/mcp") + "/v1/runs", headers={"X-API-Key": "guess-5"})
+        blocked = http_calls.post(url, json=LIST, headers={**ACCEPT, "X-API-Key": "guess-4"})
+        api = http_calls.get(
+            url.removesuffix("/mcp") + "/v1/runs", headers={"X-API-Key": "guess-5"}
+        )
     assert [g.status_code for g in guesses] == [401, 401, 401]
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
     assert "www-authenticate" not in blocked.headers

@@ -27,6 +27,7 @@ from kneo.service.mcp import TOOLS
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import AuditQuery
+from tests import http_calls
 from tests.mcp_tests.conftest import REPO
 from tests.service.svc_helpers import serving_app
 
@@ -117,7 +118,7 @@ def test_mcp_over_http_requires_an_api_key(served: Served) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
     accept = {"Accept": "application/json, text/event-stream"}
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
-        response = httpx2.post(served.url, json=body, headers={**accept, **headers})
+        response = http_calls.post(served.url, json=body, headers={**accept, **headers})
         assert response.status_code == 401
         assert response.json()["error"] == "unauthorized"
     assert "wrong-key" not in response.text
@@ -199,7 +200,7 @@ def test_an_assistant_searches_and_reads_a_tasks_context_as_the_api_gives_it(
     assert context["requests"][0]["agent_message"].startswith("The lookup says:")
     assert context["conversations"][0]["messages"][3]["name"] == "lookup_on_call"
     base = served.url.removesuffix("/mcp")
-    api = httpx2.get(
+    api = http_calls.get(
         f"{base}/v1/human-tasks/{cid}?include=context",
         headers={"Authorization": f"Bearer {KEYS['reviewer']}"},
     )
@@ -218,8 +219,8 @@ def test_registry_controller_and_runs_answer_as_the_api_does(served: Served) -> 
             ("start_run", {"bundle": "helper", "environment": "prod", "input": "x"}),
         ],
     )
-    assert payload(bundles) == httpx2.get(f"{base}/v1/registry/bundles", headers=viewer).json()
-    api_status = httpx2.get(f"{base}/v1/controller/status", headers=viewer)
+    assert payload(bundles) == http_calls.get(f"{base}/v1/registry/bundles", headers=viewer).json()
+    api_status = http_calls.get(f"{base}/v1/controller/status", headers=viewer)
     if api_status.status_code == 200:
         assert payload(status) == api_status.json()
     else:
@@ -230,7 +231,7 @@ def test_registry_controller_and_runs_answer_as_the_api_does(served: Served) -> 
         KEYS["operator"],
         [("start_run", {"bundle": "nope", "environment": "prod", "input": "x"})],
     )[0]
-    api = httpx2.post(
+    api = http_calls.post(
         f"{base}/v1/runs",
         json={"bundle": "nope", "environment": "prod", "input": "x"},
         headers={"Authorization": f"Bearer {KEYS['operator']}"},
@@ -305,7 +306,7 @@ def test_own_port_http_server(tmp_path: Path) -> None:
         line = proc.stderr.readline()
         assert "streamable HTTP on " in line, line
         url = line.rsplit(" ", 1)[1].strip()
-        assert httpx2.post(url, json={}).status_code == 401
+        assert http_calls.post(url, json={}).status_code == 401
         tasks = session(url, KEYS["viewer"], [("list_human_tasks", {})])[0]
         assert payload(tasks)["tasks"] == []
     finally:

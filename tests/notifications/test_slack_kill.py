@@ -19,6 +19,7 @@ import httpx2
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
+from tests import http_calls
 from tests.notifications.slack_api import SlackApi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
@@ -41,7 +42,7 @@ def click(url: str, value: dict[str, str]) -> httpx2.Response:
     body = urlencode({"payload": json.dumps(payload)})
     stamp = str(int(time.time()))
     signature = SignatureVerifier(SIGNING).generate_signature(timestamp=stamp, body=body)
-    return httpx2.post(
+    return http_calls.post(
         f"{url}/hooks/slack/team/interactions",
         content=body,
         headers={
@@ -71,7 +72,7 @@ def test_kill_9_between_click_and_decision_decides_once(tmp_path: Path) -> None:
     server = LiveServer(env, ROOT, tmp_path / "server.log")
     server.start()
     try:
-        run = httpx2.post(f"{server.url}/v1/runs", timeout=60,
+        run = http_calls.post(f"{server.url}/v1/runs", timeout=60,
                           json={"input": "x", "spec_path": "examples/hitl_approval.yaml"}).json()  # fmt: skip
         value = {"c": run["continuation_id"], "d": "approved",
                  "r": run["metadata"]["pending_human_request"]["request_id"]}  # fmt: skip
@@ -88,7 +89,7 @@ def test_kill_9_between_click_and_decision_decides_once(tmp_path: Path) -> None:
         slack.holding.clear()
         slack.release.set()
         server.start()  # the same database, a new process
-        task = httpx2.get(f"{server.url}/v1/human-tasks/{value['c']}", timeout=30).json()
+        task = http_calls.get(f"{server.url}/v1/human-tasks/{value['c']}", timeout=30).json()
         assert task["status"] == "pending"  # the interrupted click decided nothing
         again = click(server.url, value).json()
         assert again == {"ok": True, "decided": "approved", "by": "ann@example.com"}
@@ -97,14 +98,14 @@ def test_kill_9_between_click_and_decision_decides_once(tmp_path: Path) -> None:
         # the request is resolved.
         deadline = time.monotonic() + 60
         while (
-            httpx2.get(f"{server.url}/v1/runs/{run['run_id']}", timeout=30).json()["status"]
+            http_calls.get(f"{server.url}/v1/runs/{run['run_id']}", timeout=30).json()["status"]
             == "running"
             and time.monotonic() < deadline
         ):
             time.sleep(0.05)
         third = click(server.url, value).json()
         assert third["ok"] is False and third["error"] == "request_already_resolved"
-        audit = httpx2.get(f"{server.url}/v1/audit-events", timeout=30,
+        audit = http_calls.get(f"{server.url}/v1/audit-events", timeout=30,
                            params={"run_id": run["run_id"], "event_type": "human.decision"}).json()  # fmt: skip
         assert [e["actor"] for e in audit["events"]] == ["ann@example.com"]
     finally:

@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx2
 
+from tests import http_calls
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "controller"))
 sys.path.insert(0, str(HERE.parent / "service"))
@@ -187,12 +189,12 @@ class Shape:
 
     def webhook(self, api: LiveServer) -> httpx2.Response:
         body, headers = signed_push()
-        return httpx2.post(
+        return http_calls.post(
             api.url + "/v1/controller/webhook", content=body, headers=headers, timeout=10
         )
 
     def status(self, api: LiveServer) -> dict[str, Any]:
-        r = httpx2.get(
+        r = http_calls.get(
             api.url + "/v1/controller/status",
             headers={"Authorization": f"Bearer {OPERATOR}"},
             timeout=10,

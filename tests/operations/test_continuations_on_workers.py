@@ -31,6 +31,7 @@ from kneo.lifecycle import HANDOFF_KEY, RunStatus, phase_of
 from kneo.platform.worker import fail_run
 from kneo.store import AuditQuery, RunQuery
 from kneo.worker import Worker
+from tests import http_calls
 
 from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, wait_for
 
@@ -274,7 +275,7 @@ def _resume(
 ) -> httpx2.Response:
     preference = f"wait={wait}" if wait is not None else prefer
     headers = {"Prefer": preference} if preference else {}
-    return httpx2.post(
+    return http_calls.post(
         f"{url}/v1/human-tasks/{task['continuation_id']}/resume",
         json={"request_id": task["request_id"], "decision": "approved"},
         headers=headers,
@@ -283,7 +284,7 @@ def _resume(
 
 
 def _paused(url: str, key: str, spec: str = "agent.json") -> dict[str, Any]:
-    body = httpx2.post(
+    body = http_calls.post(
         f"{url}/v1/runs", timeout=60, json={"input": f"{key} go", "spec_path": spec}
     ).json()
     assert body["status"] == "paused", body
@@ -316,13 +317,15 @@ def test_an_api_only_replica_leaves_the_continuation_to_a_worker_process(
         body = answered.json()
         assert body["run_id"] == first["run_id"] and body["status"] == "running"
         time.sleep(1.0)  # twenty of a worker's polls: no worker, so nothing moves
-        state = httpx2.get(url + answered.headers["location"]).json()
+        state = http_calls.get(url + answered.headers["location"]).json()
         assert state["status"] == "running" and state["visited_steps"] == ["s1"]
         assert not read_call_log(calls)  # the API made no model call after the decision
 
         worker = procs.worker(project, env)
         wait_for(
-            lambda: httpx2.get(url + answered.headers["location"]).json()["status"] == "succeeded",
+            lambda: (
+                http_calls.get(url + answered.headers["location"]).json()["status"] == "succeeded"
+            ),
             60,
             "the worker to finish the run",
         )

@@ -18,13 +18,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
 from kneo.clock import ManualClock
 from kneo.errors import DatabaseUnavailable, ErrorCode, KneoError, NotReady, ProviderError
 from kneo.store import AuditQuery
 from kneo.worker import Worker
+from tests import http_calls
 
 from .helpers import env_for, open_manager, wait_for
 
@@ -197,7 +197,7 @@ def test_sigterm_with_a_hanging_request_exits_within_30_seconds(project: Path) -
     env = env_for(project, db_url, KNEO_SERV_PROFILES_PATH=str(project / "profiles.json"))
     server = LiveServer(env, project, project / "server.log").start()
     hanging = threading.Thread(
-        target=lambda: httpx2.post(
+        target=lambda: http_calls.post(
             f"{server.url}/v1/runs",
             json={"input": "hang block", "spec_path": "three.yaml"},
             timeout=120,

@@ -12,9 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx2
-
 from kneo.store import AuditQuery
+from tests import http_calls
 
 from .helpers import env_for, open_manager, step_counts
 
@@ -30,7 +29,7 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
     try:
         paused = []
         for i in range(3):
-            body = httpx2.post(
+            body = http_calls.post(
                 f"{server.url}/v1/runs",
                 timeout=60,
                 json={"input": f"p{i}", "spec_path": "human.yaml"},
@@ -39,15 +38,15 @@ def test_service_restart_keeps_paused_runs_resumable(project: Path, db_url: str)
             paused.append(body)
         server.stop()
         server.start()  # same database, new process
-        listed = httpx2.get(f"{server.url}/v1/runs", params={"status": "paused"}).json()
+        listed = http_calls.get(f"{server.url}/v1/runs", params={"status": "paused"}).json()
         assert {r["run_id"] for r in listed["runs"]} == {b["run_id"] for b in paused}
-        tasks = httpx2.get(f"{server.url}/v1/human-tasks").json()
+        tasks = http_calls.get(f"{server.url}/v1/human-tasks").json()
         assert {t["continuation_id"] for t in tasks["tasks"]} == {
             b["continuation_id"] for b in paused
         }
         for body in paused:
             request_id = body["metadata"]["pending_human_request"]["request_id"]
-            done = httpx2.post(
+            done = http_calls.post(
                 f"{server.url}/v1/human-tasks/{body['continuation_id']}/resume",
                 json={"request_id": request_id, "decision": "approved"},
                 headers={"Prefer": "wait=30"},  # continued on its worker: wait for the end

@@ -18,6 +18,7 @@ import pytest
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests import http_calls
 
 SERVER = Path(__file__).with_name("a2a_agent_server.py")
 TOKEN = "remote-colour-token-planted-9137"
@@ -52,7 +53,7 @@ def a2a_agent(tmp_path: Path) -> Iterator[Callable[..., str]]:
         deadline = time.monotonic() + 20
         while True:
             try:
-                httpx2.get(url + "/.well-known/agent-card.json", timeout=2)
+                http_calls.get(url + "/.well-known/agent-card.json", timeout=2)
                 return url
             except httpx2.TransportError:
                 assert time.monotonic() < deadline, "the A2A agent did not start"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from kneo import Decision
+from tests import http_calls
 from tests.remote_agents.conftest import TOKEN, manager_for, remote_log, step_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -293,7 +294,7 @@ def _wait_for(url: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         try:
-            if httpx2.get(url + "/.well-known/agent-card.json", timeout=2).status_code == 200:
+            if http_calls.get(url + "/.well-known/agent-card.json", timeout=2).status_code == 200:
                 return
         except httpx2.TransportError:
             pass

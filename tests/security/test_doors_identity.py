@@ -25,6 +25,7 @@ from kneo.service.auth import ROLE_SCOPES
 from kneo.service.identity import parse_role_map, person_of
 from kneo.settings import Settings
 from kneo.store import AuditQuery
+from tests import http_calls
 from tests.console.console_helpers import CSRF
 from tests.controller.gitops_fixtures import promotion_waiting
 from tests.identity.oidc_helpers import ADMIN, Live, console_over_http, person_token
@@ -55,7 +56,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live, str]]
 
 
 def _admin(server: Live, path: str, **params: str) -> Any:
-    answer = httpx2.get(
+    answer = http_calls.get(
         server.url + path, params=params, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
     )
     assert answer.status_code == 200, answer.text
@@ -64,7 +65,7 @@ def _admin(server: Live, path: str, **params: str) -> Any:
 
 def _approve(server: Live, cid: str, token: str) -> httpx2.Response:
     request_id = _admin(server, f"/v1/human-tasks/{cid}")["requests"][0]["request_id"]
-    return httpx2.post(
+    return http_calls.post(
         server.url + f"/v1/human-tasks/{cid}/resume",
         headers={"Authorization": f"Bearer {token}"},
         json={"request_id": request_id, "decision": "approved"},
@@ -129,7 +130,7 @@ def test_an_unverified_address_gains_no_role(live: tuple[Live, str]) -> None:
     callback = server.url + "/ui/oidc/callback"
     for login, status in (("mallory", 403), ("eve", 403), ("alice", 200)):
         token = person_token(server.idp, login, callback)
-        answer = httpx2.get(
+        answer = http_calls.get(
             server.url + "/v1/policies/environment",
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
@@ -148,7 +149,7 @@ def test_mine_is_not_someone_elses(live: tuple[Live, str]) -> None:
     spec = yaml.safe_load((ROOT / "examples" / "hitl_approval.yaml").read_text())
     spec["components"]["humans"]["reviewer"]["assignee"] = f"user:{ALICE}"
     spec["components"]["humans"]["reviewer"]["prompt"] = "Alice-assigned draft?"
-    started = httpx2.post(
+    started = http_calls.post(
         server.url + "/v1/runs",
         headers={"Authorization": f"Bearer {ADMIN}"},
         json={"input": "for alice", "spec": spec},

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx2
 
+from tests import http_calls
 from tests.security.test_hostile_specs import Listener
 from tests.service.svc_helpers import ROOT, free_port
 
@@ -131,8 +132,8 @@ def test_the_service_log_holds_no_planted_secret(tmp_path: Path) -> None:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait(lambda: httpx2.get(url + "/livez", timeout=1).status_code == 200, log_path)
-        created = httpx2.post(
+        _wait(lambda: http_calls.get(url + "/livez", timeout=1).status_code == 200, log_path)
+        created = http_calls.post(
             url + "/v1/runs",
             headers={"Authorization": f"Bearer {ADMIN}"},
             json={"spec": _spec(listener), "input": "go"},
@@ -143,7 +144,7 @@ def test_the_service_log_holds_no_planted_secret(tmp_path: Path) -> None:
         # the calls really carried the planted values to the listener
         sent = json.dumps(listener.requests)
         assert all(value in sent for value in (MODEL_KEY, MCP_TOKEN, SLACK_TOKEN, HOOK_TOKEN))
-        httpx2.get(url + "/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"})
+        http_calls.get(url + "/v1/runs", headers={"Authorization": f"Bearer {ADMIN}"})
     finally:
         proc.terminate()
         proc.wait(15)

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
+from tests import http_calls
 from tests.controller.gitops_fixtures import Keys, Repo, spec
 from tests.service.svc_helpers import KEYS, ROOT, LiveServer, auth_env
 
@@ -71,14 +72,14 @@ class Served:
         return self.repo.commit(f"{name}: {prompt}")
 
     def get(self, path: str, role: str = "viewer", **params: Any) -> Any:
-        r = httpx2.get(
+        r = http_calls.get(
             self.url + path, params=params, headers={"X-API-Key": KEYS[role]}, timeout=30
         )
         assert r.status_code == 200, (path, r.status_code, r.text)
         return r.json()
 
     def active(self, name: str) -> dict[str, Any] | None:
-        r = httpx2.get(
+        r = http_calls.get(
             f"{self.url}/v1/registry/bundles/{name}/dev",
             headers={"X-API-Key": KEYS["viewer"]},
             timeout=30,
@@ -263,6 +264,6 @@ def github_delivery(
 
 
 def deliver(served: Served, body: bytes, headers: dict[str, str]) -> httpx2.Response:
-    return httpx2.post(
+    return http_calls.post(
         served.url + "/v1/controller/webhook", content=body, headers=headers, timeout=30
     )

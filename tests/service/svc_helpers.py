@@ -22,6 +22,7 @@ import uvicorn
 from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests import http_calls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,7 +124,7 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
-                if httpx2.get(self.url + "/livez", timeout=1.0).status_code == 200:
+                if http_calls.get(self.url + "/livez", timeout=1.0).status_code == 200:
                     return self
             except httpx2.TransportError:
                 pass

@@ -9,21 +9,22 @@ import sys
 import time
 from typing import Any
 
-import httpx2
 from svc_helpers import ROOT
+
+from tests import http_calls
 
 SPEC = {"version": "v1", "agent": {"name": "a", "model": {"provider": "dummy", "name": "d"}}}
 
 
 def _statuses(url: str, ids: list[str]) -> list[str]:
-    return [httpx2.get(f"{url}/v1/runs/{i}").json()["status"] for i in ids]
+    return [http_calls.get(f"{url}/v1/runs/{i}").json()["status"] for i in ids]
 
 
 def test_api_without_worker_leaves_async_runs_to_separate_workers(live_server: Any) -> None:
     server = live_server(args=("--no-worker",))
     ids = []
     for i in range(5):
-        r = httpx2.post(
+        r = http_calls.post(
             f"{server.url}/v1/runs",
             json={"input": f"in {i}", "spec": SPEC, "async_mode": True},
         )

@@ -15,6 +15,8 @@ import httpx2
 import pytest
 from svc_helpers import KEYS, ROOT, auth_env
 
+from tests import http_calls
+
 SMOKE = "examples/smoke_human_workflow.yaml"
 PLANTED = "sk-plantedSECRETvalue-0123456789"
 
@@ -39,7 +41,7 @@ def _wait_status(base: str, run_id: str, wanted: str, timeout: float = 30) -> st
     deadline = time.monotonic() + timeout
     status = ""
     while time.monotonic() < deadline:
-        status = httpx2.get(
+        status = http_calls.get(
             f"{base}/v1/runs/{run_id}", headers={"X-API-Key": KEYS["admin"]}
         ).json()["status"]
         if status == wanted:
@@ -132,7 +134,7 @@ def test_cli_service_mode_with_service_url_and_profile(live_server, tmp_path: Pa
     assert ran.returncode in (0, 3, 4) or ran.stdout, ran.stderr
     body = json.loads(ran.stdout)
     assert body["status"] == "paused" and body["continuation_id"]
-    listed = httpx2.get(
+    listed = http_calls.get(
         f"{server.url}/v1/runs/{body['run_id']}", headers={"X-API-Key": KEYS["viewer"]}
     )
     assert listed.status_code == 200
@@ -188,7 +190,7 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, reques
     env = {**auth_env(), **({"KNEO_SERV_DATABASE_URL": db} if db else {})}
     server = live_server(env)
     h = {"Authorization": f"Bearer {KEYS['admin']}"}
-    run = httpx2.post(
+    run = http_calls.post(
         f"{server.url}/v1/runs", headers=h, timeout=60, json={"input": "race", "spec_path": SMOKE}
     ).json()
     cid = run["continuation_id"]
@@ -203,7 +205,7 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, reques
         headers = {**rh, "Prefer": "wait=30"}
         if index % 5 == 0:
             headers["Idempotency-Key"] = "race-key"  # some share a key: replay or 409
-        return httpx2.post(
+        return http_calls.post(
             f"{server.url}/v1/human-tasks/{cid}/resume", headers=headers, json=body, timeout=60
         )
 
@@ -221,13 +223,13 @@ def test_fifty_concurrent_resumes_apply_exactly_one_decision(live_server, reques
             ), r.json()
     applied = [r for r in ok if r.headers.get("idempotent-replayed") != "true"]
     assert len(applied) == 1, [r.json() for r in applied]
-    events = httpx2.get(
+    events = http_calls.get(
         f"{server.url}/v1/audit-events",
         headers=h,
         params={"event_type": "human.decision", "continuation_id": cid},
     ).json()
     assert events["count"] == 1 and events["next_cursor"] is None
-    final = httpx2.get(f"{server.url}/v1/runs/{run['run_id']}", headers=h).json()
+    final = http_calls.get(f"{server.url}/v1/runs/{run['run_id']}", headers=h).json()
     assert final["status"] == "succeeded"
 
 
