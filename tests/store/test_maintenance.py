@@ -19,6 +19,7 @@ from kneo.store import (
     open_store,
     restore_sqlite_database,
 )
+from kneo.store.maintenance import retention
 
 from .helpers import new_run
 
@@ -96,6 +97,41 @@ def test_prune_dry_run_counts_without_deleting(store: Store, clock: ManualClock)
     assert planned["runs"] == 2 and planned["queue"] == 1
     assert store.runs.list_runs(RunQuery(limit=100)).total == 4
     assert store.maintenance.prune_retention(ALL_30) == planned
+
+
+def test_prune_commits_chunk_by_chunk_and_judges_each_again(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune deletes a chunk per transaction (no writer waits out a whole prune, and on
+    PostgreSQL the list counters stay linear), and judges each chunk again when it deletes
+    it: a failed run continued after the prune listed it is kept."""
+    runs = [new_run(store, run_id=f"run_{i}", status="failed") for i in range(5)]
+    with store.transaction() as tx:
+        for run_id in runs:
+            tx.update_run(run_id, status="failed", finished_at=clock.now())
+    clock.advance(days=40)
+    monkeypatch.setattr(retention, "CHUNK", 2)
+    listed = retention._chunked
+    gone_before_last: list[str] = []
+    continued: list[str] = []
+
+    def chunked(batch: retention.Batch, query: object) -> object:
+        chunks = list(listed(batch, query))  # type: ignore[arg-type]
+        for number, chunk in enumerate(chunks):
+            if number == len(chunks) - 1 and not continued:  # earlier chunks committed?
+                left = {r.run_id for r in store.runs.list_runs(RunQuery(limit=100)).items}
+                gone_before_last.extend(sorted(set(runs) - left))
+                with store.transaction() as tx:  # a retry takes the run up again
+                    tx.update_run(chunk[0], status="running")
+                continued.append(chunk[0])
+            yield chunk
+
+    monkeypatch.setattr(retention, "_chunked", chunked)
+    counts = store.maintenance.prune_retention(RetentionDays(runs_days=30))
+    assert len(gone_before_last) == 4  # two chunks of two, committed before the last began
+    assert counts["runs"] == 4
+    left = {r.run_id for r in store.runs.list_runs(RunQuery(limit=100)).items}
+    assert left == set(continued)
 
 
 def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:

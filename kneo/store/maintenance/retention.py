@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, closing, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,55 +47,78 @@ def _cutoff(now: datetime, days: int | None) -> datetime | None:
     return None if days is None else now - timedelta(days=days)
 
 
-def _prune(conn: Connection, retention: RetentionDays, now: datetime) -> dict[str, int]:
+#: a transaction's statements: the prune's own, one after the other, or the dry run's one
+Batch = Callable[[], AbstractContextManager[Connection]]
+#: rows per transaction: on PostgreSQL each deleted run and continuation updates its list
+#: counter (0037), and every update of a row walks the versions its transaction left before
+#: it, so one transaction for a whole prune costs the square of its rows
+CHUNK = 500
+
+
+def _prune(batch: Batch, retention: RetentionDays, now: datetime) -> dict[str, int]:
     counts = dict.fromkeys(RETENTION_CATEGORIES, 0)
     r, c, q, k = t.runs.c, t.checkpoints.c, t.queue.c, t.continuations.c
     terminal = list(TERMINAL_RUN_STATUSES)
 
     if (cut := _cutoff(now, retention.checkpoints_days)) is not None:
         finished_runs = sa.select(r.run_id).where(r.status.in_(terminal))
-        counts["checkpoints"] = conn.execute(
-            sa.delete(t.checkpoints).where(
-                c.run_id.in_(finished_runs), c.created_at < cut, ~_needed_by_kept(cut)
-            )
-        ).rowcount
+        with batch() as conn:
+            counts["checkpoints"] = conn.execute(
+                sa.delete(t.checkpoints).where(
+                    c.run_id.in_(finished_runs), c.created_at < cut, ~_needed_by_kept(cut)
+                )
+            ).rowcount
 
     if (cut := _cutoff(now, retention.queue_days)) is not None:
-        counts["queue"] = conn.execute(
-            sa.delete(t.queue).where(q.status.in_(["completed", "failed"]), q.updated_at < cut)
-        ).rowcount
-        counts["queue"] += _prune_notifications(conn, cut)
+        with batch() as conn:
+            counts["queue"] = conn.execute(
+                sa.delete(t.queue).where(q.status.in_(["completed", "failed"]), q.updated_at < cut)
+            ).rowcount
+            counts["queue"] += _prune_notifications(conn, cut)
 
     if (cut := _cutoff(now, retention.continuations_days)) is not None:
         # Settled continuations, or pending ones whose run already ended (nothing to resume).
         ended = sa.select(r.run_id).where(r.status.in_(terminal))
-        old = sa.select(k.continuation_id).where(
-            k.updated_at < cut, sa.or_(k.status != "pending", k.run_id.in_(ended))
-        )
-        ids = [row[0] for row in conn.execute(old)]
-        counts["continuations"] = _delete_continuations(conn, ids)
+        old = sa.and_(k.updated_at < cut, sa.or_(k.status != "pending", k.run_id.in_(ended)))
+        for chunk in _chunked(batch, sa.select(k.continuation_id).where(old)):
+            with batch() as conn:  # each chunk judged again: a task may have opened since
+                ids = _ids(
+                    conn, sa.select(k.continuation_id).where(k.continuation_id.in_(chunk), old)
+                )
+                counts["continuations"] += _delete_continuations(conn, ids)
 
     if (cut := _cutoff(now, retention.runs_days)) is not None:
         stamp = sa.func.coalesce(r.finished_at, r.updated_at)
-        ids = [
-            row[0]
-            for row in conn.execute(sa.select(r.run_id).where(r.status.in_(terminal), stamp < cut))
-        ]
-        for chunk in _chunks(ids, 500):
-            conts = [
-                row[0]
-                for row in conn.execute(sa.select(k.continuation_id).where(k.run_id.in_(chunk)))
-            ]
-            _delete_continuations(conn, conts)
-            conn.execute(sa.delete(t.trace_events).where(t.trace_events.c.run_id.in_(chunk)))
-            conn.execute(sa.delete(t.run_terms).where(t.run_terms.c.run_id.in_(chunk)))
-            conn.execute(sa.delete(t.checkpoints).where(c.run_id.in_(chunk)))
-            conn.execute(sa.delete(t.queue).where(q.run_id.in_(chunk)))
-            conn.execute(
-                sa.delete(t.a2a_push_configs).where(t.a2a_push_configs.c.run_id.in_(chunk))
-            )
-            counts["runs"] += conn.execute(sa.delete(t.runs).where(r.run_id.in_(chunk))).rowcount
+        old_run = sa.and_(r.status.in_(terminal), stamp < cut)
+        for chunk in _chunked(batch, sa.select(r.run_id).where(old_run)):
+            with batch() as conn:  # judged again: a failed run may have been continued since
+                ids = _ids(conn, sa.select(r.run_id).where(r.run_id.in_(chunk), old_run))
+                counts["runs"] += _delete_runs(conn, ids)
     return counts
+
+
+def _delete_runs(conn: Connection, ids: list[str]) -> int:
+    """Runs ``ids`` with everything kept for them."""
+    r, c, q, k = t.runs.c, t.checkpoints.c, t.queue.c, t.continuations.c
+    _delete_continuations(conn, _ids(conn, sa.select(k.continuation_id).where(k.run_id.in_(ids))))
+    conn.execute(sa.delete(t.trace_events).where(t.trace_events.c.run_id.in_(ids)))
+    conn.execute(sa.delete(t.run_terms).where(t.run_terms.c.run_id.in_(ids)))
+    conn.execute(sa.delete(t.checkpoints).where(c.run_id.in_(ids)))
+    conn.execute(sa.delete(t.queue).where(q.run_id.in_(ids)))
+    conn.execute(sa.delete(t.a2a_push_configs).where(t.a2a_push_configs.c.run_id.in_(ids)))
+    deleted: int = conn.execute(sa.delete(t.runs).where(r.run_id.in_(ids))).rowcount
+    return deleted
+
+
+def _ids(conn: Connection, query: sa.Select[Any]) -> list[str]:
+    return [row[0] for row in conn.execute(query)]
+
+
+def _chunked(batch: Batch, query: sa.Select[Any]) -> Iterator[list[str]]:
+    with batch() as conn:
+        ids = _ids(conn, query)
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
 
 
 def _prune_notifications(conn: Connection, cut: datetime) -> int:
@@ -143,19 +166,14 @@ def _needed_by_kept(cut: datetime) -> Any:
 
 
 def _delete_continuations(conn: Connection, ids: list[str]) -> int:
-    deleted = 0
-    for chunk in _chunks(ids, 500):
-        for index in (t.continuation_requests, t.continuation_terms):
-            conn.execute(sa.delete(index).where(index.c.continuation_id.in_(chunk)))
-        deleted += conn.execute(
-            sa.delete(t.continuations).where(t.continuations.c.continuation_id.in_(chunk))
-        ).rowcount
+    if not ids:
+        return 0
+    for index in (t.continuation_requests, t.continuation_terms):
+        conn.execute(sa.delete(index).where(index.c.continuation_id.in_(ids)))
+    deleted: int = conn.execute(
+        sa.delete(t.continuations).where(t.continuations.c.continuation_id.in_(ids))
+    ).rowcount
     return deleted
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class MaintenanceFacet(GaugeReadsMixin, Facet):
@@ -170,12 +188,14 @@ class MaintenanceFacet(GaugeReadsMixin, Facet):
         A window of ``None`` leaves that category alone.
         """
         moment = now or self.clock.now()
+        why = "retention prunes every project's old records"
+        if not dry_run:  # a transaction per chunk: no writer waits out a whole prune
+            return _prune(lambda: self._write(everywhere=why), retention, moment)
         counts: dict[str, int] = {}
         try:
-            with self._write(everywhere="retention prunes every project's old records") as conn:
-                counts = _prune(conn, retention, moment)
-                if dry_run:
-                    raise _DryRun
+            with self._write(everywhere=why) as conn:
+                counts = _prune(lambda: nullcontext(conn), retention, moment)
+                raise _DryRun
         except _DryRun:
             pass
         return counts
