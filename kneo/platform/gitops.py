@@ -12,7 +12,7 @@ the bundle's cryptography (+39 ms), which a process that only runs runs never ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kneo.platform import reconcile
 from kneo.store import ControllerRequest
@@ -21,18 +21,14 @@ from kneo.store.coordination.controller_requests import PLAN
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.controller.controller import Controller
-    from kneo.store.contracts import ControllerStateReads, ControllerStore
-
-    class GitOpsStore(ControllerStore, ControllerStateReads, Protocol):
-        """The controller's state and requests, the registry operations (their audit in
-        their transaction)."""
+    from kneo.store.api import Store
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class GitOps:
     """Controller requests and the registry's reads and day-two writes."""
 
-    store: GitOpsStore
+    store: Store
 
     # ------------------------------------------------------------------ the controller
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.clock import Clock
 from kneo.controller import rollout_history
-from kneo.controller.rollout_pass import decide, figures_of, policy_of, rollout_store
+from kneo.controller.rollout_pass import decide, figures_of, policy_of
 from kneo.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class RolloutOps:
         if reason is not None and len(reason) > MAX_REASON:
             raise InvalidRequest(f"reason is longer than {MAX_REASON} characters", field="reason")
         decide(
-            rollout_store(self.store), rollout_id, decision, actor=actor, groups=groups,
+            self.store, rollout_id, decision, actor=actor, groups=groups,
             full=full, reason=reason.strip() if reason else None, now=self.clock.now(),
         )  # fmt: skip
         return self.get_rollout(rollout_id)

@@ -130,4 +130,36 @@ class AuditQuery:
         one_of_cursor_offset(self.cursor, self.offset)
 
 
-__all__ = ["RUN_SORTS", "TASK_SORTS", "AuditQuery", "RunQuery", "TaskQuery"]
+#: A delivery's statuses, in the order it moves through them.
+NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationQuery:
+    """A listing of notification deliveries, newest first: of one status, receiver or
+    event type (each optional)."""
+
+    status: str | None = None
+    receiver: str | None = None
+    event_type: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        check_page(self.limit, self.offset)
+        if self.status is not None and self.status not in NOTIFICATION_STATUSES:
+            raise InvalidRequest(
+                f"status must be one of {', '.join(NOTIFICATION_STATUSES)}, got {self.status!r}",
+                field="status",
+            )
+
+
+__all__ = [
+    "NOTIFICATION_STATUSES",
+    "RUN_SORTS",
+    "TASK_SORTS",
+    "AuditQuery",
+    "NotificationQuery",
+    "RunQuery",
+    "TaskQuery",
+]

@@ -12,6 +12,8 @@ maintenance) see every project and say whose each record is. :data:`GLOBAL` and
 from __future__ import annotations
 
 import re
+import threading
+import typing
 from dataclasses import replace
 from typing import Any
 
@@ -23,11 +25,18 @@ from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
+from kneo.store.base import Facet
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
 
 from .helpers import new_run
-from .test_contract_coverage import FACETS
+
+#: The store's facets by attribute (``store.runs``: ``RunsFacet``).
+FACETS = {
+    name: cls
+    for name, cls in typing.get_type_hints(Store).items()
+    if isinstance(cls, type) and issubclass(cls, Facet)
+}
 
 #: The facet methods that see every project (each record they return says its project).
 GLOBAL: dict[str, set[str]] = {
@@ -490,6 +499,28 @@ def test_controller_requests_are_their_projects(a: Store, b: Store) -> None:
     assert a.controller.take_controller_requests("default", "leader-a") == [request.id]
     a.controller.finish_controller_requests("default", [request.id], {"ok": "a"})
     assert a.controller.get_controller_request(request.id).result == {"ok": "a"}
+
+
+def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: Store) -> None:
+    """The elected controller serves every project's sources: a request queued in one
+    project's view is a queued source of that project, and wakes the listener of all of
+    them with its project and name (by a poll on SQLite, a notification on PostgreSQL)."""
+    woken: list[tuple[int | None, str | None]] = []
+    seen = threading.Event()
+
+    def wake(project_id: int | None, name: str | None) -> None:
+        woken.append((project_id, name))
+        if project_id is not None:
+            seen.set()
+
+    wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
+    try:
+        a.controller.queue_controller_request("main", "reconcile", actor="ci")
+        assert (a.project_id, "main") in b.controller.queued_controller_sources()
+        assert seen.wait(5), "the controller was not woken"
+    finally:
+        wakeups.stop()
+    assert (a.project_id, "main") in woken
 
 
 # -- the outbox: notifications and A2A pushes -------------------------------------------------

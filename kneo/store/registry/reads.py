@@ -10,7 +10,7 @@ audit) atomically; the Store has none (``with store.transaction() as tx``: one w
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -50,6 +50,16 @@ def _by_names(
         stmt.where(column.in_(ordered[i : i + _IN_CHUNK]))
         for i in range(0, len(ordered), _IN_CHUNK)
     ]
+
+
+class ApprovalReads(Protocol):
+    """The one read a promotion's tally takes from either of its two implementations: the
+    registry facet (committed approvals) and a transaction (with its own writes), which
+    share no class; every other registry read is :class:`RegistryFacet`'s own."""
+
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]: ...
 
 
 class RegistryFacet(Facet):
