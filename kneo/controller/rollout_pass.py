@@ -129,7 +129,7 @@ def figures_of(store: Store, record: RolloutRecord) -> dict[str, Figures]:
 
 def analysed(side: SideFigures) -> Figures:
     """The analysis' :class:`Figures` of a side's stored counters."""
-    return Figures(**vars(side) | {"kinds": {k: vars(c) for k, c in side.kinds.items()}})
+    return Figures(**vars(side))
 
 
 def _held(store: Store, record: RolloutRecord, now: datetime) -> str | None:

@@ -10,7 +10,7 @@ audit) atomically; the Store has none (``with store.transaction() as tx``: one w
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -34,6 +34,8 @@ from kneo.store.registry import statements as q
 _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
 _X = t.registry_changes.c
+
+_Record = TypeVar("_Record")
 
 #: Names per ``IN (...)`` list when a reconcile reads some bundles only.
 _IN_CHUNK = 500
@@ -216,6 +218,30 @@ class RegistryFacet(Facet):
                 for r in conn.execute(s)
             ]
 
+    def _keyed(
+        self,
+        table: sa.Table,
+        environment: str | None,
+        names: Collection[str] | None,
+        record: Callable[[Any], _Record],
+    ) -> list[_Record]:
+        """The rows of ``table`` (one per bundle and environment: suspensions, pins) by key,
+        of one environment and of the bundles ``names`` only if given, as records."""
+        c = table.c
+        stmt = (
+            sa.select(table)
+            .where(c.project_id == self.project_id)
+            .order_by(c.bundle_name, c.environment)
+        )
+        if environment is not None:
+            stmt = stmt.where(c.environment == environment)
+        with self._read() as conn:
+            return [
+                record(r)
+                for part in _by_names(stmt, c.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
+
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
         key = {"bundle_name": bundle_name, "environment": environment}
         return bool(self._registry_read("suspension", lambda: q.select(t.bundle_suspensions), key))
@@ -223,20 +249,7 @@ class RegistryFacet(Facet):
     def list_suspensions(
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Suspension]:
-        s = t.bundle_suspensions.c
-        stmt = (
-            sa.select(t.bundle_suspensions)
-            .where(s.project_id == self.project_id)
-            .order_by(s.bundle_name, s.environment)
-        )
-        if environment is not None:
-            stmt = stmt.where(s.environment == environment)
-        with self._read() as conn:
-            return [
-                row_records.suspension(r)
-                for part in _by_names(stmt, s.bundle_name, names)
-                for r in conn.execute(part).mappings()
-            ]
+        return self._keyed(t.bundle_suspensions, environment, names, row_records.suspension)
 
     def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
         key = {"bundle_name": bundle_name, "environment": environment}
@@ -246,20 +259,7 @@ class RegistryFacet(Facet):
     def list_pins(
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Pin]:
-        p = t.bundle_pins.c
-        stmt = (
-            sa.select(t.bundle_pins)
-            .where(p.project_id == self.project_id)
-            .order_by(p.bundle_name, p.environment)
-        )
-        if environment is not None:
-            stmt = stmt.where(p.environment == environment)
-        with self._read() as conn:
-            return [
-                row_records.pin(r)
-                for part in _by_names(stmt, p.bundle_name, names)
-                for r in conn.execute(part).mappings()
-            ]
+        return self._keyed(t.bundle_pins, environment, names, row_records.pin)
 
     def list_blocked_digests(self) -> list[BlockedDigest]:
         """Every blocked digest, oldest block first (a short list: people write it)."""
