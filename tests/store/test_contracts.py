@@ -436,12 +436,11 @@ def check_promotion_approvals(reads: ApprovalReads, units: Store) -> None:
 def check_controller_requests(requests: ControllerFacet) -> None:
     """A queued request waits until a pass takes it; a new leader takes what a dead one
     left running; a finished one carries the pass's result."""
-    assert requests.has_queued_controller_requests("main") is False
+    assert requests.controller_request_counts("main")["queued"] == 0
     queued = requests.queue_controller_request("main", "reconcile", actor="alice")
-    assert requests.has_queued_controller_requests("main") is True
     assert requests.controller_request_counts("main")["queued"] == 1
     assert requests.take_controller_requests("main", "leader-1") == [queued.id]
-    assert requests.has_queued_controller_requests("main") is False
+    assert requests.controller_request_counts("main")["queued"] == 0
     assert requests.take_controller_requests("main", "leader-1") == []
     assert requests.take_controller_requests("main", "leader-2") == [queued.id]
     requests.finish_controller_requests("main", [queued.id], {"ok": True})

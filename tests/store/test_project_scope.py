@@ -56,7 +56,7 @@ GLOBAL: dict[str, set[str]] = {
     },
     "a2a_push": {"due_pushes", "record_push"},
     # the controller of every project's source: each source says its project
-    "controller": {"queued_controller_sources", "all_controller_wakeups"},
+    "controller": {"all_controller_wakeups"},
     "limits": {"executing_runs"},  # a worker's view of the projects it limits, by id
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
@@ -90,7 +90,7 @@ SCOPED: dict[str, set[str]] = {
     },
     "controller": {
         "queue_controller_request", "take_controller_requests", "finish_controller_requests",
-        "get_controller_request", "has_queued_controller_requests", "controller_request_counts",
+        "get_controller_request", "controller_request_counts",
         "notify_controller", "controller_wakeups",
     },
     "notifications": {
@@ -490,12 +490,11 @@ def test_controller_requests_are_their_projects(a: Store, b: Store) -> None:
     request = a.controller.queue_controller_request("default", "reconcile", actor="ci")
     with pytest.raises(NotFound):
         b.controller.get_controller_request(request.id)
-    assert b.controller.has_queued_controller_requests("default") is False
     assert b.controller.controller_request_counts("default")["queued"] == 0
     assert b.controller.take_controller_requests("default", "leader-b") == []
     b.controller.finish_controller_requests("default", [request.id], {"ok": "b"})
     assert a.controller.get_controller_request(request.id).status == "queued"
-    assert a.controller.has_queued_controller_requests("default") is True
+    assert a.controller.controller_request_counts("default")["queued"] == 1
     assert a.controller.take_controller_requests("default", "leader-a") == [request.id]
     a.controller.finish_controller_requests("default", [request.id], {"ok": "a"})
     assert a.controller.get_controller_request(request.id).result == {"ok": "a"}
@@ -503,8 +502,8 @@ def test_controller_requests_are_their_projects(a: Store, b: Store) -> None:
 
 def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: Store) -> None:
     """The elected controller serves every project's sources: a request queued in one
-    project's view is a queued source of that project, and wakes the listener of all of
-    them with its project and name (by a poll on SQLite, a notification on PostgreSQL)."""
+    project's view wakes the listener of all of them with its project and name (by a poll
+    of the queued sources on SQLite, a notification on PostgreSQL)."""
     woken: list[tuple[int | None, str | None]] = []
     seen = threading.Event()
 
@@ -516,7 +515,6 @@ def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: 
     wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
     try:
         a.controller.queue_controller_request("main", "reconcile", actor="ci")
-        assert (a.project_id, "main") in b.controller.queued_controller_sources()
         assert seen.wait(5), "the controller was not woken"
     finally:
         wakeups.stop()
