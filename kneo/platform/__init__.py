@@ -21,15 +21,23 @@ if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
     from kneo.platform.manager import PlatformManager
     from kneo.platform.results import RunResult
-    from kneo.store import AuditQuery, ControllerRequest, NotificationQuery, RunQuery, TaskQuery
+    from kneo.store import (
+        AuditQuery,
+        ControllerRequest,
+        NotificationQuery,
+        RegistryQuery,
+        RunQuery,
+        TaskQuery,
+    )
 
-#: ``RunQuery``, ``TaskQuery``, ``AuditQuery``, ``NotificationQuery`` and ``ControllerRequest``
-#: are the store's values the manager's methods take and answer; routes name them from here, never from the store.
+#: ``RunQuery``, ``TaskQuery``, ``AuditQuery``, ``NotificationQuery``, ``RegistryQuery`` and
+#: ``ControllerRequest`` are the store's values the manager's methods take and answer; routes name them from here, never from the store.
 __all__ = [
     "AuditQuery",
     "ControllerRequest",
     "NotificationQuery",
     "PlatformManager",
+    "RegistryQuery",
     "RunQuery",
     "RunResult",
     "TaskQuery",
@@ -41,6 +49,7 @@ _EXPORTS = {
     "AuditQuery": "kneo.store",
     "ControllerRequest": "kneo.store",
     "NotificationQuery": "kneo.store",
+    "RegistryQuery": "kneo.store",
     "RunQuery": "kneo.store",
     "TaskQuery": "kneo.store",
     "PlatformManager": "kneo.platform.manager",

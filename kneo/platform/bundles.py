@@ -110,8 +110,8 @@ class BundleSpec(dict[str, Any]):
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
-    """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
+def _check_key(bundle: str, environment: str) -> None:
+    """A bundle run names both a valid bundle and a valid environment."""
     if not bundle or not environment:
         raise InvalidRequest(
             "a bundle run needs both a bundle name and an environment",
@@ -119,6 +119,11 @@ def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
         )
     check_name(bundle, kind="bundle name", field="bundle")
     check_name(environment, kind="environment")
+
+
+def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
+    """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
+    _check_key(bundle, environment)
     found = resolve_bundle_for_run(store, bundle, environment)
     return BundleSpec(
         found.spec,
@@ -140,13 +145,7 @@ def split(
     """The revision a new run of ``bundle`` in ``environment`` starts on, and what to record
     of the choice (``None``: no rollout concerns it). One read of the active revision and
     the bundle's newest rollout; a run on the stable side reads that revision too."""
-    if not bundle or not environment:
-        raise InvalidRequest(
-            "a bundle run needs both a bundle name and an environment",
-            field="bundle" if not bundle else "environment",
-        )
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
+    _check_key(bundle, environment)
     record, rollout = store.rollouts.serving(bundle, environment)
     if record is None:
         resolve_bundle_for_run(store, bundle, environment)  # not_found, as without a rollout

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.controller.controller import Controller
     from kneo.store.api import Store
+    from kneo.store.queries import RegistryQuery
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -105,21 +106,11 @@ class GitOps:
 
     # ------------------------------------------------------------------ registry reads
 
-    def registry_bundles(
-        self,
-        environment: str | None,
-        status: str | None,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> dict[str, Any]:
+    def registry_bundles(self, query: RegistryQuery) -> dict[str, Any]:
         """One page of bundle revisions (:func:`kneo.platform.registry.registry_revisions`)."""
         from kneo.platform.registry import registry_revisions
 
-        return registry_revisions(
-            self.store, environment, status, limit=limit, cursor=cursor, counts=counts
-        )
+        return registry_revisions(self.store, query)
 
     def registry_bundle(
         self, bundle: str, environment: str, *, include_spec: bool = False

@@ -24,6 +24,7 @@ from kneo.store.records import BundleRevision
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
+    from kneo.store.queries import RegistryQuery
     from kneo.store.registry.reads import ApprovalReads
 
 #: The condition types the controller sets, in the order people read them.
@@ -42,20 +43,10 @@ def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> di
     return data
 
 
-def registry_revisions(
-    store: Store,
-    environment: str | None,
-    status: str | None,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    counts: bool = False,
-) -> dict[str, Any]:
-    """One page of bundle revisions of ``environment`` (all when ``None``) with ``status``
-    (all when ``None``): ``GET /v1/registry/bundles``, keyset-paged like the other lists."""
-    page = store.registry.list_registry(
-        environment, status=status, limit=limit, cursor=cursor, count=counts
-    )
+def registry_revisions(store: Store, query: RegistryQuery) -> dict[str, Any]:
+    """One page of bundle revisions (``GET /v1/registry/bundles``), keyset-paged like the
+    other lists."""
+    page = store.registry.list_registry(query)
     ready = _ready(store, {r.bundle_name for r in page.items if r.status == "active"})
     items = [
         {**revision_view(r), "ready": ready.get((r.bundle_name, r.environment))}
@@ -68,7 +59,7 @@ def registry_revisions(
         "count": len(items),
         "total": page.total,
         "total_capped": page.total_capped,
-        "limit": limit,
+        "limit": query.limit,
         "next_cursor": page.next_cursor,
     }
 

@@ -26,7 +26,7 @@ from kneo.store.maintenance.retention import (
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.projects import ProjectRecord
-from kneo.store.queries import AuditQuery, NotificationQuery, RunQuery, TaskQuery
+from kneo.store.queries import AuditQuery, NotificationQuery, RegistryQuery, RunQuery, TaskQuery
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -85,6 +85,7 @@ __all__ = [
     "ProjectRecord",
     "PromotionApproval",
     "QueueRecord",
+    "RegistryQuery",
     "RevisionHead",
     "RunLease",
     "RunQuery",

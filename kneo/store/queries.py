@@ -130,6 +130,24 @@ class AuditQuery:
         one_of_cursor_offset(self.cursor, self.offset)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RegistryQuery:
+    """A listing of the registry's revisions across bundles, in the key's order (bundle,
+    environment, revision): of one environment and one status (each ``None``: all; active
+    ones by default), a page of ``limit`` (every row when ``None``) after ``cursor``;
+    ``count`` adds the page's ``total``."""
+
+    environment: str | None = None
+    status: str | None = "active"
+    limit: int | None = None
+    cursor: str | None = None
+    count: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None:
+            check_page(self.limit, 0)
+
+
 #: A delivery's statuses, in the order it moves through them.
 NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
 
@@ -160,6 +178,7 @@ __all__ = [
     "TASK_SORTS",
     "AuditQuery",
     "NotificationQuery",
+    "RegistryQuery",
     "RunQuery",
     "TaskQuery",
 ]

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, Transaction
+from kneo.store import AuditQuery, RegistryQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.runs.steps import StepEvent
@@ -453,7 +453,7 @@ def _registry_reads(view: Store) -> list[Any]:
     status = r.get_controller_status()
     return [
         r.get_active("bot", "dev"), r.list_revisions("bot", "dev"), r.list_registry().items,
-        r.list_registry(status=None).items, r.list_revision_heads(),
+        r.list_registry(RegistryQuery(status=None)).items, r.list_revision_heads(),
         r.registry_changes_since(0)[1], r.pending_promotion_names(),
         r.find_revision("bot", "dev", "sha256:1"), r.list_conditions(), r.list_condition_heads(),
         r.is_suspended("bot", "dev"), r.list_suspensions(), r.get_pin("bot", "dev"),

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from kneo.errors import NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet, check_page, keyset_page
+from kneo.store.base import Facet, keyset_page
+from kneo.store.queries import RegistryQuery
 from kneo.store.records import (
     BlockedDigest,
     BundleRevision,
@@ -97,33 +98,24 @@ class RegistryFacet(Facet):
         key = {"bundle_name": bundle_name, "environment": environment}
         return [row_records.revision(r) for r in self._registry_read("history", q.history, key)]
 
-    def list_registry(
-        self,
-        environment: str | None = None,
-        *,
-        status: str | None = "active",
-        limit: int | None = None,
-        cursor: str | None = None,
-        count: bool = False,
-    ) -> Page[BundleRevision]:
-        """Revisions across bundles (active ones by default; ``status=None`` for all) in the
+    def list_registry(self, query: RegistryQuery = RegistryQuery()) -> Page[BundleRevision]:
+        """Revisions across bundles (:class:`~kneo.store.queries.RegistryQuery`) in the
         primary key's order (bundle, environment, revision), so a page walks the key from
-        ``cursor`` and stops after ``limit`` rows (every row when ``limit`` is ``None``)."""
-        if limit is not None:
-            check_page(limit, 0)
+        its ``cursor`` and stops after ``limit`` rows."""
+        q = query
         where = [_R.project_id == self.project_id]
-        if environment is not None:
-            where.append(_R.environment == environment)
-        if status is not None:
-            where.append(_R.status == status)
+        if q.environment is not None:
+            where.append(_R.environment == q.environment)
+        if q.status is not None:
+            where.append(_R.status == q.status)
         columns = (_R.bundle_name, _R.environment, _R.revision)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
-                conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
-                count=count, cap=self.settings.limits.max_list_count or None,
+                conn, t.bundle_revisions, where, columns, "asc", limit=q.limit, cursor=q.cursor,
+                count=q.count, cap=self.settings.limits.max_list_count or None,
             )  # fmt: skip
         items = [row_records.revision(r) for r in found]
-        return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor, capped)
+        return Page(items, total, q.limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
     def list_revision_heads(
         self, environment: str | None = None, *, names: Collection[str] | None = None
