@@ -26,18 +26,21 @@ if TYPE_CHECKING:
         ControllerRequest,
         NotificationQuery,
         RegistryQuery,
+        RolloutQuery,
         RunQuery,
         TaskQuery,
     )
 
-#: ``RunQuery``, ``TaskQuery``, ``AuditQuery``, ``NotificationQuery``, ``RegistryQuery`` and
-#: ``ControllerRequest`` are the store's values the manager's methods take and answer; routes name them from here, never from the store.
+#: ``RunQuery``, ``TaskQuery``, ``AuditQuery``, ``NotificationQuery``, ``RegistryQuery``,
+#: ``RolloutQuery`` and ``ControllerRequest`` are the store's values the manager's methods
+#: take and answer; routes name them from here, never from the store.
 __all__ = [
     "AuditQuery",
     "ControllerRequest",
     "NotificationQuery",
     "PlatformManager",
     "RegistryQuery",
+    "RolloutQuery",
     "RunQuery",
     "RunResult",
     "TaskQuery",
@@ -50,6 +53,7 @@ _EXPORTS = {
     "ControllerRequest": "kneo.store",
     "NotificationQuery": "kneo.store",
     "RegistryQuery": "kneo.store",
+    "RolloutQuery": "kneo.store",
     "RunQuery": "kneo.store",
     "TaskQuery": "kneo.store",
     "PlatformManager": "kneo.platform.manager",

@@ -26,7 +26,14 @@ from kneo.store.maintenance.retention import (
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.projects import ProjectRecord
-from kneo.store.queries import AuditQuery, NotificationQuery, RegistryQuery, RunQuery, TaskQuery
+from kneo.store.queries import (
+    AuditQuery,
+    NotificationQuery,
+    RegistryQuery,
+    RolloutQuery,
+    RunQuery,
+    TaskQuery,
+)
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -87,6 +94,7 @@ __all__ = [
     "QueueRecord",
     "RegistryQuery",
     "RevisionHead",
+    "RolloutQuery",
     "RunLease",
     "RunQuery",
     "RunRecord",

@@ -148,6 +148,33 @@ class RegistryQuery:
             check_page(self.limit, 0)
 
 
+#: A rollout's statuses: moving (``progressing``, ``paused``), then where it ended.
+ROLLOUT_STATUSES: tuple[str, ...] = ("progressing", "paused", "promoted", "aborted", "superseded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutQuery:
+    """A listing of a project's rollouts, newest first: of one bundle, environment and
+    status (each optional), a page of ``limit`` after ``cursor``; ``count`` adds the page's
+    ``total`` (up to the count cap)."""
+
+    bundle: str | None = None
+    environment: str | None = None
+    status: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    count: bool = False
+
+    def __post_init__(self) -> None:
+        check_page(self.limit, 0)
+        if self.status is not None and self.status not in ROLLOUT_STATUSES:
+            raise InvalidRequest(
+                f"status must be one of {', '.join(ROLLOUT_STATUSES)}; got {self.status!r}",
+                field="status",
+                allowed=list(ROLLOUT_STATUSES),
+            )
+
+
 #: A delivery's statuses, in the order it moves through them.
 NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
 
@@ -174,11 +201,13 @@ class NotificationQuery:
 
 __all__ = [
     "NOTIFICATION_STATUSES",
+    "ROLLOUT_STATUSES",
     "RUN_SORTS",
     "TASK_SORTS",
     "AuditQuery",
     "NotificationQuery",
     "RegistryQuery",
+    "RolloutQuery",
     "RunQuery",
     "TaskQuery",
 ]

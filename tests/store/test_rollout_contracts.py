@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from kneo.errors import Conflict, NotFound
-from kneo.store import Store
+from kneo.store import RolloutQuery, Store
 from kneo.store.rollouts import RolloutRecord
 
 
@@ -33,9 +33,9 @@ def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
     assert reads.rollouts.current_rollout("helper", "dev") == begun
     assert reads.rollouts.get_rollout("ro_contract") == begun
     assert [r.rollout_id for r in reads.rollouts.active()] == ["ro_contract"]
-    assert [r.rollout_id for r in reads.rollouts.list_rollouts(bundle_name="helper").items] == [
-        "ro_contract"
-    ]
+    assert [
+        r.rollout_id for r in reads.rollouts.list_rollouts(RolloutQuery(bundle="helper")).items
+    ] == ["ro_contract"]
     # no revision of the bundle is registered here: nothing serves (the split reads both)
     assert reads.rollouts.serving("helper", "dev") == (None, None)
     side = {"id": "ro_contract", "track": "canary"}
