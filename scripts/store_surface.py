@@ -5,8 +5,8 @@ count).
     python scripts/store_surface.py
 
 Few ways to read, too: the Store keeps its lifecycle (transactions, schema, connections) and
-holds each concern as a facet attribute (``store.runs``, ``store.registry``, ...) whose
-methods are one protocol of :mod:`kneo.store.contracts`. What a caller can call is the
+holds each concern as a facet attribute (``store.runs``, ``store.registry``, ...), whose
+class callers annotate with (each signature written once). What a caller can call is the
 *callable surface*: the Store's own public members (its facets not counted as members: they
 are only the way to their methods), the Transaction's, and every facet's methods. Counting a
 facet as one member hid its methods (126 of 182 when this count began), so the figure the

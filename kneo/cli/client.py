@@ -30,6 +30,7 @@ RolloutDecision = Literal["promote", "abort", "retry"]
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
+    from kneo.platform import RolloutQuery
     from kneo.platform.manager import PlatformManager
     from kneo.platform.projects import ProjectCatalog
     from kneo.spec.project import ProjectContext
@@ -323,20 +324,8 @@ class LocalClient:
         )
         return dict(result.to_dict(show_personal=True))
 
-    def list_rollouts(
-        self,
-        *,
-        bundle: str | None = None,
-        environment: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> dict[str, Any]:
-        return self.reader.list_rollouts(
-            bundle=bundle, environment=environment, status=status, limit=limit, cursor=cursor,
-            counts=counts,
-        )  # fmt: skip
+    def list_rollouts(self, query: RolloutQuery) -> dict[str, Any]:
+        return self.reader.list_rollouts(query)
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:
         return self.reader.get_rollout(rollout_id)

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from kneo.controller.controller import ReconcileResult
     from kneo.controller.projects import ProjectControllers
     from kneo.store import Store
-    from kneo.store.contracts import HasRegistry
 
 controller_app = typer.Typer(no_args_is_help=True, help="GitOps controller")
 
@@ -467,7 +466,7 @@ def _review(
         raise typer.Exit(1)
 
 
-def _has_registry(store: HasRegistry) -> bool:
+def _has_registry(store: Store) -> bool:
     """Whether the configured store holds a registry to plan against."""
     try:
         return bool(store.registry.list_revision_heads())

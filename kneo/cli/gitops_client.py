@@ -172,8 +172,11 @@ class LocalGitOps:
             self._store.close()
 
     def bundles(self, environment: str | None, *, status: str, cursor: str | None) -> Any:
+        from kneo.platform import RegistryQuery
+
         chosen = None if status == "all" else status
-        return self.gitops.registry_bundles(environment, chosen, limit=PAGE, cursor=cursor)
+        query = RegistryQuery(environment=environment, status=chosen, limit=PAGE, cursor=cursor)
+        return self.gitops.registry_bundles(query)
 
     def bundle(self, bundle: str, environment: str) -> Any:
         return self.gitops.registry_bundle(bundle, environment)

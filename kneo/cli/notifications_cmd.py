@@ -39,15 +39,17 @@ def list_notifications(
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Deliveries newest first, with counts per status (a service needs notifications:admin)."""
+    from kneo.platform import NotificationQuery
     from kneo.platform.notifications import list_view
 
     client = opts.client()
     filters = {"status": status, "receiver": receiver, "event_type": event_type}
     store = _local(client)
     if store is not None:
-        data = list_view(
-            store, status=status, receiver=receiver, event_type=event_type, limit=limit
+        query = NotificationQuery(
+            status=status, receiver=receiver, event_type=event_type, limit=limit
         )
+        data = list_view(store, query)
     else:
         params = {k: v for k, v in filters.items() if v is not None}
         data = client.request("GET", "/v1/notifications", params={**params, "limit": limit})

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kneo.engine.human import Decision
+    from kneo.platform import RolloutQuery
     from kneo.spec.project_blocks import PolicyEnforcement
 
 __all__ = ["PlatformClient"]
@@ -124,18 +125,9 @@ class PlatformClient(Protocol):
         """Several requests of one task decided together."""
         ...
 
-    def list_rollouts(
-        self,
-        *,
-        bundle: str | None = None,
-        environment: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> dict[str, Any]:
-        """``GET /v1/rollouts``: one page of rollouts, newest first (``counts``: with
-        ``total``)."""
+    def list_rollouts(self, query: RolloutQuery) -> dict[str, Any]:
+        """``GET /v1/rollouts``: one page of rollouts, newest first (the query's ``count``:
+        with ``total``)."""
         ...
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:

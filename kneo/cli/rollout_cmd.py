@@ -130,10 +130,13 @@ def status(
         if not opts.printed_json(data):
             show(data)
         return
-    data = client.list_rollouts(
+    from kneo.platform import RolloutQuery
+
+    query = RolloutQuery(
         bundle=bundle, environment=environment, status=state, limit=limit, cursor=cursor,
-        counts=counts,
+        count=counts,
     )  # fmt: skip
+    data = client.list_rollouts(query)
     if opts.printed_json(data):
         return
     total = data.get("total")

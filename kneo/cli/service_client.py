@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # imported where used: a local-mode CLI never loads the HTTP 
 
     from kneo.cli.profiles import Connection
     from kneo.engine.human import Decision
+    from kneo.platform import RolloutQuery
     from kneo.spec.project_blocks import PolicyEnforcement
 
 RETRY_STATUSES = frozenset({408, 429})
@@ -389,22 +390,14 @@ class ServiceClient:
 
     # ------------------------------------------------------------------ rollouts
 
-    def list_rollouts(
-        self,
-        *,
-        bundle: str | None = None,
-        environment: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> Any:
+    def list_rollouts(self, query: RolloutQuery) -> Any:
         """``GET /v1/rollouts`` (a filter left ``None`` is not sent)."""
-        query = {"bundle": bundle, "environment": environment, "status": status,
-                 "limit": limit, "cursor": cursor,
-                 "include": "counts" if counts else None}  # fmt: skip
+        q = query
+        params = {"bundle": q.bundle, "environment": q.environment, "status": q.status,
+                  "limit": q.limit, "cursor": q.cursor,
+                  "include": "counts" if q.count else None}  # fmt: skip
         return self.request(
-            "GET", "/v1/rollouts", params={k: v for k, v in query.items() if v is not None}
+            "GET", "/v1/rollouts", params={k: v for k, v in params.items() if v is not None}
         )
 
     def get_rollout(self, rollout_id: str) -> Any:

@@ -46,7 +46,8 @@ from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from kneo.store import BundleRevision, ControllerStatus
-    from kneo.store.contracts import ControllerStore, ControllerTransaction
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
 
 log = get_logger("kneo.controller")
 
@@ -91,7 +92,7 @@ class Applier:
 
     def __init__(
         self,
-        store: ControllerStore,
+        store: Store,
         *,
         gate: promotion.PromotionGate,
         clock: Clock | None = None,
@@ -182,9 +183,7 @@ class Applier:
                 write.key, write.actions, "apply_failed", f"{type(exc).__name__}: {exc}"
             )
 
-    def _write_key(
-        self, tx: ControllerTransaction, write: _KeyWrite, desired: DesiredState
-    ) -> list[Outcome]:
+    def _write_key(self, tx: Transaction, write: _KeyWrite, desired: DesiredState) -> list[Outcome]:
         """One key's actions, audit events and changed conditions inside ``tx``."""
         name, env = write.key
         results: list[Outcome] = []
@@ -230,7 +229,7 @@ class Applier:
         return [Outcome(a, False, error=text) for a in actions]
 
     def _apply_one(
-        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: Transaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         kind = action.kind
         if kind is ActionKind.ACTIVATE:
@@ -249,9 +248,7 @@ class Applier:
             return self._request_override(tx, action, desired)
         return Outcome(action, False)
 
-    def _request_override(
-        self, tx: ControllerTransaction, action: Action, desired: DesiredState
-    ) -> Outcome:
+    def _request_override(self, tx: Transaction, action: Action, desired: DesiredState) -> Outcome:
         """A freeze refusal: open the override task for the environment's approvers, once."""
         rev = _desired(action)
         name, env = action.key
@@ -280,9 +277,7 @@ class Applier:
         )
         return Outcome(action, True)
 
-    def _request_prune(
-        self, tx: ControllerTransaction, action: Action, desired: DesiredState
-    ) -> Outcome:
+    def _request_prune(self, tx: Transaction, action: Action, desired: DesiredState) -> Outcome:
         """A removal held for the environment's approvers: open their task, once."""
         target = action.target
         assert target is not None  # the prune gate holds a serving revision only
@@ -319,7 +314,7 @@ class Applier:
         return Outcome(action, True, target.number)
 
     def _activate(
-        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: Transaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         rev = _desired(action)
         name, env = action.key
@@ -351,7 +346,7 @@ class Applier:
             )
         rollout_pass.begin_with_promotion(
             tx,
-            rollout_pass.rollout_store(self.store),
+            self.store,
             env_state.policy if env_state else None,
             name=name,
             environment=env,
@@ -380,7 +375,7 @@ class Applier:
         )
         return Outcome(action, True, record.revision)
 
-    def _reject(self, tx: ControllerTransaction, action: Action) -> Outcome:
+    def _reject(self, tx: Transaction, action: Action) -> Outcome:
         rev = _desired(action)
         name, env = action.key
         diagnostics = [
@@ -405,7 +400,7 @@ class Applier:
         )
         return Outcome(action, True, record.revision)
 
-    def _prune(self, tx: ControllerTransaction, action: Action, entry: ObservedEntry) -> Outcome:
+    def _prune(self, tx: Transaction, action: Action, entry: ObservedEntry) -> Outcome:
         name, env = action.key
         number = None
         if action.target is not None:
@@ -433,9 +428,7 @@ class Applier:
         )
         return Outcome(action, True, number)
 
-    def _drift_revert(
-        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry
-    ) -> Outcome:
+    def _drift_revert(self, tx: Transaction, action: Action, entry: ObservedEntry) -> Outcome:
         name, env = action.key
         found = entry.active.number if entry.active else None
         if action.target is not None:
@@ -455,7 +448,7 @@ class Applier:
         return Outcome(action, True, number)
 
     def _request_approval(
-        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, desired: DesiredState
+        self, tx: Transaction, action: Action, entry: ObservedEntry, desired: DesiredState
     ) -> Outcome:
         rev = _desired(action)
         name, env = action.key
@@ -521,7 +514,7 @@ class Applier:
                     promotion.close_task(tx, cid, "withdrawn")
 
     def _withdraw_pending(
-        self, tx: ControllerTransaction, action: Action, entry: ObservedEntry, why: str
+        self, tx: Transaction, action: Action, entry: ObservedEntry, why: str
     ) -> None:
         """A pending promotion of another digest is superseded (never activated later)."""
         pending = entry.pending
@@ -554,7 +547,7 @@ def _signed_off(rev: DesiredRevision) -> list[str]:
 
 
 def _add_revision(
-    tx: ControllerTransaction,
+    tx: Transaction,
     action: Action,
     status: str,
     approved_by: list[str],
@@ -589,7 +582,7 @@ def _revision_payload(rev: DesiredRevision, revision: int) -> dict[str, Any]:
 
 
 def _audit(
-    tx: ControllerTransaction,
+    tx: Transaction,
     event_type: str,
     action: Action,
     *,

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     from kneo.controller.model import Action
     from kneo.controller.watch import Triggerable
-    from kneo.store.contracts import ControllerStore
+    from kneo.store.api import Store
     from kneo.store.coordination.controller_requests import ControllerWakeups
     from kneo.tools import ToolRegistry
 
@@ -166,7 +166,7 @@ class Controller:
 
     def __init__(
         self,
-        store: ControllerStore,
+        store: Store,
         source: Source,
         keyring: Keyring,
         *,

@@ -17,7 +17,7 @@ from kneo.logs import get_logger
 
 if TYPE_CHECKING:
     from kneo.store import LockRecord
-    from kneo.store.contracts import HasLocks
+    from kneo.store.api import Store
 
 log = get_logger("kneo.controller")
 
@@ -61,7 +61,7 @@ class LeaderLock:
 
     def __init__(
         self,
-        store: HasLocks,
+        store: Store,
         name: str,
         owner: str,
         lease_seconds: float,

@@ -23,7 +23,8 @@ from kneo.controller.model import (
 )
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ControllerReads, RegistryReads
+    from kneo.store.api import Store
+    from kneo.store.registry.reads import RegistryFacet
 
 #: Statuses of a revision that was in force (the controller applied it).
 APPLIED_STATUSES = ("active", "inactive", "pruned")
@@ -58,7 +59,7 @@ class _Heads:
 
 
 def observe(
-    store: ControllerReads,
+    store: Store,
     gate: promotion.PromotionGate,
     names: Collection[str] | None = None,
     desired: Collection[BundleKey] | None = None,
@@ -116,7 +117,7 @@ def observe(
     )
 
 
-def _revision_heads(registry: RegistryReads, names: Collection[str] | None) -> _Heads:
+def _revision_heads(registry: RegistryFacet, names: Collection[str] | None) -> _Heads:
     """The registry's revision heads (of the bundles ``names`` only, if given), by kind."""
     heads = _Heads()
     for head in registry.list_revision_heads(names=names):
@@ -139,7 +140,7 @@ def _revision_heads(registry: RegistryReads, names: Collection[str] | None) -> _
 
 
 def _promotion_approvals(
-    registry: RegistryReads, key: BundleKey, pending: RevisionRef | None
+    registry: RegistryFacet, key: BundleKey, pending: RevisionRef | None
 ) -> Approvals:
     """Decisions on promoting the pending revision of ``key`` (none without one)."""
     if pending is None:
@@ -152,7 +153,7 @@ def _promotion_approvals(
 
 
 def _decisions(
-    registry: RegistryReads, prefix: str, names: Collection[str] | None
+    registry: RegistryFacet, prefix: str, names: Collection[str] | None
 ) -> dict[tuple[str, str, str], Approvals]:
     """Decisions recorded under subjects starting with ``prefix`` (freeze overrides,
     removals), by ``(bundle, environment, subject)``."""

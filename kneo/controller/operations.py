@@ -42,13 +42,8 @@ if TYPE_CHECKING:
 
     from kneo.bundle.keys import TrustedKey
     from kneo.store import BlockedDigest, BundleRevision, Pin
-    from kneo.store.contracts import (
-        ControllerTransaction,
-        HasMetadata,
-        MetadataStore,
-        RegistryAdmin,
-        Transactional,
-    )
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
 
 #: Store metadata key: what the controller trusts now (key validity windows) and each
 #: environment's signature and approval rules, published by every pass that changes them,
@@ -71,7 +66,7 @@ def _short(digest: str) -> str:
 
 
 def suspend(
-    store: Transactional[ControllerTransaction],
+    store: Store,
     bundle: str,
     environment: str,
     *,
@@ -96,9 +91,7 @@ def suspend(
     }
 
 
-def resume(
-    store: Transactional[ControllerTransaction], bundle: str, environment: str, *, actor: str
-) -> dict[str, Any]:
+def resume(store: Store, bundle: str, environment: str, *, actor: str) -> dict[str, Any]:
     """Let the controller manage (bundle, environment) again; audited when it was suspended."""
     _key(bundle, environment)
     with store.transaction() as tx:
@@ -128,7 +121,7 @@ def pin_view(pin: Pin | None) -> dict[str, Any] | None:
 
 
 def pin(
-    store: RegistryAdmin, bundle: str, environment: str, *, actor: str, reason: str | None = None
+    store: Store, bundle: str, environment: str, *, actor: str, reason: str | None = None
 ) -> dict[str, Any]:
     """Hold (bundle, environment) at its active revision until unpinned (to go back to an
     earlier one, roll back: it pins its target)."""
@@ -155,9 +148,7 @@ def pin(
     return {"bundle": bundle, "environment": environment, "pin": pin_view(record)}
 
 
-def unpin(
-    store: Transactional[ControllerTransaction], bundle: str, environment: str, *, actor: str
-) -> dict[str, Any]:
+def unpin(store: Store, bundle: str, environment: str, *, actor: str) -> dict[str, Any]:
     """Lift the pin: the controller promotes what Git asks for again on its next pass."""
     _key(bundle, environment)
     with store.transaction() as tx:
@@ -187,9 +178,7 @@ def _check_digest(digest: str) -> None:
         )
 
 
-def block(
-    store: Transactional[ControllerTransaction], digest: str, *, actor: str, reason: str
-) -> dict[str, Any]:
+def block(store: Store, digest: str, *, actor: str, reason: str) -> dict[str, Any]:
     """Never promote ``digest`` again, in any environment, until unblocked. What is active
     keeps serving (roll back to replace it)."""
     _check_digest(digest)
@@ -212,9 +201,7 @@ def blocked_view(record: BlockedDigest) -> dict[str, Any]:
     }
 
 
-def unblock(
-    store: Transactional[ControllerTransaction], digest: str, *, actor: str
-) -> dict[str, Any]:
+def unblock(store: Store, digest: str, *, actor: str) -> dict[str, Any]:
     _check_digest(digest)
     with store.transaction() as tx:
         lifted = tx.unblock_digest(digest)
@@ -227,7 +214,7 @@ def unblock(
 
 
 def publish_trust(
-    store: MetadataStore, keyring: Iterable[TrustedKey], environments: dict[str, dict[str, Any]]
+    store: Store, keyring: Iterable[TrustedKey], environments: dict[str, dict[str, Any]]
 ) -> None:
     """Record today's trust (see :data:`TRUST_METADATA_KEY`); written only when it changed."""
     current = {
@@ -253,7 +240,7 @@ def _untrusted(why: str, **details: object) -> Conflict:
     return Conflict(why, code=ErrorCode.rollback_untrusted, **details)
 
 
-def check_trust(store: HasMetadata, revision: BundleRevision, now: datetime) -> dict[str, Any]:
+def check_trust(store: Store, revision: BundleRevision, now: datetime) -> dict[str, Any]:
     """Whether ``revision`` still verifies against today's trust; its environment's rules.
     Raises ``409 rollback_untrusted`` naming what no longer holds."""
     if spec_digest(revision.spec) != revision.digest:
@@ -300,7 +287,7 @@ def rollback_task_id(
 
 
 def rollback(
-    store: RegistryAdmin,
+    store: Store,
     bundle: str,
     environment: str,
     *,
@@ -347,7 +334,7 @@ def rollback(
 
 
 def perform_rollback(
-    tx: ControllerTransaction,
+    tx: Transaction,
     target: BundleRevision,
     active: BundleRevision | None,
     *,
@@ -442,7 +429,7 @@ def _rollback_task(
 
 
 def _open_rollback_task(
-    store: Transactional[ControllerTransaction],
+    store: Store,
     target: BundleRevision,
     active: BundleRevision | None,
     rules: dict[str, Any],
@@ -488,7 +475,7 @@ def _open_rollback_task(
 
 
 def decide_rollback(
-    store: Transactional[ControllerTransaction],
+    store: Store,
     continuation_id: str,
     *,
     approver: str,
@@ -539,7 +526,7 @@ def decide_rollback(
 
 
 def _approved_rollback(
-    tx: ControllerTransaction, context: dict[str, Any], approved: list[str], approver: str
+    tx: Transaction, context: dict[str, Any], approved: list[str], approver: str
 ) -> dict[str, Any]:
     """Inside the deciding transaction: perform the rollback, unless the bundle moved on
     since it was asked (then ``stale_state``: ask again)."""

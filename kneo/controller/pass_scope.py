@@ -15,7 +15,7 @@ from kneo.controller.source import Source
 
 if TYPE_CHECKING:
     from kneo.store import ControllerStatus
-    from kneo.store.contracts import ControllerStore
+    from kneo.store.api import Store
 
 
 def saved_state(previous: ControllerStatus | None) -> incremental.ReconcileState | None:
@@ -25,7 +25,7 @@ def saved_state(previous: ControllerStatus | None) -> incremental.ReconcileState
 
 
 def pass_scope(
-    store: ControllerStore,
+    store: Store,
     source: Source,
     previous: ControllerStatus | None,
     commit: str,

@@ -27,7 +27,7 @@ from kneo.controller.source import Source, TreeFile
 
 if TYPE_CHECKING:
     from kneo.controller.loader import PolicyHook
-    from kneo.store.contracts import ControllerStore
+    from kneo.store.api import Store
 
 
 class PolicyStep:
@@ -36,7 +36,7 @@ class PolicyStep:
 
     def __init__(
         self,
-        store: ControllerStore,
+        store: Store,
         ratchet: PolicyRatchet,
         source: Source,
         clock: Clock,
@@ -99,7 +99,7 @@ class PolicyStep:
                 close_task(tx, cid, "superseded")
 
 
-def publish_run_policies(store: ControllerStore, keyring: Keyring, desired: DesiredState) -> None:
+def publish_run_policies(store: Store, keyring: Keyring, desired: DesiredState) -> None:
     """Record each environment's ``runs.require_approved_bundle``, ``resources:`` and
     ``budgets:`` (:func:`kneo.policy.environment.run_limits`) for the runtime, and
     today's trust for rollbacks (:func:`kneo.controller.operations.publish_trust`).

@@ -35,13 +35,9 @@ from kneo.store import TaskQuery
 
 if TYPE_CHECKING:
     from kneo.store import ContinuationRecord
-    from kneo.store.contracts import (
-        ApprovalReads,
-        ControllerTransaction,
-        HasTasks,
-        RegistryAdmin,
-        Transactional,
-    )
+    from kneo.store.api import Store
+    from kneo.store.registry.reads import ApprovalReads
+    from kneo.store.transaction import Transaction
 
 WORKFLOW_KIND = "promotion"
 REQUEST_KIND = "approval"
@@ -90,7 +86,7 @@ class PromotionGate:
 
     def open(
         self,
-        tx: ControllerTransaction,
+        tx: Transaction,
         *,
         name: str,
         environment: str,
@@ -136,7 +132,7 @@ class PromotionGate:
 
     def open_override(
         self,
-        tx: ControllerTransaction,
+        tx: Transaction,
         *,
         name: str,
         environment: str,
@@ -175,7 +171,7 @@ class PromotionGate:
 
     def open_prune(
         self,
-        tx: ControllerTransaction,
+        tx: Transaction,
         cid: str,
         *,
         name: str,
@@ -214,12 +210,12 @@ class PromotionGate:
         )
 
     def close(
-        self, tx: ControllerTransaction, *, name: str, environment: str, digest: str, outcome: str
+        self, tx: Transaction, *, name: str, environment: str, digest: str, outcome: str
     ) -> None:
         """Resolve the task (activated, rejected, superseded, pruned); no-op if absent."""
         close_task(tx, self.task_id(name, environment, digest), outcome)
 
-    def open_tasks(self, store: HasTasks, among: Collection[str] | None = None) -> set[str]:
+    def open_tasks(self, store: Store, among: Collection[str] | None = None) -> set[str]:
         """Ids of the promotion tasks still pending (of ``among`` only, if given)."""
         if among is not None:  # a few keys of an incremental reconcile: one read each
             return {cid for cid in among if _pending(store, cid)}
@@ -242,7 +238,7 @@ class PromotionGate:
 
 
 def open_approval_task(
-    tx: ControllerTransaction,
+    tx: Transaction,
     cid: str,
     *,
     wait_key: str,
@@ -291,7 +287,7 @@ def open_approval_task(
     return True
 
 
-def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
+def close_task(tx: Transaction, cid: str, outcome: str) -> None:
     """Resolve the pending approval task ``cid`` with ``outcome``; a no-op if it is absent
     or already resolved."""
     try:
@@ -303,9 +299,7 @@ def close_task(tx: ControllerTransaction, cid: str, outcome: str) -> None:
     resolve_task(tx, cid, existing, outcome)
 
 
-def resolve_task(
-    tx: ControllerTransaction, cid: str, task: ContinuationRecord, outcome: str
-) -> None:
+def resolve_task(tx: Transaction, cid: str, task: ContinuationRecord, outcome: str) -> None:
     """Resolve the pending approval task ``cid`` (as read: ``task``) with ``outcome``."""
     action, resolved = f"close the task as {outcome}", TaskStatus.RESOLVED
     tx.put_continuation(
@@ -322,7 +316,7 @@ def resolve_task(
     )
 
 
-def _pending(store: HasTasks, cid: str) -> bool:
+def _pending(store: Store, cid: str) -> bool:
     try:
         return bool(store.tasks.get_continuation(cid).status == TaskStatus.PENDING)
     except NotFound:
@@ -355,7 +349,7 @@ def check_decision(decision: str, what: str) -> None:
 
 
 def take_task(
-    tx: ControllerTransaction, continuation_id: str, *, kind: str, approver: str
+    tx: Transaction, continuation_id: str, *, kind: str, approver: str
 ) -> tuple[ContinuationRecord, str | None]:
     """The pending approval task ``continuation_id`` whose context ``type`` is ``kind``
     (``promotion``, ``rollback``), locked for the decision, and the entry of its
@@ -389,7 +383,7 @@ def outcome_of(decision: str, approvals: int, required: int) -> str | None:
 
 
 def record_promotion_decision(
-    store: RegistryAdmin,
+    store: Store,
     continuation_id: str,
     *,
     approver: str,
@@ -442,7 +436,7 @@ def record_promotion_decision(
 
 
 def _decide_rollback(
-    store: Transactional[ControllerTransaction],
+    store: Store,
     continuation_id: str,
     approver: str,
     decision: str,

@@ -63,7 +63,7 @@ from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.spec.yaml_io import dump_yaml
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ControllerTransaction
+    from kneo.store.transaction import Transaction
 
 #: The bundle name policy approvals are recorded under (their subject is ``policy:<digest>``).
 POLICY_NAME = "policy"
@@ -492,7 +492,7 @@ class _Step:
         return outcome
 
 
-def open_policy_task(tx: ControllerTransaction, pending: Pending, *, now: datetime) -> None:
+def open_policy_task(tx: Transaction, pending: Pending, *, now: datetime) -> None:
     """Open (once) the inbox task in which the approvers in force decide a loosening: the
     same M-of-N promotion task, whose decisions are recorded under ``policy:<digest>``."""
     assert pending.task is not None and pending.digest is not None and pending.subject

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from kneo.controller.loader import DesiredStateLoader
     from kneo.controller.model import DesiredEnvironment
     from kneo.controller.source import GitSource, TreeFile
-    from kneo.store.contracts import ControllerReads
+    from kneo.store.api import Store
 
 #: The first line of the comment: the workflow finds its own comment by it, to update it.
 MARKER = "<!-- kneo-plan -->"
@@ -62,7 +62,7 @@ REFUSING = (ActionKind.REJECT, ActionKind.REFUSE)
 def review(
     loader: DesiredStateLoader,
     source: GitSource,
-    store: ControllerReads | None,
+    store: Store | None,
     *,
     base: str,
     head: str,
@@ -122,7 +122,7 @@ def _no_decisions(_environment: str, _subject: str) -> Approvals:
     return Approvals()
 
 
-def _stored_record(store: ControllerReads | None, controller: str) -> PolicyRecord | None:
+def _stored_record(store: Store | None, controller: str) -> PolicyRecord | None:
     """The policy in force the store keeps for ``controller``, if it can be read."""
     reader = getattr(store, "get_metadata", None)
     return PolicyRecord.from_dict(reader(record_key(controller))) if reader else None
@@ -139,7 +139,7 @@ class _PolicyStep:
         source: GitSource,
         commit: str,
         now: datetime,
-        store: ControllerReads | None,
+        store: Store | None,
     ) -> None:
         self.ratchet, self.record, self.source = ratchet, record, source
         self.commit, self.now, self.store = commit, now, store
@@ -250,7 +250,7 @@ def _item(
     after: DesiredState,
     before: DesiredState,
     entry: ObservedEntry,
-    store: ControllerReads | None,
+    store: Store | None,
 ) -> dict[str, Any]:
     rev = action.revision or after.revisions.get(action.key)
     env = after.environments.get(action.environment)
@@ -280,7 +280,7 @@ def _item(
 
 
 def _active_spec(
-    action: Action, before: DesiredState, entry: ObservedEntry, store: ControllerReads | None
+    action: Action, before: DesiredState, entry: ObservedEntry, store: Store | None
 ) -> Mapping[str, Any] | None:
     if entry.active is None:
         return None

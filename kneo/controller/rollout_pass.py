@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.controller import rollout_history
 from kneo.controller.rollouts import (
@@ -40,18 +40,14 @@ from kneo.policy.environment import EnvironmentPolicy, FreezeWindow
 from kneo.policy.rollout import RolloutPolicy
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ControllerStore
+    from kneo.store.api import Store
     from kneo.store.rollouts import RolloutRecord, SideFigures
-    from kneo.store.transaction_contracts import ControllerTransaction, HasRollouts
-
-    class RolloutStore(ControllerStore, HasRollouts, Protocol):
-        """A project's store view as the rollout pass uses it (every Store is one)."""
+    from kneo.store.transaction import Transaction
 
 
 __all__ = [
     "begin_with_promotion",
     "decide",
-    "rollout_store",
     "state_of",
     "step_all",
     "step_rollouts",
@@ -61,16 +57,9 @@ ACTOR = "controller"
 Decision = Literal["promote", "abort", "retry"]
 
 
-def rollout_store(store: ControllerStore) -> RolloutStore:
-    """``store`` as the rollout pass uses it: every Store has ``rollouts``."""
-    if not hasattr(store, "rollouts"):
-        raise TypeError(f"{type(store).__name__} has no rollouts")
-    return cast("RolloutStore", store)
-
-
 def begin_with_promotion(
-    tx: ControllerTransaction,
-    store: HasRollouts,
+    tx: Transaction,
+    store: Store,
     policy: EnvironmentPolicy | None,
     *,
     name: str,
@@ -132,7 +121,7 @@ def policy_of(record: RolloutRecord) -> RolloutPolicy:
     return RolloutPolicy.model_validate(record.policy["rollout"])
 
 
-def figures_of(store: HasRollouts, record: RolloutRecord) -> dict[str, Figures]:
+def figures_of(store: Store, record: RolloutRecord) -> dict[str, Figures]:
     """Each side's figures of ``record``'s runs, as the analysis reads them."""
     sides = store.rollouts.figures(record.rollout_id)
     return {side: analysed(f) for side, f in sides.items()}
@@ -140,10 +129,10 @@ def figures_of(store: HasRollouts, record: RolloutRecord) -> dict[str, Figures]:
 
 def analysed(side: SideFigures) -> Figures:
     """The analysis' :class:`Figures` of a side's stored counters."""
-    return Figures(**vars(side) | {"kinds": {k: vars(c) for k, c in side.kinds.items()}})
+    return Figures(**vars(side))
 
 
-def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | None:
+def _held(store: Store, record: RolloutRecord, now: datetime) -> str | None:
     pin = store.registry.get_pin(record.bundle_name, record.environment)
     if pin is not None:
         return f"pinned to revision {pin.revision}"
@@ -154,12 +143,12 @@ def _held(store: RolloutStore, record: RolloutRecord, now: datetime) -> str | No
     return None
 
 
-def step_all(store: ControllerStore, now: datetime) -> list[dict[str, Any]]:
+def step_all(store: Store, now: datetime) -> list[dict[str, Any]]:
     """:func:`step_rollouts` of a controller's store."""
-    return step_rollouts(rollout_store(store), now)
+    return step_rollouts(store, now)
 
 
-def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:
+def step_rollouts(store: Store, now: datetime) -> list[dict[str, Any]]:
     """One step of every rollout still moving; what changed (one entry per rollout). A
     rollout that does not move may still add a point to its figures' history
     (:mod:`kneo.controller.rollout_history`)."""
@@ -182,7 +171,7 @@ def step_rollouts(store: RolloutStore, now: datetime) -> list[dict[str, Any]]:
 
 
 def _sample(
-    store: RolloutStore,
+    store: Store,
     record: RolloutRecord,
     figures: Mapping[str, Figures],
     verdict: Verdict | None,
@@ -206,7 +195,7 @@ def _sample(
 
 
 def _write(
-    store: RolloutStore,
+    store: Store,
     record: RolloutRecord,
     moved: RolloutState,
     verdict: Verdict | None,
@@ -257,7 +246,7 @@ def _write(
 
 
 def _audit(
-    tx: ControllerTransaction, event: str, record: RolloutRecord, *, actor: str = ACTOR,
+    tx: Transaction, event: str, record: RolloutRecord, *, actor: str = ACTOR,
     **payload: object,
 ) -> None:  # fmt: skip
     tx.add_audit(
@@ -301,7 +290,7 @@ def _may_decide(record: RolloutRecord, actor: str, groups: frozenset[str]) -> No
 
 
 def decide(
-    store: RolloutStore,
+    store: Store,
     rollout_id: str,
     decision: Decision,
     *,

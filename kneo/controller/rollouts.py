@@ -43,6 +43,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from kneo.policy.rollout import AnalysisRule, RolloutPolicy
+from kneo.store.rollouts import KindFigures, SideFigures
 
 __all__ = [
     "Figures",
@@ -86,28 +87,10 @@ def newcombe(k1: int, n1: int, k2: int, n2: int, z: float) -> tuple[float, float
 
 
 @dataclass(frozen=True)
-class Figures:
-    """One revision's runs since the rollout began (see the module docstring)."""
-
-    runs: int = 0
-    finished: int = 0
-    failed: int = 0
-    decided: int = 0
-    rejected: int = 0
-    edited: int = 0
-    escalated: int = 0
-    p95_latency_ms: float | None = None
-    cost: float = 0.0
-    #: finished runs whose cost is known: a run with an unpriced model call has no cost,
-    #: and counts in neither ``cost`` nor the mean (never as 0)
-    priced: int = 0
-    #: the decision counts (``decided``, ``rejected``, ``edited``, ``escalated``) by kind of
-    #: human request (``approval``, ``review`` ...)
-    kinds: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    #: finished runs a model judge judged (the analysis' ``judge`` sample), and how many of
-    #: them it passed
-    judged: int = 0
-    judge_passed: int = 0
+class Figures(SideFigures):
+    """One revision's runs since the rollout began (see the module docstring): the store's
+    sums of its counters (:class:`~kneo.store.rollouts.SideFigures`, whose fields these are),
+    with the rates the rule compares."""
 
     @property
     def cost_per_run(self) -> float | None:
@@ -117,7 +100,7 @@ class Figures:
         """These figures with the decision counts of ``kinds`` of request only."""
 
         def total(name: str) -> int:
-            return sum(int(self.kinds.get(kind, {}).get(name, 0)) for kind in kinds)
+            return sum(int(getattr(self.kinds.get(kind, _NO_DECISIONS), name)) for kind in kinds)
 
         return replace(
             self,
@@ -129,19 +112,20 @@ class Figures:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.pop("kinds")
+        kinds: dict[str, dict[str, int]] = out.pop("kinds")
         out["failure_rate"] = self.failed / self.finished if self.finished else None
         out.update(_decision_rates(out))
         out["cost_per_run"] = self.cost_per_run
         out["judge_score"] = self.judge_passed / self.judged if self.judged else None
         out["by_kind"] = {
             kind: {n: int(c.get(n, 0)) for n in _DECISION_COUNTS} | _decision_rates(c)
-            for kind, c in sorted(self.kinds.items())
+            for kind, c in sorted(kinds.items())
         }
         return out
 
 
 _DECISION_COUNTS = ("decided", "rejected", "edited", "escalated")
+_NO_DECISIONS = KindFigures()
 
 
 def _decision_rates(counts: Mapping[str, Any]) -> dict[str, float | None]:

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from kneo.policy.floors import Floors
     from kneo.settings import Settings
     from kneo.store import Store
-    from kneo.store.contracts import ControllerStore
     from kneo.tools import ToolRegistry
 
 log = get_logger("kneo.controller")
@@ -70,7 +69,7 @@ def hmac_secrets(settings: Settings, key_envs: Mapping[str, str]) -> dict[str, b
 
 
 def build_controller(
-    store: ControllerStore,
+    store: Store,
     config: ControllerConfig,
     settings: Settings,
     *,

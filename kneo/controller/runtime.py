@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from kneo.policy.environment import EnvironmentPolicy
-    from kneo.store.contracts import HasRegistry
+    from kneo.store.api import Store
 
 #: Store metadata key: the environment policies the controller last read from the GitOps
 #: repository (``environments/<env>.yaml``), merged stricter-wins into the project's.
@@ -51,7 +51,7 @@ class ResolvedBundle:
         }
 
 
-def resolve_bundle_for_run(store: HasRegistry, bundle: str, environment: str) -> ResolvedBundle:
+def resolve_bundle_for_run(store: Store, bundle: str, environment: str) -> ResolvedBundle:
     """The active revision of ``bundle`` in ``environment``; ``not_found`` when none is."""
     record = store.registry.get_active(bundle, environment)
     if record is None:

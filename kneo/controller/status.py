@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from kneo.controller.controller import ReconcileResult
     from kneo.controller.policy_record import PolicyOutcome
     from kneo.store import ControllerStatus, LockRecord
-    from kneo.store.contracts import ControllerStore
+    from kneo.store.api import Store
 
 log = get_logger("kneo.controller")
 
 
 def record_status(
-    store: ControllerStore,
+    store: Store,
     config: ControllerConfig,
     *,
     source: str,

@@ -17,13 +17,13 @@ from kneo.engine.signals import RunPaused
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 
 class UnitAgentHost:
     """One agent unit's view of its run (:class:`~kneo.engine.agent_seam.AgentHost`)."""
 
-    def __init__(self, run: RunContext, unit_key: str, step: CompiledStep) -> None:
+    def __init__(self, run: WorkflowRun, unit_key: str, step: CompiledStep) -> None:
         self._run = run
         self.unit_key = unit_key
         self.step_id = step.id

@@ -46,7 +46,7 @@ from kneo.tools import ToolDefinition, ToolRegistry
 from kneo.usage import count_spent
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
     from kneo.policy.access import HostAccess
 
 __all__ = ["AgentBridges", "BridgeSession", "BridgeStopped", "run_bridged_agent"]
@@ -81,7 +81,7 @@ class AgentBridges(Protocol):
 class BridgeSession:
     """One bridged unit's checkpointed model turns and guarded tool calls."""
 
-    def __init__(self, run: RunContext, key: str, step: CompiledStep) -> None:
+    def __init__(self, run: WorkflowRun, key: str, step: CompiledStep) -> None:
         assert step.agent is not None
         self.agent = step.agent
         self.step = step
@@ -269,7 +269,7 @@ class BridgeSession:
             raise BridgeStopped("the session is stopped")
 
 
-def run_bridged_agent(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
+def run_bridged_agent(run: WorkflowRun, key: str, step: CompiledStep, text: str) -> str:
     """Unit ``key``: the bridged agent's answer (pausing where its session stopped it)."""
     assert step.agent is not None and step.agent.implementation is not None
     bridges = run.engine.bridges

@@ -20,7 +20,7 @@ from kneo.errors import ErrorCode
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 #: the request kind of a wait on a child run
 CHILD_RUN = "child_run"
@@ -29,7 +29,7 @@ CHILD_DECISIONS = ("provided", "rejected")
 
 
 def execute_workflow_step(
-    run: RunContext, key: str, step: CompiledStep, text: str
+    run: WorkflowRun, key: str, step: CompiledStep, text: str
 ) -> tuple[str, dict[str, Any]]:
     """The child run's output once the platform recorded its outcome; before, a pause that
     asks the platform to start it (bundle ``step.ref``, input ``text``)."""

@@ -14,8 +14,7 @@ unit completion or failure, per agent turn and per tool result) and returns an
 Here: the engine (what is injected, what it runs with) and its two entry points, ``run`` and
 the dry probe ``next_units``, which turn how a program ended (:mod:`kneo.engine.signals`)
 into an outcome. One run — its context and each unit's lifecycle — is
-:class:`~kneo.engine.workflow_run.WorkflowRun`; the interface the step kinds see of it,
-:class:`~kneo.engine.run_context.RunContext`.
+:class:`~kneo.engine.workflow_run.WorkflowRun`, which the step kinds are handed.
 """
 
 from __future__ import annotations

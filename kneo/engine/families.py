@@ -22,10 +22,10 @@ from kneo.errors import ErrorCode, KneoError
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 
-def _sequential(ctx: RunContext) -> str:
+def _sequential(ctx: WorkflowRun) -> str:
     text = ctx.input_text
     steps = ctx.workflow.steps
     last = len(steps) - 1
@@ -41,7 +41,7 @@ def _sequential(ctx: RunContext) -> str:
     return text
 
 
-def _graph(ctx: RunContext) -> str:
+def _graph(ctx: WorkflowRun) -> str:
     wf = ctx.workflow
     if not wf.steps:
         return ctx.input_text
@@ -111,14 +111,14 @@ def _route(wf: CompiledWorkflow, node: str, output: str) -> str | None:
     return None
 
 
-def _record_route(ctx: RunContext, key: str, node: str, target: str | None) -> None:
+def _record_route(ctx: WorkflowRun, key: str, node: str, target: str | None) -> None:
     with ctx.state.lock:
         if any(r.get("unit_key") == key for r in ctx.state.routes):
             return
         ctx.state.routes.append({"unit_key": key, "from": node, "to": target})
 
 
-def _concurrent(ctx: RunContext) -> str:
+def _concurrent(ctx: WorkflowRun) -> str:
     steps = ctx.workflow.steps
     text = ctx.input_text
     results: dict[str, str] = {}
@@ -165,7 +165,7 @@ def _concurrent(ctx: RunContext) -> str:
     return "\n\n".join(f"## {s.id}\n{results[s.id]}" for s in steps)
 
 
-def _handoff(ctx: RunContext) -> str:
+def _handoff(ctx: WorkflowRun) -> str:
     wf = ctx.workflow
     by_id = {s.id: s for s in wf.steps}
     selector = wf.selector
@@ -187,7 +187,7 @@ def _handoff(ctx: RunContext) -> str:
     return text
 
 
-def _group_chat(ctx: RunContext) -> str:
+def _group_chat(ctx: WorkflowRun) -> str:
     wf = ctx.workflow
     topic = ctx.input_text
     lines: list[str] = []
@@ -205,7 +205,7 @@ def _group_chat(ctx: RunContext) -> str:
     return "\n\n".join(lines)
 
 
-PROGRAMS: dict[str, Callable[[RunContext], str]] = {
+PROGRAMS: dict[str, Callable[[WorkflowRun], str]] = {
     "sequential": _sequential,
     "graph": _graph,
     "concurrent": _concurrent,

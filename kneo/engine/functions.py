@@ -23,7 +23,7 @@ from kneo.kernel.code import LoadedCode
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 StepFunction = Callable[..., Any]
 
@@ -109,7 +109,7 @@ def call_function(fn: StepFunction, arity: int, text: str, context: StepContext 
 
 
 def execute_function_step(
-    run: RunContext,
+    run: WorkflowRun,
     key: str,
     step: CompiledStep,
     text: str,

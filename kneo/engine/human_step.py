@@ -18,13 +18,13 @@ from kneo.engine.signals import RunPaused
 from kneo.spec.compiled import CompiledStep
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 _PREVIEW_CHARS = 2000
 
 
 def execute_human_step(
-    run: RunContext, key: str, step: CompiledStep, text: str
+    run: WorkflowRun, key: str, step: CompiledStep, text: str
 ) -> tuple[str, dict[str, Any]]:
     """The step's output from the decision recorded for it (or an inline resolver's answer);
     without one, pause with an approval (or, in a graph, a route) request."""
@@ -67,7 +67,7 @@ def execute_human_step(
 
 
 def _resolve_inline(
-    run: RunContext, key: str, step: CompiledStep, prompt: str, text: str
+    run: WorkflowRun, key: str, step: CompiledStep, prompt: str, text: str
 ) -> dict[str, Any] | None:
     resolver = run.engine.resolvers.get(step.id)
     if resolver is None:

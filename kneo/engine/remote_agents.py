@@ -33,7 +33,7 @@ from kneo.spec.models import RemoteAgentSpec
 from kneo.usage import count_spent
 
 if TYPE_CHECKING:
-    from kneo.engine.run_context import RunContext
+    from kneo.engine.workflow_run import WorkflowRun
 
 __all__ = [
     "RemoteAgentError",
@@ -96,7 +96,7 @@ class RemoteAgents(Protocol):
         ...
 
 
-def run_remote_agent(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
+def run_remote_agent(run: WorkflowRun, key: str, step: CompiledStep, text: str) -> str:
     """Unit ``key`` of ``run``: the remote agent's answer to ``text`` (pausing for a person
     whenever the remote task asks)."""
     assert step.agent is not None and step.agent.remote is not None
@@ -216,7 +216,7 @@ def _progress(host: UnitAgentHost, state: dict[str, Any], event: dict[str, Any])
 
 
 def _answer(
-    run: RunContext, key: str, step: CompiledStep, state: Mapping[str, Any]
+    run: WorkflowRun, key: str, step: CompiledStep, state: Mapping[str, Any]
 ) -> str | Mapping[str, Any]:
     """The person's answer to the remote's current question (pausing until there is one)."""
     assert step.agent is not None and step.agent.remote is not None

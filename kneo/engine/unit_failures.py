@@ -4,20 +4,22 @@ a rejected confirmation, and the records and events each of these leaves.
 
 The unit lifecycle (:meth:`kneo.engine.workflow_run.WorkflowRun.unit`) calls in here only off
 the happy path, so the policies live apart from the attempts they judge. Every function
-takes the unit's :class:`~kneo.engine.run_context.RunContext`; the records it writes are the
+takes the unit's :class:`~kneo.engine.workflow_run.WorkflowRun`; the records it writes are the
 unit's entry in the execution state (``retrying``, ``failed``, ``skipped``, ``continued``).
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kneo.engine.budgets import BudgetExceeded
 from kneo.engine.outcomes import HumanRejected, error_info
-from kneo.engine.run_context import RunContext
 from kneo.engine.signals import RunFailed, RunPaused
 from kneo.engine.state import ExecutionState
 from kneo.spec.compiled import CompiledStep
+
+if TYPE_CHECKING:  # (the run imports this module: it names the run only to type it)
+    from kneo.engine.workflow_run import WorkflowRun
 
 __all__ = [
     "continue_past",
@@ -39,7 +41,7 @@ def finish_unit(state: ExecutionState, key: str, record: dict[str, Any]) -> None
 
 
 def record_error(
-    run: RunContext, key: str, step: CompiledStep, status: str, attempt: int, error: dict[str, Any]
+    run: WorkflowRun, key: str, step: CompiledStep, status: str, attempt: int, error: dict[str, Any]
 ) -> None:
     """The unit's record after a failed attempt (``retrying`` or ``failed``)."""
     with run.state.lock:
@@ -51,7 +53,7 @@ def record_error(
         }
 
 
-def skip(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
+def skip(run: WorkflowRun, key: str, step: CompiledStep, text: str) -> str:
     """A confirmation was rejected with ``on_reject: skip``: record it, pass the input on."""
     finish_unit(
         run.state,
@@ -75,7 +77,7 @@ def skip(run: RunContext, key: str, step: CompiledStep, text: str) -> str:
 
 
 def on_error(
-    run: RunContext, key: str, step: CompiledStep, text: str, attempt: int, exc: BaseException
+    run: WorkflowRun, key: str, step: CompiledStep, text: str, attempt: int, exc: BaseException
 ) -> str | None:
     """Retry (returns None), continue (returns the pass-through output) or fail (raises)."""
     error = error_info(exc, step_id=step.id, unit_key=key, attempt=attempt)
@@ -109,7 +111,7 @@ def on_error(
 
 
 def fail(
-    run: RunContext, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]
+    run: WorkflowRun, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]
 ) -> NoReturn:
     """The unit failed for good: record it as the run's failure and end the run."""
     with run.state.lock:
@@ -127,7 +129,7 @@ def fail(
 
 
 def continue_past(
-    run: RunContext, key: str, step: CompiledStep, text: str, attempt: int, error: dict[str, Any]
+    run: WorkflowRun, key: str, step: CompiledStep, text: str, attempt: int, error: dict[str, Any]
 ) -> str:
     """``on_error: continue``: record the failure, pass the input on unchanged."""
     finish_unit(
@@ -154,7 +156,7 @@ def continue_past(
 
 
 def error_choice(
-    run: RunContext, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]
+    run: WorkflowRun, key: str, step: CompiledStep, attempt: int, error: dict[str, Any]
 ) -> str:
     """``on_error: pause``: a person picks retry, skip or fail for this failed attempt."""
     wait_key = f"{key}:error:{attempt}"

@@ -1,4 +1,4 @@
-"""One run of a workflow: :class:`WorkflowRun`, the engine's :class:`~kneo.engine.run_context.RunContext`.
+"""One run of a workflow: :class:`WorkflowRun`, what the workflow families and step kinds run in.
 
 A run holds what one call of ``WorkflowEngine.run`` works with (the workflow, its durable
 execution state, the journal, who it runs for, its MCP sessions and pinned code) and one
@@ -9,14 +9,15 @@ output review. What each step kind does lives beside it: function steps in
 :mod:`kneo.engine.functions`, agent steps in :mod:`kneo.engine.agent` (reached through
 :mod:`kneo.engine.agent_host`, or :mod:`kneo.engine.remote_agents` and
 :mod:`kneo.engine.bridges`), human steps in :mod:`kneo.engine.human_step`, child runs in
-:mod:`kneo.engine.child_step`; they see the run only as a ``RunContext``.
+:mod:`kneo.engine.child_step`; each is handed the run itself (naming this class under
+``TYPE_CHECKING`` only, since the run imports them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kneo.clock import utc_iso
 from kneo.engine import gates
@@ -33,7 +34,6 @@ from kneo.engine.journal import Boundary, Journal, RunSuperseded, TraceEvent
 from kneo.engine.outcomes import HumanRejected, StepFailure, error_info
 from kneo.engine.remote_agents import run_remote_agent
 from kneo.engine.remote_tools import LazySessions
-from kneo.engine.run_context import EngineServices
 from kneo.engine.signals import ProbeStop, RunPaused
 from kneo.engine.state import ExecutionState
 from kneo.engine.unit_failures import continue_past, error_choice, fail, finish_unit, on_error, skip
@@ -41,6 +41,9 @@ from kneo.errors import ErrorCode, KneoError
 from kneo.kernel.code import load_code
 from kneo.policy.access import HostAccess
 from kneo.spec.compiled import CompiledStep, CompiledWorkflow
+
+if TYPE_CHECKING:  # (the engine makes runs: it imports this module)
+    from kneo.engine.executor import WorkflowEngine
 
 __all__ = ["WorkflowRun"]
 
@@ -55,11 +58,16 @@ def _agent_of(step: Any) -> dict[str, Any]:
 class WorkflowRun:
     """One run (or a nested workflow's part of it): executes units, records them in the
     execution state, talks to the journal. Made per call by ``WorkflowEngine``; all it
-    remembers is in ``state``, but for the usage it already summed (:meth:`spent`)."""
+    remembers is in ``state``, but for the usage it already summed (:meth:`spent`).
+
+    A nested workflow (one backing an agent) is a run of its own over the same state: its
+    unit keys start with :attr:`prefix` and its input is its unit's. Keyword fields (a
+    unit's position, a boundary's metadata, a request's fields) go into JSON records as
+    given."""
 
     def __init__(
         self,
-        engine: EngineServices,
+        engine: WorkflowEngine,
         workflow: CompiledWorkflow,
         state: ExecutionState,
         journal: Journal,
@@ -108,6 +116,7 @@ class WorkflowRun:
     # ------------------------------------------------------------------ plumbing
 
     def now_iso(self) -> str:
+        """The engine clock's now, as the run's records stamp it."""
         return utc_iso(self.engine.clock.now()) or ""
 
     def emit(
@@ -119,6 +128,7 @@ class WorkflowRun:
         unit_key: str | None = None,
         at: str | None = None,
     ) -> None:
+        """A trace event (buffered by the journal until the next boundary)."""
         self.journal.emit(TraceEvent(event_type, at or self.now_iso(), step_id, unit_key, data))
 
     def commit(
@@ -134,6 +144,7 @@ class WorkflowRun:
         before_person: bool = False,
         **metadata: Any,
     ) -> None:
+        """A journal boundary: the state as it is now becomes durable."""
         self.journal.commit(
             Boundary(
                 kind=kind,
@@ -166,6 +177,7 @@ class WorkflowRun:
         self.commit(kind, step_id=step.id, unit_key=key, status=status, attempt=attempt, **boundary)
 
     def check_cancel(self) -> None:
+        """Raise :class:`~kneo.engine.cancellation.RunCancelled` if the run was cancelled."""
         self.cancellation.raise_if_cancelled()
 
     # ------------------------------------------------------------------ units
@@ -450,6 +462,7 @@ class WorkflowRun:
     # ------------------------------------------------------------------ people
 
     def decision(self, wait_key: str) -> dict[str, Any] | None:
+        """The decision recorded for ``wait_key`` (a copy), if any."""
         with self.state.lock:
             found = self.state.decisions.get(wait_key)
             return dict(found) if found is not None else None

@@ -21,14 +21,26 @@ if TYPE_CHECKING:
     from kneo.platform.factory import create_persistence_stores, create_platform
     from kneo.platform.manager import PlatformManager
     from kneo.platform.results import RunResult
-    from kneo.store import AuditQuery, ControllerRequest, RunQuery, TaskQuery
+    from kneo.store import (
+        AuditQuery,
+        ControllerRequest,
+        NotificationQuery,
+        RegistryQuery,
+        RolloutQuery,
+        RunQuery,
+        TaskQuery,
+    )
 
-#: ``RunQuery``, ``TaskQuery``, ``AuditQuery`` and ``ControllerRequest`` are the store's records the manager's
-#: methods take and answer; routes name them from here, never from the store.
+#: ``RunQuery``, ``TaskQuery``, ``AuditQuery``, ``NotificationQuery``, ``RegistryQuery``,
+#: ``RolloutQuery`` and ``ControllerRequest`` are the store's values the manager's methods
+#: take and answer; routes name them from here, never from the store.
 __all__ = [
     "AuditQuery",
     "ControllerRequest",
+    "NotificationQuery",
     "PlatformManager",
+    "RegistryQuery",
+    "RolloutQuery",
     "RunQuery",
     "RunResult",
     "TaskQuery",
@@ -39,6 +51,9 @@ __all__ = [
 _EXPORTS = {
     "AuditQuery": "kneo.store",
     "ControllerRequest": "kneo.store",
+    "NotificationQuery": "kneo.store",
+    "RegistryQuery": "kneo.store",
+    "RolloutQuery": "kneo.store",
     "RunQuery": "kneo.store",
     "TaskQuery": "kneo.store",
     "PlatformManager": "kneo.platform.manager",

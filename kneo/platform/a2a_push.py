@@ -35,7 +35,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from kneo import tracing
 from kneo.errors import AccessDenied, ConfigError, NotFound
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
     from kneo.settings import Settings
     from kneo.store import NotificationEvent
-    from kneo.store.contracts import HasA2aPush
-    from kneo.store.outbox.a2a_push import PushConfig
+    from kneo.store.api import Store
+    from kneo.store.outbox.a2a_push import A2aPushFacet
 
 #: The outbox receiver of every push delivery (one name: ``kneo notifications list
 #: --receiver a2a`` lists them, ``retry`` retries them; each config's go in order).
@@ -150,30 +150,17 @@ class PushGrant:
         return cls(destinations, secret)
 
 
-class PushStore(Protocol):
-    """What a delivery reads: the config
-    (:meth:`kneo.store.outbox.a2a_push.A2aPushFacet.push_config`: ``store.a2a_push``)."""
-
-    def push_config(self, push_id: str) -> PushConfig | None: ...
-
-
-class ProjectPushStores(Protocol):
-    """Every project's configs (a :class:`~kneo.store.Store`: ``for_project(id).a2a_push``)."""
-
-    def for_project(self, project: str | int) -> HasA2aPush: ...
-
-
 class PushSender:
     """Delivers ``a2a.task_status`` events (the dispatcher's receiver :data:`RECEIVER`),
     each with the config of the event's project (``projects``; without it, ``store``'s)."""
 
     def __init__(
         self,
-        store: PushStore,
+        store: A2aPushFacet,
         grant: PushGrant,
         *,
         timeout: float,
-        projects: ProjectPushStores | None = None,
+        projects: Store | None = None,
     ) -> None:
         self.store = store
         self.projects = projects
@@ -196,7 +183,7 @@ class PushSender:
         import httpx2
 
         push_id = str(event.payload.get("push_id") or "")
-        configs: PushStore = self.store
+        configs: A2aPushFacet = self.store
         if self.projects is not None:
             try:
                 configs = self.projects.for_project(event.project_id).a2a_push
@@ -243,7 +230,7 @@ class PushSender:
             self._client = None
 
 
-def push_sender(store: ProjectPushStores, settings: Settings) -> PushSender | None:
+def push_sender(store: Store, settings: Settings) -> PushSender | None:
     """The deliverer of a process whose settings allow pushes (else ``None``: it claims
     none of them), for every project's configs."""
     grant = PushGrant.from_settings(settings)
@@ -260,7 +247,6 @@ __all__ = [
     "RECEIVER",
     "SECRET_VARIABLE",
     "TOKEN_HEADER",
-    "ProjectPushStores",
     "PushFailed",
     "PushGone",
     "PushGrant",

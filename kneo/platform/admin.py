@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from kneo.platform.admission import POLICY_PREFIX, stored_policy
 from kneo.platform.idempotency import idempotent
 from kneo.platform.results import audit_listing, audit_to_dict
 from kneo.redaction import redact
 from kneo.spec.project_blocks import PolicyEnforcement
-from kneo.store import AuditEvent, AuditQuery, Store
-from kneo.store.base import check_offset
+from kneo.store import AuditEvent, AuditQuery, NotificationQuery, Store
+
+if TYPE_CHECKING:
+    from kneo.store.row_values import AuditFields
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -32,24 +34,10 @@ class Administration:
 
     # ------------------------------------------------------------------ audit
 
-    def add_audit(
-        self,
-        event_type: str,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> AuditEvent:
+    def add_audit(self, event_type: str, **fields: Unpack[AuditFields]) -> AuditEvent:
         """Record one audit event (redacted on write) in a transaction of its own."""
         with self.store.transaction() as tx:
-            return tx.add_audit(
-                event_type,
-                actor=actor,
-                run_id=run_id,
-                continuation_id=continuation_id,
-                payload=payload,
-            )
+            return tx.add_audit(event_type, **fields)
 
     def list_audit_events(self, query: AuditQuery = AuditQuery()) -> dict[str, Any]:
         """One page of the audit log, newest first (``count=False`` leaves ``total`` out)."""
@@ -106,28 +94,12 @@ class Administration:
 
     # ------------------------------------------------------------------ notifications
 
-    def list_notifications(
-        self,
-        *,
-        status: str | None = None,
-        receiver: str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> dict[str, Any]:
+    def list_notifications(self, query: NotificationQuery = NotificationQuery()) -> dict[str, Any]:
         """A page of deliveries, newest first, with the count per status
-        (:func:`kneo.platform.notifications.list_view`); a bad ``offset`` is refused first."""
+        (:func:`kneo.platform.notifications.list_view`)."""
         from kneo.platform.notifications import list_view  # cost: module docstring
 
-        check_offset(offset)
-        return list_view(
-            self.store,
-            status=status,
-            receiver=receiver,
-            event_type=event_type,
-            limit=limit,
-            offset=offset,
-        )
+        return list_view(self.store, query)
 
     def retry_notifications(
         self, ids: Sequence[int] | None, *, status: str = "dead", actor: str | None

@@ -50,7 +50,7 @@ import time
 from collections.abc import Collection, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
 from kneo.errors import BundleNotApproved, InvalidRequest
@@ -75,21 +75,10 @@ from kneo.spec.project_blocks import PolicyEnforcement
 from kneo.store import RunRecord
 
 if TYPE_CHECKING:
-    from kneo.clock import Clock
     from kneo.policy.check import SpecReport
     from kneo.policy.environment import EnvironmentPolicy, ResourcesPolicy
-    from kneo.store.contracts import HasLimits, HasMetadata, HasRegistry
-    from kneo.store.transaction_contracts import AuditTransaction, RunTransaction
-
-    class AdmissionReads(HasRegistry, HasMetadata, HasLimits, Protocol):
-        """What admission reads: active bundles, the policy the controller recorded, and
-        what the project's ``limits:`` count."""
-
-        @property
-        def clock(self) -> Clock: ...
-
-        @property
-        def project(self) -> str: ...
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
 
 
 #: metadata key prefix of the service-managed environment policies
@@ -98,7 +87,7 @@ POLICY_PREFIX = "policy.environment."
 PUBLISHED_TTL_SECONDS = 1.0
 
 
-def stored_policy(store: HasMetadata, environment: str | None) -> PolicyEnforcement | None:
+def stored_policy(store: Store, environment: str | None) -> PolicyEnforcement | None:
     """The service-managed policy for ``environment`` as a model, or ``None``."""
     if not environment:
         return None
@@ -149,7 +138,7 @@ class Admitted:
 class RunAdmission:
     """Decides whether a run may start in an environment (see the module docstring)."""
 
-    store: AdmissionReads
+    store: Store
     compiler: SpecCompiler
     project: ProjectContext | None
     cache_entries: InitVar[int]
@@ -213,7 +202,7 @@ class RunAdmission:
         if self.limits is not None:
             self.limits.admit(queued=queued)
 
-    def take_slot(self, tx: RunTransaction) -> None:
+    def take_slot(self, tx: Transaction) -> None:
         """In the transaction that starts (or takes over) a run for a worker: ``429
         project_limit_reached`` when the project is at its ``max_running_runs``, counted
         under the project's row lock (:meth:`ProjectLimitsGate.take_slot
@@ -358,7 +347,7 @@ class RunAdmission:
         local = resolve_for_context(project, env) if project is not None and env else None
         return with_run_limits(local, published)
 
-    def readmit(self, run: RunRecord, tx: AuditTransaction) -> None:
+    def readmit(self, run: RunRecord, tx: Transaction) -> None:
         """Whether a queued run may execute now: an environment that has since come to
         require approved bundles runs no ad-hoc spec (a bundle run is pinned to its revision),
         and a service-managed policy stored since (or ``resources:`` the GitOps repository
@@ -405,7 +394,7 @@ class RunAdmission:
     # ------------------------------------------------------------------ internals
 
     def _snapshot(
-        self, environment: str | None, tx: AuditTransaction | None = None
+        self, environment: str | None, tx: Transaction | None = None
     ) -> contextlib.AbstractContextManager[None]:
         """Both policy keys of ``environment`` in one query for the decision's reads."""
         if not environment:
@@ -420,7 +409,7 @@ class RunAdmission:
         )
 
     def _recorded_rules(
-        self, run: RunRecord, *, approved: bool, tx: AuditTransaction | None = None
+        self, run: RunRecord, *, approved: bool, tx: Transaction | None = None
     ) -> tuple[PolicyEnforcement | None, dict[str, Any] | None]:
         """For a recorded run's spec: refuse it where only approved bundles run (unless
         ``approved``); the environment's stored policy and published limits (read in

@@ -48,14 +48,6 @@ if TYPE_CHECKING:
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
     from kneo.store import Store
-    from kneo.store.contracts import ControllerStore, HasProjects, HasRegistry
-    from kneo.store.transaction_contracts import HasRollouts
-
-    class PromotionStore(ControllerStore, HasProjects, Protocol):
-        """A project's store view as a promotion decision uses it."""
-
-    class SplitStore(HasRegistry, HasRollouts, Protocol):
-        """A project's store view as the rollout split reads it."""
 
 
 PROMOTION_KIND = "promotion"
@@ -118,8 +110,8 @@ class BundleSpec(dict[str, Any]):
 # --------------------------------------------------------------------------- bundle runs
 
 
-def resolve(store: HasRegistry, bundle: str, environment: str) -> BundleSpec:
-    """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
+def _check_key(bundle: str, environment: str) -> None:
+    """A bundle run names both a valid bundle and a valid environment."""
     if not bundle or not environment:
         raise InvalidRequest(
             "a bundle run needs both a bundle name and an environment",
@@ -127,6 +119,11 @@ def resolve(store: HasRegistry, bundle: str, environment: str) -> BundleSpec:
         )
     check_name(bundle, kind="bundle name", field="bundle")
     check_name(environment, kind="environment")
+
+
+def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
+    """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
+    _check_key(bundle, environment)
     found = resolve_bundle_for_run(store, bundle, environment)
     return BundleSpec(
         found.spec,
@@ -143,18 +140,12 @@ MOVING = ("progressing", "paused")
 
 
 def split(
-    store: SplitStore, bundle: str, environment: str, session_id: str | None
+    store: Store, bundle: str, environment: str, session_id: str | None
 ) -> tuple[BundleSpec, dict[str, Any] | None]:
     """The revision a new run of ``bundle`` in ``environment`` starts on, and what to record
     of the choice (``None``: no rollout concerns it). One read of the active revision and
     the bundle's newest rollout; a run on the stable side reads that revision too."""
-    if not bundle or not environment:
-        raise InvalidRequest(
-            "a bundle run needs both a bundle name and an environment",
-            field="bundle" if not bundle else "environment",
-        )
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
+    _check_key(bundle, environment)
     record, rollout = store.rollouts.serving(bundle, environment)
     if record is None:
         resolve_bundle_for_run(store, bundle, environment)  # not_found, as without a rollout
@@ -269,7 +260,7 @@ def default_actor() -> str:
         return "unknown"
 
 
-def _wake_controller(store: PromotionStore, controller: Triggerable | None, actor: str) -> None:
+def _wake_controller(store: Store, controller: Triggerable | None, actor: str) -> None:
     """Have the promotion's outcome applied now: wake the controller in this process, else
     queue a request for the leader wherever it runs (when one leads; otherwise the next
     leader's first pass applies it)."""
@@ -291,7 +282,7 @@ def _wake_controller(store: PromotionStore, controller: Triggerable | None, acto
 
 
 def resume_promotion(
-    store: PromotionStore,
+    store: Store,
     continuation_id: str,
     decision: Decision,
     *,

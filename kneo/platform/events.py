@@ -20,7 +20,7 @@ from kneo.platform.tasks import paused_requests
 from kneo.redaction import redact_mapping
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import RunAndTaskReads
+    from kneo.store.api import Store
 
 #: trace event type -> stream event type (others are internal detail and not streamed)
 STREAMED: dict[str, str] = {
@@ -85,7 +85,7 @@ def stream_stops(status: str, *, through_pauses: bool = False) -> bool:
 
 
 def read_events(
-    store: RunAndTaskReads,
+    store: Store,
     run_id: str,
     after: int,
     cache: dict[str, Any],
@@ -121,7 +121,7 @@ def read_events(
 
 
 def iter_events(
-    store: RunAndTaskReads,
+    store: Store,
     run_id: str,
     *,
     after: int = 0,

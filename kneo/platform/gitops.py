@@ -12,7 +12,7 @@ the bundle's cryptography (+39 ms), which a process that only runs runs never ne
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kneo.platform import reconcile
 from kneo.store import ControllerRequest
@@ -21,18 +21,15 @@ from kneo.store.coordination.controller_requests import PLAN
 if TYPE_CHECKING:
     from kneo.controller.config import ControllerConfig
     from kneo.controller.controller import Controller
-    from kneo.store.contracts import ControllerStateReads, ControllerStore
-
-    class GitOpsStore(ControllerStore, ControllerStateReads, Protocol):
-        """The controller's state and requests, the registry operations (their audit in
-        their transaction)."""
+    from kneo.store.api import Store
+    from kneo.store.queries import RegistryQuery
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class GitOps:
     """Controller requests and the registry's reads and day-two writes."""
 
-    store: GitOpsStore
+    store: Store
 
     # ------------------------------------------------------------------ the controller
 
@@ -109,21 +106,11 @@ class GitOps:
 
     # ------------------------------------------------------------------ registry reads
 
-    def registry_bundles(
-        self,
-        environment: str | None,
-        status: str | None,
-        *,
-        limit: int,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> dict[str, Any]:
+    def registry_bundles(self, query: RegistryQuery) -> dict[str, Any]:
         """One page of bundle revisions (:func:`kneo.platform.registry.registry_revisions`)."""
         from kneo.platform.registry import registry_revisions
 
-        return registry_revisions(
-            self.store, environment, status, limit=limit, cursor=cursor, counts=counts
-        )
+        return registry_revisions(self.store, query)
 
     def registry_bundle(
         self, bundle: str, environment: str, *, include_spec: bool = False

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 from kneo.errors import InvalidRequest, ResourceLocked
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import HasIdempotency
+    from kneo.store.api import Store
 
 MAX_KEY_CHARS = 255
 
 
 def idempotent(
-    store: HasIdempotency,
+    store: Store,
     *,
     scope: str,
     key: str,

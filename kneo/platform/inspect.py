@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kneo.engine.state import ExecutionState
 from kneo.errors import InvalidRequest, KneoError, NotFound
@@ -40,10 +40,7 @@ from kneo.store import RunQuery, RunRecord
 if TYPE_CHECKING:
     from kneo.platform.events import RunEvent
     from kneo.store import CheckpointRecord
-    from kneo.store.contracts import HasQueue, RunAndTaskReads
-
-    class RunViewReads(RunAndTaskReads, HasQueue, Protocol):
-        """What the run views read: runs, their tasks, and who executes them."""
+    from kneo.store.api import Store
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, Any]:
@@ -173,7 +170,7 @@ class Inspection:
     timelines, checkpoint diffs and recovery context. The driver compiles a run's workflow
     (recovery asks the engine what would run next) and makes its result."""
 
-    store: RunViewReads
+    store: Store
     driver: RunDriver
 
     def get_run(

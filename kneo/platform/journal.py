@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kneo.engine.journal import Boundary, RunSuperseded, TraceEvent
 from kneo.errors import Conflict
@@ -29,16 +29,8 @@ from kneo.store.runs import delta, payloads
 from kneo.store.runs.steps import StepCheckpoint, StepEvent, json_text
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import (
-        HasRuns,
-        StoreLifecycle,
-        Transactional,
-        WorkflowTransaction,
-    )
+    from kneo.store.api import Store
     from kneo.store.wire.executor import HeldConnection
-
-    class JournalStore(HasRuns, StoreLifecycle, Transactional[WorkflowTransaction], Protocol):
-        """What a run's journal uses: its run, its held connection and step transactions."""
 
 
 def checkpoint_payload(state: dict[str, Any], **extra: object) -> dict[str, Any]:
@@ -98,7 +90,7 @@ class StoreJournal:
 
     def __init__(
         self,
-        store: JournalStore,
+        store: Store,
         run_id: str,
         version: int,
         *,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from kneo.engine.budgets import DAILY_FIELDS
 from kneo.errors import ProjectLimitReached
@@ -29,18 +29,8 @@ from kneo.spec.limits import ProjectLimits
 from kneo.usage import shown_amount
 
 if TYPE_CHECKING:
-    from kneo.clock import Clock
-    from kneo.store.contracts import HasLimits
-    from kneo.store.transaction_contracts import RunTransaction
-
-    class LimitsStore(HasLimits, Protocol):
-        """What the limits read and write: ``store.limits``, and the store's clock."""
-
-        @property
-        def clock(self) -> Clock: ...
-
-        @property
-        def project(self) -> str: ...
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
 
 
 #: How long a client is told to wait at a running or queued limit (runs end in seconds).
@@ -66,7 +56,7 @@ class DailyBudget:
     ``project_usage`` rows: what a run's agent loop asks before and tells after each model
     call."""
 
-    store: LimitsStore
+    store: Store
     limits: ProjectLimits
 
     @property
@@ -106,7 +96,7 @@ class DailyBudget:
 class ProjectLimitsGate:
     """The admission side of one project's ``limits:`` (see the module docstring)."""
 
-    store: LimitsStore
+    store: Store
     limits: ProjectLimits
 
     @property
@@ -146,7 +136,7 @@ class ProjectLimitsGate:
                     field=f"limits.{_FIELDS[counter]}",
                 )
 
-    def take_slot(self, tx: RunTransaction) -> None:
+    def take_slot(self, tx: Transaction) -> None:
         """In the transaction that starts one of the project's runs: ``429`` when
         ``max_running_runs`` of them execute, counted after the project's row is locked (so
         a second starter counts after the first commits); nothing without that limit."""

@@ -26,7 +26,7 @@ from kneo.settings import Settings
 
 if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
-    from kneo.store.contracts import HasMaintenance
+    from kneo.store.api import Store
 
 #: SQLite files a misconfigured artifacts/logs path must never lose.
 _DATABASE_SUFFIXES = (".sqlite", ".sqlite-wal", ".sqlite-shm", ".sqlite-journal", ".db")
@@ -104,7 +104,7 @@ def prune_files(
 
 
 def prune_retention(
-    store: HasMaintenance,
+    store: Store,
     *,
     settings: Settings,
     project: ProjectContext | None = None,

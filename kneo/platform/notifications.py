@@ -66,33 +66,16 @@ from kneo.platform.webhooks import EVENT_ID_HEADER
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_text
 from kneo.store import DeliveryOutcome, TaskQuery
-from kneo.store.outbox.notifications import NOTIFICATION_STATUSES
+from kneo.store.queries import NOTIFICATION_STATUSES, NotificationQuery
 
 if TYPE_CHECKING:
     import httpx2
 
-    from kneo.clock import Clock
     from kneo.platform.directory import ProjectDirectory, ProjectEntry
     from kneo.setting_groups import NotificationSettings
     from kneo.settings import Settings
     from kneo.spec.project import ProjectContext
     from kneo.store import NotificationEvent, NotificationRecord, Store
-    from kneo.store.contracts import HasNotifications, HasRuns, HasTasks, MetadataStore
-    from kneo.store.coordination.wakeups import Wakeups
-
-    class ExpiringTasks(HasTasks, HasNotifications, Protocol):
-        """The sweep's reads and writes: pending tasks, the outbox events it adds."""
-
-    class DispatcherStore(ExpiringTasks, HasRuns, MetadataStore, Protocol):
-        """The dispatcher's: the outbox, the expiring sweep, the requests' bodies (their
-        recipients), the Slack messages posted (metadata), the store's clock and project."""
-
-        @property
-        def clock(self) -> Clock: ...
-        @property
-        def project(self) -> str: ...
-        @property
-        def wakeups(self) -> Wakeups: ...
 
 
 log = get_logger("kneo_serv.notifications")
@@ -109,7 +92,7 @@ def expiring_event_id(continuation_id: str, expires_at: datetime) -> str:
     return "nexp_" + hashlib.sha256(key).hexdigest()[:32]
 
 
-def sweep_expiring(store: ExpiringTasks, now: datetime, lead_seconds: float) -> int:
+def sweep_expiring(store: Store, now: datetime, lead_seconds: float) -> int:
     """Write ``human.expiring`` for pending tasks that expire within ``lead_seconds``; each
     once (keyed by continuation and expiry). Returns how many were new."""
     if lead_seconds <= 0:
@@ -152,7 +135,7 @@ class Audience:
 
     receivers: dict[str, Receiver]
     people: People
-    store: DispatcherStore
+    store: Store
     project_id: int
     #: whether its environments' assignees bind (messages then say who alone may decide)
     rules: Rules | None = None
@@ -221,7 +204,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: DispatcherStore,
+        store: Store,
         receivers: Sequence[Receiver],
         settings: NotificationSettings,
         *,
@@ -569,20 +552,10 @@ def notification_view(record: NotificationRecord) -> dict[str, Any]:
     }
 
 
-def list_view(
-    store: HasNotifications,
-    *,
-    status: str | None = None,
-    receiver: str | None = None,
-    event_type: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> dict[str, Any]:
+def list_view(store: Store, query: NotificationQuery = NotificationQuery()) -> dict[str, Any]:
     """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
     first, with the count per status over all of them and the events not yet routed."""
-    page = store.notifications.list_notifications(
-        status=status, receiver=receiver, event_type=event_type, limit=limit, offset=offset
-    )
+    page = store.notifications.list_notifications(query)
     counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
     for (_receiver, state), count in store.notifications.notification_counts().items():
         counts[state] = counts.get(state, 0) + count

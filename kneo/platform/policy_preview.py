@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from kneo.spec.project import ProjectContext
     from kneo.spec.project_blocks import PolicyEnforcement
     from kneo.store import RunRecord
-    from kneo.store.contracts import HasRuns
+    from kneo.store.api import Store
 
 #: How many of the latest runs a preview looks at.
 SCAN_LIMIT = 200
@@ -50,7 +50,7 @@ def _admits(
 
 
 def run_impact(
-    store: HasRuns,
+    store: Store,
     compiler: SpecCompiler,
     project: ProjectContext | None,
     environment: str,

@@ -52,7 +52,8 @@ from kneo.store import RunRecord
 from kneo.store.runs.steps import json_text
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import Transactional, WorkflowTransaction
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
     from kneo.store.wire.executor import HeldConnection
 
 
@@ -375,7 +376,7 @@ def _creation_records(
 
 
 def create_run(
-    store: Transactional[WorkflowTransaction],
+    store: Store,
     prepared: PreparedSpec,
     input_text: str,
     *,
@@ -387,7 +388,7 @@ def create_run(
     actor: str | None = None,
     decisions: Mapping[str, Any] | None = None,
     session_id: str | None = None,
-    slot: Callable[[WorkflowTransaction], None] | None = None,
+    slot: Callable[[Transaction], None] | None = None,
     connection: HeldConnection | None = None,
     run_id: str | None = None,
 ) -> RunRecord:

@@ -23,14 +23,9 @@ from kneo.platform.tasks import with_bodies
 from kneo.spec.project import NotificationsConfig
 
 if TYPE_CHECKING:
-    from typing import Protocol
-
     from kneo.settings import Settings
     from kneo.spec.project import PersonConfig, ProjectConfig
-    from kneo.store.contracts import HasRuns, HasTasks
-
-    class TaskReads(HasTasks, HasRuns, Protocol):
-        """A task and its run's request bodies."""
+    from kneo.store.api import Store
 
 
 PEOPLE_VARIABLE = "KNEO_SERV_NOTIFICATIONS_PEOPLE"
@@ -115,7 +110,7 @@ def load_people(settings: Settings, project_config: ProjectConfig | None = None)
 
 
 def request_entry(
-    store: TaskReads, continuation_id: str | None, request_id: object
+    store: Store, continuation_id: str | None, request_id: object
 ) -> dict[str, Any] | None:
     """The request as its task stores it (the real ``assignee``, its kind, prompt, accepted
     decisions and options; ``request_id`` ``None``: the task's first, a promotion's one), or

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from kneo.controller.projects import ProjectControllers
     from kneo.controller.watch import Triggerable
     from kneo.spec.project import ProjectContext
-    from kneo.store.contracts import ControllerStateReads, HasController, HasRegistry
+    from kneo.store.api import Store
 
 DEFAULT_NAME = "default"
 
@@ -94,7 +94,7 @@ def app_controller(state: object, project: str, context: ProjectContext | None) 
     return project_controller(project, context, host, running)
 
 
-def webhook_secret_variable(store: HasRegistry, config: ControllerConfig | None) -> str | None:
+def webhook_secret_variable(store: Store, config: ControllerConfig | None) -> str | None:
     """The variable holding the webhook secret: this process's controller configuration's,
     else (the ``default`` project only) the one the controller published with its status,
     else ``None`` (``KNEO_SERV_WEBHOOK_SECRET`` then, for ``default``). Each replica reads
@@ -114,7 +114,7 @@ def _project(store: object) -> str:
     return str(getattr(store, "project", DEFAULT_PROJECT))
 
 
-def is_configured(store: HasRegistry, config: ControllerConfig | None, *, in_process: bool) -> bool:
+def is_configured(store: Store, config: ControllerConfig | None, *, in_process: bool) -> bool:
     """Whether the store's project has a source: one runs here, the configuration names a
     repository, or (``default`` only, whose configuration is each replica's own) a
     controller has reported to the database."""
@@ -124,9 +124,7 @@ def is_configured(store: HasRegistry, config: ControllerConfig | None, *, in_pro
     return _project(store) == DEFAULT_PROJECT and _has_reported(store, name)
 
 
-def require_configured(
-    store: HasRegistry, config: ControllerConfig | None, *, in_process: bool
-) -> str:
+def require_configured(store: Store, config: ControllerConfig | None, *, in_process: bool) -> str:
     """The controller name requests go to; ``404 controller_not_configured`` when this
     project has none (:func:`is_configured`)."""
     name = getattr(config, "name", None) or DEFAULT_NAME
@@ -144,9 +142,7 @@ def require_configured(
     return name
 
 
-def require_leader(
-    store: ControllerStateReads, config: ControllerConfig | None, *, in_process: bool
-) -> str:
+def require_leader(store: Store, config: ControllerConfig | None, *, in_process: bool) -> str:
     """:func:`require_configured`, and ``503 not_ready`` while no controller holds a live
     leader lock (none runs, or a dead leader's lease has not lapsed to a standby yet)."""
     name = require_configured(store, config, in_process=in_process)
@@ -159,12 +155,12 @@ def require_leader(
     return name
 
 
-def _has_reported(store: HasRegistry, name: str) -> bool:
+def _has_reported(store: Store, name: str) -> bool:
     return store.registry.get_controller_status(name).updated_at is not None
 
 
 def queue_request(
-    store: HasController,
+    store: Store,
     name: str,
     kind: str,
     *,
@@ -179,7 +175,7 @@ def queue_request(
     return request
 
 
-def wait_for(store: HasController, request_id: int, timeout: float) -> ControllerRequest:
+def wait_for(store: Store, request_id: int, timeout: float) -> ControllerRequest:
     """The request once a pass has served it, or as it stands after ``timeout`` seconds
     (polled: 20 ms at first, backing off to 200 ms)."""
     deadline = time.monotonic() + timeout
@@ -206,7 +202,7 @@ def request_view(request: ControllerRequest) -> dict[str, Any]:
 
 
 def controller_view(
-    store: ControllerStateReads,
+    store: Store,
     config: ControllerConfig | None = None,
     controller: Controller | None = None,
 ) -> dict[str, Any]:

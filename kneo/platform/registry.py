@@ -23,7 +23,9 @@ from kneo.store import ContinuationRecord
 from kneo.store.records import BundleRevision
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import ApprovalReads, HasRegistry
+    from kneo.store.api import Store
+    from kneo.store.queries import RegistryQuery
+    from kneo.store.registry.reads import ApprovalReads
 
 #: The condition types the controller sets, in the order people read them.
 CONDITION_TYPES = ("Ready", "Verified", "Promoted")
@@ -41,20 +43,10 @@ def revision_view(revision: BundleRevision, *, include_spec: bool = False) -> di
     return data
 
 
-def registry_revisions(
-    store: HasRegistry,
-    environment: str | None,
-    status: str | None,
-    *,
-    limit: int,
-    cursor: str | None = None,
-    counts: bool = False,
-) -> dict[str, Any]:
-    """One page of bundle revisions of ``environment`` (all when ``None``) with ``status``
-    (all when ``None``): ``GET /v1/registry/bundles``, keyset-paged like the other lists."""
-    page = store.registry.list_registry(
-        environment, status=status, limit=limit, cursor=cursor, count=counts
-    )
+def registry_revisions(store: Store, query: RegistryQuery) -> dict[str, Any]:
+    """One page of bundle revisions (``GET /v1/registry/bundles``), keyset-paged like the
+    other lists."""
+    page = store.registry.list_registry(query)
     ready = _ready(store, {r.bundle_name for r in page.items if r.status == "active"})
     items = [
         {**revision_view(r), "ready": ready.get((r.bundle_name, r.environment))}
@@ -67,12 +59,12 @@ def registry_revisions(
         "count": len(items),
         "total": page.total,
         "total_capped": page.total_capped,
-        "limit": limit,
+        "limit": query.limit,
         "next_cursor": page.next_cursor,
     }
 
 
-def _ready(store: HasRegistry, names: set[str]) -> dict[tuple[str, str], str]:
+def _ready(store: Store, names: set[str]) -> dict[tuple[str, str], str]:
     """The Ready condition's status of these bundles in each environment (one query)."""
     if not names:
         return {}
@@ -81,7 +73,7 @@ def _ready(store: HasRegistry, names: set[str]) -> dict[tuple[str, str], str]:
 
 
 def revision_diff(
-    store: HasRegistry, bundle: str, environment: str, from_revision: int, to_revision: int
+    store: Store, bundle: str, environment: str, from_revision: int, to_revision: int
 ) -> dict[str, Any]:
     """``kneo registry diff`` and ``GET .../diff``: a unified diff of two revisions' specs,
     and their digest, commit and status where they differ."""
@@ -103,7 +95,7 @@ def revision_diff(
 
 
 def bundle_view(
-    store: HasRegistry, bundle: str, environment: str, *, include_spec: bool = False
+    store: Store, bundle: str, environment: str, *, include_spec: bool = False
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history, conditions, suspension
     (``GET /v1/registry/bundles/{bundle}/{environment}``)."""
@@ -124,7 +116,7 @@ def bundle_view(
     }
 
 
-def registry_overview(store: HasRegistry) -> dict[str, Any]:
+def registry_overview(store: Store) -> dict[str, Any]:
     """Every (bundle, environment) the registry knows, with its active and pending revision
     heads, conditions, suspension and pin, in five queries whatever the registry's size."""
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -231,7 +223,7 @@ def promotion_tally(
 
 
 def promotion_view(
-    store: HasRegistry, task: ContinuationRecord, *, show_personal: bool = False
+    store: Store, task: ContinuationRecord, *, show_personal: bool = False
 ) -> dict[str, Any]:
     """What a person approving a promotion judges: the revision (digest, commit, signer key
     ids), the spec diff against the active revision, the upstream environment's state and

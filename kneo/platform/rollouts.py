@@ -24,17 +24,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.clock import Clock
 from kneo.controller import rollout_history
-from kneo.controller.rollout_pass import decide, figures_of, policy_of, rollout_store
+from kneo.controller.rollout_pass import decide, figures_of, policy_of
 from kneo.errors import InvalidRequest
+from kneo.store.queries import ROLLOUT_STATUSES
 
 if TYPE_CHECKING:
     from kneo.store import Store
+    from kneo.store.queries import RolloutQuery
     from kneo.store.rollouts import RolloutRecord
 
 __all__ = ["DECISIONS", "STATUSES", "RolloutOps", "rollout_summary", "steps_of"]
 
 #: what a rollout's ``status`` may be
-STATUSES = ("progressing", "paused", "promoted", "aborted", "superseded")
+STATUSES = ROLLOUT_STATUSES
 #: what a person may decide
 DECISIONS = ("promote", "abort", "retry")
 #: the longest reason an abort records
@@ -114,31 +116,13 @@ class RolloutOps:
     store: Store
     clock: Clock
 
-    def list_rollouts(
-        self,
-        *,
-        bundle: str | None = None,
-        environment: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        counts: bool = False,
-    ) -> dict[str, Any]:
-        """One page of rollouts, newest first (module docstring); ``counts``: ``total``
-        counted (up to the count cap) where the page itself does not tell it."""
-        if status is not None and status not in STATUSES:
-            raise InvalidRequest(
-                f"status must be one of {', '.join(STATUSES)}; got {status!r}",
-                field="status",
-                allowed=list(STATUSES),
-            )
-        page = self.store.rollouts.list_rollouts(
-            bundle_name=bundle, environment=environment, status=status, limit=limit,
-            cursor=cursor, count=counts,
-        )  # fmt: skip
+    def list_rollouts(self, query: RolloutQuery) -> dict[str, Any]:
+        """One page of rollouts, newest first (module docstring); the query's ``count``:
+        ``total`` counted (up to the count cap) where the page itself does not tell it."""
+        page = self.store.rollouts.list_rollouts(query)
         items = [rollout_summary(r) for r in page.items]
         return {"rollouts": items, "count": len(items), "total": page.total,
-                "total_capped": page.total_capped, "limit": limit,
+                "total_capped": page.total_capped, "limit": query.limit,
                 "next_cursor": page.next_cursor}  # fmt: skip
 
     def get_rollout(self, rollout_id: str) -> dict[str, Any]:
@@ -177,7 +161,7 @@ class RolloutOps:
         if reason is not None and len(reason) > MAX_REASON:
             raise InvalidRequest(f"reason is longer than {MAX_REASON} characters", field="reason")
         decide(
-            rollout_store(self.store), rollout_id, decision, actor=actor, groups=groups,
+            self.store, rollout_id, decision, actor=actor, groups=groups,
             full=full, reason=reason.strip() if reason else None, now=self.clock.now(),
         )  # fmt: skip
         return self.get_rollout(rollout_id)

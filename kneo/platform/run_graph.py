@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from kneo.spec.compiled import CompiledWorkflow
     from kneo.spec.compiler import SpecCompiler
     from kneo.store import RunRecord
-    from kneo.store.contracts import HasRegistry
+    from kneo.store.api import Store
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def run_graph(run: RunRecord, workflow: CompiledWorkflow) -> dict[str, Any]:
 
 
 def registry_graph(
-    store: HasRegistry, compiler: SpecCompiler, bundle: str, environment: str
+    store: Store, compiler: SpecCompiler, bundle: str, environment: str
 ) -> dict[str, Any]:
     """The graph of the revision of ``bundle`` active in ``environment`` (``404`` when none
     is): its signed spec compiled as a run of it would be (every node ``pending``)."""

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from kneo.platform.receivers import Receiver
     from kneo.platform.recipients import People
     from kneo.store import NotificationEvent
-    from kneo.store.contracts import MetadataStore
+    from kneo.store.api import Store
 
 #: ``action_id`` of each decision button: the decision it records.
 BUTTONS: dict[str, tuple[str, str, str | None]] = {
@@ -211,7 +211,7 @@ def deliver(
     body: dict[str, Any],
     event: NotificationEvent,
     entry: dict[str, Any] | None,
-    store: MetadataStore,
+    store: Store,
     people: People,
     now: float,
 ) -> None:
@@ -244,7 +244,7 @@ class _Poster:
     Slack answered), or ``unknown`` when it could not be found out."""
 
     def __init__(
-        self, client: httpx2.Client, receiver: Receiver, store: MetadataStore, key: str, now: float
+        self, client: httpx2.Client, receiver: Receiver, store: Store, key: str, now: float
     ) -> None:
         self.client, self.receiver, self.store, self.key, self.now = (
             client, receiver, store, key, now
@@ -353,7 +353,7 @@ def _update_decided(
     receiver: Receiver,
     body: dict[str, Any],
     event: NotificationEvent,
-    store: MetadataStore,
+    store: Store,
     people: People,
     cont: str,
 ) -> None:

@@ -50,7 +50,8 @@ from kneo.store import ContinuationRecord, RunQuery, RunRecord, Store, TaskQuery
 from kneo.store.tasks.inbox import task_requests
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import AuditTransaction
+    from kneo.store.api import Store
+    from kneo.store.transaction import Transaction
 
 log = get_logger("kneo_serv.sweeps")
 
@@ -72,7 +73,7 @@ _RECOVERY_LOCK = "sweep:stranded-runs"
 
 
 def _audit_timeout(
-    tx: AuditTransaction,
+    tx: Transaction,
     event: str,
     run: RunRecord,
     cont: ContinuationRecord,

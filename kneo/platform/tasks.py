@@ -36,7 +36,7 @@ from kneo.store.tasks.inbox import has_body, task_requests
 from kneo.store.tasks.search import INPUT_CHARS as SEARCH_INPUT_CHARS
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import HasRuns, RunAndTaskReads
+    from kneo.store.api import Store
 
 
 def pending_entry(request: HumanRequest) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def next_expiry(
     return datetime.fromisoformat(min(left).replace("Z", "+00:00")) if left else None
 
 
-def run_state(store: HasRuns, run_id: str | None) -> Mapping[str, Any] | None:
+def run_state(store: Store, run_id: str | None) -> Mapping[str, Any] | None:
     if run_id is None:
         return None
     try:
@@ -99,7 +99,7 @@ def run_state(store: HasRuns, run_id: str | None) -> Mapping[str, Any] | None:
 
 
 def with_bodies(
-    store: HasRuns, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
+    store: Store, cont: ContinuationRecord, *, state: Mapping[str, Any] | None = None
 ) -> ContinuationRecord:
     """``cont`` with full request dicts, for views and sweeps (reads the run only when an
     entry has no body of its own and ``state``, the run's, is not given)."""
@@ -109,7 +109,7 @@ def with_bodies(
 
 
 def with_bodies_many(
-    store: HasRuns,
+    store: Store,
     conts: Sequence[ContinuationRecord],
     states: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[ContinuationRecord]:
@@ -131,7 +131,7 @@ def with_bodies_many(
 
 
 def paused_requests(
-    store: RunAndTaskReads, run_id: str, payload: Mapping[str, Any], cache: dict[str, Any]
+    store: Store, run_id: str, payload: Mapping[str, Any], cache: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """The full requests a ``run_paused`` event names, for the event stream.
 

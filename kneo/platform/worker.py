@@ -67,14 +67,7 @@ from kneo.settings import Settings
 from kneo.store import TERMINAL_RUN_STATUSES, QueueRecord, RunRecord
 
 if TYPE_CHECKING:
-    from kneo.store.contracts import HasRuns, Transactional, WorkflowTransaction
-
-    class RunFailures(HasRuns, Transactional[WorkflowTransaction], Protocol):
-        """What failing a run reads and writes: the run, then its outcome in one unit (and
-        the project it is counted under)."""
-
-        @property
-        def project(self) -> str: ...
+    from kneo.store.api import Store
 
 
 log = get_logger("kneo_serv.worker")
@@ -440,7 +433,7 @@ class Worker:
 
 
 def fail_run(
-    store: RunFailures, run_id: str, error: dict[str, Any], *, actor: str | None = None
+    store: Store, run_id: str, error: dict[str, Any], *, actor: str | None = None
 ) -> RunRecord:
     """Mark ``run_id`` failed through the lifecycle, with ``error`` as the reason.
 

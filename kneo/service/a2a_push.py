@@ -28,7 +28,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from a2a.server.context import ServerCallContext
 from a2a.types import a2a_pb2 as pb
@@ -50,7 +50,7 @@ from kneo.redaction import redact_mapping
 from kneo.service.a2a_bridge import ApiCalls, caller_of
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
-from kneo.store import AuditTransaction, HasA2aPush, Transactional
+from kneo.store import Store
 from kneo.store.outbox.a2a_push import PushConfig
 
 if TYPE_CHECKING:
@@ -73,12 +73,8 @@ _VISIBLE = re.compile(r"^[\x21-\x7e]+$")
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 
 
-class PushStore(HasA2aPush, Transactional[AuditTransaction], Protocol):
-    """What the config methods write: the configs, and the audit of each change."""
-
-
 def _audit(
-    store: PushStore, event_type: str, *, actor: str, run_id: str, payload: dict[str, Any]
+    store: Store, event_type: str, *, actor: str, run_id: str, payload: dict[str, Any]
 ) -> None:
     """One audit event in a transaction of its own (in a worker thread: it blocks)."""
     with store.transaction() as tx:
@@ -111,7 +107,7 @@ def _origin(url: str) -> str:
 class PushConfigs:
     """The push config methods of :class:`~kneo.service.a2a.KneoRequestHandler`."""
 
-    def __init__(self, api: ApiCalls, store: Callable[[str], PushStore], grant: PushGrant) -> None:
+    def __init__(self, api: ApiCalls, store: Callable[[str], Store], grant: PushGrant) -> None:
         """``store`` gives a project's store by its name: a config is kept in its task's
         project (the caller's), as the run it watches is."""
         self._api = api

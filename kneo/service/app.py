@@ -27,9 +27,11 @@ from kneo.errors import ConfigError, KneoError
 from kneo.logs import get_logger, quiet_http_clients
 from kneo.names import NAME_PATTERN
 from kneo.platform.bundles import attach_controller
+from kneo.platform.receivers import load_receivers
 from kneo.projects import PROJECT_HEADER
 from kneo.service import dependencies
 from kneo.service.auth import Authenticator
+from kneo.service.deciders import people_of, warn_undecided
 from kneo.service.errors import ERROR_RESPONSE_SCHEMA, install_error_handlers
 from kneo.service.factory import create_default_platform_manager
 from kneo.service.health import router as health_router
@@ -235,9 +237,6 @@ def _report_deciders(app: FastAPI, manager: PlatformManager | None) -> None:
     """Warn of each person a receiver sends a link or button whose use cannot decide
     (:func:`kneo.service.deciders.undecided`); a receiver that cannot load is the
     dispatcher's to report."""
-    from kneo.platform.receivers import load_receivers
-    from kneo.service.deciders import people_of, warn_undecided
-
     project = manager.project if manager is not None else None
     try:
         receivers = load_receivers(app.state.settings, project.config if project else None)

@@ -2,7 +2,7 @@
 
 Holds the SQLAlchemy tables, the :class:`Store` API (runs, checkpoints, trace events,
 continuations, audit, queue with leases, locks, idempotency records, project metadata, the
-GitOps registry), its contract (one protocol per concern, :mod:`kneo.store.contracts`),
+GitOps registry) as facets of it, one per concern (``store.runs``, ``store.registry``, ...),
 retention and backup. A store is one project's view (``store.for_project(name)``: the unit of
 tenancy); :func:`open_store` returns the ``default`` project's. It imports only SQLAlchemy,
 Alembic (lazily, when a migration is due) and Kneo's foundation modules (errors, settings,
@@ -12,12 +12,10 @@ clock, ids, redaction, projects); never the engine, platform, service, controlle
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from kneo.clock import Clock, SystemClock
-from kneo.lazy import lazy_exports
 from kneo.settings import Settings
 from kneo.store.api import Store, Transaction
 from kneo.store.maintenance.retention import (
@@ -28,7 +26,14 @@ from kneo.store.maintenance.retention import (
 from kneo.store.migrate import ensure_schema
 from kneo.store.outbox.notifications import DeliveryOutcome, NotificationEvent, NotificationRecord
 from kneo.store.projects import ProjectRecord
-from kneo.store.queries import AuditQuery, RunQuery, TaskQuery
+from kneo.store.queries import (
+    AuditQuery,
+    NotificationQuery,
+    RegistryQuery,
+    RolloutQuery,
+    RunQuery,
+    TaskQuery,
+)
 from kneo.store.records import (
     TERMINAL_RUN_STATUSES,
     AuditEvent,
@@ -58,57 +63,6 @@ from kneo.store.wire import tenancy
 from kneo.store.wire.dialects import dialect_for
 from kneo.store.wire.urls import parse_database_url
 
-if TYPE_CHECKING:
-    from kneo.store.contracts import (
-        A2aPushConfigs,
-        ApprovalReads,
-        AuditLog,
-        AuditTransaction,
-        ConsoleSessions,
-        ControllerReads,
-        ControllerRequests,
-        ControllerStateReads,
-        ControllerStatusFields,
-        ControllerStore,
-        ControllerTransaction,
-        HasA2aPush,
-        HasAudit,
-        HasController,
-        HasIdempotency,
-        HasLocks,
-        HasMaintenance,
-        HasMetadata,
-        HasNotifications,
-        HasProjects,
-        HasQueue,
-        HasRegistry,
-        HasRuns,
-        HasSessions,
-        HasTasks,
-        HumanTaskReads,
-        HumanTaskTransaction,
-        IdempotencyKeys,
-        Maintenance,
-        MetadataStore,
-        NamedLocks,
-        NewRun,
-        NotificationOutbox,
-        ProjectMetadata,
-        Projects,
-        RegistryAdmin,
-        RegistryReads,
-        RegistryTransaction,
-        RunAndTaskReads,
-        RunChanges,
-        RunLeases,
-        RunQueue,
-        RunReads,
-        RunTransaction,
-        StoreLifecycle,
-        Transactional,
-        WorkflowTransaction,
-    )
-
 DEFAULT_STATE_DIR = Path(".kneo")
 DEFAULT_SQLITE_NAME = "kneo_runs.sqlite"
 
@@ -131,13 +85,16 @@ __all__ = [
     "IdempotencyOutcome",
     "LockRecord",
     "NotificationEvent",
+    "NotificationQuery",
     "NotificationRecord",
     "Page",
     "Pin",
     "ProjectRecord",
     "PromotionApproval",
     "QueueRecord",
+    "RegistryQuery",
     "RevisionHead",
+    "RolloutQuery",
     "RunLease",
     "RunQuery",
     "RunRecord",
@@ -153,66 +110,6 @@ __all__ = [
     "resolve_url",
     "restore_sqlite_database",
 ]
-
-#: The store's contract (protocols, for type checking and for callers that name the part of
-#: the store they use): loaded on first use, since defining them costs every process
-#: ~10 M instructions at import and a process running workflows never uses them. Listed twice
-#: for mypy, which needs the ``TYPE_CHECKING`` import above and reads ``__all__`` only from
-#: literal lists; ``tests/core/test_startup_imports.py`` checks the two lists agree.
-_CONTRACTS_AT = len(__all__)
-__all__ += [
-    "A2aPushConfigs",
-    "ApprovalReads",
-    "AuditLog",
-    "AuditTransaction",
-    "ConsoleSessions",
-    "ControllerReads",
-    "ControllerRequests",
-    "ControllerStateReads",
-    "ControllerStatusFields",
-    "ControllerStore",
-    "ControllerTransaction",
-    "HasA2aPush",
-    "HasAudit",
-    "HasController",
-    "HasIdempotency",
-    "HasLocks",
-    "HasMaintenance",
-    "HasMetadata",
-    "HasNotifications",
-    "HasProjects",
-    "HasQueue",
-    "HasRegistry",
-    "HasRuns",
-    "HasSessions",
-    "HasTasks",
-    "HumanTaskReads",
-    "HumanTaskTransaction",
-    "IdempotencyKeys",
-    "Maintenance",
-    "MetadataStore",
-    "NamedLocks",
-    "NewRun",
-    "NotificationOutbox",
-    "ProjectMetadata",
-    "Projects",
-    "RegistryAdmin",
-    "RegistryReads",
-    "RegistryTransaction",
-    "RunAndTaskReads",
-    "RunChanges",
-    "RunLeases",
-    "RunQueue",
-    "RunReads",
-    "RunTransaction",
-    "StoreLifecycle",
-    "Transactional",
-    "WorkflowTransaction",
-]
-
-__getattr__, __dir__ = lazy_exports(
-    "kneo.store", globals(), dict.fromkeys(__all__[_CONTRACTS_AT:], "kneo.store.contracts")
-)
 
 
 def resolve_url(url: str | None, *, state_dir: Path | None = None) -> sa.URL:

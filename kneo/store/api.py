@@ -1,8 +1,10 @@
 """The Store: one persistence interface for SQLite and PostgreSQL.
 
 Reads are methods of the Store's facets, one per concern (``store.runs.get_run(...)``,
-``store.registry.list_revisions(...)``: :mod:`kneo.store.contracts`). Writes go through a unit of work so that everything a
-step boundary changes commits together or not at all::
+``store.registry.list_revisions(...)``); a caller annotates with the facet's class (or
+``Store``, ``Transaction``): one implementation, each signature written once. Writes go
+through a unit of work so that everything a step boundary changes commits together or not
+at all::
 
     with store.transaction() as tx:
         run = tx.update_run(run_id, expected_version=run.version, state=position)
@@ -161,7 +163,7 @@ class _RunPaging(NamedTuple):
 
 
 class RunsFacet(Facet):
-    """Runs, their checkpoints and their trace (``store.runs``: :class:`~kneo.store.contracts.RunReads`)."""
+    """Runs, their checkpoints and their trace (``store.runs``)."""
 
     # -- runs -------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord:
@@ -359,8 +361,7 @@ class Store(StoreBase):
     """The persistence interface. Build it with :func:`kneo.store.open_store`.
 
     The Store itself is its lifecycle (transactions, schema, connections, close); each
-    concern is a facet attribute whose methods are one protocol of
-    :mod:`kneo.store.contracts` (``store.runs.get_run(...)``,
+    concern is a facet attribute (``store.runs.get_run(...)``,
     ``store.registry.list_revisions(...)``), all on this store's engine and clock.
 
     A Store is one project's view (:meth:`for_project`): its facets and its transactions

@@ -19,7 +19,7 @@ from kneo.store.records import AuditEvent, Page
 
 
 class AuditFacet(Facet):
-    """The audit log (``store.audit``: :class:`~kneo.store.contracts.AuditLog`)."""
+    """The audit log (``store.audit``)."""
 
     # -- audit ---------------------------------------------------------------------
     def list_audit(self, query: AuditQuery = AuditQuery()) -> Page[AuditEvent]:

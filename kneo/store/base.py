@@ -124,8 +124,8 @@ class StoreBase:
 class Facet(StoreBase):
     """One concern of the store (``store.runs``, ``store.registry``, ...): its reads, or the
     primitives that commit on their own, on the store's own engine, dialect, settings and
-    clock. A facet's public methods are exactly one protocol of :mod:`kneo.store.contracts`,
-    so a caller names the concern it uses and the Store keeps only its lifecycle. A facet of
+    clock. A caller annotates with the facet's class itself (one implementation, its
+    signatures written once) and the Store keeps only its lifecycle. A facet of
     a project's view (:meth:`kneo.store.api.Store.for_project`) reads and writes that
     project's rows only, its ``project_id`` bound as a statement parameter."""
 

@@ -15,13 +15,13 @@ from kneo.store import transaction
 from kneo.store.base import Facet, StoreBase
 
 if TYPE_CHECKING:
-    from kneo.store.transaction_contracts import AuditTransaction
+    from kneo.store.transaction import Transaction
 
 _UNSET: Any = object()  # a key a metadata snapshot read and found unset
 
 
 class MetadataFacet(Facet):
-    """Project metadata (``store.metadata``: :class:`~kneo.store.contracts.ProjectMetadata`)."""
+    """Project metadata (``store.metadata``)."""
 
     def __init__(self, store: StoreBase) -> None:
         super().__init__(store)
@@ -42,7 +42,7 @@ class MetadataFacet(Facet):
 
     @contextlib.contextmanager
     def metadata_snapshot(
-        self, keys: Sequence[str], tx: AuditTransaction | None = None
+        self, keys: Sequence[str], tx: Transaction | None = None
     ) -> Iterator[None]:
         """Read ``keys`` in one query (``tx``: in that transaction); until exit,
         :meth:`get_metadata` answers them from that read in this thread. For one request that

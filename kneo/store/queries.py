@@ -130,4 +130,84 @@ class AuditQuery:
         one_of_cursor_offset(self.cursor, self.offset)
 
 
-__all__ = ["RUN_SORTS", "TASK_SORTS", "AuditQuery", "RunQuery", "TaskQuery"]
+@dataclass(frozen=True, kw_only=True)
+class RegistryQuery:
+    """A listing of the registry's revisions across bundles, in the key's order (bundle,
+    environment, revision): of one environment and one status (each ``None``: all; active
+    ones by default), a page of ``limit`` (every row when ``None``) after ``cursor``;
+    ``count`` adds the page's ``total``."""
+
+    environment: str | None = None
+    status: str | None = "active"
+    limit: int | None = None
+    cursor: str | None = None
+    count: bool = False
+
+    def __post_init__(self) -> None:
+        if self.limit is not None:
+            check_page(self.limit, 0)
+
+
+#: A rollout's statuses: moving (``progressing``, ``paused``), then where it ended.
+ROLLOUT_STATUSES: tuple[str, ...] = ("progressing", "paused", "promoted", "aborted", "superseded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutQuery:
+    """A listing of a project's rollouts, newest first: of one bundle, environment and
+    status (each optional), a page of ``limit`` after ``cursor``; ``count`` adds the page's
+    ``total`` (up to the count cap)."""
+
+    bundle: str | None = None
+    environment: str | None = None
+    status: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    count: bool = False
+
+    def __post_init__(self) -> None:
+        check_page(self.limit, 0)
+        if self.status is not None and self.status not in ROLLOUT_STATUSES:
+            raise InvalidRequest(
+                f"status must be one of {', '.join(ROLLOUT_STATUSES)}; got {self.status!r}",
+                field="status",
+                allowed=list(ROLLOUT_STATUSES),
+            )
+
+
+#: A delivery's statuses, in the order it moves through them.
+NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationQuery:
+    """A listing of notification deliveries, newest first: of one status, receiver or
+    event type (each optional)."""
+
+    status: str | None = None
+    receiver: str | None = None
+    event_type: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        check_page(self.limit, self.offset)
+        if self.status is not None and self.status not in NOTIFICATION_STATUSES:
+            raise InvalidRequest(
+                f"status must be one of {', '.join(NOTIFICATION_STATUSES)}, got {self.status!r}",
+                field="status",
+            )
+
+
+__all__ = [
+    "NOTIFICATION_STATUSES",
+    "ROLLOUT_STATUSES",
+    "RUN_SORTS",
+    "TASK_SORTS",
+    "AuditQuery",
+    "NotificationQuery",
+    "RegistryQuery",
+    "RolloutQuery",
+    "RunQuery",
+    "TaskQuery",
+]

@@ -7,6 +7,7 @@ changes back through a :class:`~kneo.store.api.Transaction`. JSON-valued fields 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
@@ -260,6 +261,17 @@ class ControllerStatus:
     last_error: str | None
     details: dict[str, Any]
     updated_at: datetime | None
+
+
+class ControllerStatusFields(TypedDict, total=False):
+    """The :class:`ControllerStatus` fields ``set_controller_status`` updates (others keep
+    theirs)."""
+
+    last_fetched_commit: str | None
+    last_reconcile_started_at: datetime | None
+    last_reconcile_duration_seconds: float | None
+    last_error: str | None
+    details: Mapping[str, Any]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from kneo.errors import InvalidRequest
 from kneo.ids import new_id
@@ -19,29 +19,33 @@ from kneo.people import current
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.redaction import redact_mapping
 
-#: Columns ``update_run`` may change; identity, sequences and timestamps it manages itself.
-RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(
-    {
-        "status",
-        "output_text",
-        "error",
-        "state",
-        "cancel_requested",
-        "deadline_at",
-        "started_at",
-        "finished_at",
-        "metadata",
-        "spec",
-        "spec_digest",
-        "environment",
-        "workflow_name",
-        "workflow_kind",
-        "agent_name",
-        "bundle_name",
-        "bundle_revision",
-        "bundle_commit",
-    }
-)
+
+class RunChanges(TypedDict, total=False):
+    """The run columns ``update_run`` and ``finish_run`` may change (any other is
+    ``invalid_request``); identity, sequences and timestamps the store manages itself."""
+
+    status: str
+    output_text: str | None
+    error: Mapping[str, Any] | None
+    state: Mapping[str, Any]
+    cancel_requested: bool
+    deadline_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: Mapping[str, Any]
+    spec: Mapping[str, Any] | None
+    spec_digest: str | None
+    environment: str | None
+    workflow_name: str | None
+    workflow_kind: str | None
+    agent_name: str | None
+    bundle_name: str | None
+    bundle_revision: int | None
+    bundle_commit: str | None
+
+
+#: Columns ``update_run`` may change: :class:`RunChanges`' keys.
+RUN_MUTABLE_FIELDS: frozenset[str] = frozenset(RunChanges.__annotations__)
 
 #: Run columns an update may set that a :class:`~kneo.store.records.RunRecord` does not
 #: carry as given (its counters are set apart; the lease and the spec's key it has not).
@@ -177,19 +181,24 @@ def continuation_request_rows(
     ]
 
 
+class AuditFields(TypedDict, total=False):
+    """What an audit event records besides its type (``add_audit``'s keywords): who acted,
+    the run or task it is about, and its payload (redacted before it is written)."""
+
+    actor: str | None
+    run_id: str | None
+    continuation_id: str | None
+    payload: Mapping[str, Any] | None
+
+
 def audit_values(
-    event_type: str,
-    *,
-    actor: str | None,
-    run_id: str | None,
-    continuation_id: str | None,
-    payload: Mapping[str, Any] | None,
-    now: datetime,
+    event_type: str, *, now: datetime, **fields: Unpack[AuditFields]
 ) -> dict[str, Any]:
     """An ``audit_events`` row (``evt_...``) with its payload redacted. When the actor is
     the person behind the current request (:mod:`kneo.people`), the payload gains
     ``identity``: their subject, how they signed in, the role-map entries that gave them the
     right (a promotion decision's ``decided_by`` says it already)."""
+    actor, payload = fields.get("actor"), fields.get("payload")
     who = current(actor) if actor else None
     if who is not None and who.is_person and not (payload or {}).get("decided_by"):
         payload = {**(payload or {}), "identity": who.audit()}
@@ -197,8 +206,8 @@ def audit_values(
         "event_id": new_id("evt"),
         "event_type": event_type,
         "actor": actor,
-        "run_id": run_id,
-        "continuation_id": continuation_id,
+        "run_id": fields.get("run_id"),
+        "continuation_id": fields.get("continuation_id"),
         "payload": redact_mapping(dict(payload or {})),
         "created_at": now,
     }

@@ -31,7 +31,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from kneo import jsontext
 from kneo.errors import Conflict, ErrorCode
@@ -42,6 +42,8 @@ from kneo.store.base import StoreHandle, not_found_error
 from kneo.store.records import AuditEvent, CheckpointRecord, QueueRecord, RunRecord, TraceEvent
 from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
+    AuditFields,
+    RunChanges,
     audit_values,
     check_trace_events,
     new_run_columns,
@@ -271,9 +273,12 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         )
 
     def update_run(
-        self, run_id: str, /, *, expected_version: int | None = None, **changes: Any
+        self, run_id: str, /, *, expected_version: int | None = None, **fields: Unpack[RunChanges]
     ) -> RunRecord:
-        """:meth:`Transaction.update_run <kneo.store.api.Transaction.update_run>`."""
+        """Change a run's columns (:class:`~kneo.store.row_values.RunChanges`); with
+        ``expected_version``, a compare-and-set: ``stale_state`` when another writer got
+        there first."""
+        changes: dict[str, Any] = dict(fields)
         locked = self._locked_runs.get(run_id)
         if (
             locked is not None
@@ -322,25 +327,11 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
     def _insert_trace_rows(self, values: list[dict[str, Any]]) -> None:
         self._insert_rows(t.trace_events, TRACE_COLUMNS, values)
 
-    def add_audit(
-        self,
-        event_type: str,
-        *,
-        actor: str | None = None,
-        run_id: str | None = None,
-        continuation_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> AuditEvent:
-        """Record an audit event (``evt_...``); the payload is redacted before it is written.
-        A notifiable one also writes its ``notification_events`` row (the outbox)."""
-        values = audit_values(
-            event_type,
-            actor=actor,
-            run_id=run_id,
-            continuation_id=continuation_id,
-            payload=payload,
-            now=self.now,
-        )
+    def add_audit(self, event_type: str, **fields: Unpack[AuditFields]) -> AuditEvent:
+        """Record an audit event (``evt_...``: :class:`~kneo.store.row_values.AuditFields`);
+        the payload is redacted before it is written. A notifiable one also writes its
+        ``notification_events`` row (the outbox)."""
+        values = audit_values(event_type, now=self.now, **fields)
         values["project_id"] = self._pid
         self._batched(
             "audit",

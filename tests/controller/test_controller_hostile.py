@@ -13,7 +13,7 @@ from gitops_fixtures import Keys, Repo, make_controller, spec
 
 from kneo.clock import ManualClock
 from kneo.errors import KneoError
-from kneo.store import AuditQuery
+from kneo.store import AuditQuery, RegistryQuery
 
 
 def _verified(store: Any, name: str, env: str) -> Any:
@@ -160,6 +160,6 @@ def test_row8_bundle_names_outside_the_pattern_are_refused(
     result = make_controller(store, repo, keys, clock, tmp_path).reconcile_once()
     assert result.ok
     assert sorted(p["code"] for p in result.problems) == ["bundle_path_invalid"] * 2
-    assert [r.bundle_name for r in store.registry.list_registry(None, status=None).items] == [
-        "helper"
-    ]
+    assert [
+        r.bundle_name for r in store.registry.list_registry(RegistryQuery(status=None)).items
+    ] == ["helper"]

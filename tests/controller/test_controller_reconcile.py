@@ -13,7 +13,7 @@ from kneo.clock import ManualClock
 from kneo.controller.promotion import record_promotion_decision, task_id
 from kneo.controller.runtime import require_approved_bundle, resolve_bundle_for_run
 from kneo.errors import BundleNotApproved, Conflict, Forbidden, NotFound
-from kneo.store import AuditQuery, TaskQuery
+from kneo.store import AuditQuery, RegistryQuery, TaskQuery
 
 
 def kinds(result: Any) -> list[tuple[str, str, str]]:
@@ -320,7 +320,7 @@ def test_plan_is_a_dry_run(
     result = ctl.plan()
     assert result.dry_run and [o.action.kind.value for o in result.outcomes] == ["activate"]
     assert (
-        store.registry.list_registry(status=None).items == []
+        store.registry.list_registry(RegistryQuery(status=None)).items == []
         and store.audit.list_audit(AuditQuery(limit=10)).items == []
     )
     with pytest.raises(NotFound):
@@ -382,4 +382,4 @@ def test_a_lock_taken_over_while_loading_stops_the_pass_before_it_applies(
     result = first.reconcile_once(progress=stall)
     assert result.error is not None and result.error["code"] == "not_leader"
     assert result.error["stage"] == "load" and not first.is_leader
-    assert store.registry.list_registry(status=None).items == []
+    assert store.registry.list_registry(RegistryQuery(status=None)).items == []

@@ -6,7 +6,6 @@ Each check runs in a fresh interpreter, because what matters is what a new proce
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -153,54 +152,18 @@ def test_library_start_up_leaves_its_objects_in_the_oldest_generation() -> None:
 
 
 def test_a_platform_process_loads_no_module_only_a_rare_path_needs() -> None:
-    """``difflib`` (did-you-mean hints), ``getpass`` (the local CLI's default actor) and the
-    store's protocols are imported where they are used: every process creating a platform
-    paid for them at import."""
+    """``difflib`` (did-you-mean hints) and ``getpass`` (the local CLI's default actor) are
+    imported where they are used: every process creating a platform paid for them at
+    import."""
     out = fresh(
         "import json, sys\n"
         "from kneo.platform import create_platform\n"
         "import kneo.platform.bundles, kneo.platform.decisions, kneo.spec.suggest\n"
         "import kneo.platform.events, kneo.platform.tasks\n"
-        "rare = ('difflib', 'getpass', 'kneo.store.contracts', 'kneo.store.transaction_contracts',\n"
-        "  'kneo.store.coordination_contracts', 'kneo.store.registry_contracts',\n"
-        "  'kneo.store.outbox_contracts', 'kneo.store.project_contracts')\n"
+        "rare = ('difflib', 'getpass')\n"
         "print(json.dumps({'loaded': [m for m in rare if m in sys.modules]}))"
     )
     assert out == {"loaded": []}
-
-
-def test_the_store_contract_loads_on_first_use() -> None:
-    """The store's protocols are for type checking and callers naming a part of the store:
-    defining them cost every process ~10 M instructions at import."""
-    out = fresh(
-        "import json, sys\n"
-        "import kneo.store\n"
-        "idle = 'kneo.store.contracts' in sys.modules\n"
-        "from kneo.store import RunReads, Store\n"
-        "print(json.dumps({'idle': idle, 'used': RunReads.__module__, 'store': Store.__name__}))"
-    )
-    assert out == {"idle": False, "used": "kneo.store.contracts", "store": "Store"}
-
-
-def test_the_store_contract_names_mypy_reads_are_the_ones_loaded_on_first_use() -> None:
-    """``kneo.store`` lists its protocols twice, as mypy needs: the ``TYPE_CHECKING`` import
-    and literal ``__all__`` entries, which the lazy loader uses. The two lists agree."""
-    import kneo.store
-
-    tree = ast.parse(Path(kneo.store.__file__).read_text())
-    imported = sorted(
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module == "kneo.store.contracts"
-        for alias in node.names
-    )
-    out = fresh(
-        "import json\n"
-        "import kneo.store as s\n"
-        "print(json.dumps({'lazy': sorted(set(s.__all__) - set(vars(s)))}))"
-    )
-    assert imported  # the import was found
-    assert out == {"lazy": imported}
 
 
 def test_a_sqlite_platform_never_loads_the_postgresql_dialect(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from kneo.platform.notifications import start_dispatcher
+from kneo.store import NotificationQuery
 
 from .conftest import receivers_env
 from .receiver import Receiver
@@ -34,7 +35,7 @@ def _events(manager: Any, count: int, *, task: str | None = None, prefix: str = 
 
 def _sent(manager: Any, receiver: str) -> list[Any]:
     found = manager.store.notifications.list_notifications(
-        receiver=receiver, status="sent", limit=1000
+        NotificationQuery(receiver=receiver, status="sent", limit=1000)
     )
     return list(found.items)
 
@@ -59,7 +60,7 @@ def test_a_hanging_receiver_never_delays_another(platform: Any) -> None:
             wait_for(lambda: len(_sent(manager, "fast")) == 30, timeout=30)
             hanging = slow.in_flight
             slow_rows = manager.store.notifications.list_notifications(
-                receiver="slow", limit=100
+                NotificationQuery(receiver="slow", limit=100)
             ).items
         finally:
             dispatcher.stop(timeout=1)

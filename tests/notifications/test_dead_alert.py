@@ -19,6 +19,7 @@ import pytest
 
 from kneo import metrics
 from kneo.platform.notifications import start_dispatcher
+from kneo.store import NotificationQuery
 from tests.deploy.prometheus_server import free_port, running
 
 from .conftest import REPO, receivers_env
@@ -74,5 +75,5 @@ def test_the_first_dead_delivery_fires_the_alert(
         server.shutdown()
     assert fired[0]["state"] == "firing"
     assert len(receiver.requests) == 1
-    [dead] = manager.store.notifications.list_notifications(status="dead").items
+    [dead] = manager.store.notifications.list_notifications(NotificationQuery(status="dead")).items
     assert dead.receiver == NAME

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kneo.platform.notifications import start_dispatcher
+from kneo.store import NotificationQuery
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -114,7 +115,11 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
     try:
         manager.run_from_spec(input_text="hello", spec_path=SMOKE)
         [dead] = wait_for(
-            lambda: manager.store.notifications.list_notifications(status="dead").items
+            lambda: (
+                manager.store.notifications.list_notifications(
+                    NotificationQuery(status="dead")
+                ).items
+            )
         )
         time.sleep(0.4)  # and no further attempt
     finally:
@@ -129,7 +134,13 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
     dispatcher = start_dispatcher(manager, manager.settings)
     assert dispatcher is not None
     try:
-        wait_for(lambda: manager.store.notifications.list_notifications(status="sent").items)
+        wait_for(
+            lambda: (
+                manager.store.notifications.list_notifications(
+                    NotificationQuery(status="sent")
+                ).items
+            )
+        )
     finally:
         dispatcher.stop()
     assert len(receiver.requests) == 4

@@ -22,7 +22,7 @@ from kneo.platform.directory import ProjectDirectory
 from kneo.platform.notifications import start_dispatcher
 from kneo.platform.sweeper import Sweeper
 from kneo.platform.worker import Worker
-from kneo.store import AuditQuery, NotificationEvent
+from kneo.store import AuditQuery, NotificationEvent, NotificationQuery
 from tests.notifications.receiver import Receiver
 
 PUSH_SECRET = "push-secret-0123456789-0123456789-abcd"
@@ -177,7 +177,7 @@ def test_a_team_b_push_is_swept_and_sent_with_team_b_config(
         limit=10,
     )
     assert PushSweep(lambda: service.manager, 1.0).run_once() == 1
-    [delivery] = team_b.notifications.list_notifications(receiver="a2a").items
+    [delivery] = team_b.notifications.list_notifications(NotificationQuery(receiver="a2a")).items
     assert delivery.event.project_id == team_b.project_id
     sender = push_sender(service.manager.store, service.manager.settings)
     assert sender is not None

@@ -20,6 +20,7 @@ from kneo.controller.rollouts import (
 )
 from kneo.policy.rollout import AnalysisRule, RolloutPolicy, looser_parts
 from kneo.spec.models import RequestKind
+from kneo.store.rollouts import KindFigures
 
 Z95 = 1.959964  # two-sided 95 %
 
@@ -155,8 +156,8 @@ def test_request_kinds_judge_only_the_decisions_of_those_kinds() -> None:
 
     def side(rejected_reviews: int) -> Figures:
         kinds = {
-            "review": {"decided": 40, "rejected": rejected_reviews},
-            "input": {"decided": 400, "rejected": 0},
+            "review": KindFigures(decided=40, rejected=rejected_reviews),
+            "input": KindFigures(decided=400, rejected=0),
         }
         return Figures(runs=440, finished=440, decided=440, rejected=rejected_reviews, kinds=kinds)
 

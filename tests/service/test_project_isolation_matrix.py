@@ -14,7 +14,7 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from kneo.service.auth import ROLE_SCOPES, SIGNED_IN, route_scopes
-from kneo.store import RunQuery, TaskQuery
+from kneo.store import RolloutQuery, RunQuery, TaskQuery
 from tests.service.svc_helpers import auth_env, headers
 from tests.service.test_role_matrix import FAILING_SPEC, _requests
 
@@ -53,7 +53,7 @@ def _defaults(client: TestClient) -> set[str]:
     tasks = store.tasks.list_continuations(TaskQuery(limit=500, status=None)).items
     ids = {r.run_id for r in runs} | {c.continuation_id for c in tasks}
     ids |= {str(q.get("request_id")) for c in tasks for q in c.requests}
-    ids |= {r.rollout_id for r in store.rollouts.list_rollouts(limit=500).items}
+    ids |= {r.rollout_id for r in store.rollouts.list_rollouts(RolloutQuery(limit=500)).items}
     return ids | {"sha256:" + "0" * 64}
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import InvalidRequest
 from kneo.setting_groups import RetentionDays
-from kneo.store import Store
+from kneo.store import NotificationQuery, Store
 from kneo.store import tables as t
 from kneo.store.outbox.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig
 
@@ -65,7 +65,9 @@ def test_each_status_change_is_one_event_however_many_sweeps(store: Store) -> No
     with store.transaction() as tx:
         tx.update_run(run_id, status="running")  # (never happens: a done config is left)
     assert store.a2a_push.due_pushes() == []
-    deliveries = store.notifications.list_notifications(receiver=PUSH_RECEIVER).items
+    deliveries = store.notifications.list_notifications(
+        NotificationQuery(receiver=PUSH_RECEIVER)
+    ).items
     assert [d.event.event_type for d in deliveries] == [PUSH_EVENT, PUSH_EVENT]
     assert {d.event.payload["push_id"] for d in deliveries} == {config.push_id}
     # a config's deliveries go in order: the second waits while the first is pending

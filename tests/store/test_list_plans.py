@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.settings import Settings
-from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, open_store
+from kneo.store import AuditQuery, RegistryQuery, RunQuery, Store, TaskQuery, open_store
 from kneo.store import tables as t
 from kneo.store.tasks.search import task_labels
 
@@ -251,9 +251,13 @@ LISTINGS: dict[str, Listing] = {
     "tasks search newest": _tasks(TaskQuery(q="g3", sort="newest")),
     "tasks search assignee": _tasks(TaskQuery(q="approve", assignee="a7")),
     "audit": lambda s, c: s.audit.list_audit(AuditQuery(cursor=c, count=False)),
-    "registry": lambda s, c: s.registry.list_registry(None, limit=50, cursor=c),
-    "registry all": lambda s, c: s.registry.list_registry(None, status=None, limit=50, cursor=c),
-    "registry environment": lambda s, c: s.registry.list_registry("env2", limit=50, cursor=c),
+    "registry": lambda s, c: s.registry.list_registry(RegistryQuery(limit=50, cursor=c)),
+    "registry all": lambda s, c: s.registry.list_registry(
+        RegistryQuery(status=None, limit=50, cursor=c)
+    ),
+    "registry environment": lambda s, c: s.registry.list_registry(
+        RegistryQuery(environment="env2", limit=50, cursor=c)
+    ),
     "audit type": lambda s, c: s.audit.list_audit(
         AuditQuery(event_type="run.created", cursor=c, count=False)
     ),

@@ -13,7 +13,7 @@ def test_a_pass_and_a_dry_run_take_their_own_requests(store: Any) -> None:
     reconcile = store.controller.queue_controller_request("main", "reconcile", actor="alice")
     webhook = store.controller.queue_controller_request("main", "webhook", actor="webhook")
     plan = store.controller.queue_controller_request("main", PLAN, actor="bob")
-    assert store.controller.has_queued_controller_requests("main") is True
+    assert store.controller.controller_request_counts("main")["queued"] == 3
     assert store.controller.take_controller_requests("main", "leader-1") == [
         reconcile.id,
         webhook.id,

@@ -12,6 +12,8 @@ maintenance) see every project and say whose each record is. :data:`GLOBAL` and
 from __future__ import annotations
 
 import re
+import threading
+import typing
 from dataclasses import replace
 from typing import Any
 
@@ -21,13 +23,20 @@ import sqlalchemy as sa
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
-from kneo.store import AuditQuery, RunQuery, Store, TaskQuery, Transaction
+from kneo.store import AuditQuery, RegistryQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
+from kneo.store.base import Facet
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
 
 from .helpers import new_run
-from .test_contract_coverage import FACETS
+
+#: The store's facets by attribute (``store.runs``: ``RunsFacet``).
+FACETS = {
+    name: cls
+    for name, cls in typing.get_type_hints(Store).items()
+    if isinstance(cls, type) and issubclass(cls, Facet)
+}
 
 #: The facet methods that see every project (each record they return says its project).
 GLOBAL: dict[str, set[str]] = {
@@ -47,7 +56,7 @@ GLOBAL: dict[str, set[str]] = {
     },
     "a2a_push": {"due_pushes", "record_push"},
     # the controller of every project's source: each source says its project
-    "controller": {"queued_controller_sources", "all_controller_wakeups"},
+    "controller": {"all_controller_wakeups"},
     "limits": {"executing_runs"},  # a worker's view of the projects it limits, by id
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
@@ -81,7 +90,7 @@ SCOPED: dict[str, set[str]] = {
     },
     "controller": {
         "queue_controller_request", "take_controller_requests", "finish_controller_requests",
-        "get_controller_request", "has_queued_controller_requests", "controller_request_counts",
+        "get_controller_request", "controller_request_counts",
         "notify_controller", "controller_wakeups",
     },
     "notifications": {
@@ -444,7 +453,7 @@ def _registry_reads(view: Store) -> list[Any]:
     status = r.get_controller_status()
     return [
         r.get_active("bot", "dev"), r.list_revisions("bot", "dev"), r.list_registry().items,
-        r.list_registry(status=None).items, r.list_revision_heads(),
+        r.list_registry(RegistryQuery(status=None)).items, r.list_revision_heads(),
         r.registry_changes_since(0)[1], r.pending_promotion_names(),
         r.find_revision("bot", "dev", "sha256:1"), r.list_conditions(), r.list_condition_heads(),
         r.is_suspended("bot", "dev"), r.list_suspensions(), r.get_pin("bot", "dev"),
@@ -481,15 +490,35 @@ def test_controller_requests_are_their_projects(a: Store, b: Store) -> None:
     request = a.controller.queue_controller_request("default", "reconcile", actor="ci")
     with pytest.raises(NotFound):
         b.controller.get_controller_request(request.id)
-    assert b.controller.has_queued_controller_requests("default") is False
     assert b.controller.controller_request_counts("default")["queued"] == 0
     assert b.controller.take_controller_requests("default", "leader-b") == []
     b.controller.finish_controller_requests("default", [request.id], {"ok": "b"})
     assert a.controller.get_controller_request(request.id).status == "queued"
-    assert a.controller.has_queued_controller_requests("default") is True
+    assert a.controller.controller_request_counts("default")["queued"] == 1
     assert a.controller.take_controller_requests("default", "leader-a") == [request.id]
     a.controller.finish_controller_requests("default", [request.id], {"ok": "a"})
     assert a.controller.get_controller_request(request.id).result == {"ok": "a"}
+
+
+def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: Store) -> None:
+    """The elected controller serves every project's sources: a request queued in one
+    project's view wakes the listener of all of them with its project and name (by a poll
+    of the queued sources on SQLite, a notification on PostgreSQL)."""
+    woken: list[tuple[int | None, str | None]] = []
+    seen = threading.Event()
+
+    def wake(project_id: int | None, name: str | None) -> None:
+        woken.append((project_id, name))
+        if project_id is not None:
+            seen.set()
+
+    wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
+    try:
+        a.controller.queue_controller_request("main", "reconcile", actor="ci")
+        assert seen.wait(5), "the controller was not woken"
+    finally:
+        wakeups.stop()
+    assert (a.project_id, "main") in woken
 
 
 # -- the outbox: notifications and A2A pushes -------------------------------------------------

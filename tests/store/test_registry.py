@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
-from kneo.store import Store, open_store
+from kneo.store import RegistryQuery, Store, open_store
 from kneo.store import tables as t
 from kneo.store.registry import statements as q
 from kneo.store.wire.statement_cache import named_sql
@@ -54,8 +54,10 @@ def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -
     active = store.registry.get_active("a", "dev")
     assert active is not None and active.revision == 2 and active.approved_by == ["ann"]
     assert store.registry.get_active("a", "prod") is None
-    assert [r.revision for r in store.registry.list_registry("dev").items] == [2]
-    assert len(store.registry.list_registry(status=None).items) == 2
+    assert [
+        r.revision for r in store.registry.list_registry(RegistryQuery(environment="dev")).items
+    ] == [2]
+    assert len(store.registry.list_registry(RegistryQuery(status=None)).items) == 2
     with store.transaction() as tx:
         again = tx.activate_revision("a", "dev", 1)
     assert (

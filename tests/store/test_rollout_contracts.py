@@ -1,5 +1,5 @@
-"""``RolloutReads`` and ``RolloutTransaction`` on both databases: what the controller and a
-run's start may rely on (a begun rollout is the key's current one and serves its new runs'
+"""``store.rollouts`` and a transaction's rollout writes on both databases: what the
+controller and a run's start may rely on (a begun rollout is the key's current one and serves its new runs'
 split; moving it is a compare-and-set; a rollout of another project is not found)."""
 
 from __future__ import annotations
@@ -7,13 +7,11 @@ from __future__ import annotations
 import pytest
 
 from kneo.errors import Conflict, NotFound
-from kneo.store import Store
-from kneo.store.contracts import Transactional
+from kneo.store import RolloutQuery, Store
 from kneo.store.rollouts import RolloutRecord
-from kneo.store.transaction_contracts import HasRollouts, RolloutTransaction
 
 
-def _begin(store: Transactional[RolloutTransaction], rollout_id: str) -> RolloutRecord:
+def _begin(store: Store, rollout_id: str) -> RolloutRecord:
     with store.transaction() as tx:
         return tx.begin_rollout(
             rollout_id,
@@ -30,14 +28,14 @@ def _begin(store: Transactional[RolloutTransaction], rollout_id: str) -> Rollout
 
 
 def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
-    reads: HasRollouts = store
+    reads = store
     begun = _begin(store, "ro_contract")
     assert reads.rollouts.current_rollout("helper", "dev") == begun
     assert reads.rollouts.get_rollout("ro_contract") == begun
     assert [r.rollout_id for r in reads.rollouts.active()] == ["ro_contract"]
-    assert [r.rollout_id for r in reads.rollouts.list_rollouts(bundle_name="helper").items] == [
-        "ro_contract"
-    ]
+    assert [
+        r.rollout_id for r in reads.rollouts.list_rollouts(RolloutQuery(bundle="helper")).items
+    ] == ["ro_contract"]
     # no revision of the bundle is registered here: nothing serves (the split reads both)
     assert reads.rollouts.serving("helper", "dev") == (None, None)
     side = {"id": "ro_contract", "track": "canary"}
@@ -72,7 +70,7 @@ def _finished_run(store: Store, revision: int, *, status: str = "succeeded") -> 
 
 
 def test_a_judgement_is_kept_once_counted_per_side_and_in_its_project(store: Store) -> None:
-    reads: HasRollouts = store
+    reads = store
     begun = _begin(store, "ro_judged")
     canary = [_finished_run(store, 2) for _ in range(3)]
     stable = [_finished_run(store, 1) for _ in range(2)]

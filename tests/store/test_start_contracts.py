@@ -1,4 +1,4 @@
-"""The store's answers for runs that start by themselves (``kneo.store.start_contracts``),
+"""The store's answers for runs that start by themselves (``store.schedules``, ``store.triggers``),
 member by member, on SQLite and PostgreSQL: a schedule's tick claimed once, its outcome
 set by compare-and-set, its state advanced only forward and paused by a person; a trigger's
 event claimed once with its outcome read back; each project's rows its own."""

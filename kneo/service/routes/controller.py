@@ -25,7 +25,7 @@ from kneo.controller.watch import verify_github_signature
 from kneo.documents import parse_json
 from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
-from kneo.platform import ControllerRequest, PlatformManager
+from kneo.platform import ControllerRequest, PlatformManager, RegistryQuery
 from kneo.platform.reconcile import app_controller, request_view
 from kneo.projects import DEFAULT_PROJECT, project_not_found
 from kneo.service.auth import Principal, requested_project, require_scope
@@ -261,11 +261,13 @@ def list_registry(
         check_name(environment, kind="environment")
     keyset_params(request, 0, include)  # validates include
     return manager.registry_bundles(
-        environment,
-        None if status == "all" else status,
-        limit=list_cap(request, limit),
-        cursor=cursor or None,
-        counts=True,
+        RegistryQuery(
+            environment=environment,
+            status=None if status == "all" else status,
+            limit=list_cap(request, limit),
+            cursor=cursor or None,
+            count=True,
+        )
     )
 
 

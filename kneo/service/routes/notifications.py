@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kneo.platform import PlatformManager
+from kneo.platform import NotificationQuery, PlatformManager
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import OFFSET, list_cap
@@ -42,11 +42,13 @@ def list_notifications(
 ) -> dict[str, Any]:
     """Deliveries newest first, with counts per status (pending, sending, sent, dead)."""
     return manager.list_notifications(
-        status=status,
-        receiver=receiver,
-        event_type=event_type,
-        limit=list_cap(request, limit),
-        offset=offset,
+        NotificationQuery(
+            status=status,
+            receiver=receiver,
+            event_type=event_type,
+            limit=list_cap(request, limit),
+            offset=offset,
+        )
     )
 
 

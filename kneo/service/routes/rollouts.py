@@ -15,7 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 
 from kneo.names import check_name
-from kneo.platform import PlatformManager
+from kneo.platform import PlatformManager, RolloutQuery
 from kneo.service.auth import Principal, require_scope
 from kneo.service.dependencies import manager_dep
 from kneo.service.pagination import CURSOR, INCLUDE, keyset_params, list_cap
@@ -48,12 +48,14 @@ def list_rollouts(
     if environment is not None:
         check_name(environment, kind="environment")
     return manager.list_rollouts(
-        bundle=bundle,
-        environment=environment,
-        status=status,
-        limit=list_cap(request, limit),
-        cursor=cursor or None,
-        counts=counts,
+        RolloutQuery(
+            bundle=bundle,
+            environment=environment,
+            status=status,
+            limit=list_cap(request, limit),
+            cursor=cursor or None,
+            count=counts,
+        )
     )
 
 

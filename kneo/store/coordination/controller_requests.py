@@ -16,7 +16,7 @@ The controller that reconciles every project's source (:mod:`kneo.controller.pro
 listens once for all of them (:meth:`ControllerFacet.all_controller_wakeups`, global): one
 ``LISTEN`` whose payload names the project and the controller, or on SQLite one indexed
 read per poll for the sources with queued requests (:meth:`ControllerFacet.
-queued_controller_sources`), however many projects there are.
+_queued_sources`), however many projects there are.
 """
 
 from __future__ import annotations
@@ -155,8 +155,8 @@ class ControllerFacet(Facet):
             )
         return _request(row)
 
-    def has_queued_controller_requests(self, name: str) -> bool:
-        """Whether a request for ``name`` waits (the SQLite poll: one indexed read)."""
+    def _has_queued(self, name: str) -> bool:
+        """Whether a request for ``name`` waits (the wake-ups' poll: one indexed read)."""
         r = t.controller_requests.c
         with self._read(snapshot=False) as conn:
             found = conn.execute(
@@ -206,7 +206,7 @@ class ControllerFacet(Facet):
         wakeups.start()
         return wakeups
 
-    def queued_controller_sources(self) -> set[tuple[int, str]]:
+    def _queued_sources(self) -> set[tuple[int, str]]:
         """Every project's controllers with a queued request, as ``(project id, name)``
         (global: the ``(status, project_id, name)`` index answers it)."""
         r = t.controller_requests.c
@@ -272,7 +272,7 @@ class ControllerWakeups:
                 log.debug("polling for controller requests failed: %s", exc)
 
     def _poll_once(self) -> None:
-        if self.store.has_queued_controller_requests(self.name):
+        if self.store._has_queued(self.name):
             self.wake()
 
     def _notified(self, payload: str) -> None:
@@ -319,7 +319,7 @@ class AllControllerWakeups(ControllerWakeups):
         self.wake_source = wake
 
     def _poll_once(self) -> None:
-        for project_id, name in sorted(self.store.queued_controller_sources()):
+        for project_id, name in sorted(self.store._queued_sources()):
             self.wake_source(project_id, name)
 
     def _notified(self, payload: str) -> None:

@@ -95,7 +95,7 @@ def _lease_update(dialect: StoreDialect, names: tuple[str, ...]) -> Any:
 
 
 class QueueFacet(Facet):
-    """The run queue and the per-run leases (``store.queue``: :class:`~kneo.store.contracts.RunQueue`)."""
+    """The run queue and the per-run leases (``store.queue``)."""
 
     # -- queue ------------------------------------------------------------------------
     def claim(
@@ -279,7 +279,7 @@ class QueueFacet(Facet):
 
 
 class LocksFacet(Facet):
-    """Named locks (``store.locks``: :class:`~kneo.store.contracts.NamedLocks`)."""
+    """Named locks (``store.locks``)."""
 
     # -- named locks ------------------------------------------------------------------
     def acquire_lock(self, name: str, owner: str, ttl_seconds: float) -> bool:
@@ -353,8 +353,7 @@ class LocksFacet(Facet):
 
 
 class IdempotencyFacet(Facet):
-    """Idempotency keys and the callbacks already accepted (``store.idempotency``:
-    :class:`~kneo.store.contracts.IdempotencyKeys`)."""
+    """Idempotency keys and the callbacks already accepted (``store.idempotency``)."""
 
     # -- idempotency ------------------------------------------------------------------
     def begin_idempotent(

@@ -24,15 +24,13 @@ from kneo.errors import InvalidRequest
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.store import tables as t
 from kneo.store.base import Facet
+from kneo.store.queries import NOTIFICATION_STATUSES, NotificationQuery
 from kneo.store.records import Page
 from kneo.store.row_records import from_row
 from kneo.store.row_values import notification_event_values
 
 #: why the dispatchers' statements see every project (each row says its project)
 DISPATCHERS = "a dispatcher routes, claims and finishes the deliveries of every project"
-
-#: A delivery row's statuses, in lifecycle order.
-NOTIFICATION_STATUSES: tuple[str, ...] = ("pending", "sending", "sent", "dead")
 
 
 @dataclass(frozen=True)
@@ -279,29 +277,19 @@ class NotificationsFacet(Facet):
         return recorded
 
     def list_notifications(
-        self,
-        *,
-        status: str | None = None,
-        receiver: str | None = None,
-        event_type: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, query: NotificationQuery = NotificationQuery()
     ) -> Page[NotificationRecord]:
         """The project's deliveries newest first, filtered by status, receiver or event
         type."""
-        if status is not None and status not in NOTIFICATION_STATUSES:
-            raise InvalidRequest(
-                f"status must be one of {', '.join(NOTIFICATION_STATUSES)}, got {status!r}",
-                field="status",
-            )
+        q = query
         n, e = t.notifications.c, t.notification_events.c
         where = [n.project_id == self.project_id]
-        if status is not None:
-            where.append(n.status == status)
-        if receiver is not None:
-            where.append(n.receiver == receiver)
-        if event_type is not None:
-            where.append(e.event_type == event_type)
+        if q.status is not None:
+            where.append(n.status == q.status)
+        if q.receiver is not None:
+            where.append(n.receiver == q.receiver)
+        if q.event_type is not None:
+            where.append(e.event_type == q.event_type)
         with self._read() as conn:
             total = conn.execute(
                 sa.select(sa.func.count())
@@ -309,10 +297,10 @@ class NotificationsFacet(Facet):
                 .where(*where)
             ).scalar_one()
             found = conn.execute(
-                _joined().where(*where).order_by(n.id.desc()).limit(limit).offset(offset)
+                _joined().where(*where).order_by(n.id.desc()).limit(q.limit).offset(q.offset)
             ).mappings()
             items = [_record(row) for row in found]
-        return Page(items, int(total), limit, offset, "id", "desc")
+        return Page(items, int(total), q.limit, q.offset, "id", "desc")
 
     def notification_counts(self) -> dict[tuple[str, str], int]:
         """The project's deliveries per ``(receiver, status)``, read at once: what a metrics

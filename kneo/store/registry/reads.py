@@ -10,14 +10,15 @@ audit) atomically; the Store has none (``with store.transaction() as tx``: one w
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
 from kneo.errors import NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet, check_page, keyset_page
+from kneo.store.base import Facet, keyset_page
+from kneo.store.queries import RegistryQuery
 from kneo.store.records import (
     BlockedDigest,
     BundleRevision,
@@ -35,6 +36,8 @@ _R = t.bundle_revisions.c
 _C = t.bundle_conditions.c
 _X = t.registry_changes.c
 
+_Record = TypeVar("_Record")
+
 #: Names per ``IN (...)`` list when a reconcile reads some bundles only.
 _IN_CHUNK = 500
 
@@ -50,6 +53,16 @@ def _by_names(
         stmt.where(column.in_(ordered[i : i + _IN_CHUNK]))
         for i in range(0, len(ordered), _IN_CHUNK)
     ]
+
+
+class ApprovalReads(Protocol):
+    """The one read a promotion's tally takes from either of its two implementations: the
+    registry facet (committed approvals) and a transaction (with its own writes), which
+    share no class; every other registry read is :class:`RegistryFacet`'s own."""
+
+    def list_promotion_approvals(
+        self, bundle_name: str, environment: str, digest: str | None = None
+    ) -> list[PromotionApproval]: ...
 
 
 class RegistryFacet(Facet):
@@ -85,33 +98,24 @@ class RegistryFacet(Facet):
         key = {"bundle_name": bundle_name, "environment": environment}
         return [row_records.revision(r) for r in self._registry_read("history", q.history, key)]
 
-    def list_registry(
-        self,
-        environment: str | None = None,
-        *,
-        status: str | None = "active",
-        limit: int | None = None,
-        cursor: str | None = None,
-        count: bool = False,
-    ) -> Page[BundleRevision]:
-        """Revisions across bundles (active ones by default; ``status=None`` for all) in the
+    def list_registry(self, query: RegistryQuery = RegistryQuery()) -> Page[BundleRevision]:
+        """Revisions across bundles (:class:`~kneo.store.queries.RegistryQuery`) in the
         primary key's order (bundle, environment, revision), so a page walks the key from
-        ``cursor`` and stops after ``limit`` rows (every row when ``limit`` is ``None``)."""
-        if limit is not None:
-            check_page(limit, 0)
+        its ``cursor`` and stops after ``limit`` rows."""
+        q = query
         where = [_R.project_id == self.project_id]
-        if environment is not None:
-            where.append(_R.environment == environment)
-        if status is not None:
-            where.append(_R.status == status)
+        if q.environment is not None:
+            where.append(_R.environment == q.environment)
+        if q.status is not None:
+            where.append(_R.status == q.status)
         columns = (_R.bundle_name, _R.environment, _R.revision)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
-                conn, t.bundle_revisions, where, columns, "asc", limit=limit, cursor=cursor,
-                count=count, cap=self.settings.limits.max_list_count or None,
+                conn, t.bundle_revisions, where, columns, "asc", limit=q.limit, cursor=q.cursor,
+                count=q.count, cap=self.settings.limits.max_list_count or None,
             )  # fmt: skip
         items = [row_records.revision(r) for r in found]
-        return Page(items, total, limit or len(items), 0, "bundle", "asc", next_cursor, capped)
+        return Page(items, total, q.limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
     def list_revision_heads(
         self, environment: str | None = None, *, names: Collection[str] | None = None
@@ -206,6 +210,30 @@ class RegistryFacet(Facet):
                 for r in conn.execute(s)
             ]
 
+    def _keyed(
+        self,
+        table: sa.Table,
+        environment: str | None,
+        names: Collection[str] | None,
+        record: Callable[[Any], _Record],
+    ) -> list[_Record]:
+        """The rows of ``table`` (one per bundle and environment: suspensions, pins) by key,
+        of one environment and of the bundles ``names`` only if given, as records."""
+        c = table.c
+        stmt = (
+            sa.select(table)
+            .where(c.project_id == self.project_id)
+            .order_by(c.bundle_name, c.environment)
+        )
+        if environment is not None:
+            stmt = stmt.where(c.environment == environment)
+        with self._read() as conn:
+            return [
+                record(r)
+                for part in _by_names(stmt, c.bundle_name, names)
+                for r in conn.execute(part).mappings()
+            ]
+
     def is_suspended(self, bundle_name: str, environment: str) -> bool:
         key = {"bundle_name": bundle_name, "environment": environment}
         return bool(self._registry_read("suspension", lambda: q.select(t.bundle_suspensions), key))
@@ -213,20 +241,7 @@ class RegistryFacet(Facet):
     def list_suspensions(
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Suspension]:
-        s = t.bundle_suspensions.c
-        stmt = (
-            sa.select(t.bundle_suspensions)
-            .where(s.project_id == self.project_id)
-            .order_by(s.bundle_name, s.environment)
-        )
-        if environment is not None:
-            stmt = stmt.where(s.environment == environment)
-        with self._read() as conn:
-            return [
-                row_records.suspension(r)
-                for part in _by_names(stmt, s.bundle_name, names)
-                for r in conn.execute(part).mappings()
-            ]
+        return self._keyed(t.bundle_suspensions, environment, names, row_records.suspension)
 
     def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
         key = {"bundle_name": bundle_name, "environment": environment}
@@ -236,20 +251,7 @@ class RegistryFacet(Facet):
     def list_pins(
         self, environment: str | None = None, *, names: Collection[str] | None = None
     ) -> list[Pin]:
-        p = t.bundle_pins.c
-        stmt = (
-            sa.select(t.bundle_pins)
-            .where(p.project_id == self.project_id)
-            .order_by(p.bundle_name, p.environment)
-        )
-        if environment is not None:
-            stmt = stmt.where(p.environment == environment)
-        with self._read() as conn:
-            return [
-                row_records.pin(r)
-                for part in _by_names(stmt, p.bundle_name, names)
-                for r in conn.execute(part).mappings()
-            ]
+        return self._keyed(t.bundle_pins, environment, names, row_records.pin)
 
     def list_blocked_digests(self) -> list[BlockedDigest]:
         """Every blocked digest, oldest block first (a short list: people write it)."""

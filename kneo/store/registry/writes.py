@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.sql.expression import ClauseElement
@@ -27,6 +27,7 @@ from kneo.store.records import (
     BundleRevision,
     Condition,
     ControllerStatus,
+    ControllerStatusFields,
     Pin,
     PromotionApproval,
     Suspension,
@@ -36,19 +37,8 @@ from kneo.store.transaction_base import TransactionBase
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
 
-if TYPE_CHECKING:
-    from kneo.store.transaction_contracts import ControllerStatusFields
-
 #: the controller status fields :meth:`RegistryWritesMixin.set_controller_status` sets
-_STATUS_FIELDS = frozenset(
-    {
-        "last_fetched_commit",
-        "last_reconcile_started_at",
-        "last_reconcile_duration_seconds",
-        "last_error",
-        "details",
-    }
-)
+_STATUS_FIELDS = frozenset(ControllerStatusFields.__annotations__)
 
 
 #: a controller's status row's key

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from kneo.errors import NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet, check_page, keyset_page
+from kneo.store.base import Facet, keyset_page
+from kneo.store.queries import RolloutQuery
 from kneo.store.records import BundleRevision, Page
 from kneo.store.registry.statements import ACTIVE
 from kneo.store.rollouts.figures import SideFigures, counter_sums, fold_sums
@@ -135,34 +136,25 @@ class RolloutFacet(Facet):
             raise NotFound(f"rollout {rollout_id!r} not found", resource="rollout")
         return rollout_record(dict(row))
 
-    def list_rollouts(
-        self,
-        *,
-        bundle_name: str | None = None,
-        environment: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-        count: bool = False,
-    ) -> Page[RolloutRecord]:
+    def list_rollouts(self, query: RolloutQuery = RolloutQuery()) -> Page[RolloutRecord]:
         """Rollouts newest first (``started_at``, then id), filtered by bundle, environment
         and status; paged by ``cursor`` (a page's ``next_cursor``); ``count``: the
         matching total too (up to the count cap)."""
-        check_page(limit, 0)
+        q = query
         where = [_R.project_id == self.project_id]
         for column, value in (
-            (_R.bundle_name, bundle_name), (_R.environment, environment), (_R.status, status),
+            (_R.bundle_name, q.bundle), (_R.environment, q.environment), (_R.status, q.status),
         ):  # fmt: skip
             if value is not None:
                 where.append(column == value)
         columns = (_R.started_at, _R.rollout_id)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
-                conn, rollouts, where, columns, "started_at desc", limit=min(limit, 1000),
-                cursor=cursor, count=count, cap=self.settings.limits.max_list_count or None,
+                conn, rollouts, where, columns, "started_at desc", limit=min(q.limit, 1000),
+                cursor=q.cursor, count=q.count, cap=self.settings.limits.max_list_count or None,
             )  # fmt: skip
         items = [rollout_record(dict(r)) for r in found]
-        return Page(items, total, limit, 0, "started_at", "desc", next_cursor, capped)
+        return Page(items, total, q.limit, 0, "started_at", "desc", next_cursor, capped)
 
     def active(self) -> list[RolloutRecord]:
         """Rollouts still moving (progressing or paused), oldest first."""

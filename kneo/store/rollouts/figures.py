@@ -44,7 +44,8 @@ class SideFigures:
     escalated: int = 0
     p95_latency_ms: float | None = None
     cost: float = 0.0
-    #: finished runs whose cost is known (``cost`` sums theirs)
+    #: finished runs whose cost is known (``cost`` sums theirs): a run with an unpriced
+    #: model call has no cost, and counts in neither ``cost`` nor a mean (never as 0)
     priced: int = 0
     #: the decision counters by kind of request (those counted before 0035 in none)
     kinds: Mapping[str, KindFigures] = dataclasses.field(default_factory=dict)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 import sqlalchemy as sa
 
@@ -26,6 +26,7 @@ from kneo.store.records import RunRecord
 from kneo.store.rollouts import RolloutRunWrites
 from kneo.store.row_values import (
     NOT_RECORD_FIELDS,
+    RunChanges,
     audit_values,
     check_trace_events,
     outbox_values,
@@ -101,7 +102,7 @@ class OutcomeWritesMixin(RolloutRunWrites):
         checkpoints: Sequence[StepCheckpoint] = (),
         events: Sequence[Mapping[str, Any]] = (),
         audits: Sequence[Mapping[str, Any]] = (),
-        **changes: Any,
+        **fields: Unpack[RunChanges],
     ) -> RunRecord:
         """:meth:`update_run` with compare-and-set for a run's outcome, reading back only the
         version and counters: ``run`` is the record the run was driven from, and the
@@ -118,6 +119,7 @@ class OutcomeWritesMixin(RolloutRunWrites):
         The outcome is a transaction's last write: this commits it, and any statement after it
         raises. (On PostgreSQL, when nothing came before it, it is the whole transaction, one
         statement in autocommit: :meth:`_finish_alone`.)"""
+        changes: dict[str, Any] = dict(fields)
         if events:
             check_trace_events(events)
         rows_ = [
@@ -145,10 +147,10 @@ class OutcomeWritesMixin(RolloutRunWrites):
             terms or (),
             replace_terms=stored,
         )
-        fields = {k: v for k, v in changes.items() if k not in NOT_RECORD_FIELDS}
+        kept = {k: v for k, v in changes.items() if k not in NOT_RECORD_FIELDS}
         return dataclasses.replace(
             run,
-            **fields,
+            **kept,
             version=version,
             updated_at=self.now,
             trace_seq=trace_seq,
