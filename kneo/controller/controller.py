@@ -387,7 +387,7 @@ class Controller:
             self._load_and_apply(run, result, dry_run, progress, scope, change_seq)
         if not dry_run:
             run.stage = "rollouts"
-            result.rollouts = rollout_pass.step_all(self.store, self.clock.now())
+            result.rollouts = rollout_pass.step_rollouts(self.store, self.clock.now())
 
     @property
     def _metadata_keys(self) -> list[str]:

@@ -49,7 +49,6 @@ __all__ = [
     "begin_with_promotion",
     "decide",
     "state_of",
-    "step_all",
     "step_rollouts",
 ]
 
@@ -141,11 +140,6 @@ def _held(store: Store, record: RolloutRecord, now: datetime) -> str | None:
         if parsed.active_at(now):
             return f"frozen: {parsed.describe()}"
     return None
-
-
-def step_all(store: Store, now: datetime) -> list[dict[str, Any]]:
-    """:func:`step_rollouts` of a controller's store."""
-    return step_rollouts(store, now)
 
 
 def step_rollouts(store: Store, now: datetime) -> list[dict[str, Any]]:
