@@ -1,4 +1,4 @@
-"""The release's Python artifacts, built once per test session with the real front end.
+"""The release's Python artifacts, built once per test run with the real front end.
 
 ``python -m build`` makes the sdist and then the wheel *from the sdist* (its default), so a
 file the sdist forgets fails the wheel too. It builds a snapshot of the checkout (the files Git
@@ -54,9 +54,15 @@ def build_distributions(out: Path) -> Built:
         timeout=420,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (out / "build.log").write_text(result.stdout + result.stderr)  # written last: "built"
+    return read_distributions(out)
+
+
+def read_distributions(out: Path) -> Built:
+    """The artifacts and log that :func:`build_distributions` left in ``out``."""
     (sdist,) = out.glob("kneo_platform-*.tar.gz")
     (wheel,) = out.glob("kneo_platform-*-py3-none-any.whl")
-    return Built(sdist=sdist, wheel=wheel, log=result.stdout + result.stderr)
+    return Built(sdist=sdist, wheel=wheel, log=(out / "build.log").read_text())
 
 
 def snapshot(target: Path) -> Path:
@@ -107,4 +113,4 @@ def install_into_fresh_venv(wheel: Path, target: Path) -> Path:
     return target / "bin"
 
 
-__all__ = ["ROOT", "Built", "build_distributions", "install_into_fresh_venv"]
+__all__ = ["ROOT", "Built", "build_distributions", "install_into_fresh_venv", "read_distributions"]
