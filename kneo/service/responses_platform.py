@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from kneo.service.responses import WorkflowGraphView
+from kneo.service.responses import OpenView, WorkflowGraphView
 from kneo.service.responses_rollouts import ROLLOUT_RESPONSES
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class _Listing(_Open):
+class _Listing(OpenView):
     """The counts every list answers with (``total`` exact; see docs/service_api.md)."""
 
     count: int = Field(description="Items on this page.")
@@ -33,14 +29,14 @@ class _Listing(_Open):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 
 
-class HealthView(_Open):
+class HealthView(OpenView):
     """``/healthz``, ``/livez`` and ``/readyz``: whether it is up, and the checks."""
 
     ok: bool
     metadata: dict[str, Any]
 
 
-class VersionView(_Open):
+class VersionView(OpenView):
     api_version: str
     kneo_version: str
     version: str
@@ -49,7 +45,7 @@ class VersionView(_Open):
     schema_head: str | None = None
 
 
-class AuditEventView(_Open):
+class AuditEventView(OpenView):
     """One audit event (``metadata``/``occurred_at``: ``payload``/``created_at`` again)."""
 
     id: str
@@ -76,23 +72,23 @@ class NotificationList(_Listing):
     unrouted_events: int | None = None
 
 
-class NotificationRetry(_Open):
+class NotificationRetry(OpenView):
     retried: int = Field(description="Dead notifications queued again.")
 
 
-class EnvironmentPolicyList(_Open):
+class EnvironmentPolicyList(OpenView):
     policies: dict[str, dict[str, Any]]
     count: int
     total: int | None = None
 
 
-class EnvironmentPolicyView(_Open):
+class EnvironmentPolicyView(OpenView):
     environment: str
     policy: dict[str, Any]
     previous_policy: dict[str, Any] | None = Field(None, description="After a replace.")
 
 
-class TraceEventView(_Open):
+class TraceEventView(OpenView):
     sequence: int
     event_type: str
     step_id: str | None
@@ -107,7 +103,7 @@ class TraceList(_Listing):
     events: list[TraceEventView]
 
 
-class CheckpointView(_Open):
+class CheckpointView(OpenView):
     sequence: int
     type: str
     step_id: str | None
@@ -126,7 +122,7 @@ class CheckpointList(_Listing):
     sort_order: str | None = None
 
 
-class CheckpointDiff(_Open):
+class CheckpointDiff(OpenView):
     run_id: str
     from_sequence: int
     to_sequence: int
@@ -136,7 +132,7 @@ class CheckpointDiff(_Open):
     changed: list[dict[str, Any]]
 
 
-class RecoveryView(_Open):
+class RecoveryView(OpenView):
     """What a failed or stopped run would do next (``kneo runs recovery``)."""
 
     run_id: str
@@ -148,19 +144,19 @@ class RecoveryView(_Open):
     completed_steps: list[str] = Field(default_factory=list)
 
 
-class ReplayView(_Open):
+class ReplayView(OpenView):
     run_id: str
     status: str
     timeline: list[dict[str, Any]]
     pending_human_request_id: str | None = None
 
 
-class PolicyReportView(_Open):
+class PolicyReportView(OpenView):
     valid: bool
     report: dict[str, Any] | None = None
 
 
-class DiagnosticView(_Open):
+class DiagnosticView(OpenView):
     code: str
     severity: str
     path: str | None = None
@@ -172,14 +168,14 @@ class SpecValidation(PolicyReportView):
     diagnostics: list[DiagnosticView] = Field(default_factory=list)
 
 
-class SpecCompilation(_Open):
+class SpecCompilation(OpenView):
     ok: bool
     compiled: bool | None = None
     environment: str | None = None
     workflow: dict[str, Any] | None = None
 
 
-class SpecExplanation(_Open):
+class SpecExplanation(OpenView):
     valid: bool
     environment: str | None = None
     workflow: dict[str, Any] | None = None
@@ -187,13 +183,13 @@ class SpecExplanation(_Open):
     explanation: dict[str, Any] | None = None
 
 
-class CredentialsView(_Open):
+class CredentialsView(OpenView):
     """Which credentials the service could use: names and presence, never values."""
 
     inventory: dict[str, Any]
 
 
-class ProjectView(_Open):
+class ProjectView(OpenView):
     name: str
     status: str
     created_at: str | None
@@ -201,12 +197,12 @@ class ProjectView(_Open):
     definition: dict[str, Any] | None = Field(None, description="For an administrator.")
 
 
-class ProjectList(_Open):
+class ProjectList(OpenView):
     projects: list[ProjectView]
     home: str | None = Field(None, description="The caller's first project.")
 
 
-class PinView(_Open):
+class PinView(OpenView):
     revision: int
     digest: str
     reason: str | None
@@ -214,7 +210,7 @@ class PinView(_Open):
     since: str | None
 
 
-class RevisionView(_Open):
+class RevisionView(OpenView):
     """One bundle revision in one environment (its spec only where asked)."""
 
     bundle_name: str
@@ -235,7 +231,7 @@ class RevisionList(_Listing):
     revisions: list[RevisionView]
 
 
-class BundleView(_Open):
+class BundleView(OpenView):
     bundle: str
     environment: str
     active: RevisionView | None
@@ -245,7 +241,7 @@ class BundleView(_Open):
     pin: PinView | None
 
 
-class RevisionDiff(_Open):
+class RevisionDiff(OpenView):
     bundle: str
     environment: str
     from_revision: int = Field(alias="from")
@@ -259,14 +255,14 @@ class BundleGraphView(WorkflowGraphView):
     digest: str | None = None
 
 
-class PinChange(_Open):
+class PinChange(OpenView):
     bundle: str
     environment: str
     pin: PinView | None
     changed: bool | None = None
 
 
-class SuspensionChange(_Open):
+class SuspensionChange(OpenView):
     bundle: str
     environment: str
     suspended: bool
@@ -275,7 +271,7 @@ class SuspensionChange(_Open):
     changed: bool | None = None
 
 
-class RollbackAnswer(_Open):
+class RollbackAnswer(OpenView):
     """``rolled_back`` (its new revision and pin) or ``awaiting_approval`` (its task)."""
 
     status: str
@@ -288,14 +284,14 @@ class RollbackAnswer(_Open):
     pin: PinView | None = None
 
 
-class BlockedDigestView(_Open):
+class BlockedDigestView(OpenView):
     digest: str
     reason: str | None = None
     blocked_by: str | None = None
     since: str | None = None
 
 
-class BlockedDigestList(_Open):
+class BlockedDigestList(OpenView):
     blocked: list[BlockedDigestView]
     count: int
 
@@ -305,7 +301,7 @@ class BlockChange(BlockedDigestView):
     changed: bool | None = None
 
 
-class ControllerRequestView(_Open):
+class ControllerRequestView(OpenView):
     """A queued reconcile or plan: ``queued``, ``running`` or ``done`` with its result."""
 
     request_id: int
@@ -317,7 +313,7 @@ class ControllerRequestView(_Open):
     result: dict[str, Any] | None
 
 
-class ControllerStatusView(_Open):
+class ControllerStatusView(OpenView):
     name: str
     configured: bool
     leader: str | None
@@ -331,14 +327,14 @@ class ControllerStatusView(_Open):
     requests: dict[str, Any] = Field(default_factory=dict)
 
 
-class WebhookAnswer(_Open):
+class WebhookAnswer(OpenView):
     accepted: bool
     event: str | None = None
     ref: str | None = None
     request_id: int | None = Field(None, description="The queued request, when accepted.")
 
 
-class ScheduleView(_Open):
+class ScheduleView(OpenView):
     """A schedule an active revision declares: its definition, pause, last and next tick."""
 
     bundle: str
@@ -352,7 +348,7 @@ class ScheduleView(_Open):
     next_tick: str = Field(description="When it ticks next (ISO 8601, UTC).")
 
 
-class ScheduleTickView(_Open):
+class ScheduleTickView(OpenView):
     tick: str = Field(description="The instant it stands for (ISO 8601).")
     status: str = Field(description="started, skipped, failed, ...")
     run_id: str | None = None
@@ -365,12 +361,12 @@ class ScheduleDetail(ScheduleView):
     ticks: list[ScheduleTickView] = Field(description="Newest first.")
 
 
-class ScheduleList(_Open):
+class ScheduleList(OpenView):
     schedules: list[ScheduleView]
     count: int
 
 
-class ScheduleTrigger(_Open):
+class ScheduleTrigger(OpenView):
     """A manual trigger: the tick it recorded and the run it queued."""
 
     status: str
@@ -379,7 +375,7 @@ class ScheduleTrigger(_Open):
     detail: str | None = None
 
 
-class TriggerDelivery(_Open):
+class TriggerDelivery(OpenView):
     """An event delivered to a trigger: ``started`` (202), ``duplicate`` or ``filtered``."""
 
     status: str = Field(description="started, duplicate or filtered")

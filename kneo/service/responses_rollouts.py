@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from kneo.service.responses import OpenView
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class RolloutSummary(_Open):
+class RolloutSummary(OpenView):
     """A rollout as a listing shows it."""
 
     rollout_id: str
@@ -36,7 +34,7 @@ class RolloutSummary(_Open):
     version: int
 
 
-class RolloutList(_Open):
+class RolloutList(OpenView):
     rollouts: list[RolloutSummary]
     count: int
     total: int | None = Field(None, description="All matching rollouts (with include=counts).")
@@ -45,7 +43,7 @@ class RolloutList(_Open):
     next_cursor: str | None = Field(None, description="Pass as cursor for the next page.")
 
 
-class RolloutStepView(_Open):
+class RolloutStepView(OpenView):
     index: int
     kind: str = Field(description="set_weight, analysis or pause.")
     describe: str
