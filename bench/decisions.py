@@ -18,7 +18,9 @@ after ``--idle`` seconds of quiet (the worker waits in its poll, as on an idle s
 code before it can be measured alike: ``--code`` names the checkout whose ``kneo`` the
 processes run). Printed per shape, p50 and p95 in ms: the answer (the client's wall time of
 the ``200``), and decision to continuation start (the run's ``run_resumed`` trace event,
-stamped in the decision's transaction, to the worker's ``run_claimed``). PostgreSQL with
+stamped in the decision's transaction, to the worker's ``run_claimed``; on one box, where the
+decision writes the take-over itself when its worker is idle, both are in one commit and the
+start shows only the decisions that went through the queue). PostgreSQL with
 ``--pg`` or ``KNEO_TEST_DATABASE_URL``, else SQLite; the worker polls every 0.5 s (the
 default), so a worker that is not woken shows it.
 """

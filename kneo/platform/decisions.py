@@ -48,13 +48,13 @@ from kneo.platform.bundles import resume_promotion
 from kneo.platform.child_links import CHILD_ACTOR
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
-from kneo.platform.handoff import HandOff
+from kneo.platform.handoff import HandOff, LocalWorker, executor
 from kneo.platform.idempotency import idempotent
 from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult
 from kneo.platform.tasks import next_expiry, resolved_entry
 from kneo.settings import Settings
-from kneo.store import ContinuationRecord, RunRecord, Store, Transaction
+from kneo.store import ContinuationRecord, QueueRecord, RunRecord, Store, Transaction
 
 if TYPE_CHECKING:
     from kneo.controller.watch import Triggerable
@@ -96,6 +96,10 @@ def legacy_decision(
     return Decision(request_id, decision, content, selected_option)
 
 
+#: a run handed to this process's worker in its decision's transaction, and its queue record
+Given = tuple[LocalWorker, QueueRecord]
+
+
 @dataclass(kw_only=True, eq=False, repr=False)
 class Decisions:
     """The decisions on human tasks: resume (a run's request, or a GitOps promotion's
@@ -108,6 +112,8 @@ class Decisions:
     #: whether a run whose last request is decided continues on the workers (shared with
     #: :class:`~kneo.platform.runs.Runs`; :mod:`kneo.platform.handoff`)
     handoff: HandOff = field(default_factory=HandOff)
+    #: whether the project sets ``limits:`` (a run taken over takes a slot: through the queue)
+    limited: bool = field(default=False, init=False)
     #: the in-process GitOps controller a promotion decision wakes (attach_controller)
     controller: Triggerable | None = field(default=None, init=False)
     #: whether a run's environment makes its assignees binding (:mod:`.assignments`), and
@@ -293,9 +299,9 @@ class Decisions:
                     (request, self._checked(request, d, actor, now, metadata))
                     for request, d in zip(requests, decisions, strict=True)
                 ]
-                updated, remaining = self._write_decision(tx, run, cont, state, answers)
+                updated, remaining, given = self._write_decision(tx, run, cont, state, answers)
         if cont.workflow_kind != "promotion":  # committed: the run goes on
-            return self._continue(updated, cont, answers, remaining, held)
+            return self._continue(updated, cont, answers, remaining, held, given)
         if len(decisions) != 1:
             raise InvalidRequest("a promotion task takes one decision at a time", field="decisions")
         return resume_promotion(
@@ -347,10 +353,11 @@ class Decisions:
         cont: ContinuationRecord,
         state: ExecutionState,
         answers: list[tuple[HumanRequest, HumanDecision]],
-    ) -> tuple[RunRecord, list[dict[str, Any]]]:
+    ) -> tuple[RunRecord, list[dict[str, Any]], Given | None]:
         """The decisions' writes (compare-and-set on the run and the continuation): the run
         stays paused while other requests are pending, else it goes back to running. Returns
-        the updated run and the requests still pending."""
+        the updated run, the requests still pending and what is given to this process's
+        worker (:meth:`_resolve`)."""
         by_id = {request.request_id: (request, answer) for request, answer in answers}
         rollout = (run.metadata or {}).get("rollout")
         if rollout:  # counted for the rollout's analysis (kneo.store.rollouts)
@@ -366,8 +373,8 @@ class Decisions:
         ]
         decided = [_decided_event(request, answer) for request, answer in answers]
         if not remaining:
-            resolved = self._resolve(tx, run, cont, state, requests, decided, answers)
-            return tx.current(resolved), remaining
+            resolved, given = self._resolve(tx, run, cont, state, requests, decided, answers)
+            return tx.current(resolved), remaining, given
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -391,7 +398,7 @@ class Decisions:
             )
         snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
         updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
-        return tx.current(updated), remaining
+        return tx.current(updated), remaining, None
 
     def _continue(
         self,
@@ -400,17 +407,29 @@ class Decisions:
         answers: list[tuple[HumanRequest, HumanDecision]],
         remaining: list[dict[str, Any]],
         held: HeldConnection | None = None,
+        given: Given | None = None,
     ) -> RunResult:
         """After the decisions committed: the paused run's result while requests remain,
         else the run driven on from its pause (the decisions audited with its outcome; its
-        steps on ``held``, the decision's connection)."""
+        steps on ``held``, the decision's connection), or handed to a worker (``given``:
+        claimed for this process's worker, which drives it on its thread)."""
         waited = (self.clock.now() - cont.created_at).total_seconds()
         for _ in answers:
             metrics.record_human_wait(waited, project=self.store.project)
         if remaining:
             return self.driver.result(updated)
+        if given is not None:
+            worker, record = given
+            trace = cont.context.get("trace")
+
+            def execute(_run_id: str) -> RunResult:
+                workflow = self.driver.workflow_for(updated)
+                resumed_from = trace if isinstance(trace, Mapping) else None
+                return self.driver.drive(updated, workflow, leased=True, resumed_from=resumed_from)
+
+            worker.give(record, self.driver.owner, execute)
+            return replace(self.driver.result(updated), handed_off=True)
         if phase_of(updated) is RunStatus.HANDED:  # queued for a worker in the decision's commit
-            self.handoff.woken()
             self.store.wakeups.queued(updated.run_id)
             return replace(self.driver.result(updated), handed_off=True)
         audits: Audits = [
@@ -440,26 +459,17 @@ class Decisions:
         requests: list[dict[str, Any]],
         decided: list[dict[str, Any]],
         answers: list[tuple[HumanRequest, HumanDecision]],
-    ) -> RunRecord:
-        """The last pending request decided: the run goes back to running, the continuation
-        is resolved, and the run is traced as resumed. Without workers this process executes
-        it and takes its lease here (a paused run has no other executor); with workers the
-        run is queued instead, marked for the worker that claims it, and the decisions are
-        audited now (no outcome here to audit them with). The run's update comes last: the
-        lease and the events' counters go with it."""
+    ) -> tuple[RunRecord, Given | None]:
+        """The last pending request decided: the run goes back to running (where:
+        :meth:`_go_on`), the continuation is resolved, and the run is traced as resumed.
+        With workers the decisions are audited now (no outcome here to audit them with).
+        The run's update comes last: the lease and the events' counters go with it."""
         snapshot = state.snapshot()
         resumed: dict[str, Any] = {"continuation_id": cont.continuation_id}
-        action = "resume the run"
+        events: list[dict[str, Any]] = [{"event_type": "run_resumed", "payload": resumed}]
+        status, given = self._go_on(tx, run, cont, snapshot, events)
         if self.handoff.enabled:
-            marker = {
-                "kind": "decision",
-                "continuation_id": cont.continuation_id,
-                "at": utc_iso(self.clock.now()),
-                **({"trace": cont.context["trace"]} if cont.context.get("trace") else {}),
-            }
-            status = hand_off(run, snapshot, marker, action=action)
             resumed["handed_off"] = True
-            tx.enqueue(run.run_id)
             for request, answer in answers:
                 tx.add_audit(
                     "human.decision",
@@ -472,9 +482,6 @@ class Decisions:
                         "handed_off": True,
                     },
                 )
-        else:
-            status = transition(run.status, RunStatus.RUNNING, action=action)
-            tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -486,15 +493,46 @@ class Decisions:
             expected_version=cont.version,
             same_requests=True,
         )
-        tx.add_trace_events(
-            run.run_id, [*decided, {"event_type": "run_resumed", "payload": resumed}]
-        )
-        return tx.update_run(
+        tx.add_trace_events(run.run_id, [*decided, *events])
+        updated = tx.update_run(
             run.run_id,
             expected_version=run.version,
             state=snapshot,
             status=status,
         )
+        return updated, given
+
+    def _go_on(
+        self,
+        tx: Transaction,
+        run: RunRecord,
+        cont: ContinuationRecord,
+        snapshot: dict[str, Any],
+        events: list[dict[str, Any]],
+    ) -> tuple[str, Given | None]:
+        """Where the resolved run goes on, written in the decision's transaction: queued and
+        marked for whichever worker claims it, or executed by this process under its lease,
+        in the caller or claimed for this process's idle worker (``run_claimed`` added to
+        ``events``). The run's new status, and what is given to that worker."""
+        action = "resume the run"
+        taker = None if self.limited else self.handoff.taker()
+        if self.handoff.enabled and taker is None:
+            marker = {
+                "kind": "decision",
+                "continuation_id": cont.continuation_id,
+                "at": utc_iso(self.clock.now()),
+                **({"trace": cont.context["trace"]} if cont.context.get("trace") else {}),
+            }
+            tx.enqueue(run.run_id)
+            return hand_off(run, snapshot, marker, action=action), None
+        status = transition(run.status, RunStatus.RUNNING, action=action)
+        tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
+        if taker is None:
+            return status, None
+        record = tx.enqueue(run.run_id, leased_to=(taker.owner, taker.lease_seconds))
+        claimed = {**executor(self.driver.owner), "handed_off": "decision"}
+        events.append({"event_type": "run_claimed", "payload": claimed})
+        return status, (taker, record)
 
 
 def _pending(

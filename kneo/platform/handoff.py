@@ -12,6 +12,15 @@ enqueues the run; a worker claims the record and takes the run over from there
 (``RunResult.handed_off``); the service answers ``202`` or waits as the caller asked
 (``Prefer: wait=N``, :func:`settled`).
 
+A decision made in a process whose own worker has an idle thread (the service's) folds the
+take-over into its transaction: the queue record is written already claimed by that worker, the
+run goes to ``running`` under this process's lease with its ``run_claimed`` event, and the
+thread is given the record in memory (:class:`LocalWorker`) and drives from there. One
+transaction instead of three (record, claim, take-over), the same durability: the record's
+lease lapses if the process dies and another worker continues the run from the decision's
+state, as it would a worker's that died mid-run. A project with ``limits:`` (a slot is taken
+in the take-over) and a process whose worker is busy hand off through the queue.
+
 Why it holds: the run is ``running`` from the decision's commit on, so a racing decision reads
 ``resource_locked`` exactly as while a request drove it; the take-over is a compare-and-set on
 the run, so of two workers holding records of one run one drives it and the other finds it
@@ -22,23 +31,53 @@ drives from the state the decision wrote, as any continue does.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from kneo.lifecycle import SETTLED
+from kneo.platform.results import RunResult
+from kneo.store import QueueRecord
+
+
+class LocalWorker(Protocol):
+    """The worker of this process, as a decision's transaction hands it a run directly."""
+
+    owner: str
+    lease_seconds: float
+
+    def idle(self) -> bool:
+        """Whether a thread waits for work that no given record has been promised to yet."""
+        ...
+
+    def give(
+        self, record: QueueRecord, lease_owner: str, execute: Callable[[str], RunResult]
+    ) -> None:
+        """Execute ``record`` (claimed for this worker in a committed transaction) on a
+        thread: ``execute`` drives its run, whose lease ``lease_owner`` holds."""
+        ...
 
 
 @dataclass(eq=False)
 class HandOff:
-    """Whether continuations go to the workers (``enabled``), and how to wake a worker of this
-    process at once (``wake``; workers elsewhere find the record at their next poll)."""
+    """Whether continuations go to the workers (``enabled``), and the worker of this process
+    a decision may hand its run to in its own transaction (``local``)."""
 
     enabled: bool = False
-    wake: Callable[[], None] | None = None
+    local: LocalWorker | None = None
 
-    def woken(self) -> None:
-        if self.wake is not None:
-            self.wake()
+    def taker(self) -> LocalWorker | None:
+        """This process's worker when one of its threads is idle, else ``None`` (the queue)."""
+        local = self.local
+        return local if self.enabled and local is not None and local.idle() else None
+
+
+def executor(owner: str) -> dict[str, Any]:
+    """Who executes a run from here on, as its trace records it: the owner name (host, PID
+    and a nonce), and the host and PID on their own."""
+    return {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()}
 
 
 def settled(status: str) -> bool:

@@ -217,6 +217,7 @@ class PlatformManager:
             store=self.store, clock=self.clock, settings=self.settings, driver=self.driver
         )
         self.decisions.handoff = self.handoff
+        self.decisions.limited = self.admission.limits is not None
         self.decisions.assign_by(project.config if project is not None else None)
         self.inbox = Inbox(
             store=self.store,

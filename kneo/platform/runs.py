@@ -9,8 +9,6 @@ compare-and-set transaction through :func:`kneo.lifecycle.transition`.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -26,7 +24,7 @@ from kneo.kernel.code import load_code
 from kneo.lifecycle import RunStatus, hand_off, handoff_of, phase_of, take_over, transition
 from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
-from kneo.platform.handoff import HandOff
+from kneo.platform.handoff import HandOff, executor
 from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
@@ -330,7 +328,6 @@ class Runs:
         workflow = None if queue else self.driver.workflow_for(run)
         updated = self._restart(run, queue=queue, actor=actor, metadata=metadata)
         if workflow is None:
-            self.handoff.woken()
             self.store.wakeups.queued(run_id)
             return replace(self.driver.result(updated), handed_off=True)
         return self.driver.drive(updated, workflow)
@@ -358,7 +355,7 @@ class Runs:
             event["handed_off"] = True
         else:
             status = transition(phase_of(run), RunStatus.RUNNING, action=action)
-            event |= _executor(self.driver.owner)
+            event |= executor(self.driver.owner)
         if metadata:  # a trace row is written as given: redacted here (audit rows are)
             event["metadata"] = redact_mapping(dict(metadata))
         with self.store.transaction() as tx:
@@ -406,7 +403,7 @@ class Runs:
         workflow = self.driver.workflow_for(run)
         state = ExecutionState(run.state).snapshot()
         status = take_over(run, state, action="continue the run")
-        claimed = {**_executor(self.driver.owner), "handed_off": marker.get("kind")}
+        claimed = {**executor(self.driver.owner), "handed_off": marker.get("kind")}
         if actor is not None:
             claimed["actor"] = actor
         with self.store.transaction() as tx:
@@ -490,9 +487,3 @@ def _check_continuable(run: RunRecord) -> None:
         raise IllegalTransition(
             f"cannot continue run {run.run_id}: it is {run.status}", current_status=run.status
         )
-
-
-def _executor(owner: str) -> dict[str, Any]:
-    """Who executes a run from here on, as its trace records it: the owner name (host, PID
-    and a nonce), and the host and PID on their own."""
-    return {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()}

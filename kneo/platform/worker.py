@@ -7,7 +7,9 @@ library's, one thread) all run it. It sits in the application layer, below the e
 start it, and needs of the platform only :class:`WorkerPlatform`. ``run_once`` processes at
 most one record; tests drive it directly. The claim is every project's: each record is
 executed, continued, cancelled or failed through its own project's manager
-(:class:`~kneo.platform.directory.ProjectDirectory`).
+(:class:`~kneo.platform.directory.ProjectDirectory`). A decision of this process may give an
+idle thread a record it claimed for this worker in its own transaction (:meth:`Worker.give`,
+:mod:`kneo.platform.handoff`): run before the next claim, settled like any claimed record.
 
 How a claimed record is settled, by what happened:
 
@@ -34,6 +36,7 @@ graceful stop with the run still in flight     lease and run lock released: anot
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -78,6 +81,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 #: Backoff before a run that met a database outage is tried again: 1, 2, 4 ... seconds.
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
+#: what executes a claimed record's run (given its id) to an outcome
+Execute = Callable[[str], RunResult]
 
 
 def retry_delay(attempt: int) -> float:
@@ -136,8 +141,12 @@ class Worker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
-        #: claimed records, each with the manager of its project (whose lease its run holds)
-        self._inflight: dict[int, tuple[QueueRecord, WorkerPlatform]] = {}
+        #: claimed records, each with the owner of its run's lease (its project's manager's)
+        self._inflight: dict[int, tuple[QueueRecord, str]] = {}
+        #: records a decision of this process claimed for this worker (:meth:`give`), not
+        #: yet started, and how many threads wait for work
+        self._given: collections.deque[tuple[QueueRecord, str, Execute]] = collections.deque()
+        self._idle = 0
         #: the projects whose records this worker claims and executes (kneo.platform.directory)
         self.directory = ProjectDirectory(manager)
         self._slots = ProjectSlots(self.directory, self.store, refresh=self.poll_seconds)
@@ -190,13 +199,27 @@ class Worker:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
         self._leases.stop()  # what is still in flight is handed over: its leases released
-        return self._hand_over() if self._threads else []
+        return self._hand_over()
 
     def is_alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def notify(self) -> None:
         """Something was enqueued: skip the rest of the poll interval."""
+        self._wake.set()
+
+    def idle(self) -> bool:
+        """Whether a thread waits for work that no given record is promised to yet
+        (:class:`~kneo.platform.handoff.LocalWorker`)."""
+        with self._lock:
+            return not self._stop.is_set() and self._idle > len(self._given)
+
+    def give(self, record: QueueRecord, lease_owner: str, execute: Execute) -> None:
+        """Execute ``record``, claimed for this worker in a decision's committed transaction,
+        on the next free thread: ``execute`` drives its run (whose lease ``lease_owner``
+        holds), settled as a claimed record is. Given while stopping, it is handed over."""
+        with self._lock:
+            self._given.append((record, lease_owner, execute))
         self._wake.set()
 
     def in_flight(self) -> list[str]:
@@ -214,23 +237,41 @@ class Worker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                worked = self.run_once()
+                worked = self._run_given() or self.run_once()
             except Exception:  # the database blinked: log, back off, keep going
                 log.exception("worker %s: claim failed", self.owner)
                 worked = False
             if not worked:
-                self._wake.wait(self.poll_seconds)
-                self._wake.clear()
+                with self._lock:
+                    self._idle += 1
+                    waiting = not self._given
+                if waiting:
+                    self._wake.wait(self.poll_seconds)
+                    self._wake.clear()
+                with self._lock:
+                    self._idle -= 1
+
+    def _run_given(self) -> bool:
+        """Execute the oldest record given to this worker (:meth:`give`), if any."""
+        with self._lock:
+            if not self._given or self._stop.is_set():
+                return False
+            record, lease_owner, execute = self._given.popleft()
+        self._run(self.directory.manager(record.project_id), record, lease_owner, execute)
+        with self._lock:
+            self.processed += 1
+        return True
 
     def _hand_over(self) -> list[str]:
         with self._lock:
-            records = list(self._inflight.values())
+            records = [*self._inflight.values(), *((r, o) for r, o, _ in self._given)]
             self._inflight.clear()
+            self._given.clear()
         handed: list[str] = []
-        for record, manager in records:
+        for record, lease_owner in records:
             with contextlib.suppress(Exception):  # best effort: the lease lapses anyway
                 self.store.queue.release(record.queue_id, self.owner)
-                self.store.queue.release_run_lease(record.run_id, manager.owner)
+                self.store.queue.release_run_lease(record.run_id, lease_owner)
             handed.append(record.run_id)
             log.warning(
                 "worker %s: handed over run %s still in flight at shutdown",
@@ -303,8 +344,14 @@ class Worker:
             if run.status == "queued"
             else functools.partial(manager.continue_run, hand_off=False, run=run)
         )
+        self._run(manager, record, manager.owner, execute)
+
+    def _run(
+        self, manager: WorkerPlatform, record: QueueRecord, lease_owner: str, execute: Execute
+    ) -> None:
+        """Execute a claimed record's run, its lease renewed meanwhile, and settle it."""
         with self._lock:
-            self._inflight[record.queue_id] = (record, manager)
+            self._inflight[record.queue_id] = (record, lease_owner)
         try:
             with self._leases.holding(record.queue_id):
                 self._execute(manager, record, execute)
@@ -313,9 +360,7 @@ class Worker:
                 self._inflight.pop(record.queue_id, None)
             self._slots.ended(record.project_id)
 
-    def _execute(
-        self, manager: WorkerPlatform, record: QueueRecord, execute: Callable[[str], RunResult]
-    ) -> None:
+    def _execute(self, manager: WorkerPlatform, record: QueueRecord, execute: Execute) -> None:
         try:
             outcome = execute(record.run_id)
         except ProjectLimitReached:

@@ -292,6 +292,7 @@ def _lifespan(
         was = handoff.enabled if handoff is not None else None
         if handoff is not None:
             handoff.enabled = on_workers
+            handoff.local = worker  # a decision may give its run straight to an idle thread
         runner = None
         if controller is not None:
             if manager is not None:
@@ -314,7 +315,7 @@ def _lifespan(
             if worker is not None:
                 worker.stop(timeout=WORKER_DRAIN_SECONDS)
             if handoff is not None and was is not None:
-                handoff.enabled = was
+                handoff.enabled, handoff.local = was, None
             if owned is not None:
                 owned.close()
                 app.state.manager = None

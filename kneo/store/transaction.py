@@ -232,14 +232,22 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._insert_checkpoints([values])
         return row_records.checkpoint(values)
 
-    def enqueue(self, run_id: str, *, available_at: datetime | None = None) -> QueueRecord:
-        """Queue a run for a worker (commits with the rest of the transaction)."""
+    def enqueue(
+        self,
+        run_id: str,
+        *,
+        available_at: datetime | None = None,
+        leased_to: tuple[str, float] | None = None,
+    ) -> QueueRecord:
+        """Queue a run for a worker (commits with the rest of the transaction); ``leased_to``
+        (owner, seconds): written already claimed by that worker, as its claim would have."""
+        owner, seconds = leased_to if leased_to is not None else (None, 0.0)
         values = {
             "run_id": run_id,
-            "status": "queued",
-            "attempts": 0,
-            "lease_owner": None,
-            "lease_expires_at": None,
+            "status": "queued" if owner is None else "leased",
+            "attempts": 0 if owner is None else 1,
+            "lease_owner": owner,
+            "lease_expires_at": None if owner is None else self.now + timedelta(seconds=seconds),
             "error": None,
             "available_at": available_at or self.now,
             "created_at": self.now,

@@ -153,6 +153,93 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         worker_side.store.close()
 
 
+def test_an_idle_worker_of_this_process_is_given_the_run_in_the_decisions_transaction(
+    project: Path, db_url: str
+) -> None:
+    """The service's shape: the decision's one transaction writes what the worker's claim and
+    take-over would (the record claimed by the worker, the run ``running`` under this
+    process's lease, ``run_claimed``), and the worker's idle thread drives it from there."""
+    api = open_manager(project, db_url)
+    api.handoff.enabled = True
+    worker = Worker(api, poll_seconds=60)  # started below: nothing claims the record meanwhile
+    worker.idle = lambda: True  # type: ignore[method-assign]  # a thread about to wait
+    api.handoff.local = worker
+    try:
+        paused = api.run_from_spec(input_text="g1 go", spec_path=project / "human.yaml")
+        done = api.resume(str(paused.continuation_id), Decision(str(paused.request_id), "approved"))
+        assert done.handed_off and done.status == "running"
+        run = api.store.runs.get_run(paused.run_id)
+        assert run.status == "running" and HANDOFF_KEY not in run.state  # taken over already
+        assert api.store.queue.run_lease(paused.run_id).owner == api.owner
+        [record] = api.store.queue.queue_records_for_run(paused.run_id)
+        assert (record.status, record.lease_owner, record.attempts) == ("leased", worker.owner, 1)
+        [claimed] = _trace(api, paused.run_id, "run_claimed")
+        assert claimed["owner"] == api.owner and claimed["pid"] == os.getpid()
+        assert claimed["handed_off"] == "decision"
+        kinds = [e.event_type for e in api.store.runs.list_trace(paused.run_id, limit=500).items]
+        assert kinds.index("run_claimed") == kinds.index("run_resumed") + 1  # one commit
+        assert step_counts(project)[("g1", "s2")] == 0
+
+        del worker.idle  # the real count of waiting threads from here on
+        worker.start()  # its thread runs what it was given before it looks at the queue
+        wait_for(lambda: api.store.runs.get_run(paused.run_id).status == "succeeded", 10, "the run")
+        assert [step_counts(project)[("g1", s)] for s in ("s1", "s2")] == [1, 1]
+        [record] = api.store.queue.queue_records_for_run(paused.run_id)
+        assert (record.status, record.attempts) == ("completed", 1)
+        assert api.store.queue.run_lease(paused.run_id) is None  # given back with the outcome
+        wait_for(worker.idle, 10, "the worker's thread waiting for work")
+        worker.stop()
+        assert not worker.idle()
+        later = api.run_from_spec(input_text="g2 go", spec_path=project / "human.yaml")
+        queued = api.resume(str(later.continuation_id), Decision(str(later.request_id), "approved"))
+        assert queued.handed_off  # a stopped worker is given nothing: the queue, marked
+        assert api.store.runs.get_run(later.run_id).state[HANDOFF_KEY]["kind"] == "decision"
+    finally:
+        worker.stop()
+        api.store.close()
+
+
+def test_a_run_given_to_a_stopping_worker_is_handed_over(project: Path, db_url: str) -> None:
+    """Given but not started when the worker stops: its record and the run's lease are
+    released, and another worker continues the run from the decision, once."""
+    api = open_manager(project, db_url)
+    api.handoff.enabled = True
+    idle = Worker(api, poll_seconds=60)
+    idle.idle = lambda: True  # type: ignore[method-assign]  # a thread about to wait
+    api.handoff.local = idle
+    other = open_manager(project, db_url)
+    try:
+        paused = api.run_from_spec(input_text="h1 go", spec_path=project / "human.yaml")
+        api.resume(str(paused.continuation_id), Decision(str(paused.request_id), "approved"))
+        assert api.store.queue.run_lease(paused.run_id) is not None  # taken over, not started
+        assert idle.stop(timeout=1) == [paused.run_id]
+        assert api.store.queue.run_lease(paused.run_id) is None
+        assert Worker(other).run_once()
+        assert other.store.runs.get_run(paused.run_id).status == "succeeded"
+        assert [step_counts(project)[("h1", s)] for s in ("s1", "s2")] == [1, 1]
+    finally:
+        api.store.close()
+        other.store.close()
+
+
+def test_a_project_with_limits_hands_its_decisions_to_the_queue(project: Path, db_url: str) -> None:
+    """A take-over takes one of the project's ``max_running_runs`` slots, which only the
+    worker's own take-over counts: a project with ``limits:`` is never given directly."""
+    api = open_manager(project, db_url)
+    api.handoff.enabled = True
+    idle = Worker(api, poll_seconds=60)
+    idle.idle = lambda: True  # type: ignore[method-assign]
+    api.handoff.local = idle
+    api.decisions.limited = True  # (what a project's limits: set; tests/projects try them)
+    try:
+        paused = api.run_from_spec(input_text="l1 go", spec_path=project / "human.yaml")
+        api.resume(str(paused.continuation_id), Decision(str(paused.request_id), "approved"))
+        assert api.store.runs.get_run(paused.run_id).state[HANDOFF_KEY]["kind"] == "decision"
+        assert idle.stop(timeout=1) == []  # nothing was given
+    finally:
+        api.store.close()
+
+
 def test_a_continue_queues_the_run_once_and_stores_its_metadata(project: Path, db_url: str) -> None:
     api = open_manager(project, db_url)
     api.handoff.enabled = True

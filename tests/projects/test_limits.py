@@ -80,6 +80,10 @@ def test_a_project_at_max_running_runs_refuses_a_start_that_would_execute(
     teams_service: ServiceFactory,
 ) -> None:
     service = teams_service({"team-a": {"limits": {"max_running_runs": 1}}})
+    # a decision's run goes to the queue, whose take-over takes a slot, never straight to a
+    # worker of the deciding process (kneo.platform.handoff)
+    managers = service.manager.for_project
+    assert managers("team-a").decisions.limited and not managers("team-b").decisions.limited
     elsewhere = _executing(service, "team-a")
     _refused(service.start("a-op", DRAFT), "max_running_runs")
     assert service.start("b-op", DRAFT).json()["status"] == "succeeded"
