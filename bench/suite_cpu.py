@@ -1,0 +1,80 @@
+"""Where the test suite's CPU goes: seconds per test file, in the test process and in the
+processes it started and waited for (``RUSAGE_CHILDREN``: servers, CLIs, workers, builds).
+
+CI is bound by CPU, not by waiting (both cores ~94 % busy through a run), so this, not wall
+time under contention, says which tests cost the run its minutes. A pytest plugin while the
+suite runs, then a report::
+
+    PYTHONPATH=bench python -m pytest -n auto -p suite_cpu
+    python bench/suite_cpu.py [--top 40]
+
+Each test's line goes to ``$KNEO_SUITE_CPU_LOG`` (default: ``suite_cpu.jsonl`` in the
+temporary directory; appended, so remove it before a new run). A module's fixtures count in
+its first test. Not counted: collection, processes nobody waited for, and the database
+server's own work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LOG = Path(os.environ.get("KNEO_SUITE_CPU_LOG") or Path(tempfile.gettempdir()) / "suite_cpu.jsonl")
+
+
+def _cpu() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    waited = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, waited.ru_utime + waited.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    before, started = _cpu(), time.monotonic()
+    yield
+    after = _cpu()
+    line = {
+        "test": item.nodeid.split("@")[0],
+        "self": round(after[0] - before[0], 3),
+        "children": round(after[1] - before[1], 3),
+        "wall": round(time.monotonic() - started, 3),
+    }
+    with LOG.open("a") as log:
+        log.write(json.dumps(line) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--top", type=int, default=40, help="files to list")
+    args = parser.parse_args()
+    rows: list[dict[str, Any]] = [json.loads(line) for line in LOG.read_text().splitlines()]
+    own: collections.Counter[str] = collections.Counter()
+    waited: collections.Counter[str] = collections.Counter()
+    for row in rows:
+        name = row["test"].split("::")[0]
+        own[name] += row["self"]
+        waited[name] += row["children"]
+    total = own + waited
+    print(
+        f"{len(rows)} tests: {sum(total.values()):.0f} CPU-s "
+        f"({sum(own.values()):.0f} in the test processes, {sum(waited.values()):.0f} in theirs)"
+    )
+    print("| file | CPU-s | in the test | in its processes |\n|---|---|---|---|")
+    for name, seconds in total.most_common(args.top):
+        print(f"| {name} | {seconds:.1f} | {own[name]:.1f} | {waited[name]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
