@@ -48,7 +48,7 @@ from kneo.platform.bundles import resume_promotion
 from kneo.platform.child_links import CHILD_ACTOR
 from kneo.platform.deadlines import refuse_late, swept_late
 from kneo.platform.driver import Audits, RunDriver
-from kneo.platform.handoff import HandOff, LocalWorker, executor
+from kneo.platform.handoff import HandOff, LocalWorker, claimed_event
 from kneo.platform.idempotency import idempotent
 from kneo.platform.recipients import load_people
 from kneo.platform.results import RunResult
@@ -530,8 +530,7 @@ class Decisions:
         if taker is None:
             return status, None
         record = tx.enqueue(run.run_id, leased_to=(taker.owner, taker.lease_seconds))
-        claimed = {**executor(self.driver.owner), "handed_off": "decision"}
-        events.append({"event_type": "run_claimed", "payload": claimed})
+        events.append(claimed_event(self.driver.owner, "decision"))
         return status, (taker, record)
 
 

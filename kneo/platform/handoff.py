@@ -80,6 +80,16 @@ def executor(owner: str) -> dict[str, Any]:
     return {"owner": owner, "host": socket.gethostname(), "pid": os.getpid()}
 
 
+def claimed_event(owner: str, kind: object, actor: str | None = None) -> dict[str, Any]:
+    """The ``run_claimed`` trace event of a take-over: who executes the run from here on
+    (:func:`executor`), after which kind of hand-off (``decision``, ``continue``), and whose
+    request it was when one is named."""
+    payload = {**executor(owner), "handed_off": kind}
+    if actor is not None:
+        payload["actor"] = actor
+    return {"event_type": "run_claimed", "payload": payload}
+
+
 def settled(status: str) -> bool:
     """Whether a run in ``status`` has stopped moving on its own (paused or ended)."""
     return status in SETTLED

@@ -24,7 +24,7 @@ from kneo.kernel.code import load_code
 from kneo.lifecycle import RunStatus, hand_off, handoff_of, phase_of, take_over, transition
 from kneo.platform.admission import RunAdmission
 from kneo.platform.driver import RunDriver
-from kneo.platform.handoff import HandOff, executor
+from kneo.platform.handoff import HandOff, claimed_event, executor
 from kneo.platform.inspect import owner_alive
 from kneo.platform.journal import checkpoint_payload
 from kneo.platform.preparation import PreparedSpec, RunRequest, SpecPreparation, create_run
@@ -403,9 +403,7 @@ class Runs:
         workflow = self.driver.workflow_for(run)
         state = ExecutionState(run.state).snapshot()
         status = take_over(run, state, action="continue the run")
-        claimed = {**executor(self.driver.owner), "handed_off": marker.get("kind")}
-        if actor is not None:
-            claimed["actor"] = actor
+        claimed = claimed_event(self.driver.owner, marker.get("kind"), actor)
         with self.store.transaction() as tx:
             self.admission.take_slot(tx)  # the project's max_running_runs, when it has one
             updated = tx.update_run(
@@ -414,7 +412,7 @@ class Runs:
                 status=status,
                 state=state,
             )
-            tx.add_trace_events(run.run_id, [{"event_type": "run_claimed", "payload": claimed}])
+            tx.add_trace_events(run.run_id, [claimed])
             tx.take_run_lease(run.run_id, self.driver.owner, self.driver.lease_seconds)
             updated = tx.current(updated)
         trace = marker.get("trace")
