@@ -43,6 +43,7 @@ from kneo.store import tables as t
 from kneo.store.audit_log import AuditFacet
 from kneo.store.base import (
     Facet,
+    HeldSpecs,
     StoreBase,
     check_order,
     check_page,
@@ -407,8 +408,8 @@ class Store(StoreBase):
         self.dialect = dialect
         self.settings = settings
         self.clock = clock
-        #: ``specs`` digests committed through this store (see :meth:`hold_specs`)
-        self.specs_held: set[str] = set()
+        #: ``specs`` digests committed through this store
+        self.specs_held = HeldSpecs()
         #: the store that owns the engine; a project's view is another Store on it
         self._root = self
         self._views: dict[int, Store] = {}
@@ -495,15 +496,6 @@ class Store(StoreBase):
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    def hold_specs(self, digests: Sequence[str]) -> None:
-        """Remember ``specs`` rows a transaction committed, so later runs of the same spec skip
-        the INSERT. Correct across processes because ``specs`` rows are content-addressed and
-        never deleted (retention prunes runs, not specs); bounded, a full set starts over."""
-        if digests:
-            if len(self.specs_held) >= 4096:
-                self.specs_held.clear()
-            self.specs_held.update(digests)
 
     # -- plumbing ---------------------------------------------------------------------
     def transaction(

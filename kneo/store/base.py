@@ -40,13 +40,34 @@ class StoreHandle(Protocol):
     dialect: StoreDialect
     settings: Settings
     clock: Clock
-    specs_held: set[str]
+    specs_held: HeldSpecs
     #: the database's wake-ups (a committed notification event wakes the dispatcher)
     wakeups: Wakeups
     #: the project the store is a view of: what its transactions write and read
     project_id: int
 
-    def hold_specs(self, digests: Sequence[str]) -> None: ...
+
+class HeldSpecs:
+    """The ``specs`` digests committed through a store, so later runs of the same spec skip
+    the INSERT. Correct across processes because ``specs`` rows are content-addressed and
+    never deleted (retention prunes runs, not specs); bounded: a full set starts over."""
+
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        self._digests: set[str] = set()
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._digests
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def hold(self, digests: Sequence[str]) -> None:
+        """Remember ``digests``, which a transaction has just committed."""
+        if len(self._digests) >= self.LIMIT:
+            self._digests.clear()
+        self._digests.update(digests)
 
 
 class StoreBase:

@@ -428,7 +428,7 @@ class TransactionScope:
             self._rolled_back(failure)
             raise
         if tx._new_specs:
-            self._store.hold_specs(tx._new_specs)
+            self._store.specs_held.hold(tx._new_specs)
         if tx.outbox_written:
             self._store.wakeups.outbox_written()
         try:

@@ -38,6 +38,8 @@ from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, w
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 from svc_helpers import LiveServer
 
+from tests.queue_records import queue_records
+
 #: s1, a person's approval, an agent (one dummy model call), s2
 AGENT_AFTER_APPROVAL = {
     "version": "v1",
@@ -116,9 +118,7 @@ def test_a_decision_queues_the_run_and_a_worker_takes_it_over(project: Path, db_
         assert [r["run_id"] for r in listed["runs"]] == [run.run_id] and listed["total"] == 1
         assert listed["runs"][0]["status"] == "running"
         assert api.store.queue.run_lease(paused.run_id) is None  # nobody executes it yet
-        queued = [
-            r for r in api.store.queue.queue_records_for_run(run.run_id) if r.status == "queued"
-        ]
+        queued = [r for r in queue_records(api.store, run.run_id) if r.status == "queued"]
         assert len(queued) == 1
         assert step_counts(project)[("d1", "s2")] == 0  # nothing after the decision ran here
         [audit] = api.store.audit.list_audit(
@@ -171,7 +171,7 @@ def test_an_idle_worker_of_this_process_is_given_the_run_in_the_decisions_transa
         run = api.store.runs.get_run(paused.run_id)
         assert run.status == "running" and HANDOFF_KEY not in run.state  # taken over already
         assert api.store.queue.run_lease(paused.run_id).owner == api.owner
-        [record] = api.store.queue.queue_records_for_run(paused.run_id)
+        [record] = queue_records(api.store, paused.run_id)
         assert (record.status, record.lease_owner, record.attempts) == ("leased", worker.owner, 1)
         [claimed] = _trace(api, paused.run_id, "run_claimed")
         assert claimed["owner"] == api.owner and claimed["pid"] == os.getpid()
@@ -184,7 +184,7 @@ def test_an_idle_worker_of_this_process_is_given_the_run_in_the_decisions_transa
         worker.start()  # its thread runs what it was given before it looks at the queue
         wait_for(lambda: api.store.runs.get_run(paused.run_id).status == "succeeded", 10, "the run")
         assert [step_counts(project)[("g1", s)] for s in ("s1", "s2")] == [1, 1]
-        [record] = api.store.queue.queue_records_for_run(paused.run_id)
+        [record] = queue_records(api.store, paused.run_id)
         assert (record.status, record.attempts) == ("completed", 1)
         assert api.store.queue.run_lease(paused.run_id) is None  # given back with the outcome
         wait_for(worker.idle, 10, "the worker's thread waiting for work")
@@ -253,7 +253,7 @@ def test_a_continue_queues_the_run_once_and_stores_its_metadata(project: Path, d
         first = api.continue_run(run_id, actor="ops", metadata={"reason": "db back"})
         again = api.continue_run(run_id, actor="ops", metadata={"reason": "impatient"})
         assert first.handed_off and again.handed_off and again.status == "running"
-        queued = [r for r in api.store.queue.queue_records_for_run(run_id) if r.status == "queued"]
+        queued = [r for r in queue_records(api.store, run_id) if r.status == "queued"]
         assert len(queued) == 1  # the second continue found it waiting: nothing recorded
         [audit] = api.store.audit.list_audit(
             AuditQuery(event_type="run.continued", run_id=run_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kneo.clock import ManualClock
 from kneo.errors import DatabaseUnavailable
+from tests.queue_records import queue_records
 
 from .helpers import open_manager, wait_for
 
@@ -34,7 +35,7 @@ def _flaky(manager: Any, failures: int) -> list[str]:
 
 
 def _record(manager: Any, run_id: str) -> Any:
-    [record] = manager.store.queue.queue_records_for_run(run_id)
+    [record] = queue_records(manager.store, run_id)
     return record
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from kneo import Decision
 from kneo.store import TaskQuery
 from kneo.store import tables as t
+from tests.queue_records import queue_stats
 
 from .helpers import Procs, env_for, open_manager, step_counts, wait_for
 from .pgbouncer import pgbouncer
@@ -62,7 +63,7 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             counts = step_counts(project)
             assert len(counts) == RUNS * 3 and set(counts.values()) == {1}
             assert {key for key, _ in counts} == set(keys.values())
-            stats = store.queue.queue_stats()
+            stats = queue_stats(store)
             assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
 
             # the same statements many times over (psycopg would prepare them after 5)

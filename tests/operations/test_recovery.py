@@ -25,6 +25,7 @@ from kneo.errors import DatabaseUnavailable, ErrorCode, KneoError, NotReady, Pro
 from kneo.store import AuditQuery
 from kneo.worker import Worker
 from tests import http_calls
+from tests.queue_records import queue_records
 
 from .helpers import env_for, open_manager, wait_for
 
@@ -56,7 +57,7 @@ def test_transient_database_error_retries_the_run_with_backoff(project: Path, db
         worker = Worker(manager, lease_seconds=30.0, max_attempts=5)
         for attempt, backoff in ((1, 1.0), (2, 2.0)):
             assert worker.run_once()
-            [record] = manager.store.queue.queue_records_for_run(run_id)
+            [record] = queue_records(manager.store, run_id)
             assert (record.status, record.attempts) == ("queued", attempt)  # never completed
             assert record.available_at == clock.now() + timedelta(seconds=backoff)
             assert manager.store.runs.get_run(run_id).status == "queued"  # not failed
@@ -65,7 +66,7 @@ def test_transient_database_error_retries_the_run_with_backoff(project: Path, db
         assert worker.run_once()
         run = manager.store.runs.get_run(run_id)
         assert run.status == "succeeded" and run.output_text == "t1 1 2 3"
-        [record] = manager.store.queue.queue_records_for_run(run_id)
+        [record] = queue_records(manager.store, run_id)
         assert (record.status, record.attempts) == ("completed", 3) and len(calls) == 3
     finally:
         manager.store.close()
@@ -87,7 +88,7 @@ def test_a_run_that_keeps_meeting_outages_fails_with_that_reason(
             clock.advance(seconds=60)
         run = manager.store.runs.get_run(run_id)
         assert run.status == "failed" and run.error["type"] == "database_unavailable"
-        [record] = manager.store.queue.queue_records_for_run(run_id)
+        [record] = queue_records(manager.store, run_id)
         assert record.status == "failed" and record.attempts == 3
     finally:
         manager.store.close()
@@ -114,7 +115,7 @@ def test_the_worker_reads_retryable_from_the_error_not_its_class(
         ).run_id
         _flaky(manager, failures=1, error=error)
         assert Worker(manager, lease_seconds=30.0, max_attempts=5).run_once()
-        [record] = manager.store.queue.queue_records_for_run(run_id)
+        [record] = queue_records(manager.store, run_id)
         run = manager.store.runs.get_run(run_id)
         if retried:
             assert (record.status, record.attempts, run.status) == ("queued", 1, "queued")

@@ -21,6 +21,7 @@ from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import RunQuery
 from kneo.worker import Worker
+from tests.queue_records import queue_stats
 
 from .helpers import HUMAN_SPEC, env_for, kneo_json, open_manager
 
@@ -83,7 +84,7 @@ def test_every_process_prunes_finished_queue_records_by_default(project: Path, d
             assert sweeper.prune_queue() == 1  # the completed one; the queued one stays
         finally:
             sweeper.stop()
-        assert manager.store.queue.queue_stats()["queued"] == 1
+        assert queue_stats(manager.store)["queued"] == 1
         assert manager.store.runs.get_run(waiting.run_id).status == "queued"
     finally:
         manager.store.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kneo.store import tables as t
+from tests.queue_records import queue_records, queue_stats
 
 from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, wait_for
 
@@ -65,7 +66,7 @@ def test_four_workers_drain_queue_exactly_once(
         for run_id, key in list(keys.items())[:20]:
             run = store.runs.get_run(run_id)
             assert run.status == "succeeded" and run.output_text == f"{key} 1 2 3"
-        stats = store.queue.queue_stats()
+        stats = queue_stats(store)
         assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
         pids = {pid for _key, _step, pid in counter_lines(project)}
         assert len(pids) >= 2, "the queue was not shared between worker processes"
@@ -116,9 +117,7 @@ def test_kill_9_mid_run_then_another_worker_finishes(
             # the record is settled just after the run's final write
             records = wait_for(
                 lambda r=run_id: [
-                    rec
-                    for rec in manager.store.queue.queue_records_for_run(r)
-                    if rec.status != "leased"
+                    rec for rec in queue_records(manager.store, r) if rec.status != "leased"
                 ],
                 timeout=10,
                 what="the queue record to settle",

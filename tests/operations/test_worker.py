@@ -13,6 +13,7 @@ from typing import Any
 from kneo.clock import ManualClock
 from kneo.store import AuditQuery
 from kneo.worker import Worker
+from tests.queue_records import queue_records
 
 from .helpers import Procs, env_for, open_manager, step_counts, wait_for
 
@@ -32,7 +33,7 @@ def test_exhausted_attempts_fail_the_run_with_a_reason(project: Path, db_url: st
         run = manager.store.runs.get_run(run_id)
         assert run.status == "failed" and run.error is not None
         assert run.error["type"] == "too_many_attempts" and run.error["attempts"] == 4
-        [record] = manager.store.queue.queue_records_for_run(run_id)
+        [record] = queue_records(manager.store, run_id)
         assert record.status == "failed" and record.error["type"] == "too_many_attempts"
         events = [e.event_type for e in manager.store.runs.list_trace(run_id).items]
         assert events[-1] == "run_failed"
@@ -60,7 +61,7 @@ def test_sigterm_hands_over_in_flight_run(project: Path, db_url: str, procs: Pro
         wait_for((project / "markers" / "handover").exists, 60, "step 3 to start")
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=20) == 0
-        [record] = manager.store.queue.queue_records_for_run(run_id)
+        [record] = queue_records(manager.store, run_id)
         assert record.status == "queued" and record.lease_owner is None  # released, not held
         started = time.monotonic()
         procs.worker(project, env)
@@ -92,7 +93,7 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
         assert manager.store.queue.acquire_run_lease(run_id, "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
         assert worker.run_once()
-        first, second = manager.store.queue.queue_records_for_run(run_id)
+        first, second = queue_records(manager.store, run_id)
         assert first.status == "completed" and second.status == "queued"
         assert second.available_at == clock.now() + timedelta(seconds=30)
         assert not worker.run_once()  # not due yet
@@ -137,7 +138,7 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
                 lambda: all(
                     record.lease_expires_at == clock.now() + timedelta(seconds=0.3)
                     for run_id in run_ids
-                    for record in manager.store.queue.queue_records_for_run(run_id)
+                    for record in queue_records(manager.store, run_id)
                 ),
                 30,
                 "both leases to be renewed",
@@ -148,7 +149,7 @@ def test_one_thread_keeps_every_claimed_record_leased_while_its_run_executes(
         go.set()
         wait_for(lambda: worker.processed == 2, 30, "both runs to finish")
         for run_id in run_ids:
-            [record] = manager.store.queue.queue_records_for_run(run_id)
+            [record] = queue_records(manager.store, run_id)
             assert record.status == "completed" and record.attempts == 1
             assert manager.store.runs.get_run(run_id).status == "succeeded"
     finally:

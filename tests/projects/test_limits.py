@@ -22,6 +22,7 @@ from kneo.platform.worker import Worker
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import RunQuery, open_store
+from tests.queue_records import queue_records
 
 #: :data:`DRAFT` drafting twice: two model calls, each checked against the daily budgets
 TWO_CALLS = {
@@ -136,7 +137,7 @@ def test_the_start_transaction_counts_again_when_the_claim_did_not_know(
     assert worker.run_once()  # claimed, refused in the start's transaction, queued again
     assert service.run("a-op", queued)["status"] == "queued"
     store = service.manager.for_project("team-a").store
-    records = store.queue.queue_records_for_run(queued)
+    records = queue_records(store, queued)
     assert sorted(r.status for r in records) == ["completed", "queued"]
     with pytest.raises(ProjectLimitReached):
         service.manager.for_project("team-a").execute_run(queued)

@@ -27,6 +27,7 @@ from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
+from tests.queue_records import queue_records
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = "examples/smoke_human_workflow.yaml"
@@ -213,4 +214,4 @@ def test_a_key_without_the_scope_decides_and_continues_nothing(client: TestClien
     assert [r["status"] for r in task["requests"]] == ["pending"]
     assert client.get(f"/v1/runs/{failed}", headers=_h("viewer")).json()["status"] == "failed"
     store = client.app.state.manager.store  # type: ignore[attr-defined]
-    assert [r.status for r in store.queue.queue_records_for_run(failed)] == ["completed"]
+    assert [r.status for r in queue_records(store, failed)] == ["completed"]

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from kneo.clock import ManualClock
-from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
+from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound
 from kneo.store import Store, open_store
 from kneo.store import tables as t
+from tests.queue_records import queue_records, queue_stats
 
 from .conftest import StoreFactory
 from .helpers import new_run, process_context
@@ -41,11 +42,11 @@ def test_claim_is_fifo_and_counts_attempts(store: Store) -> None:
     assert store.queue.claim("w3", 30) is None
     assert store.queue.complete(first.queue_id, "w1") is True
     assert store.queue.fail(second.queue_id, "w2", {"error": "boom"}) is True
-    assert [r.status for r in store.queue.queue_records_for_run(first.run_id)] == ["completed"]
-    [failed] = store.queue.queue_records_for_run(second.run_id)
+    assert [r.status for r in queue_records(store, first.run_id)] == ["completed"]
+    [failed] = queue_records(store, second.run_id)
     assert (failed.status, failed.error) == ("failed", {"error": "boom"})
     assert failed.finished_at is not None
-    stats = store.queue.queue_stats()
+    stats = queue_stats(store)
     assert stats == {"queued": 0, "leased": 0, "completed": 1, "failed": 1, "expired_leases": 0}
 
 
@@ -58,7 +59,7 @@ def test_expired_lease_is_reclaimed(store: Store, clock: ManualClock) -> None:
     clock.advance(5)
     assert store.queue.claim("other", 10) is None
     clock.advance(6)
-    assert store.queue.queue_stats()["expired_leases"] == 1
+    assert queue_stats(store)["expired_leases"] == 1
     taken = store.queue.claim("other", 10)
     assert taken is not None and taken.queue_id == held.queue_id
     assert (taken.attempts, taken.lease_owner) == (2, "other")
@@ -100,7 +101,7 @@ def test_threads_claim_each_record_exactly_once(store: Store) -> None:
     for th in threads:
         th.join()
     assert sorted(claimed) == runs
-    assert store.queue.queue_stats()["completed"] == 40
+    assert queue_stats(store)["completed"] == 40
 
 
 def _drain(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
@@ -189,15 +190,6 @@ def test_a_run_created_leased_keeps_its_lease_until_its_outcome(store: Store) ->
     assert store.queue.run_lease(run.run_id).owner == "next"  # type: ignore[union-attr]
 
 
-def test_lock_context_manager(store: Store) -> None:
-    """store.locks.lock() holds the lock for the block and raises resource_locked when taken."""
-    with store.locks.lock("leader", "one", 30):
-        with pytest.raises(ResourceLocked) as err, store.locks.lock("leader", "two", 30):
-            pass
-        assert err.value.code == "resource_locked"
-    assert store.locks.acquire_lock("leader", "two", 30) is True
-
-
 def test_concurrent_lock_acquire_has_one_winner(make_store: StoreFactory) -> None:
     """Eight threads (separate stores) racing for one lock: exactly one gets it."""
     stores = [make_store() for _ in range(8)]
@@ -263,11 +255,11 @@ def test_concurrent_first_use_of_a_key(make_store: StoreFactory) -> None:
 
 
 def test_enqueue_and_records_for_run(store: Store) -> None:
-    """A transaction's enqueue() and queue_records_for_run() agree."""
+    """A transaction's enqueue() writes the record the queue then holds."""
     run_id = new_run(store)
     with store.transaction() as tx:
         record = tx.enqueue(run_id)
-    assert store.queue.queue_records_for_run(run_id) == [record]
+    assert queue_records(store, run_id) == [record]
 
 
 def test_one_statement_primitives_leave_pooled_connections_transactional(store: Store) -> None:

@@ -152,7 +152,7 @@ def test_unset_windows_prune_nothing(store: Store, clock: ManualClock) -> None:
 def test_backup_is_postgres_unsupported(store: Store, backend: str, tmp_path: Path) -> None:
     """Online backup is for SQLite; on PostgreSQL it says to use pg_dump."""
     if backend == "sqlite":
-        assert store.maintenance.sqlite_path().is_file()
+        assert store.maintenance.backup_sqlite(tmp_path / "b.sqlite").is_file()
         return
     with pytest.raises(InvalidRequest) as err:
         store.maintenance.backup_sqlite(tmp_path / "b.sqlite")

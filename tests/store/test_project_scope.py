@@ -28,6 +28,7 @@ from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
+from tests.queue_records import queue_records, queue_stats
 
 from .helpers import new_run
 
@@ -48,7 +49,7 @@ GLOBAL: dict[str, set[str]] = {
         "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
         "stranded_runs",  # the sweeper's: each run id says its project
     },
-    "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock", "lock"},
+    "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock"},
     "idempotency": {"first_callback"},  # a callback's key names its receiver
     "notifications": {
         "route_notifications", "claim_notifications",
@@ -61,7 +62,7 @@ GLOBAL: dict[str, set[str]] = {
     "sessions": {
         "open_console_session", "console_session", "end_console_session", "set_console_project",
     },
-    "maintenance": {"prune_retention", "sqlite_path", "backup_sqlite", "gauges"},
+    "maintenance": {"prune_retention", "backup_sqlite", "gauges"},
     "projects": {
         "create_project", "get_project", "list_projects", "update_project_definition",
         "archive_project",
@@ -79,7 +80,6 @@ SCOPED: dict[str, set[str]] = {
     },
     "audit": {"list_audit", "get_audit"},
     "metadata": {"get_metadata", "metadata_snapshot", "list_metadata"},
-    "queue": {"queue_records_for_run", "queue_stats"},
     "idempotency": {"begin_idempotent", "finish_idempotent", "release_idempotent"},
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
@@ -412,12 +412,12 @@ def test_queue_records_are_their_projects_and_a_claim_says_whose(
         queued = tx.enqueue(run_id)
     assert queued.project_id == a.project_id
     for other in (b, store):
-        assert other.queue.queue_records_for_run(run_id) == []
-        assert other.queue.queue_stats()["queued"] == 0
-    assert a.queue.queue_stats()["queued"] == 1
+        assert queue_records(other, run_id) == []
+        assert queue_stats(other)["queued"] == 0
+    assert queue_stats(a)["queued"] == 1
     claimed = b.queue.claim("worker", 30)  # global: any project's oldest due record
     assert claimed is not None and (claimed.run_id, claimed.project_id) == (run_id, a.project_id)
-    assert [r.status for r in a.queue.queue_records_for_run(run_id)] == ["leased"]
+    assert [r.status for r in queue_records(a, run_id)] == ["leased"]
 
 
 def test_idempotency_keys_are_their_projects(a: Store, b: Store) -> None:

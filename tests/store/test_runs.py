@@ -10,6 +10,7 @@ import pytest
 from kneo.clock import ManualClock
 from kneo.errors import Conflict, InvalidRequest, NotFound
 from kneo.store import AuditQuery, RunQuery, Store
+from tests.queue_records import queue_records
 
 from .helpers import new_run
 
@@ -132,7 +133,7 @@ def test_step_boundary_transaction_is_atomic(store: Store) -> None:
     assert store.runs.list_checkpoints(run_id).total == 0
     assert store.runs.list_trace(run_id).total == 0
     assert store.audit.list_audit(AuditQuery(run_id=run_id)).total == 0
-    assert store.queue.queue_records_for_run(run_id) == []
+    assert queue_records(store, run_id) == []
     # ...and the same unit of work commits everything together.
     with store.transaction() as tx:
         tx.update_run(run_id, expected_version=1, status="running", state={"next": 1})

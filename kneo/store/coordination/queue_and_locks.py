@@ -10,19 +10,17 @@ row wins the lock. Expiry compares against the store's injected clock.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound, ResourceLocked
+from kneo.errors import IdempotencyConflict, InvalidRequest, NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.records import (
-    QUEUE_STATUSES,
     IdempotencyOutcome,
     LockRecord,
     QueueRecord,
@@ -159,35 +157,6 @@ class QueueFacet(Facet):
         if delay_seconds > 0:
             values["available_at"] = self.clock.now() + timedelta(seconds=delay_seconds)
         return self._update_lease(queue_id, owner, **values)
-
-    def queue_records_for_run(self, run_id: str) -> list[QueueRecord]:
-        """Every queue record of one of the project's runs, oldest first."""
-        q = t.queue.c
-        mine = (q.run_id == run_id, q.project_id == self.project_id)
-        with self._read() as conn:
-            result = conn.execute(sa.select(t.queue).where(*mine).order_by(q.id))
-            return [row_records.queue(r) for r in result.mappings()]
-
-    def queue_stats(self) -> dict[str, int]:
-        """The project's records per status (every status present, zeros included) plus
-        ``expired_leases``."""
-        q = t.queue.c
-        now = self.clock.now()
-        stats = dict.fromkeys(QUEUE_STATUSES, 0)
-        mine = q.project_id == self.project_id
-        with self._read() as conn:
-            for status, count in conn.execute(
-                sa.select(q.status, sa.func.count()).where(mine).group_by(q.status)
-            ):
-                stats[status] = int(count)
-            stats["expired_leases"] = int(
-                conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(t.queue)
-                    .where(mine, q.status == "leased", q.lease_expires_at <= now)
-                ).scalar_one()
-            )
-        return stats
 
     # -- run leases -------------------------------------------------------------------
     # The process executing a run holds a lease on its row (``lease_owner``, renewed before
@@ -340,16 +309,6 @@ class LocksFacet(Facet):
                 .first()
             )
         return None if row is None else row_records.lock(row)
-
-    @contextlib.contextmanager
-    def lock(self, name: str, owner: str, ttl_seconds: float) -> Iterator[None]:
-        """Hold ``name`` for the block or raise ``ResourceLocked`` (the 409 of a racing resume)."""
-        if not self.acquire_lock(name, owner, ttl_seconds):
-            raise ResourceLocked(f"{name} is locked by another process", lock=name)
-        try:
-            yield
-        finally:
-            self.release_lock(name, owner)
 
 
 class IdempotencyFacet(Facet):

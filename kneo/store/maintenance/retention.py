@@ -200,7 +200,7 @@ class MaintenanceFacet(GaugeReadsMixin, Facet):
             pass
         return counts
 
-    def sqlite_path(self) -> Path:
+    def _sqlite_path(self) -> Path:
         """The database file of a SQLite store (``unsupported_backend`` on PostgreSQL)."""
         database = self.engine.url.database
         if self.dialect.name != "sqlite" or not database or database == ":memory:":
@@ -213,7 +213,7 @@ class MaintenanceFacet(GaugeReadsMixin, Facet):
 
     def backup_sqlite(self, dest: str | Path) -> Path:
         """Copy the live database to ``dest`` with SQLite's online backup API."""
-        return backup_sqlite_database(self.sqlite_path(), dest)
+        return backup_sqlite_database(self._sqlite_path(), dest)
 
 
 def backup_sqlite_database(src: str | Path, dest: str | Path) -> Path:
