@@ -272,24 +272,19 @@ class _Step:
             del self.in_force[name]
             self._event("policy.removed", name, removed, auth)
             return
-        self._keep(
+        self._kept(
             name,
             in_force,
-            Pending(
-                name,
-                ErrorCode.policy_kept,
-                self.commit,
-                f"{in_force.path} is gone at {self.commit[:12]}; the last verified policy "
-                f"(from {in_force.commit[:12]}) stays in force until its removal is "
-                f"authorized: {auth.missing}",
-                policy_digest(name, None),
-                removed,
-                auth.needs,
-                auth.signers,
-                auth.approved_by,
-                auth.task,
-                subject=auth.subject,
-            ),
+            f"{in_force.path} is gone at {self.commit[:12]}; the last verified policy "
+            f"(from {in_force.commit[:12]}) stays in force until its removal is "
+            f"authorized: {auth.missing}",
+            digest=policy_digest(name, None),
+            loosened=removed,
+            needs=auth.needs,
+            signers=auth.signers,
+            approved_by=auth.approved_by,
+            task=auth.task,
+            subject=auth.subject,
         )
 
     def _unusable(self, name: str, in_force: InForce | None, candidate: DesiredEnvironment) -> None:
@@ -298,16 +293,11 @@ class _Step:
             self.effective[name] = candidate  # its problems reject its bundles, as always
             return
         why = "; ".join(p.message for p in candidate.problems) or "no usable policy"
-        self._keep(
+        self._kept(
             name,
             in_force,
-            Pending(
-                name,
-                ErrorCode.policy_kept,
-                self.commit,
-                f"{candidate.path} cannot be used at {self.commit[:12]} ({why}); the last "
-                f"verified policy (from {in_force.commit[:12]}) stays in force",
-            ),
+            f"{candidate.path} cannot be used at {self.commit[:12]} ({why}); the last "
+            f"verified policy (from {in_force.commit[:12]}) stays in force",
         )
 
     def _change(self, name: str, in_force: InForce | None, candidate: DesiredEnvironment) -> None:
@@ -391,6 +381,14 @@ class _Step:
     def _keep(self, name: str, in_force: InForce, pending: Pending) -> None:
         self.effective[name] = in_force.desired()
         self.pending[name] = pending
+
+    def _kept(self, name: str, in_force: InForce, message: str, **found: Any) -> None:
+        """The last verified policy stays (``policy_kept``): a removal not yet authorized and
+        an unusable file are held the same way, told apart by ``message`` and ``found``
+        (the other :class:`Pending` fields)."""
+        self._keep(
+            name, in_force, Pending(name, ErrorCode.policy_kept, self.commit, message, **found)
+        )
 
     def _close(self, name: str, env: DesiredEnvironment, pending: Pending) -> None:
         problem = Problem(pending.code, pending.message)
