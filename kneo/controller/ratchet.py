@@ -95,6 +95,17 @@ class _Auth:
     task: str | None = None
     subject: str | None = None
 
+    def pending_fields(self) -> dict[str, Any]:
+        """What a change held for authorization records of it (its :class:`Pending`
+        fields): a held loosening and a held removal record the same."""
+        return {
+            "needs": self.needs,
+            "signers": self.signers,
+            "approved_by": self.approved_by,
+            "task": self.task,
+            "subject": self.subject,
+        }
+
 
 #: Reads ``environments/approvals/<env>.json`` at the commit (``None``: no such file).
 ApprovalReader = Callable[[str], bytes | None]
@@ -280,11 +291,7 @@ class _Step:
             f"authorized: {auth.missing}",
             digest=policy_digest(name, None),
             loosened=removed,
-            needs=auth.needs,
-            signers=auth.signers,
-            approved_by=auth.approved_by,
-            task=auth.task,
-            subject=auth.subject,
+            **auth.pending_fields(),
         )
 
     def _unusable(self, name: str, in_force: InForce | None, candidate: DesiredEnvironment) -> None:
@@ -338,12 +345,8 @@ class _Step:
             text,
             digest,
             loose,
-            auth.needs,
-            auth.signers,
-            auth.approved_by,
-            auth.task,
-            policy_diff(in_force.policy if in_force else None, candidate.policy),
-            auth.subject,
+            diff=policy_diff(in_force.policy if in_force else None, candidate.policy),
+            **auth.pending_fields(),
         )
         if in_force is not None:
             self._keep(name, in_force, pending)
