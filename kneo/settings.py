@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -157,31 +157,37 @@ def _sqlite_synchronous(env: Mapping[str, str]) -> str:
     return value
 
 
+_N = TypeVar("_N", int, float)
+
+
 @overload
 def _int(env: Mapping[str, str], name: str, default: int) -> int: ...
 @overload
 def _int(env: Mapping[str, str], name: str, default: None) -> int | None: ...
 def _int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}", variable=name) from None
-    if value < 0:
-        raise ConfigError(f"{name} must be zero or greater, got {value}", variable=name)
-    return value
+    return _nonnegative(env, name, default, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    return _nonnegative(env, name, default, float, "a number")
+
+
+def _nonnegative(
+    env: Mapping[str, str],
+    name: str,
+    default: _N | None,
+    parse: Callable[[str], _N],
+    what: str,
+) -> _N | None:
+    """Variable ``name`` parsed as ``what`` and zero or greater (unset or blank:
+    ``default``): integers and numbers are read, and refused, the same way."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}", variable=name) from None
+        raise ConfigError(f"{name} must be {what}, got {raw!r}", variable=name) from None
     if value < 0:
         raise ConfigError(f"{name} must be zero or greater, got {value}", variable=name)
     return value

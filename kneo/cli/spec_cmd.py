@@ -228,6 +228,17 @@ def _counts(diagnostics: list[Diagnostic]) -> tuple[int, int]:
     return errors, warnings
 
 
+def _print_verdict(report: SpecReport, loaded: LoadedSpec) -> None:
+    """Every diagnostic, then ``PATH: valid|invalid (env ...): N error(s), M warning(s)``:
+    ``validate`` and ``policy-report`` end the same way."""
+    render_diagnostics(report.diagnostics, source=str(loaded.path))
+    errors, warnings = _counts(report.diagnostics)
+    verdict = "valid" if report.valid else "invalid"
+    print(
+        f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)"
+    )
+
+
 def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
     """What was applied: the environment's policy, and its overlay only when ``--env`` (or
     ``KNEO_ENV``) chose the environment; the default environment says it has none."""
@@ -261,12 +272,7 @@ def validate_command(
     _on_service("validate", opts, spec_path, env, judged=True)
     loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
     if not opts.printed_json(report.to_dict()):
-        render_diagnostics(report.diagnostics, source=str(loaded.path))
-        errors, warnings = _counts(report.diagnostics)
-        verdict = "valid" if report.valid else "invalid"
-        print(
-            f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)"
-        )
+        _print_verdict(report, loaded)
     raise typer.Exit(0 if report.valid else 1)
 
 
@@ -507,12 +513,7 @@ def policy_report_command(
     if opts.printed_json(report.to_dict()):
         raise typer.Exit(0 if report.valid else 1)
     _render_report(report.report)
-    render_diagnostics(report.diagnostics, source=str(loaded.path))
-    errors, warnings = _counts(report.diagnostics)
-    print(
-        f"{loaded.path}: {'valid' if report.valid else 'invalid'}{_env_note(report, loaded)}: "
-        f"{errors} error(s), {warnings} warning(s)"
-    )
+    _print_verdict(report, loaded)
     raise typer.Exit(0 if report.valid else 1)
 
 

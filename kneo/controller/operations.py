@@ -365,31 +365,26 @@ def perform_rollback(
         environment,
         [("Ready", "True", "RolledBack", f"serving {_short(target.digest)}; {note}")],
     )
-    tx.add_audit(
-        "bundle.rolled_back",
-        actor=actor,
-        payload={
-            "bundle": bundle,
-            "environment": environment,
-            "revision": record.revision,
-            "rollback_of": target.revision,
-            "digest": target.digest,
-            "previous_revision": active.revision if active is not None else None,
-            "previous_digest": active.digest if active is not None else None,
-            "reason": reason,
-            "approved_by": approved_by or [],
-        },
-    )
-    return {
-        "status": "rolled_back",
+    # the audit event records what the answer says, and what was replaced and why
+    rolled_back = {
         "bundle": bundle,
         "environment": environment,
         "revision": record.revision,
         "rollback_of": target.revision,
         "digest": target.digest,
         "previous_revision": active.revision if active is not None else None,
-        "pin": pin_view(pinned),
     }
+    tx.add_audit(
+        "bundle.rolled_back",
+        actor=actor,
+        payload={
+            **rolled_back,
+            "previous_digest": active.digest if active is not None else None,
+            "reason": reason,
+            "approved_by": approved_by or [],
+        },
+    )
+    return {"status": "rolled_back", **rolled_back, "pin": pin_view(pinned)}
 
 
 def _rollback_task(

@@ -163,18 +163,8 @@ def _plan_key(
     if not revision.ok:
         return _with_drift_fix(key, entry, reject(revision, entry, revision.problems))
     if entry.active is not None and entry.active.digest == revision.digest:
-        name, environment = key
-        return [
-            Action(
-                ActionKind.NOOP,
-                name,
-                environment,
-                UP_TO_DATE,
-                f"revision {entry.active.number} ({short(revision.digest)}) is active",
-                revision=revision,
-                target=entry.active,
-            )
-        ]
+        active = f"revision {entry.active.number} ({short(revision.digest)}) is active"
+        return _up_to_date(key, revision, entry, active)
     if revision.fingerprint in entry.rejected_fingerprints:
         return _with_drift_fix(key, entry, reject(revision, entry, ()))
     check = GateInput(
@@ -221,17 +211,8 @@ def _pinned(
             )
         ]
     if revision is not None and revision.ok and revision.digest == pin.digest:
-        return [
-            Action(
-                ActionKind.NOOP,
-                name,
-                environment,
-                UP_TO_DATE,
-                f"revision {pin.revision} ({short(pin.digest)}) is active ({held})",
-                revision=revision,
-                target=entry.active,
-            )
-        ]
+        active = f"revision {pin.revision} ({short(pin.digest)}) is active ({held})"
+        return _up_to_date(key, revision, entry, active)
     asks = (
         f"Git asks for {short(revision.digest)}"
         if revision is not None and revision.digest
@@ -248,6 +229,25 @@ def _pinned(
             revision=revision,
             target=entry.active,
             reasons=(Problem(PINNED, message),),
+        )
+    ]
+
+
+def _up_to_date(
+    key: BundleKey, revision: DesiredRevision, entry: ObservedEntry, message: str
+) -> list[Action]:
+    """Nothing to do: Git asks for the revision that is active (pinned or not), and
+    ``message`` says which."""
+    name, environment = key
+    return [
+        Action(
+            ActionKind.NOOP,
+            name,
+            environment,
+            UP_TO_DATE,
+            message,
+            revision=revision,
+            target=entry.active,
         )
     ]
 

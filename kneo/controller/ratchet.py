@@ -95,6 +95,17 @@ class _Auth:
     task: str | None = None
     subject: str | None = None
 
+    def pending_fields(self) -> dict[str, Any]:
+        """What a change held for authorization records of it (its :class:`Pending`
+        fields): a held loosening and a held removal record the same."""
+        return {
+            "needs": self.needs,
+            "signers": self.signers,
+            "approved_by": self.approved_by,
+            "task": self.task,
+            "subject": self.subject,
+        }
+
 
 #: Reads ``environments/approvals/<env>.json`` at the commit (``None``: no such file).
 ApprovalReader = Callable[[str], bytes | None]
@@ -272,24 +283,15 @@ class _Step:
             del self.in_force[name]
             self._event("policy.removed", name, removed, auth)
             return
-        self._keep(
+        self._kept(
             name,
             in_force,
-            Pending(
-                name,
-                ErrorCode.policy_kept,
-                self.commit,
-                f"{in_force.path} is gone at {self.commit[:12]}; the last verified policy "
-                f"(from {in_force.commit[:12]}) stays in force until its removal is "
-                f"authorized: {auth.missing}",
-                policy_digest(name, None),
-                removed,
-                auth.needs,
-                auth.signers,
-                auth.approved_by,
-                auth.task,
-                subject=auth.subject,
-            ),
+            f"{in_force.path} is gone at {self.commit[:12]}; the last verified policy "
+            f"(from {in_force.commit[:12]}) stays in force until its removal is "
+            f"authorized: {auth.missing}",
+            digest=policy_digest(name, None),
+            loosened=removed,
+            **auth.pending_fields(),
         )
 
     def _unusable(self, name: str, in_force: InForce | None, candidate: DesiredEnvironment) -> None:
@@ -298,16 +300,11 @@ class _Step:
             self.effective[name] = candidate  # its problems reject its bundles, as always
             return
         why = "; ".join(p.message for p in candidate.problems) or "no usable policy"
-        self._keep(
+        self._kept(
             name,
             in_force,
-            Pending(
-                name,
-                ErrorCode.policy_kept,
-                self.commit,
-                f"{candidate.path} cannot be used at {self.commit[:12]} ({why}); the last "
-                f"verified policy (from {in_force.commit[:12]}) stays in force",
-            ),
+            f"{candidate.path} cannot be used at {self.commit[:12]} ({why}); the last "
+            f"verified policy (from {in_force.commit[:12]}) stays in force",
         )
 
     def _change(self, name: str, in_force: InForce | None, candidate: DesiredEnvironment) -> None:
@@ -348,12 +345,8 @@ class _Step:
             text,
             digest,
             loose,
-            auth.needs,
-            auth.signers,
-            auth.approved_by,
-            auth.task,
-            policy_diff(in_force.policy if in_force else None, candidate.policy),
-            auth.subject,
+            diff=policy_diff(in_force.policy if in_force else None, candidate.policy),
+            **auth.pending_fields(),
         )
         if in_force is not None:
             self._keep(name, in_force, pending)
@@ -391,6 +384,14 @@ class _Step:
     def _keep(self, name: str, in_force: InForce, pending: Pending) -> None:
         self.effective[name] = in_force.desired()
         self.pending[name] = pending
+
+    def _kept(self, name: str, in_force: InForce, message: str, **found: Any) -> None:
+        """The last verified policy stays (``policy_kept``): a removal not yet authorized and
+        an unusable file are held the same way, told apart by ``message`` and ``found``
+        (the other :class:`Pending` fields)."""
+        self._keep(
+            name, in_force, Pending(name, ErrorCode.policy_kept, self.commit, message, **found)
+        )
 
     def _close(self, name: str, env: DesiredEnvironment, pending: Pending) -> None:
         problem = Problem(pending.code, pending.message)

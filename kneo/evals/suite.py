@@ -33,24 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kneo.documents import load_yaml_file
 from kneo.errors import ErrorCode, SpecError
 from kneo.names import NAME_PATTERN
-from kneo.spec.models import DummyScriptTurn, ModelSpec
+from kneo.spec.models import DummyScriptTurn, ModelSpec, PauseKind
 
 SUITE_VERSION: Literal["v1"] = "v1"
 
-#: Human pause kinds a case may expect (of ``kneo.spec.models.RequestKind``).
-PauseKind = Literal[
-    "approval",
-    "confirmation",
-    "input",
-    "review",
-    "route",
-    "iteration",
-    "tool_approval",
-    "tool_input",
-    "external_tool",
-    "question",
-    "error",
-]
 RunStatusName = Literal["succeeded", "failed", "paused", "cancelled", "timed_out"]
 
 

@@ -99,15 +99,14 @@ def _member(module: Any, module_name: str, attr: str, ref: str, *, path: str) ->
     parts = attr.split(".")
     if len(parts) > 2:
         raise _refuse(ref, "reaches through more than a class", path=path)
-    namespace: Mapping[str, Any] = vars(module)
-    if parts[0] not in namespace:
-        raise KneoError(
-            f"function ref {ref!r} cannot be imported: {parts[0]!r} is not defined in "
-            f"module {module_name!r}",
-            code=ErrorCode.E_UNKNOWN_FUNCTION_REF,
-            ref=ref,
-        )
-    target = namespace[parts[0]]
+    target = _defined(
+        module,
+        module_name,
+        parts[0],
+        ref,
+        what="function ref",
+        code=ErrorCode.E_UNKNOWN_FUNCTION_REF,
+    )
     if len(parts) == 1:
         return target
     if not (
@@ -194,12 +193,18 @@ def resolve_attribute(ref: str, *, what: str, roots: Sequence[Path] = ()) -> Any
     code, _ = collect_code([parsed[0]], roots)
     loaded = load_code(code) if code else None
     module, _ = _import(parsed[0], ref, loaded, None, what)
+    return _defined(module, parsed[0], parsed[1], ref, what=what, code=ErrorCode.E_UNKNOWN_REF)
+
+
+def _defined(module: Any, module_name: str, name: str, ref: str, *, what: str, code: str) -> Any:
+    """``name`` from ``module``'s own namespace (never ``getattr``: a module's
+    ``__getattr__`` could answer anything); a name it does not define is refused alike for
+    a function ref and an operator's reference, under the caller's ``code``."""
     namespace: Mapping[str, Any] = vars(module)
-    if parsed[1] not in namespace:
+    if name not in namespace:
         raise KneoError(
-            f"{what} {ref!r} cannot be imported: {parsed[1]!r} is not defined in module "
-            f"{parsed[0]!r}",
-            code=ErrorCode.E_UNKNOWN_REF,
+            f"{what} {ref!r} cannot be imported: {name!r} is not defined in module {module_name!r}",
+            code=code,
             ref=ref,
         )
-    return namespace[parsed[1]]
+    return namespace[name]

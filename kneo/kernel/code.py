@@ -467,13 +467,10 @@ def _member_files(
 # ---------------------------------------------------------------------- loading
 
 
-def _mismatch(file: CodeFile, got: str) -> KneoError:
+def _unpinned(file: CodeFile, message: str) -> KneoError:
+    """A pinned file whose bytes cannot run (missing or changed): one refusal, naming it."""
     return Conflict(
-        f"code file {file.path!r} (module {file.module!r}) has sha256 {got[:12]}…, not the "
-        f"{file.sha256[:12]}… its code set pins: it changed since it was judged",
-        code=ErrorCode.E_CODE_DIGEST_MISMATCH,
-        path=file.path,
-        module=file.module,
+        message, code=ErrorCode.E_CODE_DIGEST_MISMATCH, path=file.path, module=file.module
     )
 
 
@@ -504,16 +501,18 @@ class LoadedCode:
     def source(self, file: CodeFile) -> bytes:
         data = self.read(file)
         if data is None:
-            raise Conflict(
+            raise _unpinned(
+                file,
                 f"code file {file.path!r} (module {file.module!r}, sha256 "
                 f"{file.sha256[:12]}…) is in neither the project nor the store",
-                code=ErrorCode.E_CODE_DIGEST_MISMATCH,
-                path=file.path,
-                module=file.module,
             )
         got = digest_of(data)
         if got != file.sha256:
-            raise _mismatch(file, got)
+            raise _unpinned(
+                file,
+                f"code file {file.path!r} (module {file.module!r}) has sha256 {got[:12]}…, "
+                f"not the {file.sha256[:12]}… its code set pins: it changed since it was judged",
+            )
         return data
 
     def files(self) -> dict[str, bytes]:

@@ -388,14 +388,7 @@ class Decisions:
             same_requests=True,
         )
         tx.add_trace_events(run.run_id, decided)
-        for request, answer in answers:
-            tx.add_audit(
-                "human.decision",
-                actor=answer.actor,
-                run_id=run.run_id,
-                continuation_id=cont.continuation_id,
-                payload={**_decision_audit(run, request, answer), "result_status": "paused"},
-            )
+        _audit_decisions(tx, run, cont, answers, result_status="paused")
         snapshot = {**state.snapshot(), "continuation_id": cont.continuation_id}
         updated = tx.update_run(run.run_id, expected_version=run.version, state=snapshot)
         return tx.current(updated), remaining, None
@@ -470,18 +463,9 @@ class Decisions:
         status, given = self._go_on(tx, run, cont, snapshot, events)
         if self.handoff.enabled:
             resumed["handed_off"] = True
-            for request, answer in answers:
-                tx.add_audit(
-                    "human.decision",
-                    actor=answer.actor,
-                    run_id=run.run_id,
-                    continuation_id=cont.continuation_id,
-                    payload={
-                        **_decision_audit(run, request, answer),
-                        "result_status": RunStatus.RUNNING.value,
-                        "handed_off": True,
-                    },
-                )
+            _audit_decisions(
+                tx, run, cont, answers, result_status=RunStatus.RUNNING.value, handed_off=True
+            )
         tx.put_continuation(
             cont.continuation_id,
             run_id=run.run_id,
@@ -590,6 +574,26 @@ def refuse_child_waits(requests: Sequence[HumanRequest]) -> None:
 
 def _ids(decisions: Sequence[Decision]) -> list[str]:
     return [d.request_id for d in decisions]
+
+
+def _audit_decisions(
+    tx: Transaction,
+    run: RunRecord,
+    cont: ContinuationRecord,
+    answers: list[tuple[HumanRequest, HumanDecision]],
+    **outcome: Any,
+) -> None:
+    """The ``human.decision`` audits written with the decisions themselves, where no run
+    outcome follows to carry them (the run pauses again, or goes to a worker); ``outcome``
+    says which."""
+    for request, answer in answers:
+        tx.add_audit(
+            "human.decision",
+            actor=answer.actor,
+            run_id=run.run_id,
+            continuation_id=cont.continuation_id,
+            payload={**_decision_audit(run, request, answer), **outcome},
+        )
 
 
 def _decision_audit(run: RunRecord, request: HumanRequest, answer: HumanDecision) -> dict[str, Any]:

@@ -398,30 +398,31 @@ class HostAccess:
                     path=f"{path}.url",
                 )
             self.destination(imp.url, path=f"{path}.url")
-        variable = (
-            self.secret(imp.secret_env, path=f"{path}.secret_env") if imp.secret_env else None
-        )
-        reach = self._server_reach(imp.secret_env, variable, imp.url, path=f"{path}.url")
-        return ResolvedServer(
-            imp.name,
-            imp.transport,
-            tuple(imp.command or ()),
-            imp.url,
-            variable,
-            reach,
-            imp.secret_env,
+        return self._resolved(
+            imp, imp.transport, imp.command, imp.url, imp.secret_env, path, "secret_env"
         )
 
-    def _server_reach(
-        self, secret: str | None, variable: str | None, url: str | None, *, path: str
-    ) -> Reach | None:
-        """Where an HTTP server's session may go (``None``: a stdio server), once its
-        secret, if any, is bound to ``url``."""
-        if url is None:
-            return None
-        reach = self.reach(secret, variable)
-        reach.destination(url, path=path)
-        return reach
+    def _resolved(
+        self,
+        imp: McpImport,
+        transport: Literal["stdio", "http", "sse"],
+        command: Sequence[str] | None,
+        url: str | None,
+        secret: str | None,
+        path: str,
+        secret_field: str,
+    ) -> ResolvedServer:
+        """The server with its secret's variable and, for an HTTP server, where its session
+        may go (``None``: stdio) once the secret, if any, is bound to ``url``: the same for
+        a spec's own server and a project-declared one (``path``: where it is declared)."""
+        variable = self.secret(secret, path=f"{path}.{secret_field}") if secret else None
+        reach = None
+        if url is not None:
+            reach = self.reach(secret, variable)
+            reach.destination(url, path=f"{path}.url")
+        return ResolvedServer(
+            imp.name, transport, tuple(command or ()), url, variable, reach, secret
+        )
 
     def _declared_server(self, imp: McpImport, name: str, *, path: str) -> ResolvedServer:
         declared = self.servers.get(name)
@@ -436,22 +437,14 @@ class HostAccess:
             )
         if declared.url:
             self.destination(declared.url, path=f"mcp_servers.{name}.url")
-        variable = (
-            self.secret(declared.secret, path=f"mcp_servers.{name}.secret")
-            if declared.secret
-            else None
-        )
-        reach = self._server_reach(
-            declared.secret, variable, declared.url, path=f"mcp_servers.{name}.url"
-        )
-        return ResolvedServer(
-            imp.name,
+        return self._resolved(
+            imp,
             declared.transport,
-            tuple(declared.command or ()),
+            declared.command,
             declared.url,
-            variable,
-            reach,
             declared.secret,
+            f"mcp_servers.{name}",
+            "secret",
         )
 
     def function(

@@ -343,8 +343,9 @@ class SelectorSpec(_Model):
     max_turns: int | None = Field(default=None, ge=1)
 
 
-#: The kinds of human request a run pauses on (``kneo.engine.human.HumanRequest.kind``).
-RequestKind = Literal[
+#: The human pause kinds an eval case may expect (:mod:`kneo.evals.suite`): every
+#: :data:`RequestKind` but ``budget`` and ``child_run``.
+PauseKind = Literal[
     "approval",
     "confirmation",
     "input",
@@ -356,9 +357,9 @@ RequestKind = Literal[
     "external_tool",
     "question",
     "error",
-    "budget",
-    "child_run",
 ]
+#: The kinds of human request a run pauses on (``kneo.engine.human.HumanRequest.kind``).
+RequestKind = Literal[PauseKind, "budget", "child_run"]
 
 WorkflowType = Literal["sequential", "graph", "concurrent", "handoff", "group-chat", "group_chat"]
 

@@ -108,6 +108,30 @@ def openai_tool_choice(
     return mode
 
 
+def _chat_request(
+    model: ModelSpec,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[ToolDefinition],
+    **streaming: Any,
+) -> dict[str, Any]:
+    """The chat completions request for ``model``, the server's quirks applied: one builder,
+    so a streamed call asks exactly what a whole one asks (``streaming``: the stream keys)."""
+    quirks = QUIRKS[server_kind(model)]
+    request: dict[str, Any] = {
+        "model": model.name,
+        "messages": [to_openai_message(m, quirks) for m in messages],
+        **streaming,
+    }
+    if tools:
+        request["tools"] = [t.openai_schema() for t in tools]
+        request["tool_choice"] = openai_tool_choice(model, tools, quirks)
+    if model.temperature is not None:
+        request["temperature"] = model.temperature
+    if model.max_tokens is not None:
+        request[quirks.max_tokens_field] = model.max_tokens
+    return request
+
+
 class ChatCompletions:
     """The chat completions adapter (``openai``)."""
 
@@ -147,18 +171,7 @@ class ChatCompletions:
         messages: Sequence[ChatMessage],
         tools: Sequence[ToolDefinition],
     ) -> ModelReply:
-        quirks = QUIRKS[server_kind(model)]
-        request: dict[str, Any] = {
-            "model": model.name,
-            "messages": [to_openai_message(m, quirks) for m in messages],
-        }
-        if tools:
-            request["tools"] = [t.openai_schema() for t in tools]
-            request["tool_choice"] = openai_tool_choice(model, tools, quirks)
-        if model.temperature is not None:
-            request["temperature"] = model.temperature
-        if model.max_tokens is not None:
-            request[quirks.max_tokens_field] = model.max_tokens
+        request = _chat_request(model, messages, tools)
         return from_openai_response(client.chat.completions.create(**request), model)
 
     def call_stream(
@@ -172,20 +185,9 @@ class ChatCompletions:
     ) -> ModelReply:
         """:meth:`call` with ``stream: true``: each piece of text to ``on_text`` as it
         comes, the reply assembled from the chunks (tool calls by index, the usage last)."""
-        quirks = QUIRKS[server_kind(model)]
-        request: dict[str, Any] = {
-            "model": model.name,
-            "messages": [to_openai_message(m, quirks) for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:
-            request["tools"] = [t.openai_schema() for t in tools]
-            request["tool_choice"] = openai_tool_choice(model, tools, quirks)
-        if model.temperature is not None:
-            request["temperature"] = model.temperature
-        if model.max_tokens is not None:
-            request[quirks.max_tokens_field] = model.max_tokens
+        request = _chat_request(
+            model, messages, tools, stream=True, stream_options={"include_usage": True}
+        )
         text: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         finish, usage, ident = None, None, "stream"
