@@ -413,12 +413,11 @@ class Decisions:
             return self.driver.result(updated)
         if given is not None:
             worker, record = given
-            trace = cont.context.get("trace")
+            trace = cont.context.get("trace")  # as the in-process drive below takes it
 
             def execute(_run_id: str) -> RunResult:
                 workflow = self.driver.workflow_for(updated)
-                resumed_from = trace if isinstance(trace, Mapping) else None
-                return self.driver.drive(updated, workflow, leased=True, resumed_from=resumed_from)
+                return self.driver.drive(updated, workflow, leased=True, resumed_from=trace)
 
             worker.give(record, self.driver.owner, execute)
             return replace(self.driver.result(updated), handed_off=True)
