@@ -272,13 +272,13 @@ class Keyring:
 
 
 class _Validity(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     not_before: datetime | None = None
     not_after: datetime | None = None
 
 
 class _KeyringIndex(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     keys: dict[str, _Validity] = {}
 
 

@@ -19,7 +19,7 @@ SPEC_VERSION = "v1"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- agent
@@ -561,6 +561,3 @@ class Spec(_Model):
             agents.setdefault(self.agent.name, self.agent)
         return agents
 
-
-DummyScriptTurn.model_rebuild()
-StepSpec.model_rebuild()
