@@ -560,4 +560,3 @@ class Spec(_Model):
         if self.agent is not None:
             agents.setdefault(self.agent.name, self.agent)
         return agents
-
