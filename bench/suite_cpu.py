@@ -10,8 +10,9 @@ suite runs, then a report::
 
 Each test's line goes to ``$KNEO_SUITE_CPU_LOG`` (default: ``suite_cpu.jsonl`` in the
 temporary directory; appended, so remove it before a new run). A module's fixtures count in
-its first test. Not counted: collection, processes nobody waited for, and the database
-server's own work.
+its first test. Not counted per test: collection, processes nobody waited for, and the
+database server's own work; the line ``the whole run`` adds collection and whatever the test
+processes reaped outside a test.
 """
 
 from __future__ import annotations
@@ -55,11 +56,29 @@ def pytest_runtest_protocol(
         log.write(json.dumps(line) + "\n")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The whole run, once, in the process that started the workers: its own CPU and what it
+    reaped (the workers, with every process they waited for, fixtures' and collection's too)."""
+    if hasattr(config, "workerinput"):
+        return
+    own, reaped = _cpu()
+    with LOG.open("a") as log:
+        log.write(
+            json.dumps({"run": True, "self": round(own, 3), "children": round(reaped, 3)}) + "\n"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=40, help="files to list")
     args = parser.parse_args()
-    rows: list[dict[str, Any]] = [json.loads(line) for line in LOG.read_text().splitlines()]
+    lines: list[dict[str, Any]] = [json.loads(line) for line in LOG.read_text().splitlines()]
+    rows = [row for row in lines if "run" not in row]
+    for run in (row for row in lines if "run" in row):
+        print(
+            f"the whole run: {run['self'] + run['children']:.0f} CPU-s "
+            "(the test processes and every process they waited for, as their parent reaped them)"
+        )
     own: collections.Counter[str] = collections.Counter()
     waited: collections.Counter[str] = collections.Counter()
     for row in rows:
