@@ -42,7 +42,7 @@ DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 
 class BundleModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Signature(BundleModel):

@@ -272,13 +272,13 @@ class Keyring:
 
 
 class _Validity(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
     not_before: datetime | None = None
     not_after: datetime | None = None
 
 
 class _KeyringIndex(BaseModel):
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
     keys: dict[str, _Validity] = {}
 
 

@@ -47,7 +47,7 @@ class EvalSuiteError(SpecError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OutputExpectation(_Model):

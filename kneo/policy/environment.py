@@ -54,7 +54,7 @@ N = TypeVar("N", int, Decimal)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RunsPolicy(_Model):
@@ -72,7 +72,7 @@ class FreezeWindow(_Model):
     ``start``/``end`` times, in ``timezone``; an ``end`` at or before ``start`` runs into the
     next day)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     reason: str = Field(min_length=1, max_length=500)
     from_: datetime | None = Field(default=None, alias="from")

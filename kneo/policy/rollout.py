@@ -71,7 +71,7 @@ def parse_duration(value: str | int) -> int:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class JudgeRule(_Model):
@@ -151,7 +151,7 @@ class PauseStep(_Model):
 class RolloutStep(_Model):
     """One step: exactly one of ``set_weight`` (or ``setWeight``), ``analysis``, ``pause``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     set_weight: int | None = Field(default=None, ge=1, le=100, alias="setWeight")
     analysis: AnalysisRule | None = None

@@ -21,7 +21,7 @@ class ProjectLimits(BaseModel):
     """What one project may hold and spend (docs/projects.md#limits). An unset limit takes
     no part, so a project without ``limits:`` pays nothing for them."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="forbid")
 
     #: Runs executing at once (synchronous starts, and what workers take from the queue).
     max_running_runs: int | None = Field(default=None, ge=1)

@@ -19,7 +19,7 @@ SPEC_VERSION = "v1"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 # --------------------------------------------------------------------------- agent
@@ -560,3 +560,7 @@ class Spec(_Model):
         if self.agent is not None:
             agents.setdefault(self.agent.name, self.agent)
         return agents
+
+
+DummyScriptTurn.model_rebuild()
+StepSpec.model_rebuild()

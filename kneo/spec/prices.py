@@ -36,7 +36,7 @@ _MAX_ENTRIES = 500
 class ModelPrice(BaseModel):
     """One model's prices per million tokens, in the table's currency."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     input: Decimal = Field(ge=0, le=1_000_000, allow_inf_nan=False)
     output: Decimal = Field(ge=0, le=1_000_000, allow_inf_nan=False)
@@ -47,7 +47,7 @@ class ModelPrice(BaseModel):
 class PriceTable(BaseModel):
     """``prices:`` of a project config: ``currency`` and ``providers.<provider>.<model>``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: an ISO 4217 code; every price of the table is in it
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")

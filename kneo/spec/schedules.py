@@ -36,7 +36,7 @@ MAX_SCAN = 10_000
 class ScheduleSpec(BaseModel):
     """One ``schedules:`` entry: when runs start, with which input, and the two policies."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     cron: str | None = Field(default=None, min_length=9, max_length=200)

@@ -32,7 +32,7 @@ class TriggerSpec(BaseModel):
     """One ``triggers:`` entry: how a delivery is verified, which events start a run, and
     how an event becomes the run's input and metadata."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, max_length=128)
     #: a secret the project declares for the environment (its name or variable), read
