@@ -63,6 +63,12 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             counts = step_counts(project)
             assert len(counts) == RUNS * 3 and set(counts.values()) == {1}
             assert {key for key, _ in counts} == set(keys.values())
+            # a worker answers the run's waiters before it settles the run's queue record
+            wait_for(
+                lambda: queue_stats(store)["completed"] == RUNS,
+                timeout=30,
+                what="every queue record settled",
+            )
             stats = queue_stats(store)
             assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
 

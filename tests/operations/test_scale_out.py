@@ -66,6 +66,12 @@ def test_four_workers_drain_queue_exactly_once(
         for run_id, key in list(keys.items())[:20]:
             run = store.runs.get_run(run_id)
             assert run.status == "succeeded" and run.output_text == f"{key} 1 2 3"
+        # a worker answers the run's waiters before it settles the run's queue record
+        wait_for(
+            lambda: queue_stats(store)["completed"] == RUNS,
+            timeout=30,
+            what="every queue record settled",
+        )
         stats = queue_stats(store)
         assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
         pids = {pid for _key, _step, pid in counter_lines(project)}
