@@ -411,9 +411,9 @@ class Decisions:
             metrics.record_human_wait(waited, project=self.store.project)
         if remaining:
             return self.driver.result(updated)
+        trace = cont.context.get("trace")  # the pause's trace context, which the run resumes
         if given is not None:
             worker, record = given
-            trace = cont.context.get("trace")  # as the in-process drive below takes it
 
             def execute(_run_id: str) -> RunResult:
                 workflow = self.driver.workflow_for(updated)
@@ -438,7 +438,7 @@ class Decisions:
             self.driver.workflow_for(updated),
             leased=True,
             audits=audits,
-            resumed_from=cont.context.get("trace"),
+            resumed_from=trace,
             connection=held,
         )
 

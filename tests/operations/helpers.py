@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tests.queue_records import queue_stats
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -170,3 +172,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def assert_queue_drained(store: Any, runs: int) -> None:
+    """Every one of ``runs`` queue records completed, none queued or leased. Waited for: a
+    worker answers a run's waiters before it settles the run's queue record."""
+    wait_for(
+        lambda: queue_stats(store)["completed"] == runs, timeout=30, what="every record settled"
+    )
+    stats = queue_stats(store)
+    assert stats["completed"] == runs and stats["queued"] == stats["leased"] == 0

@@ -17,9 +17,8 @@ import sqlalchemy as sa
 from kneo import Decision
 from kneo.store import TaskQuery
 from kneo.store import tables as t
-from tests.queue_records import queue_stats
 
-from .helpers import Procs, env_for, open_manager, step_counts, wait_for
+from .helpers import Procs, assert_queue_drained, env_for, open_manager, step_counts, wait_for
 from .pgbouncer import pgbouncer
 
 RUNS = int(os.environ.get("KNEO_OPS_RUNS", "200"))
@@ -63,14 +62,7 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
             counts = step_counts(project)
             assert len(counts) == RUNS * 3 and set(counts.values()) == {1}
             assert {key for key, _ in counts} == set(keys.values())
-            # a worker answers the run's waiters before it settles the run's queue record
-            wait_for(
-                lambda: queue_stats(store)["completed"] == RUNS,
-                timeout=30,
-                what="every queue record settled",
-            )
-            stats = queue_stats(store)
-            assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
+            assert_queue_drained(store, RUNS)
 
             # the same statements many times over (psycopg would prepare them after 5)
             paused = [

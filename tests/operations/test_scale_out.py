@@ -15,9 +15,17 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kneo.store import tables as t
-from tests.queue_records import queue_records, queue_stats
+from tests.queue_records import queue_records
 
-from .helpers import Procs, counter_lines, env_for, open_manager, step_counts, wait_for
+from .helpers import (
+    Procs,
+    assert_queue_drained,
+    counter_lines,
+    env_for,
+    open_manager,
+    step_counts,
+    wait_for,
+)
 
 RUNS = int(os.environ.get("KNEO_OPS_RUNS", "200"))
 KILLS = int(os.environ.get("KNEO_OPS_KILLS", "3"))
@@ -66,14 +74,7 @@ def test_four_workers_drain_queue_exactly_once(
         for run_id, key in list(keys.items())[:20]:
             run = store.runs.get_run(run_id)
             assert run.status == "succeeded" and run.output_text == f"{key} 1 2 3"
-        # a worker answers the run's waiters before it settles the run's queue record
-        wait_for(
-            lambda: queue_stats(store)["completed"] == RUNS,
-            timeout=30,
-            what="every queue record settled",
-        )
-        stats = queue_stats(store)
-        assert stats["completed"] == RUNS and stats["queued"] == stats["leased"] == 0
+        assert_queue_drained(store, RUNS)
         pids = {pid for _key, _step, pid in counter_lines(project)}
         assert len(pids) >= 2, "the queue was not shared between worker processes"
     finally:
