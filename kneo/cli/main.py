@@ -14,6 +14,7 @@ import typer
 
 from kneo import startup
 from kneo.cli.output import LazyCommand, lazy_group, run_cli
+from kneo.deferred_imports import defer_costly_imports
 from kneo.logs import quiet_http_clients
 
 #: name -> where it lives; listing order is the order here.
@@ -96,6 +97,7 @@ def _root(
 def main() -> None:
     """Console entry point: run the app; Kneo errors become one line and an exit code."""
     startup.begin()
+    defer_costly_imports()  # before anything imports jsonschema
     quiet_http_clients()  # their INFO lines carry full URLs (a Slack webhook URL is a secret)
     sys.exit(run_cli(app))
 

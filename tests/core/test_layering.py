@@ -78,6 +78,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "kneo.runtimes",
             "kneo.lazy",
             "kneo.startup",
+            "kneo.deferred_imports",
             "kneo.jsontext",
             "kneo.periodic",
             "kneo.lrucache",

@@ -182,3 +182,45 @@ def test_a_sqlite_platform_never_loads_the_postgresql_dialect(tmp_path: Path) ->
     )
     fresh(code)
     assert fresh(code) == {"loaded": []}
+
+
+IRI_CHECKS = (
+    "import jsonschema\n"
+    "v = jsonschema.Draft202012Validator({'format': 'iri'},\n"
+    "    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)\n"
+    "before = 'lark' in sys.modules\n"
+    "answers = [v.is_valid(x) for x in ('not an iri', 'https://example.com/\\u00e9', 7)]\n"
+    "print(json.dumps({'before': before, 'answers': answers, 'after': 'lark' in sys.modules}))"
+)
+
+
+def test_the_iri_grammar_is_compiled_at_its_first_use_with_the_same_answers() -> None:
+    """jsonschema's optional IRI checker compiles a grammar as it is imported (1-2 CPU-s);
+    deferred, a process that never checks an IRI never pays, and one that does gets the
+    answers it gets without the deferral."""
+    pytest.importorskip("rfc3987_syntax")  # the dev extra installs it (jsonschema[format-nongpl])
+    plain = fresh("import json, sys\n" + IRI_CHECKS)
+    deferred = fresh(
+        "import json, sys\n"
+        "from kneo.deferred_imports import defer_costly_imports\n"
+        "defer_costly_imports()\n" + IRI_CHECKS
+    )
+    assert plain == {"before": True, "answers": [False, True, True], "after": True}
+    assert deferred == {"before": False, "answers": [False, True, True], "after": True}
+
+
+def test_the_console_entry_point_defers_and_a_library_import_does_not() -> None:
+    pytest.importorskip("rfc3987_syntax")
+    code = (
+        "import atexit, contextlib, io, json, sys\n"
+        "atexit.register(lambda: print(json.dumps({'stand_in': type(sys.modules.get(\n"
+        "    'rfc3987_syntax')).__name__})))\n"
+        "from kneo.cli.main import main\n"
+        "sys.argv = ['kneo', 'version']\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    CALL\n"
+    )
+    console = fresh(code.replace("CALL", "main()"))
+    library = fresh(code.replace("CALL", "import kneo.platform, jsonschema"))
+    assert console == {"stand_in": "_DeferredModule"}
+    assert library == {"stand_in": "module"}
