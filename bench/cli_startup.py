@@ -1,4 +1,8 @@
-"""CLI start-up time: median wall time of ``kneo --help`` and ``kneo spec lint``.
+"""CLI start-up time: median wall time of ``kneo --help``, ``kneo spec lint`` and a ``kneo run``.
+
+The run is an agent whose model asks for a tool call that needs approval
+(``examples/hitl_tool_approval.yaml``, in a copy of ``examples/``): it validates the call's
+arguments against the tool's JSON Schema, so it pays for importing jsonschema, and pauses.
 
 Measured against ``python -c "pass"`` in the same run, so a loaded machine shows up in the
 baseline too. Targets (2-core machine): ``--help`` < 0.35 s, ``lint`` < 0.6 s.
@@ -15,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,16 +37,16 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(cmd: list[str], runs: int) -> tuple[float, float, float]:
+def measure(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float, float]:
     """(median wall, min wall, median CPU) seconds over ``runs`` after one warm-up run.
 
     CPU time (user + system of the child) is what a busy machine inflates least.
     """
-    subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+    subprocess.run(cmd, cwd=cwd, capture_output=True, check=False)
     walls, cpus = [], []
     for _ in range(runs):
         cpu0, start = _child_cpu(), time.perf_counter()
-        subprocess.run(cmd, cwd=REPO, capture_output=True, check=False)
+        subprocess.run(cmd, cwd=cwd, capture_output=True, check=False)
         walls.append(time.perf_counter() - start)
         cpus.append(_child_cpu() - cpu0)
     return statistics.median(walls), min(walls), statistics.median(cpus)
@@ -52,19 +57,24 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9)
     args = parser.parse_args()
     kneo = _kneo()
+    project = Path(tempfile.mkdtemp(prefix="kneo-cli-bench-"))
+    shutil.copytree(REPO / "examples", project / "examples")
+    run = [*kneo, "run", "examples/hitl_tool_approval.yaml", "-i", "go"]
     cases = {
         'python -c "pass"': [sys.executable, "-c", "pass"],
         "kneo --help": [*kneo, "--help"],
         "kneo spec lint": [*kneo, "spec", "lint", "examples/research_agent.yaml"],
+        "kneo run (tool call)": run,
     }
     print(f"{'command':<20} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9}  status")
     failed = False
     for name, cmd in cases.items():
-        median, best, cpu = measure(cmd, args.runs)
+        median, best, cpu = measure(cmd, args.runs, project if cmd is run else REPO)
         target = TARGETS.get(name)
         status = "" if target is None else ("ok" if median < target else "SLOW")
         failed |= status == "SLOW"
         print(f"{name:<20} {median:>9.3f} {best:>7.3f} {cpu:>7.3f} {target or '':>9}  {status}")
+    shutil.rmtree(project)
     return 1 if failed else 0
 
 

@@ -42,9 +42,9 @@ class _DeferredModule(types.ModuleType):
                     raise
         return sys.modules[self.__name__]
 
-    def is_valid_syntax(self, *args: Any, **kwargs: Any) -> Any:
+    def is_valid_syntax(self, term: str, value: str) -> bool:
         """What jsonschema imports by name (bound at its import, so defined, not forwarded)."""
-        return self._load().is_valid_syntax(*args, **kwargs)
+        return bool(self._load().is_valid_syntax(term, value))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._load(), name)
