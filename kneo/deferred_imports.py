@@ -11,6 +11,8 @@ asked about an ``iri`` ever uses it. Kneo validates without one.
 puts a stand-in under that module's name before jsonschema is imported. jsonschema binds the
 stand-in's ``is_valid_syntax``; its first call, or any other attribute, imports the real
 module and hands over to it, so a format checker still gets the real answer.
+``importlib.util.LazyLoader`` would not do: jsonschema reads the function off the module as it
+imports it, and that read is a lazy module's first use.
 """
 
 from __future__ import annotations
