@@ -11,6 +11,7 @@ the request count is printed per backend (``-s``).
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,12 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     )
     loop = ControllerRunner(controller)  # leads, so reconcile requests are served
     loop.start()
+    # leading is the loop thread's first pass: on a starved machine a request can come first
+    # and rightly get 503 not_ready (seen on a replica), so the fuzzing starts once it leads
+    deadline = time.monotonic() + 60
+    while not controller.is_leader and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert controller.is_leader, "the controller did not take the leader lock within 60 s"
     cwd = Path.cwd()
     os.chdir(ROOT)  # spec paths are relative to the project root
     try:
