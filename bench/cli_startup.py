@@ -68,13 +68,15 @@ def main() -> int:
     }
     print(f"{'command':<20} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9}  status")
     failed = False
-    for name, cmd in cases.items():
-        median, best, cpu = measure(cmd, args.runs, project if cmd is run else REPO)
-        target = TARGETS.get(name)
-        status = "" if target is None else ("ok" if median < target else "SLOW")
-        failed |= status == "SLOW"
-        print(f"{name:<20} {median:>9.3f} {best:>7.3f} {cpu:>7.3f} {target or '':>9}  {status}")
-    shutil.rmtree(project)
+    try:
+        for name, cmd in cases.items():
+            median, best, cpu = measure(cmd, args.runs, project if cmd is run else REPO)
+            target = TARGETS.get(name)
+            status = "" if target is None else ("ok" if median < target else "SLOW")
+            failed |= status == "SLOW"
+            print(f"{name:<20} {median:>9.3f} {best:>7.3f} {cpu:>7.3f} {target or '':>9}  {status}")
+    finally:
+        shutil.rmtree(project)
     return 1 if failed else 0
 
 
