@@ -37,7 +37,7 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(cmd: list[str], runs: int, cwd: Path = REPO) -> tuple[float, float, float]:
+def measure(cmd: list[str], runs: int, cwd: Path) -> tuple[float, float, float]:
     """(median wall, min wall, median CPU) seconds over ``runs`` after one warm-up run.
 
     CPU time (user + system of the child) is what a busy machine inflates least.
@@ -59,18 +59,20 @@ def main() -> int:
     kneo = _kneo()
     project = Path(tempfile.mkdtemp(prefix="kneo-cli-bench-"))
     shutil.copytree(REPO / "examples", project / "examples")
-    run = [*kneo, "run", "examples/hitl_tool_approval.yaml", "-i", "go"]
     cases = {
-        'python -c "pass"': [sys.executable, "-c", "pass"],
-        "kneo --help": [*kneo, "--help"],
-        "kneo spec lint": [*kneo, "spec", "lint", "examples/research_agent.yaml"],
-        "kneo run (tool call)": run,
+        'python -c "pass"': ([sys.executable, "-c", "pass"], REPO),
+        "kneo --help": ([*kneo, "--help"], REPO),
+        "kneo spec lint": ([*kneo, "spec", "lint", "examples/research_agent.yaml"], REPO),
+        "kneo run (tool call)": (
+            [*kneo, "run", "examples/hitl_tool_approval.yaml", "-i", "go"],
+            project,
+        ),
     }
     print(f"{'command':<20} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9}  status")
     failed = False
     try:
-        for name, cmd in cases.items():
-            median, best, cpu = measure(cmd, args.runs, project if cmd is run else REPO)
+        for name, (cmd, cwd) in cases.items():
+            median, best, cpu = measure(cmd, args.runs, cwd)
             target = TARGETS.get(name)
             status = "" if target is None else ("ok" if median < target else "SLOW")
             failed |= status == "SLOW"

@@ -11,7 +11,6 @@ the request count is printed per backend (``-s``).
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from schemathesis.config import SchemathesisConfig
 from svc_helpers import ROOT, auth_env, headers
 
 from kneo.settings import Settings
+from tests.operations.helpers import wait_for
 
 EXAMPLES = int(os.environ.get("KNEO_FUZZ_EXAMPLES", "12"))
 #: What an attacker tries first, mixed into generated strings and integers (each generated
@@ -109,10 +109,7 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     loop.start()
     # leading is the loop thread's first pass: on a starved machine a request can come first
     # and rightly get 503 not_ready (seen on a replica), so the fuzzing starts once it leads
-    deadline = time.monotonic() + 60
-    while not controller.is_leader and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert controller.is_leader, "the controller did not take the leader lock within 60 s"
+    wait_for(lambda: controller.is_leader, timeout=60, what="the controller to lead")
     cwd = Path.cwd()
     os.chdir(ROOT)  # spec paths are relative to the project root
     try:
