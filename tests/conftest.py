@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from tests import leftovers
+from tests import cli_zygote, leftovers
 
 # Every ``kneo`` process a test starts imports the package from this checkout: with bytecode
 # writing off (some shells and CI images set this), each of those hundreds of processes
@@ -100,9 +100,18 @@ SLOW_MODULES = frozenset(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The run's mark, set before any worker or test process starts (workers inherit it)."""
+    """The run's mark, set before any worker or test process starts (workers inherit it);
+    then, in each process that runs tests, the zygote its ``kneo`` processes fork from."""
     if not hasattr(config, "workerinput"):
         config.stash[_RUN_MARK] = leftovers.mark_run()
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        config.stash[_ZYGOTE] = cli_zygote.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    zygote = config.stash.get(_ZYGOTE, None)
+    if zygote is not None:
+        cli_zygote.stop(zygote)
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -124,6 +133,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
 
 
 _RUN_MARK = pytest.StashKey[str]()
+_ZYGOTE = pytest.StashKey["subprocess.Popen[bytes]"]()
 
 
 def _module(item: pytest.Item) -> str:

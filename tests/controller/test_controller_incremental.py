@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from kneo.controller.controller import Controller
 from kneo.controller.source import GitSource
 from kneo.controller.spec_checks import default_spec_checker
 from kneo.policy.environment import EnvironmentPolicy
+from tests.cli_zygote import KNEO
 
 
 class RecordingSource(GitSource):
@@ -151,7 +151,7 @@ def test_a_restarted_process_uses_the_persisted_state(
 
     def reconcile() -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "kneo.cli.main", "controller", "reconcile", "--json"],
+            [*KNEO, "controller", "reconcile", "--json"],
             cwd=project,
             env=env,
             capture_output=True,

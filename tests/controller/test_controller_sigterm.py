@@ -7,16 +7,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from gitops_fixtures import Keys, Repo
 
+from tests.cli_zygote import KNEO
+
 
 def test_sigterm_releases_the_leader_lock(tmp_path: Path, repo: Repo, keys: Keys) -> None:
     env = {**os.environ, "KNEO_SERV_DATABASE_URL": f"sqlite:///{tmp_path / 'kneo.sqlite'}"}
-    kneo = [sys.executable, "-m", "kneo.cli.main"]
+    kneo = [*KNEO]
     proc = subprocess.Popen(
         [*kneo, "controller", "run", "--repo", repo.url, "--trusted-keys", str(keys.trusted_dir),
          "--cache-dir", str(tmp_path / "cache"), "--json"],
@@ -57,7 +58,7 @@ def test_each_reconcile_is_a_span(tmp_path: Path, repo: Repo, keys: Keys) -> Non
         "OTEL_TRACES_EXPORTER": "console",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "controller", "run", "--repo", repo.url,
+        [*KNEO, "controller", "run", "--repo", repo.url,
          "--trusted-keys", str(keys.trusted_dir), "--cache-dir", str(tmp_path / "cache"),
          "--json"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -12,7 +12,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from test_schedules import _promote
 
 from kneo.clock import ManualClock
 from kneo.store import RunQuery
+from tests.cli_zygote import KNEO
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEY = ("nightly", "dev", "tick")
@@ -34,7 +34,7 @@ def _worker(tmp_path: Path, url: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
     env |= {"KNEO_SERV_DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "worker"],
+        [*KNEO, "worker"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import pytest
 
 from kneo.envcheck import ROLE_SECRETS
 from tests import http_calls
+from tests.cli_zygote import KNEO
 from tests.deploy import helm_chart
 from tests.deploy.prometheus_server import free_port
 
@@ -151,7 +151,7 @@ def test_the_rendered_pods_start_ready_with_only_their_secrets(
                 args[args.index("--port") + 1] = str(port)
             log = tmp_path / f"{role}.log"
             proc = subprocess.Popen(
-                [sys.executable, "-m", "kneo.cli.main", *args],
+                [*KNEO, *args],
                 cwd=work, env={**base, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
             )  # fmt: skip
             started.append(proc)

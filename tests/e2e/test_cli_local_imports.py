@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli_zygote import KNEO
+
 REPO = Path(__file__).resolve().parents[2]
 
 #: Modules a local run or resume must never load (the HTTP client, the service, the builder).
@@ -102,7 +104,7 @@ def test_a_service_url_in_the_project_config_still_selects_the_http_client(
     env["KNEO_SERV_PROFILES_PATH"] = str(project / "profiles.json")
     env["KNEO_SERV_CLIENT_RETRIES"] = "0"
     proc = subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", "human", "list", "--json"],
+        [*KNEO, "human", "list", "--json"],
         cwd=project,
         env=env,
         capture_output=True,

@@ -23,6 +23,7 @@ import yaml
 
 from kneo.cli.main import app
 from kneo.cli.output import run_cli
+from tests.cli_zygote import KNEO
 from tests.controller.gitops_fixtures import ENV_FILES, Keys, Repo
 from tests.notifications.receiver import Receiver
 
@@ -292,7 +293,7 @@ def test_table_is_the_default_and_json_conflicts_with_yaml(
 def test_controller_run_prints_a_yaml_stream(project: Project) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     environ.update(project.env, PYTHONPATH=str(REPO))
-    args = [sys.executable, "-m", "kneo.cli.main", "controller", "run", "--interval", "0.2"]
+    args = [*KNEO, "controller", "run", "--interval", "0.2"]
     proc = subprocess.Popen(
         [*args, "-o", "yaml"], cwd=project.root, env=environ, stdout=subprocess.PIPE, text=True
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.cli_zygote import KNEO
+
 REPO = Path(__file__).resolve().parents[2]
 
 SLOW_STEPS = """
@@ -66,7 +68,7 @@ def kneo(
     project: Path, *args: str, check: int | None = 0, columns: int = 200
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=project,
         env={**env_for(project), "COLUMNS": str(columns)},
         capture_output=True,
@@ -149,7 +151,7 @@ def test_kill_9_mid_workflow_then_continue_in_another_process(project: Path) -> 
     }
     (project / "slow.yaml").write_text(json.dumps(spec))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "run", "slow.yaml", "-i", "go", "--json"],
+        [*KNEO, "run", "slow.yaml", "-i", "go", "--json"],
         cwd=project,
         env=env_for(project),
         stdout=subprocess.DEVNULL,

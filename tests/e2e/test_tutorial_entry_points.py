@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.cli_zygote import KNEO
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,7 +34,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def kneo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from kneo.clock import ManualClock
 from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests.cli_zygote import KNEO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,7 +80,7 @@ def cli_env(project: Path, database_url: str | None = None, **extra: str) -> dic
     return env
 
 
-CLI = [sys.executable, "-c", "from kneo.cli.main import main; main()"]
+CLI = KNEO
 
 
 def start_cli(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import pytest
 from oidc_helpers import AUDIENCE, CHROMIUM, CLI_CLIENT, Live
+
+from tests.cli_zygote import KNEO
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -40,7 +41,7 @@ def kneo(*args: str, profiles: Path, **kw: Any) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     env["KNEO_SERV_PROFILES_PATH"] = str(profiles)
     return subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 import httpx2
 
 from tests import http_calls
+from tests.cli_zygote import KNEO
 from tests.conftest import PgDatabases, pg_base_url
 from tests.controller.gitops_fixtures import Keys, Repo, spec
 from tests.service.svc_helpers import API_KEYS_ENV, KEYS, ROOT, LiveServer, auth_env
@@ -187,7 +187,7 @@ def _start_split(
     for label, command in commands.items():
         shape.procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "kneo.cli.main", *command],
+                [*KNEO, *command],
                 cwd=ROOT,
                 env=environ,
                 stdout=(tmp / f"{label}.out").open("ab"),

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.cli_zygote import KNEO
 from tests.matrix.shapes import Shape
 from tests.service.svc_helpers import KEYS, ROOT
 
@@ -42,7 +42,7 @@ class Cli:
 
     def kneo(self, *args: str, env: dict[str, str] | None = None) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "kneo.cli.main", *args],
+            [*KNEO, *args],
             cwd=ROOT,
             env={**self.env, **(env or {})},
             capture_output=True,

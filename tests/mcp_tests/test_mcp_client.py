@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import AuditQuery
+from tests.cli_zygote import KNEO
 from tests.hitl.conftest import finish, start_cli
 from tests.mcp_tests.conftest import REPO, agent_spec, call, counted, stdio_import
 
@@ -241,7 +241,7 @@ def test_spec_check_asks_the_server_for_the_listed_tools(project: Path) -> None:
     ):
         (project / f"{name}.yaml").write_text(json.dumps(spec))
         proc = subprocess.run(
-            [sys.executable, "-m", "kneo.cli.main", "spec", command, f"{name}.yaml", "--json"],
+            [*KNEO, "spec", command, f"{name}.yaml", "--json"],
             cwd=project,
             env=env,
             capture_output=True,

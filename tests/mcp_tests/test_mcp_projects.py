@@ -22,6 +22,7 @@ from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import AuditQuery
+from tests.cli_zygote import KNEO
 from tests.mcp_tests.conftest import REPO
 from tests.mcp_tests.test_mcp_server import SMOKE, Served, error_text, payload, serve_mcp
 
@@ -158,7 +159,7 @@ def _stdio(cwd: Path, key: str, *args: str, **env: str) -> Any:
     base = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "kneo.cli.main", "mcp", "serve", *args],
+        args=[*KNEO[1:], "mcp", "serve", *args],
         env={**base, "PYTHONPATH": str(REPO), **AUTH, "KNEO_SERV_API_KEY": key, **env},
         cwd=str(cwd),
     )

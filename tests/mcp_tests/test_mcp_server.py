@@ -28,6 +28,7 @@ from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import AuditQuery
 from tests import http_calls
+from tests.cli_zygote import KNEO
 from tests.mcp_tests.conftest import REPO
 from tests.service.svc_helpers import serving_app
 
@@ -259,7 +260,7 @@ def test_stdio_server_uses_the_cli_key_and_its_scopes(tmp_path: Path) -> None:
     def call(key: str, name: str, args: dict[str, Any]) -> Any:
         params = StdioServerParameters(
             command=sys.executable,
-            args=["-m", "kneo.cli.main", "mcp", "serve"],
+            args=[*KNEO[1:], "mcp", "serve"],
             env=_cli_env(tmp_path, KNEO_SERV_API_KEY=key),
             cwd=str(tmp_path),
         )
@@ -286,9 +287,7 @@ def test_own_port_http_server(tmp_path: Path) -> None:
     (tmp_path / ".kneo").mkdir()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "kneo.cli.main",
+            *KNEO,
             "mcp",
             "serve",
             "--transport",

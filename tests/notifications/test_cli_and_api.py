@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from kneo.service.app import create_app
 from kneo.store import AuditQuery, DeliveryOutcome
+from tests.cli_zygote import KNEO
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -39,7 +39,7 @@ def _kneo(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
     child = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
     child |= env | {"PYTHONPATH": str(REPO), "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", "notifications", *args],
+        [*KNEO, "notifications", *args],
         cwd=cwd,
         env=child,
         capture_output=True,

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from kneo.platform.notifications import start_dispatcher
 from kneo.store import NotificationQuery
+from tests.cli_zygote import KNEO
 
 from .conftest import REPO, SECRET, receivers_env
 from .receiver import Receiver
@@ -180,7 +180,7 @@ def test_a_dispatcher_killed_mid_delivery_leaves_it_to_another_once_by_event_id(
         "PYTHONPATH": str(REPO),
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "worker"],
+        [*KNEO, "worker"],
         cwd=tmp_path,
         env=child_env,
         stdout=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from typing import Any
 import httpx2
 
 from tests import http_calls
+from tests.cli_zygote import FRESH
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "controller"))
@@ -97,7 +98,7 @@ class Shape:
         n = len(self.controllers)
         out = (self.root / f"controller-{n}.out").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kneo.cli.main", "controller", "run", "--json",
+            [*FRESH, "controller", "run", "--json",
              "--cache-dir", str(self.root / f"cache-{n}")],
             cwd=self.project, env=self.env(), stdout=out,
             stderr=(self.root / f"controller-{n}.err").open("ab"),

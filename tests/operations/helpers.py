@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tests.cli_zygote import FRESH, KNEO
 from tests.queue_records import queue_stats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def kneo(
     project: Path, env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=project,
         env=env,
         capture_output=True,
@@ -116,7 +117,7 @@ class Procs:
     ) -> subprocess.Popen[bytes]:
         out = (log or project / f"worker-{len(self.items)}.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kneo.cli.main", "worker", *args],
+            [*FRESH, "worker", *args],
             cwd=project,
             env=env,
             stdout=out,

@@ -11,9 +11,9 @@ the targets is the number of runs, and the build info is one series per process.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.cli_zygote import KNEO
 from tests.deploy.prometheus_server import running
 
 from .helpers import Procs, env_for, open_manager, wait_for
@@ -38,7 +38,7 @@ def test_prometheus_sums_each_run_once_across_every_process(
     ports = {"api": free_port(), "worker-1": free_port(), "worker-2": free_port()}
     api_log = (project / "api.log").open("ab")
     api = subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "service", "serve", "--no-worker",
+        [*KNEO, "service", "serve", "--no-worker",
          "--host", "127.0.0.1", "--port", str(free_port())],
         cwd=project,
         env={**env, "KNEO_SERV_METRICS_PORT": str(ports["api"])},

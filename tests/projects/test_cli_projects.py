@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from kneo.platform.preparation import RunRequest
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
+from tests.cli_zygote import KNEO
 from tests.service.svc_helpers import serving_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def _kneo(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPro
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     environ.update(env, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=cwd,
         env=environ,
         capture_output=True,

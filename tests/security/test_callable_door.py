@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from kneo.errors import KneoError
 from kneo.kernel import UNSAFE_MODULES, ref_of, resolve_attribute, resolve_callable
 from kneo.spec.refs import inspect_ref, load_callable
+from tests.cli_zygote import KNEO
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -296,7 +297,7 @@ def test_validate_lint_and_sign_refuse_a_path_through_an_import(
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     env.update(PYTHONPATH=str(REPO), KNEO_SERV_SPEC_SIGNING_KEY="k" * 32)
     proc = subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *command],
+        [*KNEO, *command],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -26,7 +26,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +46,7 @@ from kneo.redaction import REDACTED, redact_text, reduce_url
 from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from tests.cli_zygote import KNEO
 from tests.controller.gitops_fixtures import GIT_ENV, Keys, Repo
 from tests.mcp_tests.test_mcp_server import payload, session
 from tests.security.git_http import PrivateGitHost, Redirector, have_git_http_backend
@@ -359,7 +359,7 @@ def test_the_cli_prints_no_token_in_its_status_its_errors_or_its_first_lines(
         "KNEO_SERV_PROFILES_PATH": str(tmp_path / "profiles.json"),
         "PYTHONPATH": str(ROOT),
     }
-    kneo = [sys.executable, "-m", "kneo.cli.main"]
+    kneo = [*KNEO]
     runner = subprocess.Popen(
         [*kneo, "controller", "run"],
         cwd=project,

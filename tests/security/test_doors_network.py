@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +34,7 @@ from kneo.policy.access import HostAccess
 from kneo.settings import Settings
 from kneo.spec.models import McpImport, ModelSpec
 from kneo.spec.project import ProjectConfig
+from tests.cli_zygote import KNEO
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = "the whole confidential prompt 5c1f"
@@ -591,7 +591,7 @@ def eval_run(project: Path, judge: dict[str, Any]) -> subprocess.CompletedProces
     }
     argv = ["eval", "run", "examples/support_agent.yaml", "--suite", "pr.eval.yaml"]
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *argv, "--env", "ci"],
+        [*KNEO, *argv, "--env", "ci"],
         cwd=project,
         env=env,
         capture_output=True,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 from kneo.errors import ConfigError
 from kneo.service.proxies import MAX_HOPS, TrustedProxies
 from kneo.settings import Settings
+from tests.cli_zygote import KNEO
 from tests.service.svc_helpers import KEYS, ROOT, LiveServer, auth_env
 
 PROXY, DIRECT, OTHER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -230,7 +230,7 @@ def test_loopback_is_not_trusted_unless_named(server: LiveServer) -> None:
 def _kneo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=ROOT,
         env={**environ, "PYTHONPATH": str(ROOT), **auth_env(), **env},
         capture_output=True,

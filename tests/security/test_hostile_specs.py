@@ -32,6 +32,7 @@ from kneo.service import create_app
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
+from tests.cli_zygote import KNEO
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +56,7 @@ REFUSED_AS = {
     # the project's own module, then a path through what it imports: ``logging.os.system``
     "traversal": "E_FUNCTION_NOT_ALLOWED",
 }
-CLI = [sys.executable, "-m", "kneo.cli.main"]
+CLI = [*KNEO]
 ENVIRONMENT = "test"  # not dev: loopback is not allowed unless the project lists it
 
 

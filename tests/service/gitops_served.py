@@ -15,7 +15,6 @@ import json
 import os
 import pty
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +24,7 @@ from urllib.parse import urlencode
 import httpx2
 
 from tests import http_calls
+from tests.cli_zygote import KNEO
 from tests.controller.gitops_fixtures import Keys, Repo, spec
 from tests.service.svc_helpers import KEYS, ROOT, LiveServer, auth_env
 
@@ -139,7 +139,7 @@ class Laptop:
 
     def kneo(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "kneo.cli.main", *args],
+            [*KNEO, *args],
             cwd=self.home,
             env=self.env(),
             capture_output=True,
@@ -158,7 +158,7 @@ class Laptop:
         main, terminal = pty.openpty()
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "kneo.cli.main", *args],
+                [*KNEO, *args],
                 cwd=self.home,
                 env=self.env(),
                 stdout=subprocess.PIPE,

@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from tests import http_calls
+from tests.cli_zygote import FRESH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,9 +103,7 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "kneo.cli.main",
+                *FRESH,
                 "service",
                 "serve",
                 "--host",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
 from svc_helpers import ROOT
 
 from tests import http_calls
+from tests.cli_zygote import KNEO
 
 SPEC = {"version": "v1", "agent": {"name": "a", "model": {"provider": "dummy", "name": "d"}}}
 
@@ -35,7 +35,7 @@ def test_api_without_worker_leaves_async_runs_to_separate_workers(live_server: A
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
     env.update(server.env)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "kneo.cli.main", "worker"],
+        [*KNEO, "worker"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli_zygote import KNEO
 from tests.service.gitops_served import Laptop, Served
 from tests.service.svc_helpers import KEYS
 
@@ -184,7 +185,7 @@ def _mcp_tool(laptop: Laptop, name: str, args: dict[str, Any]) -> Any:
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "kneo.cli.main", "mcp", "serve"],
+        args=[*KNEO[1:], "mcp", "serve"],
         env=laptop.env(),
         cwd=str(laptop.home),
     )

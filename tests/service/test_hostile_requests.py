@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from starlette.testclient import TestClient
 from svc_helpers import ROOT, auth_env, headers
 
 from kneo.settings import Settings
+from tests.cli_zygote import KNEO
 
 SMOKE = "examples/smoke_human_workflow.yaml"
 HOOK_SECRET = "webhook-secret-value"
@@ -28,7 +28,7 @@ def _kneo(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPro
     env = {k: v for k, v in os.environ.items() if not k.startswith("KNEO")}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=cwd,
         env=env,
         capture_output=True,

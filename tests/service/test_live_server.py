@@ -16,6 +16,7 @@ import pytest
 from svc_helpers import KEYS, ROOT, auth_env
 
 from tests import http_calls
+from tests.cli_zygote import KNEO
 
 SMOKE = "examples/smoke_human_workflow.yaml"
 PLANTED = "sk-plantedSECRETvalue-0123456789"
@@ -28,7 +29,7 @@ def _cli(
     environ.update(env)
     environ["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=ROOT,
         env=environ,
         capture_output=True,

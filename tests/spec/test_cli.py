@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli_zygote import KNEO
+
 from .conftest import EXAMPLE_SPECS, EXAMPLES, REPO, CliResult, write_yaml
 
 Kneo = Callable[..., CliResult]
@@ -63,7 +65,7 @@ def test_unknown_tool_fails_validation(kneo: Kneo, tmp_path: Path) -> None:
 def test_broken_yaml_is_one_line_without_traceback(tmp_path: Path) -> None:
     spec = write_yaml(tmp_path / "broken.yaml", "version: v1\nagent:\n  name: [unclosed\n")
     result = subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", "spec", "validate", str(spec)],
+        [*KNEO, "spec", "validate", str(spec)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

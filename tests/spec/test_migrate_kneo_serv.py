@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -15,6 +14,7 @@ from kneo.platform import create_platform
 from kneo.settings import Settings
 from kneo.spec.migrate_kneo_serv import migrate_kneo_serv
 from kneo.spec.project import ProjectContext
+from tests.cli_zygote import KNEO
 
 ORIGINAL = Path(__file__).with_name("kneo_serv") / "original_research.yaml"
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kneo.cli.main", *args],
+        [*KNEO, *args],
         cwd=cwd,
         capture_output=True,
         text=True,
