@@ -40,22 +40,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-#: The environment variable naming this worker's zygote socket.
+#: The environment variable naming this worker's zygote socket (``tests/kneo_cli.py`` reads it).
 ENV = "TEST_KNEO_ZYGOTE"
 #: Start ``kneo`` with these instead of ``[sys.executable, "-m", "kneo.cli.main"]``.
 KNEO = [sys.executable, str(Path(__file__).with_name("kneo_cli.py"))]
 #: A fresh interpreter, for a process whose pid a test compares with what the process records
 #: (a worker's claim, a controller's lock, its CPU): the launcher's pid is not its command's.
 FRESH = [sys.executable, "-m", "kneo.cli.main"]
-#: The signals a launcher passes on to its command.
-FORWARDED = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
 
 
 def start() -> subprocess.Popen[bytes]:

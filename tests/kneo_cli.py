@@ -11,7 +11,8 @@ import signal
 import socket
 import sys
 
-ENV = "TEST_KNEO_ZYGOTE"
+ENV = "TEST_KNEO_ZYGOTE"  # tests/cli_zygote.py sets it
+#: The signals a launcher passes on to its command (SIGKILL cannot be: the watcher sees it).
 FORWARDED = (
     signal.SIGTERM,
     signal.SIGINT,
