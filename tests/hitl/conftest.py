@@ -80,9 +80,6 @@ def cli_env(project: Path, database_url: str | None = None, **extra: str) -> dic
     return env
 
 
-CLI = KNEO
-
-
 def start_cli(
     project: Path,
     *args: str,
@@ -90,7 +87,7 @@ def start_cli(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*CLI, *args],
+        [*KNEO, *args],
         cwd=project,
         env=cli_env(project, database_url, **(env or {})),
         stdout=subprocess.PIPE,

@@ -56,7 +56,6 @@ REFUSED_AS = {
     # the project's own module, then a path through what it imports: ``logging.os.system``
     "traversal": "E_FUNCTION_NOT_ALLOWED",
 }
-CLI = [*KNEO]
 ENVIRONMENT = "test"  # not dev: loopback is not allowed unless the project lists it
 
 
@@ -243,7 +242,7 @@ def _cli_env() -> dict[str, str]:
 def test_a_spec_file_run_by_the_cli(world: World, resource: str, allowed: bool) -> None:
     (world.root / "spec.yaml").write_text(json.dumps(world.spec(resource, allowed)))
     proc = subprocess.run(
-        [*CLI, "run", "spec.yaml", "--env", ENVIRONMENT, "--input", world.input_text(), "--json"],
+        [*KNEO, "run", "spec.yaml", "--env", ENVIRONMENT, "--input", world.input_text(), "--json"],
         cwd=world.root,
         env=_cli_env(),
         capture_output=True,
