@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests import cli_zygote
 from tests.cli_zygote import FRESH, KNEO
+from tests.operations.helpers import wait_for
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -25,9 +25,10 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _commands_in(directory: Path) -> dict[int, int]:
-    """Processes forked from a zygote whose working directory is ``directory``: pid -> ppid."""
-    found = {}
+def _commands_in(directory: Path) -> set[int]:
+    """Processes forked from a zygote (its command line) whose working directory is
+    ``directory``: a fresh interpreter or the launcher has another command line."""
+    found = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -36,17 +37,10 @@ def _commands_in(directory: Path) -> dict[int, int]:
                 continue
             if b"cli_zygote.py" not in (proc / "cmdline").read_bytes():
                 continue
-            found[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            found.add(int(proc.name))
+        except OSError:
             continue
     return found
-
-
-def _wait(probe: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -79,14 +73,17 @@ def test_the_command_is_forked_and_a_signal_reaches_it(tmp_path: Path) -> None:
         fresh = subprocess.Popen([*FRESH, "worker"], cwd=tmp_path, env=env, stderr=one)
         launcher = subprocess.Popen([*KNEO, "worker"], cwd=tmp_path, env=env, stderr=other)
     try:
-        _wait(lambda: _commands_in(tmp_path))
-        (command,) = _commands_in(tmp_path)
+        (command,) = wait_for(lambda: _commands_in(tmp_path), 30, "the forked worker")
         assert command != launcher.pid
-        _wait(lambda: all(b"running with concurrency" in log.read_bytes() for log in logs))
+        wait_for(
+            lambda: all(b"running with concurrency" in log.read_bytes() for log in logs),
+            30,
+            "both workers to start",
+        )
         fresh.send_signal(signal.SIGTERM)
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=30) == fresh.wait(timeout=30)
-        _wait(lambda: not _commands_in(tmp_path))
+        wait_for(lambda: not _commands_in(tmp_path), 30, "the forked worker to end")
         assert [log.read_text().splitlines()[-1] for log in logs] == [
             "worker stopped after 0 run(s)"
         ] * 2
@@ -98,9 +95,9 @@ def test_the_command_is_forked_and_a_signal_reaches_it(tmp_path: Path) -> None:
 def test_kill_9_of_the_launcher_ends_the_command(tmp_path: Path) -> None:
     launcher = subprocess.Popen([*KNEO, "worker"], cwd=tmp_path, env=_env(tmp_path))
     try:
-        _wait(lambda: _commands_in(tmp_path))
+        wait_for(lambda: _commands_in(tmp_path), 30, "the forked worker")
         launcher.kill()
         assert launcher.wait(timeout=10) == -signal.SIGKILL
-        _wait(lambda: not _commands_in(tmp_path), timeout=10)
+        wait_for(lambda: not _commands_in(tmp_path), 10, "the command to end with its launcher")
     finally:
         launcher.kill()
