@@ -61,6 +61,7 @@ class Shape:
         self.database_url = database_url
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.interval = interval
         self.repo = Repo(root / "git")
         self.repo.write("environments/dev.yaml", "version: v1\n")
         self.repo.commit("environments")
