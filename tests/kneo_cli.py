@@ -12,6 +12,8 @@ import socket
 import sys
 
 ENV = "TEST_KNEO_ZYGOTE"  # tests/cli_zygote.py sets it
+#: When set, the file the command's pid is written to as it starts (the launcher's is not it).
+PID_FILE = "TEST_KNEO_PID_FILE"
 #: The signals a launcher passes on to its command (SIGKILL cannot be: the watcher sees it).
 FORWARDED = (
     signal.SIGTERM,
@@ -23,8 +25,16 @@ FORWARDED = (
 )
 
 
+def _started(pid: int) -> None:
+    path = os.environ.get(PID_FILE)
+    if path:
+        with open(path, "w") as out:
+            out.write(str(pid))
+
+
 def _alone() -> None:
     """What ``python -m kneo.cli.main`` does: the working directory first on the path."""
+    _started(os.getpid())
     sys.path[0] = os.getcwd()
     runpy.run_module("kneo.cli.main", run_name="__main__", alter_sys=True)
 
@@ -44,6 +54,7 @@ def _launch(path: str) -> None:
     first = replies.readline()
     if not first:
         sys.exit("kneo_cli: the zygote closed the connection before starting the command")
+    _started(json.loads(first)["pid"])
 
     def forward(number: int, _frame: object) -> None:
         conn.sendall(json.dumps({"signal": number}).encode() + b"\n")

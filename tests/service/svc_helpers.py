@@ -22,7 +22,8 @@ from kneo.service.middleware import LOGGER_NAME
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from tests import http_calls
-from tests.cli_zygote import FRESH
+from tests.cli_zygote import KNEO
+from tests.kneo_cli import PID_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,8 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``kneo service serve`` in a real process on a free loopback port."""
+    """``kneo service serve`` in a real process on a free loopback port (forked from the
+    worker's zygote: :attr:`pid` is the server's, ``proc`` the launcher that stands for it)."""
 
     def __init__(
         self, env: dict[str, str], cwd: Path, log_path: Path, args: tuple[str, ...] = ()
@@ -91,6 +93,7 @@ class LiveServer:
         self.cwd = cwd
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
 
     def start(self, timeout: float = 60.0) -> LiveServer:
         """Start on a port free now: a restart never reuses the port the last process gave
@@ -100,10 +103,13 @@ class LiveServer:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("KNEO_")}
         environ.update(self.env)
         environ["PYTHONPATH"] = str(ROOT)
+        pid_file = self.log_path.with_name(f"{self.log_path.name}.pid")
+        pid_file.unlink(missing_ok=True)
+        environ[PID_FILE] = str(pid_file)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                *FRESH,
+                *KNEO,
                 "service",
                 "serve",
                 "--host",
@@ -123,6 +129,7 @@ class LiveServer:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
             try:
                 if http_calls.get(self.url + "/livez", timeout=1.0).status_code == 200:
+                    self.pid = int(pid_file.read_text())
                     return self
             except httpx2.TransportError:
                 pass
@@ -137,7 +144,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self.proc = None
+        self.proc = self.pid = None
 
 
 @contextmanager
