@@ -119,6 +119,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Iterator[None]:
     """A run that leaves a process behind fails, naming it (after xdist stopped its
     workers: this wraps every other end-of-session hook)."""
     yield
+    zygote = session.config.stash.get(_ZYGOTE, None)
+    if zygote is not None:  # it carries the mark too: stopped before the count, not after
+        del session.config.stash[_ZYGOTE]
+        cli_zygote.stop(zygote)
     token = session.config.stash.get(_RUN_MARK, None)
     left = leftovers.reap(token) if token else {}
     if left:
