@@ -3,9 +3,10 @@ not, with an admin or a viewer key, gets a 5xx. SQLite always; PostgreSQL when
 ``KNEO_TEST_DATABASE_URL`` is set.
 
 Every operation is generated in positive and negative mode (values out of the declared
-bounds and types, missing and extra fields) and each generated request is sent once per
-key to each backend (generated once for both: generation is about 40 % of the fuzz). Bounded for CI by ``KNEO_FUZZ_EXAMPLES`` (examples per operation and mode, default 12);
-the request count is printed per backend (``-s``).
+bounds and types, missing and extra fields) and each generated request is sent once per key
+to each backend (generated once for both: generation is about 40 % of the fuzz). Bounded for
+CI by ``KNEO_FUZZ_EXAMPLES`` (examples per operation and mode, default 12); the request count
+is printed per backend (``-s``).
 """
 
 from __future__ import annotations
