@@ -184,9 +184,16 @@ def test_an_idle_worker_of_this_process_is_given_the_run_in_the_decisions_transa
         worker.start()  # its thread runs what it was given before it looks at the queue
         wait_for(lambda: api.store.runs.get_run(paused.run_id).status == "succeeded", 10, "the run")
         assert [step_counts(project)[("g1", s)] for s in ("s1", "s2")] == [1, 1]
+        assert api.store.queue.run_lease(paused.run_id) is None  # given back with the outcome
+        # the record is settled in the worker's next commit (a crash between the two leaves it
+        # leased, and the next claim finds the run finished and settles it)
+        wait_for(
+            lambda: queue_records(api.store, paused.run_id)[0].status == "completed",
+            10,
+            "the queue record settled",
+        )
         [record] = queue_records(api.store, paused.run_id)
         assert (record.status, record.attempts) == ("completed", 1)
-        assert api.store.queue.run_lease(paused.run_id) is None  # given back with the outcome
         wait_for(worker.idle, 10, "the worker's thread waiting for work")
         worker.stop()
         assert not worker.idle()
