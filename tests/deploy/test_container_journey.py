@@ -7,6 +7,12 @@ podman-compose; ../shared/tools/container-runtime.sh sets podman up on this proj
 machines); skipped with the reason otherwise. Every run has its own project name, image tag,
 port and temporary directories, and removes them in ``finally``, so concurrent runs and
 leftovers of an interrupted one cannot interfere. Timings are printed (``pytest -s``).
+
+What a run keeps is its layers, as a CI's layer cache would: the image and its build stage stay
+tagged under :data:`CACHE` until the next run's build replaces them, so a code change rebuilds
+only the layers below ``COPY kneo`` (the Dockerfile's own promise), not the compilers and the
+dependencies' wheels. A machine without them builds everything; the cache's tags are the only
+thing a run leaves, and each run removes the images they named before.
 """
 
 from __future__ import annotations
@@ -236,6 +242,35 @@ def release_args(commit: str) -> list[str]:
     return ["--build-arg", f"VERSION={RELEASE_VERSION}", "--build-arg", f"REVISION={commit}"]
 
 
+#: The tags the next run builds from (see the module docstring).
+CACHE = "localhost/kneo-journey-cache"
+
+
+def image_id(engine: Engine, image: str) -> str | None:
+    found = subprocess.run(
+        [engine.name, "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True,
+        text=True,
+    )
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def keep_layers(stack: Stack, image: str, options: list[str]) -> None:
+    """Tag ``image`` and its build stage (built again with ``options`` and ``--target build``:
+    every layer cached, seconds) as the next run's cache, and remove the images the tags named
+    before, with the layers only they used."""
+    engine, stage = stack.engine, f"{CACHE}:build"
+    tags = {
+        f"{CACHE}:image": [engine.name, "tag", image, f"{CACHE}:image"],
+        stage: [engine.name, "build", *options, "--target", "build", "-t", stage, "."],
+    }
+    for tag, command in tags.items():
+        before = image_id(engine, tag)
+        stack.run(*command, timeout=600)
+        if before is not None and before != image_id(engine, tag):
+            stack.run(engine.name, "rmi", before, check=False)
+
+
 def image_size(engine: Engine, image: str) -> int:
     """Bytes of ``image`` as the engine reports them (layers uncompressed)."""
     found = subprocess.run(
@@ -298,11 +333,12 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
         # within 100 MB of its base.
         started = time.monotonic()
         commit_built = revision()
-        build = [engine.name, "build", "-t", image, *release_args(commit_built), "."]
+        options = release_args(commit_built)
         if engine.name == "podman":
-            build[2:2] = ["--format", "docker"]
-        stack.run(*build, timeout=1100)
+            options = ["--format", "docker", *options]
+        stack.run(engine.name, "build", *options, "-t", image, ".", timeout=1100)
         stack.timings["build"] = time.monotonic() - started
+        keep_layers(stack, image, options)
         reported = json.loads(stack.run(engine.name, "run", "--rm", image, "version", "-o", "json"))
         assert (reported["version"], reported["revision"]) == (RELEASE_VERSION, commit_built)
         over = image_size(engine, image) - image_size(engine, BASE_IMAGE)
