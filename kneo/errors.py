@@ -280,7 +280,7 @@ class ErrorCode:
     source_unreadable: Final = _code("source_unreadable", "SourceError", 502, "a file in the repository cannot be read as a bundle or environment file")
     spec_invalid: Final = _code("spec_invalid", "reconcile problem", None, "the bundle's spec does not validate")
     spec_path_not_allowed: Final = _code("spec_path_not_allowed", "Forbidden", 403, "the service reads spec files only under its project root")
-    stale_state: Final = _code("stale_state", "Conflict", 409, "another writer changed the run or registry row first, or the policy a run was admitted under before it was created (optimistic concurrency; retry)")
+    stale_state: Final = _code("stale_state", "Conflict", 409, "another writer changed the run or registry row first (optimistic concurrency)")
     step_error: Final = _code("step_error", "run error", None, "a step raised an unexpected exception (its type is in `type`)")
     step_failed: Final = _code("step_failed", "StepFailure", 400, "a step failed (the message says why)")
     step_timeout: Final = _code("step_timeout", "StepFailure", 400, "a step ran past its `timeout_seconds`")
@@ -385,14 +385,6 @@ class NotFound(KneoError):
 class Conflict(KneoError):
     code = ErrorCode.conflict
     http_status = 409
-
-
-class MetadataChanged(Conflict):
-    """The project metadata a write was decided under (a run's environment policy) changed
-    before it committed: nothing was written (``expect`` of :meth:`Transaction.create_run
-    <kneo.store.transaction.Transaction.create_run>`); decide again from a fresh read."""
-
-    code = ErrorCode.stale_state
 
 
 class IdempotencyConflict(Conflict):

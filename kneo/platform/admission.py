@@ -35,11 +35,8 @@ What runs may reach and spend (``resources:``, ``budgets:``) comes from the proj
 the GitOps repository's, stricter-wins (:meth:`RunAdmission.run_limits`): the grant every
 run executes under and the spec check at admission read that one merge.
 
-Both metadata keys of an environment are read in one query (``store.metadata.metadata_snapshot``;
-a worker's in the transaction that starts the run). A new run's admission reuses this
-process's last read of them, and its creation commits only while they still hold it (else
-nothing is written and the run is decided again from a fresh read, once; ``409 stale_state``
-when they changed again meanwhile); a refusal is always decided on a fresh read. The
+Both metadata keys of an environment are read in one query per decision
+(``store.metadata.metadata_snapshot``; a worker's in the transaction that starts the run); the
 project's environment files are read once per change of their stamps (:func:`file_stamp`).
 """
 
@@ -56,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
-from kneo.errors import BundleNotApproved, InvalidRequest, KneoError
+from kneo.errors import BundleNotApproved, InvalidRequest
 from kneo.jsontext import content_hash
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
@@ -75,7 +72,7 @@ from kneo.spec.project import (
     judge_environment,
 )
 from kneo.spec.project_blocks import PolicyEnforcement
-from kneo.store import MetadataSeen, RunRecord
+from kneo.store import RunRecord
 
 if TYPE_CHECKING:
     from kneo.policy.check import SpecReport
@@ -135,9 +132,6 @@ class Admitted:
     policy_key: str | None = None
     #: the GitOps repository's ``resources:``/``budgets:`` (:meth:`RunAdmission.run_limits`)
     published: Mapping[str, Any] | None = None
-    #: the environment's metadata as decided on: the run's creation expects it unchanged
-    #: (:meth:`Transaction.create_run <kneo.store.transaction.Transaction.create_run>`)
-    seen: MetadataSeen | None = None
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
@@ -176,14 +170,11 @@ class RunAdmission:
         spec_path: str | Path | None,
         spec: Spec | Mapping[str, Any] | None,
         environment: str | None,
-        reuse: bool = True,
     ) -> Admitted:
         """Whether a new run from this source may start, before the spec is loaded, and in
         which environment (:meth:`environment`: an omitted one is the project's default,
         judged as exactly that): raises 403 ``bundle_not_approved``, 400 ``E_UNKNOWN_ENV``;
-        says which policy :meth:`check` applies to the spec. ``reuse``: decided on this
-        process's last read of the environment's policy keys (``Admitted.seen``, which the
-        run's creation expects unchanged); a refusal is always decided on a fresh read."""
+        says which policy :meth:`check` applies to the spec."""
         bundle = spec if isinstance(spec, BundleSpec) and spec_path is None else None
         if bundle is not None and environment != bundle.environment:
             raise InvalidRequest(
@@ -192,24 +183,17 @@ class RunAdmission:
                 field="environment",
             )
         env = self.default_environment(environment)
-        seen = None
-        try:
-            with self._snapshot(env, reuse=reuse) as seen:
-                if bundle is None:
-                    self.refuse_unapproved(env)  # 403 before touching the spec
-                self._judge(environment, bundle=bundle is not None)
-                value = self._stored(env)
-                published = self._published_limits(env)
-        except KneoError:
-            if seen is None or not seen.reused:
-                raise
-            seen.forget()
-            return self.admit(spec_path=spec_path, spec=spec, environment=environment, reuse=False)
+        with self._snapshot(env):
+            if bundle is None:
+                self.refuse_unapproved(env)  # 403 before touching the spec
+            self._judge(environment, bundle=bundle is not None)
+            value = self._stored(env)
+            published = self._published_limits(env)
         if value is None and published is None:
-            return Admitted(spec_path, spec, env, bundle, seen=seen)
+            return Admitted(spec_path, spec, env, bundle)
         policy = PolicyEnforcement.model_validate(value) if value is not None else None
         key = content_hash([value, published])
-        return Admitted(spec_path, spec, env, bundle, policy, key, published, seen)
+        return Admitted(spec_path, spec, env, bundle, policy, key, published)
 
     def within_limits(self, *, queued: bool) -> None:
         """Whether the project's ``limits:`` let a new run start now (executing at once, or
@@ -410,15 +394,13 @@ class RunAdmission:
     # ------------------------------------------------------------------ internals
 
     def _snapshot(
-        self, environment: str | None, tx: Transaction | None = None, *, reuse: bool = False
-    ) -> contextlib.AbstractContextManager[MetadataSeen | None]:
-        """Both policy keys of ``environment`` in one query for the decision's reads
-        (``reuse``: see :meth:`MetadataFacet.metadata_snapshot
-        <kneo.store.project_metadata.MetadataFacet.metadata_snapshot>`)."""
+        self, environment: str | None, tx: Transaction | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Both policy keys of ``environment`` in one query for the decision's reads."""
         if not environment:
             return contextlib.nullcontext()
         keys = (POLICY_PREFIX + environment, POLICY_METADATA_KEY)
-        return self.store.metadata.metadata_snapshot(keys, tx, reuse=reuse)
+        return self.store.metadata.metadata_snapshot(keys, tx)
 
     def _stored(self, environment: str | None) -> Any:
         """The stored policy document of ``environment`` (``None``: none is stored)."""

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kneo.engine.state import ExecutionState
-from kneo.errors import InvalidRequest, KneoError, PayloadTooLarge
+from kneo.errors import InvalidRequest, PayloadTooLarge
 from kneo.jsontext import content_hash
 from kneo.kernel.code import code_record, missing, remember, unchanged
 from kneo.lifecycle import RunStatus, transition
 from kneo.lrucache import LRUCache
 from kneo.names import check_name
-from kneo.platform.admission import Admitted, RunAdmission, environment_files, file_stamp
+from kneo.platform.admission import RunAdmission, environment_files, file_stamp
 from kneo.platform.driver import RunDriver
 from kneo.policy.access import Origin
 from kneo.spec.compiled import CompiledWorkflow
@@ -48,11 +48,10 @@ from kneo.spec.models import Spec
 from kneo.spec.pinning import pinned_code
 from kneo.spec.project import ProjectContext
 from kneo.spec.skills import apply_skills_overlay
-from kneo.store import MetadataSeen, RunRecord
+from kneo.store import RunRecord
 from kneo.store.runs.steps import json_text
 
 if TYPE_CHECKING:
-    from kneo.policy.check import SpecReport
     from kneo.store.api import Store
     from kneo.store.transaction import Transaction
     from kneo.store.wire.executor import HeldConnection
@@ -127,16 +126,15 @@ class SpecPreparation:
     def __post_init__(self, cache_entries: int) -> None:
         self.prepared = LRUCache(cache_entries)
 
-    def prepare(self, request: RunRequest) -> tuple[PreparedSpec, MetadataSeen | None]:
+    def prepare(self, request: RunRequest) -> PreparedSpec:
         """:meth:`_prepare`, then :attr:`check_spec` on the spec (cached or not): both raise
-        before any run exists. With the environment's metadata as admission decided on it,
-        which the run's creation expects unchanged (``create_run``'s ``expect``)."""
-        prepared, seen = self._prepare(request)
+        before any run exists."""
+        prepared = self._prepare(request)
         if self.check_spec is not None:
             self.check_spec(prepared.workflow.spec)
-        return prepared, seen
+        return prepared
 
-    def _prepare(self, request: RunRequest) -> tuple[PreparedSpec, MetadataSeen | None]:
+    def _prepare(self, request: RunRequest) -> PreparedSpec:
         """Admit (in the environment the run is recorded under: the one requested, else the
         project's default), load (``overrides`` merged in; an environment's overlay only when
         one is requested), check against the environment's policy and compile the request's
@@ -156,7 +154,7 @@ class SpecPreparation:
         if cached is not None and (
             pinned is not None or unchanged(cached.workflow.code, cached.workflow.code_root)
         ):
-            return cached, admitted.seen
+            return cached
         model, data, base_dir, source, offline = self._load(spec_path, spec, environment, overrides)
         code = pinned_code(model)
         if code is not None and missing(code):  # a signed spec's files, from the store
@@ -165,9 +163,15 @@ class SpecPreparation:
             config = self.project.config if self.project is not None else None
             data = apply_skills_overlay(data, skills, config)
             model = load_spec_data(data, source=source)
-        report, decided = self._checked(request, admitted, model, base_dir, source)
-        if decided is not admitted and key is not None:  # decided again: maybe another policy
-            admitted, key = decided, self._cache_key(request, skills, decided.policy_key)
+        report = self.admission.check(
+            model,
+            environment=admitted.environment,
+            base_dir=base_dir,
+            source=source,
+            policy=admitted.policy,
+            origin="bundle" if pinned is not None else request.origin,
+            published=admitted.published,
+        )
         workflow = self.compiler.compile(
             model,
             target=target,  # type: ignore[arg-type]
@@ -192,45 +196,7 @@ class SpecPreparation:
         )
         if key is not None:
             self.prepared.put(key, prepared)
-        return prepared, admitted.seen
-
-    def _checked(
-        self,
-        request: RunRequest,
-        admitted: Admitted,
-        model: Spec,
-        base_dir: Path | None,
-        source: str,
-    ) -> tuple[SpecReport, Admitted]:
-        """The spec's report against the policy ``admitted`` found. Refused on this process's
-        reused read of that policy, it is decided again on a fresh read (the policy may have
-        loosened since): the report and the admission it was checked under."""
-
-        def check(admitted: Admitted) -> SpecReport:
-            return self.admission.check(
-                model,
-                environment=admitted.environment,
-                base_dir=base_dir,
-                source=source,
-                policy=admitted.policy,
-                origin="bundle" if admitted.bundle is not None else request.origin,
-                published=admitted.published,
-            )
-
-        try:
-            return check(admitted), admitted
-        except KneoError:
-            seen = admitted.seen
-            if seen is None or not seen.reused:
-                raise
-            seen.forget()
-        admitted = self.admission.admit(
-            spec_path=request.spec_path,
-            spec=request.spec,
-            environment=request.environment,
-            reuse=False,
-        )
-        return check(admitted), admitted
+        return prepared
 
     def _cache_key(
         self, request: RunRequest, skills: SkillsOverlay | None, policy_key: str | None
@@ -425,15 +391,12 @@ def create_run(
     slot: Callable[[Transaction], None] | None = None,
     connection: HeldConnection | None = None,
     run_id: str | None = None,
-    expect: MetadataSeen | None = None,
 ) -> RunRecord:
     """The run record of ``prepared`` with ``input_text`` (in ``session_id``): queued, or
     (``start``) running and leased to ``lease`` (``(owner, seconds)``: this process runs it).
     ``slot``: what a started run takes first in the same transaction (the project's
     ``max_running_runs``, counted under its row lock, so two starts never take one slot);
-    ``connection``: the one to write on (kept for the run's steps); ``expect``: the
-    metadata the run was admitted under, which must still hold at the commit
-    (``MetadataChanged`` otherwise, and nothing is written)."""
+    ``connection``: the one to write on (kept for the run's steps)."""
     _check_input(input_text, max_input_chars)
     workflow = prepared.workflow
     agent = workflow.steps[0].agent if workflow.target == "agent" else workflow.spec.agent
@@ -467,7 +430,7 @@ def create_run(
             metadata={k: v for k, v in meta.items() if v is not None},
             events=events,
             # created, started and leased: this process executes it
-            lease=lease if start else None, session_id=session_id, expect=expect,
+            lease=lease if start else None, session_id=session_id,
         )  # fmt: skip
         tx.add_audit("run.created", actor=actor, run_id=run.run_id, payload=audit)
         if not start:

@@ -18,13 +18,7 @@ from typing import TYPE_CHECKING, Any
 from kneo import metrics
 from kneo.clock import Clock, utc_iso
 from kneo.engine.state import ExecutionState
-from kneo.errors import (
-    DatabaseUnavailable,
-    IllegalTransition,
-    InvalidRequest,
-    MetadataChanged,
-    ResourceLocked,
-)
+from kneo.errors import DatabaseUnavailable, IllegalTransition, InvalidRequest, ResourceLocked
 from kneo.jsontext import content_hash
 from kneo.kernel.code import load_code
 from kneo.lifecycle import RunStatus, hand_off, handoff_of, phase_of, take_over, transition
@@ -40,7 +34,7 @@ from kneo.redaction import redact_mapping
 from kneo.settings import Settings
 from kneo.spec.extensions import SkillsOverlay
 from kneo.spec.models import Spec
-from kneo.store import MetadataSeen, RunRecord, Store, Transaction
+from kneo.store import RunRecord, Store, Transaction
 
 if TYPE_CHECKING:
     from kneo.store.wire.executor import HeldConnection
@@ -114,9 +108,10 @@ class Runs:
                 "timeout_seconds applies to async_mode runs", field="timeout_seconds"
             )
         self.admission.within_limits(queued=False)
+        prepared = self.preparation.prepare(request)
         held = self.store.hold_connection()  # the creation's, then the run's steps'
         try:
-            prepared, run = self._admit_and_create(request, start=True, connection=held)
+            run = self._create(prepared, request, start=True, connection=held)
             if on_created is not None:
                 on_created(run.run_id)
             try:
@@ -135,8 +130,9 @@ class Runs:
                 "timeout_seconds must be greater than zero", field="timeout_seconds"
             )
         self.admission.within_limits(queued=True)
+        prepared = self.preparation.prepare(request)
         deadline = self.clock.now() + timedelta(seconds=timeout) if timeout else None
-        _, run = self._admit_and_create(request, start=False, deadline_at=deadline)
+        run = self._create(prepared, request, start=False, deadline_at=deadline)
         # queued: this process's worker, and (PostgreSQL) the others', claim it now
         self.store.wakeups.queued(run.run_id)
         return self.driver.result(run)
@@ -429,37 +425,6 @@ class Runs:
 
     # ------------------------------------------------------------------ internals
 
-    def _admit_and_create(
-        self,
-        request: RunRequest,
-        *,
-        start: bool,
-        deadline_at: Any = None,
-        connection: HeldConnection | None = None,
-        again: bool = True,
-    ) -> tuple[PreparedSpec, RunRecord]:
-        """Prepare ``request`` (admission decides on this process's last read of the
-        environment's policy keys) and create its run, committed only while those keys hold
-        what was read. When they changed (nothing was written, the read is forgotten), once
-        ``again`` from a fresh read; a second change in that time is ``409 stale_state``."""
-        prepared, seen = self.preparation.prepare(request)
-        try:
-            run = self._create(
-                prepared,
-                request,
-                start=start,
-                deadline_at=deadline_at,
-                connection=connection,
-                expect=seen,
-            )
-        except MetadataChanged:
-            if not again:
-                raise
-            return self._admit_and_create(
-                request, start=start, deadline_at=deadline_at, connection=connection, again=False
-            )
-        return prepared, run
-
     def _create(
         self,
         prepared: PreparedSpec,
@@ -469,7 +434,6 @@ class Runs:
         deadline_at: Any = None,
         decisions: Mapping[str, Any] | None = None,
         connection: HeldConnection | None = None,
-        expect: MetadataSeen | None = None,
     ) -> RunRecord:
         code = prepared.workflow.code
         if code and self.store.code.missing((code.digest,)):
@@ -492,7 +456,6 @@ class Runs:
             slot=self.admission.take_slot,
             connection=connection,
             run_id=request.run_id,
-            expect=expect,
         )
 
 

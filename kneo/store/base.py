@@ -98,23 +98,19 @@ class StoreBase:
                 yield conn
 
     def _read_alone(
-        self,
-        table: sa.Table | None,
-        key: Any,
-        build: Callable[[], Any],
-        params: Mapping[str, Any],
-    ) -> list[Any]:
-        """The rows (``table``'s columns, result-processed; with no ``table``, as the driver
-        returns them) of one read statement, built and compiled once per ``key`` (the
-        statement cache), run as a transaction of its own on the driver (:class:`~kneo.store.wire.executor.LoneRead`); a statement scoped to the
+        self, table: sa.Table, key: Any, build: Callable[[], Any], params: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The rows (``table``'s columns, result-processed) of one read statement, built and
+        compiled once per ``key`` (the statement cache), run as a transaction of its own on
+        the driver (:class:`~kneo.store.wire.executor.LoneRead`); a statement scoped to the
         project (:data:`~kneo.store.wire.statements.PROJECT`) gets this store's."""
         d = self.dialect
         text = d.text(key, build)
         if st.PROJECT in text.names:
             params = {**params, st.PROJECT: self.project_id}
         with self._db_errors(), LoneRead(self.engine, d.cursor_class) as ex:
-            found: list[Any] = ex.execute(text.sql, text.args(params)).fetchall()
-            return found if table is None else d.rows(table, ex, found)
+            found = ex.execute(text.sql, text.args(params)).fetchall()
+            return d.rows(table, ex, found)
 
     @contextlib.contextmanager
     def _write(self, *, one_statement: bool = False, everywhere: str = "") -> Iterator[Connection]:

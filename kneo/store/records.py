@@ -7,8 +7,7 @@ changes back through a :class:`~kneo.store.api.Transaction`. JSON-valued fields 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypedDict, TypeVar
@@ -357,21 +356,3 @@ class ControllerRequestCounts(TypedDict):
     queued: int
     running: int
     oldest_queued_at: datetime | None
-
-
-@dataclass(frozen=True)
-class MetadataSeen:
-    """Project metadata keys as one decision read them: each key's stored JSON text
-    (``None``: unset), for the write the decision allows to commit under
-    (:meth:`Transaction.create_run <kneo.store.transaction.Transaction.create_run>`)."""
-
-    texts: tuple[tuple[str, str | None], ...]
-    #: drops this read from its process's cache (it no longer holds)
-    forget: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
-    #: served from that cache, not read for this decision: a refusal it leads to is decided
-    #: again on a fresh read (the rules may have loosened since)
-    reused: bool = field(default=False, compare=False)
-
-    def values(self) -> dict[str, Any]:
-        """The keys' values (an unset key is absent)."""
-        return {key: json.loads(text) for key, text in self.texts if text is not None}

@@ -33,22 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Unpack
 
-import sqlalchemy as sa
-
 from kneo import jsontext
 from kneo.errors import Conflict, ErrorCode
 from kneo.ids import new_run_id
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.records import (
-    AuditEvent,
-    CheckpointRecord,
-    MetadataSeen,
-    QueueRecord,
-    RunRecord,
-    TraceEvent,
-)
+from kneo.store.records import AuditEvent, CheckpointRecord, QueueRecord, RunRecord, TraceEvent
 from kneo.store.registry.writes import RegistryWritesMixin
 from kneo.store.row_values import (
     AuditFields,
@@ -82,20 +73,6 @@ def metadata_read(keys: Sequence[str]) -> tuple[Any, Callable[[], Any], dict[str
     return ("metadata", len(names)), build, dict(zip(names, keys, strict=True))
 
 
-def metadata_guard(seen: MetadataSeen) -> Any:
-    """``1 / n``, ``n`` 0 unless each key ``k{i}`` of the project holds the text ``v{i}``
-    (``NULL``: unset): the guard of :meth:`Transaction._expect_metadata`."""
-    m = t.project_metadata
-    held = [
-        sa.select(m.c.value)
-        .where(st.mine(m), m.c.key == st.p(f"k{i}"))
-        .scalar_subquery()
-        .is_not_distinct_from(sa.bindparam(f"v{i}", type_=sa.Text))
-        for i in range(len(seen.texts))
-    ]
-    return sa.select(st.n(1) / sa.case((sa.and_(*held), st.n(1)), else_=st.n(0)))
-
-
 class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMixin):
     """One unit of work on one DBAPI connection; see the module docstring.
 
@@ -127,18 +104,13 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         events: Sequence[Mapping[str, Any]] = (),
         lease: tuple[str, float] | None = None,
         session_id: str | None = None,
-        expect: MetadataSeen | None = None,
     ) -> RunRecord:
         """Insert a new run at ``version`` 1; a duplicate ``run_id`` is ``already_exists``.
 
         ``spec_text``: ``spec``'s JSON text when the caller already has it (a prepared spec),
         so it is not encoded and hashed again. ``events``: the run's first trace events,
         numbered from 1 with the row inserted already counting them (no counter update).
-        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now.
-        ``expect``: the project metadata the run was admitted under; the transaction commits
-        only while it still holds (:meth:`_expect_metadata`)."""
-        if expect is not None:
-            self._expect_metadata(expect)
+        ``lease``: ``(owner, ttl_seconds)`` of the process that executes the run now."""
         if events:
             check_trace_events(events)
         values = {
@@ -379,25 +351,12 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
             self._insert_outbox(outbox)
         return row_records.audit(values)
 
-    def metadata_texts(self, keys: Sequence[str]) -> dict[str, str | None]:
-        """The stored JSON texts of those of ``keys`` that are set, as this transaction sees
-        them (one statement: in PostgreSQL's pipeline, one round trip)."""
-        return dict(self._exec(*metadata_read(keys)).fetchall())
-
-    def _expect_metadata(self, seen: MetadataSeen) -> None:
-        """Commit only while the project's metadata holds what ``seen`` read; else write
-        nothing, forget ``seen`` and raise :class:`~kneo.errors.MetadataChanged` (on
-        PostgreSQL the check goes out with the writes at the commit: no round trip of its
-        own). Once per transaction (``create_run``'s ``expect``)."""
-        self._ex.check_open()
-        if self._expected is not None:
-            raise RuntimeError("a transaction expects the project's metadata once")
-        self._expected = seen
-        params: dict[str, Any] = {}
-        for i, (key, stored) in enumerate(seen.texts):
-            params[f"k{i}"], params[f"v{i}"] = key, stored
-        text = self._d.text(("metadata_guard", len(seen.texts)), lambda: metadata_guard(seen))
-        self._ex.guard = (text.sql, self._args(text, params))
+    def metadata(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The values of those of ``keys`` that are set, as this transaction sees them (one
+        statement: in PostgreSQL's pipeline, one round trip)."""
+        cur = self._exec(*metadata_read(keys))
+        found = self._d.rows(t.project_metadata, self._ex, cur.fetchall())
+        return {row["key"]: row["value"] for row in found}
 
     def set_metadata(self, key: str, value: Any) -> None:
         """Upsert one project metadata value (any JSON value)."""

@@ -19,15 +19,15 @@ from typing import Any, NamedTuple, NoReturn
 
 import sqlalchemy as sa
 
-from kneo.errors import Conflict, ErrorCode, InvalidRequest, MetadataChanged
+from kneo.errors import Conflict, ErrorCode, InvalidRequest
 from kneo.store import row_records
 from kneo.store import tables as t
 from kneo.store.base import StoreHandle, not_found_error
-from kneo.store.records import ContinuationRecord, MetadataSeen, RunRecord
+from kneo.store.records import ContinuationRecord, RunRecord
 from kneo.store.row_values import NOT_RECORD_FIELDS, RUN_MUTABLE_FIELDS
 from kneo.store.wire import statements as st
 from kneo.store.wire.dialects import StoreDialect
-from kneo.store.wire.executor import Executor, GuardFailed
+from kneo.store.wire.executor import Executor
 from kneo.store.wire.statement_cache import Text
 
 
@@ -79,8 +79,6 @@ class TransactionBase:
         #: versions it holds cannot miss and read nothing back
         self._locked_runs: dict[str, RunRecord] = {}
         self._locked_tasks: dict[str, dict[str, Any]] = {}
-        #: what the commit expects of the project's metadata (``create_run``'s ``expect``)
-        self._expected: MetadataSeen | None = None
 
     def _now_bound(self) -> Any:
         """:attr:`now` as a timestamp column binds it (every row this transaction stamps)."""
@@ -212,14 +210,7 @@ class TransactionBase:
             self._write_task(task)
         if self._seq_dirty or self._leases:
             self._flush_runs()
-        try:
-            self._ex.commit()
-        except GuardFailed:
-            if self._expected is not None:
-                self._expected.forget()
-            raise MetadataChanged(
-                "the project's policy changed while this request was decided; retry it"
-            ) from None
+        self._ex.commit()
 
     def _run_changes(self, run_id: str, changes: dict[str, Any]) -> tuple[str, ...]:
         """Check and complete ``update_run``'s changes (folded sequences, inline spec); the

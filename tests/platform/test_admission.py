@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from kneo.controller.runtime import POLICY_METADATA_KEY
-from kneo.errors import BundleNotApproved, MetadataChanged, SpecError
+from kneo.errors import BundleNotApproved, SpecError
 from kneo.jsontext import content_hash
 from kneo.platform import PlatformManager, create_platform
 from kneo.platform.admission import POLICY_PREFIX
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import AuditQuery, RunQuery, Store, open_store
+from kneo.store import RunQuery, open_store
 
 GUARDRAIL = {"name": "short-input", "stage": "input", "type": "length", "config": {"max_chars": 99}}
 
@@ -305,65 +305,3 @@ def test_a_run_from_a_spec_model_is_stored_loadable(manager: PlatformManager) ->
     fresh = create_platform(manager.settings, manager.project, store=manager.store)
     assert fresh.execute_run(queued.run_id).status == "succeeded"
     assert fresh.replay_run(queued.run_id).status == "succeeded"
-
-
-def another_process(manager: PlatformManager) -> Store:
-    """A second store on the same database: what another process writes."""
-    url = manager.store.engine.url.render_as_string(hide_password=False)
-    return open_store(url, settings=manager.store.settings)
-
-
-def test_a_policy_stored_by_another_process_gates_the_next_run(manager: PlatformManager) -> None:
-    """Admission decides on this process's last read of the environment's policy keys (no
-    read per run); a policy another process stored since still refuses the next run, spec
-    or queued, and nothing of it is written; loosened again, the next run is admitted."""
-    start = manager.run_from_spec
-    assert start(input_text="x", spec=flow(), environment="staging").status == "succeeded"
-    other = another_process(manager)
-    try:
-        with other.transaction() as tx:
-            tx.set_metadata(POLICY_PREFIX + "staging", {"require_guardrails": True})
-        for start in (manager.run_from_spec, manager.start_run_from_spec):
-            with pytest.raises(SpecError) as refused:
-                start(input_text="x", spec=flow(), environment="staging")
-            assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
-        assert manager.store.runs.list_runs(RunQuery(count=True)).total == 1
-        assert manager.store.audit.list_audit(AuditQuery(event_type="run.created")).total == 1
-        with other.transaction() as tx:
-            tx.set_metadata(POLICY_PREFIX + "staging", {})
-        done = manager.run_from_spec(input_text="x", spec=flow(), environment="staging")
-        assert done.status == "succeeded"
-    finally:
-        other.close()
-
-
-@pytest.mark.parametrize("changes", [1, 2])
-def test_a_policy_changed_while_a_run_is_admitted(manager: PlatformManager, changes: int) -> None:
-    """Another process changes the environment's metadata between the decision and the
-    run's creation: nothing is written and the run is decided again from a fresh read, once;
-    changed again in that time, the start is ``409 stale_state`` and writes nothing."""
-    other = another_process(manager)
-    writes = iter(range(changes))
-    checked = manager.preparation.check_spec
-
-    def meanwhile(spec: Any) -> None:  # runs after admission read the keys, before creation
-        if checked is not None:
-            checked(spec)
-        for n in writes:
-            with other.transaction() as tx:
-                tx.set_metadata(POLICY_METADATA_KEY, {f"elsewhere-{n}": {}})
-            return
-
-    manager.preparation.check_spec = meanwhile
-    try:
-        if changes == 1:
-            assert manager.run_from_spec(input_text="x", spec=flow()).status == "succeeded"
-            assert manager.store.runs.list_runs(RunQuery(count=True)).total == 1
-            return
-        with pytest.raises(MetadataChanged) as refused:
-            manager.start_run_from_spec(input_text="x", spec=flow())
-        assert (refused.value.code, refused.value.http_status) == ("stale_state", 409)
-        assert manager.store.runs.list_runs(RunQuery(count=True)).total == 0
-        assert manager.store.audit.list_audit(AuditQuery(event_type="run.created")).total == 0
-    finally:
-        other.close()

@@ -214,9 +214,8 @@ def test_a_run_start_and_a_resume_each_take_one_pooled_connection(
     project: Path, pg_database: Any
 ) -> None:
     """PostgreSQL: a run's creation and its steps share one checkout from the pool, as do a
-    decision and the run's steps after it, and none stays checked out after the call. The
-    policy read at admission takes none: a warm process reuses its last read, which the
-    creation's commit checks."""
+    decision and the run's steps after it (the policy read at admission takes its own), and
+    none stays checked out after the call."""
 
     settings = Settings.from_env({"KNEO_SERV_DATABASE_URL": pg_database()})
     platform = create_platform(settings, ProjectContext.discover(cwd=project, settings=settings))
@@ -226,9 +225,9 @@ def test_a_run_start_and_a_resume_each_take_one_pooled_connection(
         platform.run_from_spec(input_text="go", spec_path=approval_spec(project))  # warm
         sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
         paused = platform.run_from_spec(input_text="go", spec_path=approval_spec(project))
-        assert paused.status == "paused" and len(checkouts) == 1
+        assert paused.status == "paused" and len(checkouts) == 2  # policy read, then the run
         done = platform.resume(paused.continuation_id, Decision(paused.request_id, "approved"))
-        assert done.status == "succeeded" and len(checkouts) == 2
+        assert done.status == "succeeded" and len(checkouts) == 3
         assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         platform.store.close()

@@ -71,8 +71,8 @@ def test_an_unchanged_spec_is_prepared_once(manager: PlatformManager, project: P
     path = project / "flow.yaml"
     path.write_text(spec_text("one"))
     request = RunRequest(input_text="go", spec_path=str(path))
-    first, _ = manager.preparation.prepare(request)
-    again, _ = manager.preparation.prepare(request)
+    first = manager.preparation.prepare(request)
+    again = manager.preparation.prepare(request)
     assert again is first and again.workflow is first.workflow
 
 

@@ -395,7 +395,7 @@ def test_audit_and_metadata_are_their_projects(store: Store, a: Store, b: Store)
             assert other.metadata.get_metadata("env_policy:dev") is None
         assert other.metadata.list_metadata() == {}
         with other.transaction() as tx:
-            assert tx.metadata_texts(["env_policy:dev"]) == {}
+            assert tx.metadata(["env_policy:dev"]) == {}
     with b.transaction() as tx:  # the same key, B's own value
         tx.set_metadata("env_policy:dev", {"b": True})
     assert a.audit.get_audit(event.event_id) == event

@@ -38,15 +38,6 @@ from kneo.store.wire.driver_errors import is_unavailable
 Statement = tuple[str, Sequence[Any]]
 
 
-class GuardFailed(Exception):
-    """The guard a transaction committed under found what it expected changed: nothing was
-    written (:meth:`Executor.commit`)."""
-
-
-#: PostgreSQL's ``division_by_zero``: how a guard refuses there (see :meth:`Executor.commit`)
-_GUARD_REFUSED = "22012"
-
-
 class Executor:
     """One write transaction on one DBAPI connection (``raw``, SQLAlchemy's pool proxy)."""
 
@@ -57,8 +48,6 @@ class Executor:
         self.ended = False
         #: the text of the last statement whose result may be read (its rows' reader's key)
         self.last_sql = ""
-        #: what must still hold for the commit to write anything (see :meth:`commit`)
-        self.guard: Statement | None = None
 
     def check_open(self) -> None:
         if self.ended:
@@ -86,11 +75,6 @@ class Executor:
         return None
 
     def commit(self) -> None:
-        """Commit what was written, only if :attr:`guard` (when set) holds: a ``SELECT`` of
-        ``1 / n`` whose ``n`` is 0 when what the transaction relied on changed. PostgreSQL
-        refuses it (``division_by_zero``), which fails the statement or pipeline it goes
-        with, so it costs no round trip of its own; SQLite answers ``NULL``, read before
-        ``COMMIT``. Either way :class:`GuardFailed`, and the caller rolls back."""
         raise NotImplementedError
 
     def abort(self, exc: BaseException) -> None:
@@ -122,8 +106,6 @@ class SqliteExecutor(Executor):
     add = execute  # sent as it comes (the result unread)
 
     def commit(self) -> None:
-        if self.guard is not None and self.execute(*self.guard).fetchone() != (1,):
-            raise GuardFailed
         self.ended = True
         # The cursor's statement cache has it (pysqlite's commit() prepares "COMMIT" anew).
         self.cursor.execute("COMMIT")
@@ -165,7 +147,7 @@ class PostgresExecutor(Executor):
 
     @property
     def untouched(self) -> bool:
-        return not self._open and not self._waiting and self.guard is None
+        return not self._open and not self._waiting
 
     def _send(self) -> None:
         """Begin if need be and send the waiting inserts (one statement)."""
@@ -200,27 +182,16 @@ class PostgresExecutor(Executor):
         return found
 
     def commit(self) -> None:
-        """Commit: the waiting inserts alone in autocommit when nothing else was sent (the
-        guard their statement's last part), else after them and the guard; in the pipeline
-        the ``COMMIT`` is queued and leaving it syncs once."""
-        try:
-            self._commit(self.guard)
-        except Exception as exc:
-            if self.guard is not None and getattr(exc, "sqlstate", None) == _GUARD_REFUSED:
-                raise GuardFailed from exc
-            raise
-
-    def _commit(self, guard: Statement | None) -> None:
+        """Commit: the waiting inserts alone in autocommit when nothing else was sent, else
+        after them; in the pipeline the ``COMMIT`` is queued and leaving it syncs once."""
         self.ended = True
         if not self._open:
             if self._waiting:
                 with _autocommit(self.raw.driver_connection):
-                    self.cursor.execute(*compound([*self._waiting, *filter(None, [guard])]))
+                    self.cursor.execute(*compound(self._waiting))
                 self._waiting.clear()
             return
         self._send()
-        if guard is not None:
-            self.cursor.execute(*guard)
         if self._pipeline:
             self.cursor.execute("COMMIT")
             self._undo.close()
