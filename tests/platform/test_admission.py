@@ -23,7 +23,7 @@ from kneo.platform.admission import POLICY_PREFIX
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
-from kneo.store import RunQuery, open_store
+from kneo.store import AuditQuery, RunQuery, open_store
 
 GUARDRAIL = {"name": "short-input", "stage": "input", "type": "length", "config": {"max_chars": 99}}
 
@@ -305,3 +305,28 @@ def test_a_run_from_a_spec_model_is_stored_loadable(manager: PlatformManager) ->
     fresh = create_platform(manager.settings, manager.project, store=manager.store)
     assert fresh.execute_run(queued.run_id).status == "succeeded"
     assert fresh.replay_run(queued.run_id).status == "succeeded"
+
+
+def test_a_policy_stored_by_another_process_gates_the_next_run(manager: PlatformManager) -> None:
+    """A policy another process (another store on the same database) stored after this
+    process's last run refuses its next run, spec or queued, and nothing of it is written;
+    loosened again there, the next run here is admitted."""
+    start = manager.run_from_spec
+    assert start(input_text="x", spec=flow(), environment="staging").status == "succeeded"
+    url = manager.store.engine.url.render_as_string(hide_password=False)
+    other = open_store(url, settings=manager.store.settings)
+    try:
+        with other.transaction() as tx:
+            tx.set_metadata(POLICY_PREFIX + "staging", {"require_guardrails": True})
+        for start in (manager.run_from_spec, manager.start_run_from_spec):
+            with pytest.raises(SpecError) as refused:
+                start(input_text="x", spec=flow(), environment="staging")
+            assert refused.value.code == "E_POLICY_GUARDRAILS_REQUIRED"
+        assert manager.store.runs.list_runs(RunQuery(count=True)).total == 1
+        assert manager.store.audit.list_audit(AuditQuery(event_type="run.created")).total == 1
+        with other.transaction() as tx:
+            tx.set_metadata(POLICY_PREFIX + "staging", {})
+        done = manager.run_from_spec(input_text="x", spec=flow(), environment="staging")
+        assert done.status == "succeeded"
+    finally:
+        other.close()
