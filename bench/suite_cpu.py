@@ -51,6 +51,8 @@ def pytest_runtest_protocol(
         "self": round(after[0] - before[0], 3),
         "children": round(after[1] - before[1], 3),
         "wall": round(time.monotonic() - started, 3),
+        "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+        "end": round(time.time(), 3),
     }
     with LOG.open("a") as log:
         log.write(json.dumps(line) + "\n")
@@ -93,6 +95,25 @@ def main() -> None:
     print("| file | CPU-s | in the test | in its processes |\n|---|---|---|---|")
     for name, seconds in total.most_common(args.top):
         print(f"| {name} | {seconds:.1f} | {own[name]:.1f} | {waited[name]:.1f} |")
+    workers(rows)
+
+
+def workers(rows: list[dict[str, Any]]) -> None:
+    """Per worker: seconds in tests, and when its last test ended (from the first test's
+    start): a worker that ends long before the others leaves a core idle at the run's tail."""
+    timed = [row for row in rows if "end" in row]
+    if not timed:
+        return
+    start = min(row["end"] - row["wall"] for row in timed)
+    by: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for row in timed:
+        by[row["worker"]].append(row)
+    print("| worker | in tests (s) | last test ended (s) | its last file |\n|---|---|---|---|")
+    for name, mine in sorted(by.items()):
+        last = max(mine, key=lambda row: row["end"])
+        busy = sum(row["wall"] for row in mine)
+        ended = last["end"] - start
+        print(f"| {name} | {busy:.0f} | {ended:.0f} | {last['test'].split('::')[0]} |")
 
 
 if __name__ == "__main__":
