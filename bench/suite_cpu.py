@@ -1,8 +1,9 @@
 """Where the test suite's CPU goes: seconds per test file, in the test process and in the
 processes it started and waited for (``RUSAGE_CHILDREN``: servers, CLIs, workers, builds).
 
-CI is bound by CPU, not by waiting (both cores ~94 % busy through a run), so this, not wall
-time under contention, says which tests cost the run its minutes. A pytest plugin while the
+CI is bound by CPU, not by waiting (both cores ~94 % busy through a run on a slow day; on a
+quick one a fourth worker made the run slower, not faster), so this, not wall time under
+contention, says which tests cost the run its minutes. A pytest plugin while the
 suite runs, then a report::
 
     PYTHONPATH=bench python -m pytest -n auto -p suite_cpu
