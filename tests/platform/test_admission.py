@@ -311,8 +311,8 @@ def test_a_policy_stored_by_another_process_gates_the_next_run(manager: Platform
     """A policy another process (another store on the same database) stored after this
     process's last run refuses its next run, spec or queued, and nothing of it is written;
     loosened again there, the next run here is admitted."""
-    start = manager.run_from_spec
-    assert start(input_text="x", spec=flow(), environment="staging").status == "succeeded"
+    done = manager.run_from_spec(input_text="x", spec=flow(), environment="staging")
+    assert done.status == "succeeded"
     url = manager.store.engine.url.render_as_string(hide_password=False)
     other = open_store(url, settings=manager.store.settings)
     try:
