@@ -246,9 +246,11 @@ def release_args(commit: str) -> list[str]:
 CACHE = "localhost/kneo-journey-cache"
 
 
-def image_id(engine: Engine, image: str) -> str | None:
+def inspected(engine: Engine, image: str, field: str) -> str | None:
+    """``field`` of ``image`` as the engine reports it (``Id``, ``Size``); ``None`` when there
+    is no such image."""
     found = subprocess.run(
-        [engine.name, "image", "inspect", "--format", "{{.Id}}", image],
+        [engine.name, "image", "inspect", "--format", f"{{{{.{field}}}}}", image],
         capture_output=True,
         text=True,
     )
@@ -265,21 +267,17 @@ def keep_layers(stack: Stack, image: str, options: list[str]) -> None:
         stage: [engine.name, "build", *options, "--target", "build", "-t", stage, "."],
     }
     for tag, command in tags.items():
-        before = image_id(engine, tag)
+        before = inspected(engine, tag, "Id")
         stack.run(*command, timeout=600)
-        if before is not None and before != image_id(engine, tag):
+        if before is not None and before != inspected(engine, tag, "Id"):
             stack.run(engine.name, "rmi", before, check=False)
 
 
 def image_size(engine: Engine, image: str) -> int:
     """Bytes of ``image`` as the engine reports them (layers uncompressed)."""
-    found = subprocess.run(
-        [engine.name, "image", "inspect", "--format", "{{.Size}}", image],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(found.stdout.strip())
+    size = inspected(engine, image, "Size")
+    assert size is not None, f"the engine has no image {image}"
+    return int(size)
 
 
 @pytest.mark.timeout(1200)
