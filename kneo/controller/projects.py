@@ -276,11 +276,8 @@ class ProjectControllers:
                 self._woken.add(project)
         self._wake.set()
 
-    def _notified(self, project_id: int | None, name: str | None) -> None:
+    def _notified(self, project_id: int, name: str) -> None:
         """A request queued for a source, or a lock released (the listener's call)."""
-        if project_id is None:  # a notification may have been missed
-            self.request_reconcile()
-            return
         with self._lock:
             found = next(
                 (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import typing
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from kneo.store import tables as t
 from kneo.store.base import Facet
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
+from tests.operations.helpers import wait_for
 from tests.queue_records import queue_records, queue_stats
 
 from .helpers import new_run
@@ -519,6 +521,69 @@ def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: 
     finally:
         wakeups.stop()
     assert (a.project_id, "main") in woken
+
+
+def _listeners(store: Store) -> list[int]:
+    """The backends waiting on the controllers' ``LISTEN`` (this test's database)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query = 'LISTEN kneo_controller'"
+            )
+        )
+        return [int(pid) for (pid,) in rows]
+
+
+def test_a_listener_wakes_for_what_was_queued_while_none_listened_and_nothing_else(
+    a: Store, b: Store
+) -> None:
+    """Notifications sent while no connection listens are lost: a listener that (re)connects
+    wakes the sources whose requests were queued meanwhile, and no other source. A blanket
+    wake at each connection made every project's source run a pass, and a pass that finds
+    nothing to do overwrites its status' ``counts``. On PostgreSQL the listener's backend
+    is then terminated (a real fault): it reconnects and does the same."""
+    woken: list[tuple[int, str]] = []
+    seen = threading.Event()
+
+    def wake(project_id: int, name: str) -> None:
+        woken.append((project_id, name))
+        seen.set()
+
+    a.controller.queue_controller_request("main", "reconcile", actor="ci")  # none listens yet
+    wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
+    try:
+        assert seen.wait(5), "the request queued before the listener started was missed"
+        if a.dialect.name == "postgresql":
+            (first,) = wait_for(lambda: _listeners(a), 5, "the listener's backend")
+            assert set(woken) == {(a.project_id, "main")}  # the one catch-up, nothing else
+            a.controller.take_controller_requests("main", "leader")  # served: none queued
+            woken.clear()
+            with a.engine.connect() as conn:
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            wait_for(lambda: _listeners(a) not in ([], [first]), 10, "its reconnection")
+            time.sleep(0.3)  # what a blanket wake at the reconnection would have sent
+            assert woken == [], "a reconnection woke sources with nothing queued"
+            b.controller.queue_controller_request("main", "reconcile", actor="ci")
+            wait_for(lambda: (b.project_id, "main") in woken, 5, "a request after it")
+    finally:
+        wakeups.stop()
+    assert {pid for pid, _ in woken} <= {a.project_id, b.project_id}
+
+
+def test_one_controllers_listener_wakes_it_for_its_requests_only(a: Store) -> None:
+    """The same for one source's listener (a single controller's): a connection with
+    nothing queued does not make it run a pass; a request queued wakes it."""
+    woken = threading.Event()
+    wakeups = a.controller.controller_wakeups("main", woken.set, poll_seconds=0.05)
+    try:
+        if a.dialect.name == "postgresql":
+            wait_for(lambda: _listeners(a), 5, "the listener's backend")
+        assert not woken.wait(0.3), "woken with nothing queued"
+        a.controller.queue_controller_request("main", "reconcile", actor="ci")
+        assert woken.wait(5), "not woken for its request"
+    finally:
+        wakeups.stop()
 
 
 # -- the outbox: notifications and A2A pushes -------------------------------------------------

@@ -219,11 +219,11 @@ class ControllerFacet(Facet):
             return {(int(pid), str(name)) for pid, name in rows}
 
     def all_controller_wakeups(
-        self, wake: Callable[[int | None, str | None], None], *, poll_seconds: float
+        self, wake: Callable[[int, str], None], *, poll_seconds: float
     ) -> ControllerWakeups:
         """A started background listener (global) calling ``wake(project_id, name)`` for
-        every project's controller with a request queued or its lock released, and
-        ``wake(None, None)`` when a notification may have been missed (a reconnection)."""
+        every project's controller with a request queued or its lock released (after a
+        reconnection: for each request queued meanwhile)."""
         wakeups = AllControllerWakeups(self, wake, poll_seconds=poll_seconds)
         wakeups.start()
         return wakeups
@@ -281,8 +281,11 @@ class ControllerWakeups:
 
     def _listen(self) -> None:
         """``LISTEN`` on a connection of its own (detached from the pool), reconnecting
-        after a failure; every (re)connection wakes the loop once, since notifications sent
-        while no connection listened are lost."""
+        after a failure. Notifications sent while no connection listened are lost, so every
+        (re)connection looks once for the requests queued meanwhile, as a poll does, and
+        wakes for those only: a controller with nothing queued is not made to run a pass (a
+        blanket wake ran one for every project's source at each reconnection). A lock
+        released meanwhile is seen at the standby's next read of it (``poll_seconds``)."""
         while not self._stop.is_set():
             connection: Any = None  # psycopg's connection (the DBAPI's, untyped)
             try:
@@ -292,7 +295,7 @@ class ControllerWakeups:
                 connection.rollback()
                 connection.autocommit = True
                 connection.execute(f"LISTEN {CHANNEL}")
-                self.wake()
+                self._poll_once()
                 while not self._stop.is_set():
                     for notice in connection.notifies(timeout=_LISTEN_SLICE_SECONDS):
                         self._notified(notice.payload)
@@ -309,13 +312,9 @@ class AllControllerWakeups(ControllerWakeups):
     """:meth:`ControllerFacet.all_controller_wakeups`: every project's controllers."""
 
     def __init__(
-        self,
-        store: ControllerFacet,
-        wake: Callable[[int | None, str | None], None],
-        *,
-        poll_seconds: float,
+        self, store: ControllerFacet, wake: Callable[[int, str], None], *, poll_seconds: float
     ) -> None:
-        super().__init__(store, "", lambda: wake(None, None), poll_seconds=poll_seconds)
+        super().__init__(store, "", lambda: None, poll_seconds=poll_seconds)
         self.wake_source = wake
 
     def _poll_once(self) -> None:
