@@ -314,6 +314,7 @@ class AllControllerWakeups(ControllerWakeups):
     def __init__(
         self, store: ControllerFacet, wake: Callable[[int, str], None], *, poll_seconds: float
     ) -> None:
+        # no one controller to wake: its poll and its notifications wake each by source
         super().__init__(store, "", lambda: None, poll_seconds=poll_seconds)
         self.wake_source = wake
 
