@@ -21,6 +21,7 @@ from kneo.controller.source import GitSource
 from kneo.controller.watch import RepositoryWatcher, verify_github_signature
 from kneo.errors import Unauthorized
 from kneo.store import AuditQuery
+from tests.operations.helpers import wait_for
 
 
 def _unsigned(keys: Keys) -> str:
@@ -175,9 +176,8 @@ def test_local_repository_commit_reconciles_within_a_second(
     loop = threading.Thread(target=ctl.run, args=(stop,), kwargs={"on_result": results.append})
     loop.start()  # the loop watches the local repository itself
     try:
-        deadline = time.monotonic() + 5
-        while not results and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # the commit is timed from after the first pass (on a slow machine it took > 5 s)
+        wait_for(lambda: results, timeout=60, what="the controller's first pass")
         repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
         committed = time.monotonic()
         repo.commit(push=False)
@@ -226,30 +226,30 @@ def test_a_local_repository_deleted_and_created_again_recovers(
     loop = threading.Thread(target=ctl.run, args=(stop,), kwargs={"on_result": results.append})
     loop.start()
     try:
-        deadline = time.monotonic() + 5
-        while not results and time.monotonic() < deadline:
-            time.sleep(0.02)
+        # bounds generous for a slow, loaded machine (there the first pass alone once took
+        # more than 5 s); each wait ends as soon as what it waits for holds
+        wait_for(lambda: results, timeout=60, what="the controller's first pass")
         shutil.rmtree(repo.work)
         ctl.request_reconcile()  # a pass while it is gone: source_not_a_repository
 
-        def code() -> str | None:
-            return (results[-1].error or {}).get("code")
-
-        # a pass the watcher started while the files were going may first say
-        # source_unreadable (a Git command failed half-way); the next one names the cause
-        deadline = time.monotonic() + 10
-        while code() != "source_not_a_repository" and time.monotonic() < deadline:
-            if code() == "source_unreadable":
+        def names_the_cause() -> bool:
+            # a pass the watcher started while the files were going may first say
+            # source_unreadable (a Git command failed half-way); the next one names the cause
+            code = (results[-1].error or {}).get("code")
+            if code == "source_unreadable":
                 ctl.request_reconcile()
-            time.sleep(0.05)
-        assert code() == "source_not_a_repository"
+            return code == "source_not_a_repository"
+
+        wait_for(names_the_cause, timeout=60, what="source_not_a_repository", interval=0.05)
         repo.git_at(repo.work.parent, "clone", "--quiet", repo.url, str(repo.work))
         repo.write("bundles/helper/dev.json", keys.bundle("helper", "dev"))
         repo.commit(push=False)
-        deadline = time.monotonic() + 10
-        while store.registry.get_active("helper", "dev") is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store.registry.get_active("helper", "dev") is not None
+        wait_for(
+            lambda: store.registry.get_active("helper", "dev"),
+            timeout=60,
+            what="the new commit's activation",
+            interval=0.05,
+        )
     finally:
         stop.set()
         ctl.request_reconcile()
