@@ -64,4 +64,7 @@ def defer_costly_imports() -> None:
     # a package's stand-in is one too: ``from rfc3987_syntax import is_valid_syntax`` asks for
     # ``__path__`` first, and asking ``__getattr__`` would import the real module right there
     stand_in.__path__ = list(spec.submodule_search_locations or [])
+    # and so is its file: tools that walk ``sys.modules`` reading ``__file__`` (hypothesis
+    # gathering a test's constants, ``inspect``) would otherwise import the real module
+    stand_in.__file__ = spec.origin
     sys.modules[_IRI_SYNTAX] = stand_in

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from kneo.deferred_imports import defer_costly_imports
 from tests import cli_zygote, leftovers
+
+# The test processes defer jsonschema's IRI grammar as Kneo's own processes do
+# (kneo.deferred_imports): each worker that imported jsonschema compiled it, ~1 CPU-s.
+defer_costly_imports()
 
 # Every ``kneo`` process a test starts imports the package from this checkout: with bytecode
 # writing off (some shells and CI images set this), each of those hundreds of processes
