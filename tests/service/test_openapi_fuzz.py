@@ -141,9 +141,17 @@ def apps(
             print(f"\nfuzz {name}: {sum(SENT[name].values())} requests, {dict(SENT[name])}")
 
 
-# The committed contract (tests/service/test_openapi_and_redaction.py keeps it equal to the
-# app's own document); requests go to the app of the ``api`` fixture, in process.
-schema = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json", config=CONFIG)
+@pytest.fixture(scope="module")
+def contract() -> schemathesis.BaseSchema:
+    """The committed contract (tests/service/test_openapi_and_redaction.py keeps it equal to
+    the app's own document); requests go to the apps of the ``apps`` fixture, in process."""
+    return schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json", config=CONFIG)
+
+
+# Loaded when the test runs, each operation a subtest: built at collection, its operations'
+# tests (their coverage-phase examples drawn) cost every pytest process 3.4 CPU-s, though
+# only the worker that runs this module uses them.
+schema = schemathesis.pytest.from_fixture("contract")
 
 
 @schema.parametrize()
