@@ -153,8 +153,8 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto`` starts two workers more than the machine has cores: each worker spends part
     of its time waiting on the processes and servers its tests start, and the slow journeys
     (sleeping through a controller's intervals, a schedule's seconds, an outage) start first,
-    together. One worker per core kept two cores 80 % busy; one more, 80 % (12 % idle, 573 s);
-    two more, 89 % (3 % idle) with the same CPU: 509 s (back to back on one machine)."""
+    together. With one worker more, two cores were 80 % busy and 12 % idle (573 s); with two
+    more, 89 % and 3 %, the same CPU in 509 s (back to back on one machine)."""
     return len(os.sched_getaffinity(0)) + 2
 
 
