@@ -383,7 +383,9 @@ class Applier:
             for p in action.reasons
         ] + list(rev.diagnostics)
         if action.target is not None:
-            record = tx.reject_revision(name, env, action.target.number, diagnostics)
+            record = tx.set_revision_status(
+                name, env, action.target.number, "rejected", diagnostics=diagnostics
+            )
             self.gate.close(
                 tx, name=name, environment=env, digest=action.target.digest, outcome="rejected"
             )
@@ -404,13 +406,13 @@ class Applier:
         name, env = action.key
         number = None
         if action.target is not None:
-            number = tx.prune_revision(name, env, action.target.number).revision
+            number = tx.set_revision_status(name, env, action.target.number, "pruned").revision
         if (
             entry.applied is not None
             and entry.applied.status == "inactive"
             and (action.target is None or entry.applied.number != action.target.number)
         ):
-            tx.prune_revision(name, env, entry.applied.number)
+            tx.set_revision_status(name, env, entry.applied.number, "pruned")
         self._withdraw_pending(tx, action, entry, "pruned")
         if action.approved_by and action.target is not None:  # its task resolved with them
             subject = prune_gate.prune_subject(action.target)
@@ -436,7 +438,7 @@ class Applier:
         else:
             number = None
             if entry.active is not None:
-                tx.prune_revision(name, env, entry.active.number)
+                tx.set_revision_status(name, env, entry.active.number, "pruned")
         _audit(
             tx,
             "bundle.drift_reverted",
@@ -522,11 +524,14 @@ class Applier:
             action.target is not None and action.target.number == pending.number
         ):
             return
-        tx.reject_revision(
+        tx.set_revision_status(
             action.name,
             action.environment,
             pending.number,
-            [{"code": f"promotion_{why}", "message": f"promotion {why} before it was approved"}],
+            "rejected",
+            diagnostics=[
+                {"code": f"promotion_{why}", "message": f"promotion {why} before it was approved"}
+            ],
         )
         self.gate.close(
             tx, name=action.name, environment=action.environment, digest=pending.digest, outcome=why

@@ -178,7 +178,7 @@ class ProjectCatalog:
         manager is built again with it (in other processes within :data:`RECHECK_SECONDS`)."""
         self.store.for_project(name)
         checked = self._checked(name, definition)
-        record = self.store.projects.update_project_definition(name, checked)
+        record = self.store.projects.update_project(name, definition=checked)
         self._audit(name, "project.updated", actor)
         return _summary(record, definition=True)
 
@@ -186,7 +186,7 @@ class ProjectCatalog:
         """Archive a project (audited as ``project.archived``, while it can still be written):
         its records stay until retention removes them, and nothing reaches it any more."""
         self._audit(name, "project.archived", actor)
-        record = self.store.projects.archive_project(name)
+        record = self.store.projects.update_project(name, status="archived")
         self._forget(name)
         return _summary(record)
 

@@ -312,7 +312,7 @@ class Worker:
             manager: WorkerPlatform = self.directory.manager(record.project_id)
             run = manager.store.runs.get_run(record.run_id)
         except NotFound as exc:  # the run, or its project (archived since)
-            self.store.queue.fail(
+            self.store.queue.finish(
                 record.queue_id,
                 self.owner,
                 {"type": exc.code, "message": f"run {record.run_id} is gone: {exc}"},
@@ -321,11 +321,11 @@ class Worker:
         if run.status in TERMINAL_RUN_STATUSES or run.status in ("paused", "blocked"):
             # Cancelled while queued, or already executed by a worker that lost its lease
             # after finishing: nothing to do but settle the record.
-            self.store.queue.complete(record.queue_id, self.owner)
+            self.store.queue.finish(record.queue_id, self.owner)
             return
         if run.cancel_requested:
             self._cancel(manager, run.run_id)
-            self.store.queue.complete(record.queue_id, self.owner)
+            self.store.queue.finish(record.queue_id, self.owner)
             return
         if record.attempts > self.max_attempts:
             self._give_up(
@@ -442,7 +442,7 @@ class Worker:
         self._settle(record)
 
     def _settle(self, record: QueueRecord) -> None:
-        if not self.store.queue.complete(record.queue_id, self.owner):
+        if not self.store.queue.finish(record.queue_id, self.owner):
             log.warning(
                 "worker %s: lease on queue record %s was lost before completion",
                 self.owner,
@@ -473,7 +473,7 @@ class Worker:
         except KneoError as exc:  # it reached an outcome meanwhile: keep that
             log.info("worker %s: run %s not marked failed: %s", self.owner, record.run_id, exc.code)
         self.store.wakeups.moved(record.run_id)
-        self.store.queue.fail(record.queue_id, self.owner, error)
+        self.store.queue.finish(record.queue_id, self.owner, error)
         log.warning("worker %s: run %s failed: %s", self.owner, record.run_id, kind)
 
 

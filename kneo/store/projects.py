@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -34,6 +34,13 @@ PROJECT_STATUSES: tuple[str, ...] = ("active", "archived")
 #: How long a name resolved for :meth:`ProjectsFacet.resolve` is trusted before it is read
 #: again: another process's archive is seen within this; this process's at once.
 RESOLVE_SECONDS = 5.0
+
+
+class ProjectChanges(TypedDict, total=False):
+    """What :meth:`ProjectsFacet.update_project` may change."""
+
+    definition: dict[str, Any] | None
+    status: str
 
 
 @dataclass(frozen=True)
@@ -98,19 +105,17 @@ class ProjectsFacet(Facet):
         with self._read(snapshot=False) as conn:
             return [from_row(ProjectRecord, row) for row in conn.execute(stmt).mappings()]
 
-    def update_project_definition(
-        self, name: str, definition: dict[str, Any] | None
-    ) -> ProjectRecord:
-        """Replace a project's definition (``None``: for ``default``, the host's own
-        configuration); archived projects included."""
-        return self._update(name, definition=definition)
-
-    def archive_project(self, name: str) -> ProjectRecord:
-        """Archive a project: no view of it opens from now on (its rows stay). ``default``
-        cannot be archived (``illegal_transition``)."""
-        if name == DEFAULT_PROJECT:
+    def update_project(self, name: str, **changes: Unpack[ProjectChanges]) -> ProjectRecord:
+        """Replace a project's ``definition`` (``None``: for ``default``, the host's own
+        configuration), or archive it (``status="archived"``: no view of it opens from now
+        on, its rows stay); archived projects included. A project is never made active again,
+        and ``default`` cannot be archived (``illegal_transition``)."""
+        status = changes.get("status")
+        if status is not None and _checked_status(status) != "archived":
+            raise IllegalTransition(f"a project cannot be made {status!r} again")
+        if status is not None and name == DEFAULT_PROJECT:
             raise IllegalTransition("the default project cannot be archived")
-        return self._update(name, status="archived")
+        return self._update(name, **changes)
 
     def _update(self, name: str, **values: Any) -> ProjectRecord:
         p = t.projects.c

@@ -255,7 +255,7 @@ def test_a_continue_queues_the_run_once_and_stores_its_metadata(project: Path, d
             input_text="c1 go", spec_path=project / "three.yaml"
         ).run_id
         started = api.store.queue.claim("gone", 5.0)
-        assert started is not None and api.store.queue.complete(started.queue_id, "gone")
+        assert started is not None and api.store.queue.finish(started.queue_id, "gone")
         fail_run(api.store, run_id, {"type": "test", "message": "its worker gave up"})
         first = api.continue_run(run_id, actor="ops", metadata={"reason": "db back"})
         again = api.continue_run(run_id, actor="ops", metadata={"reason": "impatient"})

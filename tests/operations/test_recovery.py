@@ -131,7 +131,7 @@ def _strand(manager: Any, run_id: str, owner: str) -> None:
     """What a cut-off synchronous request leaves: ``running``, its lease held by a process
     that no longer drives it, no queue record open."""
     record = manager.store.queue.claim("gone-worker", 1.0)
-    assert record is not None and manager.store.queue.complete(record.queue_id, "gone-worker")
+    assert record is not None and manager.store.queue.finish(record.queue_id, "gone-worker")
     with manager.store.transaction() as tx:
         tx.update_run(run_id, status="running")
     assert manager.store.queue.acquire_run_lease(run_id, owner, manager.lease_seconds)

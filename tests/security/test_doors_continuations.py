@@ -97,7 +97,7 @@ def _failed(client: TestClient) -> str:
     ).json()
     store = client.app.state.manager.store  # type: ignore[attr-defined]
     record = store.queue.claim("gone", 5.0)
-    assert record is not None and store.queue.complete(record.queue_id, "gone")
+    assert record is not None and store.queue.finish(record.queue_id, "gone")
     fail_run(store, run["run_id"], {"type": "test", "message": "gave up"})
     return str(run["run_id"])
 

@@ -278,15 +278,15 @@ def check_queue(queue: QueueFacet, units: Store, clock: ManualClock) -> None:
     clock.advance(31)
     again = queue.claim("w2", 30)
     assert again is not None and again.queue_id == first.queue_id and again.attempts == 2
-    assert queue.complete(first.queue_id, "w1") is False  # its lease lapsed
-    assert queue.complete(first.queue_id, "w2") is True
+    assert queue.finish(first.queue_id, "w1") is False  # its lease lapsed
+    assert queue.finish(first.queue_id, "w2") is True
     taken = queue.claim("w2", 30)
     assert taken is not None and taken.queue_id == second.queue_id
     assert queue.release(taken.queue_id, "w2", delay_seconds=60) is True
     assert queue.claim("w3", 30) is None  # not due yet
     clock.advance(61)
     retaken = queue.claim("w3", 30)
-    assert retaken is not None and queue.fail(retaken.queue_id, "w3", {"error": "boom"})
+    assert retaken is not None and queue.finish(retaken.queue_id, "w3", {"error": "boom"})
     [failed] = queue_records(units, "run_q2")
     assert (failed.queue_id, failed.error) == (second.queue_id, {"error": "boom"})
     stats = queue_stats(units)

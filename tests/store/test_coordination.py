@@ -40,8 +40,8 @@ def test_claim_is_fifo_and_counts_attempts(store: Store) -> None:
     second = store.queue.claim("w2", 30)
     assert second is not None and second.run_id == runs[1]
     assert store.queue.claim("w3", 30) is None
-    assert store.queue.complete(first.queue_id, "w1") is True
-    assert store.queue.fail(second.queue_id, "w2", {"error": "boom"}) is True
+    assert store.queue.finish(first.queue_id, "w1") is True
+    assert store.queue.finish(second.queue_id, "w2", {"error": "boom"}) is True
     assert [r.status for r in queue_records(store, first.run_id)] == ["completed"]
     [failed] = queue_records(store, second.run_id)
     assert (failed.status, failed.error) == ("failed", {"error": "boom"})
@@ -63,9 +63,9 @@ def test_expired_lease_is_reclaimed(store: Store, clock: ManualClock) -> None:
     taken = store.queue.claim("other", 10)
     assert taken is not None and taken.queue_id == held.queue_id
     assert (taken.attempts, taken.lease_owner) == (2, "other")
-    assert store.queue.complete(held.queue_id, "dead") is False
+    assert store.queue.finish(held.queue_id, "dead") is False
     assert store.queue.renew_lease(held.queue_id, "dead", 10) is False
-    assert store.queue.complete(taken.queue_id, "other") is True
+    assert store.queue.finish(taken.queue_id, "other") is True
 
 
 def test_release_puts_record_back(store: Store) -> None:
@@ -93,7 +93,7 @@ def test_threads_claim_each_record_exactly_once(store: Store) -> None:
         while (record := store.queue.claim(name, 60)) is not None:
             with lock:
                 claimed.append(record.run_id)
-            store.queue.complete(record.queue_id, name)
+            store.queue.finish(record.queue_id, name)
 
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(6)]
     for th in threads:
@@ -109,7 +109,7 @@ def _drain(url: str, name: str, out: multiprocessing.Queue) -> None:  # type: ig
     got = []
     while (record := store.queue.claim(name, 60)) is not None:
         got.append(record.run_id)
-        store.queue.complete(record.queue_id, name)
+        store.queue.finish(record.queue_id, name)
     store.close()
     out.put(got)
 
@@ -270,7 +270,7 @@ def test_one_statement_primitives_leave_pooled_connections_transactional(store: 
     for run_id in run_ids:
         store.runs.get_run(run_id)
         record = store.queue.claim("w", 30)
-        assert record is not None and store.queue.complete(record.queue_id, "w")
+        assert record is not None and store.queue.finish(record.queue_id, "w")
         with pytest.raises(RuntimeError), store.transaction() as tx:
             tx.create_run(target="workflow", input_text="rolled back")
             raise RuntimeError("boom")

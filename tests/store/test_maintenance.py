@@ -56,7 +56,7 @@ def _populate_old(store: Store, clock: ManualClock) -> dict[str, str]:
             requests=[{"request_id": "r0", "status": "resolved"}],
         )
     done = store.queue.claim("w", 60)
-    assert done is not None and store.queue.complete(done.queue_id, "w")
+    assert done is not None and store.queue.finish(done.queue_id, "w")
     with store.transaction() as tx:
         tx.add_audit("run.created", run_id=ids["succeeded"])
     clock.advance(days=40)

@@ -47,7 +47,7 @@ GLOBAL: dict[str, set[str]] = {
     # holder of its bytes can name (like ``specs`` rows)
     "code": {"missing", "put", "get", "one"},
     "queue": {
-        "claim", "renew_lease", "complete", "fail", "release",  # a worker's queue record
+        "claim", "renew_lease", "finish", "release",  # a worker's queue record
         "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
         "stranded_runs",  # the sweeper's: each run id says its project
     },
@@ -66,8 +66,7 @@ GLOBAL: dict[str, set[str]] = {
     },
     "maintenance": {"prune_retention", "backup_sqlite", "gauges"},
     "projects": {
-        "create_project", "get_project", "list_projects", "update_project_definition",
-        "archive_project",
+        "create_project", "get_project", "list_projects", "update_project",
     },
 }  # fmt: skip
 
@@ -173,14 +172,14 @@ def test_projects_are_created_read_defined_and_archived(store: Store, a: Store) 
     with pytest.raises(InvalidRequest) as bad:
         projects.create_project("no/slash")
     assert bad.value.code == "invalid_name"
-    defined = projects.update_project_definition("team-a", {"limits": {"max_running": 2}})
+    defined = projects.update_project("team-a", definition={"limits": {"max_running": 2}})
     assert (
         projects.get_project("team-a").definition
         == defined.definition
         == {"limits": {"max_running": 2}}
     )
     assert [p.name for p in projects.list_projects()] == [DEFAULT_PROJECT, "team-a"]
-    assert projects.archive_project("team-a").status == "archived"
+    assert projects.update_project("team-a", status="archived").status == "archived"
     assert [p.name for p in projects.list_projects(status="active")] == [DEFAULT_PROJECT]
     assert [p.name for p in projects.list_projects(status="archived")] == ["team-a"]
     for gone in ("team-a", a.project_id, "nobody", 999):
@@ -192,9 +191,13 @@ def test_projects_are_created_read_defined_and_archived(store: Store, a: Store) 
         projects.get_project("nobody")
     assert nobody.value.code == "project_not_found"
     with pytest.raises(IllegalTransition):
-        projects.archive_project(DEFAULT_PROJECT)
+        projects.update_project(DEFAULT_PROJECT, status="archived")
+    with pytest.raises(IllegalTransition):  # an archived project stays archived
+        projects.update_project("team-a", status="active")
+    with pytest.raises(InvalidRequest):
+        projects.update_project("team-a", status="deleted")
     with pytest.raises(NotFound):
-        projects.update_project_definition("nobody", None)
+        projects.update_project("nobody", definition=None)
     with pytest.raises(InvalidRequest):
         projects.list_projects(status="deleted")
 

@@ -85,7 +85,9 @@ def test_rejected_revision_never_replaces_active(store: Store) -> None:
         tx.add_revision("a", "dev", digest="d1", status="active")
         bad = tx.add_revision("a", "dev", digest="d2")
     with store.transaction() as tx:
-        rejected = tx.reject_revision("a", "dev", bad.revision, [{"code": "bundle_bad_sig"}])
+        rejected = tx.set_revision_status(
+            "a", "dev", bad.revision, "rejected", diagnostics=[{"code": "bundle_bad_sig"}]
+        )
     assert rejected.status == "rejected" and rejected.diagnostics == [{"code": "bundle_bad_sig"}]
     with pytest.raises(IllegalTransition), store.transaction() as tx:
         tx.activate_revision("a", "dev", bad.revision)
@@ -99,7 +101,7 @@ def test_prune_and_status_changes(store: Store, clock: ManualClock) -> None:
         tx.add_revision("a", "dev", digest="d1", status="active")
     clock.advance(3)
     with store.transaction() as tx:
-        pruned = tx.prune_revision("a", "dev", 1)
+        pruned = tx.set_revision_status("a", "dev", 1, "pruned")
     assert pruned.status == "pruned" and pruned.deactivated_at == clock.now()
     assert store.registry.get_active("a", "dev") is None
     with store.transaction() as tx:

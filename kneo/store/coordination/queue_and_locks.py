@@ -131,23 +131,14 @@ class QueueFacet(Facet):
         expires = self.clock.now() + timedelta(seconds=lease_seconds)
         return self._update_lease(queue_id, owner, lease_expires_at=expires)
 
-    def complete(self, queue_id: int, owner: str) -> bool:
-        """Mark a leased record completed; ``False`` if ``owner`` no longer holds the lease."""
-        now = self.clock.now()
+    def finish(self, queue_id: int, owner: str, error: Mapping[str, Any] | None = None) -> bool:
+        """Mark a leased record ``completed``, or ``failed`` with ``error`` details (not
+        retried automatically); ``False`` if ``owner`` no longer holds the lease."""
+        values: dict[str, Any] = {"status": "completed"}
+        if error is not None:
+            values = {"status": "failed", "error": dict(error)}
         return self._update_lease(
-            queue_id, owner, status="completed", finished_at=now, lease_expires_at=None
-        )
-
-    def fail(self, queue_id: int, owner: str, error: Mapping[str, Any]) -> bool:
-        """Mark a leased record failed with ``error`` details (not retried automatically)."""
-        now = self.clock.now()
-        return self._update_lease(
-            queue_id,
-            owner,
-            status="failed",
-            error=dict(error),
-            finished_at=now,
-            lease_expires_at=None,
+            queue_id, owner, **values, finished_at=self.clock.now(), lease_expires_at=None
         )
 
     def release(self, queue_id: int, owner: str, *, delay_seconds: float = 0.0) -> bool:

@@ -295,22 +295,6 @@ class RegistryWritesMixin(TransactionBase):
         self._mark_changed(bundle_name, environment)
         return self._revision(bundle_name, environment, revision)
 
-    def reject_revision(
-        self,
-        bundle_name: str,
-        environment: str,
-        revision: int,
-        diagnostics: Sequence[Mapping[str, Any]],
-    ) -> BundleRevision:
-        """Mark a revision rejected with the reasons; an active one stays untouched elsewhere."""
-        return self.set_revision_status(
-            bundle_name, environment, revision, "rejected", diagnostics=diagnostics
-        )
-
-    def prune_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
-        """Mark a revision pruned (its bundle file left the repository)."""
-        return self.set_revision_status(bundle_name, environment, revision, "pruned")
-
     def get_revision(self, bundle_name: str, environment: str, revision: int) -> BundleRevision:
         """One revision as this transaction sees it (``not_found`` when absent)."""
         return self._revision(bundle_name, environment, revision)
