@@ -38,7 +38,7 @@ def fill(store: Any, rollout_id: str, n: int, seed: int) -> None:
         with store.transaction() as tx:
             for _ in range(start, min(n, start + 1000)):
                 side = {"id": rollout_id, "track": "canary" if rng.random() < 0.1 else "stable"}
-                tx.note_rollout_run(side)
+                tx.note_rollout(side, started=True)
                 decisions = [
                     (
                         "review" if rng.random() < 0.5 else "approval",
@@ -51,11 +51,13 @@ def fill(store: Any, rollout_id: str, n: int, seed: int) -> None:
                     for _ in range(rng.randint(0, 2))
                 ]
                 if decisions:
-                    tx.note_rollout_decisions(side, decisions)
+                    tx.note_rollout(side, decisions=decisions)
                 if rng.random() < 0.97:
                     status = "failed" if rng.random() < 0.03 else "succeeded"
                     latency = int(rng.lognormvariate(7, 0.6))
-                    tx.note_rollout_outcome(side, status, latency, rng.uniform(0.001, 0.02))
+                    tx.note_rollout(
+                        side, status=status, latency_ms=latency, cost=rng.uniform(0.001, 0.02)
+                    )
 
 
 def main() -> int:

@@ -20,6 +20,7 @@ from kneo.console.view import PageView, Render
 from kneo.errors import Conflict, InvalidRequest, NotFound
 from kneo.platform.reconcile import app_controller, controller_view
 from kneo.platform.schedule_ops import bundle_schedules
+from kneo.store.queries import RolloutQuery
 
 
 def add_registry_routes(router: APIRouter, auth: ConsoleAuth, render: Render) -> None:
@@ -134,6 +135,7 @@ def _bundle_page(
         and (active is None or r["digest"] != active["digest"])
     ]
     blocked = {b.digest: b for b in view.manager.store.registry.list_blocked_digests()}
+    newest = RolloutQuery(bundle=bundle, environment=environment, limit=1)
     return view.show(
         "bundle.html",
         {
@@ -141,7 +143,7 @@ def _bundle_page(
             "blocked": {d: operations.blocked_view(b) for d, b in blocked.items()},
             "condition_types": CONDITION_TYPES,
             "rollback_targets": targets,
-            "rollout": view.manager.store.rollouts.current_rollout(bundle, environment),
+            "rollout": next(iter(view.manager.store.rollouts.list_rollouts(newest).items), None),
             "schedules": schedule_rows(
                 view.manager, bundle_schedules(view.manager, bundle, environment)
             ),

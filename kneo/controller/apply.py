@@ -434,7 +434,7 @@ class Applier:
         name, env = action.key
         found = entry.active.number if entry.active else None
         if action.target is not None:
-            number = tx.activate_revision(name, env, action.target.number).revision
+            number = tx.set_revision_status(name, env, action.target.number, "active").revision
         else:
             number = None
             if entry.active is not None:

@@ -38,6 +38,7 @@ from kneo.ids import new_id
 from kneo.people import caller_entry
 from kneo.policy.environment import EnvironmentPolicy, FreezeWindow
 from kneo.policy.rollout import RolloutPolicy
+from kneo.store.queries import RolloutQuery
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
@@ -74,7 +75,8 @@ def begin_with_promotion(
     rollout = policy.rollout if policy is not None else None
     if rollout is None or previous is None or previous == revision:
         return None
-    current = store.rollouts.current_rollout(name, environment)
+    newest = RolloutQuery(bundle=name, environment=environment, limit=1)
+    current = next(iter(store.rollouts.list_rollouts(newest).items), None)
     stable = previous
     if current is not None and current.status in ("progressing", "paused", "aborted"):
         stable = current.stable_revision

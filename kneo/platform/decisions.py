@@ -361,7 +361,7 @@ class Decisions:
         by_id = {request.request_id: (request, answer) for request, answer in answers}
         rollout = (run.metadata or {}).get("rollout")
         if rollout:  # counted for the rollout's analysis (kneo.store.rollouts)
-            tx.note_rollout_decisions(rollout, [(r.kind, a.decision) for r, a in answers])
+            tx.note_rollout(rollout, decisions=[(r.kind, a.decision) for r, a in answers])
         with state.lock:
             for request, answer in answers:
                 state.decisions[request.wait_key] = answer.to_dict()

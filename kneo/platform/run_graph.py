@@ -108,10 +108,7 @@ def registry_graph(
 ) -> dict[str, Any]:
     """The graph of the revision of ``bundle`` active in ``environment`` (``404`` when none
     is): its signed spec compiled as a run of it would be (every node ``pending``)."""
-    active = next(
-        (r for r in store.registry.list_revisions(bundle, environment) if r.status == "active"),
-        None,
-    )
+    active = store.registry.get_active(bundle, environment)
     if active is None:
         raise NotFound(
             f"bundle {bundle!r} has no active revision in {environment!r}", resource="bundle"

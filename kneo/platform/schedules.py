@@ -31,6 +31,7 @@ from kneo.platform.bundles import BundleRunner, run_bundle
 from kneo.platform.directory import ProjectDirectory
 from kneo.policy.environment import FreezeWindow
 from kneo.spec.schedules import ScheduleSpec, due_ticks, next_tick
+from kneo.store.records import RevisionHead
 from kneo.store.schedules import ScheduleKey, ScheduleState
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Scheduler:
     )
     #: key -> (last tick considered, next tick): no arithmetic while nothing is due
     _next: dict[ScheduleKey, tuple[datetime | None, datetime]] = field(default_factory=dict)
-    _heads: list[tuple[str, str, int, str]] | None = None
+    _heads: list[RevisionHead] | None = None
     _declared: dict[ScheduleKey, Declared] = field(default_factory=dict)
     #: when this process first saw a schedule with no state yet (no tick fired): it counts
     #: from then, and writes nothing until its first tick (10,000 new schedules: no writes)
@@ -78,13 +79,13 @@ class Scheduler:
     def declared(self) -> dict[ScheduleKey, Declared]:
         """Every schedule of the project's active revisions (one indexed read of the active
         heads; built again only when they changed)."""
-        heads = self.platform.store.schedules.active_heads()
+        heads = self.platform.store.registry.list_revision_heads(status="active")
         if heads == self._heads:
             return self._declared
         registry = self.platform.store.registry
         found: dict[ScheduleKey, Declared] = {}
         specs: dict[tuple[str, str], tuple[str, tuple[ScheduleSpec, ...]]] = {}
-        for bundle, env, revision, digest in heads:
+        for bundle, env, revision, digest, *_ in heads:
             pair = (bundle, env)
             cached = self._specs.get(pair)
             if cached is None or cached[0] != digest:
@@ -127,7 +128,7 @@ class Scheduler:
         declared = self.declared()
         if not declared:
             return counts
-        waiting = store.schedules.waiting_keys()
+        waiting = store.schedules.waiting()
         due = [
             key
             for key in declared
@@ -149,7 +150,7 @@ class Scheduler:
                 counts["held"] += 1
                 continue
             if key in waiting:
-                self._start_waiting(key, item, counts)
+                self._start_waiting(key, item, waiting[key], counts)
             self._fire(key, item, last, now, counts)
         return counts
 
@@ -183,11 +184,12 @@ class Scheduler:
                 return status
         return self.start(key, item, tick)
 
-    def _start_waiting(self, key: ScheduleKey, item: Declared, counts: dict[str, int]) -> None:
+    def _start_waiting(
+        self, key: ScheduleKey, item: Declared, tick: datetime, counts: dict[str, int]
+    ) -> None:
         """Overlap ``queue``: the oldest waiting tick starts once no run of it is live."""
         store = self.platform.store
-        tick = store.schedules.oldest_waiting(key)
-        if tick is None or store.schedules.live_run(key) is not None:
+        if store.schedules.live_run(key) is not None:
             return
         if store.schedules.record_tick(key, tick, "claimed", expected="waiting"):
             counts[self.start(key, item, tick)] += 1

@@ -324,7 +324,7 @@ class Sweeps:
                 rollout = (run.metadata or {}).get("rollout")
                 if rollout:  # the rollout's escalation rate (kneo.store.rollouts)
                     kinds = [str(r.get("kind") or "") for r in requests]
-                    tx.note_rollout_decisions(rollout, escalated=kinds)
+                    tx.note_rollout(rollout, escalated=kinds)
         except (Conflict, NotFound):
             return 0
         return 1

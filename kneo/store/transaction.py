@@ -149,7 +149,7 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
         self._seq[run_id] = [0, len(events)]
         rollout = (metadata or {}).get("rollout")
         if rollout:
-            self.note_rollout_run(rollout)
+            self.note_rollout(rollout, started=True)
         if events:
             self._insert_trace_rows(trace_values(run_id, 1, events, self.now))
 

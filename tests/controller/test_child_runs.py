@@ -89,7 +89,7 @@ def promoted(store: Any, repo: Repo, keys: Keys, clock: ManualClock, tmp_path: P
     with team_b.transaction() as tx:
         tx.add_revision("elsewhere", "dev", digest="sha256:" + "e" * 64, spec=CHILD)
     with team_b.transaction() as tx:
-        tx.activate_revision("elsewhere", "dev", 1)
+        tx.set_revision_status("elsewhere", "dev", 1, "active")
     assert team_b.registry.get_active("elsewhere", "dev") is not None
     assert store.registry.get_active("unapproved", "staging") is None
     return store

@@ -75,7 +75,7 @@ def test_bad_release_rolls_back_in_under_two_seconds_and_stays_pinned(
 
     # someone activates the bad revision by hand: the controller puts the pin back
     with store.transaction() as tx:
-        tx.activate_revision("helper", "dev", 2)
+        tx.set_revision_status("helper", "dev", 2, "active")
     assert ctl.reconcile_once().ok
     assert store.registry.get_active("helper", "dev").revision == 3
 

@@ -255,7 +255,7 @@ def test_registry_changes_by_people_are_observed_without_a_commit(
     five.commit("b0 v2")
     h.reconcile()
     with store.transaction() as tx:
-        tx.activate_revision("b0", "dev", 1)  # by hand: drift
+        tx.set_revision_status("b0", "dev", 1, "active")  # by hand: drift
     with store.transaction() as tx:
         tx.suspend_bundle("b4", "dev", reason="investigating")
     result = h.reconcile()

@@ -274,7 +274,7 @@ def test_drift_is_reverted_unless_suspended(
     repo.commit()
     ctl.reconcile_once()
     with store.transaction() as tx:
-        tx.activate_revision("helper", "dev", 1)  # someone rolls back by hand
+        tx.set_revision_status("helper", "dev", 1, "active")  # someone rolls back by hand
     result = ctl.reconcile_once()
     assert kinds(result) == [("drift_revert", "helper", "dev")]
     assert store.registry.get_active("helper", "dev").revision == 2
@@ -282,7 +282,7 @@ def test_drift_is_reverted_unless_suspended(
     with store.transaction() as tx:
         tx.suspend_bundle("helper", "dev", reason="incident")
     with store.transaction() as tx:
-        tx.activate_revision("helper", "dev", 1)
+        tx.set_revision_status("helper", "dev", 1, "active")
     suspended = ctl.reconcile_once()
     assert kinds(suspended) == [] and suspended.outcomes[0].action.drift
     assert store.registry.get_active("helper", "dev").revision == 1

@@ -62,10 +62,10 @@ def count_runs(store: Any, rollout_id: str) -> None:
         side = {"id": rollout_id, "track": track}
         with store.transaction() as tx:
             for i in range(6):
-                tx.note_rollout_run(side)
-                tx.note_rollout_outcome(side, "succeeded", 100 + 10 * i, 0.02)
+                tx.note_rollout(side, started=True)
+                tx.note_rollout(side, status="succeeded", latency_ms=100 + 10 * i, cost=0.02)
             decided = ["rejected"] * rejected + ["approved"] * 2
-            tx.note_rollout_decisions(side, [("approval", d) for d in decided])
+            tx.note_rollout(side, decisions=[("approval", d) for d in decided])
 
 
 def aborted(store: Any, rollout_id: str) -> None:

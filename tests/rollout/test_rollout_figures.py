@@ -17,19 +17,23 @@ def test_figures_add_up_what_the_runs_counted(store: Any) -> None:
     other = {"id": "ro_2", "track": "canary"}
     with store.transaction() as tx:
         for i in range(1, 101):  # latencies 10, 20, ... 1000 ms: p95 (nearest rank) 950
-            tx.note_rollout_run(canary)
-            tx.note_rollout_outcome(canary, "failed" if i % 10 == 0 else "succeeded", i * 10, 0.5)
-        tx.note_rollout_decisions(
+            tx.note_rollout(canary, started=True)
+            tx.note_rollout(
+                canary, status="failed" if i % 10 == 0 else "succeeded", latency_ms=i * 10, cost=0.5
+            )
+        tx.note_rollout(
             canary,
-            [("approval", "rejected"), ("review", "edited"), ("approval", "approved")],
+            decisions=[("approval", "rejected"), ("review", "edited"), ("approval", "approved")],
             escalated=["input"],
         )
-        tx.note_rollout_decisions(canary, [("approval", "rejected")])
+        tx.note_rollout(canary, decisions=[("approval", "rejected")])
         for _ in range(3):
-            tx.note_rollout_run(stable)
-        tx.note_rollout_outcome(stable, "cancelled", 5)  # neither finished nor failed
-        tx.note_rollout_outcome(stable, "succeeded", 5, None)  # its cost unknown: not 0
-        tx.note_rollout_run(other)
+            tx.note_rollout(stable, started=True)
+        tx.note_rollout(stable, status="cancelled", latency_ms=5)  # neither finished nor failed
+        tx.note_rollout(
+            stable, status="succeeded", latency_ms=5, cost=None
+        )  # its cost unknown: not 0
+        tx.note_rollout(other, started=True)
     sides = store.rollouts.figures("ro_1")
     c, s = sides["canary"], sides["stable"]
     assert (c.runs, c.finished, c.failed) == (100, 100, 10)

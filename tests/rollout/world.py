@@ -12,6 +12,7 @@ from kneo.platform import create_platform
 from kneo.platform.bundles import run_bundle
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
+from kneo.store import RolloutQuery
 from tests.controller.gitops_fixtures import Keys, Repo, make_controller
 
 MIN_RUNS = 20
@@ -90,7 +91,8 @@ class World:
         return revision
 
     def rollout(self) -> Any:
-        return self.store.rollouts.current_rollout("helper", "dev")
+        newest = RolloutQuery(bundle="helper", environment="dev", limit=1)
+        return next(iter(self.store.rollouts.list_rollouts(newest).items), None)
 
     def drive(self, runs: int, *, reject_revision: int | None) -> list[int]:
         """``runs`` runs, each reviewed, the controller passing after every one."""

@@ -182,8 +182,10 @@ def _rollouts(call: Any, client: Any, operator: dict[str, str]) -> None:
                 {"set_weight": 100},
             ]}},
         )  # fmt: skip
-        tx.note_rollout_run({"id": "ro_schema", "track": "canary"})
-        tx.note_rollout_outcome({"id": "ro_schema", "track": "canary"}, "succeeded", 50, 0.1)
+        tx.note_rollout({"id": "ro_schema", "track": "canary"}, started=True)
+        tx.note_rollout(
+            {"id": "ro_schema", "track": "canary"}, status="succeeded", latency_ms=50, cost=0.1
+        )
     step_rollouts(store, store.clock.now())  # waits: a point of history and a verdict
     assert call("rollouts-list", "GET", "/v1/rollouts", operator)["count"] == 1
     assert call("rollouts-get", "GET", "/v1/rollouts/ro_schema", operator)["history"]

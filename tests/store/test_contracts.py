@@ -358,8 +358,8 @@ def check_registry(reads: RegistryFacet, units: Store) -> None:
         two = tx.add_revision("helper", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
     assert (one.revision, two.revision) == (1, 2)
     with units.transaction() as tx:
-        tx.activate_revision("helper", "dev", 1)
-        tx.activate_revision("helper", "dev", 2)
+        tx.set_revision_status("helper", "dev", 1, "active")
+        tx.set_revision_status("helper", "dev", 2, "active")
     active = reads.get_active("helper", "dev")
     assert active is not None and active.revision == 2 and active.spec == {"v": 2}
     assert reads.get_revision("helper", "dev", 1).status == "inactive"

@@ -101,12 +101,12 @@ SCOPED: dict[str, set[str]] = {
     "a2a_push": {"put_push_config", "push_configs", "push_config", "delete_push_config"},
     "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
     "schedules": {
-        "active_heads", "states", "advance", "set_paused", "claim_tick", "record_tick",
-        "live_run", "waiting_keys", "oldest_waiting", "ticks", "stale_claims",
+        "states", "advance", "set_paused", "claim_tick", "record_tick",
+        "live_run", "waiting", "ticks", "stale_claims",
     },
     "triggers": {"claim_event", "record_event", "event_outcome"},
     "rollouts": {
-        "current_rollout", "serving", "get_rollout", "list_rollouts", "active", "figures",
+        "serving", "get_rollout", "list_rollouts", "active", "figures",
         "unjudged_runs", "record_judgement",
     },
 }  # fmt: skip
@@ -476,7 +476,7 @@ def test_the_registry_is_its_projects(store: Store, a: Store, b: Store) -> None:
     assert all(_registry_reads(a))
     with b.transaction() as tx:  # B's transactions see none of A's rows either
         with pytest.raises(NotFound):
-            tx.activate_revision("bot", "dev", 1)
+            tx.set_revision_status("bot", "dev", 1, "active")
         with pytest.raises(NotFound):
             tx.get_revision("bot", "dev", 1)
         assert tx.get_active("bot", "dev") is None

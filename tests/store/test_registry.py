@@ -59,7 +59,7 @@ def test_activation_keeps_at_most_one_active(store: Store, clock: ManualClock) -
     ] == [2]
     assert len(store.registry.list_registry(RegistryQuery(status=None)).items) == 2
     with store.transaction() as tx:
-        again = tx.activate_revision("a", "dev", 1)
+        again = tx.set_revision_status("a", "dev", 1, "active")
     assert (
         again.status == "active" and store.registry.get_revision("a", "dev", 2).status == "inactive"
     )
@@ -90,7 +90,7 @@ def test_rejected_revision_never_replaces_active(store: Store) -> None:
         )
     assert rejected.status == "rejected" and rejected.diagnostics == [{"code": "bundle_bad_sig"}]
     with pytest.raises(IllegalTransition), store.transaction() as tx:
-        tx.activate_revision("a", "dev", bad.revision)
+        tx.set_revision_status("a", "dev", bad.revision, "active")
     active = store.registry.get_active("a", "dev")
     assert active is not None and active.revision == 1
 
@@ -241,7 +241,7 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
         tx.add_revision("quiet", "dev", digest="d2", status="active")
     assert store.registry.registry_changes_since(start) == (start, set())
     with store.transaction() as tx:
-        tx.activate_revision("quiet", "dev", 1)  # by hand
+        tx.set_revision_status("quiet", "dev", 1, "active")  # by hand
     first, changed = store.registry.registry_changes_since(start)
     assert first == start + 1 and changed == {"quiet"}
     with store.transaction() as tx:
@@ -260,7 +260,7 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
     assert resumed and not resumed_again
     assert store.registry.registry_changes_since(current) == (current + 1, {"other"})
     with pytest.raises(RuntimeError), store.transaction() as tx:  # rolled back: no change
-        tx.activate_revision("quiet", "dev", 2)
+        tx.set_revision_status("quiet", "dev", 2, "active")
         raise RuntimeError("abort")
     assert store.registry.registry_changes_since(current + 1) == (current + 1, set())
 
@@ -325,7 +325,7 @@ def test_concurrent_registry_writers_never_leave_two_active(store: Store, write:
                 if write == "add":
                     tx.add_revision("a", "dev", digest="d-second", status="active")
                 else:
-                    tx.activate_revision("a", "dev", 2)
+                    tx.set_revision_status("a", "dev", 2, "active")
             outcome["second"] = "ok"
         except Conflict as exc:
             outcome["second"] = exc.code
@@ -336,7 +336,7 @@ def test_concurrent_registry_writers_never_leave_two_active(store: Store, write:
         if write == "add":
             tx.add_revision("a", "dev", digest="d-first", status="active")
         else:
-            tx.activate_revision("a", "dev", 1)
+            tx.set_revision_status("a", "dev", 1, "active")
         first_wrote.set()
         thread.join(0.5)  # PostgreSQL: the second blocks on the first's index entry
     thread.join(10)

@@ -10,6 +10,9 @@ from kneo.errors import Conflict, NotFound
 from kneo.store import RolloutQuery, Store
 from kneo.store.rollouts import RolloutRecord
 
+#: The newest rollout of the key the tests begin rollouts of.
+NEWEST = RolloutQuery(bundle="helper", environment="dev", limit=1)
+
 
 def _begin(store: Store, rollout_id: str) -> RolloutRecord:
     with store.transaction() as tx:
@@ -30,7 +33,7 @@ def _begin(store: Store, rollout_id: str) -> RolloutRecord:
 def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
     reads = store
     begun = _begin(store, "ro_contract")
-    assert reads.rollouts.current_rollout("helper", "dev") == begun
+    assert reads.rollouts.list_rollouts(NEWEST).items == [begun]
     assert reads.rollouts.get_rollout("ro_contract") == begun
     assert [r.rollout_id for r in reads.rollouts.active()] == ["ro_contract"]
     assert [
@@ -40,9 +43,9 @@ def test_a_begun_rollout_is_read_moved_and_counted(store: Store) -> None:
     assert reads.rollouts.serving("helper", "dev") == (None, None)
     side = {"id": "ro_contract", "track": "canary"}
     with store.transaction() as tx:
-        tx.note_rollout_run(side)
-        tx.note_rollout_outcome(side, "failed", 120, 0.25)
-        tx.note_rollout_decisions(side, [("approval", "rejected")])
+        tx.note_rollout(side, started=True)
+        tx.note_rollout(side, status="failed", latency_ms=120, cost=0.25)
+        tx.note_rollout(side, decisions=[("approval", "rejected")])
         moved = tx.move_rollout(begun, status="aborted", reason="worse", weight=0)
     canary = reads.rollouts.figures("ro_contract")["canary"]
     assert (canary.runs, canary.failed, canary.rejected) == (1, 1, 1)
@@ -57,7 +60,7 @@ def test_another_projects_rollout_is_not_found(store: Store) -> None:
     other = store.for_project(store.projects.create_project("other").name)
     with pytest.raises(NotFound):
         other.rollouts.get_rollout("ro_mine")
-    assert other.rollouts.current_rollout("helper", "dev") is None
+    assert other.rollouts.list_rollouts(NEWEST).items == []
     assert other.rollouts.list_rollouts().items == []
 
 

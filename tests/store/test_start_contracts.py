@@ -19,8 +19,11 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
     with store.transaction() as tx:
         tx.add_revision("nightly", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
     with store.transaction() as tx:
-        tx.activate_revision("nightly", "dev", 1)
-    assert [(b, e, r) for b, e, r, _ in schedules.active_heads()] == [("nightly", "dev", 1)]
+        tx.set_revision_status("nightly", "dev", 1, "active")
+    with store.transaction() as tx:  # a later inactive revision is not a declared one
+        tx.add_revision("nightly", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
+    heads = store.registry.list_revision_heads(status="active")
+    assert [(h.bundle_name, h.environment, h.revision) for h in heads] == [("nightly", "dev", 1)]
     assert schedules.states() == {}
 
     schedules.advance(KEY, T0)
@@ -41,17 +44,21 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
     assert schedules.stale_claims(clock.now()) == []
 
     later = T0 + timedelta(days=1)
+    latest = later + timedelta(days=1)
+    assert schedules.claim_tick(KEY, latest, status="waiting")
     assert schedules.claim_tick(KEY, later, status="waiting")
-    assert schedules.waiting_keys() == {KEY}
-    assert schedules.oldest_waiting(KEY) == later
+    assert schedules.waiting() == {KEY: later}  # the oldest waiting tick of each schedule
     assert schedules.record_tick(KEY, later, "skipped", detail="x" * 900)
-    assert schedules.waiting_keys() == set() and schedules.oldest_waiting(KEY) is None
+    assert schedules.waiting() == {KEY: latest}
+    assert schedules.record_tick(KEY, latest, "skipped")
+    assert schedules.waiting() == {}
     ticks = schedules.ticks(KEY)
     assert [(k.tick_at, k.status, k.run_id) for k in ticks] == [
+        (latest, "skipped", None),
         (later, "skipped", None),
         (T0, "started", "run_s1"),
     ]
-    assert len(ticks[0].detail or "") == 500 and schedules.ticks(KEY, limit=1) == ticks[:1]
+    assert len(ticks[1].detail or "") == 500 and schedules.ticks(KEY, limit=1) == ticks[:1]
 
     schedules.set_paused(KEY, True, "alice")
     state = schedules.states()[KEY]
@@ -61,8 +68,10 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
     assert (state.paused, state.paused_by, state.last_tick) == (False, None, clock.now())
 
     store.projects.create_project("team-b")
-    other = store.for_project("team-b").schedules  # another project's view sees nothing
-    assert other.states() == {} and other.ticks(KEY) == [] and other.active_heads() == []
+    team_b = store.for_project("team-b")
+    other = team_b.schedules  # another project's view sees nothing
+    assert other.states() == {} and other.ticks(KEY) == [] and other.waiting() == {}
+    assert team_b.registry.list_revision_heads(status="active") == []
     assert other.claim_tick(KEY, T0) is True
 
 

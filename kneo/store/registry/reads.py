@@ -118,10 +118,15 @@ class RegistryFacet(Facet):
         return Page(items, total, q.limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
     def list_revision_heads(
-        self, environment: str | None = None, *, names: Collection[str] | None = None
+        self,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        status: str | None = None,
     ) -> list[RevisionHead]:
         """Every revision without its spec, by (bundle, environment, revision); ``names``:
-        of those bundles only (an incremental reconcile).
+        of those bundles only (an incremental reconcile); ``status``: in that status only
+        (``active``: what a scheduler declares, through the index on status).
 
         Reconciles read this instead of full revisions so their cost does not grow with the
         size of the specs stored in the registry.
@@ -136,6 +141,8 @@ class RegistryFacet(Facet):
         )
         if environment is not None:
             stmt = stmt.where(_R.environment == environment)
+        if status is not None:
+            stmt = stmt.where(_R.status == status)
         with self._read() as conn:
             rows_ = [r for s in _by_names(stmt, _R.bundle_name, names) for r in conn.execute(s)]
         return [

@@ -228,7 +228,7 @@ class RegistryWritesMixin(TransactionBase):
         self._mark_changed(bundle_name, environment)
         return row_records.revision(values)
 
-    def activate_revision(
+    def _activate_revision(
         self, bundle_name: str, environment: str, revision: int
     ) -> BundleRevision:
         """Make ``revision`` the active one, deactivating the previous active revision.
@@ -271,9 +271,9 @@ class RegistryWritesMixin(TransactionBase):
         diagnostics: Sequence[Mapping[str, Any]] | None = None,
         approved_by: Sequence[str] | None = None,
     ) -> BundleRevision:
-        """Move a revision to ``status`` (``active`` goes through :meth:`activate_revision`).
-
-        Leaving ``active`` stamps ``deactivated_at``. Optionally replaces diagnostics and the
+        """Move a revision to ``status``: ``active`` deactivates the key's active revision
+        (a ``rejected`` revision is never activated: ``illegal_transition``), leaving
+        ``active`` stamps ``deactivated_at``. Optionally replaces diagnostics and the
         approver list.
         """
         if status not in REVISION_STATUSES:
@@ -287,7 +287,7 @@ class RegistryWritesMixin(TransactionBase):
         if status == "active":
             if extra:
                 self._update_revision(bundle_name, environment, revision, **extra)
-            return self.activate_revision(bundle_name, environment, revision)
+            return self._activate_revision(bundle_name, environment, revision)
         extra["status"] = status
         if current.status == "active":
             extra["deactivated_at"] = self.now

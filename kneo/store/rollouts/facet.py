@@ -79,30 +79,6 @@ class RolloutFacet(Facet):
     """``store.rollouts``: a project's rollouts (each write commits on its own) and the
     figures of their runs."""
 
-    def current_rollout(self, bundle_name: str, environment: str) -> RolloutRecord | None:
-        """The newest rollout of ``bundle_name`` in ``environment`` (any status)."""
-        stmt = self.dialect.memo(
-            ("rollouts", "current"),
-            lambda: (
-                sa.select(rollouts)
-                .where(
-                    _R.project_id == sa.bindparam("project_id"),
-                    _R.bundle_name == sa.bindparam("bundle_name"),
-                    _R.environment == sa.bindparam("environment"),
-                )
-                .order_by(_R.started_at.desc())
-                .limit(1)
-            ),
-        )
-        params = {
-            "project_id": self.project_id,
-            "bundle_name": bundle_name,
-            "environment": environment,
-        }
-        with self._read() as conn:
-            row = conn.execute(stmt, params).mappings().first()
-        return rollout_record(dict(row)) if row is not None else None
-
     def serving(
         self, bundle_name: str, environment: str
     ) -> tuple[BundleRevision | None, RolloutRoute | None]:

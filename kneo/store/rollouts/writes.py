@@ -53,35 +53,30 @@ class RolloutRunWrites(TransactionBase):
         # PostgreSQL refuses when both hit one row
         self._exec(("rollout_sums", "add"), build, values)
 
-    def note_rollout_run(self, rollout: Mapping[str, Any]) -> None:
-        """Count a new run on its side of its rollout."""
-        self._add_to_sums(rollout, NO_LATENCY, runs=1)
-
-    def note_rollout_outcome(
-        self, rollout: Mapping[str, Any], status: str, latency_ms: int | None,
-        cost: float | None = None,
+    def note_rollout(
+        self, rollout: Mapping[str, Any], *, started: bool = False, status: str | None = None,
+        latency_ms: int | None = None, cost: float | None = None,
+        decisions: Sequence[tuple[str, str]] = (), escalated: Sequence[str] = (),
     ) -> None:  # fmt: skip
-        """A rollout run's outcome: ``succeeded`` and ``failed`` count as finished (with
-        their latency and, when known, cost: a run with ``cost`` ``None`` adds to neither
-        ``cost`` nor ``priced``), any other status does not."""
-        if status not in ("succeeded", "failed"):
-            return
-        bucket = latency_bucket(latency_ms)
-        self._add_to_sums(
-            rollout,
-            NO_LATENCY if bucket is None else bucket,
-            finished=1,
-            failed=int(status == "failed"),
-            cost=cost or 0.0,
-            priced=int(cost is not None),
-        )
-
-    def note_rollout_decisions(
-        self, rollout: Mapping[str, Any], decisions: Sequence[tuple[str, str]] = (),
-        escalated: Sequence[str] = (),
-    ) -> None:  # fmt: skip
-        """Count human decisions (``(kind, decision)``: ``("approval", "rejected")`` ...)
-        and escalations (the escalated requests' kinds) on a rollout run's side, by kind."""
+        """Count what a run did on its side of its rollout (``rollout``: the run's
+        ``metadata.rollout``): ``started``, a new run; ``status``, its outcome (``succeeded``
+        and ``failed`` count as finished, with ``latency_ms`` and, when known, ``cost``: a run
+        with ``cost`` ``None`` adds to neither ``cost`` nor ``priced``; any other status
+        counts nothing); ``decisions`` (``(kind, decision)``: ``("approval", "rejected")``
+        ...) and ``escalated`` (the escalated requests' kinds), human decisions and
+        escalations by kind."""
+        if started:
+            self._add_to_sums(rollout, NO_LATENCY, runs=1)
+        if status in ("succeeded", "failed"):
+            bucket = latency_bucket(latency_ms)
+            self._add_to_sums(
+                rollout,
+                NO_LATENCY if bucket is None else bucket,
+                finished=1,
+                failed=int(status == "failed"),
+                cost=cost or 0.0,
+                priced=int(cost is not None),
+            )
         for kind in sorted({k for k, _ in decisions} | set(escalated)):
             made = [d for k, d in decisions if k == kind]
             self._add_to_sums(

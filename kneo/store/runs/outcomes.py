@@ -169,7 +169,7 @@ class OutcomeWritesMixin(RolloutRunWrites):
         cost = None
         if isinstance(state, Mapping):
             cost = cost_of(list((state.get("agents") or {}).values()))
-        self.note_rollout_outcome(rollout, str(changes["status"]), latency, cost)
+        self.note_rollout(rollout, status=str(changes["status"]), latency_ms=latency, cost=cost)
 
     def run_slot_free(self, limit: int) -> bool:
         """Whether the project has fewer than ``limit`` runs executing (``running`` under a

@@ -93,16 +93,6 @@ class SchedulesFacet(Facet):
             c.schedule == key[2],
         ]
 
-    def active_heads(self) -> list[tuple[str, str, int, str]]:
-        """``(bundle, environment, revision, digest)`` of the project's active revisions
-        (the index on status; no spec is read)."""
-        r = t.bundle_revisions.c
-        stmt = sa.select(r.bundle_name, r.environment, r.revision, r.digest).where(
-            r.project_id == self.project_id, r.status == "active"
-        )
-        with self._read(snapshot=False) as conn:
-            return [(a, b, int(c), d) for a, b, c, d in conn.execute(stmt)]
-
     def states(self) -> dict[ScheduleKey, ScheduleState]:
         """Every schedule's state in the project."""
         c = schedule_states.c
@@ -226,26 +216,17 @@ class SchedulesFacet(Facet):
             found = conn.execute(stmt).scalar()
         return None if found is None else str(found)
 
-    def waiting_keys(self) -> set[ScheduleKey]:
-        """The schedules with a tick waiting its turn (the index on status)."""
+    def waiting(self) -> dict[ScheduleKey, datetime]:
+        """The schedules with a tick waiting its turn (overlap ``queue``), each with its
+        earliest such tick: one read through the index on status."""
         k = schedule_ticks.c
         stmt = (
-            sa.select(k.bundle_name, k.environment, k.schedule)
+            sa.select(k.bundle_name, k.environment, k.schedule, sa.func.min(k.tick_at))
             .where(k.project_id == self.project_id, k.status == "waiting")
-            .distinct()
+            .group_by(k.bundle_name, k.environment, k.schedule)
         )
         with self._read(snapshot=False) as conn:
-            return {(r[0], r[1], r[2]) for r in conn.execute(stmt)}
-
-    def oldest_waiting(self, key: ScheduleKey) -> datetime | None:
-        """The earliest tick waiting its turn (overlap ``queue``)."""
-        k = schedule_ticks.c
-        stmt = sa.select(sa.func.min(k.tick_at)).where(
-            *self._key(key, schedule_ticks), k.status == "waiting"
-        )
-        with self._read(snapshot=False) as conn:
-            found = conn.execute(stmt).scalar()
-        return found if isinstance(found, datetime) else None
+            return {(r[0], r[1], r[2]): r[3] for r in conn.execute(stmt)}
 
     def ticks(self, key: ScheduleKey, limit: int = 20) -> list[Tick]:
         """The schedule's latest ticks, newest first."""
