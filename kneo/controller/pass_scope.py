@@ -50,7 +50,8 @@ def pass_scope(
     scope = None
     if saved is not None and reason is None:
         files = [] if saved.commit == commit else source.changed_paths(saved.commit, commit)
-        also = changed | store.registry.pending_promotion_names()
+        pending = store.registry.list_revision_heads(status="pending_approval")
+        also = changed | {head.bundle_name for head in pending}
         scope, reason = incremental.scope_of(saved, files, also)
     if scope is None:
         stats.update(mode="full", full_reason=reason)

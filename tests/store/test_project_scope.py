@@ -84,7 +84,7 @@ SCOPED: dict[str, set[str]] = {
     "idempotency": {"begin_idempotent", "finish_idempotent", "release_idempotent"},
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
-        "registry_changes_since", "pending_promotion_names", "find_revision", "list_conditions",
+        "registry_changes_since", "find_revision", "list_conditions",
         "list_condition_heads", "is_suspended", "list_suspensions", "get_pin", "list_pins",
         "list_blocked_digests", "get_controller_status", "list_promotion_approvals",
         "list_subject_approvals",
@@ -459,7 +459,7 @@ def _registry_reads(view: Store) -> list[Any]:
     return [
         r.get_active("bot", "dev"), r.list_revisions("bot", "dev"), r.list_registry().items,
         r.list_registry(RegistryQuery(status=None)).items, r.list_revision_heads(),
-        r.registry_changes_since(0)[1], r.pending_promotion_names(),
+        r.registry_changes_since(0)[1], r.list_revision_heads(status="pending_approval"),
         r.find_revision("bot", "dev", "sha256:1"), r.list_conditions(), r.list_condition_heads(),
         r.is_suspended("bot", "dev"), r.list_suspensions(), r.get_pin("bot", "dev"),
         r.list_pins(), r.list_blocked_digests(), status.last_fetched_commit,

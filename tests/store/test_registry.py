@@ -282,7 +282,8 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
     ]
     assert [c[0] for c in store.registry.list_condition_heads(names=["a"])] == ["a"]
     assert [s.bundle_name for s in store.registry.list_suspensions(names=[])] == []
-    assert store.registry.pending_promotion_names() == {"b"}
+    pending = store.registry.list_revision_heads(status="pending_approval")
+    assert [(h.bundle_name, h.environment) for h in pending] == [("b", "prod")]
     many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list
     assert [h.bundle_name for h in store.registry.list_revision_heads(names=many)] == ["c"]
 

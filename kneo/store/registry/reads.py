@@ -167,12 +167,6 @@ class RegistryFacet(Facet):
             names = {r[0] for r in conn.execute(changed, {**mine, "seq": seq})}
         return int(current or 0), names
 
-    def pending_promotion_names(self) -> set[str]:
-        """Bundles with a revision waiting for promotion approval (index on status)."""
-        stmt = self.dialect.memo(("registry", "pending"), q.pending_promotion_names)
-        with self._read() as conn:
-            return {r[0] for r in conn.execute(stmt, {"project_id": self.project_id})}
-
     def find_revision(
         self, bundle_name: str, environment: str, digest: str
     ) -> BundleRevision | None:

@@ -106,15 +106,6 @@ def newest_with_digest() -> Select[Any]:
     return select(t.bundle_revisions, (*KEY, "digest")).order_by(_R.revision.desc()).limit(1)
 
 
-def pending_promotion_names() -> Select[Any]:
-    """The project's bundles with a revision waiting for promotion approval (index on
-    status)."""
-    return sa.select(_R.bundle_name).where(
-        *where(t.bundle_revisions, PROJECT_KEY),
-        _R.status == sa.literal_column("'pending_approval'"),
-    )
-
-
 def deactivate() -> Update:
     """The key's active revision becomes inactive at ``:deactivated_at``."""
     return (
