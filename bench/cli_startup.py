@@ -1,4 +1,5 @@
-"""CLI start-up time: median wall time of ``kneo --help``, ``kneo spec lint`` and a ``kneo run``.
+"""CLI start-up time: median wall time of ``kneo --help``, ``kneo spec lint``, a ``kneo run``
+and a ``kneo worker --once`` on an empty queue (a worker process's start).
 
 The run is an agent whose model asks for a tool call that needs approval
 (``examples/hitl_tool_approval.yaml``, in a copy of ``examples/``): it validates the call's
@@ -67,6 +68,7 @@ def main() -> int:
             [*kneo, "run", "examples/hitl_tool_approval.yaml", "-i", "go"],
             project,
         ),
+        "kneo worker --once": ([*kneo, "worker", "--once"], project),
     }
     print(f"{'command':<20} {'median s':>9} {'min s':>7} {'cpu s':>7} {'target s':>9}  status")
     failed = False

@@ -34,9 +34,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "kneo.cli.reset_cmd", "register", "Remove local run state, never config", register=True
     ),
     "service": LazyCommand("kneo.cli.service_cmd", "app", "Run or manage the Kneo service"),
-    "worker": LazyCommand(
-        "kneo.cli.service_cmd", "register_worker", "Run a queue worker", register=True
-    ),
+    "worker": LazyCommand("kneo.cli.worker_cmd", "register", "Run a queue worker", register=True),
     "mcp": LazyCommand("kneo.cli.mcp_cmd", "app", "Serve Kneo to assistants over MCP"),
     "controller": LazyCommand("kneo.cli.controller_cmd", "controller_app", "GitOps controller"),
     "policy": LazyCommand("kneo.cli.policy_cmd", "app", "Sign policy changes for the controller"),

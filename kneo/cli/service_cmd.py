@@ -1,4 +1,5 @@
-"""``kneo service serve`` (the HTTP API plus an in-process queue worker) and ``kneo worker``.
+"""``kneo service serve``: the HTTP API plus an in-process queue worker (``kneo worker``, the
+standalone one, is :mod:`kneo.cli.worker_cmd`).
 
 Configuration errors (auth enabled without keys, a malformed variable) are raised before
 uvicorn starts, so they reach the user as one ``error[config_error]: ...`` line.
@@ -6,11 +7,7 @@ uvicorn starts, so they reach the user as one ``error[config_error]: ...`` line.
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import threading
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,10 +17,10 @@ import typer
 from kneo import startup
 from kneo.cli.controller_cmd import controller_config
 from kneo.cli.output import TrustedHmacKeysOpt, options
-from kneo.cli.stop_signals import on_stop_signals
+from kneo.cli.worker_cmd import FactoryOpt, exit_after, install_factory
 from kneo.controller.runner import build_controllers
 from kneo.errors import InvalidRequest
-from kneo.metrics import serve_port, start_process
+from kneo.metrics import serve_port
 from kneo.service.app import (
     REQUEST_DRAIN_SECONDS,
     SHUTDOWN_LIMIT_SECONDS,
@@ -33,31 +30,16 @@ from kneo.service.app import (
 from kneo.service.auth import Authenticator, parse_api_keys
 from kneo.service.factory import (
     create_default_platform_manager,
-    load_platform_factory,
-    set_platform_factory,
 )
 from kneo.settings import Settings, forwarded_allow_ips, forwarded_header
 from kneo.spec.project import ProjectContext
-from kneo.worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from kneo.controller.config import ControllerConfig
     from kneo.controller.projects import ProjectControllers
     from kneo.store import Store
 
 app = typer.Typer(no_args_is_help=True)
-
-FactoryOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--factory",
-        metavar="MODULE:FUNCTION",
-        help="Build the platform manager with this function (custom tools, stores)",
-    ),
-]
-
 
 WorkerOpt = Annotated[
     bool,
@@ -155,7 +137,7 @@ def serve(
     forwarded_header: ForwardedHeaderOpt = None,
 ) -> None:
     """Run the Kneo FastAPI service (and, when configured, the GitOps controller)."""
-    _install_factory(factory)
+    install_factory(factory)
     settings = replace(Settings.from_env(), process_role="api")
     settings = _with_proxies(settings, forwarded_allow_ips, forwarded_header)
     if reload:
@@ -326,12 +308,6 @@ def _echo_sources(ctl: ProjectControllers) -> None:
         typer.echo(f"controller: reconciling the sources of {len(sources)} projects", err=True)
 
 
-def _install_factory(ref: str | None) -> None:
-    """``--factory module:function``: the platform every manager of this process comes from."""
-    if ref is not None:
-        set_platform_factory(load_platform_factory(ref))
-
-
 def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
     """uvicorn with a bounded shutdown (``kneo.service.app``: requests in flight get
     ``REQUEST_DRAIN_SECONDS``, the worker ``WORKER_DRAIN_SECONDS``, and the process exits
@@ -350,102 +326,9 @@ def _serve(application: Any, *, host: str, port: int, log_level: str) -> None:
         )
     )
     threading.Thread(
-        target=_exit_after,
+        target=exit_after,
         args=(lambda: server.should_exit, SHUTDOWN_LIMIT_SECONDS),
         name="kneo-shutdown-limit",
         daemon=True,
     ).start()
     server.run()
-
-
-def _exit_after(stopping: Callable[[], bool], limit: float) -> None:
-    """Once ``stopping()`` turns true, give the process ``limit`` seconds, then end it."""
-    while not stopping():
-        time.sleep(0.2)
-    time.sleep(limit)
-    sys.stderr.write(f"kneo: shutdown still not done {limit:g}s after the signal; exiting\n")
-    sys.stderr.flush()
-    os._exit(1)
-
-
-def worker(
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
-    once: Annotated[bool, typer.Option("--once", help="Drain due records, then exit")] = False,
-    grace_seconds: Annotated[
-        float,
-        typer.Option(
-            "--grace-seconds",
-            min=0,
-            help="On SIGTERM, wait this long for runs in flight, then hand them over "
-            "(the process is gone 10 s later whatever hangs)",
-        ),
-    ] = 20.0,
-    max_attempts: Annotated[
-        int,
-        typer.Option(
-            "--max-attempts", min=1, help="Fail a run whose record was claimed more often"
-        ),
-    ] = 5,
-    factory: FactoryOpt = None,
-) -> None:
-    """Run a standalone queue worker against the configured database.
-
-    SIGTERM/SIGINT stop claiming; runs in flight get ``--grace-seconds`` to finish, then
-    their leases are released so another worker continues them at once."""
-    _install_factory(factory)
-    settings = Settings.from_env()
-    # its runs, plus its lease, sweep and notification threads
-    pool = settings.database_pool_size or concurrency + 2
-    settings = replace(settings, process_role="worker", database_pool_size=pool)
-    manager = create_default_platform_manager(settings)
-    runner = Worker(
-        manager,
-        settings=settings,
-        name="worker",
-        concurrency=concurrency,
-        max_attempts=max_attempts,
-    )
-    metrics_server = start_process(manager.store, settings, alive=runner.is_alive)
-    startup.done()
-    try:
-        if once:
-            count = runner.run_until_empty()
-            typer.echo(f"processed {count} queued run(s)")
-            return
-        _work_until_stopped(runner, concurrency=concurrency, grace_seconds=grace_seconds)
-    finally:
-        if metrics_server is not None:
-            metrics_server.shutdown()
-        manager.close()
-
-
-def _work_until_stopped(runner: Worker, *, concurrency: int, grace_seconds: float) -> None:
-    """Run the worker until SIGTERM/SIGINT (or until its threads die), then hand the runs
-    still in flight after ``grace_seconds`` over; the process ends 10 s after that whatever
-    hangs."""
-    stopped = threading.Event()
-
-    def stop() -> None:
-        if not stopped.is_set():
-            stopped.set()
-            threading.Thread(
-                target=_exit_after,
-                args=(lambda: True, grace_seconds + 10.0),
-                name="kneo-shutdown-limit",
-                daemon=True,
-            ).start()
-
-    on_stop_signals(stop, signal.SIGTERM, signal.SIGINT)
-    runner.start()
-    typer.echo(f"worker {runner.owner} running with concurrency {concurrency}", err=True)
-    while not stopped.wait(1.0):
-        if not runner.is_alive():
-            break
-    handed = runner.stop(timeout=grace_seconds)
-    note = f"; handed over {len(handed)} run(s) in flight" if handed else ""
-    typer.echo(f"worker stopped after {runner.processed} run(s){note}", err=True)
-
-
-def register_worker(root: typer.Typer) -> None:
-    """Adds the ``worker`` command to the root app."""
-    root.command("worker")(worker)
