@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from kneo.cli.output import FileOutput, Output, console, options, print_table
+from kneo.cli.output import (
+    FileOutput,
+    Output,
+    SigningKeyEnvOpt,
+    SigningKeyFileOpt,
+    SigningKeyIdOpt,
+    console,
+    options,
+    print_table,
+)
 from kneo.documents import load_json_file
 from kneo.errors import InvalidRequest
 from kneo.kernel import Operator, run_process
@@ -176,13 +185,9 @@ def sign_command(
         "-o",
         help="File to write (default: evals/<environment>.json beside the bundle)",
     ),
-    key_env: str | None = typer.Option(
-        None, "--key-env", help="Variable holding the HMAC secret (as for bundle sign)"
-    ),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Ed25519 private key (PEM)"),
-    key_id: str | None = typer.Option(
-        None, "--key-id", help="Key id in the signature (default: key file stem, or 'default')"
-    ),
+    key_env: SigningKeyEnvOpt = None,
+    key_file: SigningKeyFileOpt = None,
+    key_id: SigningKeyIdOpt = None,
     out: FileOutput = FileOutput(),
 ) -> None:
     """Sign eval results for a bundle's digest, to commit beside it: the controller counts

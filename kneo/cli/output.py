@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 import typer
@@ -138,6 +139,19 @@ TrustedHmacKeysOpt = Annotated[
         metavar="KEY_ID=VAR",
         help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)",
     ),
+]
+#: The signing key of ``spec bundle sign``, ``eval sign`` and ``policy sign``
+#: (:func:`kneo.cli.signing.signing_key`); ``spec bundle sign``'s --key-env shows its default.
+SigningKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option("--key-env", help="Variable holding the HMAC secret (as for bundle sign)"),
+]
+SigningKeyFileOpt = Annotated[
+    Path | None, typer.Option("--key-file", help="Ed25519 private key (PEM)")
+]
+SigningKeyIdOpt = Annotated[
+    str | None,
+    typer.Option("--key-id", help="Key id in the signature (default: key file stem, or 'default')"),
 ]
 
 
