@@ -33,6 +33,7 @@ from kneo.bundle import (
     spec_digest,
     verify_bundle,
 )
+from kneo.cli.files import write_atomic
 from kneo.cli.output import FileOutput, Output, SigningKeyFileOpt, SigningKeyIdOpt, options
 from kneo.cli.signing import (
     DEFAULT_HMAC_KEY_ID,
@@ -42,7 +43,6 @@ from kneo.cli.signing import (
     now,
     read_bundle_bytes,
     signing_key,
-    write_atomic,
 )
 from kneo.errors import BundleError, ErrorCode, InvalidRequest
 from kneo.names import check_name

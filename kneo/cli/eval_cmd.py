@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from kneo.cli.files import write_atomic
 from kneo.cli.output import (
     FileOutput,
     Output,
@@ -199,7 +200,6 @@ def sign_command(
         now,
         read_bundle_bytes,
         signing_key,
-        write_atomic,
     )
 
     key = signing_key(key_env, key_file, key_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import typer
 
+from kneo.cli.files import write_atomic
 from kneo.cli.output import (
     ClientOptions,
     Output,
@@ -59,7 +60,7 @@ def sign_command(
         dump_policy_approval,
         sign_policy_approval,
     )
-    from kneo.cli.signing import now, signing_key, write_atomic
+    from kneo.cli.signing import now, signing_key
     from kneo.policy.ratchet import checkout_policy, policy_digest
 
     check_name(environment, kind="environment")
