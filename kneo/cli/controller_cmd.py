@@ -36,7 +36,14 @@ from kneo.cli.gitops_client import (
     gitops_session,
     service_in_effect,
 )
-from kneo.cli.output import ClientOptions, Output, TrustedHmacKeysOpt, console, options
+from kneo.cli.output import (
+    ClientOptions,
+    Output,
+    TrustedHmacKeysOpt,
+    console,
+    options,
+    progress_bar,
+)
 from kneo.cli.stop_signals import on_stop_signals
 from kneo.clock import SystemClock
 from kneo.controller.config import load_controller_config
@@ -145,15 +152,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:

@@ -29,6 +29,7 @@ from kneo.cli.output import (
     console,
     options,
     print_table,
+    progress_bar,
 )
 from kneo.documents import load_json_file
 from kneo.errors import InvalidRequest
@@ -225,17 +226,9 @@ def sign_command(
 
 def _with_progress(suite: EvalSuite, spec_path: Path, env: str | None, workers: int) -> Any:
     """The run with a progress bar on stderr (terminals only)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from kneo.evals.runner import run_suite
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with progress_bar("[bold]{task.description}") as bar:
         task = bar.add_task(f"eval {suite.suite}", total=len(suite.cases))
         return run_suite(
             suite,

@@ -107,6 +107,20 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def progress_bar(description: str = "{task.description}") -> Any:
+    """A rich ``Progress`` (``with`` it) for long commands: on stderr, so ``-o json`` stays
+    clean, and gone when done; each task shows ``description``, a bar and ``done/total``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+
+
 #: Options every command spells the same way (declared once, here).
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the same as -o json)")]
 _FORMAT_HELP = "Output format: table (for people, the default), json or yaml"
