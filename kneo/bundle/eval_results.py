@@ -14,12 +14,11 @@ bundle's signature codes (``bundle_signature_invalid`` for an edited file).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer
+from pydantic import Field
 
 from kneo.bundle.digest import signing_payload
 from kneo.bundle.format import (
@@ -28,6 +27,8 @@ from kneo.bundle.format import (
     BundleModel,
     EvalAttestation,
     Signature,
+    UtcSeconds,
+    document_text,
     parse_kinded,
 )
 from kneo.bundle.keys import Keyring, SigningKey
@@ -47,13 +48,9 @@ class EvalResults(BundleModel):
     environment: str = Field(pattern=NAME_PATTERN)
     digest: str = Field(pattern=DIGEST_PATTERN)
     recorded_by: str = Field(min_length=1, max_length=200)
-    recorded_at: datetime
+    recorded_at: UtcSeconds
     evals: list[EvalAttestation] = Field(min_length=1, max_length=100)
     signatures: list[Signature] = Field(default_factory=list)
-
-    @field_serializer("recorded_at")
-    def _utc_z(self, value: datetime) -> str:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -84,7 +81,7 @@ def sign_eval_results(
 
 
 def dump_eval_results(results: EvalResults) -> str:
-    return json.dumps(results.to_document(), indent=2, ensure_ascii=False) + "\n"
+    return document_text(results.to_document())
 
 
 def verify_eval_results(

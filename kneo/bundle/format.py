@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     field_serializer,
 )
@@ -43,6 +44,15 @@ DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 class BundleModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _utc_seconds(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: The time of signed eval results or a policy approval, written in UTC to the second with
+#: a ``Z`` (``2026-01-01T00:00:00Z``), the same in every file that carries one.
+UtcSeconds = Annotated[datetime, PlainSerializer(_utc_seconds, return_type=str)]
 
 
 class Signature(BundleModel):
@@ -226,8 +236,14 @@ def parse_kinded(
 
 
 def dump_bundle(bundle: Bundle) -> str:
-    """Pretty JSON for files in Git: stable member order, two-space indent, final newline."""
-    return json.dumps(bundle.to_document(), indent=2, ensure_ascii=False) + "\n"
+    """The bundle's file as Git holds it (:func:`document_text`)."""
+    return document_text(bundle.to_document())
+
+
+def document_text(document: Mapping[str, Any]) -> str:
+    """Pretty JSON for files in Git: stable member order, two-space indent, final newline;
+    every signed document (bundle, eval results, policy approval) is written so."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 def bundle_json_schema() -> dict[str, Any]:

@@ -23,15 +23,21 @@ commit) and the bundle signature codes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_serializer
+from pydantic import Field
 
 from kneo.bundle.digest import signing_payload
-from kneo.bundle.format import DIGEST_PATTERN, BundleModel, Signature, parse_kinded
+from kneo.bundle.format import (
+    DIGEST_PATTERN,
+    BundleModel,
+    Signature,
+    UtcSeconds,
+    document_text,
+    parse_kinded,
+)
 from kneo.bundle.keys import Keyring, SigningKey
 from kneo.errors import BundleError, ErrorCode
 from kneo.names import NAME_PATTERN
@@ -51,12 +57,8 @@ class PolicyApproval(BundleModel):
     #: What the change does, for the people reading the file (not trusted: the digest is).
     summary: str = Field(default="", max_length=2000)
     approved_by: str = Field(min_length=1, max_length=200)
-    approved_at: datetime
+    approved_at: UtcSeconds
     signatures: list[Signature] = Field(default_factory=list, max_length=20)
-
-    @field_serializer("approved_at")
-    def _utc_z(self, value: datetime) -> str:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def to_document(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -96,7 +98,7 @@ def sign_policy_approval(
 
 
 def dump_policy_approval(approval: PolicyApproval) -> str:
-    return json.dumps(approval.to_document(), indent=2, ensure_ascii=False) + "\n"
+    return document_text(approval.to_document())
 
 
 def parse_policy_approval(raw: bytes | str) -> tuple[PolicyApproval, dict[str, Any]]:

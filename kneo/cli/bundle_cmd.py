@@ -33,7 +33,8 @@ from kneo.bundle import (
     spec_digest,
     verify_bundle,
 )
-from kneo.cli.output import FileOutput, Output, options
+from kneo.cli.files import write_atomic
+from kneo.cli.output import FileOutput, Output, SigningKeyFileOpt, SigningKeyIdOpt, options
 from kneo.cli.signing import (
     DEFAULT_HMAC_KEY_ID,
     DEFAULT_KEY_ENV,
@@ -42,7 +43,6 @@ from kneo.cli.signing import (
     now,
     read_bundle_bytes,
     signing_key,
-    write_atomic,
 )
 from kneo.errors import BundleError, ErrorCode, InvalidRequest
 from kneo.names import check_name
@@ -156,10 +156,8 @@ def sign_command(
     key_env: str | None = typer.Option(
         None, "--key-env", help="Variable holding the HMAC secret", show_default=DEFAULT_KEY_ENV
     ),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Ed25519 private key (PEM)"),
-    key_id: str | None = typer.Option(
-        None, "--key-id", help="Key id in the signature (default: key file stem, or 'default')"
-    ),
+    key_file: SigningKeyFileOpt = None,
+    key_id: SigningKeyIdOpt = None,
     cosign_path: Path | None = typer.Option(
         None, "--cosign", help="Add a signature to this existing bundle"
     ),

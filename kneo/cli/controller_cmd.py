@@ -29,8 +29,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kneo import startup
-from kneo.cli.gitops_client import GitOpsClient, RemoteGitOps, gitops_client, service_in_effect
-from kneo.cli.output import ClientOptions, Output, TrustedHmacKeysOpt, console, options
+from kneo.cli.gitops_client import (
+    GitOpsClient,
+    RemoteGitOps,
+    gitops_client,
+    gitops_session,
+    service_in_effect,
+)
+from kneo.cli.output import (
+    ClientOptions,
+    Output,
+    TrustedHmacKeysOpt,
+    console,
+    options,
+    progress_bar,
+)
 from kneo.cli.stop_signals import on_stop_signals
 from kneo.clock import SystemClock
 from kneo.controller.config import load_controller_config
@@ -139,15 +152,7 @@ def _progress(enabled: bool) -> Iterator[Any]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
@@ -479,11 +484,8 @@ def _has_registry(store: Store) -> bool:
 def status(opts: ClientOptions = ClientOptions()) -> None:
     """Last fetched commit, last reconcile start, duration and error, the leader and the
     reconcile requests waiting for it (the service's, with a service in effect)."""
-    gitops = gitops_client(opts)
-    try:
+    with gitops_session(opts) as gitops:
         data = gitops.status()
-    finally:
-        gitops.close()
     if opts.printed_json(data):
         return
     screen = console()
@@ -551,11 +553,8 @@ def suspend(
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Make the controller leave BUNDLE alone in ENV (no promotion, prune or drift revert)."""
-    gitops = gitops_client(opts)
-    try:
+    with gitops_session(opts) as gitops:
         data = gitops.suspend(bundle, env, actor=acting(gitops, actor), reason=reason)
-    finally:
-        gitops.close()
     if not opts.printed_json(data):
         console().print(f"{bundle} suspended in {env}")
 
@@ -569,11 +568,8 @@ def resume(
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Let the controller manage BUNDLE in ENV again (drift is reverted on the next pass)."""
-    gitops = gitops_client(opts)
-    try:
+    with gitops_session(opts) as gitops:
         data = gitops.resume(bundle, env, actor=acting(gitops, actor))
-    finally:
-        gitops.close()
     if not opts.printed_json(data):
         console().print(
             f"{bundle} resumed in {env}"

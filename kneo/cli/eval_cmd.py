@@ -19,7 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from kneo.cli.output import FileOutput, Output, console, options, print_table
+from kneo.cli.files import write_atomic
+from kneo.cli.output import (
+    FileOutput,
+    Output,
+    SigningKeyEnvOpt,
+    SigningKeyFileOpt,
+    SigningKeyIdOpt,
+    console,
+    options,
+    print_table,
+    progress_bar,
+)
 from kneo.documents import load_json_file
 from kneo.errors import InvalidRequest
 from kneo.kernel import Operator, run_process
@@ -176,13 +187,9 @@ def sign_command(
         "-o",
         help="File to write (default: evals/<environment>.json beside the bundle)",
     ),
-    key_env: str | None = typer.Option(
-        None, "--key-env", help="Variable holding the HMAC secret (as for bundle sign)"
-    ),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Ed25519 private key (PEM)"),
-    key_id: str | None = typer.Option(
-        None, "--key-id", help="Key id in the signature (default: key file stem, or 'default')"
-    ),
+    key_env: SigningKeyEnvOpt = None,
+    key_file: SigningKeyFileOpt = None,
+    key_id: SigningKeyIdOpt = None,
     out: FileOutput = FileOutput(),
 ) -> None:
     """Sign eval results for a bundle's digest, to commit beside it: the controller counts
@@ -194,7 +201,6 @@ def sign_command(
         now,
         read_bundle_bytes,
         signing_key,
-        write_atomic,
     )
 
     key = signing_key(key_env, key_file, key_id)
@@ -220,17 +226,9 @@ def sign_command(
 
 def _with_progress(suite: EvalSuite, spec_path: Path, env: str | None, workers: int) -> Any:
     """The run with a progress bar on stderr (terminals only)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from kneo.evals.runner import run_suite
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with progress_bar("[bold]{task.description}") as bar:
         task = bar.add_task(f"eval {suite.suite}", total=len(suite.cases))
         return run_suite(
             suite,

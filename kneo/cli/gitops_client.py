@@ -14,6 +14,8 @@ SQLAlchemy and the controller) is imported on the local side only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -240,6 +242,17 @@ def gitops_client(opts: ClientOptions) -> GitOpsClient:
     (in ``--project``'s project, when it names one)."""
     client = connect(opts.service_url, opts.profile, project=opts.project)
     return RemoteGitOps(client) if client is not None else LocalGitOps(opts.project)
+
+
+@contextmanager
+def gitops_session(opts: ClientOptions) -> Iterator[GitOpsClient]:
+    """``with``: :func:`gitops_client`, closed after however the block ends (a command's
+    one read or write, its service connection or local store released)."""
+    gitops = gitops_client(opts)
+    try:
+        yield gitops
+    finally:
+        gitops.close()
 
 
 def service_in_effect(opts: ClientOptions) -> bool:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 import typer
@@ -106,6 +107,20 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def progress_bar(description: str = "{task.description}") -> Any:
+    """A rich ``Progress`` (``with`` it) for long commands: on stderr, so ``-o json`` stays
+    clean, and gone when done; each task shows ``description``, a bar and ``done/total``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn(description),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+
+
 #: Options every command spells the same way (declared once, here).
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (the same as -o json)")]
 _FORMAT_HELP = "Output format: table (for people, the default), json or yaml"
@@ -138,6 +153,19 @@ TrustedHmacKeysOpt = Annotated[
         metavar="KEY_ID=VAR",
         help="Trust HMAC key KEY_ID whose secret is in variable VAR (repeatable)",
     ),
+]
+#: The signing key of ``spec bundle sign``, ``eval sign`` and ``policy sign``
+#: (:func:`kneo.cli.signing.signing_key`); ``spec bundle sign``'s --key-env shows its default.
+SigningKeyEnvOpt = Annotated[
+    str | None,
+    typer.Option("--key-env", help="Variable holding the HMAC secret (as for bundle sign)"),
+]
+SigningKeyFileOpt = Annotated[
+    Path | None, typer.Option("--key-file", help="Ed25519 private key (PEM)")
+]
+SigningKeyIdOpt = Annotated[
+    str | None,
+    typer.Option("--key-id", help="Key id in the signature (default: key file stem, or 'default')"),
 ]
 
 

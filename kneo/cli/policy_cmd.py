@@ -20,7 +20,15 @@ from typing import Any
 
 import typer
 
-from kneo.cli.output import ClientOptions, Output, options
+from kneo.cli.files import write_atomic
+from kneo.cli.output import (
+    ClientOptions,
+    Output,
+    SigningKeyEnvOpt,
+    SigningKeyFileOpt,
+    SigningKeyIdOpt,
+    options,
+)
 from kneo.documents import read_file
 from kneo.errors import ErrorCode, InvalidRequest
 from kneo.names import check_name
@@ -40,13 +48,9 @@ def sign_command(
     removal: bool = typer.Option(
         False, "--removal", help="Sign the environment's removal (its file is deleted)"
     ),
-    key_env: str | None = typer.Option(
-        None, "--key-env", help="Variable holding the HMAC secret (as for bundle sign)"
-    ),
-    key_file: Path | None = typer.Option(None, "--key-file", help="Ed25519 private key (PEM)"),
-    key_id: str | None = typer.Option(
-        None, "--key-id", help="Key id in the signature (default: key file stem, or 'default')"
-    ),
+    key_env: SigningKeyEnvOpt = None,
+    key_file: SigningKeyFileOpt = None,
+    key_id: SigningKeyIdOpt = None,
     out: Output = Output(),
 ) -> None:
     """Sign ENVIRONMENT's policy as the checkout holds it (a co-signature when the approval
@@ -56,7 +60,7 @@ def sign_command(
         dump_policy_approval,
         sign_policy_approval,
     )
-    from kneo.cli.signing import now, signing_key, write_atomic
+    from kneo.cli.signing import now, signing_key
     from kneo.policy.ratchet import checkout_policy, policy_digest
 
     check_name(environment, kind="environment")

@@ -21,9 +21,7 @@ config (+0.13 s with pydantic): a command given ``--service-url`` or ``--profile
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 import typer
 
 from kneo.cli.device_login import device_sign_in, fresh
+from kneo.cli.files import write_atomic
 from kneo.cli.output import Output, options
 from kneo.documents import load_json_file
 from kneo.errors import ConfigError, NotFound, SpecError
@@ -103,18 +102,8 @@ class ProfileStore:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".profiles.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        os.chmod(self.path, 0o600)
+        text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+        write_atomic(self.path, text, mode=0o600, dir_mode=0o700)  # it holds keys
 
     def get(self, name: str) -> Profile:
         """The profile; one signed in at the OpenID provider carries its access token as

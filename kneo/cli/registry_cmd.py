@@ -9,14 +9,12 @@ Through the service when one is in effect (a profile, ``--service-url``, the pro
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import typer
 
 from kneo.cli.controller_cmd import ActorOpt, EnvOpt, acting
-from kneo.cli.gitops_client import GitOpsClient, gitops_client, walk
+from kneo.cli.gitops_client import gitops_session, walk
 from kneo.cli.output import ClientOptions, cells, console, options, print_table
 from kneo.errors import InvalidRequest
 
@@ -43,23 +41,13 @@ def revision_dict(view: dict[str, Any]) -> dict[str, Any]:
     return {"bundle": view["bundle_name"], **{k: view.get(k) for k in _REVISION_FIELDS}}
 
 
-@contextmanager
-def registry(opts: ClientOptions) -> Iterator[GitOpsClient]:
-    """``with``: the service or the local store the options choose, closed after."""
-    gitops = gitops_client(opts)
-    try:
-        yield gitops
-    finally:
-        gitops.close()
-
-
 @registry_app.command("list")
 @options
 def registry_list(
     env: str | None = typer.Option(None, "--env"), opts: ClientOptions = ClientOptions()
 ) -> None:
     """Active revisions, with their Ready condition."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         views = walk(gitops, env, "active")
     data = [{**revision_dict(v), "ready": v.get("ready")} for v in views]
     if opts.printed_json({"items": data, "count": len(data)}):
@@ -84,7 +72,7 @@ def _digest_commit(revision: dict[str, Any]) -> list[str]:
 @options
 def registry_get(bundle: str, env: str = EnvOpt, opts: ClientOptions = ClientOptions()) -> None:
     """The active revision of BUNDLE in ENV, its pin and its status conditions."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         view = gitops.bundle(bundle, env)
     conditions = [
         {k: c.get(k) for k in ("type", "status", "reason", "message", "last_transition_time")}
@@ -132,7 +120,7 @@ def registry_get(bundle: str, env: str = EnvOpt, opts: ClientOptions = ClientOpt
 @options
 def registry_history(bundle: str, env: str = EnvOpt, opts: ClientOptions = ClientOptions()) -> None:
     """Every revision of BUNDLE in ENV, newest first."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         items = [revision_dict(r) for r in gitops.bundle(bundle, env)["revisions"]]
     if opts.printed_json({"items": items, "count": len(items)}):
         return
@@ -169,7 +157,7 @@ def registry_diff(
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Unified diff of two revisions' specs (and their digest, commit and status)."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.diff(bundle, env, from_rev, to_rev)
     if opts.printed_json(data):
         return
@@ -205,7 +193,7 @@ def registry_rollback(
     controller promotes nothing else until `kneo registry unpin`). Where ENV requires
     approval, opens the approval task instead."""
     number = _revision_number(to)
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.rollback(bundle, env, to=number, actor=acting(gitops, actor), reason=reason)
     if opts.printed_json(data):
         return
@@ -234,7 +222,7 @@ def registry_pin(
 ) -> None:
     """Hold BUNDLE at its active revision in ENV: the controller promotes nothing else there
     until `kneo registry unpin`."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.pin(bundle, env, actor=acting(gitops, actor), reason=reason)
     if not opts.printed_json(data):
         console().print(f"{bundle}@{env} pinned to revision {data['pin']['revision']}")
@@ -249,7 +237,7 @@ def registry_unpin(
     opts: ClientOptions = ClientOptions(),
 ) -> None:
     """Lift the pin: the controller promotes what Git asks for again on its next pass."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.unpin(bundle, env, actor=acting(gitops, actor))
     if not opts.printed_json(data):
         console().print(
@@ -267,7 +255,7 @@ def registry_block(
 ) -> None:
     """Never promote DIGEST again, in any environment, until unblocked (what is active keeps
     serving: roll back to replace it)."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.block(digest, actor=acting(gitops, actor), reason=reason)
     if not opts.printed_json(data):
         console().print(f"{digest} blocked: {data['reason']}", markup=False)
@@ -279,7 +267,7 @@ def registry_unblock(
     digest: str, actor: str | None = ActorOpt, opts: ClientOptions = ClientOptions()
 ) -> None:
     """Let DIGEST be promoted again."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         data = gitops.unblock(digest, actor=acting(gitops, actor))
     if not opts.printed_json(data):
         console().print(
@@ -291,7 +279,7 @@ def registry_unblock(
 @options
 def registry_blocks(opts: ClientOptions = ClientOptions()) -> None:
     """Blocked digests, with why and by whom."""
-    with registry(opts) as gitops:
+    with gitops_session(opts) as gitops:
         items = gitops.blocked()["blocked"]
     if opts.printed_json({"items": items, "count": len(items)}):
         return

@@ -1,11 +1,9 @@
 """What the CLI's signing commands share (``kneo spec bundle``, ``kneo policy``, ``kneo eval``):
-the signing key a command line names, the clock, atomic writes and bundle files read as
-untrusted documents."""
+the signing key a command line names, the clock and bundle files read as untrusted
+documents (their files are written by :func:`kneo.cli.files.write_atomic`)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +44,6 @@ def signing_key(key_env: str | None, key_file: Path | None, key_id: str | None) 
         return load_signing_key(key_file, key_id)
     var = key_env or DEFAULT_KEY_ENV
     return SigningKey.hmac(key_id or DEFAULT_HMAC_KEY_ID, hmac_secret(var))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a bundle."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_bundle_bytes(path: Path) -> bytes:

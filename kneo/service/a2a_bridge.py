@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from a2a.server.context import ServerCallContext
 from a2a.utils.errors import (
@@ -29,8 +28,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
 )
 
-from kneo.errors import ErrorCode
-from kneo.projects import PROJECT_HEADER
+from kneo.service.api_calls import call_headers, json_body, segment
 
 if TYPE_CHECKING:
     import httpx2
@@ -57,11 +55,6 @@ def caller_of(context: ServerCallContext) -> Caller:
     """The caller of an A2A request (signed in before dispatch)."""
     found = context.state.get(CALLER_STATE)
     return found if isinstance(found, Caller) else Caller(None)
-
-
-def segment(value: str) -> str:
-    """A path segment, percent-encoded."""
-    return quote(str(value), safe="")
 
 
 def api_error(status: int, data: Any, *, missing: str | None = None) -> A2AError:
@@ -104,22 +97,17 @@ class ApiCalls:
         prefer: str | None = None,
     ) -> dict[str, Any]:
         """The route's JSON answer; an :class:`A2AError` for an error answer."""
-        headers = {"X-Kneo-Via": VIA}
-        if prefer:
-            headers["Prefer"] = prefer
-        if caller.key:
-            headers["Authorization"] = f"Bearer {caller.key}"
-        if caller.project:
-            headers[PROJECT_HEADER] = caller.project
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
+        headers = call_headers(
+            VIA,
+            key=caller.key,
+            project=caller.project,
+            idempotency_key=idempotency_key,
+            prefer=prefer,
+        )
         response = await self._client.request(
             method, path, json=body, params=dict(params or {}), headers=headers
         )
-        try:
-            data = response.json()
-        except ValueError:
-            data = {"error": ErrorCode.bad_response, "message": response.text[:300]}
+        data = json_body(response)
         if response.status_code >= 400:
             raise api_error(response.status_code, data, missing=missing)
         return data if isinstance(data, dict) else {"value": data}

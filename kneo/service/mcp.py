@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from kneo.errors import ErrorCode, KneoError
+from kneo.errors import KneoError
 from kneo.projects import PROJECT_HEADER
+from kneo.service.api_calls import call_headers, json_body, segment
 from kneo.service.auth import Authenticator, key_in_headers, sign_in
 from kneo.service.errors import error_headers
 from kneo.service.throttle import SignInThrottle
@@ -157,18 +158,13 @@ class ApiBridge:
         key = presented(headers) if headers is not None else self._default_key
         named = named_project(headers) if headers is not None else None
         project = named or self.default_project
-        out_headers = {"X-Kneo-Via": "mcp"}
-        if key:
-            out_headers["Authorization"] = f"Bearer {key}"
-        if project:
-            out_headers[PROJECT_HEADER] = project
-        if idempotency_key:
-            out_headers["Idempotency-Key"] = idempotency_key
-        if wait_seconds is not None:  # else the service's own wait (the outcome)
-            out_headers["Prefer"] = (
-                f"wait={int(wait_seconds)}" if wait_seconds > 0 else "respond-async"
-            )
-        path = tool.path.format(**{k: _segment(v) for k, v in (path_params or {}).items()})
+        prefer: str | None = None  # None: the service's own wait (the outcome)
+        if wait_seconds is not None:
+            prefer = f"wait={int(wait_seconds)}" if wait_seconds > 0 else "respond-async"
+        out_headers = call_headers(
+            "mcp", key=key, project=project, idempotency_key=idempotency_key, prefer=prefer
+        )
+        path = tool.path.format(**{k: segment(v) for k, v in (path_params or {}).items()})
         response = await self._client.request(
             tool.method,
             path,
@@ -176,21 +172,12 @@ class ApiBridge:
             json=body,
             headers=out_headers,
         )
-        try:
-            data = response.json()
-        except ValueError:
-            data = {"error": ErrorCode.bad_response, "message": response.text[:300]}
+        data = json_body(response)
         if response.status_code >= 400:
             error = data.get("error", "error") if isinstance(data, dict) else "error"
             message = data.get("message", "") if isinstance(data, dict) else str(data)
             raise ToolError(f"{response.status_code} {error}: {message}")
         return data
-
-
-def _segment(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(str(value), safe="")
 
 
 def presented(headers: Mapping[str, str]) -> str | None:
