@@ -4,9 +4,9 @@ Routes are thin: parse a strict request model, call the platform manager or the 
 shape the response. Nothing below this package imports it.
 
 The names below load on first use: a process that needs only :mod:`kneo.service.factory`
-(``kneo worker``) or :mod:`kneo.service.auth` does not pay for FastAPI and the routers (0.5
-of the 1.4-1.7 CPU-s a ``kneo worker --once`` spent on a slow two-core machine,
-``bench/cli_startup.py``).
+(``kneo worker``) does not import FastAPI, and one that needs :mod:`kneo.service.auth` not
+the app, its routers and the console (together 0.5 of the 1.4-1.7 CPU-s a ``kneo worker
+--once`` spent on a slow two-core machine, ``bench/cli_startup.py``).
 """
 
 from __future__ import annotations

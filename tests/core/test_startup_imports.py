@@ -42,7 +42,7 @@ def test_one_engine_module_does_not_load_the_whole_engine() -> None:
     assert "WorkflowEngine" in out["all"] and out["dir"] == []  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("package", ["kneo.engine", "kneo.platform", "kneo.store"])
+@pytest.mark.parametrize("package", ["kneo.engine", "kneo.platform", "kneo.store", "kneo.service"])
 def test_every_lazy_export_resolves_and_unknown_names_raise(package: str) -> None:
     out = fresh(
         "import importlib, json\n"
@@ -67,6 +67,20 @@ def test_importing_the_platform_package_loads_no_store_until_used() -> None:
         "print(json.dumps({'idle': idle, 'used': 'sqlalchemy' in sys.modules}))"
     )
     assert out == {"idle": False, "used": True}
+
+
+def test_a_worker_process_imports_no_http_service() -> None:
+    """``kneo worker`` runs queue records: FastAPI, the routers and the console are the
+    service's (a third of a worker's start on a slow machine, ``bench/cli_startup.py``)."""
+    out = fresh(
+        "import json, sys\n"
+        "import kneo.cli.worker_cmd\n"
+        "idle = sorted(m for m in ('fastapi', 'starlette', 'kneo.service.app', 'kneo.console')\n"
+        "  if m in sys.modules)\n"
+        "from kneo.service import create_app\n"
+        "print(json.dumps({'idle': idle, 'used': create_app.__module__}))"
+    )
+    assert out == {"idle": [], "used": "kneo.service.app"}
 
 
 def test_startup_raises_the_threshold_then_restores_and_freezes() -> None:
