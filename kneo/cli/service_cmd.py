@@ -28,9 +28,7 @@ from kneo.service.app import (
     create_app,
 )
 from kneo.service.auth import Authenticator, parse_api_keys
-from kneo.service.factory import (
-    create_default_platform_manager,
-)
+from kneo.service.factory import create_default_platform_manager
 from kneo.settings import Settings, forwarded_allow_ips, forwarded_header
 from kneo.spec.project import ProjectContext
 
