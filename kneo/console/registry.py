@@ -134,7 +134,7 @@ def _bundle_page(
         if r["status"] in ("inactive", "pruned")
         and (active is None or r["digest"] != active["digest"])
     ]
-    blocked = {b.digest: b for b in view.manager.store.registry.list_blocked_digests()}
+    blocked = view.manager.store.registry.holds(names=()).blocked
     newest = RolloutQuery(bundle=bundle, environment=environment, limit=1)
     return view.show(
         "bundle.html",

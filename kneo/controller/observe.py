@@ -70,14 +70,14 @@ def observe(
     has; ``None``: read them)."""
     registry = store.registry
     heads = _revision_heads(registry, names)
-    suspended = {(s.bundle_name, s.environment) for s in registry.list_suspensions(names=names)}
+    holds = registry.holds(names=names)
+    suspended = set(holds.suspensions)
     pins = {
-        (p.bundle_name, p.environment): PinRef(p.revision, p.digest, p.pinned_by, p.reason)
-        for p in registry.list_pins(names=names)
+        key: PinRef(p.revision, p.digest, p.pinned_by, p.reason) for key, p in holds.pins.items()
     }
     blocked = {
         b.digest: f"blocked by {b.blocked_by or 'someone'}: {b.reason}"
-        for b in registry.list_blocked_digests()
+        for b in holds.blocked.values()
     }
     if names is None:  # all of them (one read when none is pending): see Snapshot.open_tasks
         open_tasks = gate.open_tasks(store)

@@ -76,7 +76,8 @@ def suspend(
     """Make the controller leave (bundle, environment) alone; idempotent, audited."""
     _key(bundle, environment)
     with store.transaction() as tx:
-        record = tx.suspend_bundle(bundle, environment, reason=reason, suspended_by=actor)
+        record = tx.set_suspended(bundle, environment, True, reason=reason, suspended_by=actor)
+        assert record is not None  # a set returns the record in force
         tx.add_audit(
             "bundle.suspended",
             actor=actor,
@@ -95,7 +96,7 @@ def resume(store: Store, bundle: str, environment: str, *, actor: str) -> dict[s
     """Let the controller manage (bundle, environment) again; audited when it was suspended."""
     _key(bundle, environment)
     with store.transaction() as tx:
-        lifted = tx.resume_bundle(bundle, environment)
+        lifted = tx.set_suspended(bundle, environment, False) is not None
         if lifted:
             tx.add_audit(
                 "bundle.resumed",
@@ -133,7 +134,7 @@ def pin(
             resource="bundle",
         )
     with store.transaction() as tx:
-        record = tx.pin_bundle(bundle, environment, active.revision, reason=reason, pinned_by=actor)
+        record = tx.set_pin(bundle, environment, active.revision, reason=reason, pinned_by=actor)
         tx.add_audit(
             "bundle.pinned",
             actor=actor,
@@ -152,7 +153,7 @@ def unpin(store: Store, bundle: str, environment: str, *, actor: str) -> dict[st
     """Lift the pin: the controller promotes what Git asks for again on its next pass."""
     _key(bundle, environment)
     with store.transaction() as tx:
-        lifted = tx.unpin_bundle(bundle, environment)
+        lifted = tx.set_pin(bundle, environment, None)
         if lifted is not None:
             tx.add_audit(
                 "bundle.unpinned",
@@ -183,7 +184,8 @@ def block(store: Store, digest: str, *, actor: str, reason: str) -> dict[str, An
     keeps serving (roll back to replace it)."""
     _check_digest(digest)
     with store.transaction() as tx:
-        record = tx.block_digest(digest, reason=reason, blocked_by=actor)
+        record = tx.set_blocked(digest, True, reason=reason, blocked_by=actor)
+        assert record is not None  # a set returns the record in force
         tx.add_audit(
             "bundle.digest_blocked",
             actor=actor,
@@ -204,7 +206,7 @@ def blocked_view(record: BlockedDigest) -> dict[str, Any]:
 def unblock(store: Store, digest: str, *, actor: str) -> dict[str, Any]:
     _check_digest(digest)
     with store.transaction() as tx:
-        lifted = tx.unblock_digest(digest)
+        lifted = tx.set_blocked(digest, False) is not None
         if lifted:
             tx.add_audit("bundle.digest_unblocked", actor=actor, payload={"digest": digest})
     return {"digest": digest, "blocked": False, "changed": lifted}
@@ -317,7 +319,7 @@ def rollback(
             f"(revision {active.revision})",
             code=ErrorCode.already_active,
         )
-    blocked = {b.digest: b for b in store.registry.list_blocked_digests()}
+    blocked = store.registry.holds(names=()).blocked
     if target.digest in blocked:
         b = blocked[target.digest]
         raise Conflict(
@@ -359,7 +361,7 @@ def perform_rollback(
         diagnostics=[{"code": ErrorCode.rollback, "message": note, "rollback_of": target.revision}],
         spec=target.spec,
     )
-    pinned = tx.pin_bundle(bundle, environment, record.revision, reason=note, pinned_by=actor)
+    pinned = tx.set_pin(bundle, environment, record.revision, reason=note, pinned_by=actor)
     tx.set_conditions(
         bundle,
         environment,

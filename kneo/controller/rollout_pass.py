@@ -134,7 +134,8 @@ def analysed(side: SideFigures) -> Figures:
 
 
 def _held(store: Store, record: RolloutRecord, now: datetime) -> str | None:
-    pin = store.registry.get_pin(record.bundle_name, record.environment)
+    key = (record.bundle_name, record.environment)
+    pin = store.registry.holds(record.environment, names=[record.bundle_name]).pins.get(key)
     if pin is not None:
         return f"pinned to revision {pin.revision}"
     for window in record.policy.get("freeze") or []:

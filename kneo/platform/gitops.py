@@ -133,7 +133,9 @@ class GitOps:
         """Digests never promoted again until unblocked, with why and by whom."""
         from kneo.controller import operations
 
-        return [operations.blocked_view(b) for b in self.store.registry.list_blocked_digests()]
+        return [
+            operations.blocked_view(b) for b in self.store.registry.holds(names=()).blocked.values()
+        ]
 
     # ------------------------------------------------------------------ day two
 

@@ -103,6 +103,7 @@ def bundle_view(
     if not revisions:
         raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
     active = next((r for r in revisions if r.status == "active"), None)
+    holds = store.registry.holds(environment, names=[bundle])
     return {
         "bundle": bundle,
         "environment": environment,
@@ -111,8 +112,8 @@ def bundle_view(
         "conditions": [
             _json_times(asdict(c)) for c in store.registry.list_conditions(bundle, environment)
         ],
-        "suspended": store.registry.is_suspended(bundle, environment),
-        "pin": pin_view(store.registry.get_pin(bundle, environment)),
+        "suspended": (bundle, environment) in holds.suspensions,
+        "pin": pin_view(holds.pins.get((bundle, environment))),
     }
 
 
@@ -148,13 +149,14 @@ def registry_overview(store: Store) -> dict[str, Any]:
             "message": c.message,
             "last_transition_time": utc_iso(c.last_transition_time),
         }
-    for s in store.registry.list_suspensions():
+    holds = store.registry.holds()
+    for s in holds.suspensions.values():
         cell(s.bundle_name, s.environment)["suspended"] = {
             "reason": s.reason,
             "by": s.suspended_by,
             "since": utc_iso(s.created_at),
         }
-    for p in store.registry.list_pins():
+    for p in holds.pins.values():
         cell(p.bundle_name, p.environment)["pin"] = pin_view(p)
     environments = sorted({env for _, env in cells})
     bundles = sorted({name for name, _ in cells})

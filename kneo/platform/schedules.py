@@ -101,7 +101,7 @@ class Scheduler:
     def holds(self, now: datetime) -> tuple[set[tuple[str, str]], dict[str, str]]:
         """``(suspended (bundle, env) pairs, env -> why it is frozen now)``."""
         store = self.platform.store
-        suspended = {(s.bundle_name, s.environment) for s in store.registry.list_suspensions()}
+        suspended = set(store.registry.holds().suspensions)
         frozen: dict[str, str] = {}
         published = store.metadata.get_metadata(POLICY_METADATA_KEY, None) or {}
         for env, entry in published.items():

@@ -252,6 +252,16 @@ class Suspension:
 
 
 @dataclass(frozen=True)
+class Holds:
+    """What keeps the controller from promoting: suspensions and pins by (bundle,
+    environment), blocked digests (in every environment, oldest block first)."""
+
+    suspensions: dict[tuple[str, str], Suspension]
+    pins: dict[tuple[str, str], Pin]
+    blocked: dict[str, BlockedDigest]
+
+
+@dataclass(frozen=True)
 class ControllerStatus:
     """What the controller last did; ``details`` carries anything else it wants to report."""
 

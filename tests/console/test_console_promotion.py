@@ -98,12 +98,12 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
     again = operator.post("/ui/registry/mailer/staging", {"operation": "rollback", "revision": "3"})
     assert again.status_code == 409 and "already active" in html.unescape(again.text)
     assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
-    assert store.registry.get_pin("mailer", "staging") is None
+    assert store.registry.holds().pins.get(("mailer", "staging")) is None
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
     assert 'id="pin-form"' in page and 'id="block-form"' in page
     pinned = operator.post("/ui/registry/mailer/staging", {"operation": "pin", "reason": "hold"})
     assert pinned.status_code == 303
-    assert store.registry.get_pin("mailer", "staging").pinned_by == "operator"
+    assert store.registry.holds().pins.get(("mailer", "staging")).pinned_by == "operator"
     no_reason = operator.post(
         "/ui/registry/mailer/staging", {"operation": "block", "digest": "sha256:" + "a" * 64}
     )
@@ -115,13 +115,13 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
         "/ui/registry/mailer/staging", {"operation": "block", "digest": active, "reason": "pii"}
     )
     assert blocked.status_code == 303
-    assert [(b.digest, b.blocked_by) for b in store.registry.list_blocked_digests()] == [
+    assert [(b.digest, b.blocked_by) for b in store.registry.holds().blocked.values()] == [
         (active, "operator")
     ]
     page = html.unescape(operator.get("/ui/registry/mailer/staging").text)
     assert "blocked by operator" in page and 'id="block-form"' not in page
     with store.transaction() as tx:  # prod is about to promote the same digest
-        tx.unblock_digest(active)
+        tx.set_blocked(active, False)
     assert operator.post("/ui/registry/mailer/staging", {"operation": "unpin"}).status_code == 303
     assert (
         operator.post(
@@ -129,7 +129,7 @@ def test_bundle_page_rolls_back_suspends_and_unpins_as_the_signed_in_person(
         ).status_code
         == 303
     )
-    assert store.registry.is_suspended("mailer", "staging")
+    assert ("mailer", "staging") in store.registry.holds().suspensions
     assert (
         store.audit.list_audit(AuditQuery(event_type="bundle.suspended", limit=5)).items[0].actor
         == "operator"

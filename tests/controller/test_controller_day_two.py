@@ -217,7 +217,7 @@ def test_rollback_waits_for_the_environments_approvers(
     now_active = store.registry.get_active("helper", "live")
     assert now_active.revision == active.revision + 1
     assert now_active.digest != digest
-    assert store.registry.get_pin("helper", "live").pinned_by == "dave"
+    assert store.registry.holds().pins.get(("helper", "live")).pinned_by == "dave"
     [event] = audit(store, "bundle.rolled_back")
     assert event.payload["approved_by"] == ["alice", "carol"]
     assert ctl.reconcile_once().ok

@@ -257,7 +257,7 @@ def test_registry_changes_by_people_are_observed_without_a_commit(
     with store.transaction() as tx:
         tx.set_revision_status("b0", "dev", 1, "active")  # by hand: drift
     with store.transaction() as tx:
-        tx.suspend_bundle("b4", "dev", reason="investigating")
+        tx.set_suspended("b4", "dev", True, reason="investigating")
     result = h.reconcile()
     assert result.stats["mode"] == "incremental" and result.stats["scope"] == 2
     assert acts(result) == [("drift_revert", "b0", "dev")]

@@ -280,14 +280,14 @@ def test_drift_is_reverted_unless_suspended(
     assert store.registry.get_active("helper", "dev").revision == 2
     assert "bundle.drift_reverted" in audit_types(store)
     with store.transaction() as tx:
-        tx.suspend_bundle("helper", "dev", reason="incident")
+        tx.set_suspended("helper", "dev", True, reason="incident")
     with store.transaction() as tx:
         tx.set_revision_status("helper", "dev", 1, "active")
     suspended = ctl.reconcile_once()
     assert kinds(suspended) == [] and suspended.outcomes[0].action.drift
     assert store.registry.get_active("helper", "dev").revision == 1
     with store.transaction() as tx:
-        tx.resume_bundle("helper", "dev")
+        tx.set_suspended("helper", "dev", False)
     assert kinds(ctl.reconcile_once()) == [("drift_revert", "helper", "dev")]
 
 

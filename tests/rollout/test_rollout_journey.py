@@ -108,13 +108,13 @@ def test_a_pin_and_a_freeze_stop_progress(store: Any, tmp_path: Path) -> None:
     w.release("good draft")
     w.release("better draft")
     with store.transaction() as tx:
-        tx.pin_bundle("helper", "dev", 2, reason="hold", pinned_by="alice")
+        tx.set_pin("helper", "dev", 2, reason="hold", pinned_by="alice")
     w.drive(4 * MIN_RUNS, reject_revision=None)
     ro = w.rollout()
     assert (ro.status, ro.weight) == ("progressing", 50)
     assert ro.reason == "pinned to revision 2"
     with store.transaction() as tx:
-        tx.unpin_bundle("helper", "dev")
+        tx.set_pin("helper", "dev", None)
     assert w.ctl.reconcile_once().ok and w.rollout().status == "promoted"
 
 

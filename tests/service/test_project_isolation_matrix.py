@@ -79,7 +79,8 @@ def test_another_projects_objects_are_never_found_or_shown(make_client: Any) -> 
     assert not failures, "\n".join(failures)
     assert checked > 50
     registry = client.app.state.manager.store.registry  # the default project's
-    assert not registry.is_suspended("demo", "prod") and registry.get_pin("demo", "prod") is None
+    holds = registry.holds()
+    assert ("demo", "prod") not in holds.suspensions and ("demo", "prod") not in holds.pins
     assert registry.get_active("demo", "prod") is not None
 
 

@@ -375,23 +375,25 @@ def check_registry(reads: RegistryFacet, units: Store) -> None:
         reads.get_revision("helper", "dev", 9)
 
     with units.transaction() as tx:
-        tx.suspend_bundle("helper", "dev", reason="incident", suspended_by="alice")
-    assert reads.is_suspended("helper", "dev") and len(reads.list_suspensions("dev")) == 1
+        tx.set_suspended("helper", "dev", True, reason="incident", suspended_by="alice")
+    assert ("helper", "dev") in reads.holds().suspensions and len(
+        reads.holds("dev").suspensions
+    ) == 1
     with units.transaction() as tx:
-        assert tx.resume_bundle("helper", "dev") is True
-    assert not reads.is_suspended("helper", "dev")
+        assert tx.set_suspended("helper", "dev", False) is not None
+    assert ("helper", "dev") not in reads.holds().suspensions
     with units.transaction() as tx:
-        assert tx.resume_bundle("helper", "dev") is False
+        assert tx.set_suspended("helper", "dev", False) is None
     with units.transaction() as tx:
-        tx.pin_bundle("helper", "dev", 1, reason="hold", pinned_by="alice")
-        tx.block_digest(two.digest, reason="bad", blocked_by="bob")
-    pin = reads.get_pin("helper", "dev")
-    assert pin is not None and pin.revision == 1 and len(reads.list_pins()) == 1
-    assert [b.digest for b in reads.list_blocked_digests()] == [two.digest]
+        tx.set_pin("helper", "dev", 1, reason="hold", pinned_by="alice")
+        tx.set_blocked(two.digest, True, reason="bad", blocked_by="bob")
+    pin = reads.holds().pins.get(("helper", "dev"))
+    assert pin is not None and pin.revision == 1 and len(reads.holds().pins) == 1
+    assert [b.digest for b in reads.holds().blocked.values()] == [two.digest]
     with units.transaction() as tx:
-        assert tx.unpin_bundle("helper", "dev") is not None
-        assert tx.unblock_digest(two.digest) is True
-    assert reads.get_pin("helper", "dev") is None and reads.list_blocked_digests() == []
+        assert tx.set_pin("helper", "dev", None) is not None
+        assert tx.set_blocked(two.digest, False) is not None
+    assert reads.holds().pins.get(("helper", "dev")) is None and not reads.holds().blocked
 
     with units.transaction() as tx:
         tx.set_conditions("helper", "dev", [("Ready", "False", "Verifying", "")])

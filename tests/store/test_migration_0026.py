@@ -74,8 +74,8 @@ def _write_0025_rows(manager: Any, project: Path) -> tuple[Any, str]:
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
         tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
-        tx.pin_bundle("bot", "dev", 1)
-        tx.block_digest("sha256:bad", reason="cve")
+        tx.set_pin("bot", "dev", 1)
+        tx.set_blocked("sha256:bad", True, reason="cve")
         tx.set_controller_status(last_fetched_commit="abc")
         tx.add_promotion_approval("bot", "prod", "sha256:1", approver="ann", decision="approved")
         tx.set_metadata("env_policy:dev", {"ok": True})
@@ -101,7 +101,7 @@ def _seen(store: Store) -> dict[str, Any]:
         "registry": [(r.bundle_name, r.environment) for r in store.registry.list_registry().items],
         "pending": store.registry.list_revision_heads(status="pending_approval"),
         "changes": store.registry.registry_changes_since(0),
-        "blocked": [b.digest for b in store.registry.list_blocked_digests()],
+        "blocked": [b.digest for b in store.registry.holds().blocked.values()],
         "approvals": len(store.registry.list_promotion_approvals("bot", "prod")),
         "metadata": store.metadata.list_metadata(),
     }

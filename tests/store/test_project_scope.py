@@ -85,8 +85,7 @@ SCOPED: dict[str, set[str]] = {
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
         "registry_changes_since", "find_revision", "list_conditions",
-        "list_condition_heads", "is_suspended", "list_suspensions", "get_pin", "list_pins",
-        "list_blocked_digests", "get_controller_status", "list_promotion_approvals",
+        "list_condition_heads", "holds", "get_controller_status", "list_promotion_approvals",
         "list_subject_approvals",
     },
     "controller": {
@@ -445,9 +444,9 @@ def _registry_of(view: Store) -> None:
         tx.add_revision("bot", "dev", digest="sha256:1", status="active")
         tx.add_revision("bot", "prod", digest="sha256:1", status="pending_approval")
         tx.set_conditions("bot", "dev", [("Ready", "True", "Promoted", "")])
-        tx.suspend_bundle("bot", "dev", reason="hold")
-        tx.pin_bundle("bot", "dev", 1)
-        tx.block_digest("sha256:bad", reason="cve")
+        tx.set_suspended("bot", "dev", True, reason="hold")
+        tx.set_pin("bot", "dev", 1)
+        tx.set_blocked("sha256:bad", True, reason="cve")
         tx.set_controller_status(last_fetched_commit="abc")
         tx.add_promotion_approval("bot", "prod", "sha256:1", approver="ann", decision="approved")
         tx.add_promotion_approval("bot", "prod", "freeze:x", approver="ann", decision="approved")
@@ -455,14 +454,13 @@ def _registry_of(view: Store) -> None:
 
 def _registry_reads(view: Store) -> list[Any]:
     r = view.registry
-    status = r.get_controller_status()
+    status, holds = r.get_controller_status(), r.holds()
     return [
         r.get_active("bot", "dev"), r.list_revisions("bot", "dev"), r.list_registry().items,
         r.list_registry(RegistryQuery(status=None)).items, r.list_revision_heads(),
         r.registry_changes_since(0)[1], r.list_revision_heads(status="pending_approval"),
         r.find_revision("bot", "dev", "sha256:1"), r.list_conditions(), r.list_condition_heads(),
-        r.is_suspended("bot", "dev"), r.list_suspensions(), r.get_pin("bot", "dev"),
-        r.list_pins(), r.list_blocked_digests(), status.last_fetched_commit,
+        holds.suspensions, holds.pins, holds.blocked, status.last_fetched_commit,
         r.list_promotion_approvals("bot", "prod"), r.list_subject_approvals("freeze:"),
     ]  # fmt: skip
 
@@ -480,15 +478,16 @@ def test_the_registry_is_its_projects(store: Store, a: Store, b: Store) -> None:
         with pytest.raises(NotFound):
             tx.get_revision("bot", "dev", 1)
         assert tx.get_active("bot", "dev") is None
-        assert tx.resume_bundle("bot", "dev") is False
-        assert tx.unpin_bundle("bot", "dev") is None
-        assert tx.unblock_digest("sha256:bad") is False
+        assert tx.set_suspended("bot", "dev", False) is None
+        assert tx.set_pin("bot", "dev", None) is None
+        assert tx.set_blocked("sha256:bad", False) is None
         assert tx.list_promotion_approvals("bot", "prod") == []
         # its own bundle of the same name: numbered, activated and marked on its own
         assert tx.add_revision("bot", "dev", digest="sha256:2", status="active").revision == 1
     assert b.registry.registry_changes_since(0) == (1, {"bot"})
     assert a.registry.get_active("bot", "dev").digest == "sha256:1"  # type: ignore[union-attr]
-    assert a.registry.is_suspended("bot", "dev") and a.registry.list_blocked_digests()
+    holds = a.registry.holds()
+    assert ("bot", "dev") in holds.suspensions and holds.blocked
 
 
 def test_controller_requests_are_their_projects(a: Store, b: Store) -> None:

@@ -142,20 +142,20 @@ def test_condition_transition_time_moves_only_on_change(store: Store, clock: Man
 
 def test_suspend_and_resume(store: Store) -> None:
     """Suspension is a per (bundle, environment) flag; suspending twice is harmless."""
-    assert store.registry.is_suspended("a", "dev") is False
+    assert ("a", "dev") not in store.registry.holds().suspensions
     with store.transaction() as tx:
-        tx.suspend_bundle("a", "dev", reason="incident", suspended_by="ann")
+        tx.set_suspended("a", "dev", True, reason="incident", suspended_by="ann")
     with store.transaction() as tx:
-        again = tx.suspend_bundle("a", "dev")
-    assert again.reason == "incident"
-    assert store.registry.is_suspended("a", "dev") and not store.registry.is_suspended("a", "prod")
-    assert [s.bundle_name for s in store.registry.list_suspensions("dev")] == ["a"]
+        again = tx.set_suspended("a", "dev", True)
+    assert again is not None and again.reason == "incident"
+    assert set(store.registry.holds().suspensions) == {("a", "dev")}
+    assert [s.bundle_name for s in store.registry.holds("dev").suspensions.values()] == ["a"]
     with store.transaction() as tx:
-        resumed = tx.resume_bundle("a", "dev")
+        resumed = tx.set_suspended("a", "dev", False)
     with store.transaction() as tx:
-        again_resumed = tx.resume_bundle("a", "dev")
-    assert resumed is True and again_resumed is False
-    assert store.registry.list_suspensions() == []
+        again_resumed = tx.set_suspended("a", "dev", False)
+    assert resumed is not None and resumed.reason == "incident" and again_resumed is None
+    assert not store.registry.holds().suspensions
 
 
 def test_controller_status_partial_updates(store: Store, clock: ManualClock) -> None:
@@ -245,19 +245,19 @@ def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) ->
     first, changed = store.registry.registry_changes_since(start)
     assert first == start + 1 and changed == {"quiet"}
     with store.transaction() as tx:
-        tx.suspend_bundle("other", "prod")
+        tx.set_suspended("other", "prod", True)
     with store.transaction() as tx:
-        tx.suspend_bundle("other", "prod")  # idempotent: no new change
+        tx.set_suspended("other", "prod", True)  # idempotent: no new change
     with store.transaction() as tx:
         tx.add_promotion_approval("third", "prod", "d", approver="alice", decision="approved")
     current, changed = store.registry.registry_changes_since(first)
     assert current == first + 2 and changed == {"other", "third"}
     assert store.registry.registry_changes_since(current) == (current, set())
     with store.transaction() as tx:
-        resumed = tx.resume_bundle("other", "prod")
+        resumed = tx.set_suspended("other", "prod", False)
     with store.transaction() as tx:
-        resumed_again = tx.resume_bundle("other", "prod")
-    assert resumed and not resumed_again
+        resumed_again = tx.set_suspended("other", "prod", False)
+    assert resumed is not None and resumed_again is None
     assert store.registry.registry_changes_since(current) == (current + 1, {"other"})
     with pytest.raises(RuntimeError), store.transaction() as tx:  # rolled back: no change
         tx.set_revision_status("quiet", "dev", 2, "active")
@@ -272,7 +272,7 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
         for name in ("a", "b", "c"):
             tx.add_revision(name, "dev", digest=f"d-{name}", status="active")
             tx.set_conditions(name, "dev", [("Ready", "True", "Ready", "")])
-            tx.suspend_bundle(name, "dev")
+            tx.set_suspended(name, "dev", True)
         tx.add_revision("b", "prod", digest="d-b", status="pending_approval")
     heads = store.registry.list_revision_heads(names={"b", "c"})
     assert [(h.bundle_name, h.environment) for h in heads] == [
@@ -281,7 +281,7 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
         ("c", "dev"),
     ]
     assert [c[0] for c in store.registry.list_condition_heads(names=["a"])] == ["a"]
-    assert [s.bundle_name for s in store.registry.list_suspensions(names=[])] == []
+    assert [s.bundle_name for s in store.registry.holds(names=[]).suspensions.values()] == []
     pending = store.registry.list_revision_heads(status="pending_approval")
     assert [(h.bundle_name, h.environment) for h in pending] == [("b", "prod")]
     many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list

@@ -20,15 +20,13 @@ from kneo.store import tables as t
 from kneo.store.base import Facet, keyset_page
 from kneo.store.queries import RegistryQuery
 from kneo.store.records import (
-    BlockedDigest,
     BundleRevision,
     Condition,
     ControllerStatus,
+    Holds,
     Page,
-    Pin,
     PromotionApproval,
     RevisionHead,
-    Suspension,
 )
 from kneo.store.registry import statements as q
 
@@ -235,30 +233,30 @@ class RegistryFacet(Facet):
                 for r in conn.execute(part).mappings()
             ]
 
-    def is_suspended(self, bundle_name: str, environment: str) -> bool:
-        key = {"bundle_name": bundle_name, "environment": environment}
-        return bool(self._registry_read("suspension", lambda: q.select(t.bundle_suspensions), key))
-
-    def list_suspensions(
+    def holds(
         self, environment: str | None = None, *, names: Collection[str] | None = None
-    ) -> list[Suspension]:
-        return self._keyed(t.bundle_suspensions, environment, names, row_records.suspension)
-
-    def get_pin(self, bundle_name: str, environment: str) -> Pin | None:
-        key = {"bundle_name": bundle_name, "environment": environment}
-        found = self._registry_read("pin", lambda: q.select(t.bundle_pins), key)
-        return row_records.pin(found[0]) if found else None
-
-    def list_pins(
-        self, environment: str | None = None, *, names: Collection[str] | None = None
-    ) -> list[Pin]:
-        return self._keyed(t.bundle_pins, environment, names, row_records.pin)
-
-    def list_blocked_digests(self) -> list[BlockedDigest]:
-        """Every blocked digest, oldest block first (a short list: people write it)."""
-        return [
-            row_records.blocked(r) for r in self._registry_read("blocked", q.blocked_digests, {})
-        ]
+    ) -> Holds:
+        """The project's holds: suspensions and pins (of one environment and of the bundles
+        ``names`` only, if given) and every blocked digest (a short list: people write it);
+        ``names=()`` reads the blocked digests only."""
+        return Holds(
+            suspensions={
+                (s.bundle_name, s.environment): s
+                for s in self._keyed(
+                    t.bundle_suspensions, environment, names, row_records.suspension
+                )
+            },
+            pins={
+                (p.bundle_name, p.environment): p
+                for p in self._keyed(t.bundle_pins, environment, names, row_records.pin)
+            },
+            blocked={
+                b.digest: b
+                for b in map(
+                    row_records.blocked, self._registry_read("blocked", q.blocked_digests, {})
+                )
+            },
+        )
 
     def get_controller_status(self, name: str = "default") -> ControllerStatus:
         """The controller's last reported status (all ``None`` before its first reconcile)."""

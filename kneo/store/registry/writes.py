@@ -361,58 +361,65 @@ class RegistryWritesMixin(TransactionBase):
             self._insert_rows(t.bundle_conditions, st.columns(t.bundle_conditions), inserts)
         return out
 
-    # -- suspensions and pins ----------------------------------------------------------
-    def suspend_bundle(
+    # -- holds: suspensions, pins, blocked digests -------------------------------------
+    # Each is set and lifted by one method: the record in force after a set (an existing
+    # one kept as it is), the record lifted by a lift, ``None`` when there was none to lift.
+    def set_suspended(
         self,
         bundle_name: str,
         environment: str,
+        suspended: bool,
         *,
         reason: str | None = None,
         suspended_by: str | None = None,
-    ) -> Suspension:
-        """Tell the controller to leave (bundle, environment) alone; idempotent."""
+    ) -> Suspension | None:
+        """Tell the controller to leave (bundle, environment) alone, or let it manage them
+        again; idempotent (a second suspension keeps the first one's reason)."""
         _check_key(bundle_name, environment)
         key = {"bundle_name": bundle_name, "environment": environment}
         existing = self._registry_row(t.bundle_suspensions, "suspension", key)
-        if existing is not None:
-            return row_records.suspension(existing)
-        values = {**key, "reason": reason, "suspended_by": suspended_by, "created_at": self.now}
-        self._registry_write(
-            "suspend",
-            t.bundle_suspensions,
-            lambda dialect: q.insert(dialect, t.bundle_suspensions, "bundle_name"),
-            values,
-        )
+        if suspended and existing is None:
+            existing = {
+                **key,
+                "reason": reason,
+                "suspended_by": suspended_by,
+                "created_at": self.now,
+            }
+            self._registry_write(
+                "suspend",
+                t.bundle_suspensions,
+                lambda dialect: q.insert(dialect, t.bundle_suspensions, "bundle_name"),
+                existing,
+            )
+        elif not suspended and existing is not None:
+            self._registry_first("resume", lambda _: q.delete(t.bundle_suspensions), key)
+        else:  # nothing to change
+            return row_records.suspension(existing) if existing is not None else None
         self._mark_changed(bundle_name, environment)
-        return row_records.suspension(values)
+        return row_records.suspension(existing)
 
-    def resume_bundle(self, bundle_name: str, environment: str) -> bool:
-        """Lift a suspension; ``False`` if there was none."""
-        deleted = self._registry_first(
-            "resume",
-            lambda _: q.delete(t.bundle_suspensions),
-            {"bundle_name": bundle_name, "environment": environment},
-        )
-        if deleted is None:
-            return False
-        self._mark_changed(bundle_name, environment)
-        return True
-
-    def pin_bundle(
+    def set_pin(
         self,
         bundle_name: str,
         environment: str,
-        revision: int,
+        revision: int | None,
         *,
         reason: str | None = None,
         pinned_by: str | None = None,
-    ) -> Pin:
-        """Hold (bundle, environment) at ``revision`` (replacing any earlier pin); the
-        controller promotes nothing else there until :meth:`unpin_bundle`."""
+    ) -> Pin | None:
+        """Hold (bundle, environment) at ``revision`` (replacing any earlier pin): the
+        controller promotes nothing else there until the pin is lifted (``revision=None``)."""
+        key = {"bundle_name": bundle_name, "environment": environment}
+        if revision is None:
+            found = self._registry_row(t.bundle_pins, "pin_row", key)
+            if found is None:
+                return None
+            self._registry_first("unpin", lambda _: q.delete(t.bundle_pins), key)
+            self._mark_changed(bundle_name, environment)
+            return row_records.pin(found)
         record = self._revision(bundle_name, environment, revision)
         values = {
-            "bundle_name": bundle_name,
-            "environment": environment,
+            **key,
             "revision": revision,
             "digest": record.digest,
             "reason": reason,
@@ -434,49 +441,39 @@ class RegistryWritesMixin(TransactionBase):
         self._mark_changed(bundle_name, environment)
         return row_records.pin(values)
 
-    def unpin_bundle(self, bundle_name: str, environment: str) -> Pin | None:
-        """Lift the pin; the lifted pin, or ``None`` if there was none."""
-        key = {"bundle_name": bundle_name, "environment": environment}
-        found = self._registry_row(t.bundle_pins, "pin_row", key)
-        if found is None:
-            return None
-        self._registry_first("unpin", lambda _: q.delete(t.bundle_pins), key)
-        self._mark_changed(bundle_name, environment)
-        return row_records.pin(found)
-
-    # -- blocked digests ---------------------------------------------------------------
-    def block_digest(
-        self, digest: str, *, reason: str, blocked_by: str | None = None
-    ) -> BlockedDigest:
-        """Never promote ``digest`` again, anywhere, until unblocked; a second block of the
-        same digest keeps the first one's reason."""
-        if not reason.strip():
+    def set_blocked(
+        self,
+        digest: str,
+        blocked: bool,
+        *,
+        reason: str | None = None,
+        blocked_by: str | None = None,
+    ) -> BlockedDigest | None:
+        """Never promote ``digest`` again, anywhere, until unblocked (``blocked=False``); a
+        second block of the same digest keeps the first one's reason."""
+        if blocked and not (reason or "").strip():
             raise InvalidRequest("a block needs a reason", field="reason")
         existing = self._registry_row(t.blocked_digests, "blocked", {"digest": digest})
-        if existing is not None:
-            return row_records.blocked(existing)
-        values = {
-            "digest": digest,
-            "reason": reason,
-            "blocked_by": blocked_by,
-            "created_at": self.now,
-        }
-        self._registry_write(
-            "block",
-            t.blocked_digests,
-            lambda dialect: q.insert(dialect, t.blocked_digests, "digest"),
-            values,
-        )
-        return row_records.blocked(values)
-
-    def unblock_digest(self, digest: str) -> bool:
-        """Lift a block; ``False`` if the digest was not blocked."""
-        deleted = self._registry_first(
-            "unblock",
-            lambda _: q.delete(t.blocked_digests, (*q.PROJECT_KEY, "digest")),
-            {"digest": digest},
-        )
-        return deleted is not None
+        if blocked and existing is None:
+            existing = {
+                "digest": digest,
+                "reason": reason,
+                "blocked_by": blocked_by,
+                "created_at": self.now,
+            }
+            self._registry_write(
+                "block",
+                t.blocked_digests,
+                lambda dialect: q.insert(dialect, t.blocked_digests, "digest"),
+                existing,
+            )
+        elif not blocked and existing is not None:
+            self._registry_first(
+                "unblock",
+                lambda _: q.delete(t.blocked_digests, (*q.PROJECT_KEY, "digest")),
+                {"digest": digest},
+            )
+        return row_records.blocked(existing) if existing is not None else None
 
     # -- controller status and promotion approvals -------------------------------------
     def set_controller_status(
