@@ -266,7 +266,7 @@ class ConsoleAuth:
         without a project lands), when it changed."""
         key, project_id = viewer.session.key, viewer.project_id
         if key is not None and project_id is not None and project_id != viewer.landing:
-            self.store.sessions.set_console_project(key, project_id)
+            self.store.sessions.update_console_session(key, project_id=project_id)
 
     def _principal(self, session: Session, row: Any) -> Principal | None:
         if row.method == "oidc_session":
@@ -304,7 +304,7 @@ class ConsoleAuth:
         """Sign out: the session's row is ended, so its cookie is refused from now on."""
         session = self.session(request)
         if session is not None and session.key is not None:
-            self.store.sessions.end_console_session(session.key)
+            self.store.sessions.update_console_session(session.key, ended=True)
 
     def viewer_of(self, principal: Principal, session: Session) -> Viewer:
         """``principal`` as a viewer of the pages its scopes allow, in ``session``."""

@@ -611,7 +611,9 @@ class Controller:
     def start_wakeups(self) -> ControllerWakeups:
         """Queued requests for this controller and releases of its lock wake it."""
         return self.store.controller.controller_wakeups(
-            self.config.name, self.request_reconcile, poll_seconds=self.config.poll_seconds
+            lambda _project, _name: self.request_reconcile(),
+            name=self.config.name,
+            poll_seconds=self.config.poll_seconds,
         )
 
     def watch_targets(self) -> dict[str, tuple[Path, Triggerable]]:

@@ -13,7 +13,7 @@ project's), leading through the supervisor's lock
   woken, one after another, and nothing of the others: a pass costs what its due sources
   cost, however many projects there are.
 * **Wake-ups.** One listener for every project (:meth:`~kneo.store.coordination.
-  controller_requests.ControllerFacet.all_controller_wakeups`): a request queued in project
+  controller_requests.ControllerFacet.controller_wakeups`): a request queued in project
   P for its source wakes P's source only.
 * **Catalog.** The projects are read again every :data:`CATALOG_SECONDS` (one query); a
   source added, redefined or archived by an administrator is picked up then, without a
@@ -372,7 +372,7 @@ class _Listener:
     def ensure(self, running: bool) -> None:
         with self._lock:
             if running and self._wakeups is None and not self._stopped:
-                self._wakeups = self.owner.store.controller.all_controller_wakeups(
+                self._wakeups = self.owner.store.controller.controller_wakeups(
                     self.owner._notified, poll_seconds=self.owner.config.poll_seconds
                 )
             elif not running and self._wakeups is not None:

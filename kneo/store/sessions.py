@@ -84,27 +84,24 @@ class SessionsFacet(Facet):
             return None
         return ConsoleSession(*row)
 
-    def set_console_project(self, session_hash: str, project_id: int | None) -> bool:
-        """Remember the project a live session last viewed; ``True`` when it was live."""
+    def update_console_session(
+        self, session_hash: str, *, project_id: int | None = None, ended: bool = False
+    ) -> bool:
+        """Remember the project a live session last viewed (``project_id``) or end it (sign
+        out: ``ended``); ``True`` when the session was live."""
         c = t.console_sessions.c
+        values: dict[str, Any] = {"project_id": project_id} if project_id is not None else {}
+        if ended:
+            values["ended_at"] = self.clock.now()
+        if not values:
+            raise ValueError("update_console_session: nothing to change")
         with self._write(one_statement=True, everywhere=SESSIONS) as conn:
             changed = conn.execute(
                 sa.update(t.console_sessions)
                 .where(c.session_hash == session_hash, c.ended_at.is_(None))
-                .values(project_id=project_id)
+                .values(**values)
             ).rowcount
         return bool(changed)
-
-    def end_console_session(self, session_hash: str) -> bool:
-        """Sign out: ``True`` when a live session was ended."""
-        c = t.console_sessions.c
-        with self._write(one_statement=True, everywhere=SESSIONS) as conn:
-            ended = conn.execute(
-                sa.update(t.console_sessions)
-                .where(c.session_hash == session_hash, c.ended_at.is_(None))
-                .values(ended_at=self.clock.now())
-            ).rowcount
-        return bool(ended)
 
 
 __all__ = ["ConsoleSession", "SessionsFacet"]

@@ -191,7 +191,9 @@ def test_the_session_remembers_only_a_project_the_viewer_may_enter(teams: Teams)
     since) lands in their home instead."""
     a_rev = Person(teams.app, "a-rev")
     key = teams.session_hash(a_rev)
-    assert teams.manager.store.sessions.set_console_project(key, teams.project_id("team-b"))
+    assert teams.manager.store.sessions.update_console_session(
+        key, project_id=teams.project_id("team-b")
+    )
     page = a_rev.get("/ui/inbox")
     assert page.status_code == 200 and teams.runs["team-a"]["continuation_id"] in page.text
 

@@ -82,7 +82,9 @@ def test_workers_and_a_service_through_pgbouncer_in_transaction_mode(
 
             # the controller's wake-ups: a poll here (LISTEN needs a session of its own)
             woken = threading.Event()
-            wakeups = store.controller.controller_wakeups("main", woken.set, poll_seconds=0.1)
+            wakeups = store.controller.controller_wakeups(
+                lambda *_: woken.set(), name="main", poll_seconds=0.1
+            )
             try:
                 time.sleep(0.3)
                 woken.clear()

@@ -29,5 +29,5 @@ def test_files_are_put_once_and_got_back_by_digest(store: Store) -> None:
     assert store.code.get([one[0]]) == dict([one])
     assert store.code.get([]) == {}
     code_module._HELD.clear()
-    assert store.code.one(two[0]) == two[1] and store.code.one("0" * 64) is None
+    assert store.code.get([two[0]]) == {two[0]: two[1]} and store.code.get(["0" * 64]) == {}
     assert store.code.missing([two[0]]) == []  # read back: known stored

@@ -31,9 +31,9 @@ def test_a_session_lives_until_signed_out_or_expired(tmp_path: Path) -> None:
         )
         found = store.sessions.console_session("h1")
         assert found is not None and found.person == person and found.method == "oidc_session"
-        assert store.sessions.end_console_session("h1") and not store.sessions.end_console_session(
-            "h1"
-        )
+        assert store.sessions.update_console_session(
+            "h1", ended=True
+        ) and not store.sessions.update_console_session("h1", ended=True)
         assert (
             store.sessions.console_session("h1") is None
             and store.sessions.console_session("nope") is None

@@ -494,8 +494,8 @@ def check_console_sessions(sessions: SessionsFacet, clock: ManualClock) -> None:
     sessions.open_console_session("h2", principal="bob", method="api_key", lifetime_seconds=60)
     found = sessions.console_session("h1")
     assert found is not None and (found.principal, found.person) == ("alice", person)
-    assert sessions.end_console_session("h1") is True
-    assert sessions.end_console_session("h1") is False
+    assert sessions.update_console_session("h1", ended=True) is True
+    assert sessions.update_console_session("h1", ended=True) is False
     assert sessions.console_session("h1") is None and sessions.console_session("nope") is None
     clock.advance(61)
     assert sessions.console_session("h2") is None

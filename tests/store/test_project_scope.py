@@ -45,7 +45,7 @@ FACETS = {
 GLOBAL: dict[str, set[str]] = {
     # content-addressed project code: a file is reached only by its sha256, which only the
     # holder of its bytes can name (like ``specs`` rows)
-    "code": {"missing", "put", "get", "one"},
+    "code": {"missing", "put", "get"},
     "queue": {
         "claim", "renew_lease", "finish", "release",  # a worker's queue record
         "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
@@ -58,11 +58,12 @@ GLOBAL: dict[str, set[str]] = {
         "finish_notifications", "unrouted_notification_events",
     },
     "a2a_push": {"due_pushes", "record_push"},
-    # the controller of every project's source: each source says its project
-    "controller": {"all_controller_wakeups"},
+    # the controller of every project's source: each source says its project (given a
+    # name, the view's project's controller only: test_a_controllers_wakeups_are_its_projects)
+    "controller": {"controller_wakeups"},
     "limits": {"executing_runs"},  # a worker's view of the projects it limits, by id
     "sessions": {
-        "open_console_session", "console_session", "end_console_session", "set_console_project",
+        "open_console_session", "console_session", "update_console_session",
     },
     "maintenance": {"prune_retention", "backup_sqlite", "gauges"},
     "projects": {
@@ -91,7 +92,7 @@ SCOPED: dict[str, set[str]] = {
     "controller": {
         "queue_controller_request", "take_controller_requests", "finish_controller_requests",
         "get_controller_request", "controller_request_counts",
-        "notify_controller", "controller_wakeups",
+        "notify_controller",
     },
     "notifications": {
         "add_notification_event", "list_notifications", "notification_counts",
@@ -516,7 +517,7 @@ def test_the_controller_of_every_project_is_woken_for_its_requests(a: Store, b: 
         if project_id is not None:
             seen.set()
 
-    wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
+    wakeups = b.controller.controller_wakeups(wake, poll_seconds=0.05)
     try:
         a.controller.queue_controller_request("main", "reconcile", actor="ci")
         assert seen.wait(5), "the controller was not woken"
@@ -553,7 +554,7 @@ def test_a_listener_wakes_for_what_was_queued_while_none_listened_and_nothing_el
         seen.set()
 
     a.controller.queue_controller_request("main", "reconcile", actor="ci")  # none listens yet
-    wakeups = b.controller.all_controller_wakeups(wake, poll_seconds=0.05)
+    wakeups = b.controller.controller_wakeups(wake, poll_seconds=0.05)
     try:
         assert seen.wait(5), "the request queued before the listener started was missed"
         if a.dialect.name == "postgresql":
@@ -573,19 +574,29 @@ def test_a_listener_wakes_for_what_was_queued_while_none_listened_and_nothing_el
     assert {pid for pid, _ in woken} <= {a.project_id, b.project_id}
 
 
-def test_one_controllers_listener_wakes_it_for_its_requests_only(a: Store) -> None:
+def test_one_controllers_listener_wakes_it_for_its_requests_only(a: Store, b: Store) -> None:
     """The same for one source's listener (a single controller's): a connection with
-    nothing queued does not make it run a pass; a request queued wakes it."""
-    woken = threading.Event()
-    wakeups = a.controller.controller_wakeups("main", woken.set, poll_seconds=0.05)
+    nothing queued, or a request for another project's controller of the same name or
+    another of its own project's, does not make it run a pass; a request for it wakes it."""
+    woken: list[tuple[int, str]] = []
+    seen = threading.Event()
+
+    def wake(project_id: int, name: str) -> None:
+        woken.append((project_id, name))
+        seen.set()
+
+    wakeups = a.controller.controller_wakeups(wake, name="main", poll_seconds=0.05)
     try:
         if a.dialect.name == "postgresql":
             wait_for(lambda: _listeners(a), 5, "the listener's backend")
-        assert not woken.wait(0.3), "woken with nothing queued"
+        b.controller.queue_controller_request("main", "reconcile", actor="ci")
+        a.controller.queue_controller_request("other", "reconcile", actor="ci")
+        assert not seen.wait(0.3), f"woken for what is not its own: {woken}"
         a.controller.queue_controller_request("main", "reconcile", actor="ci")
-        assert woken.wait(5), "not woken for its request"
+        assert seen.wait(5), "not woken for its request"
     finally:
         wakeups.stop()
+    assert set(woken) == {(a.project_id, "main")}
 
 
 # -- the outbox: notifications and A2A pushes -------------------------------------------------
@@ -662,9 +673,9 @@ def test_a_session_remembers_the_project_last_viewed(store: Store, a: Store) -> 
         "h1", principal="ann", method="api_key", lifetime_seconds=60
     )
     assert store.sessions.console_session("h1").project_id is None  # type: ignore[union-attr]
-    assert a.sessions.set_console_project("h1", a.project_id) is True
+    assert a.sessions.update_console_session("h1", project_id=a.project_id) is True
     assert store.sessions.console_session("h1").project_id == a.project_id  # type: ignore[union-attr]
-    assert store.sessions.set_console_project("missing", a.project_id) is False
+    assert store.sessions.update_console_session("missing", project_id=a.project_id) is False
 
 
 # -- statements: the project is a parameter -----------------------------------------------------

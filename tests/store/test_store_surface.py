@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: project's update, a rollout's counters) and a list answered its one-row and filtered reads
 #: (the newest rollout, the active and pending heads, a schedule's waiting ticks); 149 once a
 #: hold (suspension, pin, blocked digest) was set and lifted by one write and read in one
-#: ``holds`` value).
-SURFACE_CEILING = 149
+#: ``holds`` value; 146 once a console session's changes were one write, a code file's read
+#: one method and the controller's wake-ups one listener, of one controller or of all).
+SURFACE_CEILING = 146
 #: At most this many public members on the Store, a facet counting as one (110 with the
 #: shorthands, 96 before the facets; 22 before projects, which added the view's ``project``,
 #: ``project_id``, ``for_project`` and the ``projects`` facet, then the ``limits`` facet of

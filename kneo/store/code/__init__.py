@@ -74,26 +74,23 @@ class CodeFacet(Facet):
         held.update(new)
 
     def get(self, digests: Iterable[str]) -> dict[str, bytes]:
-        """The stored files among ``digests`` (a missing one is left out)."""
+        """The stored files among ``digests`` (a missing one is left out). One digest (such
+        as a code set's manifest: :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``)
+        is one statement on the driver, compiled once: a resume in a fresh process reads its
+        run's manifest so."""
         wanted = sorted(set(digests))
-        if not wanted:
+        if len(wanted) == 1:
+            rows = self._read_alone(code_files, "code_files.one", _one, {"sha256": wanted[0]})
+            found = {wanted[0]: bytes(rows[0]["data"])} if rows else {}
+        elif not wanted:
             return {}
-        c = code_files.c
-        stmt = sa.select(c.sha256, c.data).where(c.sha256.in_(wanted))
-        with self._read(snapshot=False) as conn:
-            found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
+        else:
+            c = code_files.c
+            stmt = sa.select(c.sha256, c.data).where(c.sha256.in_(wanted))
+            with self._read(snapshot=False) as conn:
+                found = {str(sha): bytes(data) for sha, data in conn.execute(stmt)}
         _held(self.engine).update(found)
         return found
-
-    def one(self, digest: str) -> bytes | None:
-        """The stored file ``digest`` names, or ``None`` (such as a code set's manifest:
-        :meth:`kneo.kernel.code.CodeSet.from_record`'s ``fetch``): one statement on the
-        driver, compiled once (a resume in a fresh process reads its run's manifest here)."""
-        rows = self._read_alone(code_files, "code_files.one", _one, {"sha256": digest})
-        if not rows:
-            return None
-        _held(self.engine).add(digest)
-        return bytes(rows[0]["data"])
 
 
 __all__ = ["CodeFacet", "code_files"]

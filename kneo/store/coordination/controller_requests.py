@@ -13,7 +13,7 @@ Releasing the leader lock notifies too: a standby waiting on ``LISTEN`` takes ov
 instead of at its next poll.
 
 The controller that reconciles every project's source (:mod:`kneo.controller.projects`)
-listens once for all of them (:meth:`ControllerFacet.all_controller_wakeups`, global): one
+listens once for all of them (`controller_wakeups` without a name, global): one
 ``LISTEN`` whose payload names the project and the controller, or on SQLite one indexed
 read per poll for the sources with queued requests (:meth:`ControllerFacet.
 _queued_sources`), however many projects there are.
@@ -197,12 +197,14 @@ class ControllerFacet(Facet):
             conn.execute(sa.select(sa.func.pg_notify(CHANNEL, wake_payload(self.project_id, name))))
 
     def controller_wakeups(
-        self, name: str, wake: Callable[[], None], *, poll_seconds: float
+        self, wake: Callable[[int, str], None], *, poll_seconds: float, name: str | None = None
     ) -> ControllerWakeups:
-        """A started background listener calling ``wake()`` when a request for ``name`` is
-        queued or its leader lock is released: ``LISTEN`` on PostgreSQL, a poll for queued
-        requests every ``poll_seconds`` on SQLite. ``stop()`` it when done."""
-        wakeups = ControllerWakeups(self, name, wake, poll_seconds=poll_seconds)
+        """A started background listener calling ``wake(project_id, name)`` when a request
+        for a controller is queued or its leader lock is released: for this project's
+        controller ``name`` only, or (``None``) every project's (global; after a
+        reconnection: for each request queued meanwhile). ``LISTEN`` on PostgreSQL, a poll
+        for queued requests every ``poll_seconds`` on SQLite. ``stop()`` it when done."""
+        wakeups = ControllerWakeups(self, wake, name=name, poll_seconds=poll_seconds)
         wakeups.start()
         return wakeups
 
@@ -218,16 +220,6 @@ class ControllerFacet(Facet):
             )
             return {(int(pid), str(name)) for pid, name in rows}
 
-    def all_controller_wakeups(
-        self, wake: Callable[[int, str], None], *, poll_seconds: float
-    ) -> ControllerWakeups:
-        """A started background listener (global) calling ``wake(project_id, name)`` for
-        every project's controller with a request queued or its lock released (after a
-        reconnection: for each request queued meanwhile)."""
-        wakeups = AllControllerWakeups(self, wake, poll_seconds=poll_seconds)
-        wakeups.start()
-        return wakeups
-
 
 class ControllerWakeups:
     """The thread behind :meth:`ControllerFacet.controller_wakeups`."""
@@ -235,9 +227,9 @@ class ControllerWakeups:
     def __init__(
         self,
         store: ControllerFacet,
-        name: str,
-        wake: Callable[[], None],
+        wake: Callable[[int, str], None],
         *,
+        name: str | None,
         poll_seconds: float,
     ) -> None:
         self.store = store
@@ -272,12 +264,18 @@ class ControllerWakeups:
                 log.debug("polling for controller requests failed: %s", exc)
 
     def _poll_once(self) -> None:
-        if self.store._has_queued(self.name):
-            self.wake()
+        if self.name is None:
+            for project_id, name in sorted(self.store._queued_sources()):
+                self.wake(project_id, name)
+        elif self.store._has_queued(self.name):
+            self.wake(self.store.project_id, self.name)
 
     def _notified(self, payload: str) -> None:
-        if payload == wake_payload(self.store.project_id, self.name):
-            self.wake()
+        project_id, sep, name = payload.partition(":")
+        if not (sep and project_id.isdigit()):
+            return
+        if self.name is None or payload == wake_payload(self.store.project_id, self.name):
+            self.wake(int(project_id), name)
 
     def _listen(self) -> None:
         """``LISTEN`` on a connection of its own (detached from the pool), reconnecting
@@ -306,26 +304,6 @@ class ControllerWakeups:
                 if connection is not None:
                     with contextlib.suppress(Exception):  # already broken
                         connection.close()
-
-
-class AllControllerWakeups(ControllerWakeups):
-    """:meth:`ControllerFacet.all_controller_wakeups`: every project's controllers."""
-
-    def __init__(
-        self, store: ControllerFacet, wake: Callable[[int, str], None], *, poll_seconds: float
-    ) -> None:
-        # no one controller to wake: its poll and its notifications wake each by source
-        super().__init__(store, "", lambda: None, poll_seconds=poll_seconds)
-        self.wake_source = wake
-
-    def _poll_once(self) -> None:
-        for project_id, name in sorted(self.store._queued_sources()):
-            self.wake_source(project_id, name)
-
-    def _notified(self, payload: str) -> None:
-        project_id, sep, name = payload.partition(":")
-        if sep and project_id.isdigit():
-            self.wake_source(int(project_id), name)
 
 
 def _request(row: Any) -> ControllerRequest:
