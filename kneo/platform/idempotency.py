@@ -44,7 +44,7 @@ def idempotent(
     try:
         status, body = call()
     except BaseException:
-        store.idempotency.release_idempotent(scope, key)
+        store.idempotency.finish_idempotent(scope, key, None)
         raise
-    store.idempotency.finish_idempotent(scope, key, status, body)
+    store.idempotency.finish_idempotent(scope, key, (status, body))
     return status, body, False

@@ -337,13 +337,13 @@ def check_idempotency(keys: IdempotencyFacet) -> None:
     runs again."""
     assert keys.begin_idempotent("resume", "k1", "h1").state == "new"
     assert keys.begin_idempotent("resume", "k1", "h1").state == "in_progress"
-    keys.finish_idempotent("resume", "k1", 200, {"ok": True})
+    keys.finish_idempotent("resume", "k1", (200, {"ok": True}))
     replay = keys.begin_idempotent("resume", "k1", "h1")
     assert (replay.state, replay.status_code, replay.response) == ("replay", 200, {"ok": True})
     with pytest.raises(IdempotencyConflict):
         keys.begin_idempotent("resume", "k1", "h2")
     assert keys.begin_idempotent("other-scope", "k1", "h2").state == "new"
-    keys.release_idempotent("other-scope", "k1")
+    keys.finish_idempotent("other-scope", "k1", None)
     assert keys.begin_idempotent("other-scope", "k1", "h3").state == "new"
 
 

@@ -212,7 +212,7 @@ def test_idempotency_replay_and_conflict(store: Store, clock: ManualClock) -> No
     """Same key + same body replays the stored response; a different body is a conflict."""
     assert store.idempotency.begin_idempotent("resume", "k1", "h1").state == "new"
     assert store.idempotency.begin_idempotent("resume", "k1", "h1").state == "in_progress"
-    store.idempotency.finish_idempotent("resume", "k1", 200, {"status": "succeeded"})
+    store.idempotency.finish_idempotent("resume", "k1", (200, {"status": "succeeded"}))
     replay = store.idempotency.begin_idempotent("resume", "k1", "h1")
     assert (replay.state, replay.status_code, replay.response) == (
         "replay",
@@ -224,7 +224,7 @@ def test_idempotency_replay_and_conflict(store: Store, clock: ManualClock) -> No
     assert err.value.code == "idempotency_key_conflict"
     assert store.idempotency.begin_idempotent("other-scope", "k1", "h2").state == "new"
     with pytest.raises(NotFound):
-        store.idempotency.finish_idempotent("resume", "never", 200, {})
+        store.idempotency.finish_idempotent("resume", "never", (200, {}))
 
 
 def test_idempotency_stale_and_released_claims(store: Store, clock: ManualClock) -> None:
@@ -232,7 +232,7 @@ def test_idempotency_stale_and_released_claims(store: Store, clock: ManualClock)
     assert store.idempotency.begin_idempotent("s", "k", "h").state == "new"
     clock.advance(301)
     assert store.idempotency.begin_idempotent("s", "k", "h").state == "new"
-    store.idempotency.release_idempotent("s", "k")
+    store.idempotency.finish_idempotent("s", "k", None)
     assert store.idempotency.begin_idempotent("s", "k", "other-body").state == "new"
 
 

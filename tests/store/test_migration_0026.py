@@ -80,7 +80,7 @@ def _write_0025_rows(manager: Any, project: Path) -> tuple[Any, str]:
         tx.add_promotion_approval("bot", "prod", "sha256:1", approver="ann", decision="approved")
         tx.set_metadata("env_policy:dev", {"ok": True})
     store.idempotency.begin_idempotent("ci:create", "k1", "hash")
-    store.idempotency.finish_idempotent("ci:create", "k1", 201, {"ok": 1})
+    store.idempotency.finish_idempotent("ci:create", "k1", (201, {"ok": 1}))
     return paused, done.run_id
 
 

@@ -82,7 +82,7 @@ SCOPED: dict[str, set[str]] = {
     },
     "audit": {"list_audit", "get_audit"},
     "metadata": {"get_metadata", "metadata_snapshot", "list_metadata"},
-    "idempotency": {"begin_idempotent", "finish_idempotent", "release_idempotent"},
+    "idempotency": {"begin_idempotent", "finish_idempotent"},
     "registry": {
         "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
         "registry_changes_since", "find_revision", "list_conditions",
@@ -428,10 +428,10 @@ def test_queue_records_are_their_projects_and_a_claim_says_whose(
 def test_idempotency_keys_are_their_projects(a: Store, b: Store) -> None:
     assert a.idempotency.begin_idempotent("ci:create", "k1", "hash-a").state == "new"
     assert b.idempotency.begin_idempotent("ci:create", "k1", "hash-b").state == "new"
-    a.idempotency.finish_idempotent("ci:create", "k1", 201, {"project": "a"})
-    b.idempotency.release_idempotent("ci:create", "k1")
+    a.idempotency.finish_idempotent("ci:create", "k1", (201, {"project": "a"}))
+    b.idempotency.finish_idempotent("ci:create", "k1", None)
     with pytest.raises(NotFound):
-        b.idempotency.finish_idempotent("ci:create", "k1", 201, {"project": "b"})
+        b.idempotency.finish_idempotent("ci:create", "k1", (201, {"project": "b"}))
     replay = a.idempotency.begin_idempotent("ci:create", "k1", "hash-a")
     assert (replay.state, replay.response) == ("replay", {"project": "a"})
     assert b.idempotency.begin_idempotent("ci:create", "k1", "hash-b").state == "new"

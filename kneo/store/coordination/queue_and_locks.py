@@ -311,8 +311,8 @@ class IdempotencyFacet(Facet):
     ) -> IdempotencyOutcome:
         """Claim ``key`` in ``scope`` for a request whose body hashes to ``request_hash``.
 
-        ``new``: the caller owns the key and must :meth:`finish_idempotent` (or
-        :meth:`release_idempotent`). ``replay``: the same request finished before; return its
+        ``new``: the caller owns the key and must :meth:`finish_idempotent` it (with a
+        response, or ``None`` to forget the claim). ``replay``: the same request finished before; return its
         stored response. ``in_progress``: another caller holds it right now (an unfinished
         claim older than ``stale_after_seconds`` is taken over). A different body under the
         same key raises ``IdempotencyConflict``. Concurrent first use is decided by the
@@ -362,35 +362,30 @@ class IdempotencyFacet(Facet):
                 return IdempotencyOutcome("new")
             return IdempotencyOutcome("in_progress")
 
-    def finish_idempotent(self, scope: str, key: str, status_code: int, response: Any) -> None:
-        """Store the response that later identical requests replay."""
+    def finish_idempotent(self, scope: str, key: str, response: tuple[int, Any] | None) -> None:
+        """Store ``(status code, body)``, the response later identical requests replay; or
+        (``None``) forget an unfinished claim: the request failed before producing a
+        replayable result, so the key is free for its retry."""
         i = t.idempotency_records.c
+        mine = (i.project_id == self.project_id, i.scope == scope, i.key == key)
         with self._write() as conn:
+            if response is None:
+                conn.execute(
+                    sa.delete(t.idempotency_records).where(*mine, i.status == "in_progress")
+                )
+                return
             result = conn.execute(
                 sa.update(t.idempotency_records)
-                .where(i.project_id == self.project_id, i.scope == scope, i.key == key)
+                .where(*mine)
                 .values(
                     status="completed",
-                    status_code=status_code,
-                    response=response,
+                    status_code=response[0],
+                    response=response[1],
                     updated_at=self.clock.now(),
                 )
             )
         if result.rowcount != 1:
             raise NotFound(f"idempotency key {key!r} was never begun", resource="idempotency_key")
-
-    def release_idempotent(self, scope: str, key: str) -> None:
-        """Forget an unfinished claim (the request failed before producing a replayable result)."""
-        i = t.idempotency_records.c
-        with self._write() as conn:
-            conn.execute(
-                sa.delete(t.idempotency_records).where(
-                    i.project_id == self.project_id,
-                    i.scope == scope,
-                    i.key == key,
-                    i.status == "in_progress",
-                )
-            )
 
     # -- callbacks seen ---------------------------------------------------------------
     def first_callback(self, key: str, expires_at: datetime) -> bool:
