@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -167,6 +167,21 @@ def check(
     return loaded, report, compiler
 
 
+def _compiled(
+    spec_path: Path | None, env: str | None, tools_ref: str | None
+) -> tuple[LoadedSpec, SpecReport, dict[str, Any]]:
+    """:func:`check`, then the compiled workflow's summary (:func:`describe`): what
+    ``compile`` and ``explain`` show."""
+    loaded, report, compiler = check(spec_path, env, tools_ref)
+    compiled = compiler.compile(
+        loaded.spec,
+        base_dir=loaded.base_dir,
+        diagnostics=report.diagnostics,
+        source=str(loaded.path),
+    )
+    return loaded, report, describe(compiled)
+
+
 def local_only(opts: ClientOptions) -> None:
     """A spec checked here is checked against this directory's ``.kneo/config.yaml``: a
     project (tenant) is a service's, so ``--project`` needs one (``--service-url`` or
@@ -183,8 +198,9 @@ def _on_service(
     command: str, opts: ClientOptions, spec_path: Path | None, env: str | None, *, judged: bool
 ) -> None:
     """With ``--service-url`` or ``--profile``: run ``command`` (``validate``, ``compile``,
-    ``policy-report``) on that Kneo service instead, print its answer under ``--json``, and
-    exit (1 when ``judged`` and the service found the spec invalid). Else nothing."""
+    ``explain``, ``policy-report``) on that Kneo service instead, print its answer under
+    ``--json`` (an explanation's lines without), and exit (1 when ``judged`` and the service
+    found the spec invalid). Else nothing."""
     if not opts.remote:
         local_only(opts)
         return
@@ -197,7 +213,8 @@ def _on_service(
         payload=payload,
         project=opts.project,
     )
-    opts.printed_json(result)
+    if not opts.printed_json(result) and command == "explain":
+        print("\n".join(result["explanation"]["lines"]))
     raise typer.Exit(1 if judged and not result.get("valid") else 0)
 
 
@@ -228,15 +245,22 @@ def _counts(diagnostics: list[Diagnostic]) -> tuple[int, int]:
     return errors, warnings
 
 
-def _print_verdict(report: SpecReport, loaded: LoadedSpec) -> None:
-    """Every diagnostic, then ``PATH: valid|invalid (env ...): N error(s), M warning(s)``:
-    ``validate`` and ``policy-report`` end the same way."""
-    render_diagnostics(report.diagnostics, source=str(loaded.path))
-    errors, warnings = _counts(report.diagnostics)
-    verdict = "valid" if report.valid else "invalid"
-    print(
-        f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)"
-    )
+def _verdict(
+    opts: ClientOptions, report: SpecReport, loaded: LoadedSpec, *, table: bool = False
+) -> NoReturn:
+    """The report under ``--json``; else (``table``: the governance table first) every
+    diagnostic, then ``PATH: valid|invalid (env ...): N error(s), M warning(s)``; exit 1 when
+    invalid: ``validate`` and ``policy-report`` end the same way."""
+    if not opts.printed_json(report.to_dict()):
+        if table:
+            _render_report(report.report)
+        render_diagnostics(report.diagnostics, source=str(loaded.path))
+        errors, warnings = _counts(report.diagnostics)
+        verdict = "valid" if report.valid else "invalid"
+        print(
+            f"{loaded.path}: {verdict}{_env_note(report, loaded)}: {errors} error(s), {warnings} warning(s)"
+        )
+    raise typer.Exit(0 if report.valid else 1)
 
 
 def _env_note(report: SpecReport, loaded: LoadedSpec | None = None) -> str:
@@ -271,9 +295,7 @@ def validate_command(
     """
     _on_service("validate", opts, spec_path, env, judged=True)
     loaded, report, _ = check(spec_path, env, tools, probe_mcp=True)
-    if not opts.printed_json(report.to_dict()):
-        _print_verdict(report, loaded)
-    raise typer.Exit(0 if report.valid else 1)
+    _verdict(opts, report, loaded)
 
 
 @app.command("lint", short_help="Surface validator warnings and errors. Exits 1 if any are found.")
@@ -311,14 +333,7 @@ def compile_command(
 ) -> None:
     """Resolve every reference and build the executable workflow (nothing runs)."""
     _on_service("compile", opts, spec_path, env, judged=False)
-    loaded, report, compiler = check(spec_path, env, tools)
-    compiled = compiler.compile(
-        loaded.spec,
-        base_dir=loaded.base_dir,
-        diagnostics=report.diagnostics,
-        source=str(loaded.path),
-    )
-    summary = describe(compiled)
+    loaded, report, summary = _compiled(spec_path, env, tools)
     shown = {
         "compiled": True,
         "environment": report.environment,
@@ -352,30 +367,11 @@ def explain_command(
     The spec is checked and compiled first (exit 1 with its diagnostics when invalid).
     ``--json`` prints the structured explanation; with ``--service-url``/``--profile`` the
     service explains it (``POST /v1/specs/explain``)."""
-    if opts.remote:
-        payload = {"spec_path": str(spec_path) if spec_path else None, "environment": env}
-        answer = remote_spec_operation(
-            "explain",
-            service_url=opts.service_url,
-            profile=opts.profile,
-            payload=payload,
-            project=opts.project,
-        )
-        if not opts.printed_json(answer):
-            print("\n".join(answer["explanation"]["lines"]))
-        return
-
-    local_only(opts)
-    loaded, report, compiler = check(spec_path, env, tools)
-    compiled = compiler.compile(
-        loaded.spec,
-        base_dir=loaded.base_dir,
-        diagnostics=report.diagnostics,
-        source=str(loaded.path),
-    )
+    _on_service("explain", opts, spec_path, env, judged=False)
+    loaded, report, summary = _compiled(spec_path, env, tools)
     from kneo.spec.explain import explain  # cost: module docstring
 
-    explained = explain(describe(compiled), report.report)
+    explained = explain(summary, report.report)
     shown = {
         "valid": True,
         "environment": report.environment,
@@ -510,11 +506,7 @@ def policy_report_command(
     """Generate a policy evaluation report for a spec."""
     _on_service("policy-report", opts, spec_path, env, judged=True)
     loaded, report, _ = check(spec_path, env, tools)
-    if opts.printed_json(report.to_dict()):
-        raise typer.Exit(0 if report.valid else 1)
-    _render_report(report.report)
-    _print_verdict(report, loaded)
-    raise typer.Exit(0 if report.valid else 1)
+    _verdict(opts, report, loaded, table=True)
 
 
 def _render_report(data: dict[str, Any]) -> None:

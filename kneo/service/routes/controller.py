@@ -49,6 +49,12 @@ def _controller(request: Request, manager: PlatformManager) -> tuple[Any, Any]:
     return app_controller(request.app.state, project, manager.project)
 
 
+def _checked(bundle: str, environment: str) -> None:
+    """A bundle route's path names a valid bundle and environment."""
+    check_name(bundle, kind="bundle name", field="bundle")
+    check_name(environment, kind="environment")
+
+
 async def webhook_manager(request: Request) -> PlatformManager:
     """The manager of the project a webhook names (its path form; ``default`` otherwise):
     a webhook carries a signature, not a key, so no grant narrows it."""
@@ -283,8 +289,7 @@ def get_registry_bundle(
     manager: PlatformManager = Depends(manager_dep),
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history and status conditions."""
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
+    _checked(bundle, environment)
     return manager.registry_bundle(bundle, environment, include_spec=include_spec)
 
 
@@ -302,8 +307,7 @@ def diff_registry_bundle(
 ) -> dict[str, Any]:
     """Two revisions of the bundle here: a unified diff of their specs, and their digest,
     commit and status where they differ."""
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
+    _checked(bundle, environment)
     return manager.registry_diff(
         bundle, environment, from_revision=from_revision, to_revision=to_revision
     )
@@ -323,17 +327,11 @@ def graph_registry_bundle(
 ) -> dict[str, Any]:
     """The workflow graph of the bundle's active revision here, by name: its signed spec
     as nodes and edges (``POST /v1/specs/graph``'s shape, with ``revision`` and ``digest``)."""
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
+    _checked(bundle, environment)
     return manager.registry_graph(bundle, environment)
 
 
 _KEY = "/registry/bundles/{bundle}/{environment}"
-
-
-def _checked(bundle: str, environment: str) -> None:
-    check_name(bundle, kind="bundle name", field="bundle")
-    check_name(environment, kind="environment")
 
 
 @router.post(_KEY + "/rollback", tags=["registry"])
