@@ -103,8 +103,11 @@ class FaultProxy:
             except OSError:
                 client.close()
                 continue
-            client.settimeout(None)
-            upstream.settimeout(None)
+            for sock in (client, upstream):
+                sock.settimeout(None)
+                # no Nagle: a pipeline's small writes would each wait out the peer's delayed
+                # ACK (~40 ms a round trip), which the proxy alone added
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._pairs.append((client, upstream))
             for src, dst in ((client, upstream), (upstream, client)):
