@@ -4,6 +4,7 @@ scripted reviewer decides. Its store comes from ``conftest.py``'s fixture (SQLit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ def flow(draft: str) -> dict[str, Any]:
 
 
 class World:
+    """A watched repository, its controller and a platform on one store: the rollout tests'
+    world (close it: its controller's Git source keeps ``cat-file`` processes)."""
+
     def __init__(self, store: Any, tmp_path: Path, env: str = DEV) -> None:
         self.store, self.clock = store, store.clock
         self.repo, self.keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
@@ -104,3 +108,7 @@ class World:
             if self.rollout().status not in ("progressing", "paused"):
                 break
         return seen
+
+
+#: The ``world`` fixture: ``world(env=DEV)`` makes a :class:`World` closed after the test.
+Worlds = Callable[..., World]
