@@ -11,7 +11,6 @@ import pytest
 
 from kneo.clock import ManualClock
 from kneo.store import open_store
-from tests.rollout.world import DEV, World, Worlds
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -24,18 +23,3 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     s = open_store(url, clock=clock)
     yield s
     s.close()
-
-
-@pytest.fixture
-def world(store: Any, tmp_path: Path) -> Iterator[Worlds]:
-    """:class:`World` maker; each world's controller is closed after the test, so its Git
-    source leaves no ``cat-file`` process behind."""
-    made: list[World] = []
-
-    def make(env: str = DEV) -> World:
-        made.append(World(store, tmp_path, env))
-        return made[-1]
-
-    yield make
-    for w in made:
-        w.ctl.close()

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 from kneo.controller.rollout_pass import decide
 from kneo.errors import Forbidden
 from kneo.store import AuditQuery, tables
-from tests.rollout.world import DEV, FROZEN, MIN_RUNS, Worlds
+from tests.rollout.world import DEV, FROZEN, MIN_RUNS, World
 
 
 def test_a_canary_reviewers_reject_is_aborted_and_new_runs_return_to_stable(
-    store: Any, tmp_path: Path, world: Worlds
+    store: Any, tmp_path: Path
 ) -> None:
-    w = world()
+    w = World(store, tmp_path)
     w.release("good draft")
     assert w.rollout() is None  # a first promotion takes every run at once
     w.release("bad draft")
@@ -81,8 +81,8 @@ def test_a_canary_reviewers_reject_is_aborted_and_new_runs_return_to_stable(
     assert w.ctl.reconcile_once().ok and w.rollout().status == "aborted"
 
 
-def test_a_good_canary_walks_to_100_percent(store: Any, tmp_path: Path, world: Worlds) -> None:
-    w = world()
+def test_a_good_canary_walks_to_100_percent(store: Any, tmp_path: Path) -> None:
+    w = World(store, tmp_path)
     w.release("good draft")
     w.release("better draft")
     assert w.ctl.reconcile_once().ok and w.rollout().status == "progressing"
@@ -103,8 +103,8 @@ def test_a_good_canary_walks_to_100_percent(store: Any, tmp_path: Path, world: W
         assert "rollout" not in store.runs.get_run(run.run_id).metadata
 
 
-def test_a_pin_and_a_freeze_stop_progress(store: Any, tmp_path: Path, world: Worlds) -> None:
-    w = world()
+def test_a_pin_and_a_freeze_stop_progress(store: Any, tmp_path: Path) -> None:
+    w = World(store, tmp_path)
     w.release("good draft")
     w.release("better draft")
     with store.transaction() as tx:
@@ -118,11 +118,11 @@ def test_a_pin_and_a_freeze_stop_progress(store: Any, tmp_path: Path, world: Wor
     assert w.ctl.reconcile_once().ok and w.rollout().status == "promoted"
 
 
-def test_a_freeze_stops_progress(store: Any, tmp_path: Path, world: Worlds) -> None:
+def test_a_freeze_stops_progress(store: Any, tmp_path: Path) -> None:
     frozen = DEV.replace(
         "promotion: {approvers: [alice]}\n", "promotion:\n  approvers: [alice]\n" + FROZEN
     )
-    w = world(frozen)
+    w = World(store, tmp_path, frozen)
     w.release("good draft")
     w.release("better draft")
     assert w.rollout().status == "progressing"
@@ -133,8 +133,8 @@ def test_a_freeze_stops_progress(store: Any, tmp_path: Path, world: Worlds) -> N
     assert (ro.reason or "").startswith("frozen: holidays")
 
 
-def test_by_hand_under_the_approvers(store: Any, tmp_path: Path, world: Worlds) -> None:
-    w = world()
+def test_by_hand_under_the_approvers(store: Any, tmp_path: Path) -> None:
+    w = World(store, tmp_path)
     w.release("good draft")
     w.release("better draft")
     ro = w.rollout()

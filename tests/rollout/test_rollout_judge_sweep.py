@@ -25,7 +25,7 @@ from kneo.platform.sweeper import start_sweeper
 from kneo.spec.models import ModelSpec
 from kneo.store.rollouts import rollout_judgements
 from kneo.tools import ToolDefinition
-from tests.rollout.world import Worlds
+from tests.rollout.world import World
 
 JUDGED = """version: v1
 promotion: {{approvers: [alice]}}
@@ -87,9 +87,9 @@ def judgements(store: Any) -> list[tuple[str, str, bool]]:
 
 
 def test_the_judge_fails_the_canary_and_the_controller_aborts_it(
-    store: Any, tmp_path: Path, world: Worlds
+    store: Any, tmp_path: Path
 ) -> None:
-    w = world(env=JUDGED.format(model=GRADER))
+    w = World(store, tmp_path, env=JUDGED.format(model=GRADER))
     w.release("good draft")
     w.release("bad draft")
     ro = w.rollout()
@@ -126,8 +126,8 @@ def test_the_judge_fails_the_canary_and_the_controller_aborts_it(
     assert len(grader.calls) == len(kept)
 
 
-def test_a_run_is_judged_once_across_sweeps(store: Any, tmp_path: Path, world: Worlds) -> None:
-    w = world(env=JUDGED.format(model=GRADER))
+def test_a_run_is_judged_once_across_sweeps(store: Any, tmp_path: Path) -> None:
+    w = World(store, tmp_path, env=JUDGED.format(model=GRADER))
     w.release("good draft")
     w.release("bad draft")
     for _ in range(6):
@@ -150,9 +150,9 @@ def test_a_run_is_judged_once_across_sweeps(store: Any, tmp_path: Path, world: W
 
 
 def test_a_judge_the_grant_refuses_is_never_called(
-    store: Any, tmp_path: Path, world: Worlds, caplog: pytest.LogCaptureFixture
+    store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    w = world(env=JUDGED.format(model=ELSEWHERE))
+    w = World(store, tmp_path, env=JUDGED.format(model=ELSEWHERE))
     w.release("good draft")
     w.release("bad draft")
     for _ in range(4):
@@ -180,9 +180,9 @@ def test_a_judge_the_grant_refuses_is_never_called(
 
 
 def test_the_sweeper_runs_the_judge_in_every_project_of_its_directory(
-    store: Any, tmp_path: Path, world: Worlds
+    store: Any, tmp_path: Path
 ) -> None:
-    w = world(env=JUDGED.format(model=GRADER))
+    w = World(store, tmp_path, env=JUDGED.format(model=GRADER))
     w.release("good draft")
     w.release("bad draft")
     for _ in range(3):
@@ -202,9 +202,9 @@ def test_the_sweeper_runs_the_judge_in_every_project_of_its_directory(
     assert len(grader.calls) == 3
 
 
-def test_only_the_sampled_runs_are_judged(store: Any, tmp_path: Path, world: Worlds) -> None:
+def test_only_the_sampled_runs_are_judged(store: Any, tmp_path: Path) -> None:
     env = JUDGED.format(model=GRADER).replace("sample: 1.0", "sample: 0.5")
-    w = world(env=env)
+    w = World(store, tmp_path, env=env)
     w.release("good draft")
     w.release("bad draft")
     runs = []

@@ -4,7 +4,6 @@ scripted reviewer decides. Its store comes from ``conftest.py``'s fixture (SQLit
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +57,6 @@ def flow(draft: str) -> dict[str, Any]:
 
 
 class World:
-    """A watched repository, its controller and a platform on one store: the rollout tests'
-    world (close it: its controller's Git source keeps ``cat-file`` processes)."""
-
     def __init__(self, store: Any, tmp_path: Path, env: str = DEV) -> None:
         self.store, self.clock = store, store.clock
         self.repo, self.keys = Repo(tmp_path / "git"), Keys(tmp_path / "keys")
@@ -108,7 +104,3 @@ class World:
             if self.rollout().status not in ("progressing", "paused"):
                 break
         return seen
-
-
-#: The ``world`` fixture: ``world(env=DEV)`` makes a :class:`World` closed after the test.
-Worlds = Callable[..., World]
