@@ -58,6 +58,12 @@ def _environ() -> dict[str, str]:
 
 
 @pytest.fixture(autouse=True)
+def _test_resources_closed() -> Iterator[None]:
+    yield
+    leftovers.close_test_resources()
+
+
+@pytest.fixture(autouse=True)
 def _global_state_is_restored() -> Iterator[None]:
     environ, cwd, wiring = _environ(), os.getcwd(), _logger_wiring()
     yield

@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 #: The environment variable every process of one test run carries.
@@ -70,3 +71,21 @@ def reap(token: str, *, grace: float = 10.0) -> dict[int, str]:
         with contextlib.suppress(OSError):  # ended meanwhile
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+#: What the running test opened that holds processes, closed when it ends (tests/conftest.py).
+_CLOSERS: list[Callable[[], object]] = []
+
+
+def close_after_test(close: Callable[[], object]) -> None:
+    """Have ``close`` called when the running test ends, so the processes what it closes
+    holds (a controller's Git source: GitPython's ``cat-file`` processes) do not outlive the
+    test. Without workers nothing else would end them before the run's end: the processes a
+    worker started end with it, so only a run without ``-n`` saw them."""
+    _CLOSERS.append(close)
+
+
+def close_test_resources() -> None:
+    """Call what the test asked to close, newest first."""
+    while _CLOSERS:
+        _CLOSERS.pop()()

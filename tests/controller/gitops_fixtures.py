@@ -25,6 +25,7 @@ from kneo.policy.floors import Floors
 from kneo.policy.ratchet import checkout_policy, policy_digest
 from kneo.settings import Settings
 from kneo.store import Store, open_store
+from tests import leftovers
 
 SIGNED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 GIT_ENV = {
@@ -174,6 +175,7 @@ def make_controller(
 ) -> Controller:
     cfg = ControllerConfig(repo=repo.url, cache_dir=tmp_path / "cache", **config)
     source = GitSource(repo.url, ref="main", cache_dir=cfg.cache_dir)
+    leftovers.close_after_test(source.close)  # it reopens if a later test uses it
     return Controller(store, source, keys.keyring(), config=cfg, clock=clock, floors=floors)
 
 
