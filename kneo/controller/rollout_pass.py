@@ -42,6 +42,7 @@ from kneo.store.queries import RolloutQuery
 
 if TYPE_CHECKING:
     from kneo.store.api import Store
+    from kneo.store.records import Pin
     from kneo.store.rollouts import RolloutRecord, SideFigures
     from kneo.store.transaction import Transaction
 
@@ -133,9 +134,7 @@ def analysed(side: SideFigures) -> Figures:
     return Figures(**vars(side))
 
 
-def _held(store: Store, record: RolloutRecord, now: datetime) -> str | None:
-    key = (record.bundle_name, record.environment)
-    pin = store.registry.holds(record.environment, names=[record.bundle_name]).pins.get(key)
+def _held(pin: Pin | None, record: RolloutRecord, now: datetime) -> str | None:
     if pin is not None:
         return f"pinned to revision {pin.revision}"
     for window in record.policy.get("freeze") or []:
@@ -150,7 +149,9 @@ def step_rollouts(store: Store, now: datetime) -> list[dict[str, Any]]:
     rollout that does not move may still add a point to its figures' history
     (:mod:`kneo.controller.rollout_history`)."""
     changed = []
-    for record in store.rollouts.active():
+    active = store.rollouts.active()
+    pins = store.registry.holds(names={r.bundle_name for r in active}).pins if active else {}
+    for record in active:
         policy = policy_of(record)
         state = state_of(record)
         verdict: Verdict | None = None
@@ -159,7 +160,13 @@ def step_rollouts(store: Store, now: datetime) -> list[dict[str, Any]]:
             rule = policy.steps[state.step].analysis
             if rule is not None:
                 verdict = judge(rule, figures["canary"], figures["stable"])
-        moved = advance(policy, state, now, verdict=verdict, held=_held(store, record, now))
+        moved = advance(
+            policy,
+            state,
+            now,
+            verdict=verdict,
+            held=_held(pins.get((record.bundle_name, record.environment)), record, now),
+        )
         if moved == state:
             _sample(store, record, figures, verdict, now)
             continue
