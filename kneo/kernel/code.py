@@ -145,10 +145,10 @@ class CodeSet:
         record: Any,
         *,
         field: str = "metadata.code",
-        fetch: Callable[[str], bytes | None] | None = None,
+        fetch: Callable[[Iterable[str]], Mapping[str, bytes]] | None = None,
     ) -> CodeSet:
         """The code set a run recorded (:func:`code_record`): its digest, the manifest being
-        stored content-addressed under it (``fetch`` reads it: the store's ``code_files``),
+        stored content-addressed under it (``fetch`` reads it: the store's ``code.get``),
         or (runs recorded before) the digest and its files inline; the digest is checked
         either way, ``E_CODE_DIGEST_MISMATCH`` when the manifest is nowhere."""
         if record is None:
@@ -160,7 +160,7 @@ class CodeSet:
         if known is not None and (files is None or known.manifest() == files):
             return known  # every resume of a run reads its record: checked once per process
         if files is None:
-            stored = fetch(digest) if fetch is not None else None
+            stored = fetch((digest,)).get(digest) if fetch is not None else None
             if stored is None or digest_of(stored) != digest:
                 raise Conflict(
                     f"{field}: the manifest of code set {digest[:12]}… is not in the store",

@@ -106,9 +106,7 @@ class RunDriver:
     def code_of(self, run: RunRecord) -> CodeSet:
         """The code set ``run`` is pinned to: its record's digest, the manifest read from the
         store's ``code_files`` when this process has not seen it (once per digest)."""
-        return CodeSet.from_record(
-            (run.metadata or {}).get("code"), fetch=lambda d: self.store.code.get((d,)).get(d)
-        )
+        return CodeSet.from_record((run.metadata or {}).get("code"), fetch=self.store.code.get)
 
     def remember(self, digest: str, target: str, workflow: CompiledWorkflow) -> None:
         """Cache a workflow compiled while preparing a spec, for the runs made from it."""

@@ -39,9 +39,7 @@ def move_code(
             "other code",
             current_status=run.status,
         )
-    old = CodeSet.from_record(
-        (run.metadata or {}).get("code"), fetch=lambda d: store.code.get((d,)).get(d)
-    )
+    old = CodeSet.from_record((run.metadata or {}).get("code"), fetch=store.code.get)
     changes: dict[str, Any]
     if run.bundle_name is not None:
         changes, new = _bundle_target(store, run, to_revision)
