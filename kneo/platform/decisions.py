@@ -417,7 +417,7 @@ class Decisions:
 
             def execute(_run_id: str) -> RunResult:
                 workflow = self.driver.workflow_for(updated)
-                return self.driver.drive(updated, workflow, leased=True, resumed_from=trace)
+                return self.driver.drive(updated, workflow, resumed_from=trace)
 
             worker.give(record, self.driver.owner, execute)
             return replace(self.driver.result(updated), handed_off=True)
@@ -436,7 +436,6 @@ class Decisions:
         return self.driver.drive(
             updated,
             self.driver.workflow_for(updated),
-            leased=True,
             audits=audits,
             resumed_from=trace,
             connection=held,

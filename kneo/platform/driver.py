@@ -139,19 +139,16 @@ class RunDriver:
         run: RunRecord,
         workflow: CompiledWorkflow,
         *,
-        leased: bool = False,
         audits: Audits | None = None,
         resumed_from: Mapping[str, Any] | None = None,
         connection: HeldConnection | None = None,
     ) -> RunResult:
-        """Execute from the run's stored state and write the outcome. ``leased``: the
-        transaction that moved the run to ``running`` already gave this process its lease.
-        ``resumed_from``: the trace context the pause stored (the run's span links to it).
+        """Execute from the run's stored state and write the outcome. The transaction that
+        moved the run to ``running`` gave this process its lease (``tx.take_run_lease``, or
+        ``create_run``'s ``lease``). ``resumed_from``: the trace context the pause stored (the run's span links to it).
         ``connection``: the one that transaction used, kept for the run's step transactions
         (one checkout per run, not two)."""
         run_id = run.run_id
-        if not leased:
-            self.store.queue.acquire_run_lease(run_id, self.owner, self.lease_seconds)
         journal = StoreJournal(
             self.store,
             run_id,

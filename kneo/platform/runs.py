@@ -115,7 +115,7 @@ class Runs:
             if on_created is not None:
                 on_created(run.run_id)
             try:
-                return self.driver.drive(run, prepared.workflow, leased=True, connection=held)
+                return self.driver.drive(run, prepared.workflow, connection=held)
             except DatabaseUnavailable as exc:
                 raise _accepted(exc, run.run_id) from exc
         finally:
@@ -227,7 +227,7 @@ class Runs:
             )
             tx.take_run_lease(run_id, owner, self.driver.lease_seconds)
             run = tx.current(run)
-        return self.driver.drive(run, workflow, leased=True)
+        return self.driver.drive(run, workflow)
 
     def replay_run(
         self, run_id: str, *, reuse: str = "questions", actor: str | None = None
@@ -262,7 +262,7 @@ class Runs:
             input_text=source.input_text, actor=actor, metadata={"replay_of": run_id}
         )
         run = self._create(prepared, request, start=True, decisions=decisions)
-        return self.driver.drive(run, workflow, leased=True)
+        return self.driver.drive(run, workflow)
 
     # ------------------------------------------------------------------ cancel / continue
 
@@ -342,7 +342,7 @@ class Runs:
     ) -> RunRecord:
         """Move ``run`` back to ``running`` from its last boundary (its failure cleared) and
         record the continue (trace and audit); ``queue``: marked and queued for a worker,
-        else held by this process's owner."""
+        else leased to this process's owner in the same compare-and-set."""
         run_id = run.run_id
         state = ExecutionState(run.state)
         state.failure = None
@@ -359,6 +359,8 @@ class Runs:
         if metadata:  # a trace row is written as given: redacted here (audit rows are)
             event["metadata"] = redact_mapping(dict(metadata))
         with self.store.transaction() as tx:
+            if not queue:  # written by the compare-and-set below (_check_not_held: no holder)
+                tx.take_run_lease(run_id, self.driver.owner, self.driver.lease_seconds)
             updated = tx.update_run(
                 run_id,
                 expected_version=run.version,
@@ -419,7 +421,6 @@ class Runs:
         return self.driver.drive(
             updated,
             workflow,
-            leased=True,
             resumed_from=trace if isinstance(trace, Mapping) else None,
         )
 

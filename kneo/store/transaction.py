@@ -194,9 +194,12 @@ class Transaction(OutcomeWritesMixin, ContinuationWritesMixin, RegistryWritesMix
     def take_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> None:
         """Give ``owner`` the lease on ``run_id`` in this transaction, whoever held it: for a
         caller that knows every holder is gone (the run it moves out of ``queued`` or
-        ``paused`` under a compare-and-set had no executor). A new run takes its lease in
-        :meth:`create_run`, its outcome gives it back in ``finish_run``. Written with the
-        run's next update in this transaction, or before the commit (:meth:`_flush_runs`)."""
+        ``paused`` under a compare-and-set had no executor; a run continued has none alive).
+        A new run takes its lease in :meth:`create_run`, its outcome gives it back in
+        ``finish_run``; no lease is taken outside a transaction that writes the run, so two
+        processes taking one run meet at its compare-and-set (``store.queue`` renews and
+        releases a lease held). Written with the run's next update in this transaction, or
+        before the commit (:meth:`_flush_runs`)."""
         self._leases[run_id] = (owner, self.now + timedelta(seconds=ttl_seconds))
 
     def add_checkpoint(

@@ -133,8 +133,8 @@ def _strand(manager: Any, run_id: str, owner: str) -> None:
     record = manager.store.queue.claim("gone-worker", 1.0)
     assert record is not None and manager.store.queue.finish(record.queue_id, "gone-worker")
     with manager.store.transaction() as tx:
+        tx.take_run_lease(run_id, owner, manager.lease_seconds)
         tx.update_run(run_id, status="running")
-    assert manager.store.queue.acquire_run_lease(run_id, owner, manager.lease_seconds)
 
 
 def test_stranded_run_is_found_after_its_lease_and_continued(project: Path, db_url: str) -> None:
@@ -174,8 +174,8 @@ def test_a_driven_run_keeps_its_lease_through_a_long_step(project: Path, db_url:
             input_text="k1", spec_path=project / "three.yaml"
         ).run_id
         with manager.store.transaction() as tx:
+            tx.take_run_lease(run_id, manager.owner, manager.lease_seconds)
             tx.update_run(run_id, status="running")
-        assert manager.store.queue.acquire_run_lease(run_id, manager.owner, manager.lease_seconds)
         with manager.driver.leases.holding(run_id):
             for _ in range(4):  # four leases' worth of one step
                 clock.advance(seconds=manager.lease_seconds * 0.6)

@@ -89,8 +89,8 @@ def test_run_held_on_another_host_is_rechecked_when_its_lock_lapses(
             input_text="remote", spec_path=project / "three.yaml"
         ).run_id
         with manager.store.transaction() as tx:
+            tx.take_run_lease(run_id, "other-host:4242:dead", 30)
             tx.update_run(run_id, status="running")
-        assert manager.store.queue.acquire_run_lease(run_id, "other-host:4242:dead", 30)
         worker = Worker(manager, lease_seconds=10.0, poll_seconds=0.5)
         assert worker.run_once()
         first, second = queue_records(manager.store, run_id)

@@ -311,11 +311,11 @@ def check_locks(locks: LocksFacet, clock: ManualClock) -> None:
 
 def check_run_leases(leases: QueueFacet, units: Store, clock: ManualClock) -> None:
     """One process executes a run at a time; renewing keeps the lease, a run whose lease
-    lapsed is stranded and taken over; an unknown run cannot be leased."""
+    lapsed is stranded and taken over; only its holder renews or releases it."""
     with units.transaction() as tx:
-        tx.create_run(run_id="run_l1", target="workflow", input_text="x", status="running")
-    assert leases.acquire_run_lease("run_l1", "a", 30) is True
-    assert leases.acquire_run_lease("run_l1", "b", 30) is False
+        tx.create_run(
+            run_id="run_l1", target="workflow", input_text="x", status="running", lease=("a", 30)
+        )
     lease = leases.run_lease("run_l1")
     assert lease is not None and lease.owner == "a"
     clock.advance(20)
@@ -325,10 +325,12 @@ def check_run_leases(leases: QueueFacet, units: Store, clock: ManualClock) -> No
     clock.advance(40)
     assert leases.stranded_runs(idle_seconds=5) == ["run_l1"]
     assert leases.renew_run_leases(["run_l1"], "b", 30) == 0
-    assert leases.acquire_run_lease("run_l1", "b", 30) is True
+    with units.transaction() as tx:
+        tx.take_run_lease("run_l1", "b", 30)
+    assert leases.renew_run_leases(["run_l1"], "a", 30) == 0
     assert leases.release_run_lease("run_l1", "a") is False
     assert leases.release_run_lease("run_l1", "b") is True
-    assert leases.acquire_run_lease("run_missing", "a", 30) is False
+    assert leases.run_lease("run_l1") is None
 
 
 def check_idempotency(keys: IdempotencyFacet) -> None:

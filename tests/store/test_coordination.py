@@ -147,27 +147,34 @@ def test_lock_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock)
     assert store.locks.acquire_lock("resume:cont_1", "c", 30) is True
 
 
-def test_run_lease_exclusive_reentrant_and_expiring(store: Store, clock: ManualClock) -> None:
-    """A run's lease lives on its row: one owner, re-takable by it, lapsing after its ttl,
-    and never a change of the run's version (the journal's compare-and-set)."""
+def _take_lease(store: Store, run_id: str, owner: str) -> None:
+    with store.transaction() as tx:
+        tx.take_run_lease(run_id, owner, 30)
+
+
+def test_run_lease_renewed_by_its_holder_and_expiring(store: Store, clock: ManualClock) -> None:
+    """A run's lease lives on its row: taken in a transaction, renewed and released by its
+    holder only, lapsing after its ttl (a lapsed one is not renewed), and never a change of
+    the run's version (the journal's compare-and-set)."""
     run_id = new_run(store)
     version = store.runs.get_run(run_id).version
     assert store.queue.run_lease(run_id) is None
-    assert store.queue.acquire_run_lease(run_id, "a", 30) is True
-    assert store.queue.acquire_run_lease(run_id, "b", 30) is False
-    assert store.queue.acquire_run_lease(run_id, "a", 30) is True
+    _take_lease(store, run_id, "a")
     assert store.queue.run_lease(run_id) == ("a", clock.now() + timedelta(seconds=30))
     assert store.queue.release_run_lease(run_id, "b") is False
+    assert store.queue.renew_run_leases([run_id], "b", 30) == 0
+    clock.advance(20)
+    assert store.queue.renew_run_leases([run_id], "a", 30) == 1
+    assert store.queue.run_lease(run_id) == ("a", clock.now() + timedelta(seconds=30))
     clock.advance(31)  # a died without releasing
     assert store.queue.run_lease(run_id) is None
     assert store.queue.renew_run_leases([run_id], "a", 30) == 0
-    assert store.queue.acquire_run_lease(run_id, "b", 30) is True
+    _take_lease(store, run_id, "b")
     clock.advance(20)
     assert store.queue.renew_run_leases([run_id], "b", 30) == 1
     assert store.queue.run_lease(run_id) == ("b", clock.now() + timedelta(seconds=30))
     assert store.queue.release_run_lease(run_id, "b") is True
-    assert store.queue.acquire_run_lease(run_id, "c", 30) is True
-    assert store.queue.acquire_run_lease("run_missing", "c", 30) is False
+    assert store.queue.run_lease(run_id) is None
     assert store.runs.get_run(run_id).version == version
 
 

@@ -48,7 +48,7 @@ GLOBAL: dict[str, set[str]] = {
     "code": {"missing", "put", "get"},
     "queue": {
         "claim", "renew_lease", "finish", "release",  # a worker's queue record
-        "acquire_run_lease", "renew_run_leases", "release_run_lease", "run_lease",  # by run id
+        "renew_run_leases", "release_run_lease", "run_lease",  # by run id
         "stranded_runs",  # the sweeper's: each run id says its project
     },
     "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock"},

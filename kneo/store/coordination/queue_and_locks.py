@@ -151,25 +151,11 @@ class QueueFacet(Facet):
 
     # -- run leases -------------------------------------------------------------------
     # The process executing a run holds a lease on its row (``lease_owner``, renewed before
-    # ``lease_expires_at``): a run is created or started with it and its outcome clears it in
-    # the same statements (see RowWriter.create_run, take_run_lease, Transaction.finish_run);
-    # these are the standalone changes. None of them bumps the run's version: the lease is
-    # about who executes the run, not about its content.
-    def acquire_run_lease(self, run_id: str, owner: str, ttl_seconds: float) -> bool:
-        """Take the lease on ``run_id`` (or re-take it, for the same owner) for
-        ``ttl_seconds``; ``False`` when another owner's lease has not expired, or no such run."""
-        _positive("ttl_seconds", ttl_seconds)
-        now = self.clock.now()
-        r = t.runs.c
-        free = sa.or_(r.lease_owner.is_(None), r.lease_owner == owner, r.lease_expires_at <= now)
-        with self._write(everywhere=WORKERS) as conn:
-            taken = conn.execute(
-                sa.update(t.runs)
-                .where(r.run_id == run_id, free)
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl_seconds))
-            )
-            return taken.rowcount == 1
-
+    # ``lease_expires_at``): a run is created, started or continued with it and its outcome
+    # clears it in the same statements (see RowWriter.create_run, Transaction.take_run_lease
+    # and finish_run), so the compare-and-set on the run's version decides who takes it;
+    # these are the standalone changes of a lease held. None of them bumps the run's
+    # version: the lease is about who executes the run, not about its content.
     def renew_run_leases(self, run_ids: Sequence[str], owner: str, ttl_seconds: float) -> int:
         """Extend the leases ``owner`` still holds on ``run_ids``, in one statement; how many
         it still held (a lapsed lease someone else took is not renewed)."""
