@@ -189,9 +189,10 @@ class PushSender:
                 configs = self.projects.for_project(event.project_id).a2a_push
             except NotFound:  # its project was archived: nothing to push to any more
                 raise PushGone("the push config's project is archived") from None
-        config = configs.push_config(push_id) if push_id else None
-        if config is None:
+        found = configs.push_configs(push_id=push_id) if push_id else []
+        if not found:
             raise PushGone("the push config was deleted or replaced")
+        config = found[0]
         secrets = unseal(self.grant.secret, config.push_id, config.sealed)
         token, url = secrets.get("token"), secrets.get("url", "")
         content, headers = wire_request(

@@ -554,16 +554,18 @@ def notification_view(record: NotificationRecord) -> dict[str, Any]:
 
 def list_view(store: Store, query: NotificationQuery = NotificationQuery()) -> dict[str, Any]:
     """``/v1/notifications`` and ``kneo notifications list``: a page of deliveries, newest
-    first, with the count per status over all of them and the events not yet routed."""
+    first, with the count per status over all of them and the project's events not yet
+    routed."""
     page = store.notifications.list_notifications(query)
+    counted = store.notifications.notification_counts()
     counts = dict.fromkeys(NOTIFICATION_STATUSES, 0)
-    for (_receiver, state), count in store.notifications.notification_counts().items():
+    for (_receiver, state), count in counted.deliveries.items():
         counts[state] = counts.get(state, 0) + count
     return {
         "notifications": [notification_view(r) for r in page.items],
         **page_counts(page),
         "counts": counts,
-        "unrouted_events": store.notifications.unrouted_notification_events(),
+        "unrouted_events": counted.unrouted,
     }
 
 

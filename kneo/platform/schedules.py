@@ -120,7 +120,7 @@ class Scheduler:
         """Start what is due now; counts of what each tick came to.
 
         An idle pass (nothing due, no tick waiting its turn) reads the active heads and the
-        waiting ticks' keys, nothing else: each schedule's next tick is known in memory.
+        waiting ticks, nothing else: each schedule's next tick is known in memory.
         Another replica firing a tick first only makes this one read the state then."""
         store = self.platform.store
         now = store.clock.now()
@@ -128,7 +128,9 @@ class Scheduler:
         declared = self.declared()
         if not declared:
             return counts
-        waiting = store.schedules.waiting()
+        waiting: dict[ScheduleKey, datetime] = {}  # each schedule's earliest waiting tick
+        for tick in store.schedules.ticks(status="waiting", limit=None):  # newest first
+            waiting[tick.key] = tick.tick_at
         due = [
             key
             for key in declared
@@ -235,11 +237,13 @@ class Scheduler:
         (never fired twice: a run may exist without its id on the tick)."""
         store = self.platform.store
         before = store.clock.now() - timedelta(seconds=LOST_AFTER_SECONDS)
-        stale = store.schedules.stale_claims(before)
+        stale = store.schedules.ticks(status="claimed", before=before, limit=None)
         detail = "the scheduler stopped between claiming the tick and recording its run"
         return sum(
-            store.schedules.record_tick(key, tick, "lost", detail=detail, expected="claimed")
-            for key, tick in stale
+            store.schedules.record_tick(
+                tick.key, tick.tick_at, "lost", detail=detail, expected="claimed"
+            )
+            for tick in stale
         )
 
 

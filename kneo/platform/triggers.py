@@ -142,9 +142,9 @@ def deliver(
     store = platform.store
     keys = [_key("event", event_id)] + ([_key("message", message_id)] if message_id else [])
     for n, event_key in enumerate(keys):
-        if not store.triggers.claim_event(key, event_key):
-            first = store.triggers.event_outcome(key, event_key) or {}
-            return 200, {"status": "duplicate", "run_id": first.get("run_id")}
+        first = store.triggers.claim_event(key, event_key)
+        if first is not None:  # a delivery of this event claimed it already
+            return 200, {"status": "duplicate", "run_id": first["run_id"]}
         if n:  # the message id only guards against a replayed body: no row of its own
             store.triggers.record_event(key, event_key, "message")
     meta = {"trigger": {"name": key[2], "event_id": event_id[:200]}, **run_metadata(trigger, event)}

@@ -51,7 +51,7 @@ from kneo.service.a2a_bridge import ApiCalls, caller_of
 from kneo.service.a2a_tasks import FINAL_STATES, pending_of, task_of, task_state
 from kneo.service.auth import Principal
 from kneo.store import Store
-from kneo.store.outbox.a2a_push import PushConfig
+from kneo.store.outbox.a2a_push import PushConfig, PushTarget
 
 if TYPE_CHECKING:
     from kneo.platform.manager import PlatformManager
@@ -203,21 +203,24 @@ class PushConfigs:
         store = self._store(principal.project)
         try:
             config = await asyncio.to_thread(
-                store.a2a_push.put_push_config,
-                push_id=push_id,
-                run_id=params.task_id,
-                config_id=params.id or params.task_id,  # the a2a-sdk's default id
-                owner=principal.name,
-                origin=_origin(url),
-                auth_scheme=params.authentication.scheme if "credentials" in secrets else None,
-                sealed=seal(self.grant.secret, push_id, secrets),
-                sees_requests=principal.has("human:read"),
+                store.a2a_push.set_push_config,
+                params.task_id,
+                principal.name,
+                params.id or params.task_id,  # the a2a-sdk's default id
+                PushTarget(
+                    push_id=push_id,
+                    origin=_origin(url),
+                    auth_scheme=params.authentication.scheme if "credentials" in secrets else None,
+                    sealed=seal(self.grant.secret, push_id, secrets),
+                    sees_requests=principal.has("human:read"),
+                ),
                 limit=MAX_CONFIGS,
             )
         except InvalidRequest as exc:  # the key holds as many as it may
             raise InvalidRequestError(
                 exc.message, data={"error": str(exc.code), "status": str(exc.http_status)}
             ) from None
+        assert config is not None  # a set returns the config it set
         await asyncio.to_thread(
             _audit,
             store,
@@ -253,10 +256,10 @@ class PushConfigs:
     async def delete(self, context: ServerCallContext, task_id: str, config_id: str) -> None:
         principal = await self._task(context, task_id)
         store = self._store(principal.project)
-        deleted = await asyncio.to_thread(
-            store.a2a_push.delete_push_config, task_id, principal.name, config_id
+        cleared = await asyncio.to_thread(
+            store.a2a_push.set_push_config, task_id, principal.name, config_id, None
         )
-        if not deleted:
+        if cleared is None:
             raise TaskNotFoundError(f"task {task_id} has no push config {config_id!r} of yours")
         await asyncio.to_thread(
             _audit,

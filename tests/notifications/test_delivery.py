@@ -127,7 +127,7 @@ def test_a_receiver_that_always_fails_ends_dead_after_n_attempts(
     assert (dead.attempts, dead.last_error) == (3, "HTTP 500")
     assert len(receiver.requests) == 3
     assert len(set(receiver.event_ids())) == 1  # one event, retried
-    assert manager.store.notifications.notification_counts() == {("hook", "dead"): 1}
+    assert manager.store.notifications.notification_counts().deliveries == {("hook", "dead"): 1}
     # retry makes it due again with a fresh budget; a receiver back up gets it
     receiver.status = 200
     assert manager.store.notifications.retry_notifications() == 1

@@ -31,6 +31,7 @@ from kneo.platform.a2a_push import PushGrant, PushSender, seal
 from kneo.settings import Settings
 from kneo.spec.project import ProjectContext
 from kneo.store import open_store
+from kneo.store.outbox.a2a_push import PushTarget
 from kneo.store.outbox.notifications import NotificationEvent
 from tests.fake_models.server import serve
 from tests.mcp_tests.conftest import agent_spec, call, declare_servers, stdio_import
@@ -145,12 +146,12 @@ def test_an_a2a_push_is_a_client_span(spans: InMemorySpanExporter, tmp_path: Pat
     try:
         with store.transaction() as tx:
             run_id = tx.create_run(target="workflow", input_text="x").run_id
-        store.a2a_push.put_push_config(
-            push_id="p_1", run_id=run_id, config_id="p_1", owner="agent",
-            origin=url.rpartition("/")[0], auth_scheme=None,
+        target = PushTarget(
+            push_id="p_1", origin=url.rpartition("/")[0], auth_scheme=None,
             sealed=seal(PUSH_SECRET, "p_1", {"token": "tok-1", "url": url}),
-            sees_requests=False, limit=10,
+            sees_requests=False,
         )  # fmt: skip
+        store.a2a_push.set_push_config(run_id, "agent", "p_1", target)
         grant = PushGrant(AllowList.parse([url.rpartition("/")[0]], variable="V"), PUSH_SECRET)
         sender = PushSender(store.a2a_push, grant, timeout=5)
         event = NotificationEvent(

@@ -23,6 +23,7 @@ from kneo.platform.notifications import start_dispatcher
 from kneo.platform.sweeper import Sweeper
 from kneo.platform.worker import Worker
 from kneo.store import AuditQuery, NotificationEvent, NotificationQuery
+from kneo.store.outbox.a2a_push import PushTarget
 from tests.notifications.receiver import Receiver
 
 PUSH_SECRET = "push-secret-0123456789-0123456789-abcd"
@@ -165,16 +166,17 @@ def test_a_team_b_push_is_swept_and_sent_with_team_b_config(
     )
     run = service.start("b-op", APPROVAL).json()
     team_b = service.manager.for_project("team-b").store
-    team_b.a2a_push.put_push_config(
-        push_id="p_b",
-        run_id=run["run_id"],
-        config_id="c1",
-        owner="agent",
-        origin=target.url.rsplit("/", 1)[0],
-        auth_scheme=None,
-        sealed=seal(PUSH_SECRET, "p_b", {"token": "tok-b", "url": target.url}),
-        sees_requests=False,
-        limit=10,
+    team_b.a2a_push.set_push_config(
+        run["run_id"],
+        "agent",
+        "c1",
+        PushTarget(
+            push_id="p_b",
+            origin=target.url.rsplit("/", 1)[0],
+            auth_scheme=None,
+            sealed=seal(PUSH_SECRET, "p_b", {"token": "tok-b", "url": target.url}),
+            sees_requests=False,
+        ),
     )
     assert PushSweep(lambda: service.manager, 1.0).run_once() == 1
     [delivery] = team_b.notifications.list_notifications(NotificationQuery(receiver="a2a")).items

@@ -766,6 +766,7 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
     from kneo.kernel import AllowList
     from kneo.platform.a2a_push import PushFailed, PushGone, PushGrant, PushSender, seal
     from kneo.store import open_store
+    from kneo.store.outbox.a2a_push import PushTarget
     from kneo.store.outbox.notifications import NotificationEvent
 
     gateway.target = attacker.url
@@ -776,16 +777,17 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
     sender = PushSender(store.a2a_push, grant, timeout=5)
 
     def config(push_id: str, url: str) -> NotificationEvent:
-        store.a2a_push.put_push_config(
-            push_id=push_id,
-            run_id=run_id,
-            config_id=push_id,
-            owner="agent",
-            origin=url.rpartition("/")[0],
-            auth_scheme=None,
-            sealed=seal(PUSH_SECRET, push_id, {"token": "tok-1", "url": url}),
-            sees_requests=False,
-            limit=10,
+        store.a2a_push.set_push_config(
+            run_id,
+            "agent",
+            push_id,
+            PushTarget(
+                push_id=push_id,
+                origin=url.rpartition("/")[0],
+                auth_scheme=None,
+                sealed=seal(PUSH_SECRET, push_id, {"token": "tok-1", "url": url}),
+                sees_requests=False,
+            ),
         )
         payload = {"push_id": push_id, "body": {"task": {"id": run_id}}}
         return NotificationEvent(
@@ -802,7 +804,7 @@ def test_an_a2a_push_reaches_its_listed_receiver_and_nothing_else(
         off_list = config("p_off", f"{attacker.url}/hook")  # set when the list had it
         with pytest.raises(PushFailed, match="refused"):
             sender.send(off_list, datetime.now(UTC))
-        store.a2a_push.delete_push_config(run_id, "agent", "p_ok")
+        store.a2a_push.set_push_config(run_id, "agent", "p_ok", None)
         with pytest.raises(PushGone):  # deleted since: dropped, sent nowhere
             sender.send(listed, datetime.now(UTC))
         assert attacker.requests == []

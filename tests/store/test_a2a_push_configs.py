@@ -12,23 +12,22 @@ from kneo.errors import InvalidRequest
 from kneo.setting_groups import RetentionDays
 from kneo.store import NotificationQuery, Store
 from kneo.store import tables as t
-from kneo.store.outbox.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig
+from kneo.store.outbox.a2a_push import PUSH_EVENT, PUSH_RECEIVER, PushConfig, PushTarget
 
 from .helpers import new_run
 
 
 def _put(store: Store, run_id: str, owner: str = "agent", config_id: str = "c1") -> PushConfig:
-    return store.a2a_push.put_push_config(
+    target = PushTarget(
         push_id=f"a2ap_{owner}_{config_id}_{run_id[-6:]}",
-        run_id=run_id,
-        config_id=config_id,
-        owner=owner,
         origin="https://hooks.example.com",
         auth_scheme="Bearer",
         sealed="v1.sealed",
         sees_requests=True,
-        limit=2,
     )
+    config = store.a2a_push.set_push_config(run_id, owner, config_id, target, limit=2)
+    assert config is not None
+    return config
 
 
 def test_a_config_is_its_owners(store: Store) -> None:
@@ -36,14 +35,16 @@ def test_a_config_is_its_owners(store: Store) -> None:
     mine = _put(store, run_id)
     assert [c.config_id for c in store.a2a_push.push_configs(run_id, "agent")] == ["c1"]
     assert store.a2a_push.push_configs(run_id, "other") == []  # another caller sees none of it
-    assert not store.a2a_push.delete_push_config(run_id, "other", "c1")  # nor deletes it
-    assert store.a2a_push.push_config(mine.push_id) == mine
+    assert store.a2a_push.set_push_config(run_id, "other", "c1", None) is None  # nor clears it
+    assert store.a2a_push.push_configs(push_id=mine.push_id) == [mine]
     replaced = _put(store, run_id)  # the same id again replaces it
     assert store.a2a_push.push_configs(run_id, "agent") == [replaced]
     _put(store, run_id, config_id="c2")
     with pytest.raises(InvalidRequest, match="at most 2"):
         _put(store, run_id, config_id="c3")
-    assert store.a2a_push.delete_push_config(run_id, "agent", "c1")
+    assert store.a2a_push.set_push_config(run_id, "agent", "c1", None) == replaced
+    assert store.a2a_push.set_push_config(run_id, "agent", "c1", None) is None  # cleared once
+    assert store.a2a_push.push_configs(push_id=replaced.push_id) == []
     assert [c.config_id for c in store.a2a_push.push_configs(run_id, "agent")] == ["c2"]
 
 

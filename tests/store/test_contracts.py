@@ -28,7 +28,7 @@ from kneo.store.base import Facet
 from kneo.store.coordination.controller_requests import ControllerFacet
 from kneo.store.coordination.queue_and_locks import IdempotencyFacet, LocksFacet, QueueFacet
 from kneo.store.maintenance.retention import MaintenanceFacet
-from kneo.store.outbox.notifications import NotificationsFacet
+from kneo.store.outbox.notifications import NotificationCounts, NotificationsFacet
 from kneo.store.project_metadata import MetadataFacet
 from kneo.store.registry.reads import ApprovalReads, RegistryFacet
 from kneo.store.runs import payloads
@@ -457,9 +457,11 @@ def check_notifications(outbox: NotificationsFacet, clock: ManualClock) -> None:
     holder can finish."""
     assert outbox.add_notification_event("evt_n1", "human.expiring", payload={"k": 1}) is True
     assert outbox.add_notification_event("evt_n1", "human.expiring") is False
-    assert outbox.unrouted_notification_events() == 1
+    assert outbox.notification_counts() == NotificationCounts({}, unrouted=1)
     assert outbox.route_notifications(lambda event: ["chat", "mail"]) == 1
-    assert outbox.unrouted_notification_events() == 0
+    assert outbox.notification_counts() == NotificationCounts(
+        {("chat", "pending"): 1, ("mail", "pending"): 1}, unrouted=0
+    )
     claimed = outbox.claim_notifications("d1", 30, receivers=["chat"])
     assert [(n.receiver, n.event.event_id, n.attempts) for n in claimed] == [("chat", "evt_n1", 1)]
     assert (
@@ -479,12 +481,12 @@ def check_notifications(outbox: NotificationsFacet, clock: ManualClock) -> None:
     [again] = outbox.claim_notifications("d1", 30)
     assert (again.receiver, again.attempts) == ("chat", 2)
     assert outbox.finish_notifications("d1", [DeliveryOutcome(again.id, False, "gone")]) == 1
-    assert outbox.notification_counts() == {("chat", "dead"): 1, ("mail", "sent"): 1}
+    assert outbox.notification_counts().deliveries == {("chat", "dead"): 1, ("mail", "sent"): 1}
     assert [
         n.receiver for n in outbox.list_notifications(NotificationQuery(status="dead")).items
     ] == ["chat"]
     assert outbox.retry_notifications() == 1
-    assert outbox.notification_counts()[("chat", "pending")] == 1
+    assert outbox.notification_counts().deliveries[("chat", "pending")] == 1
 
 
 def check_console_sessions(sessions: SessionsFacet, clock: ManualClock) -> None:

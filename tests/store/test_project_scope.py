@@ -27,6 +27,8 @@ from kneo.projects import DEFAULT_PROJECT, DEFAULT_PROJECT_ID
 from kneo.store import AuditQuery, RegistryQuery, RunQuery, Store, TaskQuery, Transaction
 from kneo.store import tables as t
 from kneo.store.base import Facet
+from kneo.store.outbox.a2a_push import PushTarget
+from kneo.store.outbox.notifications import NotificationCounts
 from kneo.store.runs.steps import StepEvent
 from kneo.store.tasks.search import scoped_term
 from tests.operations.helpers import wait_for
@@ -54,8 +56,7 @@ GLOBAL: dict[str, set[str]] = {
     "locks": {"acquire_lock", "renew_lock", "release_lock", "get_lock"},
     "idempotency": {"first_callback"},  # a callback's key names its receiver
     "notifications": {
-        "route_notifications", "claim_notifications",
-        "finish_notifications", "unrouted_notification_events",
+        "route_notifications", "claim_notifications", "finish_notifications",
     },
     "a2a_push": {"due_pushes", "record_push"},
     # the controller of every project's source: each source says its project (given a
@@ -98,13 +99,12 @@ SCOPED: dict[str, set[str]] = {
         "add_notification_event", "list_notifications", "notification_counts",
         "retry_notifications",
     },
-    "a2a_push": {"put_push_config", "push_configs", "push_config", "delete_push_config"},
+    "a2a_push": {"set_push_config", "push_configs"},
     "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
     "schedules": {
-        "states", "advance", "set_paused", "claim_tick", "record_tick",
-        "live_run", "waiting", "ticks", "stale_claims",
+        "states", "advance", "set_paused", "claim_tick", "record_tick", "live_run", "ticks",
     },
-    "triggers": {"claim_event", "record_event", "event_outcome"},
+    "triggers": {"claim_event", "record_event"},
     "rollouts": {
         "serving", "get_rollout", "list_rollouts", "active", "figures",
         "unjudged_runs", "record_judgement",
@@ -606,34 +606,36 @@ def test_notifications_are_their_projects_and_routing_says_whose(a: Store, b: St
     assert a.notifications.add_notification_event(
         "evt_a", "human.expiring", run_id="run_a", payload={"environment": "dev"}
     )
+    assert a.notifications.notification_counts().unrouted == 1
+    assert b.notifications.notification_counts().unrouted == 0  # A's event is A's to count
     routed: list[int] = []
     assert b.notifications.route_notifications(  # global: every project's events
         lambda event: routed.append(event.project_id) or ["hook"]
     ) == 1  # fmt: skip
     assert routed == [a.project_id]
     assert b.notifications.list_notifications().items == []
-    assert b.notifications.notification_counts() == {}
+    assert b.notifications.notification_counts() == NotificationCounts({}, unrouted=0)
     (mine,) = a.notifications.list_notifications().items
     assert mine.event.project_id == a.project_id
     assert b.notifications.retry_notifications([mine.id], status="pending") == 0
-    assert a.notifications.notification_counts() == {("hook", "pending"): 1}
+    assert a.notifications.notification_counts().deliveries == {("hook", "pending"): 1}
     (claimed,) = b.notifications.claim_notifications("dispatcher", 30)  # global
     assert claimed.event.project_id == a.project_id
 
 
 def test_push_configs_are_their_projects(a: Store, b: Store) -> None:
     run_id = new_run(a)
-    config = dict(
-        run_id=run_id, config_id="c1", owner="agent", origin="https://h.example",
-        auth_scheme=None, sealed="v1.x", sees_requests=False, limit=2,
-    )  # fmt: skip
+
+    def target(push_id: str) -> PushTarget:
+        return PushTarget(push_id, "https://h.example", None, "v1.x", sees_requests=False)
+
     with pytest.raises(NotFound):  # B cannot set a config on A's run
-        b.a2a_push.put_push_config(push_id="p_b", **config)
-    mine = a.a2a_push.put_push_config(push_id="p_a", **config)
-    assert mine.project_id == a.project_id
+        b.a2a_push.set_push_config(run_id, "agent", "c1", target("p_b"), limit=2)
+    mine = a.a2a_push.set_push_config(run_id, "agent", "c1", target("p_a"), limit=2)
+    assert mine is not None and mine.project_id == a.project_id
     assert b.a2a_push.push_configs(run_id, "agent") == []
-    assert b.a2a_push.push_config("p_a") is None
-    assert b.a2a_push.delete_push_config(run_id, "agent", "c1") is False
+    assert b.a2a_push.push_configs(push_id="p_a") == []
+    assert b.a2a_push.set_push_config(run_id, "agent", "c1", None) is None
     assert a.a2a_push.push_configs(run_id, "agent") == [mine]
     (due,) = b.a2a_push.due_pushes()  # global: the sweep pushes every project's
     assert due.config.project_id == a.project_id

@@ -1,7 +1,7 @@
 """A2A push notification configs on the :class:`~kneo.store.api.Store` (``a2a_push_configs``,
 migration 0025), and the outbox rows their pushes are.
 
-A config belongs to its owner (the caller who set it): reads and deletes name the owner,
+A config belongs to its owner (the caller who set it): reads and clears name the owner,
 so another caller finds nothing. The push sweep (:mod:`kneo.service.a2a_push`) reads the
 configs whose run changed status since their last push (:meth:`A2aPushFacet.due_pushes`)
 and records each push (:meth:`A2aPushFacet.record_push`): a compare-and-set on the config's
@@ -56,6 +56,18 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class PushTarget:
+    """Where and how a config pushes, as :meth:`A2aPushFacet.set_push_config` sets it (its
+    row id, ``origin`` in clear, the URL, token and credentials ``sealed``)."""
+
+    push_id: str
+    origin: str
+    auth_scheme: str | None
+    sealed: str
+    sees_requests: bool
+
+
+@dataclass(frozen=True)
 class DuePush:
     """A config whose run is in another status than the one pushed last."""
 
@@ -70,49 +82,48 @@ def _config(row: Any) -> PushConfig:
 class A2aPushFacet(Facet):
     """Push configs and their pushes; every method commits on its own."""
 
-    def put_push_config(
+    def set_push_config(
         self,
-        *,
-        push_id: str,
         run_id: str,
-        config_id: str,
         owner: str,
-        origin: str,
-        auth_scheme: str | None,
-        sealed: str,
-        sees_requests: bool,
-        limit: int,
-    ) -> PushConfig:
-        """Set ``owner``'s config ``config_id`` on the project's run ``run_id``: a new row (a
-        config of that id is replaced: its pushes not yet sent are dropped), pushed from the
-        run's current status on. More than ``limit`` configs of one owner on one run is
-        ``invalid_request``; a run of another project is ``not_found``."""
+        config_id: str,
+        target: PushTarget | None,
+        *,
+        limit: int | None = None,
+    ) -> PushConfig | None:
+        """Set ``owner``'s config ``config_id`` on the project's run ``run_id`` to push to
+        ``target``: a new row (a config of that id is replaced: its pushes not yet sent are
+        dropped), pushed from the run's current status on; returns it. More than ``limit``
+        configs of one owner on one run is ``invalid_request``; a run of another project is
+        ``not_found``. ``None`` clears the config (its pushes not yet sent are dropped when
+        their turn comes): returns the config cleared, ``None`` when there was none."""
         c, r = t.a2a_push_configs.c, t.runs.c
-        now = self.clock.now()
         mine = (c.run_id == run_id, c.owner == owner, c.project_id == self.project_id)
+        this = sa.delete(t.a2a_push_configs).where(*mine, c.config_id == config_id)
+        if target is None:
+            with self._write(one_statement=True) as conn:
+                row = conn.execute(this.returning(*t.a2a_push_configs.c)).mappings().first()
+            return None if row is None else _config(row)
+        now = self.clock.now()
         run = sa.select(r.run_id).where(r.run_id == run_id, r.project_id == self.project_id)
         with self._write() as conn:
             if conn.execute(run).first() is None:
                 raise not_found_error("run", run_id)
-            conn.execute(sa.delete(t.a2a_push_configs).where(*mine, c.config_id == config_id))
+            conn.execute(this)
             held = conn.execute(
                 sa.select(sa.func.count()).select_from(t.a2a_push_configs).where(*mine)
             ).scalar_one()
-            if held >= limit:
+            if limit is not None and held >= limit:
                 raise InvalidRequest(
                     f"task {run_id} has {held} push configs of yours already (at most {limit}): "
                     "delete one first",
                     field="id",
                 )
             config = PushConfig(
-                push_id=push_id,
+                **vars(target),
                 run_id=run_id,
                 config_id=config_id,
                 owner=owner,
-                origin=origin,
-                auth_scheme=auth_scheme,
-                sealed=sealed,
-                sees_requests=sees_requests,
                 pushed_status=None,
                 pushed_seq=0,
                 done=False,
@@ -123,39 +134,21 @@ class A2aPushFacet(Facet):
             conn.execute(sa.insert(t.a2a_push_configs).values(**vars(config)))
         return config
 
-    def push_configs(self, run_id: str, owner: str) -> list[PushConfig]:
-        """``owner``'s configs on run ``run_id``, oldest first."""
+    def push_configs(
+        self, run_id: str | None = None, owner: str | None = None, *, push_id: str | None = None
+    ) -> list[PushConfig]:
+        """The project's configs, oldest first: ``owner``'s on run ``run_id``, or the one of
+        row id ``push_id`` (a delivery's), whoever owns it (each filter given applies)."""
         c = t.a2a_push_configs.c
+        filters = ((c.run_id, run_id), (c.owner, owner), (c.push_id, push_id))
+        where = [column == value for column, value in filters if value is not None]
         with self._read() as conn:
             found = conn.execute(
                 sa.select(t.a2a_push_configs)
-                .where(c.run_id == run_id, c.owner == owner, c.project_id == self.project_id)
+                .where(*where, c.project_id == self.project_id)
                 .order_by(c.created_at, c.push_id)
             ).mappings()
             return [_config(row) for row in found]
-
-    def push_config(self, push_id: str) -> PushConfig | None:
-        """One of the project's configs by its row id (a delivery's), whoever owns it."""
-        c = t.a2a_push_configs.c
-        mine = (c.push_id == push_id, c.project_id == self.project_id)
-        with self._read() as conn:
-            row = conn.execute(sa.select(t.a2a_push_configs).where(*mine)).mappings().first()
-        return None if row is None else _config(row)
-
-    def delete_push_config(self, run_id: str, owner: str, config_id: str) -> bool:
-        """Delete ``owner``'s config ``config_id`` on run ``run_id`` (its pushes not yet
-        sent are dropped when their turn comes); ``False`` when there is none."""
-        c = t.a2a_push_configs.c
-        with self._write(one_statement=True) as conn:
-            result = conn.execute(
-                sa.delete(t.a2a_push_configs).where(
-                    c.run_id == run_id,
-                    c.owner == owner,
-                    c.config_id == config_id,
-                    c.project_id == self.project_id,
-                )
-            )
-            return bool(result.rowcount)
 
     def due_pushes(self, limit: int = 100) -> list[DuePush]:
         """Configs of every project not done whose run's status differs from the one pushed
@@ -245,4 +238,4 @@ class A2aPushFacet(Facet):
         return True
 
 
-__all__ = ["PUSH_EVENT", "PUSH_RECEIVER", "A2aPushFacet", "DuePush", "PushConfig"]
+__all__ = ["PUSH_EVENT", "PUSH_RECEIVER", "A2aPushFacet", "DuePush", "PushConfig", "PushTarget"]

@@ -1,5 +1,5 @@
 """The notifications outbox on the :class:`~kneo.store.api.Store`: routing, leased claims,
-outcomes, listing and retry.
+outcomes, listing, counts and retry.
 
 Events are written by the transaction that causes them (``notification_events``, see
 :func:`kneo.store.row_values.outbox_values`). A dispatcher then, each in one short
@@ -76,6 +76,16 @@ class DeliveryOutcome:
     sent: bool
     error: str | None = None
     retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NotificationCounts:
+    """A project's outbox counted (:meth:`NotificationsFacet.notification_counts`)."""
+
+    #: its deliveries per ``(receiver, status)``
+    deliveries: dict[tuple[str, str], int]
+    #: its events written but not yet routed by any dispatcher
+    unrouted: int
 
 
 _EVENT_FIELDS = tuple(f for f in NotificationEvent.__dataclass_fields__)
@@ -302,29 +312,25 @@ class NotificationsFacet(Facet):
             items = [_record(row) for row in found]
         return Page(items, int(total), q.limit, q.offset, "id", "desc")
 
-    def notification_counts(self) -> dict[tuple[str, str], int]:
-        """The project's deliveries per ``(receiver, status)``, read at once: what a metrics
-        scrape reports (the same in every process, since it is the database's)."""
-        n = t.notifications.c
+    def notification_counts(self) -> NotificationCounts:
+        """The project's outbox counted at once (one snapshot): its deliveries per
+        ``(receiver, status)`` and its events no dispatcher has routed yet; what a listing
+        and a metrics scrape report (the same in every process, since it is the
+        database's)."""
+        n, e = t.notifications.c, t.notification_events.c
         with self._read() as conn:
             found = conn.execute(
                 sa.select(n.receiver, n.status, sa.func.count())
                 .where(n.project_id == self.project_id)
                 .group_by(n.receiver, n.status)
             )
-            return {(str(r), str(s)): int(c) for r, s, c in found}
-
-    def unrouted_notification_events(self) -> int:
-        """Events written but not yet routed by any dispatcher, in every project."""
-        e = t.notification_events.c
-        with self._read(everywhere=DISPATCHERS) as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(t.notification_events)
-                    .where(e.routed == sa.false())
-                ).scalar_one()
-            )
+            deliveries = {(str(r), str(s)): int(c) for r, s, c in found}
+            unrouted = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.notification_events)
+                .where(e.routed == sa.false(), e.project_id == self.project_id)
+            ).scalar_one()
+        return NotificationCounts(deliveries, int(unrouted))
 
     def retry_notifications(self, ids: Sequence[int] | None = None, *, status: str = "dead") -> int:
         """Make the project's deliveries due again now, with a fresh attempt budget: the rows
@@ -345,6 +351,7 @@ class NotificationsFacet(Facet):
 __all__ = [
     "NOTIFICATION_STATUSES",
     "DeliveryOutcome",
+    "NotificationCounts",
     "NotificationEvent",
     "NotificationRecord",
     "NotificationsFacet",

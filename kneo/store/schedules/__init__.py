@@ -80,6 +80,11 @@ class Tick:
     detail: str | None
     created_at: datetime
 
+    @property
+    def key(self) -> ScheduleKey:
+        """Its schedule's key."""
+        return (self.bundle, self.environment, self.schedule)
+
 
 class SchedulesFacet(Facet):
     """``store.schedules``: a project's schedule states and ticks; each call commits."""
@@ -216,42 +221,36 @@ class SchedulesFacet(Facet):
             found = conn.execute(stmt).scalar()
         return None if found is None else str(found)
 
-    def waiting(self) -> dict[ScheduleKey, datetime]:
-        """The schedules with a tick waiting its turn (overlap ``queue``), each with its
-        earliest such tick: one read through the index on status."""
+    def ticks(
+        self,
+        key: ScheduleKey | None = None,
+        *,
+        status: str | None = None,
+        before: datetime | None = None,
+        limit: int | None = 20,
+    ) -> list[Tick]:
+        """The latest ticks, newest first (``limit``: at most that many; ``None``: all): of
+        the schedule ``key`` (``None``: every schedule in the project), in ``status``,
+        claimed before ``before``. A status read goes through the index on status: the
+        ticks waiting their turn (overlap ``queue``), the claims whose run was never
+        recorded (the claimer died between the claim and the run's creation)."""
         k = schedule_ticks.c
-        stmt = (
-            sa.select(k.bundle_name, k.environment, k.schedule, sa.func.min(k.tick_at))
-            .where(k.project_id == self.project_id, k.status == "waiting")
-            .group_by(k.bundle_name, k.environment, k.schedule)
-        )
-        with self._read(snapshot=False) as conn:
-            return {(r[0], r[1], r[2]): r[3] for r in conn.execute(stmt)}
-
-    def ticks(self, key: ScheduleKey, limit: int = 20) -> list[Tick]:
-        """The schedule's latest ticks, newest first."""
-        k = schedule_ticks.c
+        where = [k.project_id == self.project_id] if key is None else self._key(key, schedule_ticks)
+        if status is not None:
+            where.append(k.status == status)
+        if before is not None:
+            where.append(k.created_at < before)
         stmt = (
             sa.select(
                 k.bundle_name, k.environment, k.schedule, k.tick_at, k.status, k.run_id,
                 k.detail, k.created_at,
             )
-            .where(*self._key(key, schedule_ticks))
+            .where(*where)
             .order_by(k.tick_at.desc())
             .limit(limit)
         )  # fmt: skip
         with self._read(snapshot=False) as conn:
             return [Tick(*row) for row in conn.execute(stmt)]
-
-    def stale_claims(self, before: datetime) -> list[tuple[ScheduleKey, datetime]]:
-        """Ticks claimed before ``before`` whose run was never recorded (the claimer died
-        between the claim and the run's creation)."""
-        k = schedule_ticks.c
-        stmt = sa.select(k.bundle_name, k.environment, k.schedule, k.tick_at).where(
-            k.project_id == self.project_id, k.status == "claimed", k.created_at < before
-        )
-        with self._read(snapshot=False) as conn:
-            return [((r[0], r[1], r[2]), r[3]) for r in conn.execute(stmt)]
 
 
 __all__ = ["LIVE", "ScheduleKey", "ScheduleState", "SchedulesFacet", "Tick", "schedule_states",

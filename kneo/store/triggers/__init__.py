@@ -46,9 +46,11 @@ class TriggersFacet(Facet):
             c.event_key == event_key,
         ]
 
-    def claim_event(self, key: TriggerKey, event_key: str) -> bool:
-        """Take the event: ``True`` for exactly one delivery of it across replicas."""
-        stmt = (
+    def claim_event(self, key: TriggerKey, event_key: str) -> dict[str, Any] | None:
+        """Take the event: ``None`` for exactly one delivery of it across replicas; every
+        other finds the outcome recorded so far (``status``, ``run_id``, ``detail``)."""
+        c = trigger_events.c
+        claim = (
             self.dialect.insert(trigger_events)
             .values(
                 project_id=self.project_id, bundle_name=key[0], environment=key[1],
@@ -58,8 +60,12 @@ class TriggersFacet(Facet):
             .on_conflict_do_nothing()
             .returning(trigger_events.c.event_key)
         )  # fmt: skip
+        earlier = sa.select(c.status, c.run_id, c.detail).where(*self._where(key, event_key))
         with self._write() as conn:
-            return conn.execute(stmt).first() is not None
+            if conn.execute(claim).first() is not None:
+                return None
+            row = conn.execute(earlier).one()  # (what the insert found: no row is deleted)
+        return {"status": row[0], "run_id": row[1], "detail": row[2]}
 
     def record_event(
         self, key: TriggerKey, event_key: str, status: str, *, run_id: str | None = None,
@@ -72,13 +78,6 @@ class TriggersFacet(Facet):
         )
         with self._write() as conn:
             conn.execute(stmt)
-
-    def event_outcome(self, key: TriggerKey, event_key: str) -> dict[str, Any] | None:
-        c = trigger_events.c
-        stmt = sa.select(c.status, c.run_id, c.detail).where(*self._where(key, event_key))
-        with self._read(snapshot=False) as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else {"status": row[0], "run_id": row[1], "detail": row[2]}
 
 
 __all__ = ["TriggerKey", "TriggersFacet", "trigger_events"]
