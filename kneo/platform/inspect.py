@@ -350,8 +350,14 @@ class Inspection:
             )
         if from_sequence < 1 or to_sequence < 1:
             raise InvalidRequest("checkpoint sequences start at 1", field="from_sequence")
-        before = self.store.runs.get_checkpoint(run_id, from_sequence)
-        after = self.store.runs.get_checkpoint(run_id, to_sequence)
+        ends = (from_sequence, to_sequence)
+        found = self.store.runs.list_checkpoints(run_id, sequences=ends, limit=2).items
+        by_sequence = {checkpoint.sequence: checkpoint for checkpoint in found}
+        for sequence in ends:
+            if sequence not in by_sequence:
+                ident = f"{run_id}#{sequence}"
+                raise NotFound(f"checkpoint {ident!r} not found", resource="checkpoint", id=ident)
+        before, after = by_sequence[from_sequence], by_sequence[to_sequence]
         changes = diff(
             {"payload": before.payload, "metadata": before.metadata},
             {"payload": after.payload, "metadata": after.metadata},

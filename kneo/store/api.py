@@ -289,15 +289,19 @@ class RunsFacet(Facet):
         run_id: str,
         *,
         type: str | None = None,
+        sequences: Sequence[int] | None = None,
         limit: int = 100,
         offset: int = 0,
         sort_order: str = "asc",
     ) -> Page[CheckpointRecord]:
-        """A run's checkpoints by sequence, optionally of one ``type``."""
+        """A run's checkpoints by sequence, optionally of one ``type`` or only the
+        ``sequences`` named (a diff's two ends in one read; one not stored is left out)."""
         check_page(limit, offset)
         order = check_order(sort_order)
         c = t.checkpoints.c
         where = [c.run_id == run_id, self._owned(c.run_id)] + ([c.type == type] if type else [])
+        if sequences is not None:
+            where.append(c.sequence.in_(sorted(set(sequences))))
         with self._read() as conn:
             total = conn.execute(
                 sa.select(sa.func.count()).select_from(t.checkpoints).where(*where)
@@ -311,22 +315,6 @@ class RunsFacet(Facet):
             ).mappings()
             items = chains.records(conn, run_id, list(result))
         return Page(items, total, limit, offset, "sequence", order)
-
-    def get_checkpoint(self, run_id: str, sequence: int) -> CheckpointRecord:
-        c = t.checkpoints.c
-        with self._read() as conn:
-            row = (
-                conn.execute(
-                    sa.select(t.checkpoints).where(
-                        c.run_id == run_id, c.sequence == sequence, self._owned(c.run_id)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                raise not_found_error("checkpoint", f"{run_id}#{sequence}")
-            return chains.records(conn, run_id, [row])[0]
 
     def list_trace(
         self,

@@ -491,7 +491,7 @@ def test_inspection_views(manager: PlatformManager, project: Path) -> None:
     assert diff["change_count"] == len(diff["added"]) + len(diff["removed"]) + len(diff["changed"])
     latest = manager.checkpoint_diff(paused.run_id)
     assert (latest["from_sequence"], latest["to_sequence"]) == (4, 5)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound, match="#99"):
         manager.checkpoint_diff(paused.run_id, from_sequence=1, to_sequence=99)
     view = manager.get_run(paused.run_id)
     assert view["visited_steps"] == ["a", "review", "b"] and view["status"] == "succeeded"

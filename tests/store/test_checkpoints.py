@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kneo.errors import InvalidRequest, NotFound
+from kneo.errors import InvalidRequest
 from kneo.setting_groups import CheckpointLimits
 from kneo.settings import Settings
 from kneo.store import Store
@@ -27,7 +27,7 @@ def test_small_payload_stored_plain(small_store: Store) -> None:
     run_id = new_run(small_store)
     with small_store.transaction() as tx:
         written = tx.add_checkpoint(run_id, type="step", payload={"a": "x" * 10})
-    read = small_store.runs.get_checkpoint(run_id, 1)
+    read = small_store.runs.list_checkpoints(run_id, sequences=[1]).items[0]
     assert read == written
     assert (read.compressed, read.truncated, read.payload) == (False, False, {"a": "x" * 10})
 
@@ -38,7 +38,7 @@ def test_compression_round_trip(small_store: Store) -> None:
     payload = {"text": "abc" * 1_000, "items": list(range(100)), "nested": {"k": "ü" * 50}}
     with small_store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step", payload=payload, metadata={"m": 1})
-    read = small_store.runs.get_checkpoint(run_id, 1)
+    read = small_store.runs.list_checkpoints(run_id, sequences=[1]).items[0]
     assert read.compressed and not read.truncated
     assert read.payload == payload and read.metadata == {"m": 1}
     assert read.size_bytes > LIMITS.compress_bytes
@@ -65,7 +65,7 @@ def test_preview_above_hard_cap(small_store: Store) -> None:
             payload=payload,
             metadata={"m": 1},
         )
-    read = small_store.runs.get_checkpoint(run_id, 1)
+    read = small_store.runs.list_checkpoints(run_id, sequences=[1]).items[0]
     assert read == written and read.truncated
     assert read.payload["blob"].startswith(noise[:50]) and "truncated" in read.payload["blob"]
     assert len(read.payload["blob"]) < 100
@@ -85,7 +85,7 @@ def test_default_limits_compress_large_payloads(store: Store) -> None:
     run_id = new_run(store)
     with store.transaction() as tx:
         tx.add_checkpoint(run_id, type="step", payload={"a": "y" * 100_000})
-    read = store.runs.get_checkpoint(run_id, 1)
+    read = store.runs.list_checkpoints(run_id, sequences=[1]).items[0]
     assert read.compressed and not read.truncated and len(read.payload["a"]) == 100_000
 
 
@@ -99,7 +99,8 @@ def test_non_json_payload_is_refused(store: Store) -> None:
 
 
 def test_list_by_type_latest_and_missing(store: Store) -> None:
-    """Checkpoints filter by type; the newest first is the latest; unknown is NotFound."""
+    """Checkpoints filter by type or by sequence; the newest first is the latest; a sequence
+    not stored is left out."""
     run_id = new_run(store)
     with store.transaction() as tx:
         for kind in ("step", "turn", "step"):
@@ -111,7 +112,7 @@ def test_list_by_type_latest_and_missing(store: Store) -> None:
     [turn] = store.runs.list_checkpoints(run_id, type="turn", limit=1, sort_order="desc").items
     assert turn is not None and turn.sequence == 2
     assert store.runs.list_checkpoints(new_run(store), limit=1).items == []
-    with pytest.raises(NotFound):
-        store.runs.get_checkpoint(run_id, 99)
+    two = store.runs.list_checkpoints(run_id, sequences=[3, 99, 1], sort_order="desc")
+    assert [c.sequence for c in two.items] == [3, 1] and two.total == 2  # 99: not stored
     paged = store.runs.list_checkpoints(run_id, limit=1, offset=1)
     assert [c.sequence for c in paged.items] == [2] and paged.total == 3

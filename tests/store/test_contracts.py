@@ -92,7 +92,7 @@ def check_runs(reads: RunsFacet, units: Store) -> None:
     assert [c.step_id for c in checkpoints.items] == ["s1", "s2"] and checkpoints.total == 2
     [latest] = reads.list_checkpoints("run_c1", limit=1, sort_order="desc").items
     assert latest is not None and latest.payload == {"n": 2}
-    assert reads.get_checkpoint("run_c1", latest.sequence) == latest
+    assert reads.list_checkpoints("run_c1", sequences=[latest.sequence]).items == [latest]
     trace = reads.list_trace("run_c1", event_type="step.completed")
     assert [e.event_type for e in trace.items] == ["step.completed"]
 

@@ -70,7 +70,10 @@ def test_many_steps_fold_to_every_state(store: Store) -> None:
     keyframes = [i + 1 for i, e in enumerate(encodings) if e in payloads.KEYFRAME_ENCODINGS]
     assert keyframes == [1, 1 + KEYFRAME_EVERY, 1 + 2 * KEYFRAME_EVERY]
     for sequence, state in enumerate(states, start=1):
-        assert store.runs.get_checkpoint(journal.run_id, sequence).payload == state
+        assert (
+            store.runs.list_checkpoints(journal.run_id, sequences=[sequence]).items[0].payload
+            == state
+        )
     page = store.runs.list_checkpoints(journal.run_id, limit=100)
     assert [c.payload for c in page.items] == states and page.total == 40
     [latest] = store.runs.list_checkpoints(journal.run_id, limit=1, sort_order="desc").items
@@ -126,7 +129,7 @@ def test_null_values_removed_keys_and_json_types_round_trip(store: Store) -> Non
         _commit(journal, state)
     assert payloads.is_patch(_encodings(store, journal.run_id)[1])
     for sequence, state in enumerate(states, start=1):
-        read = store.runs.get_checkpoint(journal.run_id, sequence).payload
+        read = store.runs.list_checkpoints(journal.run_id, sequences=[sequence]).items[0].payload
         assert json.dumps(read) == json.dumps(state)
 
 
@@ -152,7 +155,9 @@ def test_secrets_in_patches_are_redacted(store: Store) -> None:
         True,
     ]
     for sequence, state in enumerate((base, second, third), start=1):
-        assert store.runs.get_checkpoint(journal.run_id, sequence).payload == redact(state)
+        assert store.runs.list_checkpoints(journal.run_id, sequences=[sequence]).items[
+            0
+        ].payload == redact(state)
     c = t.checkpoints.c
     with store.engine.connect() as conn:
         found = conn.execute(sa.select(c.payload).where(c.run_id == journal.run_id)).scalars()
@@ -233,7 +238,7 @@ def test_outcome_checkpoint_is_the_same_patch(store: Store) -> None:
             for run_id in (journal.run_id, other.run_id)
         )
     assert mine == theirs and mine.encoding == payloads.ENCODING_DELTA
-    assert store.runs.get_checkpoint(journal.run_id, 2).payload == final
+    assert store.runs.list_checkpoints(journal.run_id, sequences=[2]).items[0].payload == final
 
 
 def test_a_checkpoint_written_in_between_makes_a_keyframe(store: Store) -> None:
@@ -291,7 +296,7 @@ def test_a_patch_without_its_base_reads_as_unavailable(store: Store) -> None:
     c = t.checkpoints.c
     with store.engine.begin() as conn:
         conn.execute(sa.delete(t.checkpoints).where(c.run_id == journal.run_id, c.sequence == 1))
-    read = store.runs.get_checkpoint(journal.run_id, 3)
+    read = store.runs.list_checkpoints(journal.run_id, sequences=[3]).items[0]
     assert read.truncated and read.payload == chains.UNAVAILABLE
     assert [c.truncated for c in store.runs.list_checkpoints(journal.run_id).items] == [True] * 3
 

@@ -177,7 +177,9 @@ def test_sqlite_backup_and_restore_keep_everything(tmp_path: Path) -> None:
     restored_path = restore_sqlite_database(backup, tmp_path / "restored" / "kneo_runs.sqlite")
     restored = open_store(f"sqlite:///{restored_path}", clock=clock)
     assert restored.runs.get_run(run_id).status == "paused"
-    assert restored.runs.get_checkpoint(run_id, 1).payload == {"big": "z" * 100_000}
+    assert restored.runs.list_checkpoints(run_id, sequences=[1]).items[0].payload == {
+        "big": "z" * 100_000
+    }
     assert (
         restored.audit.list_audit(AuditQuery(run_id=run_id)).items[0].event_type
         == "human.requested"

@@ -75,7 +75,7 @@ GLOBAL: dict[str, set[str]] = {
 #: The facet methods that read or write the view's project's rows only.
 SCOPED: dict[str, set[str]] = {
     "runs": {
-        "get_run", "run_states", "list_runs", "list_checkpoints", "get_checkpoint", "list_trace",
+        "get_run", "run_states", "list_runs", "list_checkpoints", "list_trace",
     },
     "tasks": {
         "get_continuation", "list_continuations",
@@ -229,8 +229,7 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
         assert other.runs.list_runs(RunQuery(has_error=True)).items == []
         page = other.runs.list_checkpoints(run_id)
         assert (page.items, page.total) == ([], 0)
-        with pytest.raises(NotFound):
-            other.runs.get_checkpoint(run_id, 1)
+        assert other.runs.list_checkpoints(run_id, sequences=[1]).items == []
         assert other.runs.list_checkpoints(run_id, limit=1).items == []
         trace = other.runs.list_trace(run_id)
         assert (trace.items, trace.total) == ([], 0)
@@ -238,7 +237,7 @@ def test_runs_are_their_projects(store: Store, a: Store, b: Store, clock: Manual
     assert list(a.runs.run_states([run_id])) == [run_id]
     assert [r.run_id for r in a.runs.list_runs(RunQuery(q="zeppelin")).items] == [run_id]
     assert [r.run_id for r in a.runs.list_runs(RunQuery(sort_by="status")).items] == [run_id]
-    assert a.runs.get_checkpoint(run_id, 1).payload == {"x": 1}
+    assert a.runs.list_checkpoints(run_id, sequences=[1]).items[0].payload == {"x": 1}
     assert a.runs.list_trace(run_id).total == 1
 
 
