@@ -474,7 +474,7 @@ def _review(
 def _has_registry(store: Store) -> bool:
     """Whether the configured store holds a registry to plan against."""
     try:
-        return bool(store.registry.list_revision_heads())
+        return bool(store.registry.list_revisions(heads=True))
     except Exception:  # no database reachable from CI: plan against the base commit
         return False
 

@@ -156,8 +156,7 @@ class Applier:
         the key at fault fails, with its own error and audit event)."""
         if len(batch) > 1:
             try:
-                with self.store.transaction() as tx:
-                    tx.marks_registry_changes = False  # the reconcile state accounts for them
+                with self.store.transaction(marks_registry_changes=False) as tx:
                     done = [self._write_key(tx, w, desired) for w in batch]
             except Exception as exc:  # found again, and reported, key by key below
                 log.debug("a batch of %d keys failed (%s); one at a time", len(batch), exc)
@@ -172,8 +171,7 @@ class Applier:
         """One key in a transaction of its own; a failure is recorded (:meth:`_failed`)."""
         name, env = write.key
         try:
-            with self.store.transaction() as tx:
-                tx.marks_registry_changes = False  # the reconcile state accounts for them
+            with self.store.transaction(marks_registry_changes=False) as tx:
                 return self._write_key(tx, write, desired)
         except KneoError as exc:
             return self._failed(write.key, write.actions, exc.code, exc.message)

@@ -106,7 +106,7 @@ def observe(
     }
     conditions = {
         (n, e, ty): (st, re, msg)
-        for n, e, ty, st, re, msg in registry.list_condition_heads(names=names)
+        for n, e, ty, st, re, msg in registry.list_conditions(names=names, heads=True)
     }
     removed = desired is None or any(key not in desired for key in heads.active)
     prunes = _decisions(registry, prune_gate.PRUNE_PREFIX, names) if removed else {}
@@ -120,7 +120,7 @@ def observe(
 def _revision_heads(registry: RegistryFacet, names: Collection[str] | None) -> _Heads:
     """The registry's revision heads (of the bundles ``names`` only, if given), by kind."""
     heads = _Heads()
-    for head in registry.list_revision_heads(names=names):
+    for head in registry.list_revisions(names=names, heads=True):
         name, env, number, digest, status, commit, diagnostics = head
         key = (name, env)
         ref = RevisionRef(number, digest, status, commit)
@@ -158,7 +158,7 @@ def _decisions(
     """Decisions recorded under subjects starting with ``prefix`` (freeze overrides,
     removals), by ``(bundle, environment, subject)``."""
     out: dict[tuple[str, str, str], Approvals] = {}
-    for a in registry.list_subject_approvals(prefix, names):
+    for a in registry.list_promotion_approvals(prefix=prefix, names=names):
         key = (a.bundle_name, a.environment, a.digest)
         had = out.get(key, Approvals())
         out[key] = (

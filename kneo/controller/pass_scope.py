@@ -50,7 +50,7 @@ def pass_scope(
     scope = None
     if saved is not None and reason is None:
         files = [] if saved.commit == commit else source.changed_paths(saved.commit, commit)
-        pending = store.registry.list_revision_heads(status="pending_approval")
+        pending = store.registry.list_revisions(status="pending_approval", heads=True)
         also = changed | {head.bundle_name for head in pending}
         scope, reason = incremental.scope_of(saved, files, also)
     if scope is None:

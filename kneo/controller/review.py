@@ -82,7 +82,7 @@ def review(
     ).record  # fmt: skip
     policy = _PolicyStep(ratchet, record, source, head_commit, now, store)
     after = loader.load(source, head_commit, policy=policy)
-    heads = list(store.registry.list_revision_heads()) if store is not None else []
+    heads = list(store.registry.list_revisions(heads=True)) if store is not None else []
     if store is not None and heads:
         observed, against = observe(store, PromotionGate(_project_id(store))).observed, "registry"
     else:

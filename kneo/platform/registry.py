@@ -68,7 +68,7 @@ def _ready(store: Store, names: set[str]) -> dict[tuple[str, str], str]:
     """The Ready condition's status of these bundles in each environment (one query)."""
     if not names:
         return {}
-    heads = store.registry.list_condition_heads(names=names)
+    heads = store.registry.list_conditions(names=names, heads=True)
     return {(bundle, env): status for bundle, env, kind, status, _, _ in heads if kind == "Ready"}
 
 
@@ -99,7 +99,7 @@ def bundle_view(
 ) -> dict[str, Any]:
     """One bundle in one environment: active revision, history, conditions, suspension
     (``GET /v1/registry/bundles/{bundle}/{environment}``)."""
-    revisions = store.registry.list_revisions(bundle, environment)
+    revisions = store.registry.list_revisions(bundle, environment)[::-1]  # newest first
     if not revisions:
         raise NotFound(f"bundle {bundle!r} has no revision in {environment!r}", resource="bundle")
     active = next((r for r in revisions if r.status == "active"), None)
@@ -136,7 +136,7 @@ def registry_overview(store: Store) -> dict[str, Any]:
             },
         )
 
-    for name, env, number, digest, status, commit, _ in store.registry.list_revision_heads():
+    for name, env, number, digest, status, commit, _ in store.registry.list_revisions(heads=True):
         if status in ("active", "pending_approval"):
             key = "active" if status == "active" else "pending"
             cell(name, env)[key] = {"revision": number, "digest": digest, "commit": commit}
@@ -241,7 +241,8 @@ def promotion_view(
         return redact_mapping(
             {**view, "spec_diff": "", "upstream_state": None}, show_personal=show_personal
         )
-    revision = store.registry.find_revision(bundle, env, tally["digest"])
+    same = store.registry.list_revisions(bundle, env, digest=tally["digest"])
+    revision = same[-1] if same else None  # the newest with the digest
     active = store.registry.get_active(bundle, env)
     upstream = None
     if tally["upstream"]:

@@ -79,7 +79,7 @@ class Scheduler:
     def declared(self) -> dict[ScheduleKey, Declared]:
         """Every schedule of the project's active revisions (one indexed read of the active
         heads; built again only when they changed)."""
-        heads = self.platform.store.registry.list_revision_heads(status="active")
+        heads = self.platform.store.registry.list_revisions(status="active", heads=True)
         if heads == self._heads:
             return self._declared
         registry = self.platform.store.registry

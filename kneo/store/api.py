@@ -487,12 +487,15 @@ class Store(StoreBase):
 
     # -- plumbing ---------------------------------------------------------------------
     def transaction(
-        self, held: HeldConnection | None = None
+        self, held: HeldConnection | None = None, *, marks_registry_changes: bool = True
     ) -> contextlib.AbstractContextManager[Transaction]:
         """The write unit of work (:class:`kneo.store.transaction.Transaction`): commits on
         normal exit, rolls back on any exception. ``held``: the connection a run keeps
-        between its consecutive transactions (:meth:`hold_connection`)."""
-        return transaction.TransactionScope(self, held)
+        between its consecutive transactions (:meth:`hold_connection`);
+        ``marks_registry_changes=False``: the controller's own, whose registry writes its
+        saved reconcile state accounts for (not stamped for an incremental reconcile to
+        find: :class:`~kneo.store.registry.writes.RegistryWritesMixin`)."""
+        return transaction.TransactionScope(self, held, marks_registry_changes)
 
     def hold_connection(self) -> HeldConnection:
         """A connection one run keeps between its back-to-back write transactions (its step

@@ -391,11 +391,14 @@ class TransactionScope:
     generator context manager: every step boundary enters one, and the generators' set-up
     cost more than the rest of the scaffolding."""
 
-    __slots__ = ("_held", "_loan", "_raw", "_store", "_tx")
+    __slots__ = ("_held", "_loan", "_marks", "_raw", "_store", "_tx")
 
-    def __init__(self, store: StoreHandle, held: HeldConnection | None = None) -> None:
+    def __init__(
+        self, store: StoreHandle, held: HeldConnection | None = None, marks: bool = True
+    ) -> None:
         self._store = store
         self._held = held
+        self._marks = marks
 
     def __enter__(self) -> Transaction:
         store = self._store
@@ -407,6 +410,8 @@ class TransactionScope:
             raise
         try:
             self._tx = Transaction(store, self._raw, store.dialect)
+            if not self._marks:  # the controller's own (RegistryWritesMixin)
+                self._tx._marks_registry_changes = False
         except BaseException as exc:
             self._rolled_back(exc)
             raise

@@ -49,7 +49,7 @@ def policy_setup(tmp_path: Path) -> tuple[Any, Any, str]:
     repo.commit("prod")
     controller = make_controller(store, repo, keys, ManualClock(), tmp_path)
     assert controller.reconcile_once().ok
-    digest = store.registry.list_revisions("helper", "prod")[0].digest
+    digest = store.registry.list_revisions("helper", "prod")[-1].digest
     for who in ("alice", "bob"):
         record_promotion_decision(
             store, task_id("helper", "prod", digest), approver=who, decision="approved"

@@ -90,7 +90,7 @@ def test_a_rollback_waiting_for_approval_reaches_each_approver(
     for prompt in ("v1", "v2"):
         release(repo, keys, prompt)
         assert ctl.reconcile_once().ok
-        digest = store.registry.list_revisions("helper", "live")[0].digest
+        digest = store.registry.list_revisions("helper", "live")[-1].digest
         record_promotion_decision(
             store, task_id("helper", "live", digest), approver="alice", decision="approved"
         )

@@ -189,7 +189,7 @@ def test_rollback_waits_for_the_environments_approvers(
     for prompt in ("v1", "v2"):
         release(repo, keys, "live", prompt)
         assert ctl.reconcile_once().ok
-        digest = store.registry.list_revisions("helper", "live")[0].digest
+        digest = store.registry.list_revisions("helper", "live")[-1].digest
         for who in ("alice", "bob"):
             record_promotion_decision(
                 store, task_id("helper", "live", digest), approver=who, decision="approved"
@@ -307,7 +307,7 @@ def test_freeze_window_refuses_a_promotion_and_an_approved_override_passes_it(
 
     release(repo, keys, "live", "v3")  # still frozen; this time the override is refused
     assert ctl.reconcile_once().ok
-    third = store.registry.list_revisions("helper", "live")[0]
+    third = store.registry.list_revisions("helper", "live")[-1]
     assert third.revision == 2  # nothing recorded for a refusal
     v3 = next(o.action.digest for o in ctl.plan().outcomes if o.action.name == "helper")
     record_promotion_decision(

@@ -267,7 +267,7 @@ def test_a_pending_promotion_is_withdrawn_at_once(
     repo.commit("remove")
     result = ctl.reconcile_once()
     assert result.ok and ctl.status()["prunes"] == []
-    assert store.registry.list_revisions("helper", "prod")[0].status == "rejected"
+    assert store.registry.list_revisions("helper", "prod")[-1].status == "rejected"
 
 
 def test_one_projects_held_prune_leaves_another_projects_alone(

@@ -353,7 +353,7 @@ def check_registry(reads: RegistryFacet, units: Store) -> None:
     """Revisions number per bundle and environment with at most one active; suspensions,
     pins and blocked digests read back and lift; conditions and the controller's status
     keep the last write; every write people make is in the change feed, the controller's
-    own (``marks_registry_changes = False``) is not."""
+    own (``marks_registry_changes=False``) is not."""
     start, _ = reads.registry_changes_since(None)
     with units.transaction() as tx:
         one = tx.add_revision("helper", "dev", digest="sha256:" + "1" * 64, spec={"v": 1})
@@ -365,11 +365,13 @@ def check_registry(reads: RegistryFacet, units: Store) -> None:
     active = reads.get_active("helper", "dev")
     assert active is not None and active.revision == 2 and active.spec == {"v": 2}
     assert reads.get_revision("helper", "dev", 1).status == "inactive"
-    assert [r.revision for r in reads.list_revisions("helper", "dev")] == [2, 1]  # newest first
-    assert reads.find_revision("helper", "dev", one.digest) == reads.get_revision(
-        "helper", "dev", 1
-    )
-    assert [(h.revision, h.status) for h in reads.list_revision_heads("dev")] == [
+    assert [r.revision for r in reads.list_revisions("helper", "dev")] == [1, 2]  # oldest first
+    assert reads.list_revisions("helper", "dev", digest=one.digest) == [
+        reads.get_revision("helper", "dev", 1)
+    ]
+    assert [
+        (h.revision, h.status) for h in reads.list_revisions(environment="dev", heads=True)
+    ] == [
         (1, "inactive"),
         (2, "active"),
     ]
@@ -412,8 +414,7 @@ def check_registry(reads: RegistryFacet, units: Store) -> None:
 
     seq, changed = reads.registry_changes_since(start)
     assert changed == {"helper"} and seq > start
-    with units.transaction() as tx:
-        tx.marks_registry_changes = False
+    with units.transaction(marks_registry_changes=False) as tx:
         tx.add_revision("quiet", "dev", digest="sha256:" + "3" * 64)
     assert reads.registry_changes_since(seq)[1] == set()
 
@@ -539,7 +540,8 @@ def check_controller_store(store: Store) -> None:
         tx.put_continuation("cont_promo", run_id=None, requests=[_request("req_p")])
         raise _Rollback
     assert (
-        reads.registry.list_revision_heads() == [] and reads.tasks.list_continuations().items == []
+        reads.registry.list_revisions(heads=True) == []
+        and reads.tasks.list_continuations().items == []
     )
     with admin.transaction() as tx:
         tx.add_revision("svc", "prod", digest="sha256:" + "5" * 64, status="pending_approval")

@@ -99,7 +99,7 @@ def _seen(store: Store) -> dict[str, Any]:
         "counts": tasks.pending_counts_by_assignee(cap=10),
         "runs": [r.run_id for r in store.runs.list_runs(RunQuery(q="airship")).items],
         "registry": [(r.bundle_name, r.environment) for r in store.registry.list_registry().items],
-        "pending": store.registry.list_revision_heads(status="pending_approval"),
+        "pending": store.registry.list_revisions(status="pending_approval", heads=True),
         "changes": store.registry.registry_changes_since(0),
         "blocked": [b.digest for b in store.registry.holds().blocked.values()],
         "approvals": len(store.registry.list_promotion_approvals("bot", "prod")),

@@ -85,10 +85,9 @@ SCOPED: dict[str, set[str]] = {
     "metadata": {"get_metadata", "metadata_snapshot", "list_metadata"},
     "idempotency": {"begin_idempotent", "finish_idempotent"},
     "registry": {
-        "get_revision", "get_active", "list_revisions", "list_registry", "list_revision_heads",
-        "registry_changes_since", "find_revision", "list_conditions",
-        "list_condition_heads", "holds", "get_controller_status", "list_promotion_approvals",
-        "list_subject_approvals",
+        "get_revision", "get_active", "list_revisions", "list_registry",
+        "registry_changes_since", "list_conditions", "holds", "get_controller_status",
+        "list_promotion_approvals",
     },
     "controller": {
         "queue_controller_request", "take_controller_requests", "finish_controller_requests",
@@ -457,11 +456,12 @@ def _registry_reads(view: Store) -> list[Any]:
     status, holds = r.get_controller_status(), r.holds()
     return [
         r.get_active("bot", "dev"), r.list_revisions("bot", "dev"), r.list_registry().items,
-        r.list_registry(RegistryQuery(status=None)).items, r.list_revision_heads(),
-        r.registry_changes_since(0)[1], r.list_revision_heads(status="pending_approval"),
-        r.find_revision("bot", "dev", "sha256:1"), r.list_conditions(), r.list_condition_heads(),
-        holds.suspensions, holds.pins, holds.blocked, status.last_fetched_commit,
-        r.list_promotion_approvals("bot", "prod"), r.list_subject_approvals("freeze:"),
+        r.list_registry(RegistryQuery(status=None)).items, r.list_revisions(heads=True),
+        r.registry_changes_since(0)[1], r.list_revisions(status="pending_approval", heads=True),
+        r.list_revisions("bot", "dev", digest="sha256:1"), r.list_conditions(),
+        r.list_conditions(heads=True), holds.suspensions, holds.pins, holds.blocked,
+        status.last_fetched_commit, r.list_promotion_approvals("bot", "prod"),
+        r.list_promotion_approvals(prefix="freeze:"),
     ]  # fmt: skip
 
 

@@ -32,9 +32,9 @@ def test_revisions_number_per_bundle_and_environment(store: Store) -> None:
     assert (a1.revision, a2.revision, b1.revision) == (1, 2, 1)
     got = store.registry.get_revision("a", "dev", 1)
     assert got == a1 and got.signer_key_ids == ["k1"] and got.diagnostics == [{"code": "W1"}]
-    assert [r.revision for r in store.registry.list_revisions("a", "dev")] == [2, 1]
-    assert store.registry.find_revision("a", "dev", "d1") == a1
-    assert store.registry.find_revision("a", "dev", "zzz") is None
+    assert [r.revision for r in store.registry.list_revisions("a", "dev")] == [1, 2]
+    assert store.registry.list_revisions("a", "dev", digest="d1") == [a1]
+    assert store.registry.list_revisions("a", "dev", digest="zzz") == []
     with pytest.raises(NotFound):
         store.registry.get_revision("a", "dev", 9)
     with pytest.raises(InvalidRequest), store.transaction() as tx:
@@ -76,7 +76,7 @@ def test_database_refuses_a_second_active_revision(store: Store) -> None:
             .where(t.bundle_revisions.c.revision == 2)
             .values(status="active")
         )
-    assert [r.status for r in store.registry.list_revisions("a", "dev")] == ["inactive", "active"]
+    assert [r.status for r in store.registry.list_revisions("a", "dev")] == ["active", "inactive"]
 
 
 def test_rejected_revision_never_replaces_active(store: Store) -> None:
@@ -220,7 +220,7 @@ def test_revision_heads_omit_specs(store: Store) -> None:
         bad = tx.add_revision("a", "dev", digest="d2")
         tx.set_revision_status("a", "dev", bad.revision, "rejected", diagnostics=[{"c": "E"}])
         tx.add_revision("b", "prod", digest="d3", commit="c3")
-    heads = store.registry.list_revision_heads()
+    heads = store.registry.list_revisions(heads=True)
     assert [(h.bundle_name, h.revision, h.status) for h in heads] == [
         ("a", 1, "active"),
         ("a", 2, "rejected"),
@@ -228,15 +228,15 @@ def test_revision_heads_omit_specs(store: Store) -> None:
     ]
     assert heads[0].diagnostics is None and heads[1].diagnostics == [{"c": "E"}]
     assert heads[2].commit == "c3"
-    assert [h.environment for h in store.registry.list_revision_heads("prod")] == ["prod"]
+    prod = store.registry.list_revisions(environment="prod", heads=True)
+    assert [h.environment for h in prod] == ["prod"]
 
 
 def test_registry_writes_mark_their_bundle_with_a_change_number(store: Store) -> None:
     """People's writes stamp the key (drift, suspensions, decisions); the controller's own
     transactions opt out, and ``registry_changes_since`` returns what changed after a number."""
     start, _ = store.registry.registry_changes_since(None)
-    with store.transaction() as tx:
-        tx.marks_registry_changes = False  # as the controller applies
+    with store.transaction(marks_registry_changes=False) as tx:  # as the controller applies
         tx.add_revision("quiet", "dev", digest="d1", status="active")
         tx.add_revision("quiet", "dev", digest="d2", status="active")
     assert store.registry.registry_changes_since(start) == (start, set())
@@ -274,18 +274,18 @@ def test_registry_reads_narrow_to_bundle_names(store: Store) -> None:
             tx.set_conditions(name, "dev", [("Ready", "True", "Ready", "")])
             tx.set_suspended(name, "dev", True)
         tx.add_revision("b", "prod", digest="d-b", status="pending_approval")
-    heads = store.registry.list_revision_heads(names={"b", "c"})
+    heads = store.registry.list_revisions(names={"b", "c"}, heads=True)
     assert [(h.bundle_name, h.environment) for h in heads] == [
         ("b", "dev"),
         ("b", "prod"),
         ("c", "dev"),
     ]
-    assert [c[0] for c in store.registry.list_condition_heads(names=["a"])] == ["a"]
+    assert [c[0] for c in store.registry.list_conditions(names=["a"], heads=True)] == ["a"]
     assert [s.bundle_name for s in store.registry.holds(names=[]).suspensions.values()] == []
-    pending = store.registry.list_revision_heads(status="pending_approval")
+    pending = store.registry.list_revisions(status="pending_approval", heads=True)
     assert [(h.bundle_name, h.environment) for h in pending] == [("b", "prod")]
     many = {f"n{i}" for i in range(1200)} | {"c"}  # more than one IN list
-    assert [h.bundle_name for h in store.registry.list_revision_heads(names=many)] == ["c"]
+    assert [h.bundle_name for h in store.registry.list_revisions(names=many, heads=True)] == ["c"]
 
 
 def test_an_approval_already_decided_leaves_the_transaction_usable(store: Store) -> None:

@@ -22,7 +22,7 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
         tx.set_revision_status("nightly", "dev", 1, "active")
     with store.transaction() as tx:  # a later inactive revision is not a declared one
         tx.add_revision("nightly", "dev", digest="sha256:" + "2" * 64, spec={"v": 2})
-    heads = store.registry.list_revision_heads(status="active")
+    heads = store.registry.list_revisions(status="active", heads=True)
     assert [(h.bundle_name, h.environment, h.revision) for h in heads] == [("nightly", "dev", 1)]
     assert schedules.states() == {}
 
@@ -73,7 +73,7 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
     team_b = store.for_project("team-b")
     other = team_b.schedules  # another project's view sees nothing
     assert other.states() == {} and other.ticks(KEY) == [] and other.ticks() == []
-    assert team_b.registry.list_revision_heads(status="active") == []
+    assert team_b.registry.list_revisions(status="active", heads=True) == []
     assert other.claim_tick(KEY, T0) is True
 
 

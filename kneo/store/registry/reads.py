@@ -10,7 +10,7 @@ audit) atomically; the Store has none (``with store.transaction() as tx``: one w
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 import sqlalchemy as sa
 
@@ -35,6 +35,10 @@ _C = t.bundle_conditions.c
 _X = t.registry_changes.c
 
 _Record = TypeVar("_Record")
+
+#: A condition as a reconcile compares it: ``(bundle, environment, type, status, reason,
+#: message)`` (:meth:`RegistryFacet.list_conditions` with ``heads``).
+ConditionHead = tuple[str, str, str, str, str, str]
 
 #: Names per ``IN (...)`` list when a reconcile reads some bundles only.
 _IN_CHUNK = 500
@@ -91,11 +95,6 @@ class RegistryFacet(Facet):
         found = self._registry_read("active", q.active_revision, key)
         return row_records.revision(found[0]) if found else None
 
-    def list_revisions(self, bundle_name: str, environment: str) -> list[BundleRevision]:
-        """A bundle's history in one environment, newest revision first."""
-        key = {"bundle_name": bundle_name, "environment": environment}
-        return [row_records.revision(r) for r in self._registry_read("history", q.history, key)]
-
     def list_registry(self, query: RegistryQuery = RegistryQuery()) -> Page[BundleRevision]:
         """Revisions across bundles (:class:`~kneo.store.queries.RegistryQuery`) in the
         primary key's order (bundle, environment, revision), so a page walks the key from
@@ -115,34 +114,69 @@ class RegistryFacet(Facet):
         items = [row_records.revision(r) for r in found]
         return Page(items, total, q.limit or len(items), 0, "bundle", "asc", next_cursor, capped)
 
-    def list_revision_heads(
+    @overload
+    def list_revisions(
         self,
+        bundle_name: str | None = None,
         environment: str | None = None,
         *,
         names: Collection[str] | None = None,
         status: str | None = None,
-    ) -> list[RevisionHead]:
-        """Every revision without its spec, by (bundle, environment, revision); ``names``:
-        of those bundles only (an incremental reconcile); ``status``: in that status only
-        (``active``: what a scheduler declares, through the index on status).
+        digest: str | None = None,
+        heads: Literal[False] = False,
+    ) -> list[BundleRevision]: ...
 
-        Reconciles read this instead of full revisions so their cost does not grow with the
-        size of the specs stored in the registry.
+    @overload
+    def list_revisions(
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        status: str | None = None,
+        digest: str | None = None,
+        heads: Literal[True],
+    ) -> list[RevisionHead]: ...
+
+    def list_revisions(
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        status: str | None = None,
+        digest: str | None = None,
+        heads: bool = False,
+    ) -> list[BundleRevision] | list[RevisionHead]:
+        """Revisions in key order (bundle, environment, revision: a key's history oldest
+        first, its newest last): of one bundle, one environment, one status (``active``:
+        what a scheduler declares, through the index on status) and one digest, each if
+        given; ``names``: of those bundles only (an incremental reconcile).
+
+        ``heads``: each without its spec (:class:`~kneo.store.records.RevisionHead`, the
+        diagnostics of rejected revisions only): what reconciles read, so their cost does
+        not grow with the size of the specs stored in the registry.
         """
-        diag = sa.case((_R.status == "rejected", _R.diagnostics), else_=sa.null())
-        stmt = (
-            sa.select(
+        if heads:
+            diag = sa.case((_R.status == "rejected", _R.diagnostics), else_=sa.null())
+            stmt = sa.select(
                 _R.bundle_name, _R.environment, _R.revision, _R.digest, _R.status, _R.commit, diag
             )
-            .where(_R.project_id == self.project_id)
-            .order_by(_R.bundle_name, _R.environment, _R.revision)
+        else:
+            stmt = sa.select(t.bundle_revisions)
+        stmt = stmt.where(_R.project_id == self.project_id).order_by(
+            _R.bundle_name, _R.environment, _R.revision
         )
-        if environment is not None:
-            stmt = stmt.where(_R.environment == environment)
-        if status is not None:
-            stmt = stmt.where(_R.status == status)
+        for column, value in (
+            (_R.bundle_name, bundle_name), (_R.environment, environment),
+            (_R.status, status), (_R.digest, digest),
+        ):  # fmt: skip
+            if value is not None:
+                stmt = stmt.where(column == value)
         with self._read() as conn:
             rows_ = [r for s in _by_names(stmt, _R.bundle_name, names) for r in conn.execute(s)]
+        if not heads:
+            return [row_records.revision(r._mapping) for r in rows_]
         return [
             RevisionHead(r[0], r[1], r[2], r[3], r[4], r[5], None if r[6] is None else list(r[6]))
             for r in rows_
@@ -165,48 +199,62 @@ class RegistryFacet(Facet):
             names = {r[0] for r in conn.execute(changed, {**mine, "seq": seq})}
         return int(current or 0), names
 
-    def find_revision(
-        self, bundle_name: str, environment: str, digest: str
-    ) -> BundleRevision | None:
-        """The newest revision of (bundle, environment) with ``digest``, if any."""
-        key = {"bundle_name": bundle_name, "environment": environment, "digest": digest}
-        found = self._registry_read("by_digest", q.newest_with_digest, key)
-        return row_records.revision(found[0]) if found else None
+    @overload
+    def list_conditions(
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        heads: Literal[False] = False,
+    ) -> list[Condition]: ...
+
+    @overload
+    def list_conditions(
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        heads: Literal[True],
+    ) -> list[ConditionHead]: ...
 
     def list_conditions(
-        self, bundle_name: str | None = None, environment: str | None = None
-    ) -> list[Condition]:
-        c = t.bundle_conditions.c
-        where = [c.project_id == self.project_id]
-        if bundle_name is not None:
-            where.append(c.bundle_name == bundle_name)
-        if environment is not None:
-            where.append(c.environment == environment)
-        with self._read() as conn:
-            result = conn.execute(
-                sa.select(t.bundle_conditions)
-                .where(*where)
-                .order_by(c.bundle_name, c.environment, c.type)
-            ).mappings()
-            return [row_records.condition(r) for r in result]
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        *,
+        names: Collection[str] | None = None,
+        heads: bool = False,
+    ) -> list[Condition] | list[ConditionHead]:
+        """Conditions by (bundle, environment, type): of one bundle and one environment,
+        each if given; ``names``: of those bundles only.
 
-    def list_condition_heads(
-        self, *, names: Collection[str] | None = None
-    ) -> list[tuple[str, str, str, str, str, str]]:
-        """Every condition (of ``names`` only, if given) as ``(bundle, environment, type,
-        status, reason, message)``.
-
-        What a reconcile compares, without timestamps: converting them costs more than the
-        query at registry scale (thousands of conditions read on every full pass).
+        ``heads``: each as ``(bundle, environment, type, status, reason, message)``, in no
+        order: what a reconcile compares, without timestamps (converting them costs more
+        than the query at registry scale: thousands of conditions read on every full pass).
         """
-        stmt = sa.select(
-            _C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message
-        ).where(_C.project_id == self.project_id)
+        if heads:
+            stmt = sa.select(
+                _C.bundle_name, _C.environment, _C.type, _C.status, _C.reason, _C.message
+            )
+        else:
+            stmt = sa.select(t.bundle_conditions).order_by(_C.bundle_name, _C.environment, _C.type)
+        stmt = stmt.where(_C.project_id == self.project_id)
+        for column, value in ((_C.bundle_name, bundle_name), (_C.environment, environment)):
+            if value is not None:
+                stmt = stmt.where(column == value)
         with self._read() as conn:
+            if heads:
+                return [
+                    (r[0], r[1], r[2], r[3], r[4], r[5])
+                    for s in _by_names(stmt, _C.bundle_name, names)
+                    for r in conn.execute(s)
+                ]
             return [
-                (r[0], r[1], r[2], r[3], r[4], r[5])
+                row_records.condition(r)
                 for s in _by_names(stmt, _C.bundle_name, names)
-                for r in conn.execute(s)
+                for r in conn.execute(s).mappings()
             ]
 
     def _keyed(
@@ -270,26 +318,40 @@ class RegistryFacet(Facet):
         return row_records.controller_status(found[0])
 
     def list_promotion_approvals(
-        self, bundle_name: str, environment: str, digest: str | None = None
+        self,
+        bundle_name: str | None = None,
+        environment: str | None = None,
+        digest: str | None = None,
+        *,
+        prefix: str | None = None,
+        names: Collection[str] | None = None,
     ) -> list[PromotionApproval]:
-        key = {"bundle_name": bundle_name, "environment": environment}
-        if digest is not None:
-            key["digest"] = digest
-        by_digest = digest is not None
-        found = self._registry_read(f"approvals_{by_digest}", lambda: q.approvals(by_digest), key)
-        return [row_records.approval(r) for r in found]
+        """Promotion decisions, oldest first: of one bundle and environment and on one
+        subject (``digest``: a revision's, or a subject of its own such as a freeze
+        override's ``freeze:<digest>``), each if given; ``prefix``: under every subject
+        starting with it; ``names``: of those bundles only.
 
-    def list_subject_approvals(
-        self, prefix: str, names: Collection[str] | None = None
-    ) -> list[PromotionApproval]:
-        """Decisions recorded under a subject starting with ``prefix`` (freeze overrides are
-        ``freeze:<digest>``), of the bundles ``names`` only if given."""
+        A key's decisions (the read a reconcile makes per pending revision) run one
+        statement built once per store."""
+        if prefix is None and names is None and bundle_name is not None and environment is not None:
+            key = {"bundle_name": bundle_name, "environment": environment}
+            if digest is not None:
+                key["digest"] = digest
+            by_digest = digest is not None
+            found = self._registry_read(
+                f"approvals_{by_digest}", lambda: q.approvals(by_digest), key
+            )
+            return [row_records.approval(r) for r in found]
         p = t.promotion_approvals.c
-        stmt = (
-            sa.select(t.promotion_approvals)
-            .where(p.project_id == self.project_id, p.digest.startswith(prefix, autoescape=True))
-            .order_by(p.id)
-        )
+        stmt = sa.select(t.promotion_approvals).where(p.project_id == self.project_id)
+        for column, value in (
+            (p.bundle_name, bundle_name), (p.environment, environment), (p.digest, digest),
+        ):  # fmt: skip
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if prefix is not None:
+            stmt = stmt.where(p.digest.startswith(prefix, autoescape=True))
+        stmt = stmt.order_by(p.id)
         with self._read() as conn:
             return [
                 row_records.approval(r)

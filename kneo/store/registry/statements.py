@@ -96,16 +96,6 @@ def active_revision() -> Select[Any]:
     return select(t.bundle_revisions).where(_R.status == ACTIVE)
 
 
-def history() -> Select[Any]:
-    """The key's revisions, newest first."""
-    return select(t.bundle_revisions).order_by(_R.revision.desc())
-
-
-def newest_with_digest() -> Select[Any]:
-    """The key's newest revision with ``:digest``."""
-    return select(t.bundle_revisions, (*KEY, "digest")).order_by(_R.revision.desc()).limit(1)
-
-
 def deactivate() -> Update:
     """The key's active revision becomes inactive at ``:deactivated_at``."""
     return (

@@ -56,15 +56,16 @@ class RegistryWritesMixin(TransactionBase):
 
     Each write stamps its (bundle, environment) in ``registry_changes`` with the
     transaction's change number, so an incremental reconcile finds what people changed
-    (drift, suspensions, promotion decisions). The controller's own transactions set
-    :attr:`marks_registry_changes` to ``False``: its saved reconcile state accounts for them.
+    (drift, suspensions, promotion decisions). The controller's own transactions do not
+    (``store.transaction(marks_registry_changes=False)``): its saved reconcile state accounts
+    for them.
     Statements (:mod:`~kneo.store.registry.statements`) run on the transaction's connection like
     its other writes; a write whose constraint decides the outcome reads its result back,
     so a violation surfaces there and not at commit.
     """
 
     #: ``False`` in the controller's own transactions (see the class docstring).
-    marks_registry_changes: bool = True
+    _marks_registry_changes: bool = True
     _registry_seq: int | None = None
 
     # -- running the statements --------------------------------------------------------
@@ -113,7 +114,7 @@ class RegistryWritesMixin(TransactionBase):
 
     def _mark_changed(self, bundle_name: str, environment: str) -> None:
         """Stamp the key with this transaction's change number (taken on first use)."""
-        if not self.marks_registry_changes:
+        if not self._marks_registry_changes:
             return
         if self._registry_seq is None:
             found = self._registry_first("next_change", q.next_change_number, {})
