@@ -8,6 +8,7 @@ output is the routes' JSON shape either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -115,48 +116,37 @@ def _change(opts: ClientOptions, verb: str, key: tuple[str, str, str], actor: st
     return _call(opts, "POST", _path(*key) + "/" + verb, local, *args, actor=actor)
 
 
-@app.command("pause")
-@options
-def pause_cmd(
-    bundle: str,
-    name: str,
-    env: str = EnvArg,
-    actor: str | None = ActorOpt,
-    opts: ClientOptions = ClientOptions(),
-) -> None:
-    """Hold the schedule's ticks until it is resumed."""
-    data = _change(opts, "pause", (bundle, env, name), actor)
-    if not opts.printed_json(data):
-        console().print(f"paused {bundle}/{env}/{name}")
+def _change_command(verb: str, help_text: str, said: Callable[[str, dict[str, Any]], str]) -> None:
+    """Register ``kneo schedules VERB BUNDLE NAME --env ENV``: the change ``verb`` (pause,
+    resume or trigger) of one schedule, then ``said(key, answer)`` printed (or the answer as
+    JSON). A trigger that started no run exits 1."""
+
+    @app.command(verb, help=help_text)
+    @options
+    def change_cmd(
+        bundle: str,
+        name: str,
+        env: str = EnvArg,
+        actor: str | None = ActorOpt,
+        opts: ClientOptions = ClientOptions(),
+    ) -> None:
+        data = _change(opts, verb, (bundle, env, name), actor)
+        if not opts.printed_json(data):
+            console().print(said(f"{bundle}/{env}/{name}", data))
+        if verb == "trigger" and data["status"] != "started":
+            raise typer.Exit(1)
 
 
-@app.command("resume")
-@options
-def resume_cmd(
-    bundle: str,
-    name: str,
-    env: str = EnvArg,
-    actor: str | None = ActorOpt,
-    opts: ClientOptions = ClientOptions(),
-) -> None:
-    """Let the schedule tick again, from now (held ticks are not caught up)."""
-    data = _change(opts, "resume", (bundle, env, name), actor)
-    if not opts.printed_json(data):
-        console().print(f"resumed {bundle}/{env}/{name}; next tick {data['next_tick']}")
-
-
-@app.command("trigger")
-@options
-def trigger_cmd(
-    bundle: str,
-    name: str,
-    env: str = EnvArg,
-    actor: str | None = ActorOpt,
-    opts: ClientOptions = ClientOptions(),
-) -> None:
-    """Queue one run of the schedule now."""
-    data = _change(opts, "trigger", (bundle, env, name), actor)
-    if not opts.printed_json(data):
-        console().print(f"{data['status']}: run {data['run_id'] or '-'}")
-    if data["status"] != "started":
-        raise typer.Exit(1)
+_change_command(
+    "pause", "Hold the schedule's ticks until it is resumed.", lambda key, _: f"paused {key}"
+)
+_change_command(
+    "resume",
+    "Let the schedule tick again, from now (held ticks are not caught up).",
+    lambda key, data: f"resumed {key}; next tick {data['next_tick']}",
+)
+_change_command(
+    "trigger",
+    "Queue one run of the schedule now.",
+    lambda _, data: f"{data['status']}: run {data['run_id'] or '-'}",
+)

@@ -43,11 +43,12 @@ from kneo.projects import DEFAULT_PROJECT
 
 if TYPE_CHECKING:
     from kneo.controller.projects import ProjectControllers
+    from kneo.controller.runtime import ResolvedBundle
     from kneo.controller.watch import Triggerable
     from kneo.engine.human import Decision
     from kneo.platform.decisions import Decisions
     from kneo.platform.runs import Runs
-    from kneo.store import Store
+    from kneo.store import BundleRevision, Store
 
 
 PROMOTION_KIND = "promotion"
@@ -106,6 +107,20 @@ class BundleSpec(dict[str, Any]):
             "bundle_commit": self.commit,
         }
 
+    @classmethod
+    def of(
+        cls, record: ResolvedBundle | BundleRevision, *, name: str, environment: str
+    ) -> BundleSpec:
+        """``record``'s spec, tagged with its revision, digest and commit."""
+        return cls(
+            record.spec,
+            name=name,
+            environment=environment,
+            revision=record.revision,
+            digest=record.digest,
+            commit=record.commit,
+        )
+
 
 # --------------------------------------------------------------------------- bundle runs
 
@@ -125,14 +140,7 @@ def resolve(store: Store, bundle: str, environment: str) -> BundleSpec:
     """The active revision of ``bundle`` in ``environment`` as a :class:`BundleSpec`."""
     _check_key(bundle, environment)
     found = resolve_bundle_for_run(store, bundle, environment)
-    return BundleSpec(
-        found.spec,
-        name=bundle,
-        environment=environment,
-        revision=found.revision,
-        digest=found.digest,
-        commit=found.commit,
-    )
+    return BundleSpec.of(found, name=bundle, environment=environment)
 
 
 #: rollout statuses whose canary still takes a share of new runs
@@ -159,14 +167,7 @@ def split(
             track = "stable"
     if rollout is not None and track == "stable":
         record = store.registry.get_revision(bundle, environment, rollout.stable_revision)
-    chosen = BundleSpec(
-        record.spec,
-        name=bundle,
-        environment=environment,
-        revision=record.revision,
-        digest=record.digest,
-        commit=record.commit,
-    )
+    chosen = BundleSpec.of(record, name=bundle, environment=environment)
     if rollout is None or track is None:
         return chosen, None
     return chosen, {"id": rollout.rollout_id, "track": track, "revision": chosen.revision}

@@ -162,29 +162,30 @@ def _allow_list(*, empty_is_any: bool) -> Rule:
             return [GateChange(gate, LOOSENED, f"{_label(gate)} removed (was {_show(old)}): any")]
         if anyone(old):
             return [GateChange(gate, TIGHTENED, f"{_label(gate)} set to {_show(new)}")]
-        out = []
         old, new = old or (), new or ()  # neither is None here (that was "anyone")
-        added = [v for v in new if v not in old]
-        removed = [v for v in old if v not in new]
-        if added:
-            out.append(GateChange(gate, LOOSENED, f"{_label(gate)} adds {_show(added)}"))
-        if removed:
-            out.append(GateChange(gate, TIGHTENED, f"{_label(gate)} drops {_show(removed)}"))
-        return out
+        return _entries(gate, old, new, added_loosens=True)
 
     return rule
 
 
 def _block_list(gate: str, old: Collection[object], new: Collection[object]) -> list[GateChange]:
     """What is refused: an entry removed loosens."""
-    out = []
-    removed = [v for v in old if v not in new]
-    added = [v for v in new if v not in old]
-    if removed:
-        out.append(GateChange(gate, LOOSENED, f"{_label(gate)} drops {_show(removed)}"))
-    if added:
-        out.append(GateChange(gate, TIGHTENED, f"{_label(gate)} adds {_show(added)}"))
-    return out
+    return _entries(gate, old, new, added_loosens=False)
+
+
+def _entries(
+    gate: str, old: Collection[object], new: Collection[object], *, added_loosens: bool
+) -> list[GateChange]:
+    """The entries ``new`` adds to ``old`` and drops from it, the loosening change first:
+    on a list of what may, an added entry loosens; on one of what is refused, a dropped one."""
+    added = ("adds", [v for v in new if v not in old])
+    dropped = ("drops", [v for v in old if v not in new])
+    looser, stricter = (added, dropped) if added_loosens else (dropped, added)
+    return [
+        GateChange(gate, direction, f"{_label(gate)} {verb} {_show(values)}")
+        for direction, (verb, values) in ((LOOSENED, looser), (TIGHTENED, stricter))
+        if values
+    ]
 
 
 def _windows(
