@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -174,6 +175,39 @@ class Stack:
                 self.run(self.engine.name, *removal, *names, check=False)
 
 
+#: A journey's compose project: the test process's pid and a random part.
+JOURNEY = re.compile(r"kneo-journey-(\d+)-[0-9a-f]{6}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_abandoned(engine: Engine) -> list[str]:
+    """The stacks of journeys whose test process is gone (a run cut off mid-way never reached
+    its ``finally``): removed, and named. One left up keeps the engine's DNS helper of its
+    network running, which this run's leftover check would then find as a process the tests
+    started (the helper is shared, so the next journey's network restarts it)."""
+    listed = subprocess.run(
+        [engine.name, "ps", "-a", "--format", "{{.Names}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    projects = {m.group(0) for m in JOURNEY.finditer(listed) if not _alive(int(m.group(1)))}
+    for project in sorted(projects):
+        stack = Stack(engine, project, Path(os.devnull), {})
+        stack.remove()
+        stack.run(engine.name, "rmi", f"localhost/kneo:{project}", check=False)
+    return sorted(projects)
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, stack: Stack) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -285,6 +319,9 @@ def test_compose_journey(workdir: Path, filled_env: tuple[str, dict[str, str]]) 
     engine, reason = find_engine()
     if engine is None:
         pytest.skip(reason)
+    abandoned = remove_abandoned(engine)
+    if abandoned:
+        print("removed the stacks of journeys cut off earlier:", ", ".join(abandoned))
     project = f"kneo-journey-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     image = f"localhost/kneo:{project}"
     text, generated = filled_env  # the tutorial's env file, filled in
