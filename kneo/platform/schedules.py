@@ -128,9 +128,7 @@ class Scheduler:
         declared = self.declared()
         if not declared:
             return counts
-        waiting: dict[ScheduleKey, datetime] = {}  # each schedule's earliest waiting tick
-        for tick in store.schedules.ticks(status="waiting", limit=None):  # newest first
-            waiting[tick.key] = tick.tick_at
+        waiting = store.schedules.waiting()  # each schedule's earliest waiting tick
         due = [
             key
             for key in declared

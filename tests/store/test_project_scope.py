@@ -101,7 +101,7 @@ SCOPED: dict[str, set[str]] = {
     "a2a_push": {"set_push_config", "push_configs"},
     "limits": {"count_runs", "day_usage", "add_usage", "raise_day_limit"},
     "schedules": {
-        "states", "advance", "set_paused", "claim_tick", "record_tick", "live_run", "ticks",
+        "states", "advance", "set_paused", "claim_tick", "record_tick", "live_run", "ticks", "waiting",
     },
     "triggers": {"claim_event", "record_event"},
     "rollouts": {

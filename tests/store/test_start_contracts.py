@@ -48,12 +48,13 @@ def test_schedule_states_claim_record_and_read(store: Store, clock: ManualClock)
     latest = later + timedelta(days=1)
     assert schedules.claim_tick(KEY, latest, status="waiting")
     assert schedules.claim_tick(KEY, later, status="waiting")
+    assert schedules.waiting() == {KEY: later}  # the oldest waiting tick of each schedule
     waiting = schedules.ticks(status="waiting", limit=None)  # every schedule's, newest first
     assert [(k.key, k.tick_at) for k in waiting] == [(KEY, latest), (KEY, later)]
     assert schedules.record_tick(KEY, later, "skipped", detail="x" * 900)
-    assert [k.tick_at for k in schedules.ticks(status="waiting")] == [latest]
+    assert schedules.waiting() == {KEY: latest}
     assert schedules.record_tick(KEY, latest, "skipped")
-    assert schedules.ticks(status="waiting") == []
+    assert schedules.waiting() == {} and schedules.ticks(status="waiting") == []
     ticks = schedules.ticks(KEY)
     assert [(k.tick_at, k.status, k.run_id) for k in ticks] == [
         (latest, "skipped", None),

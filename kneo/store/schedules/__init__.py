@@ -221,6 +221,20 @@ class SchedulesFacet(Facet):
             found = conn.execute(stmt).scalar()
         return None if found is None else str(found)
 
+    def waiting(self) -> dict[ScheduleKey, datetime]:
+        """The schedules with a tick waiting its turn (overlap ``queue``), each with its
+        earliest such tick: one grouped read through the index on status, one row a
+        schedule however many ticks wait (a run paused for days under a per-minute schedule
+        queues thousands, and every scheduler pass reads this)."""
+        k = schedule_ticks.c
+        stmt = (
+            sa.select(k.bundle_name, k.environment, k.schedule, sa.func.min(k.tick_at))
+            .where(k.project_id == self.project_id, k.status == "waiting")
+            .group_by(k.bundle_name, k.environment, k.schedule)
+        )
+        with self._read(snapshot=False) as conn:
+            return {(r[0], r[1], r[2]): r[3] for r in conn.execute(stmt)}
+
     def ticks(
         self,
         key: ScheduleKey | None = None,
@@ -232,8 +246,8 @@ class SchedulesFacet(Facet):
         """The latest ticks, newest first (``limit``: at most that many; ``None``: all): of
         the schedule ``key`` (``None``: every schedule in the project), in ``status``,
         claimed before ``before``. A status read goes through the index on status: the
-        ticks waiting their turn (overlap ``queue``), the claims whose run was never
-        recorded (the claimer died between the claim and the run's creation)."""
+        claims whose run was never recorded (the claimer died between the claim and the
+        run's creation)."""
         k = schedule_ticks.c
         where = [k.project_id == self.project_id] if key is None else self._key(key, schedule_ticks)
         if status is not None:
