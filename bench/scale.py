@@ -368,6 +368,8 @@ def measure_backend(
                 "q   ": {"q": "zephyr", "sort_by": "updated_at"},
                 "q    ": {"q": "nowhere", "sort_by": "updated_at"},
                 "q     ": {"q": "draft release", "sort_by": "updated_at"},
+                # a rare word and a common one by update: the rare word's runs by key (issue 73)
+                "q      ": {"q": "zephyr release", "sort_by": "updated_at"},
             },
         ),
         ("/v1/audit-events", "events", {"event_type": "run.created"}),

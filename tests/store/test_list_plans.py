@@ -339,6 +339,12 @@ def test_list_query_walks_an_index_in_order(big_store: Store, name: str) -> None
             assert not _walks_runs_in_order(big_store, plan), (name, statement, plan)
             bad = [line for line in bad if "TEMP B-TREE" not in line and "Sort" not in line]
         assert not bad, (name, statement, plan)
+    if big_store.dialect.name == "sqlite":  # (without statistics: see runs.filters._by_keys)
+        for statement, params in calls:  # a rare word's runs, a page's rows: by their keys
+            if re.search(r"\bruns\.run_id IN \(", statement):
+                plan = _plan(big_store, statement, params)
+                runs = [line for line in plan if re.search(r"(SEARCH|SCAN) runs\b", line)]
+                assert all(line.endswith("(run_id=?)") for line in runs), (name, statement, plan)
 
 
 def test_pending_counts_by_assignee_read_an_index(big_store: Store) -> None:
@@ -366,11 +372,6 @@ def test_a_full_scan_is_caught(big_store: Store) -> None:
 _ = Path
 
 
-#: Known left (issue 73): a search of a rare word and another, sorted by update, looks
-#: the rare word's runs up by an ``IN`` list of their ids (``runs.filters.searched``);
-#: SQLite (without ``ANALYZE`` statistics) walks the project's ``created_at`` index testing
-#: the list and probing the other word instead of looking the ids up by key.
-WALKS_PROJECT_ON_SQLITE = {"runs search two by update"}
 #: The listings whose page can carry a ``total`` (the registry's is its own query).
 COUNTED = sorted(name for name in LISTINGS if not name.startswith("registry"))
 
@@ -396,10 +397,15 @@ def _counted(listing: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _drives_by_term(store: Store, plan: list[str]) -> bool:
-    """Whether ``plan`` reads a term's (or label's) rows by their term: what a count that
-    probes each row it counts walks (not every task or run of the project)."""
+    """Whether ``plan`` reads a term's (or label's) rows by their term, or a rare word's runs
+    by their keys: what a count that probes each row it counts walks (not every task or run
+    of the project)."""
     if store.dialect.name == "sqlite":
-        return any(re.search(r"(SEARCH|SCAN) \w*_terms\b.*\(term=\?", line) for line in plan)
+        if any(re.search(r"(SEARCH|SCAN) \w*_terms\b.*\(term=\?", line) for line in plan):
+            return True
+        # a rare word's runs, each looked up by the key its term rows gave (never the project)
+        runs = [line for line in plan if re.search(r"(SEARCH|SCAN) runs\b", line)]
+        return bool(runs) and all(line.endswith("(run_id=?)") for line in runs)
     for at, line in enumerate(plan):
         if re.search(r"Scan .*on \w*_terms\b", line) and any(
             re.search(r"\(term = |term = ANY", f) for f in plan[at + 1 : at + 3]
@@ -418,8 +424,6 @@ def test_list_total_counts_what_matches(
     order), neither scans a big table whole nor sorts one, and a count that probes each row
     it counts (another word, a label) walks a term's rows (the caller's queue, the rarest
     word), never every pending task or run of the project (what "Mine" did)."""
-    if big_store.dialect.name == "sqlite" and name in WALKS_PROJECT_ON_SQLITE:
-        pytest.xfail("a rare word's runs with another word, by update: SQLite walks the project")
     _counting(big_store, monkeypatch, cap)
     listing = LISTINGS[name]
     calls = selects_run_by(big_store, lambda: listing(big_store, None))
