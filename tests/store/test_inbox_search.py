@@ -115,6 +115,48 @@ def test_only_pending_tasks_are_indexed(store: Store) -> None:
     assert _terms(store, "cont_b") == set()
 
 
+def test_one_words_total_counts_its_pending_tasks_once_each(store: Store) -> None:
+    """A one-word search's ``total`` is counted from the word's own rows (each pending task
+    holding it once, its project's): a word in a task's text twice and in its workflow's name
+    counts the task once; a resolved task and another project's task are not counted, at any
+    page size; with a filter or another word the tasks found are counted."""
+    _pause(store, "cont_a", "alpha alpha release")  # (the workflow is release-notes too)
+    _pause(store, "cont_b", "alpha")
+    _pause(store, "cont_c", "alpha beta")
+    _pause(store, "cont_d", "alpha", assignee="legal")
+    with store.transaction() as tx:
+        cont = tx.get_continuation("cont_c")
+        tx.put_continuation(
+            "cont_c", run_id=cont.run_id, requests=cont.requests, status="resolved",
+            expected_version=cont.version,
+        )  # fmt: skip
+    other = store.for_project(store.projects.create_project("team-b").name)
+    _pause(other, "cont_x", "alpha release")
+    for limit in (1, 2, 100):
+        page = store.tasks.list_continuations(TaskQuery(q="alpha", limit=limit))
+        assert page.total == 3, limit
+    assert store.tasks.list_continuations(TaskQuery(q="release", limit=1)).total == 3
+    assert store.tasks.list_continuations(TaskQuery(q="alpha", assignee="ops")).total == 2
+    assert store.tasks.list_continuations(TaskQuery(q="alpha beta")).total == 0
+    resolved = store.tasks.list_continuations(TaskQuery(q="alpha", status="resolved"))
+    assert (resolved.items, resolved.total) == ([], 0)  # only pending tasks are searched
+    assert other.tasks.list_continuations(TaskQuery(q="alpha", limit=1)).total == 1
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        store.tasks.list_continuations(TaskQuery(q="alpha", limit=1))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    counts = [s for s in seen if "count(" in s.lower()]  # the word's rows alone, no task read
+    assert counts and all(
+        "continuations" not in s.replace("continuation_terms", "") for s in counts
+    )
+
+
 def test_a_search_pages_by_keyset(store: Store, clock: ManualClock) -> None:
     for i in range(7):
         _pause(store, f"cont_{i}", f"common word{i % 2}")

@@ -257,7 +257,11 @@ class TasksFacet(Facet):
         counter = self._counter(counted, status, workflow_kind, kind, (offset, cursor, cap))
         if q.sort in ("expiring", "expiring_last"):  # by deadline
             return self._by_expiry(where, order, (labels, either, search), limit, offset, cursor, count, counter)  # fmt: skip
-        by_label = quiet and len(labels) == 1 and workflow_kind is None
+        # the total is the lead term's rows: one label alone, or one word alone (a pending
+        # task's words are its rows while it is pending, each once: project-scoped terms)
+        one_word = not labels and not either and len(search) == 1 and kind is None
+        one_word = one_word and status == TaskStatus.PENDING and all(o is None for o in others)
+        by_label = ((quiet and len(labels) == 1) or one_word) and workflow_kind is None
         with self._read(snapshot=False) as conn:  # page and count need no shared snapshot
             found, total, capped, next_cursor = self._inbox_page(
                 conn, where, (labels, either, search), order, (limit, offset, cursor),
@@ -316,8 +320,9 @@ class TasksFacet(Facet):
                 conn, where, either, [*labels, *search], order, limit=limit, offset=offset,
                 cursor=cursor, count=count, cap=cap,
             )  # fmt: skip
+        lead = labels[0] if labels and not search else search[0] if by_label and search else None
         return self._term_page(
-            conn, where, [*labels, *search], labels[0] if labels and not search else None,
+            conn, where, [*labels, *search], lead,
             order, limit=limit, offset=offset, cursor=cursor, count=count, cap=cap,
             by_label=by_label,
         )  # fmt: skip
@@ -414,12 +419,12 @@ class TasksFacet(Facet):
             if not once:
                 page = keyset_page(
                     conn, t.continuations, page_where, columns, order, limit=limit,
-                    offset=offset, cursor=cursor, count=count, cap=cap,
+                    offset=offset, cursor=cursor, count=count and not by_label, cap=cap,
                 )  # fmt: skip
-            elif count:
+            elif count and not by_label:
                 page = (page[0], *count_rows(conn, t.continuations, page_where, cap), page[3])
         found, total, capped, next_cursor = page
-        if count and by_label and lead is not None:  # a label's rows: its tasks, once each
+        if count and by_label and lead is not None:  # a label's (a word's) rows: its tasks
             total = page_total(len(found), next_cursor is not None, offset, cursor)
             if total is None:
                 k = t.continuation_terms
