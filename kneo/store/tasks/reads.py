@@ -400,7 +400,8 @@ class TasksFacet(Facet):
         one row for "template ticket", both in every task, and hashed both words' rows:
         508 ms at 100,000); words rarely together run out of that walk and page by the
         words' whole rows joined in order (a merge on PostgreSQL). ``by_label``: ``total`` is
-        the label's rows, not a count of what ``where`` keeps."""
+        the lead's rows (a label's, or a word searched alone), not a count of what ``where``
+        keeps."""
         c = t.continuations.c
         page_where: list[Any] = where
         columns: tuple[Any, ...] = (c.created_at, c.continuation_id)
