@@ -11,6 +11,7 @@ from kneo.store import tables as t
 from kneo.store.base import (
     Facet,
     count_reach,
+    given,
     keyset_page,
     not_found_error,
 )
@@ -28,11 +29,11 @@ class AuditFacet(Facet):
         q = query
         limit, offset, cursor = q.limit, q.offset, q.cursor
         a = t.audit_events.c
-        where = [a.project_id == self.project_id]
-        for name in ("event_type", "run_id", "continuation_id"):
-            value = getattr(q, name)
-            if value is not None:
-                where.append(a[name] == value)
+        where = [
+            a.project_id == self.project_id,
+            *given((a.event_type, q.event_type), (a.run_id, q.run_id),
+                   (a.continuation_id, q.continuation_id)),
+        ]  # fmt: skip
         columns = (a.id,)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(

@@ -384,6 +384,12 @@ def _as_int(column: Any) -> bool:
     return _is_time(column) or isinstance(column.type, sa.Integer)
 
 
+def given(*filters: tuple[Any, object]) -> list[Any]:
+    """``column = value`` for each ``(column, value)`` whose value is given (not ``None``):
+    a listing's optional equality filters."""
+    return [column == value for column, value in filters if value is not None]
+
+
 def not_found_error(kind: str, ident: object) -> NotFound:
     return NotFound(f"{kind} {ident!r} not found", resource=kind, id=str(ident))
 

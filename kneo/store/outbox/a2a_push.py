@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from kneo.errors import InvalidRequest
 from kneo.projects import DEFAULT_PROJECT_ID
 from kneo.store import tables as t
-from kneo.store.base import Facet, not_found_error
+from kneo.store.base import Facet, given, not_found_error
 from kneo.store.row_records import from_row
 
 #: why the push sweep's statements see every project (each config says its project)
@@ -140,8 +140,7 @@ class A2aPushFacet(Facet):
         """The project's configs, oldest first: ``owner``'s on run ``run_id``, or the one of
         row id ``push_id`` (a delivery's), whoever owns it (each filter given applies)."""
         c = t.a2a_push_configs.c
-        filters = ((c.run_id, run_id), (c.owner, owner), (c.push_id, push_id))
-        where = [column == value for column, value in filters if value is not None]
+        where = given((c.run_id, run_id), (c.owner, owner), (c.push_id, push_id))
         with self._read() as conn:
             found = conn.execute(
                 sa.select(t.a2a_push_configs)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kneo.errors import NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet, keyset_page
+from kneo.store.base import Facet, given, keyset_page
 from kneo.store.queries import RegistryQuery
 from kneo.store.records import (
     BundleRevision,
@@ -164,15 +164,11 @@ class RegistryFacet(Facet):
             )
         else:
             stmt = sa.select(t.bundle_revisions)
-        stmt = stmt.where(_R.project_id == self.project_id).order_by(
-            _R.bundle_name, _R.environment, _R.revision
-        )
-        for column, value in (
-            (_R.bundle_name, bundle_name), (_R.environment, environment),
-            (_R.status, status), (_R.digest, digest),
-        ):  # fmt: skip
-            if value is not None:
-                stmt = stmt.where(column == value)
+        stmt = stmt.where(
+            _R.project_id == self.project_id,
+            *given((_R.bundle_name, bundle_name), (_R.environment, environment),
+                   (_R.status, status), (_R.digest, digest)),
+        ).order_by(_R.bundle_name, _R.environment, _R.revision)  # fmt: skip
         with self._read() as conn:
             rows_ = [r for s in _by_names(stmt, _R.bundle_name, names) for r in conn.execute(s)]
         if not heads:
@@ -240,10 +236,10 @@ class RegistryFacet(Facet):
             )
         else:
             stmt = sa.select(t.bundle_conditions).order_by(_C.bundle_name, _C.environment, _C.type)
-        stmt = stmt.where(_C.project_id == self.project_id)
-        for column, value in ((_C.bundle_name, bundle_name), (_C.environment, environment)):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        stmt = stmt.where(
+            _C.project_id == self.project_id,
+            *given((_C.bundle_name, bundle_name), (_C.environment, environment)),
+        )
         with self._read() as conn:
             if heads:
                 return [
@@ -343,12 +339,10 @@ class RegistryFacet(Facet):
             )
             return [row_records.approval(r) for r in found]
         p = t.promotion_approvals.c
-        stmt = sa.select(t.promotion_approvals).where(p.project_id == self.project_id)
-        for column, value in (
-            (p.bundle_name, bundle_name), (p.environment, environment), (p.digest, digest),
-        ):  # fmt: skip
-            if value is not None:
-                stmt = stmt.where(column == value)
+        stmt = sa.select(t.promotion_approvals).where(
+            p.project_id == self.project_id,
+            *given((p.bundle_name, bundle_name), (p.environment, environment), (p.digest, digest)),
+        )
         if prefix is not None:
             stmt = stmt.where(p.digest.startswith(prefix, autoescape=True))
         stmt = stmt.order_by(p.id)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from kneo.errors import NotFound
 from kneo.store import row_records
 from kneo.store import tables as t
-from kneo.store.base import Facet, keyset_page
+from kneo.store.base import Facet, given, keyset_page
 from kneo.store.queries import RolloutQuery
 from kneo.store.records import BundleRevision, Page
 from kneo.store.registry.statements import ACTIVE
@@ -117,12 +117,12 @@ class RolloutFacet(Facet):
         and status; paged by ``cursor`` (a page's ``next_cursor``); ``count``: the
         matching total too (up to the count cap)."""
         q = query
-        where = [_R.project_id == self.project_id]
-        for column, value in (
-            (_R.bundle_name, q.bundle), (_R.environment, q.environment), (_R.status, q.status),
-        ):  # fmt: skip
-            if value is not None:
-                where.append(column == value)
+        where = [
+            _R.project_id == self.project_id,
+            *given(
+                (_R.bundle_name, q.bundle), (_R.environment, q.environment), (_R.status, q.status)
+            ),
+        ]
         columns = (_R.started_at, _R.rollout_id)
         with self._read() as conn:
             found, total, capped, next_cursor = keyset_page(
